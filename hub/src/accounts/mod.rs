@@ -1,0 +1,349 @@
+//! Workspaces, their members with roles, and members' API keys.
+//!
+//! Every request is scoped to one workspace: the caller's identity ([`Actor`]) carries
+//! its workspace id, and every query of every domain filters on it.
+
+pub mod model;
+pub mod token;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::store::{Store, new_id, now_ms};
+
+pub use model::{ApiKey, Member, Workspace};
+
+/// A member's role in a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn is_admin(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "owner" => Ok(Role::Owner),
+            "admin" => Ok(Role::Admin),
+            "member" => Ok(Role::Member),
+            other => Err(Error::invalid_field(
+                "role",
+                format!("unknown role `{other}`; use owner, admin or member"),
+            )),
+        }
+    }
+}
+
+/// Who is calling: a member (API key) or an agent (agent token), always in one workspace.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    Member(MemberActor),
+    Agent(AgentActor),
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberActor {
+    pub workspace_id: String,
+    pub member_id: String,
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentActor {
+    pub workspace_id: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    /// The member the agent is bound to: decisions made through the agent are theirs.
+    pub member_id: String,
+}
+
+impl Actor {
+    pub fn workspace_id(&self) -> &str {
+        match self {
+            Actor::Member(member) => &member.workspace_id,
+            Actor::Agent(agent) => &agent.workspace_id,
+        }
+    }
+
+    /// The member acting, directly or through their agent.
+    pub fn member_id(&self) -> &str {
+        match self {
+            Actor::Member(member) => &member.member_id,
+            Actor::Agent(agent) => &agent.member_id,
+        }
+    }
+
+    /// The audience id whose events this caller reads.
+    pub fn audience_id(&self) -> &str {
+        match self {
+            Actor::Member(member) => &member.member_id,
+            Actor::Agent(agent) => &agent.agent_id,
+        }
+    }
+
+    /// A short description for history rows (`member:aurora@example.com`).
+    pub fn describe(&self) -> String {
+        match self {
+            Actor::Member(member) => format!("member:{}", member.email),
+            Actor::Agent(agent) => format!("agent:{}", agent.agent_name),
+        }
+    }
+}
+
+/// A created API key with its secret, which is shown once and never stored.
+#[derive(Debug)]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+pub async fn create_workspace(store: &Store, name: &str) -> Result<Workspace> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid_field(
+            "name",
+            "workspace name must not be empty",
+        ));
+    }
+    let row = Workspace {
+        id: new_id(),
+        name: name.to_string(),
+        created_at: now_ms(),
+    };
+    store
+        .transaction(async |db| {
+            if model::find_workspace(db, name).await?.is_some() {
+                return Err(Error::conflict(format!(
+                    "workspace `{name}` already exists"
+                )));
+            }
+            model::insert_workspace(db, &row).await?;
+            Ok(())
+        })
+        .await?;
+    Ok(row)
+}
+
+pub async fn list_workspaces(store: &Store) -> Result<Vec<Workspace>> {
+    store
+        .read(async |db| Ok(model::list_workspaces(db).await?))
+        .await
+}
+
+/// A workspace by id or name, or `not_found` naming it.
+pub async fn find_workspace(store: &Store, id_or_name: &str) -> Result<Workspace> {
+    store
+        .read(async |db| {
+            model::find_workspace(db, id_or_name)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("workspace `{id_or_name}`")))
+        })
+        .await
+}
+
+pub async fn add_member(
+    store: &Store,
+    workspace_id: &str,
+    email: &str,
+    name: Option<&str>,
+    role: Role,
+) -> Result<Member> {
+    let email = email.trim().to_lowercase();
+    if !looks_like_email(&email) {
+        return Err(Error::invalid_field(
+            "email",
+            format!("`{email}` is not an email address"),
+        ));
+    }
+    let name = name
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| email.split('@').next().unwrap_or(""));
+    let row = Member {
+        id: new_id(),
+        workspace_id: workspace_id.to_string(),
+        email: email.clone(),
+        name: name.to_string(),
+        role: role.as_str().to_string(),
+        created_at: now_ms(),
+    };
+    store
+        .transaction(async |db| {
+            if model::find_member(db, workspace_id, &email)
+                .await?
+                .is_some()
+            {
+                return Err(Error::conflict(format!(
+                    "{email} is already a member of this workspace"
+                )));
+            }
+            model::insert_member(db, &row).await?;
+            Ok(())
+        })
+        .await?;
+    Ok(row)
+}
+
+pub async fn list_members(store: &Store, workspace_id: &str) -> Result<Vec<Member>> {
+    store
+        .read(async |db| Ok(model::list_members(db, workspace_id).await?))
+        .await
+}
+
+/// A member by id or email, or `not_found`.
+pub async fn find_member(store: &Store, workspace_id: &str, id_or_email: &str) -> Result<Member> {
+    store
+        .read(async |db| {
+            model::find_member(db, workspace_id, id_or_email)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("member `{id_or_email}`")))
+        })
+        .await
+}
+
+/// Removes a member, their API keys and their agents. The last owner cannot be removed.
+pub async fn remove_member(store: &Store, workspace_id: &str, id_or_email: &str) -> Result<Member> {
+    store
+        .transaction(async |db| {
+            let member = model::find_member(db, workspace_id, id_or_email)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("member `{id_or_email}`")))?;
+            if member.role == Role::Owner.as_str() {
+                let owners = model::list_members(db, workspace_id)
+                    .await?
+                    .into_iter()
+                    .filter(|other| other.role == Role::Owner.as_str())
+                    .count();
+                if owners == 1 {
+                    return Err(Error::conflict(format!(
+                        "{} is the last owner of the workspace",
+                        member.email
+                    )));
+                }
+            }
+            model::delete_member(db, &member.id).await?;
+            Ok(member)
+        })
+        .await
+}
+
+pub async fn create_api_key(
+    store: &Store,
+    workspace_id: &str,
+    member_id_or_email: &str,
+    name: Option<&str>,
+) -> Result<CreatedApiKey> {
+    let token = token::generate(token::API_KEY_PREFIX);
+    store
+        .transaction(async |db| {
+            let member = model::find_member(db, workspace_id, member_id_or_email)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("member `{member_id_or_email}`")))?;
+            let key = ApiKey {
+                id: new_id(),
+                workspace_id: workspace_id.to_string(),
+                member_id: member.id.clone(),
+                name: name.unwrap_or("default").to_string(),
+                token_hash: token.hash.clone(),
+                token_prefix: token.display_prefix.clone(),
+                created_at: now_ms(),
+                last_used_at: None,
+                revoked_at: None,
+                expires_at: None,
+            };
+            model::insert_api_key(db, &key).await?;
+            Ok(CreatedApiKey {
+                key,
+                secret: token.secret.clone(),
+            })
+        })
+        .await
+}
+
+pub async fn list_api_keys(store: &Store, workspace_id: &str) -> Result<Vec<ApiKey>> {
+    store
+        .read(async |db| Ok(model::list_api_keys(db, workspace_id).await?))
+        .await
+}
+
+pub async fn revoke_api_key(store: &Store, workspace_id: &str, key_id: &str) -> Result<()> {
+    let n_rows = store
+        .transaction(async |db| {
+            Ok::<_, Error>(model::revoke_api_key(db, workspace_id, key_id, now_ms()).await?)
+        })
+        .await?;
+    if n_rows == 0 {
+        return Err(Error::not_found(format!("active API key `{key_id}`")));
+    }
+    Ok(())
+}
+
+/// How stale `last_used_at` may get before a request writes it again.
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+/// The member behind an API key; `unauthorized` for unknown, revoked or expired keys.
+pub async fn authenticate_api_key(store: &Store, secret: &str) -> Result<MemberActor> {
+    let unauthorized = || Error::Unauthorized("invalid or revoked API key".into());
+    if !token::has_shape(secret, token::API_KEY_PREFIX) {
+        return Err(unauthorized());
+    }
+    let hash = token::hash(secret);
+    let (key, member) = store
+        .read(async |db| Ok::<_, Error>(model::find_api_key_by_hash(db, &hash).await?))
+        .await?
+        .ok_or_else(unauthorized)?;
+    let now = now_ms();
+    if key.revoked_at.is_some() || key.expires_at.is_some_and(|expires_at| expires_at <= now) {
+        return Err(unauthorized());
+    }
+    if key
+        .last_used_at
+        .is_none_or(|last_used| now - last_used > LAST_USED_GRANULARITY_MS)
+    {
+        store
+            .transaction(async |db| Ok::<_, Error>(model::touch_api_key(db, &key.id, now).await?))
+            .await?;
+    }
+    Ok(MemberActor {
+        workspace_id: member.workspace_id,
+        member_id: member.id,
+        email: member.email,
+        role: member.role.parse()?,
+    })
+}
+
+fn looks_like_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.contains(char::is_whitespace)
+}

@@ -1,0 +1,230 @@
+//! The agent registry: agents bound to members, their capabilities and concurrency,
+//! their tokens, and presence.
+
+pub mod model;
+pub mod presence;
+
+use crate::accounts::token;
+use crate::accounts::{self, AgentActor};
+use crate::error::{Error, Result};
+use crate::store::{Store, new_id, now_ms};
+
+pub use model::Agent;
+pub use presence::Presence;
+
+/// What to register.
+#[derive(Debug, Clone)]
+pub struct NewAgent<'a> {
+    pub workspace_id: &'a str,
+    pub name: &'a str,
+    /// Id or email of the member the agent is bound to.
+    pub owner: &'a str,
+    pub capabilities: &'a [String],
+    pub max_concurrency: u32,
+}
+
+/// An agent as shown to callers: the row plus presence.
+#[derive(Debug, Clone)]
+pub struct AgentView {
+    pub agent: Agent,
+    pub owner_email: String,
+    pub online: bool,
+    pub last_seen_at: Option<i64>,
+}
+
+/// A created agent with its first token (shown once).
+#[derive(Debug)]
+pub struct CreatedAgent {
+    pub agent: Agent,
+    pub token: String,
+}
+
+pub async fn create_agent(store: &Store, new: NewAgent<'_>) -> Result<CreatedAgent> {
+    let name = new.name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        return Err(Error::invalid_field(
+            "name",
+            format!("agent name `{name}` must be 1-64 letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    if new.max_concurrency == 0 || new.max_concurrency > 1024 {
+        return Err(Error::invalid_field(
+            "max_concurrency",
+            "max concurrency must be between 1 and 1024",
+        ));
+    }
+    let new_token = token::generate(token::AGENT_TOKEN_PREFIX);
+    store
+        .transaction(async |db| {
+            let owner = accounts::model::find_member(db, new.workspace_id, new.owner)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("member `{}`", new.owner)))?;
+            if model::find_agent(db, new.workspace_id, name)
+                .await?
+                .is_some()
+            {
+                return Err(Error::conflict(format!(
+                    "an agent named `{name}` already exists"
+                )));
+            }
+            let now = now_ms();
+            let agent = Agent {
+                id: new_id(),
+                workspace_id: new.workspace_id.to_string(),
+                name: name.to_string(),
+                owner_member_id: owner.id,
+                capabilities: serde_json::to_string(new.capabilities)?,
+                max_concurrency: new.max_concurrency as i32,
+                status: "idle".into(),
+                last_seen_at: None,
+                auto_approve: false,
+                created_at: now,
+            };
+            model::insert_agent(db, &agent).await?;
+            model::insert_token(db, &token_row(&agent.id, &new_token, now)).await?;
+            Ok(CreatedAgent {
+                agent,
+                token: new_token.secret.clone(),
+            })
+        })
+        .await
+}
+
+fn token_row(agent_id: &str, new_token: &token::NewToken, now: i64) -> model::AgentToken {
+    model::AgentToken {
+        id: new_id(),
+        agent_id: agent_id.to_string(),
+        token_hash: new_token.hash.clone(),
+        token_prefix: new_token.display_prefix.clone(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+pub async fn list_agents(
+    store: &Store,
+    presence: &Presence,
+    workspace_id: &str,
+) -> Result<Vec<AgentView>> {
+    let (agents, members) = store
+        .read(async |db| {
+            let agents = model::list_agents(db, workspace_id).await?;
+            let members = accounts::model::list_members(db, workspace_id).await?;
+            Ok::<_, Error>((agents, members))
+        })
+        .await?;
+    Ok(agents
+        .into_iter()
+        .map(|agent| {
+            let owner_email = members
+                .iter()
+                .find(|member| member.id == agent.owner_member_id)
+                .map(|member| member.email.clone())
+                .unwrap_or_default();
+            view(agent, owner_email, presence)
+        })
+        .collect())
+}
+
+pub async fn get_agent(
+    store: &Store,
+    presence: &Presence,
+    workspace_id: &str,
+    id_or_name: &str,
+) -> Result<AgentView> {
+    let (agent, owner) = store
+        .read(async |db| {
+            let agent = model::find_agent(db, workspace_id, id_or_name)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("agent `{id_or_name}`")))?;
+            let owner = accounts::model::get_member(db, &agent.owner_member_id).await?;
+            Ok::<_, Error>((agent, owner))
+        })
+        .await?;
+    Ok(view(agent, owner.email, presence))
+}
+
+fn view(agent: Agent, owner_email: String, presence: &Presence) -> AgentView {
+    let online = presence.is_online(&agent.id);
+    let last_seen_at = presence.last_seen(&agent.id).or(agent.last_seen_at);
+    AgentView {
+        agent,
+        owner_email,
+        online,
+        last_seen_at,
+    }
+}
+
+/// Revokes every token of the agent; with `reissue`, returns a fresh one.
+pub async fn revoke_tokens(
+    store: &Store,
+    workspace_id: &str,
+    id_or_name: &str,
+    reissue: bool,
+) -> Result<(Agent, usize, Option<String>)> {
+    let new_token = token::generate(token::AGENT_TOKEN_PREFIX);
+    store
+        .transaction(async |db| {
+            let agent = model::find_agent(db, workspace_id, id_or_name)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("agent `{id_or_name}`")))?;
+            let now = now_ms();
+            let n_revoked = model::revoke_tokens(db, &agent.id, now).await?;
+            let secret = if reissue {
+                model::insert_token(db, &token_row(&agent.id, &new_token, now)).await?;
+                Some(new_token.secret.clone())
+            } else {
+                None
+            };
+            Ok((agent, n_revoked, secret))
+        })
+        .await
+}
+
+/// The agent behind a token; `unauthorized` for unknown or revoked tokens.
+pub async fn authenticate_token(store: &Store, secret: &str) -> Result<AgentActor> {
+    let unauthorized = || Error::Unauthorized("invalid or revoked agent token".into());
+    if !token::has_shape(secret, token::AGENT_TOKEN_PREFIX) {
+        return Err(unauthorized());
+    }
+    let hash = token::hash(secret);
+    let (agent_token, agent) = store
+        .read(async |db| Ok::<_, Error>(model::find_token(db, &hash).await?))
+        .await?
+        .ok_or_else(unauthorized)?;
+    if agent_token.revoked_at.is_some() {
+        return Err(unauthorized());
+    }
+    let now = now_ms();
+    if agent_token
+        .last_used_at
+        .is_none_or(|last_used| now - last_used > 60_000)
+    {
+        store
+            .transaction(async |db| {
+                Ok::<_, Error>(model::touch_token(db, &agent_token.id, now).await?)
+            })
+            .await?;
+    }
+    Ok(AgentActor {
+        workspace_id: agent.workspace_id,
+        agent_id: agent.id,
+        agent_name: agent.name,
+        member_id: agent.owner_member_id,
+    })
+}
+
+/// Whether the token still authenticates (used by live sessions to notice revocation).
+pub async fn token_is_active(store: &Store, secret: &str) -> Result<bool> {
+    let hash = token::hash(secret);
+    let found = store
+        .read(async |db| Ok::<_, Error>(model::find_token(db, &hash).await?))
+        .await?;
+    Ok(found.is_some_and(|(agent_token, _)| agent_token.revoked_at.is_none()))
+}

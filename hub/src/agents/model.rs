@@ -1,0 +1,153 @@
+//! Rows and queries of agents and agent tokens.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::schema::{agent_tokens, agents};
+use crate::store::Db;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = agents, treat_none_as_default_value = false)]
+pub struct Agent {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub owner_member_id: String,
+    /// JSON array of labels.
+    pub capabilities: String,
+    pub max_concurrency: i32,
+    pub status: String,
+    pub last_seen_at: Option<i64>,
+    pub auto_approve: bool,
+    pub created_at: i64,
+}
+
+impl Agent {
+    pub fn capability_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.capabilities).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = agent_tokens, treat_none_as_default_value = false)]
+pub struct AgentToken {
+    pub id: String,
+    pub agent_id: String,
+    pub token_hash: String,
+    pub token_prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub async fn insert_agent(db: &mut Db<'_>, row: &Agent) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(agents::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn insert_token(db: &mut Db<'_>, row: &AgentToken) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(agent_tokens::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn list_agents(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<Vec<Agent>> {
+    crate::db!(db, |conn| {
+        agents::table
+            .filter(agents::workspace_id.eq(workspace_id))
+            .order(agents::name.asc())
+            .select(Agent::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+/// An agent of the workspace by id or name.
+pub async fn find_agent(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    id_or_name: &str,
+) -> QueryResult<Option<Agent>> {
+    crate::db!(db, |conn| {
+        agents::table
+            .filter(agents::workspace_id.eq(workspace_id))
+            .filter(agents::id.eq(id_or_name).or(agents::name.eq(id_or_name)))
+            .select(Agent::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn agents_of_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<Vec<Agent>> {
+    crate::db!(db, |conn| {
+        agents::table
+            .filter(agents::owner_member_id.eq(member_id))
+            .select(Agent::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn agents_by_ids(db: &mut Db<'_>, ids: &[String]) -> QueryResult<Vec<Agent>> {
+    crate::db!(db, |conn| {
+        agents::table
+            .filter(agents::id.eq_any(ids))
+            .order(agents::name.asc())
+            .select(Agent::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn find_token(
+    db: &mut Db<'_>,
+    token_hash: &str,
+) -> QueryResult<Option<(AgentToken, Agent)>> {
+    crate::db!(db, |conn| {
+        agent_tokens::table
+            .inner_join(agents::table)
+            .filter(agent_tokens::token_hash.eq(token_hash))
+            .select((AgentToken::as_select(), Agent::as_select()))
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn revoke_tokens(db: &mut Db<'_>, agent_id: &str, now: i64) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(agent_tokens::table)
+            .filter(
+                agent_tokens::agent_id
+                    .eq(agent_id)
+                    .and(agent_tokens::revoked_at.is_null()),
+            )
+            .set(agent_tokens::revoked_at.eq(now))
+            .execute(conn)
+            .await
+    })
+}
+
+pub async fn touch_token(db: &mut Db<'_>, token_id: &str, now: i64) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(agent_tokens::table.find(token_id))
+            .set(agent_tokens::last_used_at.eq(now))
+            .execute(conn)
+            .await
+    })
+}
+
+pub async fn set_last_seen(db: &mut Db<'_>, agent_id: &str, now: i64) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(agents::table.find(agent_id))
+            .set(agents::last_seen_at.eq(now))
+            .execute(conn)
+            .await
+    })
+}

@@ -1,0 +1,495 @@
+//! Human decisions: approvals of step results (levels 1-3), questions from blocked
+//! steps, and availability requests.
+//!
+//! Level 1: one listed approver confirms. Level 2: an approver approves, or rejects with
+//! a comment (the step goes back to `ready` for rework). Level 3: every listed approver
+//! must approve; one rejection sends the step back. Only listed approvers decide; a
+//! decision made through an agent counts as its bound member's.
+
+pub mod model;
+
+use agenthub_protocol::{
+    ApprovalRequested, ApprovalResolved, AvailabilityRequested, Decision, InputAnswered,
+    InputRequested, ServerFrame,
+};
+
+use crate::accounts::{self, Actor, AgentActor};
+use crate::agents;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::events::{Audience, Outbox};
+use crate::store::{Db, new_id, now_ms};
+use crate::tasks::{self, Step, StepStatus, Task, model as task_model};
+
+pub use model::{Approval, AvailabilityRequest, InputRequest};
+
+fn uuid(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id).unwrap_or_default()
+}
+
+/// Which approval a decision is about.
+#[derive(Debug, Clone)]
+pub enum ApprovalRef<'a> {
+    /// An approval id (from `approval.requested`).
+    Id(&'a str),
+    /// The caller's pending approval of a step's current attempt.
+    Step(&'a str),
+}
+
+/// Where a decision left the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub approval_id: String,
+    pub step_status: String,
+}
+
+/// A member's pending decisions.
+#[derive(Debug, Clone, Default)]
+pub struct Inbox {
+    pub approvals: Vec<(Approval, Step)>,
+    pub questions: Vec<(InputRequest, Step)>,
+}
+
+/// The member and their agents: where a human's notifications go.
+async fn human_audiences(db: &mut Db<'_>, member_id: &str) -> Result<Vec<Audience>> {
+    let mut audiences = vec![Audience::Member(member_id.to_string())];
+    for agent in agents::model::agents_of_member(db, member_id).await? {
+        audiences.push(Audience::Agent(agent.id));
+    }
+    Ok(audiences)
+}
+
+/// Creates one approval per listed approver for the step's current attempt and asks them.
+pub(crate) async fn request_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &Step,
+) -> Result<()> {
+    let approvers = task_model::approvers_of(db, std::slice::from_ref(&step.id)).await?;
+    let now = now_ms();
+    let rows: Vec<Approval> = approvers
+        .iter()
+        .map(|(_, member_id)| Approval {
+            id: new_id(),
+            workspace_id: step.workspace_id.clone(),
+            step_id: step.id.clone(),
+            attempt: step.attempt,
+            approver_member_id: member_id.clone(),
+            decision: None,
+            comment: None,
+            decided_at: None,
+            created_at: now,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Err(Error::conflict(format!(
+            "step `{}` needs approval but lists no approvers",
+            step.key
+        )));
+    }
+    model::insert_approvals(db, &rows).await?;
+    for approval in &rows {
+        let frame = ServerFrame::ApprovalRequested(ApprovalRequested {
+            seq: 0,
+            approval_id: uuid(&approval.id),
+            step_id: uuid(&step.id),
+            task_id: uuid(&task.id),
+            task_title: task.title.clone(),
+            step_title: step.title.clone(),
+            approval_level: step.approval_level as u8,
+            summary: step.summary.clone(),
+            result: step
+                .result
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
+        });
+        outbox.push_all(
+            &human_audiences(db, &approval.approver_member_id).await?,
+            &frame,
+        );
+    }
+    Ok(())
+}
+
+pub async fn decide(
+    ctx: &Ctx,
+    actor: &Actor,
+    which: ApprovalRef<'_>,
+    decision: Decision,
+    comment: Option<&str>,
+) -> Result<Decided> {
+    let comment = comment.map(str::trim).filter(|comment| !comment.is_empty());
+    if decision == Decision::Reject && comment.is_none() {
+        return Err(Error::invalid_field(
+            "comment",
+            "a rejection needs a comment telling the assignee what to change",
+        ));
+    }
+    let workspace_id = actor.workspace_id();
+    let member_id = actor.member_id();
+    let mut outbox = Outbox::default();
+    let decided = ctx
+        .store
+        .transaction(async |db| {
+            let approval = find_for_decision(db, workspace_id, member_id, &which).await?;
+            if approval.approver_member_id != member_id {
+                return Err(Error::forbidden(
+                    "only a listed approver of this step may decide",
+                ));
+            }
+            let mut step = task_model::find_step(db, workspace_id, &approval.step_id)
+                .await?
+                .ok_or_else(|| Error::not_found("step"))?;
+            if step.status != StepStatus::AwaitingApproval.as_str()
+                || step.attempt != approval.attempt
+            {
+                return Err(Error::conflict(format!(
+                    "step is {} at attempt {}; this approval was for attempt {}",
+                    step.status, step.attempt, approval.attempt
+                )));
+            }
+            if approval.decision.is_some() {
+                return Err(Error::conflict("this approval was already decided"));
+            }
+            if decision == Decision::Reject && step.approval_level == 1 {
+                return Err(Error::conflict(
+                    "level 1 approvals are confirmations; only levels 2 and 3 can reject",
+                ));
+            }
+            let decision_text = match decision {
+                Decision::Approve => "approve",
+                Decision::Reject => "reject",
+            };
+            if !model::decide(db, &approval.id, decision_text, comment, now_ms()).await? {
+                return Err(Error::conflict("this approval was already decided"));
+            }
+            let task = task_model::find_task(db, workspace_id, &step.task_id)
+                .await?
+                .ok_or_else(|| Error::not_found("task"))?;
+            match decision {
+                Decision::Reject => {
+                    tasks::rework_in_tx(
+                        db,
+                        &mut outbox,
+                        &task,
+                        &mut step,
+                        comment.unwrap_or_default(),
+                    )
+                    .await?;
+                }
+                Decision::Approve => {
+                    let everyone_approved = model::approvals_of(db, &step.id, approval.attempt)
+                        .await?
+                        .iter()
+                        .all(|other| {
+                            other.id == approval.id || other.decision.as_deref() == Some("approve")
+                        });
+                    if step.approval_level < 3 || everyone_approved {
+                        tasks::complete_in_tx(db, &mut outbox, &task, &mut step).await?;
+                    }
+                }
+            }
+            let decider = accounts::model::get_member(db, member_id).await?;
+            let frame = ServerFrame::ApprovalResolved(ApprovalResolved {
+                seq: 0,
+                approval_id: uuid(&approval.id),
+                step_id: uuid(&step.id),
+                decision,
+                comment: comment.map(str::to_string),
+                decided_by: decider.email,
+            });
+            let assignees = task_model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+            let mut audiences: Vec<Audience> = assignees
+                .into_iter()
+                .map(|(_, agent_id)| Audience::Agent(agent_id))
+                .collect();
+            for audience in human_audiences(db, member_id).await? {
+                if !audiences.contains(&audience) {
+                    audiences.push(audience);
+                }
+            }
+            outbox.push_all(&audiences, &frame);
+            outbox.flush(db, workspace_id).await?;
+            Ok::<_, Error>(Decided {
+                approval_id: approval.id,
+                step_status: step.status,
+            })
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(decided)
+}
+
+async fn find_for_decision(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    member_id: &str,
+    which: &ApprovalRef<'_>,
+) -> Result<Approval> {
+    match which {
+        ApprovalRef::Id(id) => model::find_approval(db, workspace_id, id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("approval `{id}`"))),
+        ApprovalRef::Step(step_id) => {
+            let step = task_model::find_step(db, workspace_id, step_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+            let approvers = task_model::approvers_of(db, std::slice::from_ref(&step.id)).await?;
+            if !approvers.iter().any(|(_, approver)| approver == member_id) {
+                return Err(Error::forbidden(
+                    "only a listed approver of this step may decide",
+                ));
+            }
+            let mine = model::approvals_of(db, &step.id, step.attempt)
+                .await?
+                .into_iter()
+                .find(|approval| approval.approver_member_id == member_id);
+            mine.ok_or_else(|| {
+                Error::conflict(format!(
+                    "step is {}; there is nothing to approve",
+                    step.status
+                ))
+            })
+        }
+    }
+}
+
+/// `step.block`: the agent asks its human a question; the step waits in `blocked`.
+pub async fn ask(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+    question: &str,
+    options: &[String],
+) -> Result<String> {
+    if question.trim().is_empty() {
+        return Err(Error::invalid_field(
+            "question",
+            "the question must not be empty",
+        ));
+    }
+    let mut outbox = Outbox::default();
+    let request_id = ctx
+        .store
+        .transaction(async |db| {
+            let (task, step) = tasks::block_step_in_tx(db, agent, step_id, attempt).await?;
+            let request = InputRequest {
+                id: new_id(),
+                workspace_id: step.workspace_id.clone(),
+                step_id: step.id.clone(),
+                attempt: step.attempt,
+                agent_id: agent.agent_id.clone(),
+                member_id: agent.member_id.clone(),
+                question: question.to_string(),
+                options: serde_json::to_string(options)?,
+                answer: None,
+                answered_by: None,
+                answered_at: None,
+                created_at: now_ms(),
+            };
+            model::insert_input_request(db, &request).await?;
+            let frame = ServerFrame::InputRequested(InputRequested {
+                seq: 0,
+                input_request_id: uuid(&request.id),
+                step_id: uuid(&step.id),
+                task_id: uuid(&task.id),
+                question: request.question.clone(),
+                options: options.to_vec(),
+            });
+            outbox.push_all(&human_audiences(db, &agent.member_id).await?, &frame);
+            outbox.flush(db, &step.workspace_id).await?;
+            Ok::<_, Error>(request.id)
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(request_id)
+}
+
+/// Answers a question; the blocked step runs again and its agent is told.
+pub async fn answer(
+    ctx: &Ctx,
+    actor: &Actor,
+    input_request_id: &str,
+    answer: &str,
+) -> Result<InputRequest> {
+    if answer.trim().is_empty() {
+        return Err(Error::invalid_field(
+            "answer",
+            "the answer must not be empty",
+        ));
+    }
+    let lease_ms = ctx.settings.lease_ms;
+    let mut outbox = Outbox::default();
+    let request = ctx
+        .store
+        .transaction(async |db| {
+            let request = model::find_input_request(db, actor.workspace_id(), input_request_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("input request `{input_request_id}`")))?;
+            let member = accounts::model::get_member(db, actor.member_id()).await?;
+            let is_admin = member
+                .role
+                .parse::<accounts::Role>()
+                .is_ok_and(accounts::Role::is_admin);
+            if request.member_id != member.id && !is_admin {
+                return Err(Error::forbidden(
+                    "this question was asked of another member",
+                ));
+            }
+            if request.answer.is_some() {
+                return Err(Error::conflict("this question was already answered"));
+            }
+            let mut step = task_model::find_step(db, actor.workspace_id(), &request.step_id)
+                .await?
+                .ok_or_else(|| Error::not_found("step"))?;
+            if step.status != StepStatus::Blocked.as_str() || step.attempt != request.attempt {
+                return Err(Error::conflict(format!(
+                    "step is {} at attempt {}; the question no longer applies",
+                    step.status, step.attempt
+                )));
+            }
+            if !model::answer_input_request(db, &request.id, answer, &member.email, now_ms())
+                .await?
+            {
+                return Err(Error::conflict("this question was already answered"));
+            }
+            tasks::unblock_in_tx(db, &mut step, lease_ms).await?;
+            let frame = ServerFrame::InputAnswered(InputAnswered {
+                seq: 0,
+                input_request_id: uuid(&request.id),
+                step_id: uuid(&step.id),
+                answer: answer.to_string(),
+                answered_by: member.email.clone(),
+            });
+            outbox.push(Audience::Agent(request.agent_id.clone()), frame.clone());
+            outbox.push(Audience::Member(request.member_id.clone()), frame);
+            outbox.flush(db, actor.workspace_id()).await?;
+            Ok::<_, Error>(InputRequest {
+                answer: Some(answer.to_string()),
+                answered_by: Some(member.email),
+                ..request
+            })
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(request)
+}
+
+/// Pending approvals of steps awaiting them, and open questions of blocked steps.
+pub async fn inbox(ctx: &Ctx, actor: &Actor) -> Result<Inbox> {
+    let member_id = actor.member_id();
+    let workspace_id = actor.workspace_id();
+    ctx.store
+        .read(async |db| {
+            let mut inbox = Inbox::default();
+            for approval in model::pending_approvals_for(db, member_id).await? {
+                if let Some(step) =
+                    task_model::find_step(db, workspace_id, &approval.step_id).await?
+                    && step.status == StepStatus::AwaitingApproval.as_str()
+                    && step.attempt == approval.attempt
+                {
+                    inbox.approvals.push((approval, step));
+                }
+            }
+            for question in model::open_questions_for(db, member_id).await? {
+                if let Some(step) =
+                    task_model::find_step(db, workspace_id, &question.step_id).await?
+                    && step.status == StepStatus::Blocked.as_str()
+                    && step.attempt == question.attempt
+                {
+                    inbox.questions.push((question, step));
+                }
+            }
+            Ok::<_, Error>(inbox)
+        })
+        .await
+}
+
+/// A member asks an agent whether it can take on work.
+pub async fn request_availability(
+    ctx: &Ctx,
+    actor: &Actor,
+    agent: &str,
+    question: &str,
+    task_id: Option<&str>,
+) -> Result<AvailabilityRequest> {
+    if question.trim().is_empty() {
+        return Err(Error::invalid_field(
+            "question",
+            "the question must not be empty",
+        ));
+    }
+    let workspace_id = actor.workspace_id();
+    let mut outbox = Outbox::default();
+    let request = ctx
+        .store
+        .transaction(async |db| {
+            let agent = agents::model::find_agent(db, workspace_id, agent)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("agent `{agent}`")))?;
+            if let Some(task_id) = task_id {
+                task_model::find_task(db, workspace_id, task_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            }
+            let request = AvailabilityRequest {
+                id: new_id(),
+                workspace_id: workspace_id.to_string(),
+                task_id: task_id.map(str::to_string),
+                agent_id: agent.id.clone(),
+                asked_by_member_id: actor.member_id().to_string(),
+                question: question.to_string(),
+                available: None,
+                note: None,
+                responded_at: None,
+                created_at: now_ms(),
+            };
+            model::insert_availability_request(db, &request).await?;
+            let frame = ServerFrame::AvailabilityRequested(AvailabilityRequested {
+                seq: 0,
+                request_id: uuid(&request.id),
+                task_id: task_id.map(uuid),
+                question: request.question.clone(),
+            });
+            outbox.push(Audience::Agent(agent.id), frame);
+            outbox.flush(db, workspace_id).await?;
+            Ok::<_, Error>(request)
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(request)
+}
+
+pub async fn respond_availability(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    request_id: &str,
+    available: bool,
+    note: Option<&str>,
+) -> Result<()> {
+    let updated = ctx
+        .store
+        .transaction(async |db| {
+            Ok::<_, Error>(
+                model::respond_availability(
+                    db,
+                    request_id,
+                    &agent.agent_id,
+                    available,
+                    note,
+                    now_ms(),
+                )
+                .await?,
+            )
+        })
+        .await?;
+    if !updated {
+        return Err(Error::not_found(format!(
+            "availability request `{request_id}` for this agent"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Fan-out of committed events to live sessions.
+//!
+//! The outbox is the source of truth; the bus only carries wake-ups (with the event, so a
+//! session that is in step can forward it without a query). A session that sees a gap in
+//! `seq` reads the outbox, so a lost notice costs latency, never an event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+/// One committed event for one audience.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub audience_id: String,
+    pub seq: u64,
+    /// The event frame as JSON, exactly as stored in the outbox.
+    pub payload: Arc<str>,
+}
+
+type Senders = Vec<(u64, mpsc::Sender<Notice>)>;
+
+/// In-process fan-out: sessions of this hub subscribe by audience id.
+#[derive(Debug, Default)]
+pub struct Bus {
+    subscribers: RwLock<HashMap<String, Senders>>,
+    next_subscription: std::sync::atomic::AtomicU64,
+}
+
+/// A subscription; dropping it (or calling [`Bus::unsubscribe`]) ends delivery.
+#[derive(Debug)]
+pub struct Subscription {
+    pub audience_id: String,
+    pub id: u64,
+    pub receiver: mpsc::Receiver<Notice>,
+}
+
+impl Bus {
+    /// Delivers notices to local subscribers. Never blocks: a subscriber whose queue is
+    /// full misses the notice and catches up from the outbox when it sees the gap.
+    pub fn publish(&self, notices: Vec<Notice>) {
+        if notices.is_empty() {
+            return;
+        }
+        let subscribers = self.subscribers.read().expect("bus lock");
+        for notice in notices {
+            if let Some(senders) = subscribers.get(&notice.audience_id) {
+                for (_, sender) in senders {
+                    let _missed_is_recovered_from_outbox = sender.try_send(notice.clone());
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the events of one audience, with a queue of `capacity` notices.
+    pub fn subscribe(&self, audience_id: &str, capacity: usize) -> Subscription {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let id = self
+            .next_subscription
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.subscribers
+            .write()
+            .expect("bus lock")
+            .entry(audience_id.to_string())
+            .or_default()
+            .push((id, sender));
+        Subscription {
+            audience_id: audience_id.to_string(),
+            id,
+            receiver,
+        }
+    }
+
+    pub fn unsubscribe(&self, audience_id: &str, subscription_id: u64) {
+        let mut subscribers = self.subscribers.write().expect("bus lock");
+        if let Some(senders) = subscribers.get_mut(audience_id) {
+            senders.retain(|(id, _)| *id != subscription_id);
+            if senders.is_empty() {
+                subscribers.remove(audience_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The shared state of a hub process that domain functions need beyond the database:
+//! the bus, presence and the protocol settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::agents::Presence;
+use crate::bus::{Bus, Notice};
+use crate::store::Store;
+
+/// Timings and limits of the agent protocol and uploads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a claim or a `step.progress` holds a step.
+    pub lease_ms: u64,
+    /// How often the hub pings a session.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a session is closed.
+    pub heartbeat_timeout_ms: u64,
+    /// Largest accepted agent frame.
+    pub max_frame_bytes: usize,
+    /// Sustained frames per second per session.
+    pub max_frames_per_s: u32,
+    /// Frames queued for a session before it is closed as too slow.
+    pub session_queue: usize,
+    /// Largest accepted upload.
+    pub max_upload_bytes: u64,
+    /// Where uploads are stored (`uploads/YYYY/MM/…` below it).
+    pub data_dir: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lease_ms: 60_000,
+            heartbeat_interval_ms: 15_000,
+            heartbeat_timeout_ms: 45_000,
+            max_frame_bytes: 1024 * 1024,
+            max_frames_per_s: 200,
+            session_queue: 1024,
+            max_upload_bytes: 100 * 1024 * 1024,
+            data_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// Everything a domain function may touch. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub store: Store,
+    pub bus: Arc<Bus>,
+    pub presence: Arc<Presence>,
+    pub settings: Arc<Settings>,
+}
+
+impl Ctx {
+    pub fn new(store: Store, settings: Settings) -> Self {
+        Ctx {
+            store,
+            bus: Arc::default(),
+            presence: Arc::default(),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Publishes committed events to live sessions.
+    pub fn publish(&self, notices: Vec<Notice>) {
+        self.bus.publish(notices);
+    }
+}

@@ -1,0 +1,2 @@
+//! `agenthub`: the hub binary.
+fn main() {}

@@ -1,0 +1,327 @@
+//! The diesel schema, written by hand to match `migrations/{sqlite,postgres}/*/up.sql`.
+//!
+//! One schema serves both backends because the migrations use only portable types: ids
+//! and JSON are `Text`, timestamps are unix milliseconds in `BigInt`, flags are `Bool`.
+//! `hub/tests/it/store.rs` checks that every table and column here exists in both
+//! databases, so a migration that is not mirrored here fails a test.
+
+diesel::table! {
+    workspaces (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    members (id) {
+        id -> Text,
+        workspace_id -> Text,
+        email -> Text,
+        name -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        workspace_id -> Text,
+        member_id -> Text,
+        name -> Text,
+        token_hash -> Text,
+        token_prefix -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Text,
+        workspace_id -> Text,
+        name -> Text,
+        owner_member_id -> Text,
+        /// JSON array of capability labels.
+        capabilities -> Text,
+        max_concurrency -> Integer,
+        status -> Text,
+        last_seen_at -> Nullable<BigInt>,
+        auto_approve -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    agent_tokens (id) {
+        id -> Text,
+        agent_id -> Text,
+        token_hash -> Text,
+        token_prefix -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        workspace_id -> Text,
+        title -> Text,
+        description -> Text,
+        status -> Text,
+        creator_member_id -> Nullable<Text>,
+        creator_agent_id -> Nullable<Text>,
+        due_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    steps (id) {
+        id -> Text,
+        task_id -> Text,
+        workspace_id -> Text,
+        /// The step's key, unique within its task (`"key"` in SQL; diesel quotes it).
+        key -> Text,
+        position -> Integer,
+        title -> Text,
+        description -> Text,
+        status -> Text,
+        approval_level -> Integer,
+        executor -> Nullable<Text>,
+        /// JSON document.
+        input -> Text,
+        expected_inputs -> Nullable<Text>,
+        expected_outputs -> Nullable<Text>,
+        /// JSON array of capability labels.
+        required_capabilities -> Text,
+        result -> Nullable<Text>,
+        summary -> Nullable<Text>,
+        self_check -> Nullable<Text>,
+        /// JSON array of file ids.
+        files -> Text,
+        /// The agent id holding the claim.
+        claimed_by -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        attempt -> Integer,
+        rework_comment -> Nullable<Text>,
+        started_at -> Nullable<BigInt>,
+        completed_at -> Nullable<BigInt>,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    step_assignees (step_id, agent_id) {
+        step_id -> Text,
+        agent_id -> Text,
+    }
+}
+
+diesel::table! {
+    step_approvers (step_id, member_id) {
+        step_id -> Text,
+        member_id -> Text,
+    }
+}
+
+diesel::table! {
+    step_dependencies (step_id, depends_on) {
+        step_id -> Text,
+        depends_on -> Text,
+    }
+}
+
+diesel::table! {
+    step_submissions (step_id, attempt) {
+        step_id -> Text,
+        attempt -> Integer,
+        agent_id -> Text,
+        result -> Text,
+        summary -> Nullable<Text>,
+        self_check -> Nullable<Text>,
+        files -> Text,
+        /// The step status this submit produced.
+        outcome -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    approvals (id) {
+        id -> Text,
+        workspace_id -> Text,
+        step_id -> Text,
+        attempt -> Integer,
+        approver_member_id -> Text,
+        decision -> Nullable<Text>,
+        comment -> Nullable<Text>,
+        decided_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    input_requests (id) {
+        id -> Text,
+        workspace_id -> Text,
+        step_id -> Text,
+        attempt -> Integer,
+        agent_id -> Text,
+        /// The member the question is asked of.
+        member_id -> Text,
+        question -> Text,
+        /// JSON array of suggested answers.
+        options -> Text,
+        answer -> Nullable<Text>,
+        answered_by -> Nullable<Text>,
+        answered_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    availability_requests (id) {
+        id -> Text,
+        workspace_id -> Text,
+        task_id -> Nullable<Text>,
+        agent_id -> Text,
+        asked_by_member_id -> Text,
+        question -> Text,
+        available -> Nullable<Bool>,
+        note -> Nullable<Text>,
+        responded_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    workflow_changes (id) {
+        id -> Text,
+        workspace_id -> Text,
+        task_id -> Text,
+        kind -> Text,
+        step_id -> Nullable<Text>,
+        before_json -> Nullable<Text>,
+        after_json -> Nullable<Text>,
+        reason -> Text,
+        triggered_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The durable outbox: one row per audience per event.
+    events (audience_id, seq) {
+        audience_id -> Text,
+        seq -> BigInt,
+        workspace_id -> Text,
+        /// `agent` or `member`.
+        audience_kind -> Text,
+        event_type -> Text,
+        /// The full JSON frame as sent to the audience.
+        payload -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per-audience gap-free counter, bumped in the transaction that inserts the event.
+    audience_seqs (audience_id) {
+        audience_id -> Text,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    step_logs (id) {
+        id -> Text,
+        step_id -> Text,
+        attempt -> Integer,
+        stream -> Text,
+        text -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Text,
+        workspace_id -> Text,
+        name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        /// Relative to the data dir.
+        path -> Text,
+        uploaded_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage (id) {
+        id -> Text,
+        workspace_id -> Text,
+        step_id -> Text,
+        agent_id -> Text,
+        model -> Text,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(members -> workspaces (workspace_id));
+diesel::joinable!(api_keys -> workspaces (workspace_id));
+diesel::joinable!(api_keys -> members (member_id));
+diesel::joinable!(agents -> workspaces (workspace_id));
+diesel::joinable!(agents -> members (owner_member_id));
+diesel::joinable!(agent_tokens -> agents (agent_id));
+diesel::joinable!(tasks -> workspaces (workspace_id));
+diesel::joinable!(steps -> tasks (task_id));
+diesel::joinable!(step_assignees -> steps (step_id));
+diesel::joinable!(step_assignees -> agents (agent_id));
+diesel::joinable!(step_approvers -> steps (step_id));
+diesel::joinable!(step_approvers -> members (member_id));
+// step_dependencies also references steps through depends_on; join that one explicitly
+// with an aliased steps table (diesel allows one joinable! per pair).
+diesel::joinable!(step_dependencies -> steps (step_id));
+diesel::joinable!(step_submissions -> steps (step_id));
+diesel::joinable!(approvals -> steps (step_id));
+diesel::joinable!(approvals -> members (approver_member_id));
+diesel::joinable!(input_requests -> steps (step_id));
+diesel::joinable!(workflow_changes -> tasks (task_id));
+diesel::joinable!(step_logs -> steps (step_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    workspaces,
+    members,
+    api_keys,
+    agents,
+    agent_tokens,
+    tasks,
+    steps,
+    step_assignees,
+    step_approvers,
+    step_dependencies,
+    step_submissions,
+    approvals,
+    input_requests,
+    availability_requests,
+    workflow_changes,
+    events,
+    audience_seqs,
+    step_logs,
+    files,
+    usage,
+);

@@ -1,0 +1,563 @@
+//! Storage: connection pools for SQLite (the embedded default) and PostgreSQL, embedded
+//! migrations, and the [`Db`] handle with the [`db!`](crate::db) macro that lets one diesel
+//! query body run on either backend.
+//!
+//! This is the only module that names the connection types; everything else sees a
+//! [`Store`] and a `&mut Db<'_>`.
+//!
+//! # Writing queries
+//!
+//! A query is written once; `db!` expands it once per backend, so it is type-checked
+//! against both. Reads that need no transaction go through [`Store::read`], everything that
+//! writes goes through [`Store::transaction`]:
+//!
+//! ```ignore
+//! use diesel::prelude::*;
+//! use diesel_async::RunQueryDsl; // shadows diesel's sync RunQueryDsl from the prelude
+//!
+//! use crate::schema::steps;
+//! use crate::store::{Db, Store, StoreError};
+//!
+//! /// One conditional update: two agents racing for a step cannot both win.
+//! async fn claim_step(db: &mut Db<'_>, step_id: &str, agent_id: &str) -> QueryResult<bool> {
+//!     let n_rows = crate::db!(db, |conn| {
+//!         diesel::update(steps::table)
+//!             .filter(steps::id.eq(step_id).and(steps::status.eq("ready")))
+//!             .set((steps::status.eq("claimed"), steps::claimed_by.eq(agent_id)))
+//!             .execute(conn)
+//!             .await
+//!     })?;
+//!     Ok(n_rows == 1)
+//! }
+//!
+//! async fn claim(store: &Store, step_id: &str, agent_id: &str) -> Result<bool, StoreError> {
+//!     store
+//!         .transaction(async |db| {
+//!             let won = claim_step(db, step_id, agent_id).await?;
+//!             // ... insert the outbox events with the same `db` ...
+//!             Ok(won)
+//!         })
+//!         .await
+//! }
+//! ```
+//!
+//! (`hub/tests/it/store.rs` runs this code on both backends.) The closure's error type is
+//! inferred from the surrounding function; any `E: From<diesel::result::Error> +
+//! From<StoreError>` works, so domain code can use the crate's own error. Inside the body
+//! of `db!` the query is plain diesel-async; a query that only one backend supports (e.g.
+//! `replace_into`) fails to compile, which is the point.
+//!
+//! Domain functions take `db: &mut Db<'_>` and return `QueryResult<T>`, so they compose
+//! inside one transaction. Inside a transaction closure use only `db`: calling
+//! `store.transaction` or `store.read` there is refused with
+//! [`StoreError::NestedTransaction`] (on SQLite it would otherwise wait for the one writer
+//! connection that the closure itself holds).
+//!
+//! # SQLite concurrency
+//!
+//! SQLite allows one writer at a time. With several pooled writer connections, concurrent
+//! write transactions contend inside SQLite: a deferred `BEGIN` that reads and then writes
+//! can fail with `SQLITE_BUSY` ("database is locked") whatever the `busy_timeout` (the
+//! concurrency test in `hub/tests/it/store.rs` fails that way with 8 writer connections),
+//! and even `BEGIN IMMEDIATE` only polls the lock through the busy handler, which is unfair
+//! and holds a blocking thread per waiter. So the SQLite store has two pools:
+//!
+//! - **one writer connection** used by [`Store::transaction`]: writers queue for it in the
+//!   pool (async, FIFO, bounded by [`StoreOptions::acquire_timeout`]), never inside SQLite;
+//!   each transaction still starts with `BEGIN IMMEDIATE` and the connection has a
+//!   `busy_timeout`, so another process on the same file (the admin CLI) waits instead of
+//!   failing;
+//! - **a few reader connections** (`PRAGMA query_only`) used by [`Store::read`]: in WAL mode
+//!   readers never block the writer nor each other.
+//!
+//! Every connection runs with `journal_mode=WAL`, `busy_timeout`, `foreign_keys=ON` and
+//! `synchronous=NORMAL` (durable across application crashes; a power loss can drop the last
+//! transactions but never corrupts the file).
+//!
+//! On PostgreSQL both methods use one pool of [`StoreOptions::pg_pool_size`] connections and
+//! transactions run at the default `READ COMMITTED` level: write conditional updates
+//! (`... WHERE status = 'ready'`) or atomic increments rather than read-modify-write.
+
+mod url;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool::Runtime;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, ConnectionError, SqliteConnection};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Pool sizes and timeouts. `Default` gives the values used by `agenthub serve`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections in the PostgreSQL pool.
+    pub pg_pool_size: usize,
+    /// Reader connections in the SQLite store (there is always exactly one writer).
+    pub sqlite_readers: usize,
+    /// SQLite `busy_timeout`: how long a connection waits for a lock held by another
+    /// process before failing.
+    pub sqlite_busy_timeout: Duration,
+    /// How long a caller waits for a pooled connection before getting
+    /// [`StoreError::Pool`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pg_pool_size: 16,
+            sqlite_readers: 4,
+            sqlite_busy_timeout: Duration::from_millis(5000),
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A handle to the database: cheap to clone (two `Arc`s), shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+    /// The URL with its password replaced, for `Debug` and logs.
+    redacted_url: Arc<str>,
+}
+
+/// A borrowed connection of either backend, handed to [`Store::transaction`] and
+/// [`Store::read`] closures. Run a query on it with [`db!`](crate::db).
+pub enum Db<'a> {
+    Sqlite(&'a mut SqliteConn),
+    Postgres(&'a mut PgConn),
+}
+
+/// The closures taken by [`Store::transaction`] and [`Store::read`]: an async closure whose
+/// future is `Send` for every borrow of the connection it is given.
+///
+/// This names the closure's future type so the bound `Fut: Send` can be written (the same
+/// device diesel-async uses for its own `transaction`). It is implemented for every
+/// `async |db: &mut Db<'_>| { ... }` closure; nothing needs to implement it by hand.
+pub trait DbFn<Arg, Out>:
+    AsyncFnOnce(Arg) -> Out + FnOnce(Arg) -> <Self as DbFn<Arg, Out>>::Fut
+{
+    /// The future returned by the closure.
+    type Fut: Future<Output = Out>;
+}
+
+impl<F, Arg, Fut, Out> DbFn<Arg, Out> for F
+where
+    F: AsyncFnOnce(Arg) -> Out + FnOnce(Arg) -> Fut,
+    Fut: Future<Output = Out>,
+{
+    type Fut = Fut;
+}
+
+/// Errors of the storage layer itself. Query errors inside a transaction closure are the
+/// caller's own error type (`E: From<diesel::result::Error>`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported backend. `url` is redacted.
+    #[error("invalid database url {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// A connection could not be established. `url` is redacted.
+    #[error("cannot connect to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: ConnectionError,
+    },
+    /// No pooled connection became available, or creating one failed.
+    #[error("database pool")]
+    Pool(#[from] PoolError),
+    /// The pool could not be built (an invalid option).
+    #[error("building the database pool")]
+    PoolBuild(#[from] BuildError),
+    /// A migration failed; the database keeps the migrations applied before it.
+    #[error("running migrations")]
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A query outside any caller's transaction failed (`ping`, or a closure using
+    /// `StoreError` as its error type).
+    #[error("database query")]
+    Query(#[from] diesel::result::Error),
+    /// Creating the data directory failed.
+    #[error("creating data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `store.transaction` or `store.read` was called inside a transaction closure.
+    #[error("store.transaction or store.read called inside a transaction; use its `db`")]
+    NestedTransaction,
+    /// A blocking task (migrations) panicked or was cancelled.
+    #[error("blocking database task failed")]
+    Blocking(#[from] tokio::task::JoinError),
+}
+
+/// Runs `$body` with `$conn` bound to the concrete connection of the backend behind `$db`
+/// (a `&mut Db<'_>`). The body is expanded once per backend, so a diesel query written
+/// once is compiled for both. It evaluates to the body's value, usually a `QueryResult`.
+///
+/// ```ignore
+/// let n_steps: i64 = crate::db!(db, |conn| steps::table.count().get_result(conn).await)?;
+/// ```
+#[macro_export]
+macro_rules! db {
+    ($db:expr, |$conn:ident| $body:expr $(,)?) => {
+        match $crate::store::Db::reborrow($db) {
+            $crate::store::Db::Sqlite($conn) => $body,
+            $crate::store::Db::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// A new id: a UUIDv7 string (time-ordered, so ids sort by creation).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Now, as unix milliseconds: the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens a store without connecting yet (pools connect on first use; [`Store::migrate`]
+    /// or [`Store::ping`] surface a bad URL). `postgres://` and `postgresql://` select
+    /// PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a plain file path select SQLite.
+    pub fn connect(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let pools = match url::parse(url)? {
+            url::Target::Postgres(pg_url) => Pools::Postgres(PgPools {
+                pool: pg_pool(&pg_url, opts)?,
+                url: Arc::from(pg_url),
+            }),
+            url::Target::Sqlite(path) => {
+                let path_str = path.to_str().ok_or_else(|| StoreError::InvalidUrl {
+                    url: url::redact(url),
+                    reason: "sqlite path is not valid UTF-8".to_owned(),
+                })?;
+                Pools::Sqlite(SqlitePools {
+                    writer: sqlite_pool(path_str, 1, SqliteRole::Writer, opts)?,
+                    readers: sqlite_pool(
+                        path_str,
+                        opts.sqlite_readers.max(1),
+                        SqliteRole::Reader,
+                        opts,
+                    )?,
+                    path: Arc::from(path),
+                    busy_timeout: opts.sqlite_busy_timeout,
+                })
+            }
+        };
+        Ok(Store {
+            pools,
+            redacted_url: Arc::from(url::redact(url)),
+        })
+    }
+
+    /// Opens (creating it if needed) the SQLite database `dir/agenthub.db`, creating `dir`
+    /// first, with default options.
+    pub fn open_data_dir(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let db_path = dir.join("agenthub.db");
+        let db_path = db_path.to_str().ok_or_else(|| StoreError::InvalidUrl {
+            url: db_path.display().to_string(),
+            reason: "sqlite path is not valid UTF-8".to_owned(),
+        })?;
+        Store::connect(db_path, &StoreOptions::default())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.pools {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the pending embedded migrations of this backend and returns their versions.
+    ///
+    /// Runs diesel_migrations' sync harness on a dedicated connection inside
+    /// `spawn_blocking`, so it works on current-thread runtimes too (diesel-async's
+    /// `AsyncMigrationHarness` uses `block_in_place`, which panics there). On PostgreSQL a
+    /// session advisory lock makes concurrently starting hubs apply them one at a time.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let versions = match &self.pools {
+            Pools::Sqlite(sqlite) => {
+                let path = Arc::clone(&sqlite.path);
+                let busy_ms = sqlite.busy_timeout.as_millis();
+                tokio::task::spawn_blocking(move || {
+                    let path_str = path.to_string_lossy();
+                    let mut conn = SqliteConnection::establish(&path_str).map_err(|source| {
+                        StoreError::Connect {
+                            url: path_str.to_string(),
+                            source,
+                        }
+                    })?;
+                    conn.batch_execute(&format!(
+                        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                         PRAGMA foreign_keys = ON;"
+                    ))?;
+                    run_migrations(&mut conn, SQLITE_MIGRATIONS)
+                })
+                .await??
+            }
+            Pools::Postgres(pg) => {
+                let url = Arc::clone(&pg.url);
+                let redacted = self.redacted_url.to_string();
+                tokio::task::spawn_blocking(move || {
+                    // Inside spawn_blocking the wrapper drives the async connection with
+                    // `Handle::block_on` on the caller's runtime.
+                    let mut conn = <AsyncConnectionWrapper<PgConn> as Connection>::establish(&url)
+                        .map_err(|source| StoreError::Connect {
+                            url: redacted,
+                            source,
+                        })?;
+                    let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})");
+                    SimpleConnection::batch_execute(&mut conn, &lock)?;
+                    let res = run_migrations(&mut conn, PG_MIGRATIONS);
+                    let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})");
+                    SimpleConnection::batch_execute(&mut conn, &unlock)?;
+                    res
+                })
+                .await??
+            }
+        };
+        if !versions.is_empty() {
+            tracing::info!(backend = ?self.backend(), migrations = ?versions, "applied migrations");
+        }
+        Ok(versions)
+    }
+
+    /// `SELECT 1` on a pooled connection, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(async |db| {
+            crate::db!(db, |conn| conn.batch_execute("SELECT 1").await)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `f` in a transaction: committed if it returns `Ok`, rolled back on `Err`.
+    ///
+    /// On SQLite it runs on the single writer connection and starts with `BEGIN IMMEDIATE`
+    /// (see the module docs). Do not call `store.*` inside `f`; use its `db`.
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<diesel::result::Error> + From<StoreError> + Send,
+    {
+        if in_transaction() {
+            return Err(StoreError::NestedTransaction.into());
+        }
+        let work = async move {
+            match &self.pools {
+                Pools::Sqlite(sqlite) => {
+                    let mut conn = sqlite.writer.get().await.map_err(StoreError::from)?;
+                    conn.immediate_transaction(async move |conn| {
+                        let mut db = Db::Sqlite(conn);
+                        f(&mut db).await
+                    })
+                    .await
+                }
+                Pools::Postgres(pg) => {
+                    let mut conn = pg.pool.get().await.map_err(StoreError::from)?;
+                    conn.transaction(async move |conn| {
+                        let mut db = Db::Postgres(conn);
+                        f(&mut db).await
+                    })
+                    .await
+                }
+            }
+        };
+        IN_TRANSACTION.scope((), work).await
+    }
+
+    /// Runs `f` on a pooled connection without a transaction. On SQLite the connection is
+    /// read-only (`PRAGMA query_only`): writes belong in [`Store::transaction`].
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send> + Send,
+        T: Send,
+        E: From<StoreError> + Send,
+    {
+        if in_transaction() {
+            return Err(StoreError::NestedTransaction.into());
+        }
+        match &self.pools {
+            Pools::Sqlite(sqlite) => {
+                let mut conn = sqlite.readers.get().await.map_err(StoreError::from)?;
+                let mut db = Db::Sqlite(&mut conn);
+                f(&mut db).await
+            }
+            Pools::Postgres(pg) => {
+                let mut conn = pg.pool.get().await.map_err(StoreError::from)?;
+                let mut db = Db::Postgres(&mut conn);
+                f(&mut db).await
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .field("url", &self.redacted_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db<'_> {
+    /// A shorter borrow of the same connection; used by [`db!`](crate::db) so `db` stays
+    /// usable after each query.
+    pub fn reborrow(&mut self) -> Db<'_> {
+        match self {
+            Db::Sqlite(conn) => Db::Sqlite(conn),
+            Db::Postgres(conn) => Db::Postgres(conn),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+type PgConn = AsyncPgConnection;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock held while migrating ("agenthub" in ASCII, truncated).
+const MIGRATION_LOCK_ID: i64 = 0x6167_656e_7468_7562;
+
+tokio::task_local! {
+    /// Set while a transaction closure runs, to refuse nested `store.*` calls.
+    static IN_TRANSACTION: ();
+}
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite(SqlitePools),
+    Postgres(PgPools),
+}
+
+#[derive(Clone)]
+struct SqlitePools {
+    /// Exactly one connection: every write transaction queues here.
+    writer: Pool<SqliteConn>,
+    /// Read-only connections for `Store::read`.
+    readers: Pool<SqliteConn>,
+    path: Arc<Path>,
+    busy_timeout: Duration,
+}
+
+#[derive(Clone)]
+struct PgPools {
+    pool: Pool<PgConn>,
+    /// The full URL, password included; never printed (see `Store::redacted_url`).
+    url: Arc<str>,
+}
+
+#[derive(Clone, Copy)]
+enum SqliteRole {
+    Writer,
+    Reader,
+}
+
+fn in_transaction() -> bool {
+    IN_TRANSACTION.try_with(|()| ()).is_ok()
+}
+
+fn pg_pool(url: &str, opts: &StoreOptions) -> Result<Pool<PgConn>, StoreError> {
+    let manager = AsyncDieselConnectionManager::<PgConn>::new(url);
+    let pool = Pool::builder(manager)
+        .max_size(opts.pg_pool_size.max(1))
+        .wait_timeout(Some(opts.acquire_timeout))
+        .create_timeout(Some(opts.acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()?;
+    Ok(pool)
+}
+
+fn sqlite_pool(
+    path: &str,
+    size: usize,
+    role: SqliteRole,
+    opts: &StoreOptions,
+) -> Result<Pool<SqliteConn>, StoreError> {
+    let mut pragmas = format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+         PRAGMA synchronous = NORMAL;",
+        opts.sqlite_busy_timeout.as_millis()
+    );
+    if let SqliteRole::Reader = role {
+        pragmas.push_str(" PRAGMA query_only = ON;");
+    }
+    let pragmas: Arc<str> = Arc::from(pragmas);
+    let mut config = ManagerConfig::<SqliteConn>::default();
+    config.custom_setup = Box::new(move |path| {
+        let pragmas = Arc::clone(&pragmas);
+        let path = path.to_owned();
+        async move {
+            let mut conn = SqliteConn::establish(&path).await?;
+            conn.batch_execute(&pragmas)
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    // A local file cannot drop the connection; `Fast` still discards connections left
+    // inside a transaction, and skips a `SELECT 1` round trip per checkout.
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+    let pool = Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(opts.acquire_timeout))
+        .create_timeout(Some(opts.acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()?;
+    Ok(pool)
+}
+
+fn run_migrations<C>(
+    conn: &mut C,
+    migrations: EmbeddedMigrations,
+) -> Result<Vec<String>, StoreError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    let versions = conn
+        .run_pending_migrations(migrations)
+        .map_err(StoreError::Migration)?;
+    Ok(versions.iter().map(ToString::to_string).collect())
+}

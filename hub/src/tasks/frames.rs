@@ -1,0 +1,114 @@
+//! Builds the protocol events of tasks and steps from rows.
+
+use agenthub_protocol::{
+    ServerFrame, StepCompleted, StepInfo, StepOutput, StepReady, StepRef, StepRevoked, TaskCreated,
+    TaskInfo, TaskUpdated,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::store::Db;
+use crate::tasks::model::{self, Step, Task};
+
+pub(crate) fn uuid(id: &str) -> Uuid {
+    Uuid::parse_str(id).unwrap_or_default()
+}
+
+fn json(text: Option<&str>) -> Value {
+    text.and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn task_info(task: &Task) -> TaskInfo {
+    TaskInfo {
+        task_id: uuid(&task.id),
+        title: task.title.clone(),
+        description: task.description.clone(),
+        status: task.status.clone(),
+    }
+}
+
+pub(crate) fn task_created(task: &Task) -> ServerFrame {
+    ServerFrame::TaskCreated(TaskCreated {
+        seq: 0,
+        task: task_info(task),
+    })
+}
+
+pub(crate) fn task_updated(task: &Task) -> ServerFrame {
+    ServerFrame::TaskUpdated(TaskUpdated {
+        seq: 0,
+        task: task_info(task),
+    })
+}
+
+/// `step.ready` with the task context and the outputs of the step's dependencies.
+pub(crate) async fn step_ready(db: &mut Db<'_>, task: &Task, step: &Step) -> Result<ServerFrame> {
+    let deps = model::dependencies_of(db, std::slice::from_ref(&step.id)).await?;
+    let mut inputs = Vec::new();
+    if !deps.is_empty() {
+        let siblings = model::steps_of_task(db, &task.id).await?;
+        for (_, dep_id) in deps {
+            if let Some(dep) = siblings.iter().find(|sibling| sibling.id == dep_id) {
+                inputs.push(StepOutput {
+                    step_id: uuid(&dep.id),
+                    title: dep.title.clone(),
+                    summary: dep.summary.clone(),
+                    result: json(dep.result.as_deref()),
+                    files: serde_json::from_str(&dep.files).unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(ServerFrame::StepReady(StepReady {
+        seq: 0,
+        step: StepInfo {
+            step_id: uuid(&step.id),
+            task_id: uuid(&task.id),
+            task_title: task.title.clone(),
+            task_description: task.description.clone(),
+            key: step.key.clone(),
+            title: step.title.clone(),
+            description: step.description.clone(),
+            attempt: step.attempt as u32,
+            executor: step.executor.clone(),
+            input: json(Some(&step.input)),
+            approval_level: step.approval_level as u8,
+            required_capabilities: serde_json::from_str(&step.required_capabilities)
+                .unwrap_or_default(),
+            expected_outputs: step.expected_outputs.clone(),
+            inputs,
+            rework_comment: step.rework_comment.clone(),
+        },
+    }))
+}
+
+pub(crate) fn step_revoked(step: &Step, attempt: i32, reason: &str) -> ServerFrame {
+    ServerFrame::StepRevoked(StepRevoked {
+        seq: 0,
+        step_id: uuid(&step.id),
+        task_id: uuid(&step.task_id),
+        attempt: attempt as u32,
+        reason: reason.to_string(),
+    })
+}
+
+pub(crate) fn step_completed(step: &Step, next: Vec<StepRef>) -> ServerFrame {
+    ServerFrame::StepCompleted(StepCompleted {
+        seq: 0,
+        step_id: uuid(&step.id),
+        task_id: uuid(&step.task_id),
+        title: step.title.clone(),
+        summary: step.summary.clone(),
+        next,
+    })
+}
+
+pub(crate) fn step_ref(step: &Step) -> StepRef {
+    StepRef {
+        step_id: uuid(&step.id),
+        title: step.title.clone(),
+        status: step.status.clone(),
+    }
+}

@@ -1,0 +1,691 @@
+//! The step lifecycle as seen from agents: claim, progress, log, submit, block, fail;
+//! lease expiry; completion and readiness propagation.
+
+use std::collections::{HashMap, HashSet};
+
+use agenthub_protocol::{LogStream, StepRef, Usage};
+use serde_json::Value;
+
+use crate::accounts::AgentActor;
+use crate::agents;
+use crate::approvals;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::events::{Audience, Outbox};
+use crate::store::{Db, new_id, now_ms};
+use crate::tasks::model::{self, Step, StepChange, Task};
+use crate::tasks::{
+    StepStatus, TaskStatus, frames, load_view, push_ready, step_status, task_status, transition,
+};
+
+/// The answer to a successful claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub attempt: u32,
+    pub lease_ms: u64,
+}
+
+/// A step result as submitted by its agent.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub step_id: String,
+    pub attempt: u32,
+    pub result: Value,
+    pub summary: Option<String>,
+    pub self_check: Option<String>,
+    pub files: Vec<String>,
+    pub usage: Option<Usage>,
+}
+
+/// Where a submit left the step: `done` or `awaiting_approval`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitOutcome {
+    pub status: String,
+}
+
+/// Loads a step of the agent's workspace that is assigned to the agent.
+async fn assigned_step(db: &mut Db<'_>, agent: &AgentActor, step_id: &str) -> Result<Step> {
+    let step = model::find_step(db, &agent.workspace_id, step_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+    if !model::is_assignee(db, &step.id, &agent.agent_id).await? {
+        return Err(Error::forbidden(format!(
+            "step `{step_id}` is not assigned to agent `{}`",
+            agent.agent_name
+        )));
+    }
+    Ok(step)
+}
+
+/// Loads a step the agent holds at `attempt` in one of `statuses`.
+async fn held_step(
+    db: &mut Db<'_>,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+    statuses: &[StepStatus],
+) -> Result<Step> {
+    let step = assigned_step(db, agent, step_id).await?;
+    let status = step_status(&step);
+    let held_by_caller = step.claimed_by.as_deref() == Some(agent.agent_id.as_str());
+    if !held_by_caller || step.attempt as u32 != attempt || !statuses.contains(&status) {
+        let holder = if held_by_caller {
+            "this agent"
+        } else {
+            "another agent or nobody"
+        };
+        return Err(Error::conflict(format!(
+            "step is {status} at attempt {} held by {holder}; attempt {attempt} is not current",
+            step.attempt
+        )));
+    }
+    Ok(step)
+}
+
+async fn task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
+    model::find_task(db, &step.workspace_id, &step.task_id)
+        .await?
+        .ok_or_else(|| Error::not_found("task"))
+}
+
+pub async fn claim_step(ctx: &Ctx, agent: &AgentActor, step_id: &str) -> Result<Claimed> {
+    let lease_ms = ctx.settings.lease_ms;
+    let mut outbox = Outbox::default();
+    let claimed = ctx
+        .store
+        .transaction(async |db| {
+            let step = assigned_step(db, agent, step_id).await?;
+            let status = step_status(&step);
+            // A repeated claim by the holder (e.g. after a reconnect) gets the same answer.
+            if status.is_held() && step.claimed_by.as_deref() == Some(agent.agent_id.as_str()) {
+                return Ok(Claimed {
+                    attempt: step.attempt as u32,
+                    lease_ms,
+                });
+            }
+            status.check(StepStatus::Claimed)?;
+            let agent_row = agents::model::find_agent(db, &agent.workspace_id, &agent.agent_id)
+                .await?
+                .ok_or_else(|| Error::not_found("agent"))?;
+            let held = model::count_held_by(db, &agent.agent_id).await?;
+            if held >= i64::from(agent_row.max_concurrency) {
+                return Err(Error::conflict(format!(
+                    "agent `{}` already holds {held} steps (max concurrency {})",
+                    agent.agent_name, agent_row.max_concurrency
+                )));
+            }
+            let now = now_ms();
+            if !model::claim_step(db, &step.id, &agent.agent_id, now + lease_ms as i64, now).await?
+            {
+                let current = model::find_step(db, &agent.workspace_id, &step.id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("step"))?;
+                let task = task_of(db, &current).await?;
+                if current.status == StepStatus::Ready.as_str()
+                    && task_status(&task) != TaskStatus::Active
+                {
+                    return Err(Error::conflict(format!(
+                        "task is {}; its steps cannot be claimed",
+                        task.status
+                    )));
+                }
+                return Err(Error::conflict(format!(
+                    "step is {}; it cannot become claimed",
+                    current.status
+                )));
+            }
+            // Other assignees drop the step from their ready list.
+            let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+            let reason = format!("claimed by {}", agent.agent_name);
+            for (_, other) in assignees
+                .into_iter()
+                .filter(|(_, other)| other != &agent.agent_id)
+            {
+                outbox.push(
+                    Audience::Agent(other),
+                    frames::step_revoked(&step, step.attempt, &reason),
+                );
+            }
+            outbox.flush(db, &agent.workspace_id).await?;
+            Ok::<_, Error>(Claimed {
+                attempt: step.attempt as u32,
+                lease_ms,
+            })
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(claimed)
+}
+
+/// Renews the lease; the first progress moves a claimed step to running.
+pub async fn progress_step(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+) -> Result<u64> {
+    let lease_ms = ctx.settings.lease_ms;
+    ctx.store
+        .transaction(async |db| {
+            let mut step = held_step(
+                db,
+                agent,
+                step_id,
+                attempt,
+                &[StepStatus::Claimed, StepStatus::Running],
+            )
+            .await?;
+            let lease_until = now_ms() + lease_ms as i64;
+            if step_status(&step) == StepStatus::Claimed {
+                let change = StepChange {
+                    lease_until: Some(Some(lease_until)),
+                    started_at: Some(Some(now_ms())),
+                    ..Default::default()
+                };
+                transition(db, &mut step, StepStatus::Running, change).await?;
+            } else if !model::renew_lease(db, &step.id, &agent.agent_id, step.attempt, lease_until)
+                .await?
+            {
+                return Err(Error::conflict("the lease was lost meanwhile"));
+            }
+            Ok::<_, Error>(lease_ms)
+        })
+        .await
+}
+
+/// Stores a log line of a held step.
+pub async fn log_step(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+    stream: LogStream,
+    text: &str,
+) -> Result<()> {
+    if text.len() > 256 * 1024 {
+        return Err(Error::TooLarge("a log entry is at most 256 KiB".into()));
+    }
+    ctx.store
+        .transaction(async |db| {
+            let mut step = held_step(
+                db,
+                agent,
+                step_id,
+                attempt,
+                &[
+                    StepStatus::Claimed,
+                    StepStatus::Running,
+                    StepStatus::Blocked,
+                ],
+            )
+            .await?;
+            if step_status(&step) == StepStatus::Claimed {
+                transition(
+                    db,
+                    &mut step,
+                    StepStatus::Running,
+                    StepChange {
+                        started_at: Some(Some(now_ms())),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            }
+            let stream = match stream {
+                LogStream::Stdout => "stdout",
+                LogStream::Stderr => "stderr",
+                LogStream::Info => "info",
+            };
+            let row = model::StepLogRow {
+                id: new_id(),
+                step_id: step.id.clone(),
+                attempt: step.attempt,
+                stream: stream.into(),
+                text: text.to_string(),
+                created_at: now_ms(),
+            };
+            model::insert_log(db, &row).await?;
+            Ok::<_, Error>(())
+        })
+        .await
+}
+
+/// Records a result. Idempotent per (step, attempt): a retry returns the first outcome.
+pub async fn submit_step(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    submitted: Submitted,
+) -> Result<SubmitOutcome> {
+    if submitted.files.len() > 100 {
+        return Err(Error::invalid_field(
+            "files",
+            "a result references at most 100 files",
+        ));
+    }
+    let mut outbox = Outbox::default();
+    let outcome = ctx
+        .store
+        .transaction(async |db| {
+            let step = assigned_step(db, agent, &submitted.step_id).await?;
+            if let Some(previous) =
+                model::find_submission(db, &step.id, submitted.attempt as i32).await?
+            {
+                if previous.agent_id != agent.agent_id {
+                    return Err(Error::conflict(format!(
+                        "attempt {} was submitted by another agent",
+                        submitted.attempt
+                    )));
+                }
+                return Ok(SubmitOutcome {
+                    status: previous.outcome,
+                });
+            }
+            let mut step = held_step(
+                db,
+                agent,
+                &submitted.step_id,
+                submitted.attempt,
+                &[StepStatus::Claimed, StepStatus::Running],
+            )
+            .await?;
+            let task = task_of(db, &step).await?;
+            let now = now_ms();
+            let result = serde_json::to_string(&submitted.result)?;
+            let files = serde_json::to_string(&submitted.files)?;
+            let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
+                (usage.input_tokens as i64, usage.output_tokens as i64)
+            });
+            let change = StepChange {
+                result: Some(Some(result.clone())),
+                summary: Some(submitted.summary.clone()),
+                self_check: Some(submitted.self_check.clone()),
+                files: Some(files.clone()),
+                lease_until: Some(None),
+                started_at: Some(Some(step.started_at.unwrap_or(now))),
+                input_tokens: Some(step.input_tokens + input_tokens),
+                output_tokens: Some(step.output_tokens + output_tokens),
+                ..Default::default()
+            };
+            transition(db, &mut step, StepStatus::Submitted, change).await?;
+            if let Some(usage) = &submitted.usage {
+                let row = model::UsageRow {
+                    id: new_id(),
+                    workspace_id: step.workspace_id.clone(),
+                    step_id: step.id.clone(),
+                    agent_id: agent.agent_id.clone(),
+                    model: usage.model.clone(),
+                    input_tokens,
+                    output_tokens,
+                    created_at: now,
+                };
+                model::insert_usage(db, &row).await?;
+            }
+            let status = if step.approval_level == 0 {
+                complete_in_tx(db, &mut outbox, &task, &mut step).await?;
+                StepStatus::Done
+            } else {
+                transition(
+                    db,
+                    &mut step,
+                    StepStatus::AwaitingApproval,
+                    StepChange::default(),
+                )
+                .await?;
+                approvals::request_in_tx(db, &mut outbox, &task, &step).await?;
+                StepStatus::AwaitingApproval
+            };
+            let submission = model::Submission {
+                step_id: step.id.clone(),
+                attempt: step.attempt,
+                agent_id: agent.agent_id.clone(),
+                result,
+                summary: submitted.summary.clone(),
+                self_check: submitted.self_check.clone(),
+                files,
+                outcome: status.as_str().to_string(),
+                created_at: now,
+            };
+            model::insert_submission(db, &submission).await?;
+            outbox.flush(db, &step.workspace_id).await?;
+            Ok::<_, Error>(SubmitOutcome {
+                status: status.as_str().to_string(),
+            })
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(outcome)
+}
+
+/// The step needs its human: it becomes `blocked` (the caller records the question).
+pub async fn block_step_in_tx(
+    db: &mut Db<'_>,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+) -> Result<(Task, Step)> {
+    let mut step = held_step(
+        db,
+        agent,
+        step_id,
+        attempt,
+        &[StepStatus::Claimed, StepStatus::Running],
+    )
+    .await?;
+    let task = task_of(db, &step).await?;
+    // The lease pauses while a human is asked.
+    transition(
+        db,
+        &mut step,
+        StepStatus::Blocked,
+        StepChange {
+            lease_until: Some(None),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok((task, step))
+}
+
+/// A blocked step runs again with a fresh lease.
+pub async fn unblock_in_tx(db: &mut Db<'_>, step: &mut Step, lease_ms: u64) -> Result<()> {
+    let change = StepChange {
+        lease_until: Some(Some(now_ms() + lease_ms as i64)),
+        ..Default::default()
+    };
+    transition(db, step, StepStatus::Running, change).await
+}
+
+/// The step could not be done: back to `ready` for another attempt when `retryable`,
+/// otherwise `failed`.
+pub async fn fail_step(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+    reason: &str,
+    retryable: bool,
+) -> Result<String> {
+    let mut outbox = Outbox::default();
+    let status = ctx
+        .store
+        .transaction(async |db| {
+            let mut step = held_step(
+                db,
+                agent,
+                step_id,
+                attempt,
+                &[
+                    StepStatus::Claimed,
+                    StepStatus::Running,
+                    StepStatus::Blocked,
+                ],
+            )
+            .await?;
+            let task = task_of(db, &step).await?;
+            if retryable {
+                requeue_in_tx(db, &mut outbox, &task, &mut step, None).await?;
+            } else {
+                let change = StepChange {
+                    lease_until: Some(None),
+                    summary: Some(Some(reason.to_string())),
+                    completed_at: Some(Some(now_ms())),
+                    ..Default::default()
+                };
+                transition(db, &mut step, StepStatus::Failed, change).await?;
+                if let Some(creator) = &task.creator_member_id {
+                    outbox.push(
+                        Audience::Member(creator.clone()),
+                        frames::step_revoked(&step, step.attempt, reason),
+                    );
+                }
+            }
+            outbox.flush(db, &step.workspace_id).await?;
+            Ok::<_, Error>(step.status.clone())
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(status)
+}
+
+/// Returns a held step to `ready` with attempt + 1, tells the holder and pushes it again.
+async fn requeue_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &mut Step,
+    revoke_reason: Option<&str>,
+) -> Result<()> {
+    let holder = step.claimed_by.clone();
+    let old_attempt = step.attempt;
+    let change = StepChange {
+        claimed_by: Some(None),
+        lease_until: Some(None),
+        attempt: Some(step.attempt + 1),
+        ..Default::default()
+    };
+    transition(db, step, StepStatus::Ready, change).await?;
+    if let (Some(holder), Some(reason)) = (holder, revoke_reason) {
+        outbox.push(
+            Audience::Agent(holder),
+            frames::step_revoked(step, old_attempt, reason),
+        );
+    }
+    let view = load_view(db, task, vec![step.clone()]).await?;
+    if task_status(task) == TaskStatus::Active {
+        push_ready(db, outbox, task, &view.steps[0]).await?;
+    }
+    Ok(())
+}
+
+/// Returns every step whose lease expired to `ready` (attempt + 1) and pushes it again.
+/// Each step is returned by exactly one caller, however many hubs sweep at once.
+pub async fn sweep_expired_leases(ctx: &Ctx) -> Result<usize> {
+    let now = now_ms();
+    let expired = ctx
+        .store
+        .read(async |db| Ok::<_, Error>(model::expired_leases(db, now, 200).await?))
+        .await?;
+    let mut n_requeued = 0;
+    for stale in expired {
+        let mut outbox = Outbox::default();
+        let res = ctx
+            .store
+            .transaction(async |db| {
+                let mut step = stale.clone();
+                let task = task_of(db, &step).await?;
+                requeue_in_tx(db, &mut outbox, &task, &mut step, Some("lease expired")).await?;
+                outbox.flush(db, &step.workspace_id).await?;
+                Ok::<_, Error>(())
+            })
+            .await;
+        match res {
+            Ok(()) => {
+                n_requeued += 1;
+                ctx.publish(outbox.into_notices());
+            }
+            // Another sweeper, a late progress or a submit got there first.
+            Err(Error::Conflict(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    if n_requeued > 0 {
+        tracing::info!(n_requeued, "returned steps with expired leases to ready");
+    }
+    Ok(n_requeued)
+}
+
+/// `submitted`/`awaiting_approval` → `done`, then readiness propagation and
+/// `step.completed` for everyone concerned.
+pub async fn complete_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &mut Step,
+) -> Result<()> {
+    transition(
+        db,
+        step,
+        StepStatus::Done,
+        StepChange {
+            completed_at: Some(Some(now_ms())),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let newly_ready = refresh_readiness(db, outbox, task).await?;
+    let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+    let next_assignees = model::assignees_of(
+        db,
+        &newly_ready
+            .iter()
+            .map(|ready| ready.id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    let mut receivers: Vec<String> = assignees
+        .into_iter()
+        .map(|(_, agent_id)| agent_id)
+        .collect();
+    for (_, agent_id) in &next_assignees {
+        if !receivers.contains(agent_id) {
+            receivers.push(agent_id.clone());
+        }
+    }
+    for agent_id in receivers {
+        let next: Vec<StepRef> = newly_ready
+            .iter()
+            .filter(|ready| {
+                next_assignees
+                    .iter()
+                    .any(|(step_id, assignee)| step_id == &ready.id && assignee == &agent_id)
+            })
+            .map(frames::step_ref)
+            .collect();
+        outbox.push(
+            Audience::Agent(agent_id),
+            frames::step_completed(step, next),
+        );
+    }
+    if let Some(creator) = &task.creator_member_id {
+        outbox.push(
+            Audience::Member(creator.clone()),
+            frames::step_completed(step, newly_ready.iter().map(frames::step_ref).collect()),
+        );
+    }
+    Ok(())
+}
+
+/// A reviewer rejected the result: `rejected` → `ready` with attempt + 1 and the comment.
+pub async fn rework_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &mut Step,
+    comment: &str,
+) -> Result<()> {
+    transition(db, step, StepStatus::Rejected, StepChange::default()).await?;
+    let change = StepChange {
+        claimed_by: Some(None),
+        lease_until: Some(None),
+        attempt: Some(step.attempt + 1),
+        rework_comment: Some(Some(comment.to_string())),
+        ..Default::default()
+    };
+    transition(db, step, StepStatus::Ready, change).await?;
+    let view = load_view(db, task, vec![step.clone()]).await?;
+    if task_status(task) == TaskStatus::Active {
+        push_ready(db, outbox, task, &view.steps[0]).await?;
+    }
+    Ok(())
+}
+
+/// Makes pending steps whose dependencies are all finished `ready` (pushing them), puts
+/// ready steps with unfinished dependencies back to `pending`, and marks the task done
+/// when every step is finished. Returns the steps that became ready.
+pub(crate) async fn refresh_readiness(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+) -> Result<Vec<Step>> {
+    let steps = model::steps_of_task(db, &task.id).await?;
+    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    let dependencies = model::dependencies_of(db, &ids).await?;
+    let status_of: HashMap<&str, StepStatus> = steps
+        .iter()
+        .map(|step| (step.id.as_str(), step_status(step)))
+        .collect();
+    let mut unmet: HashSet<&str> = HashSet::new();
+    for (step_id, dep) in &dependencies {
+        if !status_of
+            .get(dep.as_str())
+            .is_some_and(|status| status.satisfies_dependency())
+        {
+            unmet.insert(step_id.as_str());
+        }
+    }
+    let mut newly_ready = Vec::new();
+    for step in &steps {
+        let mut step = step.clone();
+        match step_status(&step) {
+            StepStatus::Pending if !unmet.contains(step.id.as_str()) => {
+                transition(db, &mut step, StepStatus::Ready, StepChange::default()).await?;
+                if task_status(task) == TaskStatus::Active {
+                    let view = load_view(db, task, vec![step.clone()]).await?;
+                    push_ready(db, outbox, task, &view.steps[0]).await?;
+                }
+                newly_ready.push(step);
+            }
+            StepStatus::Ready if unmet.contains(step.id.as_str()) => {
+                transition(db, &mut step, StepStatus::Pending, StepChange::default()).await?;
+                let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+                for (_, agent_id) in assignees {
+                    outbox.push(
+                        Audience::Agent(agent_id),
+                        frames::step_revoked(
+                            &step,
+                            step.attempt,
+                            "a new dependency must finish first",
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let all_finished = model::steps_of_task(db, &task.id)
+        .await?
+        .iter()
+        .all(|step| step_status(step).is_finished());
+    if all_finished && task_status(task) == TaskStatus::Active {
+        let now = now_ms();
+        if model::set_task_status(
+            db,
+            &task.id,
+            TaskStatus::Active.as_str(),
+            TaskStatus::Done.as_str(),
+            now,
+        )
+        .await?
+            == 1
+        {
+            let done = Task {
+                status: TaskStatus::Done.as_str().to_string(),
+                updated_at: now,
+                ..task.clone()
+            };
+            let frame = frames::task_updated(&done);
+            let assignees = model::assignees_of(db, &ids).await?;
+            let agents: HashSet<String> = assignees
+                .into_iter()
+                .map(|(_, agent_id)| agent_id)
+                .collect();
+            for agent_id in agents {
+                outbox.push(Audience::Agent(agent_id), frame.clone());
+            }
+            if let Some(creator) = &task.creator_member_id {
+                outbox.push(Audience::Member(creator.clone()), frame);
+            }
+        }
+    }
+    Ok(newly_ready)
+}

@@ -1,0 +1,729 @@
+//! Tasks and their steps: creation with DAG validation, the step lifecycle (claims,
+//! leases, progress, submits, blocks, failures), readiness propagation, task status and
+//! workflow changes. Every step status change goes through [`transition`].
+
+pub mod dag;
+mod frames;
+mod lifecycle;
+pub mod model;
+pub mod state;
+mod workflow;
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::accounts::{self, Actor};
+use crate::agents::{self, Agent};
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::events::{Audience, Outbox};
+use crate::store::{Db, new_id, now_ms};
+
+pub use lifecycle::{
+    Claimed, SubmitOutcome, Submitted, claim_step, fail_step, log_step, progress_step, submit_step,
+    sweep_expired_leases,
+};
+pub(crate) use lifecycle::{block_step_in_tx, complete_in_tx, rework_in_tx, unblock_in_tx};
+pub use model::{Step, StepLogRow, Task, WorkflowChangeRow};
+pub use state::{StepStatus, TaskStatus};
+pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
+
+/// The executors a step may name.
+pub const EXECUTORS: &[&str] = &["claude", "shell", "manual", "external"];
+
+/// A task to create, with its steps.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub title: String,
+    pub description: String,
+    pub due_at: Option<i64>,
+    pub steps: Vec<NewStep>,
+}
+
+/// A step to create. Steps name each other by `key`; assignees are agent names or ids,
+/// approvers member emails or ids.
+#[derive(Debug, Clone, Default)]
+pub struct NewStep {
+    pub key: String,
+    pub title: String,
+    pub description: String,
+    pub assignees: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub approval_level: u8,
+    pub approvers: Vec<String>,
+    pub required_capabilities: Vec<String>,
+    pub executor: Option<String>,
+    pub input: Value,
+    pub expected_inputs: Option<String>,
+    pub expected_outputs: Option<String>,
+}
+
+/// A task with everything a caller shows.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    pub task: Task,
+    pub steps: Vec<StepView>,
+    pub involved_agents: Vec<InvolvedAgent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepView {
+    pub step: Step,
+    /// (agent id, agent name)
+    pub assignees: Vec<(String, String)>,
+    /// (member id, email)
+    pub approvers: Vec<(String, String)>,
+    /// Keys of the steps this one depends on.
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvolvedAgent {
+    pub id: String,
+    pub name: String,
+    pub online: bool,
+}
+
+/// What `PATCH /v1/tasks/{id}` may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskAction {
+    Pause,
+    Resume,
+    Cancel,
+    Archive,
+}
+
+impl TaskAction {
+    pub fn target(self) -> TaskStatus {
+        match self {
+            TaskAction::Pause => TaskStatus::Paused,
+            TaskAction::Resume => TaskStatus::Active,
+            TaskAction::Cancel => TaskStatus::Cancelled,
+            TaskAction::Archive => TaskStatus::Archived,
+        }
+    }
+}
+
+pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskView> {
+    let workspace_id = actor.workspace_id().to_string();
+    validate_new_task(&new)?;
+    let mut outbox = Outbox::default();
+    let task_id = ctx
+        .store
+        .transaction(async |db| {
+            let now = now_ms();
+            let task = Task {
+                id: new_id(),
+                workspace_id: workspace_id.clone(),
+                title: new.title.trim().to_string(),
+                description: new.description.clone(),
+                status: TaskStatus::Active.as_str().to_string(),
+                creator_member_id: Some(actor.member_id().to_string()),
+                creator_agent_id: match actor {
+                    Actor::Agent(agent) => Some(agent.agent_id.clone()),
+                    Actor::Member(_) => None,
+                },
+                due_at: new.due_at,
+                created_at: now,
+                updated_at: now,
+            };
+            model::insert_task(db, &task).await?;
+            insert_steps(db, &task, &new.steps, 0).await?;
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let view = load_view(db, &task, steps).await?;
+            // Everyone involved hears of the task; ready steps are pushed to assignees.
+            let task_frame = frames::task_created(&task);
+            let agents: Vec<Audience> = view
+                .involved_agents
+                .iter()
+                .map(|agent| Audience::Agent(agent.id.clone()))
+                .collect();
+            outbox.push_all(&agents, &task_frame);
+            for audience in member_audiences(&task, &view.steps) {
+                outbox.push(audience, task_frame.clone());
+            }
+            for step_view in &view.steps {
+                if step_view.step.status == StepStatus::Ready.as_str() {
+                    push_ready(db, &mut outbox, &task, step_view).await?;
+                }
+            }
+            outbox.flush(db, &workspace_id).await?;
+            Ok::<_, Error>(task.id)
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    get_task(ctx, actor, &task_id).await
+}
+
+fn validate_new_task(new: &NewTask) -> Result<()> {
+    if new.title.trim().is_empty() {
+        return Err(Error::invalid_field("title", "title must not be empty"));
+    }
+    if new.steps.is_empty() {
+        return Err(Error::invalid_field(
+            "steps",
+            "a task needs at least one step",
+        ));
+    }
+    if new.steps.len() > 500 {
+        return Err(Error::invalid_field(
+            "steps",
+            "a task has at most 500 steps",
+        ));
+    }
+    let mut keys = HashSet::new();
+    for step in &new.steps {
+        validate_new_step(step)?;
+        if !keys.insert(step.key.as_str()) {
+            return Err(Error::invalid_field(
+                "steps.key",
+                format!("two steps have the key `{}`", step.key),
+            ));
+        }
+    }
+    let keys: Vec<&str> = new.steps.iter().map(|step| step.key.as_str()).collect();
+    let edges = new
+        .steps
+        .iter()
+        .map(|step| {
+            (
+                step.key.as_str(),
+                step.depends_on.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    dag::validate(&keys, &edges)
+}
+
+fn validate_new_step(step: &NewStep) -> Result<()> {
+    let key = &step.key;
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        return Err(Error::invalid_field(
+            "steps.key",
+            format!("step key `{key}` must be 1-64 letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    if step.title.trim().is_empty() {
+        return Err(Error::invalid_field(
+            "steps.title",
+            format!("step `{key}` needs a title"),
+        ));
+    }
+    if step.assignees.is_empty() {
+        return Err(Error::invalid_field(
+            "steps.assignees",
+            format!("step `{key}` needs at least one assignee"),
+        ));
+    }
+    if step.approval_level > 3 {
+        return Err(Error::invalid_field(
+            "steps.approval_level",
+            format!("step `{key}`: approval level must be 0 to 3"),
+        ));
+    }
+    if step.approval_level > 0 && step.approvers.is_empty() {
+        return Err(Error::invalid_field(
+            "steps.approvers",
+            format!(
+                "step `{key}` has approval level {} but no approvers",
+                step.approval_level
+            ),
+        ));
+    }
+    if let Some(executor) = &step.executor
+        && !EXECUTORS.contains(&executor.as_str())
+    {
+        return Err(Error::invalid_field(
+            "steps.executor",
+            format!(
+                "step `{key}`: unknown executor `{executor}`; use one of {}",
+                EXECUTORS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Inserts validated steps of `task` with their assignees, approvers and dependencies,
+/// resolving names. Dependencies may name steps already in the task.
+async fn insert_steps(
+    db: &mut Db<'_>,
+    task: &Task,
+    new_steps: &[NewStep],
+    first_position: i32,
+) -> Result<Vec<Step>> {
+    let now = now_ms();
+    let existing = model::steps_of_task(db, &task.id).await?;
+    let mut ids_by_key: HashMap<String, String> = existing
+        .iter()
+        .map(|step| (step.key.clone(), step.id.clone()))
+        .collect();
+    let mut rows = Vec::new();
+    let mut assignee_rows = Vec::new();
+    let mut approver_rows = Vec::new();
+    let mut dependency_rows = Vec::new();
+    for new in new_steps {
+        if ids_by_key.contains_key(&new.key) {
+            return Err(Error::invalid_field(
+                "steps.key",
+                format!("the task already has a step `{}`", new.key),
+            ));
+        }
+        ids_by_key.insert(new.key.clone(), new_id());
+    }
+    for (offset, new) in new_steps.iter().enumerate() {
+        let step_id = ids_by_key[&new.key].clone();
+        for name in dedup(&new.assignees) {
+            let agent = resolve_agent(db, &task.workspace_id, name, &new.key).await?;
+            let capabilities = agent.capability_list();
+            if let Some(missing) = new
+                .required_capabilities
+                .iter()
+                .find(|label| !capabilities.contains(label))
+            {
+                return Err(Error::invalid_field(
+                    "steps.assignees",
+                    format!(
+                        "step `{}`: agent `{}` lacks the required capability `{missing}`",
+                        new.key, agent.name
+                    ),
+                ));
+            }
+            assignee_rows.push((step_id.clone(), agent.id));
+        }
+        for name in dedup(&new.approvers) {
+            let member = accounts::model::find_member(db, &task.workspace_id, name)
+                .await?
+                .ok_or_else(|| {
+                    Error::invalid_field(
+                        "steps.approvers",
+                        format!(
+                            "step `{}`: approver `{name}` is not a member of this workspace",
+                            new.key
+                        ),
+                    )
+                })?;
+            approver_rows.push((step_id.clone(), member.id));
+        }
+        for dep in dedup(&new.depends_on) {
+            let dep_id = ids_by_key.get(dep).ok_or_else(|| {
+                Error::invalid_field(
+                    "depends_on",
+                    format!(
+                        "step `{}` depends on `{dep}`, which is not a step of this task",
+                        new.key
+                    ),
+                )
+            })?;
+            dependency_rows.push((step_id.clone(), dep_id.clone()));
+        }
+        rows.push(Step {
+            id: step_id,
+            task_id: task.id.clone(),
+            workspace_id: task.workspace_id.clone(),
+            key: new.key.clone(),
+            position: first_position + offset as i32,
+            title: new.title.trim().to_string(),
+            description: new.description.clone(),
+            status: StepStatus::Pending.as_str().to_string(),
+            approval_level: i32::from(new.approval_level),
+            executor: new.executor.clone(),
+            input: serde_json::to_string(&new.input)?,
+            expected_inputs: new.expected_inputs.clone(),
+            expected_outputs: new.expected_outputs.clone(),
+            required_capabilities: serde_json::to_string(&new.required_capabilities)?,
+            result: None,
+            summary: None,
+            self_check: None,
+            files: "[]".into(),
+            claimed_by: None,
+            lease_until: None,
+            attempt: 1,
+            rework_comment: None,
+            started_at: None,
+            completed_at: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    model::insert_steps(db, &rows).await?;
+    if !assignee_rows.is_empty() {
+        model::insert_assignees(db, &assignee_rows).await?;
+    }
+    if !approver_rows.is_empty() {
+        model::insert_approvers(db, &approver_rows).await?;
+    }
+    if !dependency_rows.is_empty() {
+        model::insert_dependencies(db, &dependency_rows).await?;
+    }
+    // Steps without unfinished dependencies start ready.
+    let deps: HashSet<&String> = dependency_rows.iter().map(|(step_id, _)| step_id).collect();
+    let finished: HashSet<&str> = existing
+        .iter()
+        .filter(|step| step_status(step).satisfies_dependency())
+        .map(|step| step.id.as_str())
+        .collect();
+    for row in &mut rows {
+        let waits = deps.contains(&row.id)
+            && dependency_rows
+                .iter()
+                .any(|(step_id, dep)| step_id == &row.id && !finished.contains(dep.as_str()));
+        if !waits {
+            transition(db, row, StepStatus::Ready, model::StepChange::default()).await?;
+        }
+    }
+    Ok(rows)
+}
+
+fn dedup(names: &[String]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    names
+        .iter()
+        .map(|name| name.trim())
+        .filter(|name| seen.insert(*name))
+        .collect()
+}
+
+async fn resolve_agent(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    name: &str,
+    step_key: &str,
+) -> Result<Agent> {
+    agents::model::find_agent(db, workspace_id, name)
+        .await?
+        .ok_or_else(|| {
+            Error::invalid_field(
+                "steps.assignees",
+                format!("step `{step_key}`: assignee `{name}` is not an agent of this workspace"),
+            )
+        })
+}
+
+pub(crate) fn step_status(step: &Step) -> StepStatus {
+    step.status.parse().unwrap_or(StepStatus::Failed)
+}
+
+pub(crate) fn task_status(task: &Task) -> TaskStatus {
+    task.status.parse().unwrap_or(TaskStatus::Cancelled)
+}
+
+/// Moves `step` to `to` if the state machine allows it and nobody changed the step
+/// since it was read; otherwise `conflict` naming the current state. Updates `step`.
+pub(crate) async fn transition(
+    db: &mut Db<'_>,
+    step: &mut Step,
+    to: StepStatus,
+    mut change: model::StepChange,
+) -> Result<()> {
+    let from = step_status(step);
+    from.check(to)?;
+    let now = now_ms();
+    change.status = Some(to.as_str().to_string());
+    change.updated_at = Some(now);
+    if !model::update_step_if(db, &step.id, &step.status, step.attempt, &change).await? {
+        let current = model::find_step(db, &step.workspace_id, &step.id)
+            .await?
+            .ok_or_else(|| Error::not_found("step"))?;
+        return Err(Error::conflict(format!(
+            "step is {} (attempt {}); it cannot become {to}",
+            current.status, current.attempt
+        )));
+    }
+    apply_change(step, &change);
+    Ok(())
+}
+
+fn apply_change(step: &mut Step, change: &model::StepChange) {
+    macro_rules! apply {
+        ($($field:ident),*) => { $( if let Some(value) = &change.$field { step.$field = value.clone(); } )* };
+    }
+    apply!(
+        status,
+        claimed_by,
+        lease_until,
+        attempt,
+        result,
+        summary,
+        self_check,
+        files,
+        rework_comment,
+        started_at,
+        completed_at,
+        input_tokens,
+        output_tokens,
+        position,
+        updated_at
+    );
+}
+
+/// The task with its steps, assignees, approvers, dependencies and involved agents.
+pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result<TaskView> {
+    let step_ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    let assignees = model::assignees_of(db, &step_ids).await?;
+    let approvers = model::approvers_of(db, &step_ids).await?;
+    let dependencies = model::dependencies_of(db, &step_ids).await?;
+    let agent_ids: Vec<String> = assignees
+        .iter()
+        .map(|(_, agent_id)| agent_id.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let agents = agents::model::agents_by_ids(db, &agent_ids).await?;
+    let members = accounts::model::list_members(db, &task.workspace_id).await?;
+    let agent_name = |id: &str| {
+        agents
+            .iter()
+            .find(|agent| agent.id == id)
+            .map(|agent| agent.name.clone())
+            .unwrap_or_default()
+    };
+    let member_email = |id: &str| {
+        members
+            .iter()
+            .find(|member| member.id == id)
+            .map(|member| member.email.clone())
+            .unwrap_or_default()
+    };
+    let key_of: HashMap<&str, &str> = steps
+        .iter()
+        .map(|step| (step.id.as_str(), step.key.as_str()))
+        .collect();
+    let step_views = steps
+        .iter()
+        .map(|step| StepView {
+            assignees: assignees
+                .iter()
+                .filter(|(step_id, _)| step_id == &step.id)
+                .map(|(_, agent_id)| (agent_id.clone(), agent_name(agent_id)))
+                .collect(),
+            approvers: approvers
+                .iter()
+                .filter(|(step_id, _)| step_id == &step.id)
+                .map(|(_, member_id)| (member_id.clone(), member_email(member_id)))
+                .collect(),
+            depends_on: dependencies
+                .iter()
+                .filter(|(step_id, _)| step_id == &step.id)
+                .filter_map(|(_, dep)| key_of.get(dep.as_str()).map(|key| key.to_string()))
+                .collect(),
+            step: step.clone(),
+        })
+        .collect();
+    let involved_agents = agents
+        .iter()
+        .map(|agent| InvolvedAgent {
+            id: agent.id.clone(),
+            name: agent.name.clone(),
+            online: false,
+        })
+        .collect();
+    Ok(TaskView {
+        task: task.clone(),
+        steps: step_views,
+        involved_agents,
+    })
+}
+
+/// Members who follow a task: its creator and every approver.
+fn member_audiences(task: &Task, steps: &[StepView]) -> Vec<Audience> {
+    let mut ids: Vec<&str> = task.creator_member_id.iter().map(String::as_str).collect();
+    for step in steps {
+        for (member_id, _) in &step.approvers {
+            if !ids.contains(&member_id.as_str()) {
+                ids.push(member_id);
+            }
+        }
+    }
+    ids.into_iter()
+        .map(|id| Audience::Member(id.to_string()))
+        .collect()
+}
+
+/// Queues `step.ready` for every assignee of a ready step.
+pub(crate) async fn push_ready(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step_view: &StepView,
+) -> Result<()> {
+    let frame = frames::step_ready(db, task, &step_view.step).await?;
+    let audiences: Vec<Audience> = step_view
+        .assignees
+        .iter()
+        .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
+        .collect();
+    outbox.push_all(&audiences, &frame);
+    Ok(())
+}
+
+pub async fn get_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskView> {
+    let mut view = ctx
+        .store
+        .read(async |db| {
+            let task = model::find_task(db, actor.workspace_id(), task_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            let steps = model::steps_of_task(db, &task.id).await?;
+            load_view(db, &task, steps).await
+        })
+        .await?;
+    for agent in &mut view.involved_agents {
+        agent.online = ctx.presence.is_online(&agent.id);
+    }
+    Ok(view)
+}
+
+pub async fn list_tasks(
+    ctx: &Ctx,
+    actor: &Actor,
+    status: Option<TaskStatus>,
+    limit: u32,
+) -> Result<Vec<Task>> {
+    let limit = i64::from(limit.clamp(1, 500));
+    ctx.store
+        .read(async |db| {
+            Ok(model::list_tasks(
+                db,
+                actor.workspace_id(),
+                status.map(TaskStatus::as_str),
+                limit,
+            )
+            .await?)
+        })
+        .await
+}
+
+/// A step of the caller's workspace.
+pub async fn get_step(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<StepView> {
+    let view = ctx
+        .store
+        .read(async |db| {
+            let step = model::find_step(db, actor.workspace_id(), step_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+            let task = model::find_task(db, actor.workspace_id(), &step.task_id)
+                .await?
+                .ok_or_else(|| Error::not_found("task"))?;
+            let steps = model::steps_of_task(db, &task.id).await?;
+            load_view(db, &task, steps).await
+        })
+        .await?;
+    view.steps
+        .into_iter()
+        .find(|step_view| step_view.step.id == step_id)
+        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))
+}
+
+pub async fn step_logs(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<Vec<StepLogRow>> {
+    ctx.store
+        .read(async |db| {
+            model::find_step(db, actor.workspace_id(), step_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+            Ok(model::logs_of(db, step_id).await?)
+        })
+        .await
+}
+
+pub async fn history(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Vec<WorkflowChangeRow>> {
+    ctx.store
+        .read(async |db| {
+            model::find_task(db, actor.workspace_id(), task_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            Ok(model::workflow_changes_of(db, task_id).await?)
+        })
+        .await
+}
+
+/// Pauses, resumes, cancels or archives a task. Cancelling cancels every unfinished
+/// step and revokes held ones; resuming pushes ready steps again.
+pub async fn set_task_status(
+    ctx: &Ctx,
+    actor: &Actor,
+    task_id: &str,
+    action: TaskAction,
+) -> Result<TaskView> {
+    let mut outbox = Outbox::default();
+    ctx.store
+        .transaction(async |db| {
+            let task = model::find_task(db, actor.workspace_id(), task_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            let from = task_status(&task);
+            let to = action.target();
+            from.check(to)?;
+            let now = now_ms();
+            if model::set_task_status(db, &task.id, from.as_str(), to.as_str(), now).await? == 0 {
+                return Err(Error::conflict("the task changed meanwhile; retry"));
+            }
+            let task = Task {
+                status: to.as_str().to_string(),
+                updated_at: now,
+                ..task
+            };
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let view = load_view(db, &task, steps).await?;
+            match action {
+                TaskAction::Cancel => {
+                    for step_view in &view.steps {
+                        let mut step = step_view.step.clone();
+                        if step_status(&step).is_finished() {
+                            continue;
+                        }
+                        let holder = step.claimed_by.clone();
+                        let attempt = step.attempt;
+                        transition(
+                            db,
+                            &mut step,
+                            StepStatus::Cancelled,
+                            model::StepChange {
+                                lease_until: Some(None),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                        if let Some(agent_id) = holder {
+                            outbox.push(
+                                Audience::Agent(agent_id),
+                                frames::step_revoked(&step, attempt, "the task was cancelled"),
+                            );
+                        }
+                    }
+                }
+                TaskAction::Resume => {
+                    for step_view in view
+                        .steps
+                        .iter()
+                        .filter(|step_view| step_view.step.status == StepStatus::Ready.as_str())
+                    {
+                        push_ready(db, &mut outbox, &task, step_view).await?;
+                    }
+                }
+                // Held steps may finish while paused; nothing new is claimed.
+                TaskAction::Pause | TaskAction::Archive => {}
+            }
+            let frame = frames::task_updated(&task);
+            let agents: Vec<Audience> = view
+                .involved_agents
+                .iter()
+                .map(|agent| Audience::Agent(agent.id.clone()))
+                .collect();
+            outbox.push_all(&agents, &frame);
+            outbox.push_all(&member_audiences(&task, &view.steps), &frame);
+            outbox.flush(db, &task.workspace_id).await?;
+            Ok(())
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    get_task(ctx, actor, task_id).await
+}

@@ -1,0 +1,561 @@
+//! Rows and queries of tasks, steps, their assignees, approvers and dependencies,
+//! submissions, logs, usage and workflow changes.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::schema::{
+    step_approvers, step_assignees, step_dependencies, step_logs, step_submissions, steps, tasks,
+    usage, workflow_changes,
+};
+use crate::store::Db;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tasks, treat_none_as_default_value = false)]
+pub struct Task {
+    pub id: String,
+    pub workspace_id: String,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub creator_member_id: Option<String>,
+    pub creator_agent_id: Option<String>,
+    pub due_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = steps, treat_none_as_default_value = false)]
+pub struct Step {
+    pub id: String,
+    pub task_id: String,
+    pub workspace_id: String,
+    pub key: String,
+    pub position: i32,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub approval_level: i32,
+    pub executor: Option<String>,
+    pub input: String,
+    pub expected_inputs: Option<String>,
+    pub expected_outputs: Option<String>,
+    pub required_capabilities: String,
+    pub result: Option<String>,
+    pub summary: Option<String>,
+    pub self_check: Option<String>,
+    pub files: String,
+    pub claimed_by: Option<String>,
+    pub lease_until: Option<i64>,
+    pub attempt: i32,
+    pub rework_comment: Option<String>,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The columns a state transition may change; `None` leaves a column alone, and
+/// `Some(None)` sets a nullable column to NULL.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = steps, treat_none_as_default_value = false)]
+pub struct StepChange {
+    pub status: Option<String>,
+    pub claimed_by: Option<Option<String>>,
+    pub lease_until: Option<Option<i64>>,
+    pub attempt: Option<i32>,
+    pub result: Option<Option<String>>,
+    pub summary: Option<Option<String>>,
+    pub self_check: Option<Option<String>>,
+    pub files: Option<String>,
+    pub rework_comment: Option<Option<String>>,
+    pub started_at: Option<Option<i64>>,
+    pub completed_at: Option<Option<i64>>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub position: Option<i32>,
+    pub updated_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = step_submissions, treat_none_as_default_value = false)]
+pub struct Submission {
+    pub step_id: String,
+    pub attempt: i32,
+    pub agent_id: String,
+    pub result: String,
+    pub summary: Option<String>,
+    pub self_check: Option<String>,
+    pub files: String,
+    pub outcome: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = workflow_changes, treat_none_as_default_value = false)]
+pub struct WorkflowChangeRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub kind: String,
+    pub step_id: Option<String>,
+    pub before_json: Option<String>,
+    pub after_json: Option<String>,
+    pub reason: String,
+    pub triggered_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = step_logs, treat_none_as_default_value = false)]
+pub struct StepLogRow {
+    pub id: String,
+    pub step_id: String,
+    pub attempt: i32,
+    pub stream: String,
+    pub text: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = usage, treat_none_as_default_value = false)]
+pub struct UsageRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub step_id: String,
+    pub agent_id: String,
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub created_at: i64,
+}
+
+pub async fn insert_task(db: &mut Db<'_>, row: &Task) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(tasks::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn insert_steps(db: &mut Db<'_>, rows: &[Step]) -> QueryResult<()> {
+    // One statement per row: diesel has no multi-row VALUES for SQLite through diesel-async.
+    for row in rows {
+        crate::db!(db, |conn| diesel::insert_into(steps::table)
+            .values(row)
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+pub async fn find_task(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    task_id: &str,
+) -> QueryResult<Option<Task>> {
+    crate::db!(db, |conn| {
+        tasks::table
+            .filter(
+                tasks::id
+                    .eq(task_id)
+                    .and(tasks::workspace_id.eq(workspace_id)),
+            )
+            .select(Task::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn list_tasks(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    status: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<Task>> {
+    crate::db!(db, |conn| {
+        let mut query = tasks::table
+            .filter(tasks::workspace_id.eq(workspace_id))
+            .into_boxed();
+        if let Some(status) = status {
+            query = query.filter(tasks::status.eq(status));
+        }
+        query
+            .order(tasks::created_at.desc())
+            .limit(limit)
+            .select(Task::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn set_task_status(
+    db: &mut Db<'_>,
+    task_id: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(tasks::table)
+            .filter(tasks::id.eq(task_id).and(tasks::status.eq(from)))
+            .set((tasks::status.eq(to), tasks::updated_at.eq(now)))
+            .execute(conn)
+            .await
+    })
+}
+
+pub async fn touch_task(db: &mut Db<'_>, task_id: &str, now: i64) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::update(tasks::table.find(task_id))
+        .set(tasks::updated_at.eq(now))
+        .execute(conn)
+        .await)
+}
+
+pub async fn find_step(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    step_id: &str,
+) -> QueryResult<Option<Step>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(
+                steps::id
+                    .eq(step_id)
+                    .and(steps::workspace_id.eq(workspace_id)),
+            )
+            .select(Step::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn steps_of_task(db: &mut Db<'_>, task_id: &str) -> QueryResult<Vec<Step>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::task_id.eq(task_id))
+            .order(steps::position.asc())
+            .select(Step::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+/// Applies `change` if the step is still in `expected_status` at `expected_attempt`.
+/// Returns whether it applied: the one conditional update behind every transition.
+pub async fn update_step_if(
+    db: &mut Db<'_>,
+    step_id: &str,
+    expected_status: &str,
+    expected_attempt: i32,
+    change: &StepChange,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| {
+        diesel::update(steps::table)
+            .filter(steps::id.eq(step_id))
+            .filter(steps::status.eq(expected_status))
+            .filter(steps::attempt.eq(expected_attempt))
+            .set(change)
+            .execute(conn)
+            .await
+    })?;
+    Ok(n_rows == 1)
+}
+
+/// The claim: `ready` → `claimed` only while the task is active.
+pub async fn claim_step(
+    db: &mut Db<'_>,
+    step_id: &str,
+    agent_id: &str,
+    lease_until: i64,
+    now: i64,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| {
+        diesel::update(steps::table)
+            .filter(steps::id.eq(step_id))
+            .filter(steps::status.eq("ready"))
+            .filter(
+                steps::task_id.eq_any(
+                    tasks::table
+                        .select(tasks::id)
+                        .filter(tasks::status.eq("active")),
+                ),
+            )
+            .set((
+                steps::status.eq("claimed"),
+                steps::claimed_by.eq(agent_id),
+                steps::lease_until.eq(lease_until),
+                steps::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(n_rows == 1)
+}
+
+/// Renews the lease of a step the agent holds at `attempt`.
+pub async fn renew_lease(
+    db: &mut Db<'_>,
+    step_id: &str,
+    agent_id: &str,
+    attempt: i32,
+    lease_until: i64,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| {
+        diesel::update(steps::table)
+            .filter(steps::id.eq(step_id))
+            .filter(steps::claimed_by.eq(agent_id))
+            .filter(steps::attempt.eq(attempt))
+            .filter(steps::status.eq_any(["claimed", "running"]))
+            .set(steps::lease_until.eq(lease_until))
+            .execute(conn)
+            .await
+    })?;
+    Ok(n_rows == 1)
+}
+
+pub async fn count_held_by(db: &mut Db<'_>, agent_id: &str) -> QueryResult<i64> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::claimed_by.eq(agent_id))
+            .filter(steps::status.eq_any(["claimed", "running", "blocked"]))
+            .count()
+            .get_result(conn)
+            .await
+    })
+}
+
+/// Steps whose lease ran out, oldest first.
+pub async fn expired_leases(db: &mut Db<'_>, now: i64, limit: i64) -> QueryResult<Vec<Step>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::status.eq_any(["claimed", "running"]))
+            .filter(steps::lease_until.lt(now))
+            .order(steps::lease_until.asc())
+            .limit(limit)
+            .select(Step::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn insert_assignees(db: &mut Db<'_>, rows: &[(String, String)]) -> QueryResult<()> {
+    let values: Vec<_> = rows
+        .iter()
+        .map(|(step_id, agent_id)| {
+            (
+                step_assignees::step_id.eq(step_id),
+                step_assignees::agent_id.eq(agent_id),
+            )
+        })
+        .collect();
+    for value in values {
+        crate::db!(db, |conn| diesel::insert_into(step_assignees::table)
+            .values(value)
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+pub async fn insert_approvers(db: &mut Db<'_>, rows: &[(String, String)]) -> QueryResult<()> {
+    let values: Vec<_> = rows
+        .iter()
+        .map(|(step_id, member_id)| {
+            (
+                step_approvers::step_id.eq(step_id),
+                step_approvers::member_id.eq(member_id),
+            )
+        })
+        .collect();
+    for value in values {
+        crate::db!(db, |conn| diesel::insert_into(step_approvers::table)
+            .values(value)
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+pub async fn insert_dependencies(db: &mut Db<'_>, rows: &[(String, String)]) -> QueryResult<()> {
+    let values: Vec<_> = rows
+        .iter()
+        .map(|(step_id, depends_on)| {
+            (
+                step_dependencies::step_id.eq(step_id),
+                step_dependencies::depends_on.eq(depends_on),
+            )
+        })
+        .collect();
+    for value in values {
+        crate::db!(db, |conn| diesel::insert_into(step_dependencies::table)
+            .values(value)
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+/// (step id, agent id) of every assignee of the given steps.
+pub async fn assignees_of(
+    db: &mut Db<'_>,
+    step_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    crate::db!(db, |conn| {
+        step_assignees::table
+            .filter(step_assignees::step_id.eq_any(step_ids))
+            .select((step_assignees::step_id, step_assignees::agent_id))
+            .load(conn)
+            .await
+    })
+}
+
+/// (step id, member id) of every approver of the given steps.
+pub async fn approvers_of(
+    db: &mut Db<'_>,
+    step_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    crate::db!(db, |conn| {
+        step_approvers::table
+            .filter(step_approvers::step_id.eq_any(step_ids))
+            .select((step_approvers::step_id, step_approvers::member_id))
+            .load(conn)
+            .await
+    })
+}
+
+/// (step id, depends-on step id) of the given steps.
+pub async fn dependencies_of(
+    db: &mut Db<'_>,
+    step_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    crate::db!(db, |conn| {
+        step_dependencies::table
+            .filter(step_dependencies::step_id.eq_any(step_ids))
+            .select((step_dependencies::step_id, step_dependencies::depends_on))
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn is_assignee(db: &mut Db<'_>, step_id: &str, agent_id: &str) -> QueryResult<bool> {
+    let n_rows: i64 = crate::db!(db, |conn| {
+        step_assignees::table
+            .filter(
+                step_assignees::step_id
+                    .eq(step_id)
+                    .and(step_assignees::agent_id.eq(agent_id)),
+            )
+            .count()
+            .get_result(conn)
+            .await
+    })?;
+    Ok(n_rows > 0)
+}
+
+pub async fn delete_assignees(db: &mut Db<'_>, step_id: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::delete(
+        step_assignees::table.filter(step_assignees::step_id.eq(step_id))
+    )
+    .execute(conn)
+    .await)
+}
+
+pub async fn delete_dependencies(db: &mut Db<'_>, step_id: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::delete(step_dependencies::table.filter(step_dependencies::step_id.eq(step_id)))
+            .execute(conn)
+            .await
+    })
+}
+
+pub async fn delete_step(db: &mut Db<'_>, step_id: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::delete(step_dependencies::table.filter(step_dependencies::depends_on.eq(step_id)))
+            .execute(conn)
+            .await
+    })?;
+    crate::db!(db, |conn| diesel::delete(steps::table.find(step_id))
+        .execute(conn)
+        .await)
+}
+
+pub async fn find_submission(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+) -> QueryResult<Option<Submission>> {
+    crate::db!(db, |conn| {
+        step_submissions::table
+            .find((step_id, attempt))
+            .select(Submission::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn insert_submission(db: &mut Db<'_>, row: &Submission) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(step_submissions::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn insert_workflow_change(db: &mut Db<'_>, row: &WorkflowChangeRow) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(workflow_changes::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn workflow_changes_of(
+    db: &mut Db<'_>,
+    task_id: &str,
+) -> QueryResult<Vec<WorkflowChangeRow>> {
+    crate::db!(db, |conn| {
+        workflow_changes::table
+            .filter(workflow_changes::task_id.eq(task_id))
+            .order((
+                workflow_changes::created_at.asc(),
+                workflow_changes::id.asc(),
+            ))
+            .select(WorkflowChangeRow::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn insert_log(db: &mut Db<'_>, row: &StepLogRow) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(step_logs::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn logs_of(db: &mut Db<'_>, step_id: &str) -> QueryResult<Vec<StepLogRow>> {
+    crate::db!(db, |conn| {
+        step_logs::table
+            .filter(step_logs::step_id.eq(step_id))
+            .order((step_logs::created_at.asc(), step_logs::id.asc()))
+            .select(StepLogRow::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn insert_usage(db: &mut Db<'_>, row: &UsageRow) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(usage::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Workflow changes on a live task: add, remove and reorder steps, change assignees or
+//! dependencies. Each operation is recorded with before, after, reason and who did it;
+//! a change that would break the DAG or touch a finished or running step is refused.
+
+use std::collections::HashMap;
+
+use agenthub_protocol::{ServerFrame, WorkflowChanged};
+use serde_json::json;
+
+use crate::accounts::Actor;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::events::{Audience, Outbox};
+use crate::store::{Db, new_id, now_ms};
+use crate::tasks::lifecycle::refresh_readiness;
+use crate::tasks::model::{self, Step, StepChange, Task, WorkflowChangeRow};
+use crate::tasks::{
+    NewStep, StepStatus, TaskView, dag, frames, get_task, insert_steps, load_view,
+    member_audiences, push_ready, step_status, task_status, validate_new_step,
+};
+
+/// One operation of a workflow change.
+#[derive(Debug, Clone)]
+pub enum WorkflowOp {
+    AddStep(Box<NewStep>),
+    /// A step by key or id.
+    RemoveStep {
+        step: String,
+    },
+    /// Every step key, in the new order.
+    Reorder {
+        order: Vec<String>,
+    },
+    SetAssignees {
+        step: String,
+        assignees: Vec<String>,
+    },
+    SetDependencies {
+        step: String,
+        depends_on: Vec<String>,
+    },
+}
+
+/// A change request: operations applied in order, all or nothing.
+#[derive(Debug, Clone)]
+pub struct WorkflowChange {
+    pub reason: String,
+    pub operations: Vec<WorkflowOp>,
+}
+
+pub async fn change_workflow(
+    ctx: &Ctx,
+    actor: &Actor,
+    task_id: &str,
+    change: WorkflowChange,
+) -> Result<TaskView> {
+    if change.reason.trim().is_empty() {
+        return Err(Error::invalid_field(
+            "reason",
+            "a workflow change needs a reason",
+        ));
+    }
+    if change.operations.is_empty() {
+        return Err(Error::invalid_field(
+            "operations",
+            "a workflow change needs at least one operation",
+        ));
+    }
+    let mut outbox = Outbox::default();
+    ctx.store
+        .transaction(async |db| {
+            let task = model::find_task(db, actor.workspace_id(), task_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            if !matches!(task.status.as_str(), "active" | "paused" | "draft") {
+                return Err(Error::conflict(format!(
+                    "task is {}; its workflow cannot change",
+                    task.status
+                )));
+            }
+            let mut records = Vec::new();
+            for op in &change.operations {
+                records.push(apply(db, &mut outbox, &task, op).await?);
+            }
+            // The graph must still be a DAG.
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+            let dependencies = model::dependencies_of(db, &ids).await?;
+            let key_of: HashMap<&str, &str> = steps
+                .iter()
+                .map(|step| (step.id.as_str(), step.key.as_str()))
+                .collect();
+            let keys: Vec<&str> = steps.iter().map(|step| step.key.as_str()).collect();
+            let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+            for (step_id, dep) in &dependencies {
+                edges
+                    .entry(key_of[step_id.as_str()])
+                    .or_default()
+                    .push(key_of[dep.as_str()]);
+            }
+            dag::validate(&keys, &edges)?;
+            refresh_readiness(db, &mut outbox, &task).await?;
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let view = load_view(db, &task, steps).await?;
+            let now = now_ms();
+            let agents: Vec<Audience> = view
+                .involved_agents
+                .iter()
+                .map(|agent| Audience::Agent(agent.id.clone()))
+                .collect();
+            let members = member_audiences(&task, &view.steps);
+            for (kind, step_id, before, after) in records {
+                let row = WorkflowChangeRow {
+                    id: new_id(),
+                    workspace_id: task.workspace_id.clone(),
+                    task_id: task.id.clone(),
+                    kind: kind.to_string(),
+                    step_id: step_id.clone(),
+                    before_json: before.map(|value| value.to_string()),
+                    after_json: after.map(|value| value.to_string()),
+                    reason: change.reason.clone(),
+                    triggered_by: actor.describe(),
+                    created_at: now,
+                };
+                model::insert_workflow_change(db, &row).await?;
+                let frame = ServerFrame::WorkflowChanged(WorkflowChanged {
+                    seq: 0,
+                    task_id: frames::uuid(&task.id),
+                    change_id: frames::uuid(&row.id),
+                    kind: row.kind.clone(),
+                    reason: row.reason.clone(),
+                    step_id: step_id.as_deref().map(frames::uuid),
+                });
+                outbox.push_all(&agents, &frame);
+                outbox.push_all(&members, &frame);
+            }
+            model::touch_task(db, &task.id, now).await?;
+            outbox.flush(db, &task.workspace_id).await?;
+            Ok::<_, Error>(())
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    get_task(ctx, actor, task_id).await
+}
+
+type Record = (
+    &'static str,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+);
+
+async fn apply(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    op: &WorkflowOp,
+) -> Result<Record> {
+    match op {
+        WorkflowOp::AddStep(new) => {
+            validate_new_step(new)?;
+            let position = model::steps_of_task(db, &task.id)
+                .await?
+                .iter()
+                .map(|step| step.position)
+                .max()
+                .unwrap_or(-1)
+                + 1;
+            let added = insert_steps(db, task, std::slice::from_ref(new), position).await?;
+            let step = &added[0];
+            if step.status == StepStatus::Ready.as_str() && task_status(task).as_str() == "active" {
+                let view = load_view(db, task, vec![step.clone()]).await?;
+                push_ready(db, outbox, task, &view.steps[0]).await?;
+            }
+            let after = json!({"key": step.key, "title": step.title, "assignees": new.assignees, "depends_on": new.depends_on});
+            Ok(("step_added", Some(step.id.clone()), None, Some(after)))
+        }
+        WorkflowOp::RemoveStep { step } => {
+            let step = find_changeable(db, task, step).await?;
+            let view = load_view(db, task, vec![step.clone()]).await?;
+            let before = describe(&view.steps[0]);
+            for (agent_id, _) in &view.steps[0].assignees {
+                if step.status == StepStatus::Ready.as_str() {
+                    outbox.push(
+                        Audience::Agent(agent_id.clone()),
+                        frames::step_revoked(&step, step.attempt, "the step was removed"),
+                    );
+                }
+            }
+            model::delete_step(db, &step.id).await?;
+            Ok(("step_removed", Some(step.id.clone()), Some(before), None))
+        }
+        WorkflowOp::Reorder { order } => {
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let mut keys: Vec<&str> = order.iter().map(String::as_str).collect();
+            keys.sort_unstable();
+            let mut existing: Vec<&str> = steps.iter().map(|step| step.key.as_str()).collect();
+            existing.sort_unstable();
+            if keys != existing {
+                return Err(Error::invalid_field(
+                    "order",
+                    "order must list every step key of the task exactly once",
+                ));
+            }
+            let before: Vec<&str> = steps.iter().map(|step| step.key.as_str()).collect();
+            for (position, key) in order.iter().enumerate() {
+                let step = steps
+                    .iter()
+                    .find(|step| &step.key == key)
+                    .ok_or_else(|| Error::not_found("step"))?;
+                let change = StepChange {
+                    position: Some(position as i32),
+                    updated_at: Some(now_ms()),
+                    ..Default::default()
+                };
+                if !model::update_step_if(db, &step.id, &step.status, step.attempt, &change).await?
+                {
+                    return Err(Error::conflict(format!(
+                        "step `{key}` changed meanwhile; retry"
+                    )));
+                }
+            }
+            Ok((
+                "steps_reordered",
+                None,
+                Some(json!(before)),
+                Some(json!(order)),
+            ))
+        }
+        WorkflowOp::SetAssignees { step, assignees } => {
+            let step = find_changeable(db, task, step).await?;
+            if assignees.is_empty() {
+                return Err(Error::invalid_field(
+                    "assignees",
+                    format!("step `{}` needs at least one assignee", step.key),
+                ));
+            }
+            let before_view = load_view(db, task, vec![step.clone()]).await?;
+            let before: Vec<String> = before_view.steps[0]
+                .assignees
+                .iter()
+                .map(|(_, name)| name.clone())
+                .collect();
+            model::delete_assignees(db, &step.id).await?;
+            let required: Vec<String> =
+                serde_json::from_str(&step.required_capabilities).unwrap_or_default();
+            let mut rows = Vec::new();
+            for name in crate::tasks::dedup(assignees) {
+                let agent =
+                    crate::tasks::resolve_agent(db, &task.workspace_id, name, &step.key).await?;
+                if let Some(missing) = required
+                    .iter()
+                    .find(|label| !agent.capability_list().contains(label))
+                {
+                    return Err(Error::invalid_field(
+                        "assignees",
+                        format!(
+                            "step `{}`: agent `{}` lacks the required capability `{missing}`",
+                            step.key, agent.name
+                        ),
+                    ));
+                }
+                rows.push((step.id.clone(), agent.id));
+            }
+            model::insert_assignees(db, &rows).await?;
+            let after_view = load_view(db, task, vec![step.clone()]).await?;
+            if step.status == StepStatus::Ready.as_str() {
+                for (agent_id, _) in &before_view.steps[0].assignees {
+                    if !rows.iter().any(|(_, new_id)| new_id == agent_id) {
+                        outbox.push(
+                            Audience::Agent(agent_id.clone()),
+                            frames::step_revoked(&step, step.attempt, "reassigned"),
+                        );
+                    }
+                }
+                if task_status(task).as_str() == "active" {
+                    push_ready(db, outbox, task, &after_view.steps[0]).await?;
+                }
+            }
+            let after: Vec<String> = after_view.steps[0]
+                .assignees
+                .iter()
+                .map(|(_, name)| name.clone())
+                .collect();
+            Ok((
+                "assignees_changed",
+                Some(step.id.clone()),
+                Some(json!(before)),
+                Some(json!(after)),
+            ))
+        }
+        WorkflowOp::SetDependencies { step, depends_on } => {
+            let step = find_changeable(db, task, step).await?;
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let before_view = load_view(db, task, vec![step.clone()]).await?;
+            let before = before_view.steps[0].depends_on.clone();
+            model::delete_dependencies(db, &step.id).await?;
+            let mut rows = Vec::new();
+            for key in crate::tasks::dedup(depends_on) {
+                let dep = steps
+                    .iter()
+                    .find(|other| other.key == key || other.id == key)
+                    .ok_or_else(|| {
+                        Error::invalid_field(
+                            "depends_on",
+                            format!(
+                                "step `{}` depends on `{key}`, which is not a step of this task",
+                                step.key
+                            ),
+                        )
+                    })?;
+                rows.push((step.id.clone(), dep.id.clone()));
+            }
+            if !rows.is_empty() {
+                model::insert_dependencies(db, &rows).await?;
+            }
+            Ok((
+                "dependencies_changed",
+                Some(step.id.clone()),
+                Some(json!(before)),
+                Some(json!(depends_on)),
+            ))
+        }
+    }
+}
+
+/// A step by key or id that a workflow change may touch: pending or ready.
+async fn find_changeable(db: &mut Db<'_>, task: &Task, key_or_id: &str) -> Result<Step> {
+    let steps = model::steps_of_task(db, &task.id).await?;
+    let step = steps
+        .into_iter()
+        .find(|step| step.key == key_or_id || step.id == key_or_id)
+        .ok_or_else(|| Error::invalid_field("step", format!("task has no step `{key_or_id}`")))?;
+    let status = step_status(&step);
+    if status.is_finished() {
+        return Err(Error::conflict(format!(
+            "step `{}` is {status}; finished steps cannot change",
+            step.key
+        )));
+    }
+    if !matches!(status, StepStatus::Pending | StepStatus::Ready) {
+        return Err(Error::conflict(format!(
+            "step `{}` is {status}; only pending or ready steps can change",
+            step.key
+        )));
+    }
+    Ok(step)
+}
+
+fn describe(view: &crate::tasks::StepView) -> serde_json::Value {
+    json!({
+        "key": view.step.key,
+        "title": view.step.title,
+        "status": view.step.status,
+        "assignees": view.assignees.iter().map(|(_, name)| name).collect::<Vec<_>>(),
+        "depends_on": view.depends_on,
+    })
+}

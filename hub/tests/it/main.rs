@@ -1,0 +1,4 @@
+//! The one integration-test binary of `agenthub`: a module per area, `support` for helpers.
+
+mod store;
+mod support;

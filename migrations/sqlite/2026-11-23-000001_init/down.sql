@@ -1,0 +1,21 @@
+-- Reverts 2026-11-23-000001_init (identical in migrations/sqlite and migrations/postgres).
+DROP TABLE usage;
+DROP TABLE files;
+DROP TABLE step_logs;
+DROP TABLE audience_seqs;
+DROP TABLE events;
+DROP TABLE workflow_changes;
+DROP TABLE availability_requests;
+DROP TABLE input_requests;
+DROP TABLE approvals;
+DROP TABLE step_submissions;
+DROP TABLE step_dependencies;
+DROP TABLE step_approvers;
+DROP TABLE step_assignees;
+DROP TABLE steps;
+DROP TABLE tasks;
+DROP TABLE agent_tokens;
+DROP TABLE agents;
+DROP TABLE api_keys;
+DROP TABLE members;
+DROP TABLE workspaces;

@@ -1,0 +1,663 @@
+//! Frame types. Every frame is a map with a `type` field holding a dotted name.
+//!
+//! Optional fields may be absent on the wire; unknown fields are ignored, so a peer may
+//! add optional fields without breaking older peers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A client-chosen request id, echoed in the `ok` or `error` answer.
+pub type RequestId = u64;
+
+// ---------------------------------------------------------------------------------------
+// Agent → hub
+// ---------------------------------------------------------------------------------------
+
+/// A frame sent by an agent to the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ClientFrame {
+    #[serde(rename = "hello")]
+    Hello(Hello),
+    #[serde(rename = "step.claim")]
+    StepClaim(StepClaim),
+    #[serde(rename = "step.progress")]
+    StepProgress(StepProgress),
+    #[serde(rename = "step.log")]
+    StepLog(StepLog),
+    #[serde(rename = "step.submit")]
+    StepSubmit(StepSubmit),
+    #[serde(rename = "step.block")]
+    StepBlock(StepBlock),
+    #[serde(rename = "step.fail")]
+    StepFail(StepFail),
+    #[serde(rename = "approval.decide")]
+    ApprovalDecide(ApprovalDecide),
+    #[serde(rename = "input.answer")]
+    InputAnswer(InputAnswer),
+    #[serde(rename = "availability.respond")]
+    AvailabilityRespond(AvailabilityRespond),
+    #[serde(rename = "ack")]
+    Ack(Ack),
+    #[serde(rename = "pong")]
+    Pong(Pong),
+    /// A frame whose `type` this version does not know. Decoding turns it into
+    /// [`crate::DecodeError::UnknownType`], which the hub answers with `unsupported`.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ClientFrame {
+    /// Every `type` an agent may send.
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "step.claim",
+        "step.progress",
+        "step.log",
+        "step.submit",
+        "step.block",
+        "step.fail",
+        "approval.decide",
+        "input.answer",
+        "availability.respond",
+        "ack",
+        "pong",
+    ];
+
+    /// The frame's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello(_) => "hello",
+            ClientFrame::StepClaim(_) => "step.claim",
+            ClientFrame::StepProgress(_) => "step.progress",
+            ClientFrame::StepLog(_) => "step.log",
+            ClientFrame::StepSubmit(_) => "step.submit",
+            ClientFrame::StepBlock(_) => "step.block",
+            ClientFrame::StepFail(_) => "step.fail",
+            ClientFrame::ApprovalDecide(_) => "approval.decide",
+            ClientFrame::InputAnswer(_) => "input.answer",
+            ClientFrame::AvailabilityRespond(_) => "availability.respond",
+            ClientFrame::Ack(_) => "ack",
+            ClientFrame::Pong(_) => "pong",
+            ClientFrame::Unknown => "unknown",
+        }
+    }
+
+    /// The request id, for frames that expect an `ok` or `error` answer.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            ClientFrame::StepClaim(frame) => Some(frame.id),
+            ClientFrame::StepProgress(frame) => Some(frame.id),
+            ClientFrame::StepLog(frame) => Some(frame.id),
+            ClientFrame::StepSubmit(frame) => Some(frame.id),
+            ClientFrame::StepBlock(frame) => Some(frame.id),
+            ClientFrame::StepFail(frame) => Some(frame.id),
+            ClientFrame::ApprovalDecide(frame) => Some(frame.id),
+            ClientFrame::InputAnswer(frame) => Some(frame.id),
+            ClientFrame::AvailabilityRespond(frame) => Some(frame.id),
+            ClientFrame::Hello(_) | ClientFrame::Ack(_) | ClientFrame::Pong(_) => None,
+            ClientFrame::Unknown => None,
+        }
+    }
+}
+
+/// First frame of a session: who the agent is and where to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Free-form agent software version, e.g. `agentd/0.3.1`.
+    pub agent_version: String,
+    /// Capability labels this agent offers (informational; the hub's registry is authoritative).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// How many steps this agent runs at once.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: u32,
+    /// The highest event `seq` the agent has processed; 0 on first connect.
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+fn default_concurrency() -> u32 {
+    1
+}
+
+/// Take a `ready` step. Exactly one of several racing claims wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepClaim {
+    pub id: RequestId,
+    pub step_id: Uuid,
+}
+
+/// Report progress on a claimed step; renews its lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepProgress {
+    pub id: RequestId,
+    pub step_id: Uuid,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    Info,
+}
+
+/// Log output of a running step; stored by the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    pub id: RequestId,
+    pub step_id: Uuid,
+    pub attempt: u32,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// Tokens used by a model while executing a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The result of a step. Idempotent per (step, attempt): a retry returns the first answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSubmit {
+    pub id: RequestId,
+    pub step_id: Uuid,
+    pub attempt: u32,
+    /// Free JSON result.
+    pub result: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The agent's own check of its result against the step's expected outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<String>,
+    /// Ids of files uploaded with `PUT /v1/files`, or external links.
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// The step needs its human: ask a question and wait for `input.answered`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepBlock {
+    pub id: RequestId,
+    pub step_id: Uuid,
+    pub attempt: u32,
+    pub question: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// The step could not be done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFail {
+    pub id: RequestId,
+    pub step_id: Uuid,
+    pub attempt: u32,
+    pub reason: String,
+    /// When true the step returns to `ready` for another attempt instead of `failed`.
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+/// An approval decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// The agent's human decides an approval (counts only if that human is a listed approver).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecide {
+    pub id: RequestId,
+    pub approval_id: Uuid,
+    pub decision: Decision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// The agent's human answers a question from a blocked step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputAnswer {
+    pub id: RequestId,
+    pub input_request_id: Uuid,
+    pub answer: String,
+}
+
+/// Answer to `availability.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvailabilityRespond {
+    pub id: RequestId,
+    pub request_id: Uuid,
+    pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Every event up to and including `seq` has been processed. Not answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub seq: u64,
+}
+
+/// Answer to `ping`, echoing its nonce. Not answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    pub nonce: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Hub → agent
+// ---------------------------------------------------------------------------------------
+
+/// A frame sent by the hub to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "welcome")]
+    Welcome(Welcome),
+    #[serde(rename = "ok")]
+    Ok(OkReply),
+    #[serde(rename = "error")]
+    Error(ErrorReply),
+    #[serde(rename = "ping")]
+    Ping(Ping),
+    #[serde(rename = "task.created")]
+    TaskCreated(TaskCreated),
+    #[serde(rename = "task.updated")]
+    TaskUpdated(TaskUpdated),
+    #[serde(rename = "step.ready")]
+    StepReady(StepReady),
+    #[serde(rename = "step.revoked")]
+    StepRevoked(StepRevoked),
+    #[serde(rename = "step.completed")]
+    StepCompleted(StepCompleted),
+    #[serde(rename = "workflow.changed")]
+    WorkflowChanged(WorkflowChanged),
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested(ApprovalRequested),
+    #[serde(rename = "approval.resolved")]
+    ApprovalResolved(ApprovalResolved),
+    #[serde(rename = "input.requested")]
+    InputRequested(InputRequested),
+    #[serde(rename = "input.answered")]
+    InputAnswered(InputAnswered),
+    #[serde(rename = "availability.requested")]
+    AvailabilityRequested(AvailabilityRequested),
+    #[serde(rename = "agent.online")]
+    AgentOnline(AgentPresence),
+    #[serde(rename = "agent.offline")]
+    AgentOffline(AgentPresence),
+    /// A frame whose `type` this version does not know; agents should ignore it
+    /// (and still ack its seq, which [`crate::Codec::peek_seq`] reads).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ServerFrame {
+    /// Every `type` the hub may send.
+    pub const TYPES: &'static [&'static str] = &[
+        "welcome",
+        "ok",
+        "error",
+        "ping",
+        "task.created",
+        "task.updated",
+        "step.ready",
+        "step.revoked",
+        "step.completed",
+        "workflow.changed",
+        "approval.requested",
+        "approval.resolved",
+        "input.requested",
+        "input.answered",
+        "availability.requested",
+        "agent.online",
+        "agent.offline",
+    ];
+
+    /// The frame's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome(_) => "welcome",
+            ServerFrame::Ok(_) => "ok",
+            ServerFrame::Error(_) => "error",
+            ServerFrame::Ping(_) => "ping",
+            ServerFrame::TaskCreated(_) => "task.created",
+            ServerFrame::TaskUpdated(_) => "task.updated",
+            ServerFrame::StepReady(_) => "step.ready",
+            ServerFrame::StepRevoked(_) => "step.revoked",
+            ServerFrame::StepCompleted(_) => "step.completed",
+            ServerFrame::WorkflowChanged(_) => "workflow.changed",
+            ServerFrame::ApprovalRequested(_) => "approval.requested",
+            ServerFrame::ApprovalResolved(_) => "approval.resolved",
+            ServerFrame::InputRequested(_) => "input.requested",
+            ServerFrame::InputAnswered(_) => "input.answered",
+            ServerFrame::AvailabilityRequested(_) => "availability.requested",
+            ServerFrame::AgentOnline(_) => "agent.online",
+            ServerFrame::AgentOffline(_) => "agent.offline",
+            ServerFrame::Unknown => "unknown",
+        }
+    }
+
+    /// The event sequence number, for event frames.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ServerFrame::TaskCreated(event) => Some(event.seq),
+            ServerFrame::TaskUpdated(event) => Some(event.seq),
+            ServerFrame::StepReady(event) => Some(event.seq),
+            ServerFrame::StepRevoked(event) => Some(event.seq),
+            ServerFrame::StepCompleted(event) => Some(event.seq),
+            ServerFrame::WorkflowChanged(event) => Some(event.seq),
+            ServerFrame::ApprovalRequested(event) => Some(event.seq),
+            ServerFrame::ApprovalResolved(event) => Some(event.seq),
+            ServerFrame::InputRequested(event) => Some(event.seq),
+            ServerFrame::InputAnswered(event) => Some(event.seq),
+            ServerFrame::AvailabilityRequested(event) => Some(event.seq),
+            ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => Some(event.seq),
+            ServerFrame::Welcome(_)
+            | ServerFrame::Ok(_)
+            | ServerFrame::Error(_)
+            | ServerFrame::Ping(_)
+            | ServerFrame::Unknown => None,
+        }
+    }
+
+    /// Sets the sequence number of an event frame; does nothing on other frames.
+    pub fn set_seq(&mut self, seq: u64) {
+        let slot = match self {
+            ServerFrame::TaskCreated(event) => &mut event.seq,
+            ServerFrame::TaskUpdated(event) => &mut event.seq,
+            ServerFrame::StepReady(event) => &mut event.seq,
+            ServerFrame::StepRevoked(event) => &mut event.seq,
+            ServerFrame::StepCompleted(event) => &mut event.seq,
+            ServerFrame::WorkflowChanged(event) => &mut event.seq,
+            ServerFrame::ApprovalRequested(event) => &mut event.seq,
+            ServerFrame::ApprovalResolved(event) => &mut event.seq,
+            ServerFrame::InputRequested(event) => &mut event.seq,
+            ServerFrame::InputAnswered(event) => &mut event.seq,
+            ServerFrame::AvailabilityRequested(event) => &mut event.seq,
+            ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => &mut event.seq,
+            ServerFrame::Welcome(_)
+            | ServerFrame::Ok(_)
+            | ServerFrame::Error(_)
+            | ServerFrame::Ping(_)
+            | ServerFrame::Unknown => return,
+        };
+        *slot = seq;
+    }
+}
+
+/// Answer to `hello`: the session is open. Replayed events follow, then live ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub agent_id: Uuid,
+    pub agent_name: String,
+    pub session_id: Uuid,
+    /// The hub sends `ping` this often.
+    pub heartbeat_interval_ms: u64,
+    /// A session from which no frame arrives for this long is closed.
+    pub heartbeat_timeout_ms: u64,
+    /// A claimed step's lease lasts this long after each claim or `step.progress`.
+    pub lease_ms: u64,
+    /// The largest frame the hub accepts, in bytes.
+    pub max_frame_bytes: u64,
+    /// Sustained frames per second the hub accepts from this session.
+    pub max_frames_per_s: u32,
+    /// The highest seq committed for this agent when the session opened. Replay
+    /// covers `hello.last_seq + 1 ..= last_seq`; live events continue from there.
+    pub last_seq: u64,
+}
+
+/// Success answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OkReply {
+    pub id: RequestId,
+    /// The step's status after the request, for step requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The attempt the agent holds, for `step.claim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Milliseconds until the lease expires, for `step.claim` and `step.progress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// The id of the created object, for `step.block` (the input request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_id: Option<Uuid>,
+}
+
+impl OkReply {
+    /// A bare `ok` for request `id`.
+    pub fn new(id: RequestId) -> Self {
+        OkReply {
+            id,
+            status: None,
+            attempt: None,
+            lease_ms: None,
+            created_id: None,
+        }
+    }
+}
+
+/// Failure answer to a request, or a report about an undecodable frame (`id` absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<RequestId>,
+    /// One of [`crate::error_code`].
+    pub code: String,
+    pub message: String,
+}
+
+/// Heartbeat; answer with `pong` carrying the same nonce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    pub nonce: u64,
+}
+
+/// A short description of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub task_id: Uuid,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub status: String,
+}
+
+/// A task this agent takes part in was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCreated {
+    pub seq: u64,
+    pub task: TaskInfo,
+}
+
+/// A task's status changed (paused, resumed, cancelled, archived, done).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUpdated {
+    pub seq: u64,
+    pub task: TaskInfo,
+}
+
+/// Output of a finished step that the ready step depends on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepOutput {
+    pub step_id: Uuid,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub result: Value,
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// Everything an agent needs to execute a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub step_id: Uuid,
+    pub task_id: Uuid,
+    pub task_title: String,
+    #[serde(default)]
+    pub task_description: String,
+    pub key: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Starts at 1; grows with every lease expiry, retry or rework.
+    pub attempt: u32,
+    /// `claude`, `shell`, `manual` or `external`; absent means the agent's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    /// Free JSON from the task's creator, forwarded unchanged (e.g. a shell command).
+    #[serde(default)]
+    pub input: Value,
+    pub approval_level: u8,
+    #[serde(default)]
+    pub required_capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_outputs: Option<String>,
+    /// Outputs of the steps this one depends on.
+    #[serde(default)]
+    pub inputs: Vec<StepOutput>,
+    /// Set when a reviewer rejected the previous attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rework_comment: Option<String>,
+}
+
+/// A step assigned to this agent is ready to be claimed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReady {
+    pub seq: u64,
+    pub step: StepInfo,
+}
+
+/// Stop working on a step: its lease expired, it was claimed by another agent, or its
+/// task was paused, cancelled or changed. A later submit for this attempt is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRevoked {
+    pub seq: u64,
+    pub step_id: Uuid,
+    pub task_id: Uuid,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+/// A reference to a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRef {
+    pub step_id: Uuid,
+    pub title: String,
+    pub status: String,
+}
+
+/// A step this agent worked on, or depends on, is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepCompleted {
+    pub seq: u64,
+    pub step_id: Uuid,
+    pub task_id: Uuid,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Steps of this receiver that the completion made ready.
+    #[serde(default)]
+    pub next: Vec<StepRef>,
+}
+
+/// A task's steps were changed while it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowChanged {
+    pub seq: u64,
+    pub task_id: Uuid,
+    pub change_id: Uuid,
+    /// `step_added`, `step_removed`, `steps_reordered`, `assignees_changed`, `dependencies_changed`.
+    pub kind: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<Uuid>,
+}
+
+/// This agent's human is asked to approve a step's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    pub seq: u64,
+    pub approval_id: Uuid,
+    pub step_id: Uuid,
+    pub task_id: Uuid,
+    pub task_title: String,
+    pub step_title: String,
+    pub approval_level: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub result: Value,
+}
+
+/// An approval was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalResolved {
+    pub seq: u64,
+    pub approval_id: Uuid,
+    pub step_id: Uuid,
+    pub decision: Decision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Email of the member who decided.
+    pub decided_by: String,
+}
+
+/// This agent's human is asked a question by a blocked step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRequested {
+    pub seq: u64,
+    pub input_request_id: Uuid,
+    pub step_id: Uuid,
+    pub task_id: Uuid,
+    pub question: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// A question of a step this agent runs was answered; the step is `running` again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputAnswered {
+    pub seq: u64,
+    pub input_request_id: Uuid,
+    pub step_id: Uuid,
+    pub answer: String,
+    pub answered_by: String,
+}
+
+/// Someone asks whether this agent can take on work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvailabilityRequested {
+    pub seq: u64,
+    pub request_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<Uuid>,
+    pub question: String,
+}
+
+/// An agent of the workspace came online or went offline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentPresence {
+    pub seq: u64,
+    pub agent_id: Uuid,
+    pub name: String,
+}

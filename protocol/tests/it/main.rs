@@ -1,0 +1,8 @@
+//! Integration tests of the protocol crate: examples of every frame, golden vectors,
+//! round trips, hostile input and the spec check.
+
+mod bad_input;
+mod examples;
+mod roundtrip;
+mod spec;
+mod vectors;
