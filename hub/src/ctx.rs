@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::agents::Presence;
 use crate::bus::{Bus, Notice};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Timings and limits of the agent protocol and uploads.
@@ -51,6 +52,7 @@ pub struct Ctx {
     pub bus: Arc<Bus>,
     pub presence: Arc<Presence>,
     pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {
@@ -60,11 +62,13 @@ impl Ctx {
             bus: Arc::default(),
             presence: Arc::default(),
             settings: Arc::new(settings),
+            metrics: Arc::default(),
         }
     }
 
     /// Publishes committed events to live sessions.
     pub fn publish(&self, notices: Vec<Notice>) {
+        self.metrics.events_written.inc_by(notices.len() as u64);
         self.bus.publish(notices);
     }
 }

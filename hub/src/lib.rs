@@ -2,12 +2,18 @@
 //! served over a REST API and the agent WebSocket gateway.
 
 pub mod accounts;
+pub mod admin;
 pub mod agents;
+pub mod api;
 pub mod approvals;
 pub mod bus;
+pub mod config;
 pub mod ctx;
 pub mod error;
 pub mod events;
+pub mod files;
+pub mod gateway;
+pub mod metrics;
 pub mod schema;
 pub mod store;
 pub mod tasks;

@@ -1,2 +1,130 @@
-//! `agenthub`: the hub binary.
-fn main() {}
+//! `agenthub`: serve the hub, apply migrations, administer workspaces.
+
+use clap::{CommandFactory, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use agenthub::admin::{self, AdminArgs};
+use agenthub::api;
+use agenthub::config::{DbArgs, ServeArgs};
+use agenthub::ctx::Ctx;
+
+/// AgentHub: tasks, steps and approvals for a team of people and their agents.
+#[derive(Debug, Parser)]
+#[command(name = "agenthub", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub (applies pending migrations first).
+    Serve {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Manage workspaces, members, API keys, agents and tasks.
+    Admin(AdminArgs),
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("AGENTHUB_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        eprintln!("agenthub: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { db, serve } => serve_hub(db, serve).await,
+        Command::Migrate { db } => {
+            let store = db.open_store()?;
+            let applied = store.migrate().await?;
+            println!("applied {} migration(s)", applied.len());
+            Ok(())
+        }
+        Command::Admin(args) => admin::run(args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "agenthub",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = db.data_dir()?;
+    let store = db.open_store()?;
+    store.migrate().await?;
+    let ctx = Ctx::new(store, serve.settings(data_dir.clone()));
+    let listener = TcpListener::bind(serve.listen)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", serve.listen))?;
+    let backend = match &db.database_url {
+        Some(_) => "postgres".to_string(),
+        None => format!("sqlite in {}", data_dir.display()),
+    };
+    tracing::info!(listen = %serve.listen, backend, "agenthub serving");
+    let sweeper = tokio::spawn(api::run_sweeper(
+        ctx.clone(),
+        std::time::Duration::from_millis(serve.sweep_interval_ms),
+    ));
+    api::serve_with_listener(listener, ctx, shutdown_signal()).await?;
+    sweeper.abort();
+    tracing::info!("agenthub stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Cli::command().debug_assert();
+    }
+}

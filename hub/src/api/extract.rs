@@ -1,0 +1,98 @@
+//! Extractors that turn bad input into our error envelope: JSON bodies with the failing
+//! field named, and bearer-token authentication.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::accounts::{self, Actor};
+use crate::agents;
+use crate::api::AppState;
+use crate::error::Error;
+
+/// A JSON body. Malformed JSON, a wrong type, an unknown enum value or a missing field
+/// is a 400 naming the field (`steps[1].approval_level`), never a 500.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::TooLarge("the request body is too large".into())
+                } else {
+                    Error::bad_request(rejection.body_text())
+                }
+            })?;
+        if bytes.is_empty() {
+            return Err(Error::bad_request("the request needs a JSON body"));
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body, naming the failing field in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let field = (path != ".").then_some(path);
+            let message = match &field {
+                Some(field) => format!("invalid request body at `{field}`: {inner}"),
+                None => format!("invalid request body: {inner}"),
+            };
+            Error::BadRequest { message, field }
+        })?;
+        deserializer
+            .end()
+            .map_err(|err| Error::bad_request(format!("invalid request body: {err}")))?;
+        Ok(value)
+    }
+}
+
+/// The authenticated caller: a member's API key (`ahk_…`) or an agent token (`aha_…`)
+/// in `Authorization: Bearer`.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Actor);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer_token(parts)?;
+        let actor = if token.starts_with(accounts::token::AGENT_TOKEN_PREFIX) {
+            Actor::Agent(agents::authenticate_token(&state.store, token).await?)
+        } else {
+            Actor::Member(accounts::authenticate_api_key(&state.store, token).await?)
+        };
+        Ok(Auth(actor))
+    }
+}
+
+/// The bearer token of a request, or `unauthorized` saying what is missing.
+pub fn bearer_token(parts: &Parts) -> Result<&str, Error> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        Error::Unauthorized("missing `Authorization: Bearer <token>` header".into())
+    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| Error::Unauthorized("the Authorization header is not valid text".into()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            Error::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
+    Ok(token.trim())
+}

@@ -1,0 +1,109 @@
+//! Attachment upload and download.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::AppState;
+use crate::api::extract::Auth;
+use crate::api::views::timestamp;
+use crate::error::{Error, Result};
+use crate::files::{self, FileRow};
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UploadQuery {
+    /// The file name (or send the `X-Filename` header).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileResponse {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub created_at: String,
+}
+
+impl From<FileRow> for FileResponse {
+    fn from(row: FileRow) -> Self {
+        FileResponse {
+            id: row.id,
+            name: row.name,
+            content_type: row.content_type,
+            size_bytes: row.size_bytes,
+            sha256: row.sha256,
+            created_at: timestamp(row.created_at),
+        }
+    }
+}
+
+/// Streams the request body to disk. The body is the file's bytes; `Content-Type` is kept.
+#[utoipa::path(put, path = "/v1/files", params(UploadQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = FileResponse), (status = 413)))]
+pub async fn upload(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Query(query): Query<UploadQuery>,
+    req: Request,
+) -> Result<(StatusCode, Json<FileResponse>)> {
+    let headers: &HeaderMap = req.headers();
+    let name = query
+        .name
+        .or_else(|| {
+            headers
+                .get("x-filename")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        })
+        .ok_or_else(|| Error::BadRequest {
+            message: "name the file with ?name= or the X-Filename header".into(),
+            field: Some("name".into()),
+        })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        && length > ctx.settings.max_upload_bytes
+    {
+        return Err(Error::TooLarge(format!(
+            "uploads are limited to {} bytes",
+            ctx.settings.max_upload_bytes
+        )));
+    }
+    let stream = req.into_body().into_data_stream();
+    let row = files::upload(&ctx, &actor, &name, &content_type, stream).await?;
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+#[utoipa::path(get, path = "/v1/files/{id}", responses((status = 200, description = "the file's bytes"), (status = 404)))]
+pub async fn download(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Path(file_id): Path<String>,
+) -> Result<Response> {
+    let (row, path) = files::find(&ctx, &actor, &file_id).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|err| Error::internal(format!("opening {}: {err}", path.display())))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let disposition = format!("attachment; filename=\"{}\"", row.name.replace('"', ""));
+    Ok((
+        [
+            (header::CONTENT_TYPE, row.content_type),
+            (header::CONTENT_LENGTH, row.size_bytes.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}

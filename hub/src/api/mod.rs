@@ -1,0 +1,187 @@
+//! The HTTP edge: one route table, thin handlers (parse, one domain call, render), the
+//! operational endpoints, and serving on a listener.
+
+pub mod agents;
+pub mod events;
+pub mod extract;
+pub mod files;
+pub mod tasks;
+pub mod views;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::metrics::HttpLabels;
+
+/// The state every handler gets.
+pub type AppState = Ctx;
+
+/// Largest JSON body accepted by the REST API.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "AgentHub REST API",
+        description = "Tasks, steps, approvals, agents, events and files. Authenticate with `Authorization: Bearer <ahk_… API key or aha_… agent token>`."
+    ),
+    paths(
+        tasks::create_task,
+        tasks::list_tasks,
+        tasks::get_task,
+        tasks::update_task,
+        tasks::change_workflow,
+        tasks::task_history,
+        tasks::get_step,
+        tasks::step_logs,
+        tasks::approve_step,
+        tasks::reject_step,
+        tasks::answer_input,
+        tasks::inbox,
+        agents::list_agents,
+        agents::get_agent,
+        agents::ask_availability,
+        agents::me,
+        events::list_events,
+        files::upload,
+        files::download,
+        healthz,
+        readyz,
+    )
+)]
+pub struct ApiDoc;
+
+/// The route table, grouped by caller.
+pub fn app(ctx: AppState) -> Router {
+    let json_routes = Router::new()
+        // People and their tools (API keys), and agents acting for their member.
+        .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
+        .route(
+            "/v1/tasks/{id}",
+            get(tasks::get_task).patch(tasks::update_task),
+        )
+        .route("/v1/tasks/{id}/workflow", patch(tasks::change_workflow))
+        .route("/v1/tasks/{id}/history", get(tasks::task_history))
+        .route("/v1/steps/{id}", get(tasks::get_step))
+        .route("/v1/steps/{id}/logs", get(tasks::step_logs))
+        .route("/v1/steps/{id}/approve", post(tasks::approve_step))
+        .route("/v1/steps/{id}/reject", post(tasks::reject_step))
+        .route("/v1/input-requests/{id}/answer", post(tasks::answer_input))
+        .route("/v1/me", get(agents::me))
+        .route("/v1/me/inbox", get(tasks::inbox))
+        .route("/v1/agents", get(agents::list_agents))
+        .route("/v1/agents/{id}", get(agents::get_agent))
+        .route(
+            "/v1/agents/{id}/availability",
+            post(agents::ask_availability),
+        )
+        .route("/v1/events", get(events::list_events))
+        .route("/v1/files/{id}", get(files::download))
+        .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY));
+    // Uploads stream to disk and enforce their own limit.
+    let upload_routes = Router::new()
+        .route("/v1/files", put(files::upload))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .merge(json_routes)
+        .merge(upload_routes)
+        // Agents: the long-lived WebSocket.
+        .route("/v1/agent/connect", get(crate::gateway::connect))
+        // Operators.
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(ctx.clone(), count_requests))
+        .layer(TraceLayer::new_for_http())
+        .with_state(ctx)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve_with_listener(
+    listener: TcpListener,
+    ctx: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(ctx))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Returns leases that expired to `ready`, every `interval`, until the process ends.
+pub async fn run_sweeper(ctx: AppState, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match crate::tasks::sweep_expired_leases(&ctx).await {
+            Ok(n_requeued) => {
+                ctx.metrics.leases_expired.inc_by(n_requeued as u64);
+            }
+            Err(err) => tracing::warn!(error = %err, "lease sweep failed; retrying"),
+        }
+    }
+}
+
+async fn count_requests(State(ctx): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    ctx.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "the database answers"), (status = 503)))]
+pub async fn readyz(State(ctx): State<AppState>) -> Result<&'static str, Error> {
+    ctx.store.ping().await?;
+    Ok("ready")
+}
+
+async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ctx.metrics.render(),
+    )
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> Error {
+    Error::not_found("route")
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = Error::bad_request("method not allowed on this route").into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}

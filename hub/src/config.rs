@@ -1,0 +1,122 @@
+//! Configuration of a hub process, built in one place from flags and `AGENTHUB_*`
+//! environment variables (flags win). docs/operations.md lists every one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::ctx::Settings;
+use crate::store::{Store, StoreOptions};
+
+/// Where the data lives.
+#[derive(Clone, Args)]
+pub struct DbArgs {
+    /// Data directory of the embedded default (SQLite file and uploads).
+    /// Default: the platform data dir (e.g. ~/.local/share/agenthub).
+    #[arg(long, env = "AGENTHUB_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite file.
+    #[arg(
+        long,
+        env = "AGENTHUB_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Connections in the PostgreSQL pool.
+    #[arg(
+        long,
+        env = "AGENTHUB_DB_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_pool_size: usize,
+}
+
+impl fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+impl DbArgs {
+    /// The data directory: the flag, or the platform default.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        let dirs = directories::ProjectDirs::from("dev", "agenthub", "agenthub")
+            .ok_or_else(|| anyhow::anyhow!("cannot find a home directory; pass --data-dir"))?;
+        Ok(dirs.data_dir().to_path_buf())
+    }
+
+    /// Opens the store (not yet migrated).
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        let data_dir = self.data_dir()?;
+        let store = match &self.database_url {
+            Some(url) => Store::connect(
+                url,
+                &StoreOptions {
+                    pg_pool_size: self.db_pool_size,
+                    ..StoreOptions::default()
+                },
+            )?,
+            None => Store::open_data_dir(&data_dir).map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot open the data directory {}: {err}",
+                    data_dir.display()
+                )
+            })?,
+        };
+        Ok(store)
+    }
+}
+
+/// `agenthub serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AGENTHUB_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// How long a claim or a `step.progress` holds a step, in milliseconds.
+    #[arg(long, env = "AGENTHUB_LEASE_MS", default_value_t = 60_000)]
+    pub lease_ms: u64,
+    /// Interval of server pings to agents, in milliseconds.
+    #[arg(long, env = "AGENTHUB_HEARTBEAT_INTERVAL_MS", default_value_t = 15_000)]
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which an agent session is closed, in milliseconds.
+    #[arg(long, env = "AGENTHUB_HEARTBEAT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub heartbeat_timeout_ms: u64,
+    /// Largest accepted agent frame, in bytes.
+    #[arg(long, env = "AGENTHUB_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "AGENTHUB_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// How often expired leases are returned to ready, in milliseconds.
+    #[arg(long, env = "AGENTHUB_SWEEP_INTERVAL_MS", default_value_t = 1_000)]
+    pub sweep_interval_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn settings(&self, data_dir: PathBuf) -> Settings {
+        Settings {
+            lease_ms: self.lease_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms,
+            max_frame_bytes: self.max_frame_bytes,
+            max_upload_bytes: self.max_upload_bytes,
+            data_dir,
+            ..Settings::default()
+        }
+    }
+}
