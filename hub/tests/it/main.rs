@@ -1,4 +1,5 @@
 //! The one integration-test binary of `agenthub`: a module per area, `support` for helpers.
 
+mod api;
 mod store;
 mod support;
