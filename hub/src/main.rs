@@ -79,19 +79,44 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
     let store = db.open_store()?;
     store.migrate().await?;
     let ctx = Ctx::new(store, serve.settings(data_dir.clone()));
-    let listener = TcpListener::bind(serve.listen)
-        .await
+    let tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => Some(api::load_tls(cert, key).await.map_err(|err| {
+            anyhow::anyhow!(
+                "cannot load TLS certificate {} / key {}: {err}",
+                cert.display(),
+                key.display()
+            )
+        })?),
+        _ => None,
+    };
+    let listener = std::net::TcpListener::bind(serve.listen)
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", serve.listen))?;
     let backend = match &db.database_url {
         Some(_) => "postgres".to_string(),
         None => format!("sqlite in {}", data_dir.display()),
     };
-    tracing::info!(listen = %serve.listen, backend, "agenthub serving");
+    tracing::info!(listen = %serve.listen, backend, tls = tls.is_some(), "agenthub serving");
     let sweeper = tokio::spawn(api::run_sweeper(
         ctx.clone(),
         std::time::Duration::from_millis(serve.sweep_interval_ms),
     ));
-    api::serve_with_listener(listener, ctx, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            api::serve_tls_with_listener(
+                listener,
+                ctx,
+                tls,
+                shutdown_signal(),
+                std::time::Duration::from_secs(10),
+            )
+            .await?
+        }
+        None => {
+            listener.set_nonblocking(true)?;
+            api::serve_with_listener(TcpListener::from_std(listener)?, ctx, shutdown_signal())
+                .await?;
+        }
+    }
     sweeper.abort();
     tracing::info!("agenthub stopped");
     Ok(())

@@ -123,6 +123,36 @@ pub async fn serve_with_listener(
         .await
 }
 
+/// Serves `app` over TLS (rustls) on `listener` until `shutdown` resolves, then gives
+/// in-flight requests `grace` to finish.
+pub async fn serve_tls_with_listener(
+    listener: std::net::TcpListener,
+    ctx: AppState,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(grace));
+    });
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app(ctx).into_make_service())
+        .await
+}
+
+/// Loads a PEM certificate chain and private key for [`serve_tls_with_listener`].
+pub async fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await
+}
+
 /// Returns leases that expired to `ready`, every `interval`, until the process ends.
 pub async fn run_sweeper(ctx: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);

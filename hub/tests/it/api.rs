@@ -27,17 +27,40 @@ struct Server {
 impl Server {
     async fn start(db: TestDb, settings: Settings) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
-        let ctx = Ctx::new(db.store(), Settings { data_dir: data_dir.path().to_path_buf(), ..settings });
+        let ctx = Ctx::new(
+            db.store(),
+            Settings {
+                data_dir: data_dir.path().to_path_buf(),
+                ..settings
+            },
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(api::serve_with_listener(listener, ctx.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Server { base, ctx, http: reqwest::Client::new(), _stop: stop, _db: db, _data_dir: data_dir }
+        tokio::spawn(api::serve_with_listener(
+            listener,
+            ctx.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            base,
+            ctx,
+            http: reqwest::Client::new(),
+            _stop: stop,
+            _db: db,
+            _data_dir: data_dir,
+        }
     }
 
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -48,10 +71,19 @@ impl Server {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
-    async fn raw(&self, method: Method, path: &str, token: &str, body: &'static str) -> (StatusCode, Value) {
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
         let resp = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -77,10 +109,20 @@ struct Team {
 async fn team(ctx: &Ctx, workspace: &str) -> Team {
     let store = &ctx.store;
     let ws = accounts::create_workspace(store, workspace).await.unwrap();
-    accounts::add_member(store, &ws.id, "aurora@example.com", None, Role::Owner).await.unwrap();
-    accounts::add_member(store, &ws.id, "min@example.com", None, Role::Member).await.unwrap();
-    let key = accounts::create_api_key(store, &ws.id, "aurora@example.com", None).await.unwrap().secret;
-    let reviewer_key = accounts::create_api_key(store, &ws.id, "min@example.com", None).await.unwrap().secret;
+    accounts::add_member(store, &ws.id, "aurora@example.com", None, Role::Owner)
+        .await
+        .unwrap();
+    accounts::add_member(store, &ws.id, "min@example.com", None, Role::Member)
+        .await
+        .unwrap();
+    let key = accounts::create_api_key(store, &ws.id, "aurora@example.com", None)
+        .await
+        .unwrap()
+        .secret;
+    let reviewer_key = accounts::create_api_key(store, &ws.id, "min@example.com", None)
+        .await
+        .unwrap()
+        .secret;
     let new = |name: &'static str, owner: &'static str| NewAgent {
         workspace_id: &ws.id,
         name,
@@ -88,10 +130,19 @@ async fn team(ctx: &Ctx, workspace: &str) -> Team {
         capabilities: &[],
         max_concurrency: 2,
     };
-    let min = agents::create_agent(store, new("min-laptop", "min@example.com")).await.unwrap();
-    agents::create_agent(store, new("duan-desktop", "aurora@example.com")).await.unwrap();
+    let min = agents::create_agent(store, new("min-laptop", "min@example.com"))
+        .await
+        .unwrap();
+    agents::create_agent(store, new("duan-desktop", "aurora@example.com"))
+        .await
+        .unwrap();
     let min_actor = agents::authenticate_token(store, &min.token).await.unwrap();
-    Team { key, reviewer_key, min: min_actor, min_token: min.token }
+    Team {
+        key,
+        reviewer_key,
+        min: min_actor,
+        min_token: min.token,
+    }
 }
 
 fn report_body() -> Value {
@@ -112,33 +163,76 @@ async fn servers(test_name: &str, settings: Settings) -> Vec<Server> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quick_start_task_answers_with_steps_and_involved_agents() {
-    for server in servers("api::quick_start_task_answers_with_steps_and_involved_agents", Settings::default()).await {
+    for server in servers(
+        "api::quick_start_task_answers_with_steps_and_involved_agents",
+        Settings::default(),
+    )
+    .await
+    {
         let team = team(&server.ctx, "acme").await;
-        let (status, task) = server.call(Method::POST, "/v1/tasks", Some(&team.key), Some(report_body())).await;
+        let (status, task) = server
+            .call(
+                Method::POST,
+                "/v1/tasks",
+                Some(&team.key),
+                Some(report_body()),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{task}");
         assert!(task["id"].as_str().is_some_and(|id| id.len() == 36));
-        let steps: Vec<(&str, &str)> =
-            task["steps"].as_array().unwrap().iter().map(|step| (step["key"].as_str().unwrap(), step["status"].as_str().unwrap())).collect();
+        let steps: Vec<(&str, &str)> = task["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| {
+                (
+                    step["key"].as_str().unwrap(),
+                    step["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
         assert_eq!(steps, [("draft", "ready"), ("review", "pending")]);
         assert!(task["steps"][0]["id"].as_str().is_some());
         let mut involved: Vec<(String, bool)> = task["involved_agents"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|agent| (agent["name"].as_str().unwrap().to_string(), agent["online"].as_bool().unwrap()))
+            .map(|agent| {
+                (
+                    agent["name"].as_str().unwrap().to_string(),
+                    agent["online"].as_bool().unwrap(),
+                )
+            })
             .collect();
         involved.sort();
-        assert_eq!(involved, [("duan-desktop".to_string(), false), ("min-laptop".to_string(), false)]);
+        assert_eq!(
+            involved,
+            [
+                ("duan-desktop".to_string(), false),
+                ("min-laptop".to_string(), false)
+            ]
+        );
 
         // Read back, list, and follow the first step through to the second one.
         let task_id = task["id"].as_str().unwrap();
-        let (status, fetched) = server.call(Method::GET, &format!("/v1/tasks/{task_id}"), Some(&team.key), None).await;
+        let (status, fetched) = server
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(fetched["steps"], task["steps"]);
-        let (_, list) = server.call(Method::GET, "/v1/tasks", Some(&team.key), None).await;
+        let (_, list) = server
+            .call(Method::GET, "/v1/tasks", Some(&team.key), None)
+            .await;
         assert_eq!(list["meta"]["count"], 1);
         let draft_id = task["steps"][0]["id"].as_str().unwrap().to_string();
-        tasks::claim_step(&server.ctx, &team.min, &draft_id).await.unwrap();
+        tasks::claim_step(&server.ctx, &team.min, &draft_id)
+            .await
+            .unwrap();
         let submitted = Submitted {
             step_id: draft_id.clone(),
             attempt: 1,
@@ -148,19 +242,49 @@ async fn quick_start_task_answers_with_steps_and_involved_agents() {
             files: vec![],
             usage: None,
         };
-        tasks::submit_step(&server.ctx, &team.min, submitted).await.unwrap();
-        let (_, step) = server.call(Method::GET, &format!("/v1/steps/{draft_id}"), Some(&team.key), None).await;
+        tasks::submit_step(&server.ctx, &team.min, submitted)
+            .await
+            .unwrap();
+        let (_, step) = server
+            .call(
+                Method::GET,
+                &format!("/v1/steps/{draft_id}"),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(step["status"], "done");
         assert_eq!(step["result"], json!({"outline": ["a", "b"]}));
-        let (_, fetched) = server.call(Method::GET, &format!("/v1/tasks/{task_id}"), Some(&team.key), None).await;
+        let (_, fetched) = server
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(fetched["steps"][1]["status"], "ready");
 
         // The creator follows along through their events.
-        let (_, events) = server.call(Method::GET, "/v1/events?after=0&limit=1", Some(&team.key), None).await;
+        let (_, events) = server
+            .call(
+                Method::GET,
+                "/v1/events?after=0&limit=1",
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(events["events"][0]["type"], "task.created");
         assert_eq!(events["meta"]["has_more"], true);
         let next = events["meta"]["next_after"].as_u64().unwrap();
-        let (_, events) = server.call(Method::GET, &format!("/v1/events?after={next}"), Some(&team.key), None).await;
+        let (_, events) = server
+            .call(
+                Method::GET,
+                &format!("/v1/events?after={next}"),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(events["events"][0]["type"], "step.completed");
         assert_eq!(events["events"][0]["seq"], 2);
     }
@@ -174,13 +298,43 @@ async fn bad_input_gets_a_4xx_naming_the_problem() {
         let key = team.key.as_str();
         let cases: Vec<(&'static str, StatusCode, &str, Option<&str>)> = vec![
             ("{\"title\": ", StatusCode::BAD_REQUEST, "bad_request", None),
-            ("{\"title\": 5, \"steps\": []}", StatusCode::BAD_REQUEST, "bad_request", Some("title")),
-            ("{\"title\": \"t\"}", StatusCode::BAD_REQUEST, "bad_request", None),
-            ("{\"title\": \"t\", \"steps\": [{\"title\": \"x\", \"assignees\": [\"min-laptop\"]}]}", StatusCode::BAD_REQUEST, "bad_request", Some("steps[0]")),
-            ("{\"title\": \"t\", \"steps\": [{\"key\": \"a\", \"title\": \"x\", \"assignees\": [\"min-laptop\"], \"approval_level\": \"high\"}]}", StatusCode::BAD_REQUEST, "bad_request", Some("steps[0].approval_level")),
-            ("{\"title\": \"t\", \"colour\": \"red\", \"steps\": []}", StatusCode::BAD_REQUEST, "bad_request", None),
+            (
+                "{\"title\": 5, \"steps\": []}",
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some("title"),
+            ),
+            (
+                "{\"title\": \"t\"}",
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                None,
+            ),
+            (
+                "{\"title\": \"t\", \"steps\": [{\"title\": \"x\", \"assignees\": [\"min-laptop\"]}]}",
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some("steps[0]"),
+            ),
+            (
+                "{\"title\": \"t\", \"steps\": [{\"key\": \"a\", \"title\": \"x\", \"assignees\": [\"min-laptop\"], \"approval_level\": \"high\"}]}",
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some("steps[0].approval_level"),
+            ),
+            (
+                "{\"title\": \"t\", \"colour\": \"red\", \"steps\": []}",
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                None,
+            ),
             ("[1, 2]", StatusCode::BAD_REQUEST, "bad_request", None),
-            ("{\"title\": \"t\", \"steps\": []}", StatusCode::UNPROCESSABLE_ENTITY, "invalid", Some("steps")),
+            (
+                "{\"title\": \"t\", \"steps\": []}",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                Some("steps"),
+            ),
         ];
         for (body, status, code, field) in cases {
             let (got, err) = server.raw(Method::POST, "/v1/tasks", key, body).await;
@@ -188,59 +342,123 @@ async fn bad_input_gets_a_4xx_naming_the_problem() {
             assert_eq!(err["error"]["code"], code, "{body}: {err}");
             assert!(!err["error"]["message"].as_str().unwrap().is_empty());
             if let Some(field) = field {
-                assert!(err["error"]["field"].as_str().is_some_and(|got| got.starts_with(field)), "{body}: {err}");
+                assert!(
+                    err["error"]["field"]
+                        .as_str()
+                        .is_some_and(|got| got.starts_with(field)),
+                    "{body}: {err}"
+                );
             }
         }
         // Rule violations are 422s naming the step.
         let cycle = json!({"title": "t", "steps": [
             {"key": "a", "title": "A", "assignees": ["min-laptop"], "depends_on": ["b"]},
             {"key": "b", "title": "B", "assignees": ["min-laptop"], "depends_on": ["a"]}]});
-        let (status, err) = server.call(Method::POST, "/v1/tasks", Some(key), Some(cycle)).await;
+        let (status, err) = server
+            .call(Method::POST, "/v1/tasks", Some(key), Some(cycle))
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(err["error"]["message"].as_str().unwrap().contains("cycle"), "{err}");
-        let unknown = json!({"title": "t", "steps": [{"key": "a", "title": "A", "assignees": ["nobody"]}]});
-        let (status, err) = server.call(Method::POST, "/v1/tasks", Some(key), Some(unknown)).await;
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains("cycle"),
+            "{err}"
+        );
+        let unknown =
+            json!({"title": "t", "steps": [{"key": "a", "title": "A", "assignees": ["nobody"]}]});
+        let (status, err) = server
+            .call(Method::POST, "/v1/tasks", Some(key), Some(unknown))
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(err["error"]["message"], "step `a`: assignee `nobody` is not an agent of this workspace");
-        let (status, err) = server.call(Method::POST, "/v1/tasks", Some(key), Some(report_body())).await;
+        assert_eq!(
+            err["error"]["message"],
+            "step `a`: assignee `nobody` is not an agent of this workspace"
+        );
+        let (status, err) = server
+            .call(Method::POST, "/v1/tasks", Some(key), Some(report_body()))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{err}");
         let task_id = err["id"].as_str().unwrap().to_string();
-        let (status, err) = server.call(Method::PATCH, &format!("/v1/tasks/{task_id}"), Some(key), Some(json!({"action": "explode"}))).await;
+        let (status, err) = server
+            .call(
+                Method::PATCH,
+                &format!("/v1/tasks/{task_id}"),
+                Some(key),
+                Some(json!({"action": "explode"})),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(err["error"]["field"], "action");
-        let (status, err) = server.call(Method::PATCH, &format!("/v1/tasks/{task_id}"), Some(key), Some(json!({"action": "archive"}))).await;
+        let (status, err) = server
+            .call(
+                Method::PATCH,
+                &format!("/v1/tasks/{task_id}"),
+                Some(key),
+                Some(json!({"action": "archive"})),
+            )
+            .await;
         assert_eq!(status, StatusCode::CONFLICT);
-        assert_eq!(err["error"]["message"], "task is active; it cannot become archived");
+        assert_eq!(
+            err["error"]["message"],
+            "task is active; it cannot become archived"
+        );
         // Body limit, auth, routing.
         let huge = json!({"title": "x".repeat(2 * 1024 * 1024), "steps": []});
-        let (status, err) = server.call(Method::POST, "/v1/tasks", Some(key), Some(huge)).await;
+        let (status, err) = server
+            .call(Method::POST, "/v1/tasks", Some(key), Some(huge))
+            .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
         let (status, err) = server.call(Method::GET, "/v1/tasks", None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(err["error"]["code"], "unauthorized");
-        for token in ["ahk_nope", "aha_0000000000000000000000000000000000000000000000000000000000000000", "Basic x"] {
-            let (status, _) = server.call(Method::GET, "/v1/tasks", Some(token), None).await;
+        for token in [
+            "ahk_nope",
+            "aha_0000000000000000000000000000000000000000000000000000000000000000",
+            "Basic x",
+        ] {
+            let (status, _) = server
+                .call(Method::GET, "/v1/tasks", Some(token), None)
+                .await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}");
         }
-        let (status, err) = server.call(Method::GET, "/v1/nothing", Some(key), None).await;
+        let (status, err) = server
+            .call(Method::GET, "/v1/nothing", Some(key), None)
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(err["error"]["code"], "not_found");
-        let (status, _) = server.call(Method::DELETE, "/v1/tasks", Some(key), None).await;
+        let (status, _) = server
+            .call(Method::DELETE, "/v1/tasks", Some(key), None)
+            .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
-    for server in servers("api::a_workspace_cannot_reach_another_workspaces_data_on_any_route", Settings::default()).await {
+    for server in servers(
+        "api::a_workspace_cannot_reach_another_workspaces_data_on_any_route",
+        Settings::default(),
+    )
+    .await
+    {
         let acme = team(&server.ctx, "acme").await;
         let other = team(&server.ctx, "globex").await;
         // Acme has a task whose step waits for approval and another blocked on a question.
-        let (_, task) = server.call(Method::POST, "/v1/tasks", Some(&acme.key), Some(report_body())).await;
+        let (_, task) = server
+            .call(
+                Method::POST,
+                "/v1/tasks",
+                Some(&acme.key),
+                Some(report_body()),
+            )
+            .await;
         let task_id = task["id"].as_str().unwrap().to_string();
         let draft_id = task["steps"][0]["id"].as_str().unwrap().to_string();
-        tasks::claim_step(&server.ctx, &acme.min, &draft_id).await.unwrap();
-        let request_id = agenthub::approvals::ask(&server.ctx, &acme.min, &draft_id, 1, "Which quarter?", &[]).await.unwrap();
+        tasks::claim_step(&server.ctx, &acme.min, &draft_id)
+            .await
+            .unwrap();
+        let request_id =
+            agenthub::approvals::ask(&server.ctx, &acme.min, &draft_id, 1, "Which quarter?", &[])
+                .await
+                .unwrap();
         let upload = server
             .http
             .put(format!("{}/v1/files?name=report.txt", server.base))
@@ -250,61 +468,129 @@ async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
             .await
             .unwrap();
         assert_eq!(upload.status(), StatusCode::CREATED);
-        let file_id = upload.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let file_id = upload.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let agent_id = acme.min.agent_id.clone();
 
         for token in [other.key.as_str(), other.min_token.as_str()] {
             let not_found: Vec<(Method, String, Option<Value>)> = vec![
                 (Method::GET, format!("/v1/tasks/{task_id}"), None),
-                (Method::PATCH, format!("/v1/tasks/{task_id}"), Some(json!({"action": "cancel"}))),
-                (Method::PATCH, format!("/v1/tasks/{task_id}/workflow"), Some(json!({"reason": "r", "operations": [{"op": "remove_step", "step": "review"}]}))),
+                (
+                    Method::PATCH,
+                    format!("/v1/tasks/{task_id}"),
+                    Some(json!({"action": "cancel"})),
+                ),
+                (
+                    Method::PATCH,
+                    format!("/v1/tasks/{task_id}/workflow"),
+                    Some(
+                        json!({"reason": "r", "operations": [{"op": "remove_step", "step": "review"}]}),
+                    ),
+                ),
                 (Method::GET, format!("/v1/tasks/{task_id}/history"), None),
                 (Method::GET, format!("/v1/steps/{draft_id}"), None),
                 (Method::GET, format!("/v1/steps/{draft_id}/logs"), None),
                 (Method::POST, format!("/v1/steps/{draft_id}/approve"), None),
-                (Method::POST, format!("/v1/steps/{draft_id}/reject"), Some(json!({"comment": "no"}))),
-                (Method::POST, format!("/v1/input-requests/{request_id}/answer"), Some(json!({"answer": "Q3"}))),
+                (
+                    Method::POST,
+                    format!("/v1/steps/{draft_id}/reject"),
+                    Some(json!({"comment": "no"})),
+                ),
+                (
+                    Method::POST,
+                    format!("/v1/input-requests/{request_id}/answer"),
+                    Some(json!({"answer": "Q3"})),
+                ),
                 (Method::GET, format!("/v1/agents/{agent_id}"), None),
-                (Method::POST, format!("/v1/agents/{agent_id}/availability"), Some(json!({"question": "free?"}))),
+                (
+                    Method::POST,
+                    format!("/v1/agents/{agent_id}/availability"),
+                    Some(json!({"question": "free?"})),
+                ),
                 (Method::GET, format!("/v1/files/{file_id}"), None),
             ];
             for (method, path, body) in not_found {
                 let (status, err) = server.call(method.clone(), &path, Some(token), body).await;
                 assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {err}");
             }
-            let (_, list) = server.call(Method::GET, "/v1/tasks", Some(token), None).await;
+            let (_, list) = server
+                .call(Method::GET, "/v1/tasks", Some(token), None)
+                .await;
             assert_eq!(list["meta"]["count"], 0);
-            let (_, agents) = server.call(Method::GET, "/v1/agents", Some(token), None).await;
-            assert!(agents["agents"].as_array().unwrap().iter().all(|agent| agent["id"] != agent_id.as_str()));
-            let (_, inbox) = server.call(Method::GET, "/v1/me/inbox", Some(token), None).await;
+            let (_, agents) = server
+                .call(Method::GET, "/v1/agents", Some(token), None)
+                .await;
+            assert!(
+                agents["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|agent| agent["id"] != agent_id.as_str())
+            );
+            let (_, inbox) = server
+                .call(Method::GET, "/v1/me/inbox", Some(token), None)
+                .await;
             assert_eq!(inbox["approvals"], json!([]));
             assert_eq!(inbox["questions"], json!([]));
-            let (_, events) = server.call(Method::GET, "/v1/events", Some(token), None).await;
+            let (_, events) = server
+                .call(Method::GET, "/v1/events", Some(token), None)
+                .await;
             assert_eq!(events["meta"]["count"], 0, "{events}");
         }
         // Nothing of acme changed.
-        let (_, task) = server.call(Method::GET, &format!("/v1/tasks/{task_id}"), Some(&acme.key), None).await;
+        let (_, task) = server
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                Some(&acme.key),
+                None,
+            )
+            .await;
         assert_eq!(task["status"], "active");
         assert_eq!(task["steps"].as_array().unwrap().len(), 2);
         assert_eq!(task["steps"][0]["status"], "blocked");
         // The asked member answers; the step runs again.
-        let (_, inbox) = server.call(Method::GET, "/v1/me/inbox", Some(&acme.reviewer_key), None).await;
+        let (_, inbox) = server
+            .call(Method::GET, "/v1/me/inbox", Some(&acme.reviewer_key), None)
+            .await;
         assert_eq!(inbox["questions"][0]["id"], request_id.as_str());
-        let (status, answered) =
-            server.call(Method::POST, &format!("/v1/input-requests/{request_id}/answer"), Some(&acme.reviewer_key), Some(json!({"answer": "Q3"}))).await;
+        let (status, answered) = server
+            .call(
+                Method::POST,
+                &format!("/v1/input-requests/{request_id}/answer"),
+                Some(&acme.reviewer_key),
+                Some(json!({"answer": "Q3"})),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{answered}");
-        let (_, step) = server.call(Method::GET, &format!("/v1/steps/{draft_id}"), Some(&acme.key), None).await;
+        let (_, step) = server
+            .call(
+                Method::GET,
+                &format!("/v1/steps/{draft_id}"),
+                Some(&acme.key),
+                None,
+            )
+            .await;
         assert_eq!(step["status"], "running");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn review_by_rest_approves_and_rejects_with_rework() {
-    for server in servers("api::review_by_rest_approves_and_rejects_with_rework", Settings::default()).await {
+    for server in servers(
+        "api::review_by_rest_approves_and_rejects_with_rework",
+        Settings::default(),
+    )
+    .await
+    {
         let team = team(&server.ctx, "acme").await;
         let body = json!({"title": "Review", "steps": [
             {"key": "write", "title": "Write", "assignees": ["min-laptop"], "approval_level": 2, "approvers": ["aurora@example.com"]}]});
-        let (_, task) = server.call(Method::POST, "/v1/tasks", Some(&team.key), Some(body)).await;
+        let (_, task) = server
+            .call(Method::POST, "/v1/tasks", Some(&team.key), Some(body))
+            .await;
         let step_id = task["steps"][0]["id"].as_str().unwrap().to_string();
         let submit = |attempt: u32| Submitted {
             step_id: step_id.clone(),
@@ -315,38 +601,102 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
             files: vec![],
             usage: None,
         };
-        tasks::claim_step(&server.ctx, &team.min, &step_id).await.unwrap();
-        tasks::submit_step(&server.ctx, &team.min, submit(1)).await.unwrap();
+        tasks::claim_step(&server.ctx, &team.min, &step_id)
+            .await
+            .unwrap();
+        tasks::submit_step(&server.ctx, &team.min, submit(1))
+            .await
+            .unwrap();
         // Only a listed approver decides; a rejection needs a comment.
-        let (status, _) = server.call(Method::POST, &format!("/v1/steps/{step_id}/approve"), Some(&team.reviewer_key), None).await;
+        let (status, _) = server
+            .call(
+                Method::POST,
+                &format!("/v1/steps/{step_id}/approve"),
+                Some(&team.reviewer_key),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, err) = server.call(Method::POST, &format!("/v1/steps/{step_id}/reject"), Some(&team.key), Some(json!({}))).await;
+        let (status, err) = server
+            .call(
+                Method::POST,
+                &format!("/v1/steps/{step_id}/reject"),
+                Some(&team.key),
+                Some(json!({})),
+            )
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(err["error"]["field"], "comment");
-        let (_, inbox) = server.call(Method::GET, "/v1/me/inbox", Some(&team.key), None).await;
+        let (_, inbox) = server
+            .call(Method::GET, "/v1/me/inbox", Some(&team.key), None)
+            .await;
         assert_eq!(inbox["approvals"][0]["step_id"], step_id.as_str());
         assert_eq!(inbox["approvals"][0]["summary"], "attempt 1");
-        let (status, decided) =
-            server.call(Method::POST, &format!("/v1/steps/{step_id}/reject"), Some(&team.key), Some(json!({"comment": "shorter"}))).await;
+        let (status, decided) = server
+            .call(
+                Method::POST,
+                &format!("/v1/steps/{step_id}/reject"),
+                Some(&team.key),
+                Some(json!({"comment": "shorter"})),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{decided}");
         assert_eq!(decided["step_status"], "ready");
-        let (_, step) = server.call(Method::GET, &format!("/v1/steps/{step_id}"), Some(&team.key), None).await;
-        assert_eq!((step["attempt"].as_i64(), step["rework_comment"].as_str()), (Some(2), Some("shorter")));
-        tasks::claim_step(&server.ctx, &team.min, &step_id).await.unwrap();
-        tasks::submit_step(&server.ctx, &team.min, submit(2)).await.unwrap();
-        let (status, decided) = server.call(Method::POST, &format!("/v1/steps/{step_id}/approve"), Some(&team.key), None).await;
+        let (_, step) = server
+            .call(
+                Method::GET,
+                &format!("/v1/steps/{step_id}"),
+                Some(&team.key),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (step["attempt"].as_i64(), step["rework_comment"].as_str()),
+            (Some(2), Some("shorter"))
+        );
+        tasks::claim_step(&server.ctx, &team.min, &step_id)
+            .await
+            .unwrap();
+        tasks::submit_step(&server.ctx, &team.min, submit(2))
+            .await
+            .unwrap();
+        let (status, decided) = server
+            .call(
+                Method::POST,
+                &format!("/v1/steps/{step_id}/approve"),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{decided}");
         assert_eq!(decided["step_status"], "done");
-        let (status, _) = server.call(Method::POST, &format!("/v1/steps/{step_id}/approve"), Some(&team.key), None).await;
+        let (status, _) = server
+            .call(
+                Method::POST,
+                &format!("/v1/steps/{step_id}/approve"),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::CONFLICT);
-        let (_, task) = server.call(Method::GET, &format!("/v1/tasks/{}", task["id"].as_str().unwrap()), Some(&team.key), None).await;
+        let (_, task) = server
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{}", task["id"].as_str().unwrap()),
+                Some(&team.key),
+                None,
+            )
+            .await;
         assert_eq!(task["status"], "done");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_stream_to_disk_within_the_limit() {
-    let settings = Settings { max_upload_bytes: 1024, ..Settings::default() };
+    let settings = Settings {
+        max_upload_bytes: 1024,
+        ..Settings::default()
+    };
     for server in servers("api::uploads_stream_to_disk_within_the_limit", settings).await {
         let team = team(&server.ctx, "acme").await;
         let resp = server
@@ -362,14 +712,28 @@ async fn uploads_stream_to_disk_within_the_limit() {
         let file: Value = resp.json().await.unwrap();
         assert_eq!(file["size_bytes"], 8);
         assert_eq!(file["sha256"].as_str().unwrap().len(), 64);
-        let resp = server.http.get(format!("{}/v1/files/{}", server.base, file["id"].as_str().unwrap())).bearer_auth(&team.key).send().await.unwrap();
+        let resp = server
+            .http
+            .get(format!(
+                "{}/v1/files/{}",
+                server.base,
+                file["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&team.key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "text/markdown");
         assert_eq!(resp.text().await.unwrap(), "# Notes\n");
         let uploads = server.ctx.settings.data_dir.join("uploads");
         let stored: Vec<_> = walk(&uploads);
         assert_eq!(stored.len(), 1, "{stored:?}");
-        assert!(stored[0].to_string_lossy().contains(file["id"].as_str().unwrap()));
+        assert!(
+            stored[0]
+                .to_string_lossy()
+                .contains(file["id"].as_str().unwrap())
+        );
         // Too large: refused, and nothing stays on disk.
         let resp = server
             .http
@@ -381,18 +745,40 @@ async fn uploads_stream_to_disk_within_the_limit() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(walk(&uploads).len(), 1);
-        let resp = server.http.put(format!("{}/v1/files", server.base)).bearer_auth(&team.key).body("x").send().await.unwrap();
+        let resp = server
+            .http
+            .put(format!("{}/v1/files", server.base))
+            .bearer_auth(&team.key)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-        let resp = server.http.put(format!("{}/v1/files?name=../../etc", server.base)).bearer_auth(&team.key).body("x").send().await.unwrap();
+        let resp = server
+            .http
+            .put(format!("{}/v1/files?name=../../etc", server.base))
+            .bearer_auth(&team.key)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .flatten()
-        .flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] })
+        .flat_map(|entry| {
+            if entry.path().is_dir() {
+                walk(&entry.path())
+            } else {
+                vec![entry.path()]
+            }
+        })
         .collect()
 }
 
@@ -403,14 +789,87 @@ async fn operational_endpoints_answer() {
         assert_eq!((status, body), (StatusCode::OK, Value::String("ok".into())));
         let (status, _) = server.call(Method::GET, "/readyz", None, None).await;
         assert_eq!(status, StatusCode::OK);
-        let (status, spec) = server.call(Method::GET, "/v1/openapi.json", None, None).await;
+        let (status, spec) = server
+            .call(Method::GET, "/v1/openapi.json", None, None)
+            .await;
         assert_eq!(status, StatusCode::OK);
-        for path in ["/v1/tasks", "/v1/tasks/{id}/workflow", "/v1/steps/{id}/approve", "/v1/events", "/v1/files"] {
+        for path in [
+            "/v1/tasks",
+            "/v1/tasks/{id}/workflow",
+            "/v1/steps/{id}/approve",
+            "/v1/events",
+            "/v1/files",
+        ] {
             assert!(spec["paths"].get(path).is_some(), "openapi lacks {path}");
         }
         let (status, metrics) = server.call(Method::GET, "/metrics", None, None).await;
         assert_eq!(status, StatusCode::OK);
         let metrics = metrics.as_str().unwrap().to_string();
-        assert!(metrics.contains("agenthub_http_requests_total{method=\"GET\",status=\"200\"}"), "{metrics}");
+        assert!(
+            metrics.contains("agenthub_http_requests_total{method=\"GET\",status=\"200\"}"),
+            "{metrics}"
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_terminates_tls_itself() {
+    let _ = rustls_provider();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+
+    let db = TestDb::sqlite().await;
+    let ctx = Ctx::new(
+        db.store(),
+        Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        },
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = api::load_tls(&cert_path, &key_path).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve_tls_with_listener(
+        listener,
+        ctx,
+        tls,
+        async move {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(1),
+    ));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    // Plain HTTP on the TLS port does not get through.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .map(|resp| resp.status() != StatusCode::OK)
+            .unwrap_or(true)
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs) once.
+fn rustls_provider() -> bool {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_ok()
 }
