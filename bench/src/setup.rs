@@ -1,0 +1,60 @@
+//! Creates the workspace, an API key and the agents of a run directly in the hub's
+//! database (through the hub's own domain code), which is much faster than the CLI for
+//! thousands of agents.
+
+use agenthub::accounts::{self, Role};
+use agenthub::agents::{self, NewAgent};
+use agenthub::store::{Store, StoreOptions};
+
+use crate::hubproc::HubProcess;
+
+pub struct Fixture {
+    pub api_key: String,
+    /// (agent name, token)
+    pub agents: Vec<(String, String)>,
+}
+
+pub async fn create(
+    hub: &HubProcess,
+    n_agents: usize,
+    max_concurrency: u32,
+) -> anyhow::Result<Fixture> {
+    let store = match &hub.database_url {
+        Some(url) => Store::connect(
+            url,
+            &StoreOptions {
+                pg_pool_size: 4,
+                ..StoreOptions::default()
+            },
+        )?,
+        None => Store::open_data_dir(&hub.data_dir)?,
+    };
+    store.migrate().await?;
+    let workspace = accounts::create_workspace(&store, "bench").await?;
+    accounts::add_member(
+        &store,
+        &workspace.id,
+        "bench@example.com",
+        None,
+        Role::Owner,
+    )
+    .await?;
+    let api_key =
+        accounts::create_api_key(&store, &workspace.id, "bench@example.com", Some("bench"))
+            .await?
+            .secret;
+    let mut agents = Vec::with_capacity(n_agents);
+    for idx in 0..n_agents {
+        let name = format!("a{idx}");
+        let new = NewAgent {
+            workspace_id: &workspace.id,
+            name: &name,
+            owner: "bench@example.com",
+            capabilities: &[],
+            max_concurrency,
+        };
+        let created = agents::create_agent(&store, new).await?;
+        agents.push((name, created.token));
+    }
+    Ok(Fixture { api_key, agents })
+}
