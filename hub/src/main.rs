@@ -39,13 +39,20 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
+    let cli = Cli::parse();
+    // The server logs its life; one-shot commands only say what went wrong.
+    let default_filter = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("AGENTHUB_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("AGENTHUB_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     if let Err(err) = run(cli).await {
         eprintln!("agenthub: {err:#}");
         std::process::exit(1);

@@ -1,5 +1,6 @@
 //! The one integration-test binary of `agenthub`: a module per area, `support` for helpers.
 
+mod admin;
 mod api;
 mod store;
 mod support;

@@ -1,0 +1,288 @@
+//! The admin CLI as a user runs it: the real binary on a fresh data dir, human and JSON
+//! output, secrets shown once, clear errors, and working while a hub serves.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn agenthub(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agenthub"))
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("AGENTHUB_LOG")
+        .output()
+        .expect("run agenthub")
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(output: Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap()
+}
+
+#[test]
+fn admin_sets_up_a_team_on_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("fresh");
+    assert!(
+        ok(agenthub(&data_dir, &["workspace", "create", "acme"]))
+            .contains("created workspace acme")
+    );
+    ok(agenthub(
+        &data_dir,
+        &[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--email",
+            "aurora@example.com",
+            "--role",
+            "owner",
+        ],
+    ));
+    ok(agenthub(
+        &data_dir,
+        &[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--email",
+            "min@example.com",
+        ],
+    ));
+
+    let created = ok(agenthub(
+        &data_dir,
+        &[
+            "apikey",
+            "create",
+            "--workspace",
+            "acme",
+            "--member",
+            "aurora@example.com",
+        ],
+    ));
+    assert!(created.contains("ahk_"), "{created}");
+    assert!(created.contains("it will not be shown again"), "{created}");
+    let key = json(agenthub(
+        &data_dir,
+        &[
+            "--json",
+            "apikey",
+            "create",
+            "--workspace",
+            "acme",
+            "--member",
+            "aurora@example.com",
+            "--name",
+            "ci",
+        ],
+    ));
+    let token = key["token"].as_str().unwrap();
+    assert!(token.starts_with("ahk_") && token.len() == 68, "{key}");
+    // Listings never show secrets.
+    let listing = ok(agenthub(
+        &data_dir,
+        &["apikey", "list", "--workspace", "acme"],
+    ));
+    assert!(
+        !listing.contains(token) && listing.contains(&token[..12]),
+        "{listing}"
+    );
+
+    let agent = json(agenthub(
+        &data_dir,
+        &[
+            "--json",
+            "agent",
+            "create",
+            "--workspace",
+            "acme",
+            "--name",
+            "min-laptop",
+            "--owner",
+            "min@example.com",
+            "--capability",
+            "docs",
+            "--max-concurrency",
+            "2",
+        ],
+    ));
+    assert!(agent["token"].as_str().unwrap().starts_with("aha_"));
+    assert_eq!(agent["capabilities"], serde_json::json!(["docs"]));
+    assert_eq!(agent["status"], "offline");
+    let listing = json(agenthub(
+        &data_dir,
+        &["--json", "agent", "list", "--workspace", "acme"],
+    ));
+    assert_eq!(listing[0]["name"], "min-laptop");
+    let shown = ok(agenthub(
+        &data_dir,
+        &["agent", "show", "--workspace", "acme", "min-laptop"],
+    ));
+    assert!(
+        shown.contains("min-laptop") && shown.contains("offline"),
+        "{shown}"
+    );
+    let revoked = json(agenthub(
+        &data_dir,
+        &[
+            "--json",
+            "agent",
+            "revoke-token",
+            "--workspace",
+            "acme",
+            "min-laptop",
+            "--reissue",
+        ],
+    ));
+    assert_eq!(revoked["revoked"], 1);
+    assert!(revoked["token"].as_str().unwrap().starts_with("aha_"));
+
+    let members = json(agenthub(
+        &data_dir,
+        &["--json", "member", "list", "--workspace", "acme"],
+    ));
+    assert_eq!(members.as_array().unwrap().len(), 2);
+    let tasks = json(agenthub(
+        &data_dir,
+        &["--json", "task", "list", "--workspace", "acme"],
+    ));
+    assert_eq!(tasks, serde_json::json!([]));
+    let workspaces = ok(agenthub(&data_dir, &["workspace", "list"]));
+    assert!(workspaces.contains("acme"));
+}
+
+#[test]
+fn admin_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "member",
+                "add",
+                "--workspace",
+                "nope",
+                "--email",
+                "a@example.com",
+            ],
+            "workspace `nope` not found",
+        ),
+        (
+            vec!["workspace", "create", " "],
+            "workspace name must not be empty",
+        ),
+    ];
+    for (args, needle) in cases {
+        let output = agenthub(dir.path(), &args);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    ok(agenthub(dir.path(), &["workspace", "create", "acme"]));
+    let output = agenthub(
+        dir.path(),
+        &[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--email",
+            "not-an-email",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not an email address"));
+    let output = agenthub(
+        dir.path(),
+        &[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--email",
+            "a@example.com",
+            "--role",
+            "king",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown role `king`"));
+    let output = agenthub(dir.path(), &["workspace", "create", "acme"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already exists"));
+}
+
+#[test]
+fn admin_works_while_a_hub_serves_the_same_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_agenthub"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("AGENTHUB_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ok(agenthub(dir.path(), &["workspace", "create", "acme"]));
+    ok(agenthub(
+        dir.path(),
+        &[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--email",
+            "aurora@example.com",
+            "--role",
+            "owner",
+        ],
+    ));
+    let key = json(agenthub(
+        dir.path(),
+        &[
+            "--json",
+            "apikey",
+            "create",
+            "--workspace",
+            "acme",
+            "--member",
+            "aurora@example.com",
+        ],
+    ));
+    // The serving hub sees what the CLI wrote.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    write!(stream, "GET /v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n", key["token"].as_str().unwrap()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+}
