@@ -81,6 +81,24 @@ impl DbArgs {
     }
 }
 
+/// A URL that may carry a password: `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretUrl(pub String);
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(text.to_string()))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// `agenthub serve` settings.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -102,6 +120,10 @@ pub struct ServeArgs {
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "AGENTHUB_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+    /// `redis://…`: fan out events and presence to the other hub processes on the same
+    /// database. Without it, one hub process serves alone.
+    #[arg(long, env = "AGENTHUB_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretUrl>,
     /// PEM certificate chain: serve HTTPS/WSS with rustls (needs --tls-key).
     #[arg(long, env = "AGENTHUB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::agents::Presence;
+use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -53,6 +54,8 @@ pub struct Ctx {
     pub presence: Arc<Presence>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// Fan-out to the other hub processes, when several share a database.
+    pub remote: Option<Arc<RedisBus>>,
 }
 
 impl Ctx {
@@ -63,12 +66,22 @@ impl Ctx {
             presence: Arc::default(),
             settings: Arc::new(settings),
             metrics: Arc::default(),
+            remote: None,
         }
+    }
+
+    /// Connects this hub to the others through Redis (`prefix` namespaces its keys).
+    pub fn with_redis(mut self, url: &str, prefix: &str) -> Result<Self, String> {
+        self.remote = Some(RedisBus::start(url, prefix, Arc::clone(&self.bus))?);
+        Ok(self)
     }
 
     /// Publishes committed events to live sessions.
     pub fn publish(&self, notices: Vec<Notice>) {
         self.metrics.events_written.inc_by(notices.len() as u64);
+        if let Some(remote) = &self.remote {
+            remote.publish(&notices);
+        }
         self.bus.publish(notices);
     }
 }

@@ -85,7 +85,12 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
     let data_dir = db.data_dir()?;
     let store = db.open_store()?;
     store.migrate().await?;
-    let ctx = Ctx::new(store, serve.settings(data_dir.clone()));
+    let mut ctx = Ctx::new(store, serve.settings(data_dir.clone()));
+    if let Some(url) = &serve.redis_url {
+        ctx = ctx
+            .with_redis(&url.0, "agenthub:")
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+    }
     let tls = match (&serve.tls_cert, &serve.tls_key) {
         (Some(cert), Some(key)) => Some(api::load_tls(cert, key).await.map_err(|err| {
             anyhow::anyhow!(

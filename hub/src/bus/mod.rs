@@ -4,6 +4,8 @@
 //! session that is in step can forward it without a query). A session that sees a gap in
 //! `seq` reads the outbox, so a lost notice costs latency, never an event.
 
+pub mod redis;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod scaleout;
 mod store;
 mod support;
 mod tidy;

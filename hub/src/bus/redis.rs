@@ -1,0 +1,277 @@
+//! Fan-out between hub processes through Redis pub/sub, and presence kept in Redis keys.
+//!
+//! A committed event is delivered to this hub's sessions at once (the local [`Bus`]) and
+//! published on one Redis channel with the id of the hub that wrote it; every other hub's
+//! subscriber delivers it to its local sessions. Publishing never blocks a request: notices
+//! go through a bounded queue to one publisher task that pipelines them. When Redis is
+//! down the bus reports itself unhealthy (sessions then poll the outbox) and both tasks
+//! reconnect by themselves. A lost message costs latency, never an event: sessions read
+//! the outbox when they see a gap in `seq`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::bus::{Bus, Notice};
+
+/// The channel every hub publishes to and subscribes on.
+const CHANNEL_SUFFIX: &str = "events";
+
+/// Notices waiting for the publisher task; beyond this they are dropped (and recovered
+/// from the outbox by the sessions that miss them).
+const PUBLISH_QUEUE: usize = 65_536;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireNotice<'a> {
+    /// The hub that committed the event.
+    #[serde(rename = "o", borrow)]
+    origin: Cow<'a, str>,
+    #[serde(rename = "a", borrow)]
+    audience_id: Cow<'a, str>,
+    #[serde(rename = "s")]
+    seq: u64,
+    #[serde(rename = "p", borrow)]
+    payload: Cow<'a, str>,
+}
+
+/// The Redis side of the bus.
+#[derive(Debug)]
+pub struct RedisBus {
+    origin: String,
+    queue: mpsc::Sender<Notice>,
+    publisher_healthy: Arc<AtomicBool>,
+    subscriber_healthy: Arc<AtomicBool>,
+    pool: deadpool_redis::Pool,
+    prefix: String,
+}
+
+impl RedisBus {
+    /// Starts the publisher and subscriber tasks. `prefix` namespaces keys and channels
+    /// (tests use one per test). Returns at once; connection problems surface as
+    /// [`RedisBus::healthy`] being false and are retried in the background.
+    pub fn start(url: &str, prefix: &str, local: Arc<Bus>) -> Result<Arc<RedisBus>, String> {
+        let client = redis::Client::open(url).map_err(|err| format!("invalid redis url: {err}"))?;
+        let pool = deadpool_redis::Config::from_url(url)
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(|err| format!("redis pool: {err}"))?;
+        let (queue, receiver) = mpsc::channel(PUBLISH_QUEUE);
+        let bus = Arc::new(RedisBus {
+            origin: uuid::Uuid::now_v7().to_string(),
+            queue,
+            publisher_healthy: Arc::new(AtomicBool::new(false)),
+            subscriber_healthy: Arc::new(AtomicBool::new(false)),
+            pool: pool.clone(),
+            prefix: prefix.to_string(),
+        });
+        let channel = format!("{prefix}{CHANNEL_SUFFIX}");
+        tokio::spawn(publish_loop(
+            pool,
+            channel.clone(),
+            bus.origin.clone(),
+            receiver,
+            Arc::clone(&bus.publisher_healthy),
+        ));
+        tokio::spawn(subscribe_loop(
+            client,
+            channel,
+            bus.origin.clone(),
+            local,
+            Arc::clone(&bus.subscriber_healthy),
+        ));
+        Ok(bus)
+    }
+
+    /// Queues notices for the other hubs. Never blocks.
+    pub fn publish(&self, notices: &[Notice]) {
+        for notice in notices {
+            if self.queue.try_send(notice.clone()).is_err() {
+                tracing::warn!(
+                    "redis publish queue full; sessions on other hubs will catch up from the outbox"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Whether both the publisher and the subscriber are connected.
+    pub fn healthy(&self) -> bool {
+        self.publisher_healthy.load(Ordering::Relaxed)
+            && self.subscriber_healthy.load(Ordering::Relaxed)
+    }
+
+    /// The id of this hub process on the bus.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Marks an agent online for `ttl` (renewed by heartbeats).
+    pub async fn set_online(
+        &self,
+        agent_id: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        redis::cmd("SET")
+            .arg(self.presence_key(agent_id))
+            .arg(now_ms)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    pub async fn set_offline(&self, agent_id: &str) -> redis::RedisResult<()> {
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        redis::cmd("DEL")
+            .arg(self.presence_key(agent_id))
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Last-seen times of the agents that are online on any hub (`None` when offline).
+    pub async fn last_seen(&self, agent_ids: &[String]) -> redis::RedisResult<Vec<Option<i64>>> {
+        if agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let keys: Vec<String> = agent_ids
+            .iter()
+            .map(|agent_id| self.presence_key(agent_id))
+            .collect();
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async::<Vec<Option<i64>>>(&mut conn)
+            .await
+    }
+
+    fn presence_key(&self, agent_id: &str) -> String {
+        format!("{}presence:{agent_id}", self.prefix)
+    }
+}
+
+fn pool_error(err: deadpool_redis::PoolError) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "redis pool", err.to_string()))
+}
+
+async fn publish_loop(
+    pool: deadpool_redis::Pool,
+    channel: String,
+    origin: String,
+    mut receiver: mpsc::Receiver<Notice>,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut batch: Vec<Notice> = Vec::with_capacity(256);
+    // Idle hubs still check Redis, so health (and the sessions' polling fallback) follows
+    // the server's state.
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut pipe = redis::pipe();
+        tokio::select! {
+            notice = receiver.recv() => {
+                let Some(notice) = notice else { return };
+                batch.push(notice);
+                while batch.len() < 256 {
+                    match receiver.try_recv() {
+                        Ok(notice) => batch.push(notice),
+                        Err(_) => break,
+                    }
+                }
+                for notice in &batch {
+                    let wire = WireNotice {
+                        origin: Cow::Borrowed(&origin),
+                        audience_id: Cow::Borrowed(&notice.audience_id),
+                        seq: notice.seq,
+                        payload: Cow::Borrowed(&notice.payload),
+                    };
+                    let message = serde_json::to_string(&wire).unwrap_or_default();
+                    pipe.cmd("PUBLISH").arg(&channel).arg(message).ignore();
+                }
+            }
+            _ = check.tick() => {
+                pipe.cmd("PING").ignore();
+            }
+        }
+        let sent = match pool.get().await {
+            Ok(mut conn) => pipe
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        // Either way the batch is done: the outbox has these events, and other hubs'
+        // sessions poll it while Redis is down.
+        batch.clear();
+        match sent {
+            Ok(()) => {
+                if !healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis publisher connected");
+                }
+            }
+            Err(err) => {
+                if healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %err, "redis publish failed; sessions fall back to polling the outbox");
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe_loop(
+    client: redis::Client,
+    channel: String,
+    origin: String,
+    local: Arc<Bus>,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connected = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            redis::RedisResult::Ok(pubsub)
+        }
+        .await;
+        let pubsub = match connected {
+            Ok(pubsub) => pubsub,
+            Err(err) => {
+                if healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %err, "redis subscriber disconnected; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if !healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!("redis subscriber connected");
+        }
+        backoff = Duration::from_millis(100);
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(text) = message.get_payload::<String>() else {
+                continue;
+            };
+            let Ok(wire) = serde_json::from_str::<WireNotice<'_>>(&text) else {
+                continue;
+            };
+            if wire.origin == origin {
+                continue;
+            }
+            local.publish(vec![Notice {
+                audience_id: wire.audience_id.into_owned(),
+                seq: wire.seq,
+                payload: Arc::from(wire.payload.as_ref()),
+            }]);
+        }
+        // The stream ends when the connection drops (DEPS trap 11): reconnect.
+        healthy.store(false, Ordering::Relaxed);
+        tracing::warn!("redis subscription ended; reconnecting");
+    }
+}
