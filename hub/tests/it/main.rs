@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod deploy;
 mod scaleout;
 mod store;
 mod support;
