@@ -4,12 +4,17 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return files };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -33,7 +38,11 @@ fn every_source_module_opens_with_a_doc_line() {
             }
         }
     }
-    assert!(missing.is_empty(), "modules without a `//!` first line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "modules without a `//!` first line:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -48,7 +57,10 @@ fn architecture_md_maps_every_hub_module() {
             }
         }
     }
-    assert!(missing.is_empty(), "ARCHITECTURE.md has no `### `hub/src/<dir>`` heading for: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md has no `### `hub/src/<dir>`` heading for: {missing:?}"
+    );
 }
 
 #[test]
@@ -72,24 +84,42 @@ fn tests_are_never_switched_off() {
 fn layers_keep_their_boundaries() {
     let hub = root().join("hub/src");
     let mut offenders = Vec::new();
-    for domain in ["tasks", "agents", "approvals", "events", "files", "accounts"] {
+    for domain in [
+        "tasks",
+        "agents",
+        "approvals",
+        "events",
+        "files",
+        "accounts",
+    ] {
         for file in rust_files(&hub.join(domain)) {
             let text = std::fs::read_to_string(&file).unwrap();
             if text.contains("use axum") || text.contains("crate::api") {
-                offenders.push(format!("{} (a domain module) uses the HTTP layer", file.display()));
+                offenders.push(format!(
+                    "{} (a domain module) uses the HTTP layer",
+                    file.display()
+                ));
             }
         }
     }
     for file in rust_files(&hub.join("api")) {
         let text = std::fs::read_to_string(&file).unwrap();
         if text.contains("diesel::") || text.contains("schema::") {
-            offenders.push(format!("{} (a handler) queries the database directly", file.display()));
+            offenders.push(format!(
+                "{} (a handler) queries the database directly",
+                file.display()
+            ));
         }
     }
     for file in rust_files(&hub) {
         let text = std::fs::read_to_string(&file).unwrap();
-        if !file.starts_with(hub.join("store")) && (text.contains("PgConnection") || text.contains("SqliteConnection")) {
-            offenders.push(format!("{} names a connection type outside store/", file.display()));
+        if !file.starts_with(hub.join("store"))
+            && (text.contains("PgConnection") || text.contains("SqliteConnection"))
+        {
+            offenders.push(format!(
+                "{} names a connection type outside store/",
+                file.display()
+            ));
         }
     }
     let protocol_manifest = std::fs::read_to_string(root().join("protocol/Cargo.toml")).unwrap();
