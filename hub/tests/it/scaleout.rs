@@ -6,6 +6,7 @@ use std::time::Duration;
 use agenthub::accounts::{self, Role};
 use agenthub::agents::{self, NewAgent};
 use agenthub::ctx::{Ctx, Settings};
+use agenthub::store::{Store, StoreError, StoreOptions};
 use agenthub::tasks::{self, NewStep, NewTask};
 
 use crate::support::TestDb;
@@ -122,4 +123,158 @@ async fn an_event_committed_through_hub_a_reaches_a_session_on_hub_b() {
             .await
             .is_err()
     );
+}
+
+/// Runs SQL on the admin database of the test PostgreSQL server.
+async fn admin_sql(admin_url: &str, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    let admin = Store::connect(
+        admin_url,
+        &StoreOptions {
+            pg_pool_size: 1,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    admin
+        .read(async |db| {
+            agenthub::db!(db, |conn| conn.batch_execute(sql).await).map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+}
+
+/// Drops the database when the test ends, even when it fails.
+struct DropOnExit {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for DropOnExit {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(admin_sql(
+                &admin_url,
+                &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            ));
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_is_a_clear_503_and_the_hub_recovers() {
+    let Ok(admin_url) = std::env::var("AGENTHUB_TEST_DATABASE_URL") else {
+        crate::support::report_skipped(
+            "scaleout::a_database_outage_is_a_clear_503_and_the_hub_recovers",
+        );
+        return;
+    };
+    let name = format!("agenthub_test_outage_{}", uuid::Uuid::new_v4().simple());
+    admin_sql(&admin_url, &format!("CREATE DATABASE \"{name}\"")).await;
+    let _cleanup = DropOnExit {
+        admin_url: admin_url.clone(),
+        name: name.clone(),
+    };
+    let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap()]);
+    let store = Store::connect(
+        &url,
+        &StoreOptions {
+            pg_pool_size: 2,
+            acquire_timeout: Duration::from_secs(2),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    store.migrate().await.unwrap();
+    let workspace = accounts::create_workspace(&store, "acme").await.unwrap();
+    accounts::add_member(
+        &store,
+        &workspace.id,
+        "aurora@example.com",
+        None,
+        Role::Owner,
+    )
+    .await
+    .unwrap();
+    let key = accounts::create_api_key(&store, &workspace.id, "aurora@example.com", None)
+        .await
+        .unwrap()
+        .secret;
+    let ctx = Ctx::new(store, Settings::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(agenthub::api::serve_with_listener(
+        listener,
+        ctx,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Cut the database off: no new connections, existing ones terminated.
+    let outage = |allow: bool| {
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        async move {
+            let sql = format!(
+                "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allow}; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid();"
+            );
+            admin_sql(&admin_url, &sql).await;
+        }
+    };
+    outage(false).await;
+    for path in ["/readyz", "/v1/tasks", "/v1/tasks"] {
+        let resp = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{path}");
+        assert_eq!(
+            body["error"]["message"],
+            "the database is unavailable, try again shortly"
+        );
+    }
+
+    outage(true).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the hub did not recover");
+    let resp = http
+        .get(format!("{base}/v1/tasks"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
