@@ -1,12 +1,12 @@
-//! Creates the workspace, an API key and the agents of a run directly in the hub's
-//! database (through the hub's own domain code), which is much faster than the CLI for
-//! thousands of agents.
+//! Creates the workspace, an API key and the agents of a run directly in the database
+//! (through the hub's own domain code, before the hub starts), which is much faster than
+//! the CLI for thousands of agents.
 
 use agenthub::accounts::{self, Role};
 use agenthub::agents::{self, NewAgent};
 use agenthub::store::{Store, StoreOptions};
 
-use crate::hubproc::HubProcess;
+use crate::hubproc::Database;
 
 pub struct Fixture {
     pub api_key: String,
@@ -14,12 +14,18 @@ pub struct Fixture {
     pub agents: Vec<(String, String)>,
 }
 
+impl Fixture {
+    pub fn names(&self) -> Vec<String> {
+        self.agents.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
 pub async fn create(
-    hub: &HubProcess,
+    database: &Database,
     n_agents: usize,
     max_concurrency: u32,
 ) -> anyhow::Result<Fixture> {
-    let store = match &hub.database_url {
+    let store = match &database.url {
         Some(url) => Store::connect(
             url,
             &StoreOptions {
@@ -27,7 +33,7 @@ pub async fn create(
                 ..StoreOptions::default()
             },
         )?,
-        None => Store::open_data_dir(&hub.data_dir)?,
+        None => Store::open_data_dir(database.data_dir.path())?,
     };
     store.migrate().await?;
     let workspace = accounts::create_workspace(&store, "bench").await?;

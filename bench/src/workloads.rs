@@ -1,53 +1,55 @@
-//! The workloads. Each repeat starts a fresh hub, prints one JSON line, and the summary
-//! table shows medians over the repeats.
+//! The workloads of DESIGN section 10 (W1-W6) and lost-agent detection. Each repeat starts
+//! fresh hub processes on a fresh database and emits one JSON line; the summary table
+//! shows medians over the repeats.
 
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use futures_util::StreamExt;
+use serde_json::json;
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
-use crate::agent::{self, Mode};
-use crate::hubproc::{self, Db, HubProcess};
-use crate::setup;
+use crate::agent::{self, Mode, Seen};
+use crate::hubproc::{self, Database, Db, HubProcess};
+use crate::report::{Line, Report, percentile};
+use crate::setup::{self, Fixture};
 
 pub struct Run {
     pub hub_bin: PathBuf,
+    pub agentd_bin: PathBuf,
     pub db: Db,
     pub repeats: usize,
-    pub out: Option<PathBuf>,
+    pub redis_url: Option<String>,
+    /// "SQLite WAL synchronous=NORMAL" or the server's `synchronous_commit`.
+    pub durability: String,
+    pub report: Report,
 }
 
+/// Connections opened at once while agents connect.
+const CONNECT_CONCURRENCY: usize = 64;
+/// Source addresses the agents' connections are spread over (127.0.0.2 …), each with
+/// its own ephemeral port range.
+const SOURCE_ADDRESSES: usize = 8;
+/// Frames per second allowed per agent session in W2 (the hub's default, 200, caps an
+/// agent at ~100 steps/s: claim + submit).
+const W2_MAX_FRAMES_PER_S: u32 = 100_000;
+
 impl Run {
-    fn peer(&self) -> &'static str {
+    fn peer(&self) -> String {
         match self.db {
-            Db::Sqlite => "agenthub (sqlite)",
-            Db::Postgres(_) => "agenthub (postgres)",
+            Db::Sqlite => "agenthub (sqlite)".into(),
+            Db::Postgres(_) => "agenthub (postgres)".into(),
         }
     }
 
-    fn durability(&self) -> &'static str {
-        match self.db {
-            Db::Sqlite => "SQLite WAL synchronous=NORMAL",
-            Db::Postgres(_) => "PostgreSQL synchronous_commit=on (server default)",
-        }
-    }
-
-    fn emit(&self, line: &Value) -> anyhow::Result<()> {
-        println!("{line}");
-        if let Some(path) = &self.out {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            writeln!(file, "{line}")?;
-        }
-        Ok(())
+    fn emit(&self, line: Line) -> anyhow::Result<()> {
+        self.report.emit(line)
     }
 }
 
@@ -57,34 +59,62 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
+fn source_ip(idx: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (idx % SOURCE_ADDRESSES) as u8))
+}
+
+fn client_cpu() -> f64 {
+    hubproc::cpu_secs("self")
+}
+
+/// Connects one agent per token (a few at a time) and runs each in its own task.
+async fn connect_all(
+    hub: SocketAddr,
+    fixture: &Fixture,
+    mode: impl Fn(usize) -> Mode,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let attempts = fixture.agents.iter().enumerate().map(|(idx, (_, token))| {
+        let token = token.clone();
+        let mode = mode(idx);
+        async move {
+            let (ws, _welcome) = agent::connect(hub, &token, Some(source_ip(idx)), 0)
+                .await
+                .with_context(|| format!("agent {idx} connecting"))?;
+            anyhow::Ok(tokio::spawn(async move {
+                let mut last_seq = 0;
+                if let Err(err) = agent::run(ws, &mode, &mut last_seq, None).await {
+                    eprintln!("agent {idx} stopped: {err:#}");
+                }
+            }))
+        }
+    });
+    let mut tasks = Vec::with_capacity(fixture.agents.len());
+    let mut connected = futures_util::stream::iter(attempts).buffer_unordered(CONNECT_CONCURRENCY);
+    while let Some(task) = connected.next().await {
+        tasks.push(task?);
     }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+    Ok(tasks)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    percentile(&values, 50.0)
+fn abort_all(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        task.abort();
+    }
 }
 
-fn addr(hub: &HubProcess) -> anyhow::Result<SocketAddr> {
-    Ok(hub.base.trim_start_matches("http://").parse()?)
-}
-
+/// Creates a one-step task through the REST API (what a user calls).
 async fn create_step(
     http: &reqwest::Client,
-    hub: &HubProcess,
+    base: &str,
     key: &str,
     title: &str,
-    agent: &str,
+    assignees: &[&str],
+    description: &str,
 ) -> anyhow::Result<()> {
-    let body = json!({"title": title, "description": "x".repeat(100),
-        "steps": [{"key": "s", "title": title, "assignees": [agent]}]});
+    let body = json!({"title": title, "description": description,
+        "steps": [{"key": "s", "title": title, "assignees": assignees}]});
     let resp = http
-        .post(format!("{}/v1/tasks", hub.base))
+        .post(format!("{base}/v1/tasks"))
         .bearer_auth(key)
         .json(&body)
         .send()
@@ -99,60 +129,113 @@ async fn create_step(
     Ok(())
 }
 
+/// Creates `titles[i]` for agent `names[i % M]` with `n_creators` concurrent creators.
+async fn create_many(
+    base: &str,
+    key: &str,
+    names: &[String],
+    titles: &[String],
+    n_creators: usize,
+) -> anyhow::Result<usize> {
+    let http = reqwest::Client::new();
+    let created = AtomicUsize::new(0);
+    let jobs = titles.iter().enumerate().map(|(idx, title)| {
+        let (http, created) = (&http, &created);
+        async move {
+            let agent = names[idx % names.len()].as_str();
+            create_step(http, base, key, title, &[agent], "").await?;
+            created.fetch_add(1, Ordering::Relaxed);
+            anyhow::Ok(())
+        }
+    });
+    let mut results = futures_util::stream::iter(jobs).buffer_unordered(n_creators.max(1));
+    while let Some(res) = results.next().await {
+        res?;
+    }
+    Ok(created.load(Ordering::Relaxed))
+}
+
+/// Paced dispatch latency: step `i` for agent `i % M`, the next create only once the
+/// agent has decoded the previous `step.ready`. Returns sorted latencies in µs.
+async fn paced_latencies(
+    create_base: &str,
+    api_key: &str,
+    names: &[String],
+    received: &mut mpsc::UnboundedReceiver<Seen>,
+    n_steps: usize,
+    tag: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let n_agents = names.len();
+    let body = "x".repeat(100);
+    let mut latencies = Vec::with_capacity(n_steps);
+    // One unmeasured warm-up step per agent, then the measured ones.
+    for idx in 0..(n_agents + n_steps) {
+        let agent_name = names[idx % n_agents].as_str();
+        let title = format!("{tag}-{idx}");
+        let sent = Instant::now();
+        create_step(&http, create_base, api_key, &title, &[agent_name], &body).await?;
+        let seen = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .with_context(|| format!("step.ready of {title} did not arrive within 10 s"))?
+            .context("agents stopped")?;
+        if seen.title != title {
+            bail!("expected {title}, got {}", seen.title);
+        }
+        if idx >= n_agents {
+            latencies.push(seen.at.duration_since(sent).as_secs_f64() * 1e6);
+        }
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(latencies)
+}
+
+fn latency_metrics(latencies: &[f64]) -> Vec<(&'static str, f64)> {
+    vec![
+        ("p50_us", percentile(latencies, 50.0)),
+        ("p90_us", percentile(latencies, 90.0)),
+        ("p99_us", percentile(latencies, 99.0)),
+        ("max_us", latencies.last().copied().unwrap_or(f64::NAN)),
+    ]
+}
+
 /// W1: M connected agents; steps created one at a time, step `i` for agent `i % M`;
 /// latency from just before the create call to the agent decoding `step.ready`.
 pub async fn w1(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()> {
-    let mut p99s = Vec::new();
-    let mut p50s = Vec::new();
     for repeat in 0..run.repeats {
-        let hub = HubProcess::spawn(&run.hub_bin, &run.db, free_port()?, &[])?;
-        let fixture = setup::create(&hub, n_agents, 1024).await?;
+        let database = Database::create(&run.db)?;
+        let fixture = setup::create(&database, n_agents, 1024).await?;
+        let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
         let (sender, mut received) = mpsc::unbounded_channel();
-        for (_, token) in &fixture.agents {
-            let ws = agent::connect(addr(&hub)?, token, None).await?;
-            tokio::spawn(agent::run(ws, Mode::Report(sender.clone())));
-        }
-        let http = reqwest::Client::new();
+        let agents = connect_all(hub.addr(), &fixture, |_| Mode::Report(sender.clone())).await?;
         let cpu_before = hub.cpu_secs();
-        let client_before = hubproc::cpu_secs("self");
+        let client_before = client_cpu();
         let started = Instant::now();
-        let mut latencies = Vec::with_capacity(n_steps);
-        // One unmeasured warm-up step per agent, then the measured ones.
-        for idx in 0..(n_agents + n_steps) {
-            let (agent_name, _) = &fixture.agents[idx % n_agents];
-            let title = format!("w1-{idx}");
-            let sent = Instant::now();
-            create_step(&http, &hub, &fixture.api_key, &title, agent_name).await?;
-            let (got_title, at) = tokio::time::timeout(Duration::from_secs(10), received.recv())
-                .await
-                .context("step.ready did not arrive within 10 s")?
-                .context("agents stopped")?;
-            if got_title != title {
-                bail!("expected {title}, got {got_title}");
-            }
-            if idx >= n_agents {
-                latencies.push(at.duration_since(sent).as_secs_f64() * 1e6);
-            }
-        }
-        let wall = started.elapsed().as_secs_f64();
-        latencies.sort_by(|a, b| a.total_cmp(b));
-        let metrics = json!({
-            "p50_us": percentile(&latencies, 50.0).round(), "p90_us": percentile(&latencies, 90.0).round(),
-            "p99_us": percentile(&latencies, 99.0).round(), "max_us": latencies.last().copied().unwrap_or(f64::NAN).round(),
-        });
-        p50s.push(percentile(&latencies, 50.0));
-        p99s.push(percentile(&latencies, 99.0));
-        run.emit(&json!({"peer": run.peer(), "workload": "W1", "repeat": repeat, "metrics": metrics,
-            "broker_cpu_s": hub.cpu_secs() - cpu_before, "client_cpu_s": hubproc::cpu_secs("self") - client_before, "wall_s": wall,
-            "config": format!("M={n_agents} N={n_steps}; REST POST /v1/tasks (one-step task) per step, paced on receipt; {}", run.durability())}))?;
+        let latencies = paced_latencies(
+            &hub.base,
+            &fixture.api_key,
+            &fixture.names(),
+            &mut received,
+            n_steps,
+            "w1",
+        )
+        .await?;
+        run.emit(Line {
+            peer: run.peer(),
+            workload: "W1",
+            repeat,
+            metrics: latency_metrics(&latencies),
+            broker_cpu_s: hub.cpu_secs() - cpu_before,
+            client_cpu_s: client_cpu() - client_before,
+            wall_s: started.elapsed().as_secs_f64(),
+            config: format!(
+                "M={n_agents} N={n_steps}; REST POST /v1/tasks (one-step task, 100 B description) per step, paced on receipt, 1 warm-up step per agent; agents: Rust, MessagePack over WebSocket, one process; {}",
+                run.durability
+            ),
+            extra: json!({}),
+        })?;
+        abort_all(agents);
     }
-    eprintln!(
-        "W1 {}: median p50 {:.0} µs, median p99 {:.0} µs over {} repeats",
-        run.peer(),
-        median(p50s),
-        median(p99s),
-        run.repeats
-    );
     Ok(())
 }
 
@@ -165,109 +248,463 @@ pub async fn w2(
     n_steps: usize,
     n_creators: usize,
 ) -> anyhow::Result<()> {
-    let mut rates = Vec::new();
     for repeat in 0..run.repeats {
-        let hub = HubProcess::spawn(&run.hub_bin, &run.db, free_port()?, &[])?;
-        let fixture = setup::create(&hub, n_agents, 1024).await?;
+        let database = Database::create(&run.db)?;
+        let fixture = setup::create(&database, n_agents, 1_000_000).await?;
+        let hub = HubProcess::spawn(
+            &run.hub_bin,
+            &database,
+            free_port()?,
+            &["--max-frames-per-s".into(), W2_MAX_FRAMES_PER_S.to_string()],
+        )?;
         let done = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(Notify::new());
-        for (_, token) in &fixture.agents {
-            let ws = agent::connect(addr(&hub)?, token, None).await?;
-            tokio::spawn(agent::run(
-                ws,
-                Mode::Work {
-                    done: Arc::clone(&done),
-                    target: n_steps,
-                    finished: Arc::clone(&finished),
-                },
-            ));
-        }
-        let http = reqwest::Client::new();
+        let agents = connect_all(hub.addr(), &fixture, |_| Mode::Work {
+            done: Arc::clone(&done),
+            target: n_steps,
+            finished: Arc::clone(&finished),
+        })
+        .await?;
+        let titles: Vec<String> = (0..n_steps).map(|idx| format!("w2-{idx}")).collect();
         let cpu_before = hub.cpu_secs();
-        let client_before = hubproc::cpu_secs("self");
+        let client_before = client_cpu();
         let started = Instant::now();
-        let names: Arc<Vec<String>> = Arc::new(
-            fixture
-                .agents
-                .iter()
-                .map(|(name, _)| name.clone())
-                .collect(),
-        );
-        let hub_base = Arc::new(hub.base.clone());
-        let mut creators = Vec::new();
-        for creator in 0..n_creators {
-            let (http, names, key, base) = (
-                http.clone(),
-                Arc::clone(&names),
-                fixture.api_key.clone(),
-                Arc::clone(&hub_base),
-            );
-            creators.push(tokio::spawn(async move {
-                let mut idx = creator;
-                while idx < n_steps {
-                    let body = json!({"title": format!("w2-{idx}"), "steps": [{"key": "s", "title": "w2", "assignees": [names[idx % names.len()]]}]});
-                    let resp = http.post(format!("{base}/v1/tasks")).bearer_auth(&key).json(&body).send().await?;
-                    if !resp.status().is_success() {
-                        bail!("create failed: {}", resp.status());
-                    }
-                    idx += n_creators;
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for creator in creators {
-            creator.await??;
-        }
-        let limit = Duration::from_secs(600);
-        if done.load(std::sync::atomic::Ordering::Relaxed) < n_steps {
-            tokio::time::timeout(limit, finished.notified())
+        let all_done = finished.notified();
+        tokio::pin!(all_done);
+        all_done.as_mut().enable();
+        create_many(
+            &hub.base,
+            &fixture.api_key,
+            &fixture.names(),
+            &titles,
+            n_creators,
+        )
+        .await?;
+        let created_s = started.elapsed().as_secs_f64();
+        if done.load(Ordering::Relaxed) < n_steps {
+            tokio::time::timeout(Duration::from_secs(600), all_done)
                 .await
                 .context("not every step completed within 10 minutes")?;
         }
         let wall = started.elapsed().as_secs_f64();
         let hub_cpu = hub.cpu_secs() - cpu_before;
-        let rate = n_steps as f64 / wall;
-        rates.push(rate);
-        run.emit(&json!({"peer": run.peer(), "workload": "W2", "repeat": repeat,
-            "metrics": {"items_per_s": rate.round(), "hub_cpu_us_per_item": (hub_cpu / n_steps as f64 * 1e6).round()},
-            "broker_cpu_s": hub_cpu, "client_cpu_s": hubproc::cpu_secs("self") - client_before, "wall_s": wall,
-            "config": format!("M={n_agents} N={n_steps}; {n_creators} concurrent REST creators; claim+submit over WebSocket, level 0; {}", run.durability())}))?;
+        run.emit(Line {
+            peer: run.peer(),
+            workload: "W2",
+            repeat,
+            metrics: vec![
+                ("items_per_s", n_steps as f64 / wall),
+                ("broker_cpu_us_per_item", hub_cpu / n_steps as f64 * 1e6),
+            ],
+            broker_cpu_s: hub_cpu,
+            client_cpu_s: client_cpu() - client_before,
+            wall_s: wall,
+            config: format!(
+                "M={n_agents} N={n_steps}; {n_creators} concurrent REST creators (one-step tasks); agents claim + submit over WebSocket (MessagePack), level 0, clock stops at the N-th `done` reply (sent after commit); --max-frames-per-s {W2_MAX_FRAMES_PER_S}; {}",
+                run.durability
+            ),
+            extra: json!({"created_s": created_s}),
+        })?;
+        abort_all(agents);
     }
-    eprintln!(
-        "W2 {}: median {:.0} steps/s over {} repeats",
-        run.peer(),
-        median(rates),
-        run.repeats
-    );
     Ok(())
 }
 
 /// W3: K idle agents; (hub RSS after − before) / K.
 pub async fn w3(run: &Run, n_connections: usize) -> anyhow::Result<()> {
-    let hub = HubProcess::spawn(&run.hub_bin, &run.db, free_port()?, &[])?;
-    let fixture = setup::create(&hub, n_connections, 1).await?;
+    let limit = hubproc::raise_fd_limit();
+    if (limit as usize) < n_connections + 200 {
+        bail!(
+            "the open-file limit is {limit}; K={n_connections} needs more (raise the hard limit)"
+        );
+    }
+    let database = Database::create(&run.db)?;
+    let fixture = setup::create(&database, n_connections, 1).await?;
+    let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = hub.rss_kib();
-    let hub_addr = addr(&hub)?;
-    let mut sockets = Vec::with_capacity(n_connections);
-    for (idx, (_, token)) in fixture.agents.iter().enumerate() {
-        // Spread source addresses over 127.0.0.2-127.0.0.254 past the ephemeral-port limit.
-        let local_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (idx / 20_000) as u8));
-        let ws = agent::connect(hub_addr, token, Some(local_ip)).await?;
-        sockets.push(tokio::spawn(agent::run(ws, Mode::Idle)));
-    }
+    let cpu_before = hub.cpu_secs();
+    let client_before = client_cpu();
+    let started = Instant::now();
+    let agents = connect_all(hub.addr(), &fixture, |_| Mode::Idle).await?;
+    let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = hub.rss_kib();
-    let per_conn = (after.saturating_sub(before)) as f64 / n_connections as f64;
-    run.emit(&json!({"peer": run.peer(), "workload": "W3", "repeat": 0, "metrics": {"kib_per_conn": (per_conn * 10.0).round() / 10.0},
-        "broker_cpu_s": hub.cpu_secs(), "client_cpu_s": hubproc::cpu_secs("self"), "wall_s": 0.0,
-        "config": format!("K={n_connections}; hello/welcome then idle; client read buffer 4 KiB; RSS before {before} KiB, after {after} KiB")}))?;
-    eprintln!(
-        "W3 {}: {per_conn:.1} KiB per idle connection at K={n_connections}",
-        run.peer()
-    );
-    for socket in sockets {
-        socket.abort();
+    let per_conn = after.saturating_sub(before) as f64 / n_connections as f64;
+    run.emit(Line {
+        peer: run.peer(),
+        workload: "W3",
+        repeat: 0,
+        metrics: vec![("kib_per_conn", per_conn)],
+        broker_cpu_s: hub.cpu_secs() - cpu_before,
+        client_cpu_s: client_cpu() - client_before,
+        wall_s: started.elapsed().as_secs_f64(),
+        config: format!(
+            "K={n_connections}; hello/welcome then idle (pings answered); hub WebSocket read buffer 4 KiB, write buffer 0 (frames written through); VmRSS of a fresh hub, then after K connections + 2 s"
+        ),
+        extra: json!({"rss_before_kib": before, "rss_after_kib": after, "connect_s": connect_s}),
+    })?;
+    abort_all(agents);
+    Ok(())
+}
+
+/// W4: W1 across two hub processes on one PostgreSQL database and Redis: agents on hub B,
+/// create calls on hub A.
+pub async fn w4(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()> {
+    let Db::Postgres(_) = &run.db else {
+        bail!("W4 needs --postgres");
+    };
+    let Some(redis_url) = &run.redis_url else {
+        bail!("W4 needs --redis-url");
+    };
+    for repeat in 0..run.repeats {
+        let database = Database::create(&run.db)?;
+        let fixture = setup::create(&database, n_agents, 1024).await?;
+        let redis_args = ["--redis-url".to_string(), redis_url.clone()];
+        let hub_a = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &redis_args)?;
+        let hub_b = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &redis_args)?;
+        let (sender, mut received) = mpsc::unbounded_channel();
+        let agents = connect_all(hub_b.addr(), &fixture, |_| Mode::Report(sender.clone())).await?;
+        let cpu_before = hub_a.cpu_secs() + hub_b.cpu_secs();
+        let client_before = client_cpu();
+        let started = Instant::now();
+        let latencies = paced_latencies(
+            &hub_a.base,
+            &fixture.api_key,
+            &fixture.names(),
+            &mut received,
+            n_steps,
+            "w4",
+        )
+        .await?;
+        run.emit(Line {
+            peer: "agenthub (2 hubs, postgres + redis)".into(),
+            workload: "W4",
+            repeat,
+            metrics: latency_metrics(&latencies),
+            broker_cpu_s: hub_a.cpu_secs() + hub_b.cpu_secs() - cpu_before,
+            client_cpu_s: client_cpu() - client_before,
+            wall_s: started.elapsed().as_secs_f64(),
+            config: format!(
+                "M={n_agents} N={n_steps}; agents on hub B, REST creates on hub A, paced on receipt; Redis pub/sub fan-out; {}",
+                run.durability
+            ),
+            extra: json!({}),
+        })?;
+        abort_all(agents);
+    }
+    Ok(())
+}
+
+/// W5: one real `agentd run` connected to a hub and idle for `idle_s`: RSS, CPU seconds
+/// and wake-ups (voluntary context switches of all its threads) per minute.
+pub async fn w5(run: &Run, idle_s: u64) -> anyhow::Result<()> {
+    if !run.agentd_bin.exists() {
+        bail!(
+            "no agentd at {}; pass --agentd-bin",
+            run.agentd_bin.display()
+        );
+    }
+    for repeat in 0..run.repeats {
+        let database = Database::create(&run.db)?;
+        let fixture = setup::create(&database, 1, 4).await?;
+        let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
+        let home = tempfile::Builder::new()
+            .prefix("agenthub-bench")
+            .tempdir()?;
+        let dir = |name: &str| -> anyhow::Result<PathBuf> {
+            let path = home.path().join(name);
+            std::fs::create_dir_all(&path)?;
+            Ok(path)
+        };
+        let runtime_dir = dir("run")?;
+        std::fs::set_permissions(
+            &runtime_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let mut agentd = AgentdProcess(
+            std::process::Command::new(&run.agentd_bin)
+                .arg("run")
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", home.path())
+                .env("XDG_CONFIG_HOME", dir("config")?)
+                .env("XDG_DATA_HOME", dir("data")?)
+                .env("XDG_STATE_HOME", dir("state")?)
+                .env("XDG_CACHE_HOME", dir("cache")?)
+                .env("XDG_RUNTIME_DIR", &runtime_dir)
+                .env("AGENTD_HUB", &hub.base)
+                .env("AGENTD_TOKEN", &fixture.agents[0].1)
+                .env("AGENTD_CREDENTIAL_STORE", "file")
+                .env("AGENTD_LOG", "warn")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("starting agentd")?,
+        );
+        let pid = agentd.0.id();
+        wait_sessions(&hub, 1, Duration::from_secs(30))
+            .await
+            .context("agentd did not connect")?;
+        // Let start-up work settle, then measure the idle window.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cpu_before = hubproc::cpu_secs(pid);
+        let switches_before = hubproc::voluntary_switches(pid);
+        let hub_cpu_before = hub.cpu_secs();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(idle_s)).await;
+        let wall = started.elapsed().as_secs_f64();
+        if let Ok(Some(status)) = agentd.0.try_wait() {
+            bail!("agentd exited during the idle window: {status}");
+        }
+        let cpu = hubproc::cpu_secs(pid) - cpu_before;
+        let switches = hubproc::voluntary_switches(pid) - switches_before;
+        let rss = hubproc::rss_kib(pid);
+        let threads = hubproc::threads(pid);
+        run.emit(Line {
+            peer: "agentd".into(),
+            workload: "W5",
+            repeat,
+            metrics: vec![
+                ("rss_kib", rss as f64),
+                ("cpu_s", cpu),
+                ("wakeups_per_min", switches as f64 * 60.0 / wall),
+            ],
+            broker_cpu_s: hub.cpu_secs() - hub_cpu_before,
+            client_cpu_s: cpu,
+            wall_s: wall,
+            config: format!(
+                "agentd run (release), connected to a hub on 127.0.0.1 and idle {idle_s} s; hub heartbeat 15 s (4 pings/min); wake-ups = voluntary context switches summed over agentd's threads"
+            ),
+            extra: json!({"threads": threads}),
+        })?;
+        agentd.stop();
+    }
+    Ok(())
+}
+
+/// An agentd process, killed (by PID) on drop.
+struct AgentdProcess(std::process::Child);
+
+impl AgentdProcess {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentdProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until the hub's `/metrics` shows `n` open agent sessions.
+async fn wait_sessions(hub: &HubProcess, n: u64, limit: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(resp) = http.get(format!("{}/metrics", hub.base)).send().await
+            && let Ok(text) = resp.text().await
+        {
+            let open = text
+                .lines()
+                .find(|line| line.starts_with("agenthub_agent_sessions_open"))
+                .and_then(|line| line.split_whitespace().last()?.parse::<f64>().ok());
+            if open.is_some_and(|open| open as u64 >= n) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("fewer than {n} agent sessions after {limit:?}")
+}
+
+/// W6: K agents (reconnecting like agentd) on one hub; S steps created, the hub killed
+/// (SIGKILL) right after the last create returned and started again on the same
+/// database, S more steps created during the reconnect storm. Time until every agent
+/// has reconnected and caught up with the hub's `last_seq`; steps created but never
+/// pushed (lost) and pushed twice to one agent (duplicated).
+pub async fn w6(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()> {
+    let limit = hubproc::raise_fd_limit();
+    if (limit as usize) < n_agents + 200 {
+        bail!("the open-file limit is {limit}; K={n_agents} needs more (raise the hard limit)");
+    }
+    for repeat in 0..run.repeats {
+        let database = Database::create(&run.db)?;
+        let fixture = setup::create(&database, n_agents, 1024).await?;
+        let mut hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
+        let client_before = client_cpu();
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<Seen>();
+        let (caught_tx, mut caught_rx) = mpsc::unbounded_channel::<(usize, Instant, Instant)>();
+        let mut agents = Vec::with_capacity(n_agents);
+        for (idx, (_, token)) in fixture.agents.iter().enumerate() {
+            agents.push(tokio::spawn(agent::run_resilient(
+                hub.addr(),
+                token.clone(),
+                Some(source_ip(idx)),
+                Mode::Report(seen_tx.clone()),
+                idx,
+                caught_tx.clone(),
+            )));
+        }
+        drop(caught_tx);
+        // Everyone connected once.
+        let mut first = HashSet::new();
+        let connect_started = Instant::now();
+        while first.len() < n_agents {
+            let (idx, _, _) = tokio::time::timeout(Duration::from_secs(120), caught_rx.recv())
+                .await
+                .context("the agents did not all connect within 120 s")?
+                .context("agents stopped")?;
+            first.insert(idx);
+        }
+        let connect_s = connect_started.elapsed().as_secs_f64();
+        let names = fixture.names();
+        let before: Vec<String> = (0..n_steps).map(|idx| format!("w6-before-{idx}")).collect();
+        let after: Vec<String> = (0..n_steps).map(|idx| format!("w6-after-{idx}")).collect();
+        create_many(&hub.base, &fixture.api_key, &names, &before, 16).await?;
+        let killed_at = Instant::now();
+        hub.kill();
+        while caught_rx.try_recv().is_ok() {}
+        let restart_at = Instant::now();
+        let mut hub = tokio::task::spawn_blocking(move || hub.restart().map(|()| hub)).await??;
+        let listening_at = Instant::now();
+        let base = hub.base.clone();
+        let api_key = fixture.api_key.clone();
+        let creator =
+            tokio::spawn(async move { create_many(&base, &api_key, &names, &after, 16).await });
+        let mut resynced = HashSet::new();
+        let mut last_resync = listening_at;
+        while resynced.len() < n_agents {
+            let (idx, session_started, at) =
+                tokio::time::timeout(Duration::from_secs(120), caught_rx.recv())
+                    .await
+                    .context("the agents did not all resync within 120 s")?
+                    .context("agents stopped")?;
+            if session_started >= restart_at && resynced.insert(idx) {
+                last_resync = last_resync.max(at);
+            }
+        }
+        let resync_s = last_resync.duration_since(listening_at).as_secs_f64();
+        creator.await??;
+        // Collect what was pushed; every created step should arrive exactly once.
+        let expected = 2 * n_steps;
+        let mut counts: HashMap<(String, u32), u32> = HashMap::new();
+        let mut titles = HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            while let Ok(seen) = seen_rx.try_recv() {
+                titles.insert(seen.title.clone());
+                *counts.entry((seen.title, seen.attempt)).or_default() += 1;
+            }
+            if titles.len() >= expected || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A moment more for late duplicates.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while let Ok(seen) = seen_rx.try_recv() {
+            titles.insert(seen.title.clone());
+            *counts.entry((seen.title, seen.attempt)).or_default() += 1;
+        }
+        let lost = expected.saturating_sub(titles.len());
+        let duplicated: u32 = counts.values().map(|count| count - 1).sum();
+        run.emit(Line {
+            peer: run.peer(),
+            workload: "W6",
+            repeat,
+            metrics: vec![
+                ("resync_s", resync_s),
+                ("since_kill_s", last_resync.duration_since(killed_at).as_secs_f64()),
+                ("lost", lost as f64),
+                ("duplicated", f64::from(duplicated)),
+            ],
+            broker_cpu_s: hub.cpu_secs(),
+            client_cpu_s: client_cpu() - client_before,
+            wall_s: last_resync.duration_since(killed_at).as_secs_f64(),
+            config: format!(
+                "K={n_agents}; {n_steps} steps created, hub SIGKILLed right after, restarted on the same database, {n_steps} more created during the reconnect storm; agents reconnect like agentd (random delay up to 1 s, doubling) and resume from their last seq; resync_s = hub listening again → last agent caught up with its welcome last_seq; {}",
+                run.durability
+            ),
+            extra: json!({"first_connect_s": connect_s, "hub_restart_s": listening_at.duration_since(restart_at).as_secs_f64()}),
+        })?;
+        abort_all(agents);
+        hub.kill();
+    }
+    Ok(())
+}
+
+/// Lost-agent detection: a step assigned to two agents is claimed by the first, which
+/// then goes silent without closing; the time until the step is pushed (`step.ready`,
+/// attempt 2) to the second. Bounded by the lease and the sweep interval.
+pub async fn lost(run: &Run, lease_ms: Option<u64>, sweep_ms: Option<u64>) -> anyhow::Result<()> {
+    let mut args = Vec::new();
+    if let Some(lease_ms) = lease_ms {
+        args.extend(["--lease-ms".to_string(), lease_ms.to_string()]);
+    }
+    if let Some(sweep_ms) = sweep_ms {
+        args.extend(["--sweep-interval-ms".to_string(), sweep_ms.to_string()]);
+    }
+    let lease = lease_ms.unwrap_or(60_000);
+    for repeat in 0..run.repeats {
+        let database = Database::create(&run.db)?;
+        let fixture = setup::create(&database, 2, 4).await?;
+        let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &args)?;
+        let (vanish_tx, mut vanished) = mpsc::unbounded_channel();
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let agents = connect_all(hub.addr(), &fixture, |idx| {
+            if idx == 0 {
+                Mode::ClaimThenVanish(vanish_tx.clone())
+            } else {
+                Mode::Report(seen_tx.clone())
+            }
+        })
+        .await?;
+        let cpu_before = hub.cpu_secs();
+        let names = fixture.names();
+        let http = reqwest::Client::new();
+        create_step(
+            &http,
+            &hub.base,
+            &fixture.api_key,
+            "lost-0",
+            &[names[0].as_str(), names[1].as_str()],
+            "",
+        )
+        .await?;
+        let vanished_at = tokio::time::timeout(Duration::from_secs(10), vanished.recv())
+            .await
+            .context("the first agent did not claim within 10 s")?
+            .context("agents stopped")?;
+        let patience = Duration::from_millis(lease) * 2 + Duration::from_secs(60);
+        let requeued_at = loop {
+            let next = tokio::time::timeout(patience, seen.recv())
+                .await
+                .context("the step was not pushed again")?
+                .context("agents stopped")?;
+            if next.attempt >= 2 {
+                break next.at;
+            }
+        };
+        let requeue_s = requeued_at.duration_since(vanished_at).as_secs_f64();
+        run.emit(Line {
+            peer: run.peer(),
+            workload: "lost-agent",
+            repeat,
+            metrics: vec![("requeue_s", requeue_s)],
+            broker_cpu_s: hub.cpu_secs() - cpu_before,
+            client_cpu_s: 0.0,
+            wall_s: requeue_s,
+            config: format!(
+                "step for 2 agents; the claimer goes silent (socket open, no close, no pong); until step.ready attempt 2 reaches the other; --lease-ms {} --sweep-interval-ms {}",
+                lease_ms.map_or("60000 (default)".into(), |ms| ms.to_string()),
+                sweep_ms.map_or("1000 (default)".into(), |ms| ms.to_string()),
+            ),
+            extra: json!({}),
+        })?;
+        abort_all(agents);
     }
     Ok(())
 }

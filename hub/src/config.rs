@@ -117,6 +117,12 @@ pub struct ServeArgs {
     /// Largest accepted agent frame, in bytes.
     #[arg(long, env = "AGENTHUB_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
     pub max_frame_bytes: usize,
+    /// Sustained frames per second accepted from one agent session (bursts up to twice).
+    #[arg(long, env = "AGENTHUB_MAX_FRAMES_PER_S", default_value_t = 200)]
+    pub max_frames_per_s: u32,
+    /// Frames queued for one agent session before it is closed as too slow (`4002`).
+    #[arg(long, env = "AGENTHUB_SESSION_QUEUE", default_value_t = 1024)]
+    pub session_queue: usize,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "AGENTHUB_MAX_UPLOAD_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_upload_bytes: u64,
@@ -142,9 +148,10 @@ impl ServeArgs {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             heartbeat_timeout_ms: self.heartbeat_timeout_ms,
             max_frame_bytes: self.max_frame_bytes,
+            max_frames_per_s: self.max_frames_per_s,
+            session_queue: self.session_queue,
             max_upload_bytes: self.max_upload_bytes,
             data_dir,
-            ..Settings::default()
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
+use crate::gateway::Sessions;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub store: Store,
     pub bus: Arc<Bus>,
     pub presence: Arc<Presence>,
+    /// Live agent sessions of this hub process.
+    pub sessions: Arc<Sessions>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     /// Fan-out to the other hub processes, when several share a database.
@@ -64,6 +67,7 @@ impl Ctx {
             store,
             bus: Arc::default(),
             presence: Arc::default(),
+            sessions: Arc::default(),
             settings: Arc::new(settings),
             metrics: Arc::default(),
             remote: None,

@@ -39,6 +39,9 @@ pub enum Error {
     TooLarge(String),
     #[error("too many requests")]
     RateLimited,
+    /// The request asks for something this hub does not speak (e.g. a sub-protocol).
+    #[error("{0}")]
+    Unsupported(String),
     /// The database cannot be reached.
     #[error("the database is unavailable, try again shortly")]
     Unavailable(#[source] StoreError),
@@ -95,6 +98,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::RateLimited => "rate_limited",
+            Error::Unsupported(_) => "unsupported",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -110,6 +114,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unsupported(_) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -127,6 +127,10 @@ fn default_concurrency() -> u32 {
 pub struct StepClaim {
     pub id: RequestId,
     pub step_id: Uuid,
+    /// The attempt of the `step.ready` being answered. When given, a claim of a step that
+    /// has moved on to another attempt gets `conflict` instead of the newer attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 /// Report progress on a claimed step; renews its lease.

@@ -230,6 +230,8 @@ pub async fn find_member(store: &Store, workspace_id: &str, id_or_email: &str) -
 pub async fn remove_member(store: &Store, workspace_id: &str, id_or_email: &str) -> Result<Member> {
     store
         .transaction(async |db| {
+            // Two owners removing each other at once must not both succeed.
+            model::lock_workspace(db, workspace_id).await?;
             let member = model::find_member(db, workspace_id, id_or_email)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("member `{id_or_email}`")))?;

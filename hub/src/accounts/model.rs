@@ -86,7 +86,8 @@ pub async fn list_members(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<Ve
     crate::db!(db, |conn| {
         members::table
             .filter(members::workspace_id.eq(workspace_id))
-            .order(members::created_at.asc())
+            // Ids are UUIDv7: they break ties of one millisecond in creation order.
+            .order((members::created_at.asc(), members::id.asc()))
             .select(Member::as_select())
             .load(conn)
             .await
@@ -117,6 +118,17 @@ pub async fn get_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<Member>
         .select(Member::as_select())
         .first(conn)
         .await)
+}
+
+/// Locks the workspace row until the transaction ends (a no-op update), so that
+/// concurrent changes of its members run one after the other on PostgreSQL too.
+pub async fn lock_workspace(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(workspaces::table.find(workspace_id))
+            .set(workspaces::name.eq(workspaces::name))
+            .execute(conn)
+            .await
+    })
 }
 
 pub async fn delete_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<usize> {

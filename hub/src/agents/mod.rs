@@ -4,9 +4,14 @@
 pub mod model;
 pub mod presence;
 
+use agenthub_protocol::{AgentPresence, ServerFrame};
+use uuid::Uuid;
+
 use crate::accounts::token;
 use crate::accounts::{self, AgentActor};
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
+use crate::events::{Audience, Outbox};
 use crate::store::{Store, new_id, now_ms};
 
 pub use model::Agent;
@@ -150,8 +155,23 @@ pub async fn get_agent(
     Ok(view(agent, owner.email, presence))
 }
 
+/// A hub renews `last_seen_at` of its connected agents this often.
+pub const PRESENCE_REFRESH_MS: i64 = 15_000;
+/// An agent marked online but not renewed for this long belongs to a hub that is gone.
+pub const PRESENCE_TTL_MS: i64 = 3 * PRESENCE_REFRESH_MS;
+
+/// Whether a hub (any hub) holds a session of the agent, by its row: marked online and
+/// renewed within [`PRESENCE_TTL_MS`]. This hub's own sessions are in [`Presence`].
+pub fn online_by_row(agent: &Agent) -> bool {
+    agent.status == "online"
+        && agent
+            .last_seen_at
+            .is_some_and(|seen| now_ms() - seen < PRESENCE_TTL_MS)
+}
+
+/// Online when it has a session on this hub, or on another hub that renewed it lately.
 fn view(agent: Agent, owner_email: String, presence: &Presence) -> AgentView {
-    let online = presence.is_online(&agent.id);
+    let online = presence.is_online(&agent.id) || online_by_row(&agent);
     let last_seen_at = presence.last_seen(&agent.id).or(agent.last_seen_at);
     AgentView {
         agent,
@@ -227,4 +247,54 @@ pub async fn token_is_active(store: &Store, secret: &str) -> Result<bool> {
         .read(async |db| Ok::<_, Error>(model::find_token(db, &hash).await?))
         .await?;
     Ok(found.is_some_and(|(agent_token, _)| agent_token.revoked_at.is_none()))
+}
+
+/// A session of the agent opened (`online`) or closed: records last seen and tells the
+/// members who care (its owner and the creators of active tasks it works on) with
+/// `agent.online` / `agent.offline`. Presence itself is kept by the gateway.
+pub async fn announce_presence(ctx: &Ctx, agent: &AgentActor, online: bool) -> Result<()> {
+    let mut outbox = Outbox::default();
+    ctx.store
+        .transaction(async |db| {
+            let status = if online { "online" } else { "offline" };
+            model::set_presence(db, &agent.agent_id, status, now_ms()).await?;
+            let mut members = model::members_watching(db, &agent.agent_id).await?;
+            members.push(agent.member_id.clone());
+            members.sort();
+            members.dedup();
+            let presence = AgentPresence {
+                seq: 0,
+                agent_id: Uuid::parse_str(&agent.agent_id).unwrap_or_default(),
+                name: agent.agent_name.clone(),
+            };
+            let frame = if online {
+                ServerFrame::AgentOnline(presence)
+            } else {
+                ServerFrame::AgentOffline(presence)
+            };
+            let audiences: Vec<Audience> = members.into_iter().map(Audience::Member).collect();
+            outbox.push_all(&audiences, &frame);
+            outbox.flush(db, &agent.workspace_id).await
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(())
+}
+
+/// Renews the presence of the agents connected to this hub (one statement per 500).
+pub async fn refresh_presence(store: &Store, agent_ids: &[String]) -> Result<()> {
+    let now = now_ms();
+    for chunk in agent_ids.chunks(500) {
+        store
+            .transaction(async |db| Ok::<_, Error>(model::touch_online(db, chunk, now).await?))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Token hashes (with their agents) revoked at or after `since` (unix ms).
+pub async fn revoked_tokens_since(store: &Store, since: i64) -> Result<Vec<(String, String)>> {
+    store
+        .read(async |db| Ok::<_, Error>(model::revoked_since(db, since).await?))
+        .await
 }

@@ -151,3 +151,56 @@ pub async fn set_last_seen(db: &mut Db<'_>, agent_id: &str, now: i64) -> QueryRe
             .await
     })
 }
+
+/// Records a session opening (`online`) or closing (`offline`) and when.
+pub async fn set_presence(
+    db: &mut Db<'_>,
+    agent_id: &str,
+    status: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(agents::table.find(agent_id))
+            .set((agents::status.eq(status), agents::last_seen_at.eq(now)))
+            .execute(conn)
+            .await
+    })
+}
+
+/// Renews `last_seen_at` of agents with a live session.
+pub async fn touch_online(db: &mut Db<'_>, agent_ids: &[String], now: i64) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(agents::table.filter(agents::id.eq_any(agent_ids)))
+            .set((agents::status.eq("online"), agents::last_seen_at.eq(now)))
+            .execute(conn)
+            .await
+    })
+}
+
+/// Hashes of tokens revoked at or after `since`, with their agents.
+pub async fn revoked_since(db: &mut Db<'_>, since: i64) -> QueryResult<Vec<(String, String)>> {
+    crate::db!(db, |conn| {
+        agent_tokens::table
+            .filter(agent_tokens::revoked_at.ge(since))
+            .select((agent_tokens::token_hash, agent_tokens::agent_id))
+            .load(conn)
+            .await
+    })
+}
+
+/// Members who created active tasks with a step assigned to the agent: the people who
+/// want to know when it comes and goes.
+pub async fn members_watching(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Vec<String>> {
+    use crate::schema::{step_assignees, steps, tasks};
+    crate::db!(db, |conn| {
+        step_assignees::table
+            .inner_join(steps::table.inner_join(tasks::table))
+            .filter(step_assignees::agent_id.eq(agent_id))
+            .filter(tasks::status.eq("active"))
+            .filter(tasks::creator_member_id.is_not_null())
+            .select(tasks::creator_member_id.assume_not_null())
+            .distinct()
+            .load(conn)
+            .await
+    })
+}

@@ -112,15 +112,31 @@ pub fn app(ctx: AppState) -> Router {
         .with_state(ctx)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// How often a hub looks for revoked agent tokens of live sessions.
+const REVOCATION_CHECK: Duration = Duration::from_secs(2);
+/// Time agents get to leave on shutdown after being told to reconnect elsewhere.
+const SESSION_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` until `shutdown` resolves; then tells connected agents to
+/// reconnect elsewhere (`1001`) and finishes in-flight requests.
 pub async fn serve_with_listener(
     listener: TcpListener,
     ctx: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(ctx))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let watcher = tokio::spawn(crate::gateway::watch_sessions(
+        ctx.clone(),
+        REVOCATION_CHECK,
+    ));
+    let sessions = ctx.clone();
+    let res = axum::serve(listener, app(ctx))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            crate::gateway::close_all(&sessions, SESSION_GRACE).await;
+        })
+        .await;
+    watcher.abort();
+    res
 }
 
 /// Serves `app` over TLS (rustls) on `listener` until `shutdown` resolves, then gives
@@ -135,14 +151,22 @@ pub async fn serve_tls_with_listener(
     listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
+    let watcher = tokio::spawn(crate::gateway::watch_sessions(
+        ctx.clone(),
+        REVOCATION_CHECK,
+    ));
+    let sessions = ctx.clone();
     tokio::spawn(async move {
         shutdown.await;
+        crate::gateway::close_all(&sessions, SESSION_GRACE).await;
         stopper.graceful_shutdown(Some(grace));
     });
-    axum_server::from_tcp_rustls(listener, tls)?
+    let res = axum_server::from_tcp_rustls(listener, tls)?
         .handle(handle)
         .serve(app(ctx).into_make_service())
-        .await
+        .await;
+    watcher.abort();
+    res
 }
 
 /// Loads a PEM certificate chain and private key for [`serve_tls_with_listener`].

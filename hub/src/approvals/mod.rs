@@ -139,6 +139,14 @@ pub async fn decide(
                     "only a listed approver of this step may decide",
                 ));
             }
+            let step = task_model::find_step(db, workspace_id, &approval.step_id)
+                .await?
+                .ok_or_else(|| Error::not_found("step"))?;
+            // Deciders of one step take turns, so the last of a level 3 sees every other
+            // approval; the step is read again under the lock.
+            let task = task_model::lock_task(db, workspace_id, &step.task_id)
+                .await?
+                .ok_or_else(|| Error::not_found("task"))?;
             let mut step = task_model::find_step(db, workspace_id, &approval.step_id)
                 .await?
                 .ok_or_else(|| Error::not_found("step"))?;
@@ -165,9 +173,6 @@ pub async fn decide(
             if !model::decide(db, &approval.id, decision_text, comment, now_ms()).await? {
                 return Err(Error::conflict("this approval was already decided"));
             }
-            let task = task_model::find_task(db, workspace_id, &step.task_id)
-                .await?
-                .ok_or_else(|| Error::not_found("task"))?;
             match decision {
                 Decision::Reject => {
                     tasks::rework_in_tx(

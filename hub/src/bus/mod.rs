@@ -7,6 +7,7 @@
 pub mod redis;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
@@ -20,7 +21,7 @@ pub struct Notice {
     pub payload: Arc<str>,
 }
 
-type Senders = Vec<(u64, mpsc::Sender<Notice>)>;
+type Senders = Vec<(u64, mpsc::Sender<Notice>, Arc<AtomicBool>)>;
 
 /// In-process fan-out: sessions of this hub subscribe by audience id.
 #[derive(Debug, Default)]
@@ -35,6 +36,8 @@ pub struct Subscription {
     pub audience_id: String,
     pub id: u64,
     pub receiver: mpsc::Receiver<Notice>,
+    /// Set when a notice was dropped because the queue was full: read the outbox.
+    pub lagged: Arc<AtomicBool>,
 }
 
 impl Bus {
@@ -47,8 +50,11 @@ impl Bus {
         let subscribers = self.subscribers.read().expect("bus lock");
         for notice in notices {
             if let Some(senders) = subscribers.get(&notice.audience_id) {
-                for (_, sender) in senders {
-                    let _missed_is_recovered_from_outbox = sender.try_send(notice.clone());
+                for (_, sender, lagged) in senders {
+                    if sender.try_send(notice.clone()).is_err() {
+                        // Recovered from the outbox by the subscriber.
+                        lagged.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -57,6 +63,7 @@ impl Bus {
     /// Subscribes to the events of one audience, with a queue of `capacity` notices.
     pub fn subscribe(&self, audience_id: &str, capacity: usize) -> Subscription {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let lagged = Arc::new(AtomicBool::new(false));
         let id = self
             .next_subscription
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -65,18 +72,19 @@ impl Bus {
             .expect("bus lock")
             .entry(audience_id.to_string())
             .or_default()
-            .push((id, sender));
+            .push((id, sender, Arc::clone(&lagged)));
         Subscription {
             audience_id: audience_id.to_string(),
             id,
             receiver,
+            lagged,
         }
     }
 
     pub fn unsubscribe(&self, audience_id: &str, subscription_id: u64) {
         let mut subscribers = self.subscribers.write().expect("bus lock");
         if let Some(senders) = subscribers.get_mut(audience_id) {
-            senders.retain(|(id, _)| *id != subscription_id);
+            senders.retain(|(id, _, _)| *id != subscription_id);
             if senders.is_empty() {
                 subscribers.remove(audience_id);
             }

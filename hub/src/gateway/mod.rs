@@ -1,10 +1,262 @@
-//! The agent WebSocket gateway at `GET /v1/agent/connect`.
+//! The agent WebSocket gateway at `GET /v1/agent/connect`: the upgrade (token and
+//! sub-protocol checks), the registry of live sessions of this hub, and the hub-wide
+//! watcher that ends sessions whose token was revoked. The session itself is in
+//! [`session`].
 
-use axum::response::{IntoResponse, Response};
+mod limits;
+pub mod session;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use agenthub_protocol::{Codec, SUBPROTOCOLS, close_code};
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::accounts::token;
+use crate::agents;
+use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::store::now_ms;
 
-/// Upgrades an agent connection (see docs/protocol.md).
-pub async fn connect() -> Response {
-    Error::Unavailable(crate::store::StoreError::NestedTransaction).into_response()
+/// Read buffer of one WebSocket. Small, so that idle sessions stay cheap; larger frames
+/// still arrive (the buffer grows while a frame is read, up to the frame size limit).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Why a session is told to end from outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kick {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// Upgrades an agent connection (see docs/protocol.md §3-§6): the agent token first
+/// (`401` before upgrading), then the sub-protocol (`400` naming the supported ones).
+#[tracing::instrument(skip_all)]
+pub async fn connect(
+    State(ctx): State<Ctx>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.headers = headers;
+    let secret = crate::api::extract::bearer_token(&parts)
+        .map_err(|_| Error::Unauthorized("missing or invalid agent token".into()))?;
+    if !secret.starts_with(token::AGENT_TOKEN_PREFIX) {
+        return Err(Error::Unauthorized("missing or invalid agent token".into()));
+    }
+    let agent = agents::authenticate_token(&ctx.store, secret).await?;
+    let token_hash = token::hash(secret);
+    let codec = negotiate(&parts)?;
+    let upgrade = upgrade.map_err(|rejection| {
+        Error::bad_request(format!(
+            "expected a WebSocket upgrade: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let max_frame = ctx.settings.max_frame_bytes;
+    let mut response = upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            session::run(ctx, agent, token_hash, codec, sink, stream).await;
+        });
+    response.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(codec.subprotocol()),
+    );
+    Ok(response)
+}
+
+/// The first offered sub-protocol the hub knows, from every `Sec-WebSocket-Protocol`
+/// header of the request.
+fn negotiate(parts: &Parts) -> Result<Codec, Error> {
+    let offers: Vec<&str> = parts
+        .headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    agenthub_protocol::negotiate(offers.iter().copied()).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "no supported sub-protocol offered; supported: {}",
+            SUBPROTOCOLS.join(", ")
+        ))
+    })
+}
+
+#[derive(Debug)]
+struct Entry {
+    session_id: u64,
+    token_hash: String,
+    kick: mpsc::Sender<Kick>,
+}
+
+/// The live sessions of this hub, one per agent: a newer session of an agent replaces
+/// the older one (closed with `4005`).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_agent: Mutex<HashMap<String, Entry>>,
+    next_id: AtomicU64,
+}
+
+/// A registered session: its id and where kicks arrive.
+#[derive(Debug)]
+pub struct Registration {
+    pub session_id: u64,
+    pub kicks: mpsc::Receiver<Kick>,
+}
+
+impl Sessions {
+    /// Registers the session of `agent_id`, closing an older one of the same agent.
+    pub fn register(&self, agent_id: &str, token_hash: &str) -> Registration {
+        let session_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (kick, kicks) = mpsc::channel(1);
+        let old = self.by_agent.lock().expect("sessions lock").insert(
+            agent_id.to_string(),
+            Entry {
+                session_id,
+                token_hash: token_hash.to_string(),
+                kick,
+            },
+        );
+        if let Some(old) = old {
+            let _already_ending = old.kick.try_send(Kick {
+                code: close_code::SUPERSEDED,
+                reason: "a newer session of this agent replaced this one",
+            });
+        }
+        Registration { session_id, kicks }
+    }
+
+    /// Removes the session; true when it was still the agent's current one.
+    pub fn unregister(&self, agent_id: &str, session_id: u64) -> bool {
+        let mut by_agent = self.by_agent.lock().expect("sessions lock");
+        match by_agent.get(agent_id) {
+            Some(entry) if entry.session_id == session_id => {
+                by_agent.remove(agent_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the agent has a session on this hub.
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.by_agent
+            .lock()
+            .expect("sessions lock")
+            .contains_key(agent_id)
+    }
+
+    /// The agents with a session on this hub.
+    pub fn agent_ids(&self) -> Vec<String> {
+        self.by_agent
+            .lock()
+            .expect("sessions lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.by_agent.lock().expect("sessions lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends the sessions authenticated by one of `token_hashes`; returns how many.
+    pub fn kick_tokens(&self, token_hashes: &[String], kick: Kick) -> usize {
+        let by_agent = self.by_agent.lock().expect("sessions lock");
+        let mut n_kicked = 0;
+        for entry in by_agent.values() {
+            if token_hashes.contains(&entry.token_hash) {
+                let _already_ending = entry.kick.try_send(kick);
+                n_kicked += 1;
+            }
+        }
+        n_kicked
+    }
+
+    /// Ends every session (hub shutdown: `1001`, reconnect elsewhere).
+    pub fn kick_all(&self, kick: Kick) {
+        for entry in self.by_agent.lock().expect("sessions lock").values() {
+            let _already_ending = entry.kick.try_send(kick);
+        }
+    }
+}
+
+/// Ends sessions whose token was revoked (by this hub, another hub or the admin CLI),
+/// checking every `interval`, and renews the presence of this hub's agents in the
+/// database every [`agents::PRESENCE_REFRESH_MS`] (so every hub and the admin CLI see
+/// them online), until the process ends. A few queries per hub, whatever the number of
+/// sessions.
+pub async fn watch_sessions(ctx: Ctx, interval: Duration) {
+    let mut since = now_ms();
+    let mut refreshed_at = now_ms();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if now_ms() - refreshed_at >= agents::PRESENCE_REFRESH_MS {
+            refreshed_at = now_ms();
+            let connected = ctx.sessions.agent_ids();
+            if let Err(err) = agents::refresh_presence(&ctx.store, &connected).await {
+                tracing::warn!(error = %err, "presence refresh failed; retrying");
+            }
+        }
+        if ctx.sessions.is_empty() {
+            since = now_ms();
+            continue;
+        }
+        // Overlap the windows a little: clocks of several hubs differ slightly.
+        let checked_at = now_ms();
+        match agents::revoked_tokens_since(&ctx.store, since - 5_000).await {
+            Ok(revoked) if !revoked.is_empty() => {
+                let hashes: Vec<String> = revoked.into_iter().map(|(hash, _)| hash).collect();
+                let n_kicked = ctx.sessions.kick_tokens(
+                    &hashes,
+                    Kick {
+                        code: close_code::TOKEN_REVOKED,
+                        reason: "the agent token was revoked",
+                    },
+                );
+                if n_kicked > 0 {
+                    tracing::info!(n_kicked, "closed sessions of revoked agent tokens");
+                }
+                since = checked_at;
+            }
+            Ok(_) => since = checked_at,
+            Err(err) => tracing::warn!(error = %err, "revocation check failed; retrying"),
+        }
+    }
+}
+
+/// Tells every agent of this hub to reconnect elsewhere (`1001`) and waits up to `grace`
+/// for the sessions to end.
+pub async fn close_all(ctx: &Ctx, grace: Duration) {
+    ctx.sessions.kick_all(Kick {
+        code: close_code::GOING_AWAY,
+        reason: "the hub is shutting down; reconnect",
+    });
+    let deadline = tokio::time::Instant::now() + grace;
+    while !ctx.sessions.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

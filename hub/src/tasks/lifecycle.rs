@@ -88,7 +88,26 @@ async fn task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
         .ok_or_else(|| Error::not_found("task"))
 }
 
+/// The step's task, locked for the rest of the transaction (see [`model::lock_task`]).
+pub(crate) async fn lock_task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
+    model::lock_task(db, &step.workspace_id, &step.task_id)
+        .await?
+        .ok_or_else(|| Error::not_found("task"))
+}
+
+/// Takes a `ready` step at whatever attempt it is.
 pub async fn claim_step(ctx: &Ctx, agent: &AgentActor, step_id: &str) -> Result<Claimed> {
+    claim_step_at(ctx, agent, step_id, None).await
+}
+
+/// Takes a `ready` step. With `attempt`, the claim answers the push of that attempt and
+/// is refused when the step has moved on to another one.
+pub async fn claim_step_at(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: Option<u32>,
+) -> Result<Claimed> {
     let lease_ms = ctx.settings.lease_ms;
     let mut outbox = Outbox::default();
     let claimed = ctx
@@ -96,6 +115,12 @@ pub async fn claim_step(ctx: &Ctx, agent: &AgentActor, step_id: &str) -> Result<
         .transaction(async |db| {
             let step = assigned_step(db, agent, step_id).await?;
             let status = step_status(&step);
+            if let Some(attempt) = attempt.filter(|attempt| *attempt as i32 != step.attempt) {
+                return Err(Error::conflict(format!(
+                    "step is {status} at attempt {}; the push of attempt {attempt} is stale",
+                    step.attempt
+                )));
+            }
             // A repeated claim by the holder (e.g. after a reconnect) gets the same answer.
             if status.is_held() && step.claimed_by.as_deref() == Some(agent.agent_id.as_str()) {
                 return Ok(Claimed {
@@ -107,6 +132,7 @@ pub async fn claim_step(ctx: &Ctx, agent: &AgentActor, step_id: &str) -> Result<
             let agent_row = agents::model::find_agent(db, &agent.workspace_id, &agent.agent_id)
                 .await?
                 .ok_or_else(|| Error::not_found("agent"))?;
+            model::lock_agent(db, &agent.agent_id).await?;
             let held = model::count_held_by(db, &agent.agent_id).await?;
             if held >= i64::from(agent_row.max_concurrency) {
                 return Err(Error::conflict(format!(
@@ -288,7 +314,7 @@ pub async fn submit_step(
                 &[StepStatus::Claimed, StepStatus::Running],
             )
             .await?;
-            let task = task_of(db, &step).await?;
+            let task = lock_task_of(db, &step).await?;
             let now = now_ms();
             let result = serde_json::to_string(&submitted.result)?;
             let files = serde_json::to_string(&submitted.files)?;

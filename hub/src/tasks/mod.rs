@@ -21,8 +21,8 @@ use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
 pub use lifecycle::{
-    Claimed, SubmitOutcome, Submitted, claim_step, fail_step, log_step, progress_step, submit_step,
-    sweep_expired_leases,
+    Claimed, SubmitOutcome, Submitted, claim_step, claim_step_at, fail_step, log_step,
+    progress_step, submit_step, sweep_expired_leases,
 };
 pub(crate) use lifecycle::{block_step_in_tx, complete_in_tx, rework_in_tx, unblock_in_tx};
 pub use model::{Step, StepLogRow, Task, WorkflowChangeRow};
@@ -523,7 +523,7 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
         .map(|agent| InvolvedAgent {
             id: agent.id.clone(),
             name: agent.name.clone(),
-            online: false,
+            online: crate::agents::online_by_row(agent),
         })
         .collect();
     Ok(TaskView {
@@ -577,7 +577,7 @@ pub async fn get_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskVie
         })
         .await?;
     for agent in &mut view.involved_agents {
-        agent.online = ctx.presence.is_online(&agent.id);
+        agent.online = agent.online || ctx.presence.is_online(&agent.id);
     }
     Ok(view)
 }
@@ -720,6 +720,10 @@ pub async fn set_task_status(
                 .collect();
             outbox.push_all(&agents, &frame);
             outbox.push_all(&member_audiences(&task, &view.steps), &frame);
+            if action == TaskAction::Resume {
+                // Steps may have finished while the task was paused: it may be done now.
+                lifecycle::refresh_readiness(db, &mut outbox, &task).await?;
+            }
             outbox.flush(db, &task.workspace_id).await?;
             Ok(())
         })

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{
-    step_approvers, step_assignees, step_dependencies, step_logs, step_submissions, steps, tasks,
-    usage, workflow_changes,
+    agents, step_approvers, step_assignees, step_dependencies, step_logs, step_submissions, steps,
+    tasks, usage, workflow_changes,
 };
 use crate::store::Db;
 
@@ -214,6 +214,41 @@ pub async fn touch_task(db: &mut Db<'_>, task_id: &str, now: i64) -> QueryResult
         .set(tasks::updated_at.eq(now))
         .execute(conn)
         .await)
+}
+
+/// Locks the task's row until the transaction ends and returns the task. Transactions
+/// that read its steps to decide what follows (completion, readiness, approvals, workflow
+/// changes) take it first, so each sees the others' committed changes: two steps finishing
+/// at once cannot both miss that their common dependent is now ready.
+pub async fn lock_task(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    task_id: &str,
+) -> QueryResult<Option<Task>> {
+    crate::db!(db, |conn| {
+        diesel::update(tasks::table)
+            .filter(
+                tasks::id
+                    .eq(task_id)
+                    .and(tasks::workspace_id.eq(workspace_id)),
+            )
+            .set(tasks::updated_at.eq(tasks::updated_at))
+            .returning(Task::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Locks the agent's row until the transaction ends, so concurrent claims of one agent
+/// count its held steps one after the other.
+pub async fn lock_agent(db: &mut Db<'_>, agent_id: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(agents::table.find(agent_id))
+            .set(agents::max_concurrency.eq(agents::max_concurrency))
+            .execute(conn)
+            .await
+    })
 }
 
 pub async fn find_step(

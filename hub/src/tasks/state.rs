@@ -101,6 +101,7 @@ impl StepStatus {
                 | (Running, Ready)
                 | (Blocked, Running)
                 | (Blocked, Ready)
+                | (Blocked, Failed)
                 | (Submitted, AwaitingApproval)
                 | (Submitted, Done)
                 | (AwaitingApproval, Done)

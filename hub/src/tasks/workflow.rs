@@ -69,7 +69,7 @@ pub async fn change_workflow(
     let mut outbox = Outbox::default();
     ctx.store
         .transaction(async |db| {
-            let task = model::find_task(db, actor.workspace_id(), task_id)
+            let task = model::lock_task(db, actor.workspace_id(), task_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
             if !matches!(task.status.as_str(), "active" | "paused" | "draft") {
@@ -177,9 +177,9 @@ async fn apply(
         }
         WorkflowOp::RemoveStep { step } => {
             let step = find_changeable(db, task, step).await?;
-            let view = load_view(db, task, vec![step.clone()]).await?;
-            let before = describe(&view.steps[0]);
-            for (agent_id, _) in &view.steps[0].assignees {
+            let view = step_view(db, task, &step).await?;
+            let before = describe(&view);
+            for (agent_id, _) in &view.assignees {
                 if step.status == StepStatus::Ready.as_str() {
                     outbox.push(
                         Audience::Agent(agent_id.clone()),
@@ -292,8 +292,7 @@ async fn apply(
         WorkflowOp::SetDependencies { step, depends_on } => {
             let step = find_changeable(db, task, step).await?;
             let steps = model::steps_of_task(db, &task.id).await?;
-            let before_view = load_view(db, task, vec![step.clone()]).await?;
-            let before = before_view.steps[0].depends_on.clone();
+            let before = step_view(db, task, &step).await?.depends_on;
             model::delete_dependencies(db, &step.id).await?;
             let mut rows = Vec::new();
             for key in crate::tasks::dedup(depends_on) {
@@ -345,6 +344,18 @@ async fn find_changeable(db: &mut Db<'_>, task: &Task, key_or_id: &str) -> Resul
         )));
     }
     Ok(step)
+}
+
+/// The view of one step of `task`, with the keys of its dependencies (which
+/// [`load_view`] resolves only among the steps it is given).
+async fn step_view(db: &mut Db<'_>, task: &Task, step: &Step) -> Result<crate::tasks::StepView> {
+    let steps = model::steps_of_task(db, &task.id).await?;
+    load_view(db, task, steps)
+        .await?
+        .steps
+        .into_iter()
+        .find(|view| view.step.id == step.id)
+        .ok_or_else(|| Error::not_found("step"))
 }
 
 fn describe(view: &crate::tasks::StepView) -> serde_json::Value {

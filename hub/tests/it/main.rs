@@ -1,9 +1,15 @@
 //! The one integration-test binary of `agenthub`: a module per area, `support` for helpers.
 
+mod accounts;
 mod admin;
 mod api;
+mod approvals;
 mod deploy;
+mod events;
+mod gateway;
+mod python_agent;
 mod scaleout;
 mod store;
 mod support;
+mod tasks;
 mod tidy;

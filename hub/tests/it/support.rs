@@ -12,7 +12,14 @@ use std::io::Write;
 
 use diesel_async::RunQueryDsl;
 
+use agenthub::accounts::{self, Actor, AgentActor, MemberActor, Role};
+use agenthub::agents::{self, NewAgent};
+use agenthub::ctx::{Ctx, Settings};
+use agenthub::error::Error;
+use agenthub::events;
 use agenthub::store::{Backend, Store, StoreOptions};
+use agenthub::tasks::{self, NewStep, NewTask, Step, SubmitOutcome, Submitted, TaskView};
+use agenthub_protocol::ServerFrame;
 
 /// The PostgreSQL server the tests use, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
 /// Each test creates its own database there.
@@ -187,4 +194,283 @@ fn with_database(admin_url: &str, name: &str) -> String {
         Some(query) => format!("{server}/{name}?{query}"),
         None => format!("{server}/{name}"),
     }
+}
+
+// ---------------------------------------------------------------- domain fixtures
+
+/// A workspace with two members and two agents, and a [`Ctx`] over the test store.
+///
+/// - `aurora@example.com` (owner), who creates tasks; her agent `min` (capabilities
+///   `docs`, `shell`; max concurrency 4);
+/// - `duan@example.com` (member), the reviewer; his agent `duan-bot` (capability `docs`;
+///   max concurrency 4).
+pub struct Team {
+    pub ctx: Ctx,
+    pub workspace_id: String,
+    pub aurora: Actor,
+    pub duan: Actor,
+    pub min: AgentActor,
+    pub duan_bot: AgentActor,
+}
+
+impl Team {
+    /// The team in workspace `acme` with default settings.
+    pub async fn new(store: &Store) -> Team {
+        Team::build(store, "acme", Settings::default()).await
+    }
+
+    /// The same team (same emails and agent names) in another workspace of the store.
+    pub async fn in_workspace(store: &Store, workspace: &str) -> Team {
+        Team::build(store, workspace, Settings::default()).await
+    }
+
+    async fn build(store: &Store, workspace: &str, settings: Settings) -> Team {
+        let ctx = Ctx::new(store.clone(), settings);
+        let workspace_id = accounts::create_workspace(store, workspace)
+            .await
+            .unwrap()
+            .id;
+        let aurora = add_member(store, &workspace_id, "aurora@example.com", Role::Owner).await;
+        let duan = add_member(store, &workspace_id, "duan@example.com", Role::Member).await;
+        let min = add_agent(
+            store,
+            &workspace_id,
+            "min",
+            "aurora@example.com",
+            &["docs", "shell"],
+            4,
+        )
+        .await;
+        let duan_bot = add_agent(
+            store,
+            &workspace_id,
+            "duan-bot",
+            "duan@example.com",
+            &["docs"],
+            4,
+        )
+        .await;
+        Team {
+            ctx,
+            workspace_id,
+            aurora,
+            duan,
+            min,
+            duan_bot,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.ctx.store
+    }
+
+    /// Adds a member and returns them as an [`Actor::Member`].
+    pub async fn add_member(&self, email: &str, role: Role) -> Actor {
+        add_member(self.store(), &self.workspace_id, email, role).await
+    }
+
+    /// Registers another agent of the workspace, bound to `owner`.
+    pub async fn add_agent(
+        &self,
+        name: &str,
+        owner: &str,
+        capabilities: &[&str],
+        max_concurrency: u32,
+    ) -> AgentActor {
+        add_agent(
+            self.store(),
+            &self.workspace_id,
+            name,
+            owner,
+            capabilities,
+            max_concurrency,
+        )
+        .await
+    }
+
+    /// Creates a task as aurora.
+    pub async fn create(&self, new: NewTask) -> TaskView {
+        tasks::create_task(&self.ctx, &self.aurora, new)
+            .await
+            .unwrap()
+    }
+
+    pub async fn step(&self, step_id: &str) -> Step {
+        tasks::get_step(&self.ctx, &self.aurora, step_id)
+            .await
+            .unwrap()
+            .step
+    }
+
+    pub async fn task(&self, task_id: &str) -> TaskView {
+        tasks::get_task(&self.ctx, &self.aurora, task_id)
+            .await
+            .unwrap()
+    }
+
+    /// Claims, reports progress and submits `step_id` as `agent`; returns the outcome.
+    pub async fn run_step(&self, agent: &AgentActor, step_id: &str) -> String {
+        let claimed = tasks::claim_step(&self.ctx, agent, step_id).await.unwrap();
+        tasks::progress_step(&self.ctx, agent, step_id, claimed.attempt)
+            .await
+            .unwrap();
+        submit(&self.ctx, agent, step_id, claimed.attempt)
+            .await
+            .unwrap()
+            .status
+    }
+}
+
+async fn add_member(store: &Store, workspace_id: &str, email: &str, role: Role) -> Actor {
+    let member = accounts::add_member(store, workspace_id, email, None, role)
+        .await
+        .unwrap();
+    Actor::Member(MemberActor {
+        workspace_id: member.workspace_id,
+        member_id: member.id,
+        email: member.email,
+        role,
+    })
+}
+
+async fn add_agent(
+    store: &Store,
+    workspace_id: &str,
+    name: &str,
+    owner: &str,
+    capabilities: &[&str],
+    max_concurrency: u32,
+) -> AgentActor {
+    let capabilities: Vec<String> = capabilities.iter().map(|cap| cap.to_string()).collect();
+    let created = agents::create_agent(
+        store,
+        NewAgent {
+            workspace_id,
+            name,
+            owner,
+            capabilities: &capabilities,
+            max_concurrency,
+        },
+    )
+    .await
+    .unwrap();
+    agents::authenticate_token(store, &created.token)
+        .await
+        .unwrap()
+}
+
+/// A step titled after its key, assigned to `assignees`, depending on `depends_on`.
+pub fn new_step(key: &str, assignees: &[&str], depends_on: &[&str]) -> NewStep {
+    NewStep {
+        key: key.to_string(),
+        title: format!("Step {key}"),
+        assignees: assignees.iter().map(|name| name.to_string()).collect(),
+        depends_on: depends_on.iter().map(|key| key.to_string()).collect(),
+        ..NewStep::default()
+    }
+}
+
+pub fn new_task(title: &str, steps: Vec<NewStep>) -> NewTask {
+    NewTask {
+        title: title.to_string(),
+        steps,
+        ..NewTask::default()
+    }
+}
+
+/// The task of the issue: `min` drafts an outline, then reviews it; the review is level 2
+/// and approved by duan, named by email.
+pub fn report_task() -> NewTask {
+    NewTask {
+        title: "Quarterly report".into(),
+        description: "Break down the director's report, then review it".into(),
+        due_at: None,
+        steps: vec![
+            NewStep {
+                title: "Draft the outline".into(),
+                required_capabilities: vec!["docs".into()],
+                executor: Some("claude".into()),
+                input: serde_json::json!({"files": ["report.pdf"]}),
+                ..new_step("draft", &["min"], &[])
+            },
+            NewStep {
+                title: "Review the outline".into(),
+                approval_level: 2,
+                approvers: vec!["duan@example.com".into()],
+                expected_outputs: Some("a reviewed outline".into()),
+                ..new_step("review", &["min"], &["draft"])
+            },
+        ],
+    }
+}
+
+/// The id of the step with `key` in a task view.
+pub fn step_id(view: &TaskView, key: &str) -> String {
+    view.steps
+        .iter()
+        .find(|step_view| step_view.step.key == key)
+        .unwrap_or_else(|| panic!("no step `{key}`"))
+        .step
+        .id
+        .clone()
+}
+
+/// Submits `{"ok": true}` for (step, attempt).
+pub async fn submit(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+) -> Result<SubmitOutcome, Error> {
+    tasks::submit_step(
+        ctx,
+        agent,
+        Submitted {
+            step_id: step_id.to_string(),
+            attempt,
+            result: serde_json::json!({"ok": true}),
+            summary: Some(format!("attempt {attempt}")),
+            self_check: None,
+            files: Vec::new(),
+            usage: None,
+        },
+    )
+    .await
+}
+
+/// The error of `res`, asserting its code and that its message contains `needle`.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(res: Result<T, Error>, code: &str, needle: &str) -> Error {
+    let err = res.expect_err("expected an error");
+    assert_eq!(err.code(), code, "{err}");
+    assert!(
+        err.to_string().contains(needle),
+        "`{err}` does not mention `{needle}`"
+    );
+    err
+}
+
+/// Every event of an audience (an agent or member id), oldest first, decoded.
+pub async fn events(store: &Store, audience_id: &str) -> Vec<ServerFrame> {
+    events::list_after(store, audience_id, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let frame: ServerFrame = serde_json::from_str(&row.payload).unwrap();
+            assert_eq!(frame.type_name(), row.event_type);
+            assert_eq!(frame.seq(), Some(row.seq as u64), "payload seq = row seq");
+            frame
+        })
+        .collect()
+}
+
+/// The `type` of each frame.
+pub fn types(frames: &[ServerFrame]) -> Vec<&'static str> {
+    frames.iter().map(ServerFrame::type_name).collect()
+}
+
+/// A hub id as the UUID events carry.
+pub fn uuid(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id).unwrap()
 }

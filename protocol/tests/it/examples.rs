@@ -65,6 +65,7 @@ pub fn all() -> Vec<Frame> {
         ClientFrame::StepClaim(StepClaim {
             id: 1,
             step_id: id(STEP),
+            attempt: Some(1),
         }),
         ClientFrame::StepProgress(StepProgress {
             id: 2,

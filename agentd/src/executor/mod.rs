@@ -1,0 +1,259 @@
+//! Executors: how a claimed step is carried out on this machine. The step names one
+//! (`claude`, `shell`, `manual`, `external`); the configuration gives the default.
+
+pub mod claude;
+pub mod external;
+pub mod manual;
+pub mod shell;
+pub mod tools;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agenthub_protocol::{
+    ClientFrame, InputAnswer, LogStream, OkReply, StepBlock, StepInfo, StepLog, Usage,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::credentials::Secret;
+
+/// What a step produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: Value,
+    pub summary: Option<String>,
+    pub files: Vec<String>,
+    pub usage: Option<Usage>,
+}
+
+/// Why a step could not be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+}
+
+impl Failure {
+    /// A failure another attempt will not fix.
+    pub fn fatal(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            retryable: false,
+        }
+    }
+
+    /// A failure another attempt may fix.
+    pub fn retryable(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// The answer to a request a worker sent through the session.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Ok(OkReply),
+    Error { code: String, message: String },
+}
+
+/// What workers hand to the connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A request frame (its `id` is set by the session). The reply goes to `reply`; the
+    /// sender is dropped when the session ends first.
+    Request {
+        frame: ClientFrame,
+        reply: Option<oneshot::Sender<Reply>>,
+    },
+    /// A result was written to the journal: send it.
+    Journaled,
+}
+
+/// A step's link to the connection and its human.
+#[derive(Debug)]
+pub struct StepCtx {
+    pub step: StepInfo,
+    pub attempt: u32,
+    pub work_dir: PathBuf,
+    outbound: mpsc::Sender<Outbound>,
+    answers: mpsc::Receiver<String>,
+    blocked: Arc<AtomicBool>,
+}
+
+impl StepCtx {
+    /// A context for one claimed attempt.
+    pub fn new(
+        step: StepInfo,
+        attempt: u32,
+        work_dir: PathBuf,
+        outbound: mpsc::Sender<Outbound>,
+        answers: mpsc::Receiver<String>,
+        blocked: Arc<AtomicBool>,
+    ) -> StepCtx {
+        StepCtx {
+            step,
+            attempt,
+            work_dir,
+            outbound,
+            answers,
+            blocked,
+        }
+    }
+
+    /// The step's id.
+    pub fn step_id(&self) -> Uuid {
+        self.step.step_id
+    }
+
+    /// Sends a log line to the hub (best effort: dropped when disconnected for long).
+    pub async fn log(&self, stream: LogStream, text: impl Into<String>) {
+        let frame = ClientFrame::StepLog(StepLog {
+            id: 0,
+            step_id: self.step.step_id,
+            attempt: self.attempt,
+            stream,
+            text: text.into(),
+        });
+        if self
+            .outbound
+            .try_send(Outbound::Request { frame, reply: None })
+            .is_err()
+        {
+            tracing::debug!(step.id = %self.step.step_id, "log line dropped: the send queue is full");
+        }
+    }
+
+    /// Asks this agent's human a question through the hub (the step is `blocked`
+    /// meanwhile) and waits up to `timeout` for the answer. On timeout the question is
+    /// answered with `timeout_answer` so the step runs again, and `None` is returned.
+    pub async fn ask(
+        &mut self,
+        question: &str,
+        options: &[&str],
+        timeout: Duration,
+        timeout_answer: &str,
+    ) -> Result<Option<String>, Failure> {
+        while self.answers.try_recv().is_ok() {}
+        let frame = ClientFrame::StepBlock(StepBlock {
+            id: 0,
+            step_id: self.step.step_id,
+            attempt: self.attempt,
+            question: question.to_string(),
+            options: options.iter().map(|option| option.to_string()).collect(),
+        });
+        self.blocked.store(true, Ordering::SeqCst);
+        let created = match self.request(frame).await {
+            Some(Reply::Ok(ok)) => ok.created_id,
+            Some(Reply::Error { code, message }) => {
+                self.blocked.store(false, Ordering::SeqCst);
+                return Err(Failure::retryable(format!(
+                    "the hub refused to record the question ({code}: {message})"
+                )));
+            }
+            None => {
+                self.blocked.store(false, Ordering::SeqCst);
+                return Err(Failure::retryable(
+                    "the connection to the hub ended while asking the human",
+                ));
+            }
+        };
+        let answer = tokio::time::timeout(timeout, self.answers.recv()).await;
+        let answer = match answer {
+            Ok(Some(answer)) => Some(answer),
+            Ok(None) => None,
+            Err(_) => {
+                if let Some(input_request_id) = created {
+                    let frame = ClientFrame::InputAnswer(InputAnswer {
+                        id: 0,
+                        input_request_id,
+                        answer: timeout_answer.to_string(),
+                    });
+                    let _answered = self.request(frame).await;
+                    // The hub sends `input.answered` for our own answer too.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), self.answers.recv()).await;
+                }
+                None
+            }
+        };
+        self.blocked.store(false, Ordering::SeqCst);
+        Ok(answer)
+    }
+
+    async fn request(&self, frame: ClientFrame) -> Option<Reply> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.outbound
+            .send(Outbound::Request {
+                frame,
+                reply: Some(reply_tx),
+            })
+            .await
+            .ok()?;
+        reply_rx.await.ok()
+    }
+}
+
+/// A result handed in by `agentd done`.
+#[derive(Debug, Clone)]
+pub struct ManualResult {
+    pub result: Value,
+    pub summary: Option<String>,
+}
+
+/// The executors with their settings.
+#[derive(Debug, Clone)]
+pub struct Executors {
+    pub config: Arc<Config>,
+    pub claude_key: Option<Secret>,
+    pub manual: manual::Waiters,
+}
+
+impl Executors {
+    /// Which executor runs `step`.
+    pub fn kind_of<'a>(&'a self, step: &'a StepInfo) -> &'a str {
+        step.executor
+            .as_deref()
+            .unwrap_or(&self.config.default_executor)
+    }
+
+    /// Carries out one step.
+    pub async fn execute(&self, ctx: &mut StepCtx) -> Result<Outcome, Failure> {
+        let kind = self.kind_of(&ctx.step).to_string();
+        match kind.as_str() {
+            "shell" => shell::execute(ctx).await,
+            "claude" => {
+                let Some(key) = &self.claude_key else {
+                    return Err(Failure::retryable(
+                        "no Claude API key on this agent; its human should run `agentd key set` (or set ANTHROPIC_API_KEY)",
+                    ));
+                };
+                claude::execute(ctx, &self.config.claude, key).await
+            }
+            "manual" => manual::execute(ctx, &self.manual).await,
+            "external" => external::execute(ctx, &self.config.external).await,
+            other => Err(Failure::fatal(format!(
+                "unknown executor `{other}`; agentd knows claude, shell, manual and external"
+            ))),
+        }
+    }
+}
+
+/// Keeps the last `max` bytes of a text, on a character boundary.
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}

@@ -1,0 +1,328 @@
+//! Desktop notifications (the notifier component): a step this agent took, an approval
+//! asked of its human, a question from a blocked step, a finished task. Approvals and
+//! tool-call questions carry Approve / Reject actions; choosing one sends
+//! `approval.decide` or `input.answer` through the connection. Best effort: without a
+//! notification service (no session bus) agentd logs that once and goes on, and
+//! `agentd inbox` / `approve` / `reject` always work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agenthub_protocol::{
+    ApprovalDecide, ApprovalRequested, ClientFrame, Decision, InputAnswer, InputRequested,
+    ServerFrame, StepInfo,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::executor::{Outbound, Reply};
+
+/// The action keys of an actionable notification.
+pub const APPROVE: &str = "approve";
+/// See [`APPROVE`].
+pub const REJECT: &str = "reject";
+
+/// The comment sent with a rejection chosen on a notification (the hub requires one).
+const REJECT_COMMENT: &str = "rejected from a desktop notification";
+/// Notifications waiting for a click at once; older ones stop waiting first.
+const MAX_WAITING: usize = 32;
+
+/// One notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub title: String,
+    pub body: String,
+    /// What choosing Approve / Reject does; `None` for a notification without actions.
+    pub decision: Option<DecisionTarget>,
+}
+
+/// What an Approve / Reject click decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionTarget {
+    /// A step result waiting for this teammate's approval.
+    Approval(Uuid),
+    /// A tool call the model wants to make (a question with options approve / reject).
+    ToolCall(Uuid),
+}
+
+/// Handle to the notifier; cheap to clone. A disabled notifier ignores everything.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    queue: Option<mpsc::Sender<Notice>>,
+}
+
+/// Settings of [`Notifier::start`].
+#[derive(Debug, Clone)]
+pub struct NotifyOptions {
+    /// How long an actionable notification waits for a click.
+    pub action_timeout: Duration,
+}
+
+impl Notifier {
+    /// A notifier that shows nothing (`--no-notify`, `notify = false`).
+    pub fn disabled() -> Notifier {
+        Notifier { queue: None }
+    }
+
+    /// Starts the notifier task. Decisions go to `outbound`, the connection's queue.
+    pub fn start(options: NotifyOptions, outbound: mpsc::Sender<Outbound>) -> Notifier {
+        let (queue, notices) = mpsc::channel(64);
+        tokio::spawn(run(options, notices, outbound));
+        Notifier { queue: Some(queue) }
+    }
+
+    /// Whether notifications are on.
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// A step this agent claimed and now executes.
+    pub fn step_taken(&self, step: &StepInfo) {
+        let mut body = format!("Task: {}", step.task_title);
+        if !step.description.is_empty() {
+            body.push('\n');
+            body.push_str(&shorten(&step.description, 300));
+        }
+        self.show(Notice {
+            title: format!("Step for you: {}", step.title),
+            body,
+            decision: None,
+        });
+    }
+
+    /// Shows what an event from the hub asks of this agent's human, if anything.
+    pub fn handle_event(&self, frame: &ServerFrame) {
+        if !self.enabled() {
+            return;
+        }
+        let notice = match frame {
+            ServerFrame::ApprovalRequested(requested) => approval_notice(requested),
+            ServerFrame::InputRequested(requested) => question_notice(requested),
+            ServerFrame::TaskUpdated(updated) if updated.task.status == "done" => Notice {
+                title: format!("Task done: {}", updated.task.title),
+                body: shorten(&updated.task.description, 300),
+                decision: None,
+            },
+            _ => return,
+        };
+        self.show(notice);
+    }
+
+    fn show(&self, notice: Notice) {
+        if let Some(queue) = &self.queue
+            && queue.try_send(notice).is_err()
+        {
+            tracing::debug!("notification dropped: too many at once");
+        }
+    }
+}
+
+/// The notification for an approval asked of this teammate: the step and its result.
+pub fn approval_notice(requested: &ApprovalRequested) -> Notice {
+    let mut body = format!("Task: {}", requested.task_title);
+    if let Some(summary) = &requested.summary {
+        body.push_str(&format!("\nSummary: {}", shorten(summary, 300)));
+    }
+    if !requested.result.is_null() {
+        body.push_str(&format!(
+            "\nResult: {}",
+            shorten(&requested.result.to_string(), 300)
+        ));
+    }
+    Notice {
+        title: format!("Approve \"{}\"?", requested.step_title),
+        body,
+        decision: Some(DecisionTarget::Approval(requested.approval_id)),
+    }
+}
+
+/// The notification for a question from a blocked step. A tool call waiting for its
+/// human (options approve / reject) shows the exact call and gets actions.
+pub fn question_notice(requested: &InputRequested) -> Notice {
+    let is_tool_call = requested.options.len() == 2
+        && requested.options.iter().any(|option| option == APPROVE)
+        && requested.options.iter().any(|option| option == REJECT);
+    if is_tool_call {
+        return Notice {
+            title: "Tool call wants approval".into(),
+            body: requested.question.clone(),
+            decision: Some(DecisionTarget::ToolCall(requested.input_request_id)),
+        };
+    }
+    let mut body = requested.question.clone();
+    if !requested.options.is_empty() {
+        body.push_str(&format!(" [{}]", requested.options.join(" / ")));
+    }
+    body.push_str(&format!(
+        "\nAnswer with: agentd answer {} TEXT",
+        requested.input_request_id
+    ));
+    Notice {
+        title: "A step has a question for you".into(),
+        body,
+        decision: None,
+    }
+}
+
+/// The frame a click sends.
+pub fn decision_frame(target: DecisionTarget, action: &str) -> Option<ClientFrame> {
+    let approve = match action {
+        APPROVE => true,
+        REJECT => false,
+        _ => return None,
+    };
+    Some(match target {
+        DecisionTarget::Approval(approval_id) => ClientFrame::ApprovalDecide(ApprovalDecide {
+            id: 0,
+            approval_id,
+            decision: if approve {
+                Decision::Approve
+            } else {
+                Decision::Reject
+            },
+            comment: (!approve).then(|| REJECT_COMMENT.to_string()),
+        }),
+        DecisionTarget::ToolCall(input_request_id) => ClientFrame::InputAnswer(InputAnswer {
+            id: 0,
+            input_request_id,
+            answer: if approve {
+                APPROVE.to_string()
+            } else {
+                format!("{REJECT}: {REJECT_COMMENT}")
+            },
+        }),
+    })
+}
+
+async fn run(
+    options: NotifyOptions,
+    mut notices: mpsc::Receiver<Notice>,
+    outbound: mpsc::Sender<Outbound>,
+) {
+    let unavailable_reported = Arc::new(AtomicBool::new(false));
+    let mut waiting = JoinSet::new();
+    while let Some(notice) = notices.recv().await {
+        while waiting.try_join_next().is_some() {}
+        if waiting.len() >= MAX_WAITING {
+            // Dropping the oldest is not possible with a JoinSet; stop them all instead.
+            waiting.abort_all();
+        }
+        let handle = match show(&notice).await {
+            Ok(handle) => handle,
+            Err(err) => {
+                if !unavailable_reported.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        error = %err,
+                        "desktop notifications are unavailable; use `agentd inbox` to see what waits for you"
+                    );
+                }
+                continue;
+            }
+        };
+        let Some(target) = notice.decision else {
+            continue;
+        };
+        let outbound = outbound.clone();
+        let timeout = options.action_timeout;
+        waiting.spawn(async move {
+            let clicked = tokio::time::timeout(timeout, wait_for_click(&handle)).await;
+            let Ok(Some(action)) = clicked else {
+                return;
+            };
+            let Some(frame) = decision_frame(target, &action) else {
+                return;
+            };
+            send_decision(&outbound, frame, &action).await;
+        });
+    }
+    waiting.abort_all();
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+type Handle = notify_rust::NotificationHandle;
+
+#[cfg(all(unix, not(target_os = "macos")))]
+async fn show(notice: &Notice) -> Result<Handle, String> {
+    let mut notification = notify_rust::Notification::new();
+    notification
+        .appname("agentd")
+        .summary(&notice.title)
+        .body(&notice.body);
+    if notice.decision.is_some() {
+        notification
+            .action(APPROVE, "Approve")
+            .action(REJECT, "Reject");
+    }
+    notification
+        .show_async()
+        .await
+        .map_err(|err| err.to_string())
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+async fn wait_for_click(handle: &Handle) -> Option<String> {
+    let mut action = None;
+    handle
+        .wait_for_action_async(|response| {
+            if let notify_rust::NotificationResponse::Action(key) = response {
+                action = Some(key.clone());
+            }
+        })
+        .await;
+    action
+}
+
+/// Elsewhere notifications are shown without waiting for a click.
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+type Handle = ();
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+async fn show(notice: &Notice) -> Result<Handle, String> {
+    notify_rust::Notification::new()
+        .appname("agentd")
+        .summary(&notice.title)
+        .body(&notice.body)
+        .show()
+        .map(|_| ())
+        .map_err(|err| err.to_string())
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+async fn wait_for_click(_handle: &Handle) -> Option<String> {
+    None
+}
+
+async fn send_decision(outbound: &mpsc::Sender<Outbound>, frame: ClientFrame, action: &str) {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let request = Outbound::Request {
+        frame,
+        reply: Some(reply_tx),
+    };
+    if outbound.send(request).await.is_err() {
+        return;
+    }
+    match reply_rx.await {
+        Ok(Reply::Ok(_)) => tracing::info!(action, "decision from the desktop notification sent"),
+        Ok(Reply::Error { code, message }) => {
+            tracing::warn!(action, code, message, "the hub refused the decision")
+        }
+        Err(_) => tracing::warn!(
+            action,
+            "the connection ended before the hub answered the decision; check `agentd inbox`"
+        ),
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max).collect();
+    short.push('…');
+    short
+}
+
+#[cfg(test)]
+mod tests;

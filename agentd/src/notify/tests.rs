@@ -1,0 +1,75 @@
+//! What the notifications say and which frame a click sends.
+
+use agenthub_protocol::{ApprovalRequested, ClientFrame, Decision, InputRequested};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{DecisionTarget, approval_notice, decision_frame, question_notice};
+
+#[test]
+fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
+    let approval_id = Uuid::now_v7();
+    let notice = approval_notice(&ApprovalRequested {
+        seq: 3,
+        approval_id,
+        step_id: Uuid::now_v7(),
+        task_id: Uuid::now_v7(),
+        task_title: "Quarterly report".into(),
+        step_title: "Draft the outline".into(),
+        approval_level: 1,
+        summary: Some("Three sections".into()),
+        result: json!({"pages": 3}),
+    });
+    assert_eq!(notice.title, "Approve \"Draft the outline\"?");
+    assert_eq!(
+        notice.body,
+        "Task: Quarterly report\nSummary: Three sections\nResult: {\"pages\":3}"
+    );
+    assert_eq!(notice.decision, Some(DecisionTarget::Approval(approval_id)));
+    let Some(ClientFrame::ApprovalDecide(reject)) =
+        decision_frame(DecisionTarget::Approval(approval_id), "reject")
+    else {
+        panic!("reject decides the approval");
+    };
+    assert_eq!(reject.decision, Decision::Reject);
+    assert!(reject.comment.is_some(), "a rejection carries a comment");
+}
+
+#[test]
+fn a_tool_call_question_gets_actions_and_other_questions_say_how_to_answer() {
+    let request_id = Uuid::now_v7();
+    let mut question = InputRequested {
+        seq: 4,
+        input_request_id: request_id,
+        step_id: Uuid::now_v7(),
+        task_id: Uuid::now_v7(),
+        question: "Allow run_shell `make deploy`?".into(),
+        options: vec!["approve".into(), "reject".into()],
+    };
+    let notice = question_notice(&question);
+    assert_eq!(notice.title, "Tool call wants approval");
+    assert_eq!(notice.body, "Allow run_shell `make deploy`?");
+    assert_eq!(notice.decision, Some(DecisionTarget::ToolCall(request_id)));
+    let Some(ClientFrame::InputAnswer(answer)) =
+        decision_frame(DecisionTarget::ToolCall(request_id), "approve")
+    else {
+        panic!("approve answers the question");
+    };
+    assert_eq!(answer.answer, "approve");
+    assert_eq!(
+        decision_frame(DecisionTarget::ToolCall(request_id), "default"),
+        None
+    );
+
+    question.question = "Which quarter?".into();
+    question.options = vec!["Q3".into(), "Q4".into()];
+    let notice = question_notice(&question);
+    assert_eq!(notice.decision, None);
+    assert!(
+        notice
+            .body
+            .contains(&format!("agentd answer {request_id} TEXT")),
+        "{}",
+        notice.body
+    );
+}

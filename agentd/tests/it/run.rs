@@ -1,0 +1,276 @@
+//! `agentd run` against the fake hub: handshake, claim, shell execution, submit,
+//! dedupe by seq, resume after a dropped connection, the journal, and refusals.
+
+use agenthub_protocol::{ClientFrame, ErrorReply, Ping, ServerFrame, StepRevoked};
+use axum::http::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{Agentd, FakeHub, claim_ok, spawn, step_ready, submit_ok, text, wait_exit};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_step_is_claimed_executed_streamed_and_submitted() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let child = spawn(&agentd, &["run", "--once"]);
+    let mut conn = hub.accept().await;
+    assert_eq!(conn.hello_last_seq(), 0);
+    conn.welcome(0, 60_000).await;
+    conn.send(ServerFrame::Ping(Ping { nonce: 7 })).await;
+    let step_id = Uuid::now_v7();
+    conn.send(step_ready(
+        1,
+        step_id,
+        "shell",
+        json!({"command": "echo outline > outline.md; echo building; echo careful >&2"}),
+    ))
+    .await;
+    let mut saw_pong = false;
+    let claim = loop {
+        match conn.recv().await {
+            ClientFrame::Pong(pong) => {
+                assert_eq!(pong.nonce, 7);
+                saw_pong = true;
+            }
+            ClientFrame::StepClaim(claim) => break claim,
+            ClientFrame::Ack(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(saw_pong, "ping is answered before the claim");
+    assert_eq!(claim.step_id, step_id);
+    conn.send(claim_ok(claim.id, 1)).await;
+    let (frame, logs) = conn.recv_with_logs().await;
+    let ClientFrame::StepSubmit(submit) = frame else {
+        panic!("expected a submit, got {frame:?}");
+    };
+    assert_eq!(submit.step_id, step_id);
+    assert_eq!(submit.attempt, 1);
+    assert_eq!(submit.result["exit_code"], 0);
+    assert!(logs.contains("building"), "{logs}");
+    assert!(logs.contains("careful"), "{logs}");
+    conn.send(submit_ok(submit.id)).await;
+    let out = wait_exit(child).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(agentd.work_dir(step_id).join("outline.md")).unwrap(),
+        "outline\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_fails_the_step_with_its_reason() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let child = spawn(&agentd, &["run", "--once"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let step_id = Uuid::now_v7();
+    conn.send(step_ready(
+        1,
+        step_id,
+        "shell",
+        json!({"command": "echo no such file >&2; exit 3"}),
+    ))
+    .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    let ClientFrame::StepFail(fail) = conn.recv_significant().await else {
+        panic!("expected a fail");
+    };
+    assert!(
+        fail.reason.contains("exited with status 3"),
+        "{}",
+        fail.reason
+    );
+    assert!(fail.reason.contains("no such file"), "{}", fail.reason);
+    assert!(!fail.retryable);
+    conn.send(ServerFrame::Ok(agenthub_protocol::OkReply::new(fail.id)))
+        .await;
+    let out = wait_exit(child).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("exited with status 3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_finished_while_offline_is_journaled_and_sent_after_reconnecting() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let child = spawn(&agentd, &["run", "--once"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let step_id = Uuid::now_v7();
+    conn.send(step_ready(
+        1,
+        step_id,
+        "shell",
+        json!({"command": "sleep 1; echo done > result.txt"}),
+    ))
+    .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    // The hub goes away while the step runs (a restart: close 1001).
+    conn.close(1001).await;
+    let result_file = agentd.work_dir(step_id).join("result.txt");
+    assert!(crate::support::eventually_exists(&result_file).await);
+
+    let mut conn = hub.accept().await;
+    assert_eq!(
+        conn.hello_last_seq(),
+        1,
+        "resumes after the processed event"
+    );
+    conn.welcome(1, 60_000).await;
+    // A duplicate of the processed event is ignored (no second claim).
+    conn.send(step_ready(
+        1,
+        step_id,
+        "shell",
+        json!({"command": "exit 1"}),
+    ))
+    .await;
+    let frame = conn.recv_significant().await;
+    let ClientFrame::StepSubmit(submit) = frame else {
+        panic!("expected the journaled submit, got {frame:?}");
+    };
+    assert_eq!(submit.step_id, step_id);
+    assert_eq!(submit.attempt, 1);
+    conn.send(submit_ok(submit.id)).await;
+    let out = wait_exit(child).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let journal = agentd.home.path().join("state/agentd/journal");
+    assert_eq!(
+        std::fs::read_dir(journal).unwrap().count(),
+        0,
+        "the journal is empty"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_step_is_stopped_and_never_submitted() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let mut child = spawn(&agentd, &["run"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let step_id = Uuid::now_v7();
+    conn.send(step_ready(
+        1,
+        step_id,
+        "shell",
+        json!({"command": "sleep 2; touch finished"}),
+    ))
+    .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    conn.send(ServerFrame::StepRevoked(StepRevoked {
+        seq: 2,
+        step_id,
+        task_id: Uuid::now_v7(),
+        attempt: 1,
+        reason: "lease expired".into(),
+    }))
+    .await;
+    // A claim refused with conflict is normal and not retried.
+    let other = Uuid::now_v7();
+    conn.send(step_ready(3, other, "shell", json!({"command": "true"})))
+        .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    assert_eq!(claim.step_id, other);
+    conn.send(ServerFrame::Error(ErrorReply {
+        id: Some(claim.id),
+        code: "conflict".into(),
+        message: "step is claimed, not ready".into(),
+    }))
+    .await;
+    // Wait past the revoked command's end: nothing is submitted.
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_secs(4), conn.recv_significant()).await;
+    if let Ok(frame) = quiet {
+        panic!("nothing more was expected, got {frame:?}");
+    }
+    assert!(!agentd.work_dir(step_id).join("finished").exists());
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_on_the_upgrade_stops_run_with_exit_code_4() {
+    let hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    hub.refuse_upgrades(StatusCode::UNAUTHORIZED);
+    let out = wait_exit(spawn(&agentd, &["run"])).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("rejected the agent token"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_session_is_not_reconnected() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let child = spawn(&agentd, &["run"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    conn.close(4005).await;
+    let out = wait_exit(child).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("another agentd"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_done_reach_the_running_daemon() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let child = spawn(&agentd, &["run", "--once"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let step_id = Uuid::now_v7();
+    conn.send(step_ready(1, step_id, "manual", serde_json::Value::Null))
+        .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    // Give the worker a moment to start, then look at it.
+    let mut shown = String::new();
+    for _ in 0..50 {
+        let out = agentd.run(&["status"]);
+        shown = text(&out.stdout);
+        if shown.contains(&step_id.to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains("agentd is running"), "{shown}");
+    assert!(shown.contains("connected: yes"), "{shown}");
+    assert!(shown.contains("Draft the outline"), "{shown}");
+
+    let wrong = agentd.run(&["done", &Uuid::now_v7().to_string(), "--result", "x"]);
+    assert_eq!(wrong.status.code(), Some(6));
+    let done = agentd.run(&["done", &step_id.to_string(), "--result", "booked room 4"]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let ClientFrame::StepSubmit(submit) = conn.recv_significant().await else {
+        panic!("expected a submit");
+    };
+    assert_eq!(submit.result["text"], "booked room 4");
+    assert_eq!(submit.summary.as_deref(), Some("booked room 4"));
+    conn.send(submit_ok(submit.id)).await;
+    let out = wait_exit(child).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -1,0 +1,831 @@
+//! One agent session: handshake, replay then live events with no gap and no duplicate,
+//! requests dispatched to the domain, heartbeats, rate and abuse limits, backpressure.
+//!
+//! Written over a generic `Sink`/`Stream` of WebSocket messages. Two tasks: this one
+//! reads frames, receives bus notices and runs the timers; a writer task owns the sink
+//! and drains a bounded queue. A peer too slow to drain the queue is closed with `4002`;
+//! its events stay in the outbox for the resume.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use agenthub_protocol::{
+    ClientFrame, Codec, DecodeError, ErrorReply, Hello, Limits, OkReply, Ping, RequestId,
+    ServerFrame, Welcome, close_code, error_code,
+};
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{MissedTickBehavior, sleep_until};
+use uuid::Uuid;
+
+use crate::accounts::{Actor, AgentActor};
+use crate::agents;
+use crate::approvals::{self, ApprovalRef};
+use crate::bus::{Notice, Subscription};
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::events::{self, EventRow};
+use crate::gateway::Kick;
+use crate::gateway::limits::{Abuse, RateLimit};
+use crate::store::now_ms;
+use crate::tasks::{self, Submitted};
+
+/// Time the client has to send `hello`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events read from the outbox per query during replay and catch-up.
+const PAGE: u32 = 500;
+/// While the Redis bus is down, sessions poll the outbox this often.
+const POLL_WHEN_BUS_DOWN: Duration = Duration::from_secs(1);
+/// Time the writer gets to send a close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time the writer gets to drain its queue once the session ended.
+const WRITER_GRACE: Duration = Duration::from_secs(10);
+
+/// What the writer task sends.
+#[derive(Debug)]
+enum Out {
+    Message(Message),
+    Close(u16, String),
+}
+
+/// Why the session ends.
+#[derive(Debug)]
+struct Close {
+    code: u16,
+    reason: String,
+}
+
+impl Close {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Close {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Runs the session until it ends; never panics on peer input.
+pub async fn run<S, R>(
+    ctx: Ctx,
+    agent: AgentActor,
+    token_hash: String,
+    codec: Codec,
+    sink: S,
+    mut stream: R,
+) where
+    S: Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
+    R: Stream<Item = Result<Message, axum::Error>> + Send + Unpin,
+{
+    let (out, queue) = mpsc::channel(ctx.settings.session_queue.max(16));
+    let (urgent, urgent_rx) = mpsc::channel(1);
+    let writer = tokio::spawn(write_loop(sink, queue, urgent_rx));
+    let limits = Limits {
+        max_frame_bytes: ctx.settings.max_frame_bytes,
+        ..Limits::default()
+    };
+    let now = Instant::now();
+    let mut session = Session {
+        ctx,
+        agent,
+        codec,
+        limits,
+        out,
+        urgent,
+        next_seq: 1,
+        acked: 0,
+        rate: RateLimit::new(0, now),
+        abuse: Abuse::new(now),
+        last_heard: now,
+        ping_nonce: 0,
+    };
+    session.rate = RateLimit::new(session.ctx.settings.max_frames_per_s, now);
+    let hello = match session.handshake(&mut stream).await {
+        Ok(hello) => hello,
+        Err(close) => {
+            session.hang_up(close, writer, &mut stream).await;
+            return;
+        }
+    };
+    // Subscribe before reading the last seq: nothing committed from here on is missed.
+    let mut subscription = session.ctx.bus.subscribe(
+        &session.agent.agent_id,
+        session.ctx.settings.session_queue.max(16),
+    );
+    let registration = session
+        .ctx
+        .sessions
+        .register(&session.agent.agent_id, &token_hash);
+    session
+        .ctx
+        .presence
+        .set_online(&session.agent.agent_id, now_ms());
+    session.ctx.metrics.sessions_open.inc();
+    tracing::info!(
+        agent.id = %session.agent.agent_id,
+        agent.name = %session.agent.agent_name,
+        last_seq = hello.last_seq,
+        "agent session opened"
+    );
+    let end = session
+        .serve(&hello, &mut stream, &mut subscription, registration.kicks)
+        .await;
+    session
+        .ctx
+        .bus
+        .unsubscribe(&subscription.audience_id, subscription.id);
+    session.ctx.metrics.sessions_open.dec();
+    let was_current = session
+        .ctx
+        .sessions
+        .unregister(&session.agent.agent_id, registration.session_id);
+    if was_current {
+        session.ctx.presence.set_offline(&session.agent.agent_id);
+    }
+    tracing::info!(
+        agent.id = %session.agent.agent_id,
+        code = end.as_ref().map(|close| close.code),
+        reason = end.as_ref().map(|close| close.reason.as_str()),
+        "agent session closed"
+    );
+    if was_current {
+        announce(&session.ctx, &session.agent, false).await;
+    }
+    match end {
+        Some(close) => session.hang_up(close, writer, &mut stream).await,
+        None => {
+            drop(session);
+            finish(writer).await;
+        }
+    }
+}
+
+/// Records presence and tells the members who care (`agent.online` / `agent.offline`).
+async fn announce(ctx: &Ctx, agent: &AgentActor, online: bool) {
+    if let Err(err) = agents::announce_presence(ctx, agent, online).await {
+        tracing::warn!(error = %err, agent.id = %agent.agent_id, "cannot record presence");
+    }
+}
+
+/// Reads what the peer still sends (its close reply, the rest of a refused frame) for a
+/// moment, so that closing the socket with unread data does not reset the connection
+/// before the peer has read our close frame.
+async fn drain<R>(stream: &mut R)
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    for _ in 0..64 {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(Message::Close(_))) | None) | Err(_) => return,
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+/// Waits for the writer to send what is queued; a peer that does not read for
+/// [`WRITER_GRACE`] is cut off.
+async fn finish(writer: tokio::task::JoinHandle<()>) {
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+/// Owns the sink: sends queued messages in order; an urgent close jumps the queue.
+async fn write_loop<S>(mut sink: S, mut queue: mpsc::Receiver<Out>, mut urgent: mpsc::Receiver<Out>)
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    loop {
+        let next = tokio::select! {
+            biased;
+            Some(out) = urgent.recv() => out,
+            out = queue.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+        };
+        match next {
+            Out::Message(message) => {
+                if let Err(err) = sink.send(message).await {
+                    tracing::debug!(error = %err, "agent socket write failed; ending the session");
+                    break;
+                }
+            }
+            Out::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _peer_may_be_gone =
+                    tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))))
+                        .await;
+                break;
+            }
+        }
+    }
+}
+
+struct Session {
+    ctx: Ctx,
+    agent: AgentActor,
+    codec: Codec,
+    limits: Limits,
+    out: mpsc::Sender<Out>,
+    urgent: mpsc::Sender<Out>,
+    /// The seq of the next event to send.
+    next_seq: u64,
+    acked: u64,
+    rate: RateLimit,
+    abuse: Abuse,
+    last_heard: Instant,
+    ping_nonce: u64,
+}
+
+/// What one incoming message asks of the session.
+enum Incoming {
+    Frame(ClientFrame),
+    /// A WebSocket control frame, handled by the WebSocket layer.
+    Control,
+    /// Refused with an `error` frame already sent.
+    Refused,
+}
+
+impl Session {
+    /// Sends `close` after what is queued, waits for the writer, and reads what the
+    /// peer still sends, so that the close frame reaches it before the socket closes.
+    async fn hang_up<R>(self, close: Close, writer: tokio::task::JoinHandle<()>, stream: &mut R)
+    where
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        // A refused oversized frame stays unread in the socket: closing at once would
+        // reset the connection and the peer could lose our close frame.
+        let linger = close.code == close_code::TOO_LARGE;
+        self.close(close);
+        drop(self);
+        finish(writer).await;
+        if linger {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else {
+            drain(stream).await;
+        }
+    }
+
+    /// Waits for `hello` (within [`HANDSHAKE_TIMEOUT`]); anything else closes with `4004`.
+    async fn handshake<R>(&mut self, stream: &mut R) -> Result<Hello, Close>
+    where
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            let message = tokio::select! {
+                message = stream.next() => message,
+                () = sleep_until(deadline) => {
+                    return Err(Close::new(close_code::HANDSHAKE_FAILED, "no hello within 10 s"));
+                }
+            };
+            let Some(message) = message else {
+                return Err(Close::new(close_code::NORMAL, "closed before hello"));
+            };
+            match self.receive(message)? {
+                Incoming::Control => continue,
+                Incoming::Refused => {
+                    return Err(Close::new(
+                        close_code::HANDSHAKE_FAILED,
+                        "the first frame was not a valid hello",
+                    ));
+                }
+                Incoming::Frame(ClientFrame::Hello(hello)) => return Ok(hello),
+                Incoming::Frame(other) => {
+                    self.reply_error(
+                        other.request_id(),
+                        error_code::BAD_FRAME,
+                        format!("the first frame must be hello, not {}", other.type_name()),
+                    )?;
+                    return Err(Close::new(
+                        close_code::HANDSHAKE_FAILED,
+                        "the first frame was not hello",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Welcome, replay, then live events and requests until the session ends.
+    async fn serve<R>(
+        &mut self,
+        hello: &Hello,
+        stream: &mut R,
+        subscription: &mut Subscription,
+        mut kicks: mpsc::Receiver<Kick>,
+    ) -> Option<Close>
+    where
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        match self.open(hello).await {
+            Ok(()) => {}
+            Err(close) => return Some(close),
+        }
+        let settings = std::sync::Arc::clone(&self.ctx.settings);
+        let mut pings = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_millis(settings.heartbeat_interval_ms),
+            Duration::from_millis(settings.heartbeat_interval_ms.max(1)),
+        );
+        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let timeout = Duration::from_millis(settings.heartbeat_timeout_ms.max(1));
+        let silence = sleep_until(tokio::time::Instant::from_std(self.last_heard + timeout));
+        tokio::pin!(silence);
+        let mut polls = tokio::time::interval(POLL_WHEN_BUS_DOWN);
+        polls.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let polling = self.ctx.remote.is_some();
+        let res: Result<(), Close> = loop {
+            let step = tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => self.handle(message).await,
+                    None => break Ok(()),
+                },
+                notice = subscription.receiver.recv() => match notice {
+                    Some(notice) => self.deliver(notice).await,
+                    None => break Ok(()),
+                },
+                kick = kicks.recv() => {
+                    let kick = kick.unwrap_or(Kick {
+                        code: close_code::INTERNAL,
+                        reason: "the session was dropped",
+                    });
+                    if kick.code == close_code::TOKEN_REVOKED {
+                        let _closing_anyway = self.reply_error(
+                            None,
+                            error_code::UNAUTHORIZED,
+                            "the agent token was revoked".into(),
+                        );
+                    }
+                    break Err(Close::new(kick.code, kick.reason));
+                }
+                _ = pings.tick() => {
+                    if subscription.lagged.swap(false, Ordering::Relaxed) {
+                        self.catch_up().await
+                    } else {
+                        self.ping()
+                    }
+                }
+                () = &mut silence => {
+                    let deadline = self.last_heard + timeout;
+                    if Instant::now() >= deadline {
+                        break Err(Close::new(
+                            close_code::HEARTBEAT_TIMEOUT,
+                            "no frame within the heartbeat timeout",
+                        ));
+                    }
+                    silence.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                    Ok(())
+                }
+                _ = polls.tick(), if polling => {
+                    let bus_down = self.ctx.remote.as_ref().is_some_and(|remote| !remote.healthy());
+                    if bus_down { self.catch_up().await } else { Ok(()) }
+                }
+            };
+            if let Err(close) = step {
+                break Err(close);
+            }
+        };
+        res.err()
+    }
+
+    /// Sends `welcome` and replays every event after `hello.last_seq`.
+    async fn open(&mut self, hello: &Hello) -> Result<(), Close> {
+        let last_seq = events::last_seq(&self.ctx.store, &self.agent.agent_id)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "cannot read the agent's last seq");
+                Close::new(close_code::INTERNAL, "the hub cannot read its event log")
+            })?;
+        let settings = &self.ctx.settings;
+        let welcome = ServerFrame::Welcome(Welcome {
+            agent_id: Uuid::parse_str(&self.agent.agent_id).unwrap_or_default(),
+            agent_name: self.agent.agent_name.clone(),
+            session_id: Uuid::now_v7(),
+            heartbeat_interval_ms: settings.heartbeat_interval_ms,
+            heartbeat_timeout_ms: settings.heartbeat_timeout_ms,
+            lease_ms: settings.lease_ms,
+            max_frame_bytes: settings.max_frame_bytes as u64,
+            max_frames_per_s: settings.max_frames_per_s,
+            last_seq,
+        });
+        self.send_frame(&welcome)?;
+        // A client ahead of the hub (e.g. after a database reset) resumes from here.
+        self.next_seq = if hello.last_seq > last_seq {
+            last_seq + 1
+        } else {
+            hello.last_seq + 1
+        };
+        self.catch_up().await?;
+        announce(&self.ctx, &self.agent, true).await;
+        Ok(())
+    }
+
+    /// Forwards a live event, or reads the outbox when it reveals a gap.
+    async fn deliver(&mut self, notice: Notice) -> Result<(), Close> {
+        if notice.seq < self.next_seq {
+            return Ok(());
+        }
+        if notice.seq > self.next_seq {
+            return self.catch_up().await;
+        }
+        let message = self.event_message(&notice.payload)?;
+        self.next_seq += 1;
+        self.push(message)
+    }
+
+    /// Sends every event of the outbox from `next_seq` on.
+    async fn catch_up(&mut self) -> Result<(), Close> {
+        loop {
+            let rows: Vec<EventRow> = events::list_after(
+                &self.ctx.store,
+                &self.agent.agent_id,
+                self.next_seq - 1,
+                PAGE,
+            )
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "cannot read the outbox");
+                Close::new(close_code::INTERNAL, "the hub cannot read its event log")
+            })?;
+            let n_rows = rows.len();
+            for row in rows {
+                let message = self.event_message(&row.payload)?;
+                self.next_seq = row.seq as u64 + 1;
+                self.push_waiting(message).await?;
+            }
+            if n_rows < PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An outbox payload (JSON) in the session's encoding.
+    fn event_message(&self, payload: &str) -> Result<Message, Close> {
+        match self.codec {
+            Codec::Json => Ok(Message::Text(payload.into())),
+            Codec::MsgPack => {
+                let value: serde_json::Value = serde_json::from_str(payload).map_err(|err| {
+                    tracing::error!(error = %err, "unreadable event in the outbox");
+                    Close::new(close_code::INTERNAL, "unreadable event")
+                })?;
+                let bytes = self.codec.encode(&value).map_err(|err| {
+                    tracing::error!(error = %err, "cannot encode an event");
+                    Close::new(close_code::INTERNAL, "cannot encode an event")
+                })?;
+                Ok(Message::Binary(bytes.into()))
+            }
+        }
+    }
+
+    /// Queues a message; a full queue means the peer reads too slowly.
+    fn push(&self, message: Message) -> Result<(), Close> {
+        match self.out.try_send(Out::Message(message)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Close::new(
+                close_code::TOO_SLOW,
+                "the send queue overflowed; reconnect and resume",
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Close::new(close_code::NORMAL, "the connection is gone"))
+            }
+        }
+    }
+
+    /// Queues a message during replay, waiting for room for up to the heartbeat timeout.
+    async fn push_waiting(&self, message: Message) -> Result<(), Close> {
+        let patience = Duration::from_millis(self.ctx.settings.heartbeat_timeout_ms.max(1));
+        match self.out.send_timeout(Out::Message(message), patience).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(Close::new(
+                close_code::TOO_SLOW,
+                "the send queue overflowed; reconnect and resume",
+            )),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                Err(Close::new(close_code::NORMAL, "the connection is gone"))
+            }
+        }
+    }
+
+    fn send_frame(&self, frame: &ServerFrame) -> Result<(), Close> {
+        let bytes = self.codec.encode(frame).map_err(|err| {
+            tracing::error!(error = %err, "cannot encode a frame");
+            Close::new(close_code::INTERNAL, "cannot encode a frame")
+        })?;
+        let message = match self.codec {
+            Codec::Json => Message::Text(
+                String::from_utf8(bytes)
+                    .map_err(|_| Close::new(close_code::INTERNAL, "cannot encode a frame"))?
+                    .into(),
+            ),
+            Codec::MsgPack => Message::Binary(bytes.into()),
+        };
+        self.push(message)
+    }
+
+    fn reply_ok(&self, ok: OkReply) -> Result<(), Close> {
+        self.send_frame(&ServerFrame::Ok(ok))
+    }
+
+    fn reply_error(&self, id: Option<RequestId>, code: &str, message: String) -> Result<(), Close> {
+        self.send_frame(&ServerFrame::Error(ErrorReply {
+            id,
+            code: code.to_string(),
+            message,
+        }))
+    }
+
+    /// Asks the writer to close the socket after what is queued (or at once, when the
+    /// queue is full).
+    fn close(&self, close: Close) {
+        let out = Out::Close(close.code, close.reason);
+        if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(out) {
+            let _writer_gone = self.urgent.try_send(out);
+        }
+    }
+
+    fn ping(&mut self) -> Result<(), Close> {
+        self.ping_nonce += 1;
+        self.send_frame(&ServerFrame::Ping(Ping {
+            nonce: self.ping_nonce,
+        }))
+    }
+
+    /// Applies limits and decodes one message. `Err` ends the session.
+    fn receive(&mut self, message: Result<Message, axum::Error>) -> Result<Incoming, Close> {
+        let message = match message {
+            Ok(message) => message,
+            Err(err) => return Err(self.read_failed(err)),
+        };
+        let (bytes, binary) = match &message {
+            Message::Binary(bytes) => (bytes.as_ref(), true),
+            Message::Text(text) => (text.as_str().as_bytes(), false),
+            Message::Close(_) => return Err(Close::new(close_code::NORMAL, "closed by the agent")),
+            // Control frames are answered by the WebSocket layer and are not liveness.
+            Message::Ping(_) | Message::Pong(_) => return Ok(Incoming::Control),
+        };
+        let now = Instant::now();
+        self.last_heard = now;
+        self.ctx.metrics.frames_received.inc();
+        if !self.rate.admit(now) {
+            let id = self.codec.peek_id(bytes, &self.limits);
+            self.reply_error(
+                id,
+                error_code::RATE_LIMITED,
+                format!(
+                    "more than {} frames per second; the frame was dropped",
+                    self.ctx.settings.max_frames_per_s
+                ),
+            )?;
+            return self.abused(now).map(|()| Incoming::Refused);
+        }
+        if binary != self.codec.is_binary() {
+            let expected = if self.codec.is_binary() {
+                "binary"
+            } else {
+                "text"
+            };
+            self.reply_error(
+                None,
+                error_code::BAD_FRAME,
+                format!(
+                    "this session uses {expected} messages ({})",
+                    self.codec.subprotocol()
+                ),
+            )?;
+            return self.abused(now).map(|()| Incoming::Refused);
+        }
+        match self.codec.decode_client(bytes, &self.limits) {
+            Ok(frame) => Ok(Incoming::Frame(frame)),
+            Err(DecodeError::TooLarge { size, max }) => {
+                self.reply_error(
+                    None,
+                    error_code::TOO_LARGE,
+                    format!("frame of {size} bytes exceeds the limit of {max} bytes"),
+                )?;
+                Err(Close::new(close_code::TOO_LARGE, "frame too large"))
+            }
+            Err(err @ DecodeError::UnknownType { .. }) => {
+                self.reply_error(err.request_id(), error_code::UNSUPPORTED, err.to_string())?;
+                Ok(Incoming::Refused)
+            }
+            Err(err @ DecodeError::Malformed(_)) => {
+                let id = self.codec.peek_id(bytes, &self.limits);
+                self.reply_error(id, error_code::BAD_FRAME, err.to_string())?;
+                self.abused(now).map(|()| Incoming::Refused)
+            }
+        }
+    }
+
+    fn abused(&mut self, now: Instant) -> Result<(), Close> {
+        if self.abuse.record(now) {
+            return Err(Close::new(
+                close_code::POLICY_VIOLATION,
+                "too many malformed or rate-limited frames",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A read error: an oversized frame (refused before it is read) or a broken socket.
+    fn read_failed(&mut self, err: axum::Error) -> Close {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let inner = err.into_inner();
+        match inner.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(capacity)) => {
+                let _closing_anyway = self.reply_error(
+                    None,
+                    error_code::TOO_LARGE,
+                    format!(
+                        "{capacity}; the limit is {} bytes",
+                        self.ctx.settings.max_frame_bytes
+                    ),
+                );
+                Close::new(close_code::TOO_LARGE, "frame too large")
+            }
+            Some(WsError::Protocol(protocol)) => {
+                Close::new(close_code::POLICY_VIOLATION, protocol.to_string())
+            }
+            _ => Close::new(close_code::NORMAL, "the connection was lost"),
+        }
+    }
+
+    /// Handles one message of an open session.
+    async fn handle(&mut self, message: Result<Message, axum::Error>) -> Result<(), Close> {
+        let frame = match self.receive(message)? {
+            Incoming::Control | Incoming::Refused => return Ok(()),
+            Incoming::Frame(frame) => frame,
+        };
+        let id = frame.request_id();
+        match frame {
+            ClientFrame::Hello(_) => self.reply_error(
+                None,
+                error_code::BAD_FRAME,
+                "hello after the handshake is ignored".into(),
+            ),
+            ClientFrame::Ack(ack) => {
+                if ack.seq >= self.next_seq {
+                    return self.reply_error(
+                        None,
+                        error_code::BAD_FRAME,
+                        format!("ack of seq {} that was not sent", ack.seq),
+                    );
+                }
+                self.acked = self.acked.max(ack.seq);
+                Ok(())
+            }
+            ClientFrame::Pong(_) | ClientFrame::Unknown => Ok(()),
+            request => {
+                let id = id.unwrap_or_default();
+                match self.dispatch(request).await {
+                    Ok(ok) => self.reply_ok(ok),
+                    Err(err) => {
+                        let (code, message) = wire_error(&err);
+                        self.reply_error(Some(id), code, message)
+                    }
+                }
+            }
+        }
+    }
+
+    /// One request, one domain call.
+    async fn dispatch(&self, frame: ClientFrame) -> Result<OkReply, Error> {
+        let ctx = &self.ctx;
+        let agent = &self.agent;
+        match frame {
+            ClientFrame::StepClaim(claim) => {
+                let claimed =
+                    tasks::claim_step_at(ctx, agent, &claim.step_id.to_string(), claim.attempt)
+                        .await?;
+                Ok(OkReply {
+                    status: Some("claimed".into()),
+                    attempt: Some(claimed.attempt),
+                    lease_ms: Some(claimed.lease_ms),
+                    ..OkReply::new(claim.id)
+                })
+            }
+            ClientFrame::StepProgress(progress) => {
+                let step_id = progress.step_id.to_string();
+                let lease_ms = tasks::progress_step(ctx, agent, &step_id, progress.attempt).await?;
+                Ok(OkReply {
+                    lease_ms: Some(lease_ms),
+                    ..OkReply::new(progress.id)
+                })
+            }
+            ClientFrame::StepLog(log) => {
+                let step_id = log.step_id.to_string();
+                tasks::log_step(ctx, agent, &step_id, log.attempt, log.stream, &log.text).await?;
+                Ok(OkReply::new(log.id))
+            }
+            ClientFrame::StepSubmit(submit) => {
+                let outcome = tasks::submit_step(
+                    ctx,
+                    agent,
+                    Submitted {
+                        step_id: submit.step_id.to_string(),
+                        attempt: submit.attempt,
+                        result: submit.result,
+                        summary: submit.summary,
+                        self_check: submit.self_check,
+                        files: submit.files,
+                        usage: submit.usage,
+                    },
+                )
+                .await?;
+                Ok(OkReply {
+                    status: Some(outcome.status),
+                    ..OkReply::new(submit.id)
+                })
+            }
+            ClientFrame::StepBlock(block) => {
+                let request_id = approvals::ask(
+                    ctx,
+                    agent,
+                    &block.step_id.to_string(),
+                    block.attempt,
+                    &block.question,
+                    &block.options,
+                )
+                .await?;
+                Ok(OkReply {
+                    status: Some("blocked".into()),
+                    created_id: Uuid::parse_str(&request_id).ok(),
+                    ..OkReply::new(block.id)
+                })
+            }
+            ClientFrame::StepFail(fail) => {
+                let step_id = fail.step_id.to_string();
+                tasks::fail_step(
+                    ctx,
+                    agent,
+                    &step_id,
+                    fail.attempt,
+                    &fail.reason,
+                    fail.retryable,
+                )
+                .await?;
+                Ok(OkReply::new(fail.id))
+            }
+            ClientFrame::ApprovalDecide(decide) => {
+                let approval_id = decide.approval_id.to_string();
+                approvals::decide(
+                    ctx,
+                    &Actor::Agent(agent.clone()),
+                    ApprovalRef::Id(&approval_id),
+                    decide.decision,
+                    decide.comment.as_deref(),
+                )
+                .await?;
+                Ok(OkReply::new(decide.id))
+            }
+            ClientFrame::InputAnswer(answer) => {
+                approvals::answer(
+                    ctx,
+                    &Actor::Agent(agent.clone()),
+                    &answer.input_request_id.to_string(),
+                    &answer.answer,
+                )
+                .await?;
+                Ok(OkReply::new(answer.id))
+            }
+            ClientFrame::AvailabilityRespond(respond) => {
+                approvals::respond_availability(
+                    ctx,
+                    agent,
+                    &respond.request_id.to_string(),
+                    respond.available,
+                    respond.note.as_deref(),
+                )
+                .await?;
+                Ok(OkReply::new(respond.id))
+            }
+            ClientFrame::Hello(_)
+            | ClientFrame::Ack(_)
+            | ClientFrame::Pong(_)
+            | ClientFrame::Unknown => Err(Error::internal("not a request")),
+        }
+    }
+}
+
+/// The protocol error code and message of a domain error; 5xx details stay in the log.
+fn wire_error(err: &Error) -> (&'static str, String) {
+    match err {
+        Error::BadRequest { .. } | Error::Invalid { .. } | Error::TooLarge(_) => {
+            (error_code::BAD_FRAME, err.to_string())
+        }
+        Error::Unauthorized(_) => (error_code::UNAUTHORIZED, err.to_string()),
+        Error::Forbidden(_) => (error_code::FORBIDDEN, err.to_string()),
+        Error::NotFound(_) => (error_code::NOT_FOUND, err.to_string()),
+        Error::Conflict(_) => (error_code::CONFLICT, err.to_string()),
+        Error::RateLimited => (error_code::RATE_LIMITED, err.to_string()),
+        Error::Unsupported(_) => (error_code::UNSUPPORTED, err.to_string()),
+        Error::Unavailable(_) | Error::Internal(_) => {
+            tracing::error!(error = %err, "request failed inside the hub");
+            (error_code::INTERNAL, "internal error; retry later".into())
+        }
+    }
+}
