@@ -117,8 +117,9 @@ const REVOCATION_CHECK: Duration = Duration::from_secs(2);
 /// Time agents get to leave on shutdown after being told to reconnect elsewhere.
 const SESSION_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `shutdown` resolves; then tells connected agents to
-/// reconnect elsewhere (`1001`) and finishes in-flight requests.
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, tells
+/// connected agents to reconnect elsewhere (`1001`), finishes in-flight requests and
+/// returns once the sessions have closed (or [`SESSION_GRACE`] passed).
 pub async fn serve_with_listener(
     listener: TcpListener,
     ctx: AppState,
@@ -128,13 +129,21 @@ pub async fn serve_with_listener(
         ctx.clone(),
         REVOCATION_CHECK,
     ));
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let sessions = ctx.clone();
+    // Runs once the listener stopped accepting, so agents reconnect to another hub.
+    let closer = tokio::spawn(async move {
+        if stopped.await.is_ok() {
+            crate::gateway::close_all(&sessions, SESSION_GRACE).await;
+        }
+    });
     let res = axum::serve(listener, app(ctx))
         .with_graceful_shutdown(async move {
             shutdown.await;
-            crate::gateway::close_all(&sessions, SESSION_GRACE).await;
+            let _ = stopping.send(());
         })
         .await;
+    let _closed_or_aborted = closer.await;
     watcher.abort();
     res
 }
@@ -158,8 +167,9 @@ pub async fn serve_tls_with_listener(
     let sessions = ctx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        crate::gateway::close_all(&sessions, SESSION_GRACE).await;
+        // Stop accepting first, so agents reconnect to another hub.
         stopper.graceful_shutdown(Some(grace));
+        crate::gateway::close_all(&sessions, SESSION_GRACE).await;
     });
     let res = axum_server::from_tcp_rustls(listener, tls)?
         .handle(handle)

@@ -8,7 +8,7 @@ pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agenthub_protocol::{Codec, SUBPROTOCOLS, close_code};
@@ -70,6 +70,8 @@ pub async fn connect(
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
         .on_upgrade(move |socket: WebSocket| async move {
+            let sessions = std::sync::Arc::clone(&ctx.sessions);
+            let _running = sessions.running();
             let (sink, stream) = socket.split();
             session::run(ctx, agent, token_hash, codec, sink, stream).await;
         });
@@ -111,6 +113,18 @@ struct Entry {
 pub struct Sessions {
     by_agent: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
+    /// Session tasks not finished yet (including their close handshake).
+    running: AtomicUsize,
+}
+
+/// Counts a session task as running until dropped.
+#[derive(Debug)]
+pub struct Running<'a>(&'a Sessions);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A registered session: its id and where kicks arrive.
@@ -121,6 +135,12 @@ pub struct Registration {
 }
 
 impl Sessions {
+    /// Marks a session task as running until the returned guard is dropped.
+    pub fn running(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running(self)
+    }
+
     /// Registers the session of `agent_id`, closing an older one of the same agent.
     pub fn register(&self, agent_id: &str, token_hash: &str) -> Registration {
         let session_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
@@ -256,7 +276,8 @@ pub async fn close_all(ctx: &Ctx, grace: Duration) {
         reason: "the hub is shutting down; reconnect",
     });
     let deadline = tokio::time::Instant::now() + grace;
-    while !ctx.sessions.is_empty() && tokio::time::Instant::now() < deadline {
+    while ctx.sessions.running.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -272,7 +272,12 @@ impl Agent {
 
     /// Upgrades without sending `hello`.
     pub async fn open(hub: &Hub, token: &str, codec: Codec) -> Agent {
-        let (socket, protocol) = upgrade(&hub.ws_url, Some(token), Some(codec.subprotocol()))
+        Agent::open_url(&hub.ws_url, token, codec).await
+    }
+
+    /// Upgrades at `ws_url` without sending `hello`.
+    pub async fn open_url(ws_url: &str, token: &str, codec: Codec) -> Agent {
+        let (socket, protocol) = upgrade(ws_url, Some(token), Some(codec.subprotocol()))
             .await
             .unwrap_or_else(|(status, body)| panic!("upgrade refused: {status} {body}"));
         assert_eq!(protocol.as_deref(), Some(codec.subprotocol()));
@@ -341,7 +346,16 @@ impl Agent {
                 .unwrap();
             if let ServerFrame::Ping(ping) = &frame {
                 let nonce = ping.nonce;
-                self.send(&ClientFrame::Pong(Pong { nonce })).await;
+                let pong = self
+                    .codec
+                    .encode(&ClientFrame::Pong(Pong { nonce }))
+                    .unwrap();
+                let message = match self.codec {
+                    Codec::MsgPack => Message::Binary(pong.into()),
+                    Codec::Json => Message::Text(String::from_utf8(pong).unwrap().into()),
+                };
+                // A failed pong shows up as the close on the next read.
+                let _ = self.socket.send(message).await;
                 continue;
             }
             if let Some(seq) = frame.seq() {
@@ -363,14 +377,30 @@ impl Agent {
 
     /// Sends a request and waits for its reply, keeping events that arrive meanwhile.
     pub async fn request(&mut self, build: impl FnOnce(u64) -> ClientFrame) -> ServerFrame {
+        self.try_request(build).await.expect("session open")
+    }
+
+    /// [`Agent::request`], or the close code when the session ends first.
+    pub async fn try_request(
+        &mut self,
+        build: impl FnOnce(u64) -> ClientFrame,
+    ) -> Result<ServerFrame, Closed> {
         self.next_id += 1;
         let id = self.next_id;
-        self.send(&build(id)).await;
+        let frame = build(id);
+        let bytes = self.codec.encode(&frame).unwrap();
+        let message = match self.codec {
+            Codec::MsgPack => Message::Binary(bytes.into()),
+            Codec::Json => Message::Text(String::from_utf8(bytes).unwrap().into()),
+        };
+        if self.socket.send(message).await.is_err() {
+            return Err(Closed(1006));
+        }
         loop {
-            let frame = self.recv().await.expect("session open");
+            let frame = self.recv().await?;
             match &frame {
-                ServerFrame::Ok(ok) if ok.id == id => return frame,
-                ServerFrame::Error(err) if err.id == Some(id) => return frame,
+                ServerFrame::Ok(ok) if ok.id == id => return Ok(frame),
+                ServerFrame::Error(err) if err.id == Some(id) => return Ok(frame),
                 _ if frame.seq().is_some() => self.events.push(frame),
                 other => panic!("unexpected frame {other:?}"),
             }

@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod api;
 mod approvals;
+mod cluster;
 mod deploy;
 mod events;
 mod gateway;

@@ -28,6 +28,8 @@ pub const PG_URL_VAR: &str = "AGENTHUB_TEST_DATABASE_URL";
 /// A migrated store on its own database, removed on drop.
 pub struct TestDb {
     store: Store,
+    /// The URL another process (a hub) opens the same database with.
+    url: String,
     // Dropped after `store`, so the pools close before the database goes away.
     _cleanup: Cleanup,
 }
@@ -40,6 +42,7 @@ impl TestDb {
         store.migrate().await.expect("migrate sqlite");
         TestDb {
             store,
+            url: dir.path().join("agenthub.db").display().to_string(),
             _cleanup: Cleanup::Sqlite(dir),
         }
     }
@@ -59,11 +62,12 @@ impl TestDb {
             pg_pool_size: 4,
             ..StoreOptions::default()
         };
-        let store = Store::connect(&with_database(&admin_url, &name), &opts)
-            .expect("connect to the test database");
+        let url = with_database(&admin_url, &name);
+        let store = Store::connect(&url, &opts).expect("connect to the test database");
         store.migrate().await.expect("migrate postgres");
         Some(TestDb {
             store,
+            url,
             _cleanup: cleanup,
         })
     }
@@ -80,6 +84,10 @@ impl TestDb {
 
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn backend(&self) -> Backend {
