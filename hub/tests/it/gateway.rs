@@ -991,6 +991,16 @@ async fn bad_frames_get_errors_and_repeated_abuse_closes_only_that_session() {
             }
             other => panic!("{other:?}"),
         }
+        // An ack of an event that was never sent.
+        agent.send(&ClientFrame::Ack(Ack { seq: 9_999 })).await;
+        match agent.recv().await.unwrap() {
+            ServerFrame::Error(err) => {
+                assert_eq!(err.code, error_code::BAD_FRAME);
+                assert_eq!(err.id, None);
+                assert!(err.message.contains("9999"), "{err:?}");
+            }
+            other => panic!("{other:?}"),
+        }
         // A claim of a step that does not exist.
         let frame = agent.claim(&Uuid::now_v7().to_string()).await;
         expect_error(&frame, error_code::NOT_FOUND, "step");
