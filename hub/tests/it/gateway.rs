@@ -155,8 +155,13 @@ pub struct Team {
 }
 
 pub async fn team(ctx: &Ctx) -> Team {
+    team_named(ctx, "acme").await
+}
+
+/// [`team`] in a workspace named `workspace`.
+pub async fn team_named(ctx: &Ctx, workspace: &str) -> Team {
     let store = &ctx.store;
-    let ws = accounts::create_workspace(store, "acme").await.unwrap();
+    let ws = accounts::create_workspace(store, workspace).await.unwrap();
     for (email, role) in [
         ("aurora@example.com", Role::Owner),
         ("min@example.com", Role::Member),
@@ -719,61 +724,11 @@ async fn a_task_runs_through_push_claim_submit_review_rework_and_approval() {
 
 /// A fresh team in its own workspace, named after the codec, on a shared hub.
 async fn team_in(hub: &Hub, codec: Codec) -> Team {
-    let store = &hub.ctx.store;
     let name = match codec {
         Codec::MsgPack => "acme",
         Codec::Json => "acme-json",
     };
-    if name == "acme" {
-        return team(&hub.ctx).await;
-    }
-    let ws = accounts::create_workspace(store, name).await.unwrap();
-    for (email, role) in [
-        ("aurora@example.com", Role::Owner),
-        ("min@example.com", Role::Member),
-        ("duan@example.com", Role::Member),
-    ] {
-        accounts::add_member(store, &ws.id, email, None, role)
-            .await
-            .unwrap();
-    }
-    let key = accounts::create_api_key(store, &ws.id, "aurora@example.com", None)
-        .await
-        .unwrap()
-        .secret;
-    let min_key = accounts::create_api_key(store, &ws.id, "min@example.com", None)
-        .await
-        .unwrap()
-        .secret;
-    let mut tokens = Vec::new();
-    for (agent, owner) in [
-        ("min-laptop", "min@example.com"),
-        ("duan-desktop", "duan@example.com"),
-        ("spare", "aurora@example.com"),
-    ] {
-        tokens.push(
-            agents::create_agent(
-                store,
-                NewAgent {
-                    workspace_id: &ws.id,
-                    name: agent,
-                    owner,
-                    capabilities: &[],
-                    max_concurrency: 64,
-                },
-            )
-            .await
-            .unwrap()
-            .token,
-        );
-    }
-    Team {
-        key,
-        min_key,
-        spare: tokens.pop().unwrap(),
-        duan: tokens.pop().unwrap(),
-        min: tokens.pop().unwrap(),
-    }
+    team_named(&hub.ctx, name).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
