@@ -832,6 +832,7 @@ async fn the_hub_terminates_tls_itself() {
             ..Settings::default()
         },
     );
+    let agent_token = crate::gateway::team(&ctx).await.min;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let tls = api::load_tls(&cert_path, &key_path).await.unwrap();
@@ -856,6 +857,50 @@ async fn the_hub_terminates_tls_itself() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "ok");
+    // An agent connects over wss:// and completes the handshake.
+    {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut request = format!("wss://localhost:{port}/v1/agent/connect")
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        headers.insert(
+            "authorization",
+            format!("Bearer {agent_token}").parse().unwrap(),
+        );
+        headers.insert(
+            "sec-websocket-protocol",
+            "agenthub.v1.json".parse().unwrap(),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
+                config,
+            ))),
+        )
+        .await
+        .unwrap();
+        socket
+            .send(Message::Text(
+                r#"{"type":"hello","agent_version":"tls-test/1"}"#.into(),
+            ))
+            .await
+            .unwrap();
+        let welcome = socket.next().await.unwrap().unwrap();
+        let welcome: serde_json::Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["agent_name"], "min-laptop");
+    }
     // Plain HTTP on the TLS port does not get through.
     assert!(
         reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
