@@ -319,10 +319,16 @@ backend_test!(
                     Op::Progress | Op::Submit | Op::Ask => matches!(state, Claimed | Running),
                     Op::Fail => matches!(state, Claimed | Running | Blocked),
                 };
+                // Attempt 1 was submitted: submitting it again answers the first outcome
+                // and changes nothing.
+                let retried = matches!(op, Op::Submit) && matches!(state, AwaitingApproval | Done);
                 let step = step_in(&team, &worker, state).await;
                 let res = try_op(&team, &worker, op, &step).await;
-                if allowed {
+                if allowed || retried {
                     res.unwrap_or_else(|err| panic!("{op:?} from {state:?}: {err}"));
+                    if retried {
+                        assert_eq!(team.step(&step).await.status, state.as_str());
+                    }
                     continue;
                 }
                 let err = res.expect_err(&format!("{op:?} from {state:?} must be refused"));
