@@ -518,6 +518,10 @@ pub async fn sweep_expired_leases(ctx: &Ctx) -> Result<usize> {
             .store
             .transaction(async |db| {
                 let mut step = stale.clone();
+                // A progress that renewed the lease since the read keeps the step.
+                if !model::lock_expired_lease(db, &step.id, step.attempt, now).await? {
+                    return Err(Error::conflict("the lease was renewed meanwhile"));
+                }
                 let task = task_of(db, &step).await?;
                 requeue_in_tx(db, &mut outbox, &task, &mut step, Some("lease expired")).await?;
                 outbox.flush(db, &step.workspace_id).await?;

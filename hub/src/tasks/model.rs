@@ -333,6 +333,27 @@ pub async fn claim_step(
     Ok(n_rows == 1)
 }
 
+/// Locks a held step whose lease at `attempt` is still expired at `now` (a no-op
+/// update); false when it was renewed, submitted or moved on meanwhile.
+pub async fn lock_expired_lease(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+    now: i64,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| {
+        diesel::update(steps::table)
+            .filter(steps::id.eq(step_id))
+            .filter(steps::attempt.eq(attempt))
+            .filter(steps::status.eq_any(["claimed", "running"]))
+            .filter(steps::lease_until.lt(now))
+            .set(steps::lease_until.eq(steps::lease_until))
+            .execute(conn)
+            .await
+    })?;
+    Ok(n_rows == 1)
+}
+
 /// Renews the lease of a step the agent holds at `attempt`.
 pub async fn renew_lease(
     db: &mut Db<'_>,
