@@ -62,7 +62,8 @@ pub struct Running {
 pub struct RunOptions {
     pub urls: HubUrls,
     pub token: Secret,
-    pub tls: Arc<rustls::ClientConfig>,
+    /// TLS settings; `None` for a plain `ws://` hub, which then costs no TLS setup.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub max_concurrency: u32,
     pub capabilities: Vec<String>,
     pub step_timeout: Duration,

@@ -60,6 +60,15 @@ pub struct PendingQuestion {
     pub options: Vec<String>,
 }
 
+/// `PUT /v1/files`: an uploaded attachment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadedFile {
+    pub id: String,
+    pub name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     error: EnvelopeError,
@@ -112,6 +121,41 @@ impl HubClient {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    /// Uploads a file with `PUT /v1/files`, streaming it from disk; `sent` is called with
+    /// the number of bytes handed to the connection so far.
+    pub async fn upload(
+        &self,
+        path: &std::path::Path,
+        sent: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<UploadedFile> {
+        use futures_util::TryStreamExt;
+
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::config(format!("{} is not a file", path.display())))?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|err| Error::config(format!("cannot read {}: {err}", path.display())))?;
+        let size = file.metadata().await?.len();
+        let mut total = 0u64;
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).inspect_ok(move |chunk| {
+                total += chunk.len() as u64;
+                sent(total);
+            });
+        let mut url = self.urls.route("v1/files");
+        url.query_pairs_mut().append_pair("name", &name);
+        let request = self
+            .http
+            .put(url.clone())
+            .timeout(Duration::from_secs(3600))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(stream));
+        self.finish(request, url).await
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -119,13 +163,19 @@ impl HubClient {
         body: Option<&Value>,
     ) -> Result<T> {
         let url = self.urls.route(path);
-        let mut request = self
-            .http
-            .request(method, url.clone())
-            .bearer_auth(self.token.expose());
+        let mut request = self.http.request(method, url.clone());
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.finish(request, url).await
+    }
+
+    async fn finish<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: reqwest::Url,
+    ) -> Result<T> {
+        let request = request.bearer_auth(self.token.expose());
         let response = request.send().await.map_err(|err| Error::Unreachable {
             hub: self.urls.display(),
             detail: describe_reqwest(&err),

@@ -31,7 +31,12 @@ impl Run {
     pub async fn run(self, ctx: Ctx) -> Result<()> {
         let urls = ctx.hub_urls()?;
         let token = ctx.token()?;
-        let tls = ctx.tls()?;
+        // Root certificates and the crypto provider are loaded only for a TLS hub: an
+        // idle daemon on a loopback hub stays smaller.
+        let tls = match urls.websocket.scheme() {
+            "wss" => Some(ctx.tls()?),
+            _ => None,
+        };
         let config = &ctx.loaded.config;
         let claude_key = ctx
             .credentials()

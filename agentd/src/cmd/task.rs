@@ -1,12 +1,15 @@
-//! `agentd tasks` and `agentd task create`.
+//! `agentd tasks` and `agentd task create` (with attachments uploaded to the hub first).
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::cmd::Ctx;
 use crate::error::{Error, Result};
+use crate::hub::{HubClient, UploadedFile};
 
 /// List the workspace's tasks, newest first
 #[derive(Debug, Args)]
@@ -83,6 +86,10 @@ pub struct Create {
     /// Member email or id that approves (repeatable)
     #[arg(long)]
     pub approver: Vec<String>,
+    /// A file to upload to the hub and hand to every step (repeatable); the steps get
+    /// the file ids in `input.attachments`
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
 }
 
 impl Command {
@@ -136,14 +143,28 @@ impl Create {
     }
 
     async fn run(self, ctx: Ctx) -> Result<()> {
-        let body = self.body()?;
-        let task: Value = ctx.hub()?.post("v1/tasks", &body).await?;
+        let mut body = self.body()?;
+        let hub = ctx.hub()?;
+        let mut attachments = Vec::new();
+        for path in &self.attach {
+            attachments.push(upload(&hub, path).await?);
+        }
+        if !attachments.is_empty() {
+            attach(&mut body, &attachments)?;
+        }
+        let task: Value = hub.post("v1/tasks", &body).await?;
         ctx.print(&task, || {
             let mut text = format!(
                 "created task {} \"{}\"\n",
                 task["id"].as_str().unwrap_or_default(),
                 task["title"].as_str().unwrap_or_default()
             );
+            for file in &attachments {
+                text.push_str(&format!(
+                    "  attached {} ({} bytes) as {}\n",
+                    file.name, file.size_bytes, file.id
+                ));
+            }
             for step in task["steps"].as_array().cloned().unwrap_or_default() {
                 text.push_str(&format!(
                     "  {}  {:<8} {}\n",
@@ -156,4 +177,60 @@ impl Create {
         });
         Ok(())
     }
+}
+
+/// Uploads one attachment, with a progress bar when stderr is a terminal.
+async fn upload(hub: &HubClient, path: &Path) -> Result<UploadedFile> {
+    let size = std::fs::metadata(path)
+        .map_err(|err| Error::config(format!("cannot read {}: {err}", path.display())))?
+        .len();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(size);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("uploading {}", path.display()));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = bar.clone();
+    let uploaded = hub
+        .upload(path, move |sent| progress.set_position(sent))
+        .await;
+    match &uploaded {
+        Ok(_) => bar.finish_and_clear(),
+        Err(_) => bar.abandon(),
+    }
+    uploaded
+}
+
+/// Adds the uploaded files' ids to `input.attachments` of every step of a task body.
+pub fn attach(body: &mut Value, files: &[UploadedFile]) -> Result<()> {
+    let Some(steps) = body.get_mut("steps").and_then(Value::as_array_mut) else {
+        return Err(Error::config("the task has no steps to attach files to"));
+    };
+    for step in steps {
+        let input = &mut step["input"];
+        if input.is_null() {
+            *input = json!({});
+        }
+        let Some(input) = input.as_object_mut() else {
+            return Err(Error::config(
+                "--attach needs each step's input to be a map (the ids go into input.attachments)",
+            ));
+        };
+        let list = input
+            .entry("attachments")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Some(list) = list.as_array_mut() else {
+            return Err(Error::config("a step's input.attachments is not a list"));
+        };
+        list.extend(files.iter().map(|file| json!(file.id)));
+    }
+    Ok(())
 }

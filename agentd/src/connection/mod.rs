@@ -37,7 +37,7 @@ pub enum ConnectError {
 pub async fn connect(
     urls: &HubUrls,
     token: &Secret,
-    tls: Arc<rustls::ClientConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<(Socket, Codec), ConnectError> {
     let mut request = urls
         .websocket
@@ -60,12 +60,21 @@ pub async fn connect(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
         .max_message_size(Some(64 << 20));
-    let connector = match urls.websocket.scheme() {
-        "wss" => Some(Connector::Rustls(tls)),
-        _ => Some(Connector::Plain),
+    let connector = match (urls.websocket.scheme(), tls) {
+        ("wss", Some(tls)) => Connector::Rustls(tls),
+        ("wss", None) => {
+            return Err(ConnectError::Refused(
+                "no TLS configuration for a wss:// hub".into(),
+            ));
+        }
+        _ => Connector::Plain,
     };
-    let attempt =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(connector),
+    );
     let (socket, response) = match tokio::time::timeout(Duration::from_secs(30), attempt).await {
         Err(_) => {
             return Err(ConnectError::Transient(

@@ -411,3 +411,56 @@ async fn a_killed_agentd_loses_its_lease_and_the_step_goes_to_another_agent_as_a
     });
     assert!(pushed_again, "{events:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_create_uploads_attachments_and_hands_their_ids_to_the_step() {
+    let hub = Hub::start().await;
+    let agentd = Agentd::new();
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let notes = agentd.home.path().join("notes.txt");
+    std::fs::write(&notes, "revenue grew\n").unwrap();
+    let data = agentd.home.path().join("figures.bin");
+    let bytes: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
+    std::fs::write(&data, &bytes).unwrap();
+
+    let out = agentd_cmd(
+        &agentd,
+        &[
+            "task",
+            "create",
+            "--title",
+            "Summarise the figures",
+            "--assignee",
+            "min-laptop",
+            "--attach",
+            notes.to_str().unwrap(),
+            "--attach",
+            data.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "no progress bar without a terminal");
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step_id = task["steps"][0]["id"].as_str().unwrap();
+    let step = hub.rest.step(&hub.team.owner_key, step_id).await;
+    let ids: Vec<String> = step["input"]["attachments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{step:#}"))
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{step:#}");
+    let http = reqwest::Client::new();
+    for (id, expected) in ids.iter().zip([b"revenue grew\n".to_vec(), bytes]) {
+        let response = http
+            .get(format!("{}/v1/files/{id}", hub.url))
+            .bearer_auth(&hub.team.owner_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.bytes().await.unwrap().to_vec(), expected);
+    }
+}

@@ -5,5 +5,6 @@ mod claude;
 mod cli;
 mod e2e;
 mod hub;
+mod notify;
 mod run;
 mod support;
