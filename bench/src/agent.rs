@@ -31,7 +31,6 @@ const ACK_WITHIN: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub title: String,
-    pub step_id: Uuid,
     pub attempt: u32,
     pub at: Instant,
 }
@@ -143,7 +142,7 @@ pub async fn run(
     let mut acked = *last_seq;
     let mut ack_at = tokio::time::Instant::now() + ACK_WITHIN;
     let mut vanished = false;
-    let mut check_caught_up = |last_seq: u64, catch_up: &mut Option<CatchUp>| {
+    let check_caught_up = |last_seq: u64, catch_up: &mut Option<CatchUp>| {
         if let Some(target) = catch_up.as_ref()
             && last_seq >= target.seq
         {
@@ -186,7 +185,6 @@ pub async fn run(
                 Mode::Report(sender) => {
                     let _ = sender.send(Seen {
                         title: ready.step.title.clone(),
-                        step_id: ready.step.step_id,
                         attempt: ready.step.attempt,
                         at: Instant::now(),
                     });
@@ -198,6 +196,7 @@ pub async fn run(
                     replies.push(ClientFrame::StepClaim(StepClaim {
                         id,
                         step_id: ready.step.step_id,
+                        attempt: Some(ready.step.attempt),
                     }));
                 }
             },

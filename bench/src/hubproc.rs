@@ -212,6 +212,35 @@ pub fn pg_setting(url: &str, name: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Counters of the run's PostgreSQL database (`pg_stat_database` and the sum of
+/// `pg_stat_user_tables`): commits, rows read, index and sequential scans, rows written.
+/// Read after a pause, as PostgreSQL publishes its statistics with a delay.
+pub fn pg_counters(database: &Database) -> Option<[f64; 6]> {
+    let url = database.url.as_ref()?;
+    let (_, name) = database.pg_cleanup.as_ref()?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let sql = format!(
+        "SELECT d.xact_commit, d.tup_returned + d.tup_fetched, t.idx, t.seq, t.seq_rows, \
+         d.tup_inserted + d.tup_updated + d.tup_deleted \
+         FROM pg_stat_database d, (SELECT sum(idx_scan) AS idx, sum(seq_scan) AS seq, \
+         sum(seq_tup_read) AS seq_rows FROM pg_stat_user_tables) t WHERE d.datname = '{name}'"
+    );
+    let out = Command::new("psql")
+        .arg(url)
+        .arg("-AtF,")
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<f64> = text
+        .trim()
+        .split(',')
+        .map(|value| value.parse().unwrap_or(f64::NAN))
+        .collect();
+    values.try_into().ok()
+}
+
 /// Clock ticks per second of /proc/PID/stat (USER_HZ, 100 on Linux).
 const TICKS_PER_S: f64 = 100.0;
 

@@ -36,6 +36,10 @@ struct Cli {
     /// Repeats per workload (fresh hubs and database each).
     #[arg(long, global = true, default_value_t = 3)]
     repeats: usize,
+    /// An extra `agenthub serve` flag for every hub started (repeatable), e.g.
+    /// `--hub-arg=--heartbeat-interval-ms=60000`; shown in each line's config.
+    #[arg(long = "hub-arg", global = true, allow_hyphen_values = true)]
+    hub_args: Vec<String>,
     /// Append the JSON lines to this file too.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
@@ -113,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let agentd_bin = cli
         .agentd_bin
         .unwrap_or_else(|| exe.with_file_name("agentd"));
-    let (db, durability) = match &cli.postgres {
+    let (db, mut durability) = match &cli.postgres {
         Some(url) => (
             Db::Postgres(url.clone()),
             format!(
@@ -124,6 +128,9 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => (Db::Sqlite, "SQLite WAL synchronous=NORMAL".to_string()),
     };
+    if !cli.hub_args.is_empty() {
+        durability.push_str(&format!("; hub flags: {}", cli.hub_args.join(" ")));
+    }
     let smoke = matches!(cli.workload, Workload::Smoke);
     let run = workloads::Run {
         hub_bin,
@@ -132,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         repeats: if smoke { 1 } else { cli.repeats.max(1) },
         redis_url: cli.redis_url,
         durability,
+        hub_args: cli.hub_args,
         report: Report::new(cli.out),
     };
     let res = match cli.workload {

@@ -98,7 +98,8 @@ impl Report {
         out.push_str("\n| peer | workload | figure | median | repeats | hub CPU s | client CPU s | config |\n|---|---|---|---:|---|---:|---:|---|\n");
         for (peer, workload, config, runs) in &groups {
             let names: Vec<&'static str> = runs[0].metrics.iter().map(|(name, _)| *name).collect();
-            for name in names {
+            for (row, name) in names.into_iter().enumerate() {
+                let config = if row == 0 { config.as_str() } else { "″" };
                 let values: Vec<f64> = runs
                     .iter()
                     .filter_map(|run| {

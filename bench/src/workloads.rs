@@ -28,6 +28,8 @@ pub struct Run {
     pub redis_url: Option<String>,
     /// "SQLite WAL synchronous=NORMAL" or the server's `synchronous_commit`.
     pub durability: String,
+    /// Extra `agenthub serve` flags for every hub (`--hub-arg`).
+    pub hub_args: Vec<String>,
     pub report: Report,
 }
 
@@ -50,6 +52,13 @@ impl Run {
 
     fn emit(&self, line: Line) -> anyhow::Result<()> {
         self.report.emit(line)
+    }
+
+    /// Starts a hub on `database` with the workload's flags and `--hub-arg`s.
+    fn spawn_hub(&self, database: &Database, flags: &[String]) -> anyhow::Result<HubProcess> {
+        let mut args = flags.to_vec();
+        args.extend(self.hub_args.iter().cloned());
+        HubProcess::spawn(&self.hub_bin, database, free_port()?, &args)
     }
 }
 
@@ -131,28 +140,41 @@ async fn create_step(
 
 /// Creates `titles[i]` for agent `names[i % M]` with `n_creators` concurrent creators.
 async fn create_many(
-    base: &str,
-    key: &str,
-    names: &[String],
-    titles: &[String],
+    base: String,
+    key: String,
+    names: Arc<Vec<String>>,
+    titles: Vec<String>,
     n_creators: usize,
 ) -> anyhow::Result<usize> {
     let http = reqwest::Client::new();
-    let created = AtomicUsize::new(0);
-    let jobs = titles.iter().enumerate().map(|(idx, title)| {
-        let (http, created) = (&http, &created);
-        async move {
-            let agent = names[idx % names.len()].as_str();
-            create_step(http, base, key, title, &[agent], "").await?;
-            created.fetch_add(1, Ordering::Relaxed);
-            anyhow::Ok(())
-        }
-    });
-    let mut results = futures_util::stream::iter(jobs).buffer_unordered(n_creators.max(1));
-    while let Some(res) = results.next().await {
-        res?;
+    let n_creators = n_creators.clamp(1, titles.len().max(1));
+    let titles = Arc::new(titles);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut creators = Vec::with_capacity(n_creators);
+    for _ in 0..n_creators {
+        let (http, base, key, names, titles, next) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            Arc::clone(&names),
+            Arc::clone(&titles),
+            Arc::clone(&next),
+        );
+        creators.push(tokio::spawn(async move {
+            loop {
+                let idx = next.fetch_add(1, Ordering::Relaxed);
+                let Some(title) = titles.get(idx) else {
+                    return anyhow::Ok(());
+                };
+                let agent = names[idx % names.len()].as_str();
+                create_step(&http, &base, &key, title, &[agent], "").await?;
+            }
+        }));
     }
-    Ok(created.load(Ordering::Relaxed))
+    for creator in creators {
+        creator.await??;
+    }
+    Ok(titles.len())
 }
 
 /// Paced dispatch latency: step `i` for agent `i % M`, the next create only once the
@@ -205,7 +227,7 @@ pub async fn w1(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, n_agents, 1024).await?;
-        let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
+        let hub = run.spawn_hub(&database, &[])?;
         let (sender, mut received) = mpsc::unbounded_channel();
         let agents = connect_all(hub.addr(), &fixture, |_| Mode::Report(sender.clone())).await?;
         let cpu_before = hub.cpu_secs();
@@ -250,11 +272,9 @@ pub async fn w2(
 ) -> anyhow::Result<()> {
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
-        let fixture = setup::create(&database, n_agents, 1_000_000).await?;
-        let hub = HubProcess::spawn(
-            &run.hub_bin,
+        let fixture = setup::create(&database, n_agents, 1024).await?;
+        let hub = run.spawn_hub(
             &database,
-            free_port()?,
             &["--max-frames-per-s".into(), W2_MAX_FRAMES_PER_S.to_string()],
         )?;
         let done = Arc::new(AtomicUsize::new(0));
@@ -273,10 +293,10 @@ pub async fn w2(
         tokio::pin!(all_done);
         all_done.as_mut().enable();
         create_many(
-            &hub.base,
-            &fixture.api_key,
-            &fixture.names(),
-            &titles,
+            hub.base.clone(),
+            fixture.api_key.clone(),
+            Arc::new(fixture.names()),
+            titles,
             n_creators,
         )
         .await?;
@@ -288,6 +308,29 @@ pub async fn w2(
         }
         let wall = started.elapsed().as_secs_f64();
         let hub_cpu = hub.cpu_secs() - cpu_before;
+        let client_cpu_s = client_cpu() - client_before;
+        // Where the work goes, per step (PostgreSQL only; includes the fixture and start).
+        let per_step = |value: f64| (value / n_steps as f64 * 10.0).round() / 10.0;
+        let db_work = match hubproc::pg_counters(&database) {
+            Some(
+                [
+                    commits,
+                    rows_read,
+                    idx_scans,
+                    seq_scans,
+                    seq_rows,
+                    rows_written,
+                ],
+            ) => json!({
+                "pg_commits_per_step": per_step(commits),
+                "pg_index_scans_per_step": per_step(idx_scans),
+                "pg_seq_scans_per_step": per_step(seq_scans),
+                "pg_seq_rows_per_step": per_step(seq_rows),
+                "pg_rows_read_per_step": per_step(rows_read),
+                "pg_rows_written_per_step": per_step(rows_written),
+            }),
+            None => json!(null),
+        };
         run.emit(Line {
             peer: run.peer(),
             workload: "W2",
@@ -297,13 +340,13 @@ pub async fn w2(
                 ("broker_cpu_us_per_item", hub_cpu / n_steps as f64 * 1e6),
             ],
             broker_cpu_s: hub_cpu,
-            client_cpu_s: client_cpu() - client_before,
+            client_cpu_s,
             wall_s: wall,
             config: format!(
                 "M={n_agents} N={n_steps}; {n_creators} concurrent REST creators (one-step tasks); agents claim + submit over WebSocket (MessagePack), level 0, clock stops at the N-th `done` reply (sent after commit); --max-frames-per-s {W2_MAX_FRAMES_PER_S}; {}",
                 run.durability
             ),
-            extra: json!({"created_s": created_s}),
+            extra: json!({"created_s": created_s, "db_work": db_work}),
         })?;
         abort_all(agents);
     }
@@ -320,7 +363,7 @@ pub async fn w3(run: &Run, n_connections: usize) -> anyhow::Result<()> {
     }
     let database = Database::create(&run.db)?;
     let fixture = setup::create(&database, n_connections, 1).await?;
-    let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
+    let hub = run.spawn_hub(&database, &[])?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = hub.rss_kib();
     let cpu_before = hub.cpu_secs();
@@ -361,8 +404,8 @@ pub async fn w4(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, n_agents, 1024).await?;
         let redis_args = ["--redis-url".to_string(), redis_url.clone()];
-        let hub_a = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &redis_args)?;
-        let hub_b = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &redis_args)?;
+        let hub_a = run.spawn_hub(&database, &redis_args)?;
+        let hub_b = run.spawn_hub(&database, &redis_args)?;
         let (sender, mut received) = mpsc::unbounded_channel();
         let agents = connect_all(hub_b.addr(), &fixture, |_| Mode::Report(sender.clone())).await?;
         let cpu_before = hub_a.cpu_secs() + hub_b.cpu_secs();
@@ -408,7 +451,7 @@ pub async fn w5(run: &Run, idle_s: u64) -> anyhow::Result<()> {
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, 1, 4).await?;
-        let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
+        let hub = run.spawn_hub(&database, &[])?;
         let home = tempfile::Builder::new()
             .prefix("agenthub-bench")
             .tempdir()?;
@@ -474,7 +517,8 @@ pub async fn w5(run: &Run, idle_s: u64) -> anyhow::Result<()> {
             client_cpu_s: cpu,
             wall_s: wall,
             config: format!(
-                "agentd run (release), connected to a hub on 127.0.0.1 and idle {idle_s} s; hub heartbeat 15 s (4 pings/min); wake-ups = voluntary context switches summed over agentd's threads"
+                "agentd run (release), connected to a hub on 127.0.0.1 and idle {idle_s} s; hub flags: [{}] (default heartbeat 15 s = 4 pings/min); wake-ups = voluntary context switches summed over agentd's threads",
+                run.hub_args.join(" ")
             ),
             extra: json!({"threads": threads}),
         })?;
@@ -533,7 +577,7 @@ pub async fn w6(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, n_agents, 1024).await?;
-        let mut hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &[])?;
+        let mut hub = run.spawn_hub(&database, &[])?;
         let client_before = client_cpu();
         let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<Seen>();
         let (caught_tx, mut caught_rx) = mpsc::unbounded_channel::<(usize, Instant, Instant)>();
@@ -560,10 +604,17 @@ pub async fn w6(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
             first.insert(idx);
         }
         let connect_s = connect_started.elapsed().as_secs_f64();
-        let names = fixture.names();
+        let names = Arc::new(fixture.names());
         let before: Vec<String> = (0..n_steps).map(|idx| format!("w6-before-{idx}")).collect();
         let after: Vec<String> = (0..n_steps).map(|idx| format!("w6-after-{idx}")).collect();
-        create_many(&hub.base, &fixture.api_key, &names, &before, 16).await?;
+        create_many(
+            hub.base.clone(),
+            fixture.api_key.clone(),
+            Arc::clone(&names),
+            before,
+            16,
+        )
+        .await?;
         let killed_at = Instant::now();
         hub.kill();
         while caught_rx.try_recv().is_ok() {}
@@ -572,8 +623,7 @@ pub async fn w6(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
         let listening_at = Instant::now();
         let base = hub.base.clone();
         let api_key = fixture.api_key.clone();
-        let creator =
-            tokio::spawn(async move { create_many(&base, &api_key, &names, &after, 16).await });
+        let creator = tokio::spawn(create_many(base, api_key, names, after, 16));
         let mut resynced = HashSet::new();
         let mut last_resync = listening_at;
         while resynced.len() < n_agents {
@@ -651,7 +701,7 @@ pub async fn lost(run: &Run, lease_ms: Option<u64>, sweep_ms: Option<u64>) -> an
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, 2, 4).await?;
-        let hub = HubProcess::spawn(&run.hub_bin, &database, free_port()?, &args)?;
+        let hub = run.spawn_hub(&database, &args)?;
         let (vanish_tx, mut vanished) = mpsc::unbounded_channel();
         let (seen_tx, mut seen) = mpsc::unbounded_channel();
         let agents = connect_all(hub.addr(), &fixture, |idx| {

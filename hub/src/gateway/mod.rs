@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use crate::accounts::token;
 use crate::agents;
@@ -28,8 +28,9 @@ use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::store::now_ms;
 
-/// Read buffer of one WebSocket. Small, so that idle sessions stay cheap; larger frames
-/// still arrive (the buffer grows while a frame is read, up to the frame size limit).
+/// Read buffer of one WebSocket. Small, so that idle sessions stay cheap (tungstenite
+/// allocates and zero-fills it per connection); larger frames still arrive (the buffer
+/// grows while a frame is read, up to the frame size limit).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Why a session is told to end from outside it.
@@ -104,7 +105,16 @@ fn negotiate(parts: &Parts) -> Result<Codec, Error> {
 struct Entry {
     session_id: u64,
     token_hash: String,
-    kick: mpsc::Sender<Kick>,
+    /// Taken by the first kick; later kicks of the same session are no-ops.
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+impl Entry {
+    fn kick(&mut self, kick: Kick) {
+        if let Some(sender) = self.kick.take() {
+            let _already_ending = sender.send(kick);
+        }
+    }
 }
 
 /// The live sessions of this hub, one per agent: a newer session of an agent replaces
@@ -131,7 +141,9 @@ impl Drop for Running<'_> {
 #[derive(Debug)]
 pub struct Registration {
     pub session_id: u64,
-    pub kicks: mpsc::Receiver<Kick>,
+    /// Resolves with the reason when the session is told to end from outside (a oneshot:
+    /// an idle session costs a few bytes instead of an mpsc block).
+    pub kicks: oneshot::Receiver<Kick>,
 }
 
 impl Sessions {
@@ -144,17 +156,17 @@ impl Sessions {
     /// Registers the session of `agent_id`, closing an older one of the same agent.
     pub fn register(&self, agent_id: &str, token_hash: &str) -> Registration {
         let session_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (kick, kicks) = mpsc::channel(1);
+        let (kick, kicks) = oneshot::channel();
         let old = self.by_agent.lock().expect("sessions lock").insert(
             agent_id.to_string(),
             Entry {
                 session_id,
                 token_hash: token_hash.to_string(),
-                kick,
+                kick: Some(kick),
             },
         );
-        if let Some(old) = old {
-            let _already_ending = old.kick.try_send(Kick {
+        if let Some(mut old) = old {
+            old.kick(Kick {
                 code: close_code::SUPERSEDED,
                 reason: "a newer session of this agent replaced this one",
             });
@@ -203,11 +215,11 @@ impl Sessions {
 
     /// Ends the sessions authenticated by one of `token_hashes`; returns how many.
     pub fn kick_tokens(&self, token_hashes: &[String], kick: Kick) -> usize {
-        let by_agent = self.by_agent.lock().expect("sessions lock");
+        let mut by_agent = self.by_agent.lock().expect("sessions lock");
         let mut n_kicked = 0;
-        for entry in by_agent.values() {
+        for entry in by_agent.values_mut() {
             if token_hashes.contains(&entry.token_hash) {
-                let _already_ending = entry.kick.try_send(kick);
+                entry.kick(kick);
                 n_kicked += 1;
             }
         }
@@ -216,8 +228,8 @@ impl Sessions {
 
     /// Ends every session (hub shutdown: `1001`, reconnect elsewhere).
     pub fn kick_all(&self, kick: Kick) {
-        for entry in self.by_agent.lock().expect("sessions lock").values() {
-            let _already_ending = entry.kick.try_send(kick);
+        for entry in self.by_agent.lock().expect("sessions lock").values_mut() {
+            entry.kick(kick);
         }
     }
 }

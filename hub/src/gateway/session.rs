@@ -15,7 +15,7 @@ use agenthub_protocol::{
 };
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, sleep_until};
 use uuid::Uuid;
 
@@ -78,7 +78,7 @@ pub async fn run<S, R>(
     R: Stream<Item = Result<Message, axum::Error>> + Send + Unpin,
 {
     let (out, queue) = mpsc::channel(ctx.settings.session_queue.max(16));
-    let (urgent, urgent_rx) = mpsc::channel(1);
+    let (urgent, urgent_rx) = oneshot::channel();
     let writer = tokio::spawn(write_loop(sink, queue, urgent_rx));
     let limits = Limits {
         max_frame_bytes: ctx.settings.max_frame_bytes,
@@ -91,7 +91,7 @@ pub async fn run<S, R>(
         codec,
         limits,
         out,
-        urgent,
+        urgent: Some(urgent),
         next_seq: 1,
         acked: 0,
         rate: RateLimit::new(0, now),
@@ -149,7 +149,7 @@ pub async fn run<S, R>(
         "agent session closed"
     );
     if was_current {
-        announce(&session.ctx, &session.agent, false).await;
+        Box::pin(announce(&session.ctx, &session.agent, false)).await;
     }
     match end {
         Some(close) => session.hang_up(close, writer, &mut stream).await,
@@ -193,14 +193,23 @@ async fn finish(writer: tokio::task::JoinHandle<()>) {
 }
 
 /// Owns the sink: sends queued messages in order; an urgent close jumps the queue.
-async fn write_loop<S>(mut sink: S, mut queue: mpsc::Receiver<Out>, mut urgent: mpsc::Receiver<Out>)
+async fn write_loop<S>(mut sink: S, mut queue: mpsc::Receiver<Out>, urgent: oneshot::Receiver<Out>)
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
+    // `None` once the urgent close arrived or can no longer arrive.
+    let mut urgent = Some(urgent);
     loop {
         let next = tokio::select! {
             biased;
-            Some(out) = urgent.recv() => out,
+            res = async { urgent.as_mut().expect("guarded").await }, if urgent.is_some() => {
+                urgent = None;
+                match res {
+                    Ok(out) => out,
+                    // The session ended without an urgent close: drain the queue.
+                    Err(_) => continue,
+                }
+            }
             out = queue.recv() => match out {
                 Some(out) => out,
                 None => break,
@@ -233,7 +242,8 @@ struct Session {
     codec: Codec,
     limits: Limits,
     out: mpsc::Sender<Out>,
-    urgent: mpsc::Sender<Out>,
+    /// Jumps the queue when it is full (used once, to close).
+    urgent: Option<oneshot::Sender<Out>>,
     /// The seq of the next event to send.
     next_seq: u64,
     acked: u64,
@@ -255,7 +265,7 @@ enum Incoming {
 impl Session {
     /// Sends `close` after what is queued, waits for the writer, and reads what the
     /// peer still sends, so that the close frame reaches it before the socket closes.
-    async fn hang_up<R>(self, close: Close, writer: tokio::task::JoinHandle<()>, stream: &mut R)
+    async fn hang_up<R>(mut self, close: Close, writer: tokio::task::JoinHandle<()>, stream: &mut R)
     where
         R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
@@ -318,12 +328,12 @@ impl Session {
         hello: &Hello,
         stream: &mut R,
         subscription: &mut Subscription,
-        mut kicks: mpsc::Receiver<Kick>,
+        mut kicks: oneshot::Receiver<Kick>,
     ) -> Option<Close>
     where
         R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
-        match self.open(hello).await {
+        match Box::pin(self.open(hello)).await {
             Ok(()) => {}
             Err(close) => return Some(close),
         }
@@ -349,7 +359,7 @@ impl Session {
                     Some(notice) => self.deliver(notice).await,
                     None => break Ok(()),
                 },
-                kick = kicks.recv() => {
+                kick = &mut kicks => {
                     let kick = kick.unwrap_or(Kick {
                         code: close_code::INTERNAL,
                         reason: "the session was dropped",
@@ -365,7 +375,7 @@ impl Session {
                 }
                 _ = pings.tick() => {
                     if subscription.lagged.swap(false, Ordering::Relaxed) {
-                        self.catch_up().await
+                        Box::pin(self.catch_up()).await
                     } else {
                         self.ping()
                     }
@@ -383,7 +393,7 @@ impl Session {
                 }
                 _ = polls.tick(), if polling => {
                     let bus_down = self.ctx.remote.as_ref().is_some_and(|remote| !remote.healthy());
-                    if bus_down { self.catch_up().await } else { Ok(()) }
+                    if bus_down { Box::pin(self.catch_up()).await } else { Ok(()) }
                 }
             };
             if let Err(close) = step {
@@ -431,7 +441,7 @@ impl Session {
             return Ok(());
         }
         if notice.seq > self.next_seq {
-            return self.catch_up().await;
+            return Box::pin(self.catch_up()).await;
         }
         let message = self.event_message(&notice.payload)?;
         self.next_seq += 1;
@@ -541,10 +551,12 @@ impl Session {
 
     /// Asks the writer to close the socket after what is queued (or at once, when the
     /// queue is full).
-    fn close(&self, close: Close) {
+    fn close(&mut self, close: Close) {
         let out = Out::Close(close.code, close.reason);
-        if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(out) {
-            let _writer_gone = self.urgent.try_send(out);
+        if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(out)
+            && let Some(urgent) = self.urgent.take()
+        {
+            let _writer_gone = urgent.send(out);
         }
     }
 
@@ -681,7 +693,7 @@ impl Session {
             ClientFrame::Pong(_) | ClientFrame::Unknown => Ok(()),
             request => {
                 let id = id.unwrap_or_default();
-                match self.dispatch(request).await {
+                match Box::pin(self.dispatch(request)).await {
                     Ok(ok) => self.reply_ok(ok),
                     Err(err) => {
                         let (code, message) = wire_error(&err);
