@@ -28,10 +28,11 @@ use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::store::now_ms;
 
-/// Read buffer of one WebSocket. Small, so that idle sessions stay cheap (tungstenite
-/// allocates and zero-fills it per connection); larger frames still arrive (the buffer
-/// grows while a frame is read, up to the frame size limit).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Read buffer of one WebSocket, allocated and zero-filled by tungstenite for every
+/// connection, so it is most of what an idle session costs: 1 KiB holds several agent
+/// frames (claims, acks, pongs are ~100 B). Larger frames still arrive: the buffer grows
+/// to the frame's size while it is read (up to the frame size limit), 1 KiB per read.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// Why a session is told to end from outside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
