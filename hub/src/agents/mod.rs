@@ -172,7 +172,8 @@ pub fn online_by_row(agent: &Agent) -> bool {
 /// Online when it has a session on this hub, or on another hub that renewed it lately.
 fn view(agent: Agent, owner_email: String, presence: &Presence) -> AgentView {
     let online = presence.is_online(&agent.id) || online_by_row(&agent);
-    let last_seen_at = presence.last_seen(&agent.id).or(agent.last_seen_at);
+    // The row is renewed while connected; this hub's entry dates from the session's start.
+    let last_seen_at = presence.last_seen(&agent.id).max(agent.last_seen_at);
     AgentView {
         agent,
         owner_email,
@@ -292,8 +293,8 @@ pub async fn refresh_presence(store: &Store, agent_ids: &[String]) -> Result<()>
     Ok(())
 }
 
-/// Token hashes (with their agents) revoked at or after `since` (unix ms).
-pub async fn revoked_tokens_since(store: &Store, since: i64) -> Result<Vec<(String, String)>> {
+/// Hashes of the tokens revoked at or after `since` (unix ms).
+pub async fn revoked_tokens_since(store: &Store, since: i64) -> Result<Vec<String>> {
     store
         .read(async |db| Ok::<_, Error>(model::revoked_since(db, since).await?))
         .await

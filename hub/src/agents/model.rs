@@ -143,15 +143,6 @@ pub async fn touch_token(db: &mut Db<'_>, token_id: &str, now: i64) -> QueryResu
     })
 }
 
-pub async fn set_last_seen(db: &mut Db<'_>, agent_id: &str, now: i64) -> QueryResult<usize> {
-    crate::db!(db, |conn| {
-        diesel::update(agents::table.find(agent_id))
-            .set(agents::last_seen_at.eq(now))
-            .execute(conn)
-            .await
-    })
-}
-
 /// Records a session opening (`online`) or closing (`offline`) and when.
 pub async fn set_presence(
     db: &mut Db<'_>,
@@ -177,12 +168,12 @@ pub async fn touch_online(db: &mut Db<'_>, agent_ids: &[String], now: i64) -> Qu
     })
 }
 
-/// Hashes of tokens revoked at or after `since`, with their agents.
-pub async fn revoked_since(db: &mut Db<'_>, since: i64) -> QueryResult<Vec<(String, String)>> {
+/// Hashes of tokens revoked at or after `since`.
+pub async fn revoked_since(db: &mut Db<'_>, since: i64) -> QueryResult<Vec<String>> {
     crate::db!(db, |conn| {
         agent_tokens::table
             .filter(agent_tokens::revoked_at.ge(since))
-            .select((agent_tokens::token_hash, agent_tokens::agent_id))
+            .select(agent_tokens::token_hash)
             .load(conn)
             .await
     })

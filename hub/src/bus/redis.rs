@@ -1,4 +1,4 @@
-//! Fan-out between hub processes through Redis pub/sub, and presence kept in Redis keys.
+//! Fan-out between hub processes through Redis pub/sub.
 //!
 //! A committed event is delivered to this hub's sessions at once (the local [`Bus`]) and
 //! published on one Redis channel with the id of the hub that wrote it; every other hub's
@@ -46,12 +46,10 @@ pub struct RedisBus {
     queue: mpsc::Sender<Notice>,
     publisher_healthy: Arc<AtomicBool>,
     subscriber_healthy: Arc<AtomicBool>,
-    pool: deadpool_redis::Pool,
-    prefix: String,
 }
 
 impl RedisBus {
-    /// Starts the publisher and subscriber tasks. `prefix` namespaces keys and channels
+    /// Starts the publisher and subscriber tasks. `prefix` namespaces the channel
     /// (tests use one per test). Returns at once; connection problems surface as
     /// [`RedisBus::healthy`] being false and are retried in the background.
     pub fn start(url: &str, prefix: &str, local: Arc<Bus>) -> Result<Arc<RedisBus>, String> {
@@ -65,8 +63,6 @@ impl RedisBus {
             queue,
             publisher_healthy: Arc::new(AtomicBool::new(false)),
             subscriber_healthy: Arc::new(AtomicBool::new(false)),
-            pool: pool.clone(),
-            prefix: prefix.to_string(),
         });
         let channel = format!("{prefix}{CHANNEL_SUFFIX}");
         tokio::spawn(publish_loop(
@@ -108,55 +104,6 @@ impl RedisBus {
     pub fn origin(&self) -> &str {
         &self.origin
     }
-
-    /// Marks an agent online for `ttl` (renewed by heartbeats).
-    pub async fn set_online(
-        &self,
-        agent_id: &str,
-        now_ms: i64,
-        ttl: Duration,
-    ) -> redis::RedisResult<()> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
-        redis::cmd("SET")
-            .arg(self.presence_key(agent_id))
-            .arg(now_ms)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async::<()>(&mut conn)
-            .await
-    }
-
-    pub async fn set_offline(&self, agent_id: &str) -> redis::RedisResult<()> {
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
-        redis::cmd("DEL")
-            .arg(self.presence_key(agent_id))
-            .query_async::<()>(&mut conn)
-            .await
-    }
-
-    /// Last-seen times of the agents that are online on any hub (`None` when offline).
-    pub async fn last_seen(&self, agent_ids: &[String]) -> redis::RedisResult<Vec<Option<i64>>> {
-        if agent_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
-        let keys: Vec<String> = agent_ids
-            .iter()
-            .map(|agent_id| self.presence_key(agent_id))
-            .collect();
-        redis::cmd("MGET")
-            .arg(keys)
-            .query_async::<Vec<Option<i64>>>(&mut conn)
-            .await
-    }
-
-    fn presence_key(&self, agent_id: &str) -> String {
-        format!("{}presence:{agent_id}", self.prefix)
-    }
-}
-
-fn pool_error(err: deadpool_redis::PoolError) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Io, "redis pool", err.to_string()))
 }
 
 async fn publish_loop(

@@ -15,9 +15,9 @@ use agenthub_protocol::{Codec, SUBPROTOCOLS, close_code};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::http::HeaderValue;
 use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
@@ -46,16 +46,11 @@ pub struct Kick {
 #[tracing::instrument(skip_all)]
 pub async fn connect(
     State(ctx): State<Ctx>,
-    headers: HeaderMap,
+    parts: Parts,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    parts.headers = headers;
-    let secret = crate::api::extract::bearer_token(&parts)
-        .map_err(|_| Error::Unauthorized("missing or invalid agent token".into()))?;
-    if !secret.starts_with(token::AGENT_TOKEN_PREFIX) {
-        return Err(Error::Unauthorized("missing or invalid agent token".into()));
-    }
+    // Says what is wrong: no header, not `Bearer …`, or not a valid agent token.
+    let secret = crate::api::extract::bearer_token(&parts)?;
     let agent = agents::authenticate_token(&ctx.store, secret).await?;
     let token_hash = token::hash(secret);
     let codec = negotiate(&parts)?;
@@ -261,8 +256,7 @@ pub async fn watch_sessions(ctx: Ctx, interval: Duration) {
         // Overlap the windows a little: clocks of several hubs differ slightly.
         let checked_at = now_ms();
         match agents::revoked_tokens_since(&ctx.store, since - 5_000).await {
-            Ok(revoked) if !revoked.is_empty() => {
-                let hashes: Vec<String> = revoked.into_iter().map(|(hash, _)| hash).collect();
+            Ok(hashes) if !hashes.is_empty() => {
                 let n_kicked = ctx.sessions.kick_tokens(
                     &hashes,
                     Kick {

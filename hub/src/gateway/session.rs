@@ -85,6 +85,7 @@ pub async fn run<S, R>(
         ..Limits::default()
     };
     let now = Instant::now();
+    let rate = RateLimit::new(ctx.settings.max_frames_per_s, now);
     let mut session = Session {
         ctx,
         agent,
@@ -93,13 +94,11 @@ pub async fn run<S, R>(
         out,
         urgent: Some(urgent),
         next_seq: 1,
-        acked: 0,
-        rate: RateLimit::new(0, now),
+        rate,
         abuse: Abuse::new(now),
         last_heard: now,
         ping_nonce: 0,
     };
-    session.rate = RateLimit::new(session.ctx.settings.max_frames_per_s, now);
     let hello = match session.handshake(&mut stream).await {
         Ok(hello) => hello,
         Err(close) => {
@@ -246,7 +245,6 @@ struct Session {
     urgent: Option<oneshot::Sender<Out>>,
     /// The seq of the next event to send.
     next_seq: u64,
-    acked: u64,
     rate: RateLimit,
     abuse: Abuse,
     last_heard: Instant,
@@ -687,7 +685,7 @@ impl Session {
                         format!("ack of seq {} that was not sent", ack.seq),
                     );
                 }
-                self.acked = self.acked.max(ack.seq);
+                // Resume is driven by `hello.last_seq`; an ack needs nothing more.
                 Ok(())
             }
             ClientFrame::Pong(_) | ClientFrame::Unknown => Ok(()),

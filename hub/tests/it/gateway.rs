@@ -487,6 +487,34 @@ impl Agent {
         .await
     }
 
+    /// The next `approval.requested` for `step_id`: its approval id.
+    pub async fn approval_requested(&mut self, step_id: Uuid) -> Uuid {
+        self.event(|frame| match frame {
+            ServerFrame::ApprovalRequested(asked) if asked.step_id == step_id => {
+                Some(asked.approval_id)
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn decide(
+        &mut self,
+        approval_id: Uuid,
+        decision: Decision,
+        comment: Option<&str>,
+    ) -> ServerFrame {
+        self.request(|id| {
+            ClientFrame::ApprovalDecide(ApprovalDecide {
+                id,
+                approval_id,
+                decision,
+                comment: comment.map(str::to_string),
+            })
+        })
+        .await
+    }
+
     pub async fn ack(&mut self) {
         let seq = self.last_seq;
         self.send(&ClientFrame::Ack(Ack { seq })).await;
@@ -638,23 +666,13 @@ async fn a_task_runs_through_push_claim_submit_review_rework_and_approval() {
             );
 
             // The approver's agent is asked, and rejects with a comment.
-            let approval_id = min
-                .event(|frame| match frame {
-                    ServerFrame::ApprovalRequested(asked) if asked.step_id == review_id => {
-                        Some(asked.approval_id)
-                    }
-                    _ => None,
-                })
-                .await;
+            let approval_id = min.approval_requested(review_id).await;
             let rejected = min
-                .request(|id| {
-                    ClientFrame::ApprovalDecide(ApprovalDecide {
-                        id,
-                        approval_id,
-                        decision: Decision::Reject,
-                        comment: Some("add the budget section".into()),
-                    })
-                })
+                .decide(
+                    approval_id,
+                    Decision::Reject,
+                    Some("add the budget section"),
+                )
                 .await;
             expect_ok(&rejected, None);
             let (attempt, comment) = duan.ready(review).await;
@@ -677,36 +695,11 @@ async fn a_task_runs_through_push_claim_submit_review_rework_and_approval() {
                     .await,
                 Some("awaiting_approval"),
             );
-            let approval_id = min
-                .event(|frame| match frame {
-                    ServerFrame::ApprovalRequested(asked) if asked.step_id == review_id => {
-                        Some(asked.approval_id)
-                    }
-                    _ => None,
-                })
-                .await;
+            let approval_id = min.approval_requested(review_id).await;
             // Only a listed approver decides: duan's agent is not one.
-            let refused = duan
-                .request(|id| {
-                    ClientFrame::ApprovalDecide(ApprovalDecide {
-                        id,
-                        approval_id,
-                        decision: Decision::Approve,
-                        comment: None,
-                    })
-                })
-                .await;
+            let refused = duan.decide(approval_id, Decision::Approve, None).await;
             expect_error(&refused, error_code::FORBIDDEN, "");
-            let approved = min
-                .request(|id| {
-                    ClientFrame::ApprovalDecide(ApprovalDecide {
-                        id,
-                        approval_id,
-                        decision: Decision::Approve,
-                        comment: None,
-                    })
-                })
-                .await;
+            let approved = min.decide(approval_id, Decision::Approve, None).await;
             expect_ok(&approved, None);
             duan.event(|frame| match frame {
                 ServerFrame::StepCompleted(completed) if completed.step_id == review_id => Some(()),
