@@ -697,7 +697,7 @@ pub async fn lost(run: &Run, lease_ms: Option<u64>, sweep_ms: Option<u64>) -> an
     if let Some(sweep_ms) = sweep_ms {
         args.extend(["--sweep-interval-ms".to_string(), sweep_ms.to_string()]);
     }
-    let lease = lease_ms.unwrap_or(60_000);
+    let lease = lease_ms.unwrap_or(agenthub::ctx::DEFAULT_LEASE_MS);
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, 2, 4).await?;
@@ -749,7 +749,7 @@ pub async fn lost(run: &Run, lease_ms: Option<u64>, sweep_ms: Option<u64>) -> an
             wall_s: requeue_s,
             config: format!(
                 "step for 2 agents; the claimer goes silent (socket open, no close, no pong); until step.ready attempt 2 reaches the other; --lease-ms {} --sweep-interval-ms {}",
-                lease_ms.map_or("60000 (default)".into(), |ms| ms.to_string()),
+                lease_ms.map_or(format!("{} (default)", agenthub::ctx::DEFAULT_LEASE_MS), |ms| ms.to_string()),
                 sweep_ms.map_or("1000 (default)".into(), |ms| ms.to_string()),
             ),
             extra: json!({}),

@@ -106,7 +106,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTHUB_LISTEN", default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
     /// How long a claim or a `step.progress` holds a step, in milliseconds.
-    #[arg(long, env = "AGENTHUB_LEASE_MS", default_value_t = 60_000)]
+    #[arg(long, env = "AGENTHUB_LEASE_MS", default_value_t = crate::ctx::DEFAULT_LEASE_MS)]
     pub lease_ms: u64,
     /// Interval of server pings to agents, in milliseconds.
     #[arg(long, env = "AGENTHUB_HEARTBEAT_INTERVAL_MS", default_value_t = 15_000)]

@@ -32,10 +32,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
 }
 
+/// Default lease of a claimed step: an agent that vanishes without a close frame has its
+/// step pushed to another assignee after at most this plus one sweep interval. Agents
+/// renew it with `step.progress` every third of it.
+pub const DEFAULT_LEASE_MS: u64 = 25_000;
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            lease_ms: 60_000,
+            lease_ms: DEFAULT_LEASE_MS,
             heartbeat_interval_ms: 15_000,
             heartbeat_timeout_ms: 45_000,
             max_frame_bytes: 1024 * 1024,

@@ -95,14 +95,25 @@ pub async fn agents_of_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<V
 }
 
 pub async fn agents_by_ids(db: &mut Db<'_>, ids: &[String]) -> QueryResult<Vec<Agent>> {
-    crate::db!(db, |conn| {
-        agents::table
-            .filter(agents::id.eq_any(ids))
-            .order(agents::name.asc())
-            .select(Agent::as_select())
-            .load(conn)
-            .await
-    })
+    // One id with `=`: a statement with an `IN` list is prepared again on every call.
+    match ids {
+        [] => Ok(Vec::new()),
+        [id] => crate::db!(db, |conn| {
+            agents::table
+                .filter(agents::id.eq(id))
+                .select(Agent::as_select())
+                .load(conn)
+                .await
+        }),
+        _ => crate::db!(db, |conn| {
+            agents::table
+                .filter(agents::id.eq_any(ids))
+                .order(agents::name.asc())
+                .select(Agent::as_select())
+                .load(conn)
+                .await
+        }),
+    }
 }
 
 pub async fn find_token(

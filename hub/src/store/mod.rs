@@ -89,17 +89,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool::Runtime;
+use diesel::connection::AnsiTransactionManager;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, ConnectionError, SqliteConnection};
+use diesel_async::TransactionManager;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{
+    SpawnBlocking, SyncConnectionWrapper, SyncTransactionManagerWrapper,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,6 +270,10 @@ impl Store {
                         SqliteRole::Reader,
                         opts,
                     )?,
+                    _checkpointer: Arc::new(Checkpointer::spawn(
+                        Arc::from(path.as_path()),
+                        opts.sqlite_busy_timeout,
+                    )),
                     path: Arc::from(path),
                     busy_timeout: opts.sqlite_busy_timeout,
                 })
@@ -378,11 +387,7 @@ impl Store {
             match &self.pools {
                 Pools::Sqlite(sqlite) => {
                     let mut conn = sqlite.writer.get().await.map_err(StoreError::from)?;
-                    conn.immediate_transaction(async move |conn| {
-                        let mut db = Db::Sqlite(conn);
-                        f(&mut db).await
-                    })
-                    .await
+                    sqlite_immediate_transaction(&mut conn, f).await
                 }
                 Pools::Postgres(pg) => {
                     let mut conn = pg.pool.get().await.map_err(StoreError::from)?;
@@ -423,6 +428,34 @@ impl Store {
     }
 }
 
+/// `BEGIN IMMEDIATE`, `f`, then `COMMIT` (or `ROLLBACK` when `f` fails): diesel-async's
+/// own `immediate_transaction` exists only for its default blocking-pool wrapper.
+async fn sqlite_immediate_transaction<T, E, F>(conn: &mut SqliteConn, f: F) -> Result<T, E>
+where
+    F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send> + Send,
+    E: From<diesel::result::Error>,
+{
+    type Manager = SyncTransactionManagerWrapper<AnsiTransactionManager>;
+    conn.spawn_blocking(|conn| {
+        AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
+    })
+    .await?;
+    let result = {
+        let mut db = Db::Sqlite(conn);
+        f(&mut db).await
+    };
+    match result {
+        Ok(value) => {
+            Manager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(err) => {
+            Manager::rollback_transaction(conn).await?;
+            Err(err)
+        }
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -450,7 +483,99 @@ impl Db<'_> {
     }
 }
 
-type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+type SqliteConn = SyncConnectionWrapper<SqliteConnection, InPlace>;
+
+/// Runs each SQLite call on the task that awaits it, instead of handing it to tokio's
+/// blocking pool (diesel-async's default). A statement on a local file with
+/// `synchronous=NORMAL` takes microseconds and never waits for the disk (checkpoints run
+/// on their own thread, see [`Checkpointer`]), so the hand-off (two thread wake-ups per
+/// statement) cost more than the statement: it was most of the hub's CPU per step. A
+/// call that does wait is a write while another process (the admin CLI) holds the write
+/// lock, for at most `busy_timeout`, on the one writer connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InPlace;
+
+impl SpawnBlocking for InPlace {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        async move { Ok(task()) }.boxed()
+    }
+
+    fn get_runtime() -> Self {
+        InPlace
+    }
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Checkpoints the SQLite WAL on a thread of its own, so no commit waits for the
+/// checkpoint's `fsync`s (SQLite's automatic checkpoint runs inside the commit that
+/// crosses 1,000 WAL pages, on the one writer connection: 15-45 ms every few hundred
+/// commits). The writer connection runs with `wal_autocheckpoint = 0`; this thread runs
+/// a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`], which never blocks readers or the
+/// writer, and a last one when the store is dropped.
+struct Checkpointer {
+    /// Dropped with the last clone of the store: the thread checkpoints once more and ends.
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn spawn(path: Arc<Path>, busy_timeout: Duration) -> Checkpointer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut conn: Option<SqliteConnection> = None;
+                loop {
+                    let last = !matches!(
+                        stopped.recv_timeout(CHECKPOINT_INTERVAL),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    );
+                    if let Err(err) = checkpoint(&mut conn, &path, busy_timeout) {
+                        tracing::debug!(error = %err, "WAL checkpoint failed; retrying");
+                        conn = None;
+                    }
+                    if last {
+                        break;
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            // Without the thread the WAL grows until the process ends; say so loudly.
+            tracing::error!(error = %err, "cannot start the SQLite checkpoint thread");
+        }
+        Checkpointer { _stop: stop }
+    }
+}
+
+fn checkpoint(
+    conn: &mut Option<SqliteConnection>,
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let conn = match conn {
+        Some(conn) => conn,
+        None => {
+            let mut new_conn = SqliteConnection::establish(&path.to_string_lossy())?;
+            new_conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {};",
+                busy_timeout.as_millis()
+            ))?;
+            conn.insert(new_conn)
+        }
+    };
+    conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
+    Ok(())
+}
 type PgConn = AsyncPgConnection;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -478,6 +603,7 @@ struct SqlitePools {
     readers: Pool<SqliteConn>,
     path: Arc<Path>,
     busy_timeout: Duration,
+    _checkpointer: Arc<Checkpointer>,
 }
 
 #[derive(Clone)]
@@ -498,7 +624,12 @@ fn in_transaction() -> bool {
 }
 
 fn pg_pool(url: &str, opts: &StoreOptions) -> Result<Pool<PgConn>, StoreError> {
-    let manager = AsyncDieselConnectionManager::<PgConn>::new(url);
+    // `Fast` recycling: no `SELECT 1` round trip per checkout (five per step before). A
+    // connection the server dropped fails its next query, which the caller sees as a
+    // database error, and diesel-async marks it broken so the pool discards it.
+    let mut config = ManagerConfig::<PgConn>::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<PgConn>::new_with_config(url, config);
     let pool = Pool::builder(manager)
         .max_size(opts.pg_pool_size.max(1))
         .wait_timeout(Some(opts.acquire_timeout))
@@ -519,8 +650,11 @@ fn sqlite_pool(
          PRAGMA synchronous = NORMAL;",
         opts.sqlite_busy_timeout.as_millis()
     );
-    if let SqliteRole::Reader = role {
-        pragmas.push_str(" PRAGMA query_only = ON;");
+    match role {
+        SqliteRole::Reader => pragmas.push_str(" PRAGMA query_only = ON;"),
+        // Checkpoints belong to the `Checkpointer` thread; a reset WAL is cut to 64 MiB.
+        SqliteRole::Writer => pragmas
+            .push_str(" PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"),
     }
     let pragmas: Arc<str> = Arc::from(pragmas);
     let mut config = ManagerConfig::<SqliteConn>::default();

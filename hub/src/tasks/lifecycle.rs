@@ -66,6 +66,17 @@ async fn held_step(
     statuses: &[StepStatus],
 ) -> Result<Step> {
     let step = assigned_step(db, agent, step_id).await?;
+    check_held(step, agent, attempt, statuses)
+}
+
+/// `step` (already checked to be assigned to the agent) if the agent holds it at
+/// `attempt` in one of `statuses`, else `conflict`.
+fn check_held(
+    step: Step,
+    agent: &AgentActor,
+    attempt: u32,
+    statuses: &[StepStatus],
+) -> Result<Step> {
     let status = step_status(&step);
     let held_by_caller = step.claimed_by.as_deref() == Some(agent.agent_id.as_str());
     if !held_by_caller || step.attempt as u32 != attempt || !statuses.contains(&status) {
@@ -306,14 +317,12 @@ pub async fn submit_step(
                     status: previous.outcome,
                 });
             }
-            let mut step = held_step(
-                db,
+            let mut step = check_held(
+                step,
                 agent,
-                &submitted.step_id,
                 submitted.attempt,
                 &[StepStatus::Claimed, StepStatus::Running],
-            )
-            .await?;
+            )?;
             let task = lock_task_of(db, &step).await?;
             let now = now_ms();
             let result = serde_json::to_string(&submitted.result)?;
@@ -682,10 +691,9 @@ pub(crate) async fn refresh_readiness(
             _ => {}
         }
     }
-    let all_finished = model::steps_of_task(db, &task.id)
-        .await?
-        .iter()
-        .all(|step| step_status(step).is_finished());
+    // Read after this transaction's own changes: the loop above moves steps only between
+    // `pending` and `ready`, neither of them finished.
+    let all_finished = steps.iter().all(|step| step_status(step).is_finished());
     if all_finished && task_status(task) == TaskStatus::Active {
         let now = now_ms();
         if model::set_task_status(

@@ -109,7 +109,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
     let workspace_id = actor.workspace_id().to_string();
     validate_new_task(&new)?;
     let mut outbox = Outbox::default();
-    let task_id = ctx
+    let view = ctx
         .store
         .transaction(async |db| {
             let now = now_ms();
@@ -129,8 +129,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 updated_at: now,
             };
             model::insert_task(db, &task).await?;
-            insert_steps(db, &task, &new.steps, 0).await?;
-            let steps = model::steps_of_task(db, &task.id).await?;
+            let steps = insert_steps(db, &task, &new.steps, &[]).await?;
             let view = load_view(db, &task, steps).await?;
             // Everyone involved hears of the task; ready steps are pushed to assignees.
             let task_frame = frames::task_created(&task);
@@ -149,11 +148,11 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 }
             }
             outbox.flush(db, &workspace_id).await?;
-            Ok::<_, Error>(task.id)
+            Ok::<_, Error>(view)
         })
         .await?;
     ctx.publish(outbox.into_notices());
-    get_task(ctx, actor, &task_id).await
+    Ok(with_presence(ctx, view))
 }
 
 fn validate_new_task(new: &NewTask) -> Result<()> {
@@ -250,16 +249,21 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
     Ok(())
 }
 
-/// Inserts validated steps of `task` with their assignees, approvers and dependencies,
-/// resolving names. Dependencies may name steps already in the task.
+/// Inserts validated steps of `task` after its `existing` ones, with their assignees,
+/// approvers and dependencies, resolving names. Dependencies may name existing steps.
+/// Steps without unfinished dependencies are inserted `ready`; returns the new rows.
 async fn insert_steps(
     db: &mut Db<'_>,
     task: &Task,
     new_steps: &[NewStep],
-    first_position: i32,
+    existing: &[Step],
 ) -> Result<Vec<Step>> {
     let now = now_ms();
-    let existing = model::steps_of_task(db, &task.id).await?;
+    let first_position = existing
+        .iter()
+        .map(|step| step.position)
+        .max()
+        .map_or(0, |last| last + 1);
     let mut ids_by_key: HashMap<String, String> = existing
         .iter()
         .map(|step| (step.key.clone(), step.id.clone()))
@@ -354,6 +358,22 @@ async fn insert_steps(
             updated_at: now,
         });
     }
+    // Steps without unfinished dependencies start ready (`pending` → `ready` is the state
+    // machine's first move; it is made before the insert instead of by a second update).
+    let finished: HashSet<&str> = existing
+        .iter()
+        .filter(|step| step_status(step).satisfies_dependency())
+        .map(|step| step.id.as_str())
+        .collect();
+    for row in &mut rows {
+        let waits = dependency_rows
+            .iter()
+            .any(|(step_id, dep)| step_id == &row.id && !finished.contains(dep.as_str()));
+        if !waits {
+            debug_assert!(StepStatus::Pending.allows(StepStatus::Ready));
+            row.status = StepStatus::Ready.as_str().to_string();
+        }
+    }
     model::insert_steps(db, &rows).await?;
     if !assignee_rows.is_empty() {
         model::insert_assignees(db, &assignee_rows).await?;
@@ -363,22 +383,6 @@ async fn insert_steps(
     }
     if !dependency_rows.is_empty() {
         model::insert_dependencies(db, &dependency_rows).await?;
-    }
-    // Steps without unfinished dependencies start ready.
-    let deps: HashSet<&String> = dependency_rows.iter().map(|(step_id, _)| step_id).collect();
-    let finished: HashSet<&str> = existing
-        .iter()
-        .filter(|step| step_status(step).satisfies_dependency())
-        .map(|step| step.id.as_str())
-        .collect();
-    for row in &mut rows {
-        let waits = deps.contains(&row.id)
-            && dependency_rows
-                .iter()
-                .any(|(step_id, dep)| step_id == &row.id && !finished.contains(dep.as_str()));
-        if !waits {
-            transition(db, row, StepStatus::Ready, model::StepChange::default()).await?;
-        }
     }
     Ok(rows)
 }
@@ -477,8 +481,14 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let agents = agents::model::agents_by_ids(db, &agent_ids).await?;
-    let members = accounts::model::list_members(db, &task.workspace_id).await?;
+    let mut agents = agents::model::agents_by_ids(db, &agent_ids).await?;
+    agents.sort_by(|left, right| left.name.cmp(&right.name));
+    // The members are read for the approvers' emails only.
+    let members = if approvers.is_empty() {
+        Vec::new()
+    } else {
+        accounts::model::list_members(db, &task.workspace_id).await?
+    };
     let agent_name = |id: &str| {
         agents
             .iter()
@@ -566,7 +576,7 @@ pub(crate) async fn push_ready(
 }
 
 pub async fn get_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskView> {
-    let mut view = ctx
+    let view = ctx
         .store
         .read(async |db| {
             let task = model::find_task(db, actor.workspace_id(), task_id)
@@ -576,10 +586,16 @@ pub async fn get_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskVie
             load_view(db, &task, steps).await
         })
         .await?;
+    Ok(with_presence(ctx, view))
+}
+
+/// Marks the involved agents with a session on this hub online (the rows say whether any
+/// hub has renewed them lately).
+fn with_presence(ctx: &Ctx, mut view: TaskView) -> TaskView {
     for agent in &mut view.involved_agents {
         agent.online = agent.online || ctx.presence.is_online(&agent.id);
     }
-    Ok(view)
+    view
 }
 
 pub async fn list_tasks(

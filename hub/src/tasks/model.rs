@@ -225,6 +225,12 @@ pub async fn lock_task(
     workspace_id: &str,
     task_id: &str,
 ) -> QueryResult<Option<Task>> {
+    if let Db::Sqlite(_) = db {
+        // SQLite runs one write transaction at a time (`BEGIN IMMEDIATE` on the single
+        // writer connection): reading the row is enough, and a no-op update would cost
+        // more pages in the commit.
+        return find_task(db, workspace_id, task_id).await;
+    }
     crate::db!(db, |conn| {
         diesel::update(tasks::table)
             .filter(
@@ -243,6 +249,10 @@ pub async fn lock_task(
 /// Locks the agent's row until the transaction ends, so concurrent claims of one agent
 /// count its held steps one after the other.
 pub async fn lock_agent(db: &mut Db<'_>, agent_id: &str) -> QueryResult<usize> {
+    if let Db::Sqlite(_) = db {
+        // One write transaction at a time on SQLite (see `lock_task`).
+        return Ok(1);
+    }
     crate::db!(db, |conn| {
         diesel::update(agents::table.find(agent_id))
             .set(agents::max_concurrency.eq(agents::max_concurrency))
@@ -314,13 +324,13 @@ pub async fn claim_step(
         diesel::update(steps::table)
             .filter(steps::id.eq(step_id))
             .filter(steps::status.eq("ready"))
-            .filter(
-                steps::task_id.eq_any(
-                    tasks::table
-                        .select(tasks::id)
-                        .filter(tasks::status.eq("active")),
-                ),
-            )
+            // Correlated, so it reads one task row (an `IN (SELECT …)` read every
+            // active task of the hub on SQLite).
+            .filter(diesel::dsl::exists(
+                tasks::table
+                    .filter(tasks::id.eq(steps::task_id))
+                    .filter(tasks::status.eq("active")),
+            ))
             .set((
                 steps::status.eq("claimed"),
                 steps::claimed_by.eq(agent_id),
@@ -345,7 +355,7 @@ pub async fn lock_expired_lease(
         diesel::update(steps::table)
             .filter(steps::id.eq(step_id))
             .filter(steps::attempt.eq(attempt))
-            .filter(steps::status.eq_any(["claimed", "running"]))
+            .filter(steps::status.eq("claimed").or(steps::status.eq("running")))
             .filter(steps::lease_until.lt(now))
             .set(steps::lease_until.eq(steps::lease_until))
             .execute(conn)
@@ -367,7 +377,7 @@ pub async fn renew_lease(
             .filter(steps::id.eq(step_id))
             .filter(steps::claimed_by.eq(agent_id))
             .filter(steps::attempt.eq(attempt))
-            .filter(steps::status.eq_any(["claimed", "running"]))
+            .filter(steps::status.eq("claimed").or(steps::status.eq("running")))
             .set(steps::lease_until.eq(lease_until))
             .execute(conn)
             .await
@@ -379,7 +389,12 @@ pub async fn count_held_by(db: &mut Db<'_>, agent_id: &str) -> QueryResult<i64> 
     crate::db!(db, |conn| {
         steps::table
             .filter(steps::claimed_by.eq(agent_id))
-            .filter(steps::status.eq_any(["claimed", "running", "blocked"]))
+            .filter(
+                steps::status
+                    .eq("claimed")
+                    .or(steps::status.eq("running"))
+                    .or(steps::status.eq("blocked")),
+            )
             .count()
             .get_result(conn)
             .await
@@ -390,7 +405,7 @@ pub async fn count_held_by(db: &mut Db<'_>, agent_id: &str) -> QueryResult<i64> 
 pub async fn expired_leases(db: &mut Db<'_>, now: i64, limit: i64) -> QueryResult<Vec<Step>> {
     crate::db!(db, |conn| {
         steps::table
-            .filter(steps::status.eq_any(["claimed", "running"]))
+            .filter(steps::status.eq("claimed").or(steps::status.eq("running")))
             .filter(steps::lease_until.lt(now))
             .order(steps::lease_until.asc())
             .limit(limit)
@@ -457,18 +472,32 @@ pub async fn insert_dependencies(db: &mut Db<'_>, rows: &[(String, String)]) -> 
     Ok(())
 }
 
+// The `*_of` lookups below read one step with `=`, not `IN (…)`: a statement with an
+// `IN` list is prepared again on every call (diesel caches only fixed SQL), and one step
+// is the common case (a claim, a submit, a step becoming ready).
+
 /// (step id, agent id) of every assignee of the given steps.
 pub async fn assignees_of(
     db: &mut Db<'_>,
     step_ids: &[String],
 ) -> QueryResult<Vec<(String, String)>> {
-    crate::db!(db, |conn| {
-        step_assignees::table
-            .filter(step_assignees::step_id.eq_any(step_ids))
-            .select((step_assignees::step_id, step_assignees::agent_id))
-            .load(conn)
-            .await
-    })
+    match step_ids {
+        [] => Ok(Vec::new()),
+        [step_id] => crate::db!(db, |conn| {
+            step_assignees::table
+                .filter(step_assignees::step_id.eq(step_id))
+                .select((step_assignees::step_id, step_assignees::agent_id))
+                .load(conn)
+                .await
+        }),
+        _ => crate::db!(db, |conn| {
+            step_assignees::table
+                .filter(step_assignees::step_id.eq_any(step_ids))
+                .select((step_assignees::step_id, step_assignees::agent_id))
+                .load(conn)
+                .await
+        }),
+    }
 }
 
 /// (step id, member id) of every approver of the given steps.
@@ -476,13 +505,23 @@ pub async fn approvers_of(
     db: &mut Db<'_>,
     step_ids: &[String],
 ) -> QueryResult<Vec<(String, String)>> {
-    crate::db!(db, |conn| {
-        step_approvers::table
-            .filter(step_approvers::step_id.eq_any(step_ids))
-            .select((step_approvers::step_id, step_approvers::member_id))
-            .load(conn)
-            .await
-    })
+    match step_ids {
+        [] => Ok(Vec::new()),
+        [step_id] => crate::db!(db, |conn| {
+            step_approvers::table
+                .filter(step_approvers::step_id.eq(step_id))
+                .select((step_approvers::step_id, step_approvers::member_id))
+                .load(conn)
+                .await
+        }),
+        _ => crate::db!(db, |conn| {
+            step_approvers::table
+                .filter(step_approvers::step_id.eq_any(step_ids))
+                .select((step_approvers::step_id, step_approvers::member_id))
+                .load(conn)
+                .await
+        }),
+    }
 }
 
 /// (step id, depends-on step id) of the given steps.
@@ -490,13 +529,23 @@ pub async fn dependencies_of(
     db: &mut Db<'_>,
     step_ids: &[String],
 ) -> QueryResult<Vec<(String, String)>> {
-    crate::db!(db, |conn| {
-        step_dependencies::table
-            .filter(step_dependencies::step_id.eq_any(step_ids))
-            .select((step_dependencies::step_id, step_dependencies::depends_on))
-            .load(conn)
-            .await
-    })
+    match step_ids {
+        [] => Ok(Vec::new()),
+        [step_id] => crate::db!(db, |conn| {
+            step_dependencies::table
+                .filter(step_dependencies::step_id.eq(step_id))
+                .select((step_dependencies::step_id, step_dependencies::depends_on))
+                .load(conn)
+                .await
+        }),
+        _ => crate::db!(db, |conn| {
+            step_dependencies::table
+                .filter(step_dependencies::step_id.eq_any(step_ids))
+                .select((step_dependencies::step_id, step_dependencies::depends_on))
+                .load(conn)
+                .await
+        }),
+    }
 }
 
 pub async fn is_assignee(db: &mut Db<'_>, step_id: &str, agent_id: &str) -> QueryResult<bool> {

@@ -159,14 +159,8 @@ async fn apply(
     match op {
         WorkflowOp::AddStep(new) => {
             validate_new_step(new)?;
-            let position = model::steps_of_task(db, &task.id)
-                .await?
-                .iter()
-                .map(|step| step.position)
-                .max()
-                .unwrap_or(-1)
-                + 1;
-            let added = insert_steps(db, task, std::slice::from_ref(new), position).await?;
+            let existing = model::steps_of_task(db, &task.id).await?;
+            let added = insert_steps(db, task, std::slice::from_ref(new), &existing).await?;
             let step = &added[0];
             if step.status == StepStatus::Ready.as_str() && task_status(task).as_str() == "active" {
                 let view = load_view(db, task, vec![step.clone()]).await?;

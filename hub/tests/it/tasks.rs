@@ -710,7 +710,7 @@ backend_test!(
             .await;
         let stale = step_id(&view, "stale");
         let fresh = step_id(&view, "fresh");
-        // `stale` is claimed with a 1 ms lease, `fresh` with the default minute.
+        // `stale` is claimed with a 1 ms lease, `fresh` with the default 25 s.
         let short = short_lease(&store);
         tasks::claim_step(&short, &team.min, &stale).await.unwrap();
         tasks::progress_step(&short, &team.min, &stale, 1).await.unwrap();
