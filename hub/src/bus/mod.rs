@@ -21,7 +21,7 @@ pub struct Notice {
     pub payload: Arc<str>,
 }
 
-type Senders = Vec<(u64, mpsc::Sender<Notice>, Arc<AtomicBool>)>;
+type Senders = Vec<(u64, mpsc::Sender<Arc<Notice>>, Arc<AtomicBool>)>;
 
 /// In-process fan-out: sessions of this hub subscribe by audience id.
 #[derive(Debug, Default)]
@@ -35,7 +35,9 @@ pub struct Bus {
 pub struct Subscription {
     pub audience_id: String,
     pub id: u64,
-    pub receiver: mpsc::Receiver<Notice>,
+    /// Shared notices: a clone per subscriber is a pointer, and an idle subscription's
+    /// queue (one block of 32 slots allocated up front) costs 32 pointers.
+    pub receiver: mpsc::Receiver<Arc<Notice>>,
     /// Set when a notice was dropped because the queue was full: read the outbox.
     pub lagged: Arc<AtomicBool>,
 }
@@ -50,8 +52,9 @@ impl Bus {
         let subscribers = self.subscribers.read().expect("bus lock");
         for notice in notices {
             if let Some(senders) = subscribers.get(&notice.audience_id) {
+                let notice = Arc::new(notice);
                 for (_, sender, lagged) in senders {
-                    if sender.try_send(notice.clone()).is_err() {
+                    if sender.try_send(Arc::clone(&notice)).is_err() {
                         // Recovered from the outbox by the subscriber.
                         lagged.store(true, Ordering::Relaxed);
                     }
