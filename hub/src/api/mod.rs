@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -91,7 +92,8 @@ pub fn app(ctx: AppState) -> Router {
         )
         .route("/v1/events", get(events::list_events))
         .route("/v1/files/{id}", get(files::download))
-        .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY));
+        .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY))
+        .layer(middleware::from_fn(refuse_oversized));
     // Uploads stream to disk and enforce their own limit.
     let upload_routes = Router::new()
         .route("/v1/files", put(files::upload))
@@ -111,6 +113,40 @@ pub fn app(ctx: AppState) -> Router {
         .layer(middleware::from_fn_with_state(ctx.clone(), count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(ctx)
+}
+
+/// How long, and how much, of a refused body is still read after its `413`.
+const LINGER: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Answers a JSON request whose `Content-Length` is over [`MAX_JSON_BODY`] with `413` at
+/// once, and keeps reading its body (thrown away, for up to [`LINGER`] and
+/// [`LINGER_BYTES`]) so that the client, which is still sending it, gets to read the
+/// answer: closing the connection with the body unread makes the client's write fail
+/// (broken pipe) before it sees the `413`. Chunked bodies are cut at the limit by
+/// `RequestBodyLimitLayer`.
+async fn refuse_oversized(req: Request, next: Next) -> Response {
+    let too_large = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|len| len > MAX_JSON_BODY as u64);
+    if !too_large {
+        return next.run(req).await;
+    }
+    let mut body = req.into_body().into_data_stream();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut n_read = 0;
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+            n_read += chunk.len();
+            if n_read > LINGER_BYTES {
+                break;
+            }
+        }
+    });
+    Error::TooLarge(format!("a request body is at most {MAX_JSON_BODY} bytes")).into_response()
 }
 
 /// How often a hub looks for revoked agent tokens of live sessions.

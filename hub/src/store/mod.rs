@@ -62,8 +62,10 @@
 //! and even `BEGIN IMMEDIATE` only polls the lock through the busy handler, which is unfair
 //! and holds a blocking thread per waiter. So the SQLite store has two pools:
 //!
-//! - **one writer connection** used by [`Store::transaction`]: writers queue for it in the
-//!   pool (async, FIFO, bounded by [`StoreOptions::acquire_timeout`]), never inside SQLite;
+//! - **one writer connection** used by [`Store::transaction`]: writers queue for it (async,
+//!   FIFO, bounded by [`StoreOptions::acquire_timeout`]), never inside SQLite, and
+//!   transactions that queued meanwhile are committed together (group commit, see
+//!   `writer.rs`: each in its own savepoint, each answered only after the commit);
 //!   each transaction still starts with `BEGIN IMMEDIATE` and the connection has a
 //!   `busy_timeout`, so another process on the same file (the admin CLI) waits instead of
 //!   failing;
@@ -79,6 +81,7 @@
 //! (`... WHERE status = 'ready'`) or atomic increments rather than read-modify-write.
 
 mod url;
+mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -89,18 +92,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool::Runtime;
-use diesel::connection::AnsiTransactionManager;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, ConnectionError, SqliteConnection};
-use diesel_async::TransactionManager;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::{
-    SpawnBlocking, SyncConnectionWrapper, SyncTransactionManagerWrapper,
-};
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
@@ -212,6 +211,13 @@ pub enum StoreError {
     /// `store.transaction` or `store.read` was called inside a transaction closure.
     #[error("store.transaction or store.read called inside a transaction; use its `db`")]
     NestedTransaction,
+    /// The commit of a group of SQLite transactions this one belonged to failed (its
+    /// changes are not stored).
+    #[error("committing the transaction: {0}")]
+    GroupCommit(Arc<str>),
+    /// The SQLite writer stayed busy for longer than the acquire timeout.
+    #[error("the database writer was busy for {0:?}")]
+    WriterTimeout(Duration),
     /// A blocking task (migrations) panicked or was cancelled.
     #[error("blocking database task failed")]
     Blocking(#[from] tokio::task::JoinError),
@@ -263,7 +269,10 @@ impl Store {
                     reason: "sqlite path is not valid UTF-8".to_owned(),
                 })?;
                 Pools::Sqlite(SqlitePools {
-                    writer: sqlite_pool(path_str, 1, SqliteRole::Writer, opts)?,
+                    writer: Arc::new(writer::Writer::new(
+                        sqlite_pool(path_str, 1, SqliteRole::Writer, opts)?,
+                        opts.acquire_timeout,
+                    )),
                     readers: sqlite_pool(
                         path_str,
                         opts.sqlite_readers.max(1),
@@ -385,10 +394,7 @@ impl Store {
         }
         let work = async move {
             match &self.pools {
-                Pools::Sqlite(sqlite) => {
-                    let mut conn = sqlite.writer.get().await.map_err(StoreError::from)?;
-                    sqlite_immediate_transaction(&mut conn, f).await
-                }
+                Pools::Sqlite(sqlite) => sqlite.writer.transaction(f).await,
                 Pools::Postgres(pg) => {
                     let mut conn = pg.pool.get().await.map_err(StoreError::from)?;
                     conn.transaction(async move |conn| {
@@ -424,34 +430,6 @@ impl Store {
                 let mut db = Db::Postgres(&mut conn);
                 f(&mut db).await
             }
-        }
-    }
-}
-
-/// `BEGIN IMMEDIATE`, `f`, then `COMMIT` (or `ROLLBACK` when `f` fails): diesel-async's
-/// own `immediate_transaction` exists only for its default blocking-pool wrapper.
-async fn sqlite_immediate_transaction<T, E, F>(conn: &mut SqliteConn, f: F) -> Result<T, E>
-where
-    F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send> + Send,
-    E: From<diesel::result::Error>,
-{
-    type Manager = SyncTransactionManagerWrapper<AnsiTransactionManager>;
-    conn.spawn_blocking(|conn| {
-        AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
-    })
-    .await?;
-    let result = {
-        let mut db = Db::Sqlite(conn);
-        f(&mut db).await
-    };
-    match result {
-        Ok(value) => {
-            Manager::commit_transaction(conn).await?;
-            Ok(value)
-        }
-        Err(err) => {
-            Manager::rollback_transaction(conn).await?;
-            Err(err)
         }
     }
 }
@@ -597,8 +575,8 @@ enum Pools {
 
 #[derive(Clone)]
 struct SqlitePools {
-    /// Exactly one connection: every write transaction queues here.
-    writer: Pool<SqliteConn>,
+    /// Exactly one connection: every write transaction queues here (group commit).
+    writer: Arc<writer::Writer>,
     /// Read-only connections for `Store::read`.
     readers: Pool<SqliteConn>,
     path: Arc<Path>,

@@ -406,6 +406,7 @@ async fn bad_input_gets_a_4xx_naming_the_problem() {
             .call(Method::POST, "/v1/tasks", Some(key), Some(huge))
             .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+        assert_eq!(err["error"]["code"], "too_large", "{err}");
         let (status, err) = server.call(Method::GET, "/v1/tasks", None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(err["error"]["code"], "unauthorized");

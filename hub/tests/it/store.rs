@@ -307,6 +307,49 @@ backend_test!(
 
 // ---------------------------------------------------------------- concurrency
 
+backend_test!(
+    /// Many writers at once (SQLite commits them in groups): every transaction that
+    /// returned `Ok` is stored and already visible to readers when the call returns, and
+    /// every one that failed left nothing, whatever its neighbours did.
+    async fn concurrent_transactions_keep_exactly_the_successful_ones(store) {
+        const N_TX: usize = 300;
+        let mut handles = Vec::new();
+        for idx in 0..N_TX {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let name = format!("ws-{idx}");
+                let res = store
+                    .transaction(async |db| {
+                        insert_workspace(db, &name).await?;
+                        if idx % 3 == 0 {
+                            return Err(StoreError::Query(
+                                diesel::result::Error::RollbackTransaction,
+                            ));
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .await;
+                if res.is_ok() {
+                    assert!(
+                        workspace_named(&store, &name).await,
+                        "{name} is committed when its transaction returns"
+                    );
+                }
+                (idx, res.is_ok())
+            }));
+        }
+        for handle in handles {
+            let (idx, ok) = handle.await.unwrap();
+            assert_eq!(ok, idx % 3 != 0, "transaction {idx}");
+        }
+        let n_kept = (0..N_TX).filter(|idx| idx % 3 != 0).count();
+        assert_eq!(count_workspaces(&store).await, n_kept as i64);
+        for idx in (0..N_TX).step_by(3) {
+            assert!(!workspace_named(&store, &format!("ws-{idx}")).await, "ws-{idx}");
+        }
+    }
+);
+
 /// 32 tasks x 20 write transactions on one SQLite file, each reading the counter and then
 /// writing counter + 1 and an outbox row with that seq. None may fail with "database is
 /// locked", and none may lose an update.
@@ -906,6 +949,21 @@ async fn count_workspaces(store: &Store) -> i64 {
         })
         .await
         .unwrap()
+}
+
+async fn workspace_named(store: &Store, name: &str) -> bool {
+    let n_rows: i64 = store
+        .read(async |db| {
+            db!(db, |conn| workspaces::table
+                .filter(workspaces::name.eq(name))
+                .count()
+                .get_result(conn)
+                .await)
+            .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    n_rows == 1
 }
 
 async fn event_seqs(store: &Store, audience_id: &str) -> Vec<i64> {
