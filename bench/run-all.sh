@@ -40,8 +40,10 @@ fi
 
 bench "W1 sqlite" w1
 bench "W1 postgres" --postgres "$PG" w1
-bench "W2 sqlite" w2 --steps "${W2_STEPS:-5000}"
-bench "W2 postgres" --postgres "$PG" w2 --steps "${W2_STEPS:-5000}"
+bench "W1 sqlite M=1000" w1 --agents 1000
+bench "W1 postgres M=1000" --postgres "$PG" w1 --agents 1000
+bench "W2 sqlite" w2 --steps "${W2_STEPS:-20000}"
+bench "W2 postgres" --postgres "$PG" w2 --steps "${W2_PG_STEPS:-10000}"
 bench "W3" w3 --connections "${W3_CONNECTIONS:-2000,10000,18000}"
 bench "W4" --postgres "$PG" --redis-url "$REDIS" w4
 bench "W5" w5

@@ -106,6 +106,9 @@ impl RedisBus {
     }
 }
 
+/// Notices kept for the next attempt while Redis cannot be reached.
+const MAX_UNSENT: usize = 10_000;
+
 async fn publish_loop(
     pool: deadpool_redis::Pool,
     channel: String,
@@ -119,31 +122,34 @@ async fn publish_loop(
     let mut check = tokio::time::interval(Duration::from_millis(500));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut pipe = redis::pipe();
         tokio::select! {
             notice = receiver.recv() => {
                 let Some(notice) = notice else { return };
                 batch.push(notice);
-                while batch.len() < 256 {
+                let mut n_taken = 1;
+                while n_taken < 256 {
                     match receiver.try_recv() {
                         Ok(notice) => batch.push(notice),
                         Err(_) => break,
                     }
-                }
-                for notice in &batch {
-                    let wire = WireNotice {
-                        origin: Cow::Borrowed(&origin),
-                        audience_id: Cow::Borrowed(&notice.audience_id),
-                        seq: notice.seq,
-                        payload: Cow::Borrowed(&notice.payload),
-                    };
-                    let message = serde_json::to_string(&wire).unwrap_or_default();
-                    pipe.cmd("PUBLISH").arg(&channel).arg(message).ignore();
+                    n_taken += 1;
                 }
             }
-            _ = check.tick() => {
-                pipe.cmd("PING").ignore();
-            }
+            _ = check.tick() => {}
+        }
+        let mut pipe = redis::pipe();
+        if batch.is_empty() {
+            pipe.cmd("PING").ignore();
+        }
+        for notice in &batch {
+            let wire = WireNotice {
+                origin: Cow::Borrowed(&origin),
+                audience_id: Cow::Borrowed(&notice.audience_id),
+                seq: notice.seq,
+                payload: Cow::Borrowed(&notice.payload),
+            };
+            let message = serde_json::to_string(&wire).unwrap_or_default();
+            pipe.cmd("PUBLISH").arg(&channel).arg(message).ignore();
         }
         let sent = match pool.get().await {
             Ok(mut conn) => pipe
@@ -152,16 +158,21 @@ async fn publish_loop(
                 .map_err(|err| err.to_string()),
             Err(err) => Err(err.to_string()),
         };
-        // Either way the batch is done: the outbox has these events, and other hubs'
-        // sessions poll it while Redis is down.
-        batch.clear();
         match sent {
             Ok(()) => {
+                batch.clear();
                 if !healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("redis publisher connected");
                 }
             }
             Err(err) => {
+                // Sent again with the next attempt: another hub that is already back on the
+                // bus (so no longer polling) would otherwise miss these until its next
+                // event. The outbox has them all; past the cap the oldest go, and such a
+                // session notices the gap with its next event.
+                if batch.len() > MAX_UNSENT {
+                    batch.drain(..batch.len() - MAX_UNSENT);
+                }
                 if healthy.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %err, "redis publish failed; sessions fall back to polling the outbox");
                 }

@@ -352,6 +352,10 @@ impl Session {
         let mut polls = tokio::time::interval(POLL_WHEN_BUS_DOWN);
         polls.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let polling = self.ctx.remote.is_some();
+        // Whether the last poll found the bus down: events committed between that poll and
+        // the bus's return were published to nobody, so the first poll after it reads the
+        // outbox once more.
+        let mut bus_was_down = false;
         let res: Result<(), Close> = loop {
             let step = tokio::select! {
                 message = stream.next() => match message {
@@ -396,7 +400,8 @@ impl Session {
                 }
                 _ = polls.tick(), if polling => {
                     let bus_down = self.ctx.remote.as_ref().is_some_and(|remote| !remote.healthy());
-                    if bus_down { Box::pin(self.catch_up()).await } else { Ok(()) }
+                    let missed = std::mem::replace(&mut bus_was_down, bus_down);
+                    if bus_down || missed { Box::pin(self.catch_up()).await } else { Ok(()) }
                 }
             };
             if let Err(close) = step {
