@@ -53,9 +53,18 @@ impl RedisBus {
     /// (tests use one per test). Returns at once; connection problems surface as
     /// [`RedisBus::healthy`] being false and are retried in the background.
     pub fn start(url: &str, prefix: &str, local: Arc<Bus>) -> Result<Arc<RedisBus>, String> {
-        let client = redis::Client::open(url).map_err(|err| format!("invalid redis url: {err}"))?;
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        // `TCP_NODELAY`: a `PUBLISH` is a small write and must not wait (Nagle) for the
+        // acknowledgement of the previous one.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|err| format!("invalid redis url: {err}"))?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client =
+            redis::Client::open(info.clone()).map_err(|err| format!("invalid redis url: {err}"))?;
+        let manager = deadpool_redis::Manager::new(info)
+            .map_err(|err| format!("invalid redis url: {err}"))?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
             .map_err(|err| format!("redis pool: {err}"))?;
         let (queue, receiver) = mpsc::channel(PUBLISH_QUEUE);
         let bus = Arc::new(RedisBus {
