@@ -386,15 +386,15 @@ pub async fn renew_lease(
 }
 
 pub async fn count_held_by(db: &mut Db<'_>, agent_id: &str) -> QueryResult<i64> {
+    // Literally the predicate of the partial index `idx_steps_held_by`: both databases
+    // use a partial index only when the query's condition matches it, and bound values
+    // would not.
+    let held =
+        diesel::dsl::sql::<diesel::sql_types::Bool>("status IN ('claimed', 'running', 'blocked')");
     crate::db!(db, |conn| {
         steps::table
             .filter(steps::claimed_by.eq(agent_id))
-            .filter(
-                steps::status
-                    .eq("claimed")
-                    .or(steps::status.eq("running"))
-                    .or(steps::status.eq("blocked")),
-            )
+            .filter(held.clone())
             .count()
             .get_result(conn)
             .await

@@ -1,1 +1,0 @@
-DROP INDEX idx_steps_claimed_by;
