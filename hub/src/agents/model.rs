@@ -73,12 +73,26 @@ pub async fn find_agent(
     workspace_id: &str,
     id_or_name: &str,
 ) -> QueryResult<Option<Agent>> {
+    // Two lookups, each on its own unique index: for `id = ? OR name = ?` PostgreSQL
+    // scanned the workspace's `(workspace_id, name)` index, ~100 rows per claim.
+    let by_id = crate::db!(db, |conn| {
+        agents::table
+            .find(id_or_name)
+            .filter(agents::workspace_id.eq(workspace_id))
+            .select(Agent::as_select())
+            .get_result(conn)
+            .await
+            .optional()
+    })?;
+    if by_id.is_some() {
+        return Ok(by_id);
+    }
     crate::db!(db, |conn| {
         agents::table
             .filter(agents::workspace_id.eq(workspace_id))
-            .filter(agents::id.eq(id_or_name).or(agents::name.eq(id_or_name)))
+            .filter(agents::name.eq(id_or_name))
             .select(Agent::as_select())
-            .first(conn)
+            .get_result(conn)
             .await
             .optional()
     })
