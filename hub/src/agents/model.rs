@@ -74,7 +74,11 @@ pub async fn find_agent(
     id_or_name: &str,
 ) -> QueryResult<Option<Agent>> {
     // Two lookups, each on its own unique index: for `id = ? OR name = ?` PostgreSQL
-    // scanned the workspace's `(workspace_id, name)` index, ~100 rows per claim.
+    // scanned the workspace's `(workspace_id, name)` index, ~100 rows per claim. Ids are
+    // UUIDs, so anything else is looked up by name only.
+    if uuid::Uuid::parse_str(id_or_name).is_err() {
+        return find_agent_by_name(db, workspace_id, id_or_name).await;
+    }
     let by_id = crate::db!(db, |conn| {
         agents::table
             .find(id_or_name)
@@ -87,10 +91,18 @@ pub async fn find_agent(
     if by_id.is_some() {
         return Ok(by_id);
     }
+    find_agent_by_name(db, workspace_id, id_or_name).await
+}
+
+async fn find_agent_by_name(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    name: &str,
+) -> QueryResult<Option<Agent>> {
     crate::db!(db, |conn| {
         agents::table
             .filter(agents::workspace_id.eq(workspace_id))
-            .filter(agents::name.eq(id_or_name))
+            .filter(agents::name.eq(name))
             .select(Agent::as_select())
             .get_result(conn)
             .await

@@ -268,6 +268,7 @@ impl Store {
                     url: url::redact(url),
                     reason: "sqlite path is not valid UTF-8".to_owned(),
                 })?;
+                let shared_path: Arc<Path> = Arc::from(path.as_path());
                 Pools::Sqlite(SqlitePools {
                     writer: Arc::new(writer::Writer::new(
                         sqlite_pool(path_str, 1, SqliteRole::Writer, opts)?,
@@ -280,10 +281,10 @@ impl Store {
                         opts,
                     )?,
                     _checkpointer: Arc::new(Checkpointer::spawn(
-                        Arc::from(path.as_path()),
+                        Arc::clone(&shared_path),
                         opts.sqlite_busy_timeout,
                     )),
-                    path: Arc::from(path),
+                    path: shared_path,
                     busy_timeout: opts.sqlite_busy_timeout,
                 })
             }
