@@ -146,7 +146,11 @@ async fn refuse_oversized(req: Request, next: Next) -> Response {
             }
         }
     });
-    Error::TooLarge(format!("a request body is at most {MAX_JSON_BODY} bytes")).into_response()
+    Error::TooLarge(format!(
+        "a request body is at most {MAX_JSON_BODY} bytes; upload large content with \
+         PUT /v1/files and reference the file id"
+    ))
+    .into_response()
 }
 
 /// How often a hub looks for revoked agent tokens of live sessions.

@@ -200,15 +200,19 @@ impl Writer {
                 group.member_running = false;
             }
             Some(_) => {}
-            None if held > 0 => {
-                while depth(conn) > 0 {
-                    Manager::rollback_transaction(conn).await?;
-                }
-            }
+            None if held > 0 => rollback_all(conn).await?,
             None => {}
         }
         Ok(())
     }
+}
+
+/// Rolls back every open savepoint and the transaction.
+async fn rollback_all(conn: &mut SqliteConn) -> Result<(), diesel::result::Error> {
+    while depth(conn) > 0 {
+        Manager::rollback_transaction(conn).await?;
+    }
+    Ok(())
 }
 
 /// Open transactions and savepoints on the connection.
@@ -243,14 +247,11 @@ async fn commit_group(slot: &mut Slot) -> Result<(), StoreError> {
 
 /// Rolls the whole group back after `err` and tells its members.
 async fn fail_group(slot: &mut Slot, err: &diesel::result::Error) {
-    if let Some(conn) = slot.conn.as_mut() {
-        while depth(conn) > 0 {
-            if Manager::rollback_transaction(conn).await.is_err() {
-                // The connection is unusable: a new one is opened for the next transaction.
-                slot.conn = None;
-                break;
-            }
-        }
+    if let Some(conn) = slot.conn.as_mut()
+        && rollback_all(conn).await.is_err()
+    {
+        // The connection is unusable: a new one is opened for the next transaction.
+        slot.conn = None;
     }
     if let Some(group) = slot.group.take() {
         group
