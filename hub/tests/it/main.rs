@@ -8,6 +8,7 @@ mod cluster;
 mod deploy;
 mod events;
 mod gateway;
+mod lifecycle;
 mod python_agent;
 mod scaleout;
 mod store;

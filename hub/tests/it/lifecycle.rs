@@ -1,0 +1,1215 @@
+//! Every task reaches an end: final step failures and what they skip, attempt limits,
+//! `continue_on_failure`, retries, the order and audience of the end's `task.updated`,
+//! progress, the timeline, drafts, skips by workflow change, pauses that revoke held
+//! steps, the status of agents and who hears of their presence.
+
+use agenthub::accounts::{Actor, AgentActor, Role};
+use agenthub::agents;
+use agenthub::approvals::{self, ApprovalRef};
+use agenthub::ctx::{Ctx, Settings};
+use agenthub::store::Store;
+use agenthub::tasks::{self, NewStep, NewTask, TaskAction, TaskView, WorkflowChange, WorkflowOp};
+use agenthub_protocol::{ActorRef, Decision, ServerFrame, TaskOutcome};
+
+use crate::support::{
+    Team, backend_test, events, expect_err, new_step, new_task, report_task, step_id, submit,
+    types, uuid,
+};
+
+// ---------------------------------------------------------------- helpers
+
+/// (key, status) of every step of the view, in task order.
+fn statuses(view: &TaskView) -> Vec<(String, String)> {
+    view.steps
+        .iter()
+        .map(|step_view| (step_view.step.key.clone(), step_view.step.status.clone()))
+        .collect()
+}
+
+/// Status and outcome of every `task.updated` for `task_id` in `frames`, in order.
+fn task_updates(frames: &[ServerFrame], task_id: &str) -> Vec<(String, Option<TaskOutcome>)> {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerFrame::TaskUpdated(updated) if updated.task.task_id == uuid(task_id) => {
+                Some((updated.task.status.clone(), updated.task.outcome.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The index of the `task.updated` that reports `status` for `task_id`.
+#[track_caller]
+fn update_index(frames: &[ServerFrame], task_id: &str, status: &str) -> usize {
+    frames
+        .iter()
+        .position(|frame| {
+            matches!(frame, ServerFrame::TaskUpdated(updated)
+                if updated.task.task_id == uuid(task_id) && updated.task.status == status)
+        })
+        .unwrap_or_else(|| panic!("no task.updated({status}) in {:?}", types(frames)))
+}
+
+/// The `step.ready` pushes of `step` in `frames`: their attempts.
+fn ready_attempts(frames: &[ServerFrame], step: &str) -> Vec<u32> {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerFrame::StepReady(ready) if ready.step.step_id == uuid(step) => {
+                Some(ready.step.attempt)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The reasons of the `step.revoked` of `step` in `frames`, with their attempts.
+fn revocations(frames: &[ServerFrame], step: &str) -> Vec<(u32, String)> {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ServerFrame::StepRevoked(revoked) if revoked.step_id == uuid(step) => {
+                Some((revoked.attempt, revoked.reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The agent as an outcome's `by`.
+fn by_agent(agent: &AgentActor) -> ActorRef {
+    ActorRef {
+        kind: "agent".into(),
+        id: Some(uuid(&agent.agent_id)),
+        name: Some(agent.agent_name.clone()),
+    }
+}
+
+/// The outcome of a task as its view shows it, in the shape `task.updated` carries.
+#[track_caller]
+fn outcome_of(view: &TaskView) -> TaskOutcome {
+    let outcome = tasks::Outcome::of(&view.task).unwrap_or_else(|| {
+        panic!("task `{}` ({}) has no outcome", view.task.title, view.task.status)
+    });
+    TaskOutcome {
+        status: outcome.status.as_str().to_string(),
+        step_id: outcome.step.as_ref().map(|(id, _)| uuid(id)),
+        step_key: outcome.step.map(|(_, key)| key),
+        reason: outcome.reason,
+        by: outcome.by.map(|by| ActorRef {
+            kind: by.kind,
+            id: by.id.as_deref().map(uuid),
+            name: by.name,
+        }),
+    }
+}
+
+/// A context whose claims hold a step for 1 ms, so that a sweep right after expires them.
+fn short_lease(store: &Store) -> Ctx {
+    Ctx::new(
+        store.clone(),
+        Settings {
+            lease_ms: 1,
+            ..Settings::default()
+        },
+    )
+}
+
+/// Claims `step` as `agent` with a 1 ms lease and sweeps it once it has expired.
+async fn expire_lease(team: &Team, agent: &AgentActor, step: &str) {
+    tasks::claim_step(&short_lease(team.store()), agent, step)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(tasks::sweep_expired_leases(&team.ctx).await.unwrap(), 1);
+}
+
+/// Claims `step` and fails its current attempt.
+async fn claim_and_fail(team: &Team, agent: &AgentActor, step: &str, reason: &str, retryable: bool) -> String {
+    let claimed = tasks::claim_step(&team.ctx, agent, step).await.unwrap();
+    tasks::fail_step(&team.ctx, agent, step, claimed.attempt, reason, retryable)
+        .await
+        .unwrap()
+}
+
+fn change(reason: &str, operations: Vec<WorkflowOp>) -> WorkflowChange {
+    WorkflowChange {
+        reason: reason.into(),
+        operations,
+    }
+}
+
+// ---------------------------------------------------------------- final failures
+
+backend_test!(
+    /// `draft` fails for good while `run` (another branch) is running and `check` awaits
+    /// approval: the task fails at once with an outcome naming the step, the reason and
+    /// the agent; what has not started is skipped with a reason; the running branch still
+    /// finishes and its results are kept; nothing new starts.
+    async fn a_final_failure_fails_the_task_and_skips_what_has_not_started(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Launch",
+                vec![
+                    new_step("draft", &["min"], &[]),
+                    new_step("review", &["min"], &["draft"]),
+                    new_step("publish", &["min"], &["review"]),
+                    new_step("side", &["duan-bot"], &[]),
+                    new_step("run", &["duan-bot"], &[]),
+                    new_step("after_run", &["duan-bot"], &["run"]),
+                    NewStep {
+                        approval_level: 1,
+                        approvers: vec!["duan@example.com".into()],
+                        ..new_step("check", &["duan-bot"], &[])
+                    },
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [draft, review, publish, side, run, after_run, check] =
+            ["draft", "review", "publish", "side", "run", "after_run", "check"].map(|key| step_id(&view, key));
+        let run_attempt = tasks::claim_step(ctx, &team.duan_bot, &run).await.unwrap().attempt;
+        tasks::progress_step(ctx, &team.duan_bot, &run, run_attempt, Some(50), Some("half"))
+            .await
+            .unwrap();
+        assert_eq!(team.run_step(&team.duan_bot, &check).await, "awaiting_approval");
+
+        let status = claim_and_fail(&team, &team.min, &draft, "the source is gone", false).await;
+        assert_eq!(status, "failed");
+
+        let failed = team.task(&task_id).await;
+        assert_eq!(failed.task.status, "failed");
+        let outcome = outcome_of(&failed);
+        assert_eq!(outcome.status, "failed");
+        assert_eq!(outcome.step_id, Some(uuid(&draft)));
+        assert_eq!(outcome.step_key.as_deref(), Some("draft"));
+        assert!(
+            outcome.reason.as_deref().is_some_and(|reason| reason.contains("the source is gone")),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.by, Some(by_agent(&team.min)));
+        let expected: Vec<(String, String)> = [
+            ("draft", "failed"),
+            ("review", "skipped"),
+            ("publish", "skipped"),
+            ("side", "skipped"),
+            ("run", "running"),
+            ("after_run", "skipped"),
+            ("check", "awaiting_approval"),
+        ]
+        .map(|(key, status)| (key.to_string(), status.to_string()))
+        .into();
+        assert_eq!(statuses(&failed), expected);
+
+        // Downstream steps name the failed step and its reason; other branches the task.
+        for downstream in [&review, &publish] {
+            let reason = team.step(downstream).await.status_reason.unwrap_or_default();
+            assert!(
+                reason.contains("step `draft` failed") && reason.contains("the source is gone"),
+                "downstream reason: `{reason}`"
+            );
+        }
+        for unrelated in [&side, &after_run] {
+            let reason = team.step(unrelated).await.status_reason.unwrap_or_default();
+            assert!(reason.contains("failed"), "independent branch reason: `{reason}`");
+            assert!(!reason.is_empty());
+        }
+        // The assignee of the skipped ready step drops it.
+        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
+        assert_eq!(revocations(&bot_frames, &side).len(), 1, "{:?}", types(&bot_frames));
+        assert!(revocations(&bot_frames, &run).is_empty(), "the running step is not revoked");
+        expect_err(tasks::claim_step(ctx, &team.duan_bot, &side).await, "conflict", "step is skipped");
+
+        // The running branch finishes; its result is kept, the approval still works.
+        assert_eq!(submit(ctx, &team.duan_bot, &run, run_attempt).await.unwrap().status, "done");
+        let run_step = team.step(&run).await;
+        assert_eq!(run_step.status, "done");
+        assert_eq!(run_step.summary.as_deref(), Some(format!("attempt {run_attempt}").as_str()));
+        let decided = approvals::decide(ctx, &team.duan, ApprovalRef::Step(&check), Decision::Approve, None)
+            .await
+            .unwrap();
+        assert_eq!(decided.step_status, "done");
+        // Nothing new started: the step after `run` stays skipped and cannot be claimed.
+        assert_eq!(team.step(&after_run).await.status, "skipped");
+        expect_err(tasks::claim_step(ctx, &team.duan_bot, &after_run).await, "conflict", "step is skipped");
+        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
+        assert!(ready_attempts(&bot_frames, &after_run).is_empty(), "{:?}", types(&bot_frames));
+
+        // The task stays failed, with the same outcome, and every step is finished.
+        let end = team.task(&task_id).await;
+        assert_eq!(end.task.status, "failed");
+        assert_eq!(outcome_of(&end), outcome);
+        assert_eq!((end.progress.done, end.progress.total), (7, 7));
+        assert!(end.progress.running.is_empty());
+
+        // The creator and every involved agent hear of the end once, with the outcome,
+        // after the failure of the step (for the creator: its `step.revoked`).
+        let creator = events(&store, team.aurora.member_id()).await;
+        let failure = creator
+            .iter()
+            .position(|frame| matches!(frame, ServerFrame::StepRevoked(revoked) if revoked.step_id == uuid(&draft)))
+            .unwrap_or_else(|| panic!("the creator hears of the failed step: {:?}", types(&creator)));
+        assert!(failure < update_index(&creator, &task_id, "failed"), "{:?}", types(&creator));
+        for audience in [team.aurora.member_id(), team.min.agent_id.as_str(), team.duan_bot.agent_id.as_str()] {
+            let updates = task_updates(&events(&store, audience).await, &task_id);
+            assert_eq!(updates, [("failed".to_string(), Some(outcome.clone()))], "audience {audience}");
+        }
+    }
+);
+
+backend_test!(
+    /// The only step fails for good: the task fails with the step's reason, and a failed
+    /// task can only be archived.
+    async fn a_final_failure_on_a_single_step_task_ends_it(store) {
+        let team = Team::new(&store).await;
+        let view = team.create(new_task("Solo", vec![new_step("only", &["min"], &[])])).await;
+        let only = step_id(&view, "only");
+        claim_and_fail(&team, &team.min, &only, "cannot parse the input", false).await;
+        let failed = team.task(&view.task.id).await;
+        assert_eq!(failed.task.status, "failed");
+        assert_eq!(outcome_of(&failed).step_key.as_deref(), Some("only"));
+        let reason = team.step(&only).await.status_reason.unwrap_or_default();
+        assert!(reason.contains("cannot parse the input"), "`{reason}`");
+        // A failed task is an end: it cannot be paused, resumed, cancelled or published.
+        for action in [TaskAction::Pause, TaskAction::Resume, TaskAction::Cancel] {
+            expect_err(
+                tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, action).await,
+                "conflict",
+                "task is failed; it cannot become",
+            );
+        }
+        let archived = tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Archive)
+            .await
+            .unwrap();
+        assert_eq!(archived.task.status, "archived");
+    }
+);
+
+// ---------------------------------------------------------------- attempt limits
+
+backend_test!(
+    async fn the_third_retryable_failure_fails_the_step_by_default(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(new_task(
+                "Flaky",
+                vec![new_step("flaky", &["min"], &[]), new_step("after", &["min"], &["flaky"])],
+            ))
+            .await;
+        let flaky = step_id(&view, "flaky");
+        assert_eq!(team.step(&flaky).await.max_attempts, 3);
+        for attempt in 1..=2 {
+            let status = claim_and_fail(&team, &team.min, &flaky, "network down", true).await;
+            assert_eq!(status, "ready", "after failure {attempt}");
+            assert_eq!(team.step(&flaky).await.attempt, attempt + 1);
+            assert_eq!(team.task(&view.task.id).await.task.status, "active");
+        }
+        assert_eq!(claim_and_fail(&team, &team.min, &flaky, "network down", true).await, "failed");
+        let step = team.step(&flaky).await;
+        assert_eq!((step.status.as_str(), step.attempt), ("failed", 3));
+        let reason = step.status_reason.unwrap_or_default();
+        assert!(reason.contains("network down") && reason.contains("on attempt 3 of 3"), "`{reason}`");
+        let failed = team.task(&view.task.id).await;
+        assert_eq!(failed.task.status, "failed");
+        let outcome = outcome_of(&failed);
+        assert!(outcome.reason.as_deref().is_some_and(|reason| reason.contains("on attempt 3 of 3")), "{outcome:?}");
+        assert_eq!(outcome.by, Some(by_agent(&team.min)));
+        assert_eq!(team.step(&step_id(&view, "after")).await.status, "skipped");
+        // min was pushed attempts 1-3 and never a fourth.
+        assert_eq!(ready_attempts(&events(&store, &team.min.agent_id).await, &flaky), [1, 2, 3]);
+    }
+);
+
+backend_test!(
+    /// `max_attempts` is set per step (1-100); reviewer rejections and pause revocations
+    /// are not failures.
+    async fn max_attempts_is_per_step_and_counts_only_failures_and_expiries(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let create = |steps: Vec<NewStep>| tasks::create_task(ctx, &team.aurora, new_task("Limits", steps));
+        for bad in [0, 101] {
+            expect_err(
+                create(vec![NewStep {
+                    max_attempts: Some(bad),
+                    ..new_step("s", &["min"], &[])
+                }])
+                .await,
+                "invalid",
+                "max_attempts",
+            );
+        }
+
+        // One attempt: the first retryable failure is final.
+        let once = team
+            .create(new_task(
+                "Once",
+                vec![NewStep {
+                    max_attempts: Some(1),
+                    ..new_step("once", &["min"], &[])
+                }],
+            ))
+            .await;
+        let once_step = step_id(&once, "once");
+        assert_eq!(claim_and_fail(&team, &team.min, &once_step, "timeout", true).await, "failed");
+        let reason = team.step(&once_step).await.status_reason.unwrap_or_default();
+        assert!(reason.contains("on attempt 1 of 1"), "`{reason}`");
+        assert_eq!(team.task(&once.task.id).await.task.status, "failed");
+
+        // Two attempts and a reviewer: a rejection and a pause do not use one up.
+        let view = team
+            .create(new_task(
+                "Reviewed",
+                vec![NewStep {
+                    max_attempts: Some(2),
+                    approval_level: 1,
+                    approvers: vec!["duan@example.com".into()],
+                    ..new_step("write", &["min"], &[])
+                }],
+            ))
+            .await;
+        let write = step_id(&view, "write");
+        assert_eq!(team.step(&write).await.max_attempts, 2);
+        assert_eq!(team.run_step(&team.min, &write).await, "awaiting_approval");
+        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&write), Decision::Reject, Some("too short"))
+            .await
+            .unwrap();
+        assert_eq!(team.step(&write).await.attempt, 2);
+        tasks::claim_step(ctx, &team.min, &write).await.unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &view.task.id, TaskAction::Pause).await.unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &view.task.id, TaskAction::Resume).await.unwrap();
+        let step = team.step(&write).await;
+        assert_eq!((step.status.as_str(), step.attempt), ("ready", 3));
+        // First counted failure: another attempt.
+        assert_eq!(claim_and_fail(&team, &team.min, &write, "timeout", true).await, "ready");
+        // Second: the last.
+        assert_eq!(claim_and_fail(&team, &team.min, &write, "timeout", true).await, "failed");
+        let reason = team.step(&write).await.status_reason.unwrap_or_default();
+        assert!(reason.contains("of 2"), "`{reason}`");
+        assert_eq!(team.task(&view.task.id).await.task.status, "failed");
+    }
+);
+
+backend_test!(
+    /// Lease expiries count like retryable failures; the last one fails the task in the
+    /// hub's name.
+    async fn a_lease_expiry_on_the_last_attempt_fails_the_task_in_the_hubs_name(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(new_task(
+                "Vanishing",
+                vec![
+                    NewStep {
+                        max_attempts: Some(2),
+                        ..new_step("fragile", &["min"], &[])
+                    },
+                    new_step("after", &["min"], &["fragile"]),
+                ],
+            ))
+            .await;
+        let fragile = step_id(&view, "fragile");
+        expire_lease(&team, &team.min, &fragile).await;
+        let step = team.step(&fragile).await;
+        assert_eq!((step.status.as_str(), step.attempt), ("ready", 2));
+        expire_lease(&team, &team.min, &fragile).await;
+        let step = team.step(&fragile).await;
+        assert_eq!((step.status.as_str(), step.attempt), ("failed", 2));
+        assert!(step.status_reason.as_deref().is_some_and(|reason| reason.contains("lease expired")), "{:?}", step.status_reason);
+
+        let failed = team.task(&view.task.id).await;
+        assert_eq!(failed.task.status, "failed");
+        let outcome = outcome_of(&failed);
+        assert_eq!(outcome.step_id, Some(uuid(&fragile)));
+        assert_eq!(outcome.by.as_ref().map(|by| by.kind.as_str()), Some("hub"), "{outcome:?}");
+        assert!(outcome.reason.as_deref().is_some_and(|reason| reason.contains("lease expired")), "{outcome:?}");
+        assert_eq!(team.step(&step_id(&view, "after")).await.status, "skipped");
+        // The holder is told its attempt is over, then that the task failed.
+        let min_frames = events(&store, &team.min.agent_id).await;
+        let revoked = min_frames
+            .iter()
+            .rposition(|frame| matches!(frame, ServerFrame::StepRevoked(revoked) if revoked.step_id == uuid(&fragile)))
+            .expect("step.revoked for the last attempt");
+        assert!(revoked < update_index(&min_frames, &view.task.id, "failed"), "{:?}", types(&min_frames));
+        assert_eq!(ready_attempts(&min_frames, &fragile), [1, 2]);
+    }
+);
+
+// ---------------------------------------------------------------- continue_on_failure
+
+backend_test!(
+    async fn a_step_that_continues_on_failure_lets_its_dependents_start(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(new_task(
+                "Best effort",
+                vec![
+                    NewStep {
+                        continue_on_failure: true,
+                        ..new_step("lint", &["min"], &[])
+                    },
+                    new_step("ship", &["duan-bot"], &["lint"]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [lint, ship] = ["lint", "ship"].map(|key| step_id(&view, key));
+        assert_eq!(claim_and_fail(&team, &team.min, &lint, "linter crashed", false).await, "failed");
+        let after = team.task(&task_id).await;
+        assert_eq!(after.task.status, "active");
+        assert!(tasks::Outcome::of(&after.task).is_none());
+        assert_eq!(team.step(&ship).await.status, "ready");
+        assert_eq!(ready_attempts(&events(&store, &team.duan_bot.agent_id).await, &ship), [1]);
+
+        assert_eq!(team.run_step(&team.duan_bot, &ship).await, "done");
+        let done = team.task(&task_id).await;
+        assert_eq!(done.task.status, "done");
+        assert_eq!(outcome_of(&done).status, "done");
+        assert_eq!((done.progress.done, done.progress.total), (2, 2));
+        // The same holds when its retryable failures run out.
+        let flaky = team
+            .create(new_task(
+                "Best effort again",
+                vec![
+                    NewStep {
+                        continue_on_failure: true,
+                        max_attempts: Some(1),
+                        ..new_step("lint", &["min"], &[])
+                    },
+                    new_step("ship", &["duan-bot"], &["lint"]),
+                ],
+            ))
+            .await;
+        claim_and_fail(&team, &team.min, &step_id(&flaky, "lint"), "timeout", true).await;
+        assert_eq!(team.step(&step_id(&flaky, "ship")).await.status, "ready");
+        assert_eq!(team.task(&flaky.task.id).await.task.status, "active");
+    }
+);
+
+// ---------------------------------------------------------------- retry
+
+backend_test!(
+    /// The creator retries a step that failed for good: it is ready again at the next
+    /// attempt with its failures forgotten, the steps its failure skipped come back, the
+    /// task is active again; the retry is in the history and the timeline.
+    async fn a_retry_brings_back_the_failed_step_and_what_it_skipped(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Report",
+                vec![
+                    NewStep {
+                        max_attempts: Some(2),
+                        ..new_step("draft", &["min"], &[])
+                    },
+                    new_step("review", &["min"], &["draft"]),
+                    new_step("side", &["duan-bot"], &[]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [draft, review, side] = ["draft", "review", "side"].map(|key| step_id(&view, key));
+        claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await;
+        assert_eq!(claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await, "failed");
+        assert_eq!(team.task(&task_id).await.task.status, "failed");
+        let n_creator = events(&store, team.aurora.member_id()).await.len();
+        let n_bot = events(&store, &team.duan_bot.agent_id).await.len();
+
+        let retried = tasks::retry_step(ctx, &team.aurora, &draft, Some("the quota was raised"))
+            .await
+            .unwrap();
+        assert_eq!(retried.task.status, "active");
+        assert!(tasks::Outcome::of(&retried.task).is_none());
+        let expected: Vec<(String, String)> = [("draft", "ready"), ("review", "pending"), ("side", "ready")]
+            .map(|(key, status)| (key.to_string(), status.to_string()))
+            .into();
+        assert_eq!(statuses(&retried), expected);
+        let step = team.step(&draft).await;
+        assert_eq!(step.attempt, 3);
+        assert_eq!(step.status_reason, None);
+        assert_eq!(team.step(&review).await.status_reason, None);
+
+        // Pushed again, and the task is active again for its creator.
+        assert_eq!(ready_attempts(&events(&store, &team.min.agent_id).await, &draft), [1, 2, 3]);
+        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
+        assert_eq!(ready_attempts(&bot_frames[n_bot..], &side), [1]);
+        let creator = events(&store, team.aurora.member_id()).await;
+        let updates = task_updates(&creator[n_creator..], &task_id);
+        assert_eq!(updates, [("active".to_string(), None)]);
+
+        // The failures were reset: one more failure leaves another attempt.
+        assert_eq!(claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await, "ready");
+        assert_eq!(team.run_step(&team.min, &draft).await, "done");
+        assert_eq!(team.run_step(&team.min, &review).await, "done");
+        assert_eq!(team.run_step(&team.duan_bot, &side).await, "done");
+        let done = team.task(&task_id).await;
+        assert_eq!(done.task.status, "done");
+        assert_eq!(outcome_of(&done).status, "done");
+
+        let history = tasks::history(ctx, &team.aurora, &task_id).await.unwrap();
+        let retries: Vec<_> = history
+            .iter()
+            .filter(|row| row.kind == "step_retried")
+            .map(|row| (row.step_id.clone(), row.reason.clone(), row.triggered_by.clone()))
+            .collect();
+        assert_eq!(
+            retries,
+            [(Some(draft.clone()), "the quota was raised".to_string(), "member:aurora@example.com".to_string())]
+        );
+        let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
+        let retried_entry = timeline
+            .iter()
+            .find(|entry| entry.step_id.as_deref() == Some(draft.as_str()) && entry.from.as_deref() == Some("failed"))
+            .unwrap_or_else(|| panic!("no timeline entry leaves `failed`: {timeline:?}"));
+        assert_eq!(retried_entry.to, "ready");
+        assert_eq!(retried_entry.reason.as_deref(), Some("the quota was raised"));
+        assert_eq!(retried_entry.actor.kind, "member");
+        assert_eq!(retried_entry.actor.id.as_deref(), Some(team.aurora.member_id()));
+    }
+);
+
+backend_test!(
+    /// Retry by the creator's agent, an owner or an admin; nobody else; only failed or
+    /// skipped steps; a step skipped by another's failure names the step to retry.
+    async fn retry_is_refused_to_others_and_to_steps_that_did_not_fail(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let kim = team.add_member("kim@example.com", Role::Member).await;
+        let kims_bot = team.add_agent("kim-bot", "kim@example.com", &["docs"], 4).await;
+        let admin = team.add_member("ada@example.com", Role::Admin).await;
+        // duan (a plain member) creates it.
+        let view = tasks::create_task(
+            ctx,
+            &team.duan,
+            new_task(
+                "Duan's",
+                vec![
+                    new_step("draft", &["min"], &[]),
+                    new_step("review", &["min"], &["draft"]),
+                    new_step("side", &["duan-bot"], &[]),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+        let [draft, review, side] = ["draft", "review", "side"].map(|key| step_id(&view, key));
+
+        // Not failed yet: a conflict naming the state.
+        expect_err(tasks::retry_step(ctx, &team.duan, &draft, None).await, "conflict", "ready");
+        tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
+        expect_err(tasks::retry_step(ctx, &team.duan, &draft, None).await, "conflict", "claimed");
+        tasks::claim_step(ctx, &team.duan_bot, &side).await.unwrap();
+        tasks::fail_step(ctx, &team.min, &draft, 1, "bad input", false).await.unwrap();
+        // `side` was running and finishes after the failure.
+        assert_eq!(submit(ctx, &team.duan_bot, &side, 1).await.unwrap().status, "done");
+        expect_err(tasks::retry_step(ctx, &team.duan, &side, None).await, "conflict", "done");
+
+        // Others may not.
+        expect_err(tasks::retry_step(ctx, &kim, &draft, None).await, "forbidden", "");
+        expect_err(tasks::retry_step(ctx, &Actor::Agent(kims_bot), &draft, None).await, "forbidden", "");
+        expect_err(tasks::retry_step(ctx, &team.duan, "no-such-step", None).await, "not_found", "no-such-step");
+        // Skipped because `draft` failed: retry `draft`.
+        assert_eq!(team.step(&review).await.status, "skipped");
+        expect_err(tasks::retry_step(ctx, &team.duan, &review, None).await, "conflict", "draft");
+        assert_eq!(team.task(&view.task.id).await.task.status, "failed");
+        assert!(tasks::history(ctx, &team.duan, &view.task.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|row| row.kind != "step_retried"));
+
+        // The creator's agent may.
+        let retried = tasks::retry_step(ctx, &Actor::Agent(team.duan_bot.clone()), &draft, None)
+            .await
+            .unwrap();
+        assert_eq!(retried.task.status, "active");
+        let history = tasks::history(ctx, &team.duan, &view.task.id).await.unwrap();
+        let by: Vec<&str> = history
+            .iter()
+            .filter(|row| row.kind == "step_retried")
+            .map(|row| row.triggered_by.as_str())
+            .collect();
+        assert_eq!(by, ["agent:duan-bot"]);
+
+        // An admin and an owner may, too.
+        for (round, actor) in [&admin, &team.aurora].into_iter().enumerate() {
+            tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
+            let attempt = team.step(&draft).await.attempt as u32;
+            tasks::fail_step(ctx, &team.min, &draft, attempt, "bad input", false).await.unwrap();
+            let retried = tasks::retry_step(ctx, actor, &draft, Some("try again")).await.unwrap();
+            assert_eq!(retried.task.status, "active", "round {round}");
+            assert_eq!(team.step(&draft).await.status, "ready", "round {round}");
+        }
+    }
+);
+
+// ---------------------------------------------------------------- the end of a task
+
+backend_test!(
+    /// The end's `task.updated` reaches the creator, the agents bound to the creator and
+    /// the involved agents, after the step event that caused it; nobody else.
+    async fn the_end_of_a_task_follows_its_last_step_event_in_every_audience(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = tasks::create_task(
+            ctx,
+            &team.duan,
+            new_task("Duan's report", vec![new_step("a", &["min"], &[]), new_step("b", &["min"], &["a"])]),
+        )
+        .await
+        .unwrap();
+        let task_id = view.task.id.clone();
+        let [a, b] = ["a", "b"].map(|key| step_id(&view, key));
+        team.run_step(&team.min, &a).await;
+        assert_eq!(team.run_step(&team.min, &b).await, "done");
+        assert_eq!(team.task(&task_id).await.task.status, "done");
+
+        let completed_b = |frames: &[ServerFrame]| {
+            frames
+                .iter()
+                .position(|frame| matches!(frame, ServerFrame::StepCompleted(completed) if completed.step_id == uuid(&b)))
+                .unwrap_or_else(|| panic!("no step.completed for b: {:?}", types(frames)))
+        };
+        for audience in [team.duan.member_id(), team.min.agent_id.as_str()] {
+            let frames = events(&store, audience).await;
+            let end = update_index(&frames, &task_id, "done");
+            assert!(completed_b(&frames) < end, "audience {audience}: {:?}", types(&frames));
+            let updates = task_updates(&frames, &task_id);
+            assert_eq!(updates.len(), 1, "audience {audience}");
+            let outcome = updates[0].1.clone().expect("the end carries the outcome");
+            assert_eq!(outcome.status, "done");
+        }
+        // duan's agent is not involved but its member created the task.
+        let bot_updates = task_updates(&events(&store, &team.duan_bot.agent_id).await, &task_id);
+        assert_eq!(bot_updates.len(), 1, "{bot_updates:?}");
+        assert_eq!(bot_updates[0].0, "done");
+        // aurora, though min's owner, did not create it.
+        assert!(task_updates(&events(&store, team.aurora.member_id()).await, &task_id).is_empty());
+
+        // Cancelled: the outcome names the member who cancelled.
+        let other = tasks::create_task(ctx, &team.duan, new_task("Dropped", vec![new_step("x", &["min"], &[])]))
+            .await
+            .unwrap();
+        let cancelled = tasks::set_task_status(ctx, &team.duan, &other.task.id, TaskAction::Cancel)
+            .await
+            .unwrap();
+        let outcome = outcome_of(&cancelled);
+        assert_eq!(outcome.status, "cancelled");
+        let by = outcome.by.expect("who cancelled");
+        assert_eq!((by.kind.as_str(), by.id), ("member", Some(uuid(team.duan.member_id()))));
+        for audience in [team.duan.member_id(), team.min.agent_id.as_str(), team.duan_bot.agent_id.as_str()] {
+            let updates = task_updates(&events(&store, audience).await, &other.task.id);
+            let last = updates.last().unwrap_or_else(|| panic!("audience {audience} hears nothing"));
+            assert_eq!(last.0, "cancelled", "audience {audience}");
+            assert_eq!(last.1.as_ref().map(|outcome| outcome.status.as_str()), Some("cancelled"));
+        }
+    }
+);
+
+// ---------------------------------------------------------------- progress
+
+backend_test!(
+    async fn progress_counts_finished_steps_and_shows_what_runs(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Diamond",
+                vec![
+                    new_step("a", &["min"], &[]),
+                    new_step("b", &["min"], &["a"]),
+                    new_step("c", &["duan-bot"], &["a"]),
+                    new_step("d", &["duan-bot"], &["b", "c"]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [a, b, c] = ["a", "b", "c"].map(|key| step_id(&view, key));
+        assert_eq!((view.progress.done, view.progress.total), (0, 4));
+        assert!(view.progress.running.is_empty());
+        team.run_step(&team.min, &a).await;
+        tasks::claim_step(ctx, &team.min, &b).await.unwrap();
+        tasks::progress_step(ctx, &team.min, &b, 1, Some(40), Some("halfway through"))
+            .await
+            .unwrap();
+        tasks::claim_step(ctx, &team.duan_bot, &c).await.unwrap();
+
+        let progress = team.task(&task_id).await.progress;
+        assert_eq!((progress.done, progress.total), (1, 4));
+        let running: Vec<_> = progress
+            .running
+            .iter()
+            .map(|step| (step.step_id.clone(), step.key.clone(), step.status.clone(), step.percent, step.message.clone()))
+            .collect();
+        assert_eq!(
+            running,
+            [
+                (b.clone(), "b".to_string(), "running".to_string(), Some(40), Some("halfway through".to_string())),
+                (c.clone(), "c".to_string(), "claimed".to_string(), None, None),
+            ]
+        );
+        assert_eq!(progress.running[0].title, "Step b");
+        let step = team.step(&b).await;
+        assert_eq!((step.progress_percent, step.progress_message.as_deref()), (Some(40), Some("halfway through")));
+
+        // A later progress replaces the percent; a percent over 100 is refused.
+        tasks::progress_step(ctx, &team.min, &b, 1, Some(70), None).await.unwrap();
+        assert_eq!(team.step(&b).await.progress_percent, Some(70));
+        expect_err(
+            tasks::progress_step(ctx, &team.min, &b, 1, Some(101), None).await,
+            "invalid",
+            "percent",
+        );
+        assert_eq!(team.step(&b).await.progress_percent, Some(70));
+
+        // A new attempt starts without progress.
+        tasks::fail_step(ctx, &team.min, &b, 1, "crashed", true).await.unwrap();
+        let step = team.step(&b).await;
+        assert_eq!((step.attempt, step.progress_percent, step.progress_message), (2, None, None));
+        let progress = team.task(&task_id).await.progress;
+        let running: Vec<&str> = progress.running.iter().map(|step| step.key.as_str()).collect();
+        assert_eq!(running, ["c"]);
+
+        // Failed and skipped steps count as finished.
+        tasks::fail_step(ctx, &team.duan_bot, &c, 1, "gone", false).await.unwrap();
+        let end = team.task(&task_id).await;
+        assert_eq!(end.task.status, "failed");
+        // a done, c failed, b (ready) and d (pending) skipped.
+        assert_eq!((end.progress.done, end.progress.total), (4, 4));
+        assert!(end.progress.running.is_empty());
+    }
+);
+
+// ---------------------------------------------------------------- timeline
+
+backend_test!(
+    /// Every status change of the task and its steps, oldest first, with who made it.
+    async fn the_timeline_records_every_status_change_and_who_made_it(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team.create(report_task()).await;
+        let task_id = view.task.id.clone();
+        let [draft, review] = ["draft", "review"].map(|key| step_id(&view, key));
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause).await.unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Resume).await.unwrap();
+        team.run_step(&team.min, &draft).await;
+        assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
+        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&review), Decision::Approve, None)
+            .await
+            .unwrap();
+        assert_eq!(team.task(&task_id).await.task.status, "done");
+
+        let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
+        assert!(timeline.windows(2).all(|pair| pair[0].at <= pair[1].at), "oldest first");
+        let key_of = |step: Option<&str>| -> &str {
+            match step {
+                None => "task",
+                Some(id) if id == draft => "draft",
+                Some(id) if id == review => "review",
+                Some(other) => panic!("a step of another task: {other}"),
+            }
+        };
+        // Who made a change: a member or agent of the team, or the hub.
+        let who_of = |by: &tasks::By| -> String {
+            let id = by.id.as_deref();
+            let name = if id == Some(team.aurora.member_id()) {
+                "aurora"
+            } else if id == Some(team.duan.member_id()) {
+                "duan"
+            } else if id == Some(team.min.agent_id.as_str()) {
+                "min"
+            } else {
+                "?"
+            };
+            format!("{}:{name}", by.kind)
+        };
+        let rows: Vec<(&str, Option<&str>, &str, String)> = timeline
+            .iter()
+            .map(|entry| {
+                (
+                    key_of(entry.step_id.as_deref()),
+                    entry.from.as_deref(),
+                    entry.to.as_str(),
+                    who_of(&entry.actor),
+                )
+            })
+            .collect();
+        for entry in &timeline {
+            if let Some(step) = &entry.step_id {
+                assert_eq!(entry.step_key.as_deref(), Some(key_of(Some(step))));
+            }
+        }
+        // These changes, in this order (others may sit between them); `*`: whoever the
+        // hub names for a change that follows from another.
+        let expected = [
+            ("task", None, "active", "member:aurora"),
+            ("task", Some("active"), "paused", "member:aurora"),
+            ("task", Some("paused"), "active", "member:aurora"),
+            ("draft", Some("ready"), "claimed", "agent:min"),
+            ("draft", Some("claimed"), "running", "agent:min"),
+            ("draft", Some("running"), "submitted", "agent:min"),
+            ("draft", Some("submitted"), "done", "agent:min"),
+            ("review", Some("pending"), "ready", "*"),
+            ("review", Some("submitted"), "awaiting_approval", "agent:min"),
+            ("review", Some("awaiting_approval"), "done", "member:duan"),
+            ("task", Some("active"), "done", "*"),
+        ];
+        let mut rest = rows.iter();
+        for (key, from, to, who) in expected {
+            assert!(
+                rest.any(|row| (row.0, row.1, row.2) == (key, from, to) && (who == "*" || row.3 == who)),
+                "missing or out of order: {:?} in {rows:#?}",
+                (key, from, to, who)
+            );
+        }
+        let claimed = timeline
+            .iter()
+            .find(|entry| entry.to == "claimed")
+            .expect("claimed entry");
+        assert_eq!(claimed.attempt, Some(1));
+        assert_eq!(claimed.actor.id.as_deref(), Some(team.min.agent_id.as_str()));
+
+        // Refused to callers outside the workspace, and for unknown tasks.
+        let other = Team::in_workspace(&store, "elsewhere").await;
+        expect_err(tasks::timeline(ctx, &other.aurora, &task_id).await, "not_found", "task");
+        expect_err(tasks::timeline(ctx, &team.aurora, "no-such-task").await, "not_found", "no-such-task");
+    }
+);
+
+backend_test!(
+    /// Failures, skips and expiries are in the timeline too, with their reasons.
+    async fn the_timeline_records_failures_and_skips_with_their_reasons(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(new_task(
+                "Doomed",
+                vec![
+                    NewStep {
+                        max_attempts: Some(2),
+                        ..new_step("a", &["min"], &[])
+                    },
+                    new_step("b", &["min"], &["a"]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let a = step_id(&view, "a");
+        expire_lease(&team, &team.min, &a).await;
+        claim_and_fail(&team, &team.min, &a, "out of memory", true).await;
+        let timeline = tasks::timeline(&team.ctx, &team.aurora, &task_id).await.unwrap();
+        let find = |key: &str, to: &str| {
+            timeline
+                .iter()
+                .find(|entry| entry.step_key.as_deref() == Some(key) && entry.to == to)
+                .unwrap_or_else(|| panic!("no `{key}` → `{to}` in {timeline:#?}"))
+        };
+        let expired = timeline
+            .iter()
+            .find(|entry| entry.step_key.as_deref() == Some("a") && entry.to == "ready" && entry.actor.kind == "hub")
+            .unwrap_or_else(|| panic!("no expiry by the hub in {timeline:#?}"));
+        assert!(expired.reason.as_deref().is_some_and(|reason| reason.contains("lease expired")));
+        let failed = find("a", "failed");
+        assert_eq!(failed.actor.kind, "agent");
+        assert_eq!(failed.attempt, Some(2));
+        assert!(failed.reason.as_deref().is_some_and(|reason| reason.contains("out of memory")));
+        let skipped = find("b", "skipped");
+        assert!(skipped.reason.as_deref().is_some_and(|reason| reason.contains("step `a` failed")), "{skipped:?}");
+        let task_failed = timeline
+            .iter()
+            .find(|entry| entry.step_id.is_none() && entry.to == "failed")
+            .unwrap_or_else(|| panic!("no task failure in {timeline:#?}"));
+        assert_eq!(task_failed.from.as_deref(), Some("active"));
+    }
+);
+
+// ---------------------------------------------------------------- drafts
+
+backend_test!(
+    async fn a_draft_task_starts_nothing_until_it_is_published(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(NewTask {
+                draft: true,
+                ..report_task()
+            })
+            .await;
+        let task_id = view.task.id.clone();
+        let draft = step_id(&view, "draft");
+        assert_eq!(view.task.status, "draft");
+        assert!(view.steps.iter().all(|step_view| step_view.step.status != "ready"), "{:?}", statuses(&view));
+        assert!(events(&store, &team.min.agent_id).await.is_empty(), "no push for a draft");
+        expect_err(tasks::claim_step(ctx, &team.min, &draft).await, "conflict", "");
+
+        let published = tasks::publish_task(ctx, &team.aurora, &task_id).await.unwrap();
+        assert_eq!(published.task.status, "active");
+        let expected: Vec<(String, String)> = [("draft", "ready"), ("review", "pending")]
+            .map(|(key, status)| (key.to_string(), status.to_string()))
+            .into();
+        assert_eq!(statuses(&published), expected);
+        let min_frames = events(&store, &team.min.agent_id).await;
+        assert_eq!(types(&min_frames), ["task.created", "step.ready"]);
+        assert_eq!(ready_attempts(&min_frames, &draft), [1]);
+        tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
+
+        expect_err(tasks::publish_task(ctx, &team.aurora, &task_id).await, "conflict", "active");
+        expect_err(tasks::publish_task(ctx, &team.aurora, "no-such-task").await, "not_found", "no-such-task");
+        let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
+        let task_changes: Vec<(Option<&str>, &str)> = timeline
+            .iter()
+            .filter(|entry| entry.step_id.is_none())
+            .map(|entry| (entry.from.as_deref(), entry.to.as_str()))
+            .collect();
+        assert_eq!(task_changes, [(None, "draft"), (Some("draft"), "active")]);
+    }
+);
+
+// ---------------------------------------------------------------- skip by workflow change
+
+backend_test!(
+    async fn a_skipped_step_lets_its_dependents_start(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Chain",
+                vec![
+                    new_step("a", &["min"], &[]),
+                    new_step("b", &["min"], &["a"]),
+                    new_step("c", &["duan-bot"], &["b"]),
+                    new_step("solo", &["duan-bot"], &[]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [a, b, c, solo] = ["a", "b", "c", "solo"].map(|key| step_id(&view, key));
+        let skip = async |step: &str, reason: &str| {
+            tasks::change_workflow(ctx, &team.aurora, &task_id, change(reason, vec![WorkflowOp::SkipStep { step: step.into() }])).await
+        };
+
+        // `b` (pending, by key) is skipped; once `a` is done, `c` is ready.
+        skip("b", "the review is not needed").await.unwrap();
+        let step = team.step(&b).await;
+        assert_eq!((step.status.as_str(), step.status_reason.as_deref()), ("skipped", Some("the review is not needed")));
+        assert_eq!(team.step(&c).await.status, "pending");
+        team.run_step(&team.min, &a).await;
+        assert_eq!(team.step(&c).await.status, "ready");
+        assert_eq!(ready_attempts(&events(&store, &team.duan_bot.agent_id).await, &c), [1]);
+
+        // A running or finished step cannot be skipped.
+        tasks::claim_step(ctx, &team.duan_bot, &c).await.unwrap();
+        expect_err(skip(&c, "late").await, "conflict", "claimed");
+        expect_err(skip(&a, "late").await, "conflict", "done");
+        expect_err(skip("ghost", "late").await, "invalid", "ghost");
+
+        // A ready step (by id) is skipped too; the task ends done.
+        skip(&solo, "done by hand").await.unwrap();
+        assert_eq!(team.step(&solo).await.status, "skipped");
+        expect_err(tasks::claim_step(ctx, &team.duan_bot, &solo).await, "conflict", "step is skipped");
+        submit(ctx, &team.duan_bot, &c, 1).await.unwrap();
+        let end = team.task(&task_id).await;
+        assert_eq!(end.task.status, "done");
+        assert_eq!((end.progress.done, end.progress.total), (4, 4));
+
+        let skips: Vec<(Option<String>, String, String)> = tasks::history(ctx, &team.aurora, &task_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.kind == "step_skipped")
+            .map(|row| (row.step_id, row.reason, row.triggered_by))
+            .collect();
+        assert_eq!(
+            skips,
+            [
+                (Some(b.clone()), "the review is not needed".to_string(), "member:aurora@example.com".to_string()),
+                (Some(solo.clone()), "done by hand".to_string(), "member:aurora@example.com".to_string()),
+            ]
+        );
+    }
+);
+
+// ---------------------------------------------------------------- pause
+
+backend_test!(
+    /// Pausing revokes held steps (back to ready at the next attempt, not a failure);
+    /// the revoked attempt can no longer be submitted; resuming pushes them again.
+    async fn pausing_revokes_held_steps_and_resuming_pushes_them_again(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Paused",
+                vec![
+                    NewStep {
+                        max_attempts: Some(1),
+                        ..new_step("held", &["min"], &[])
+                    },
+                    new_step("running", &["duan-bot"], &[]),
+                    new_step("waiting", &["duan-bot"], &[]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [held, running, waiting] = ["held", "running", "waiting"].map(|key| step_id(&view, key));
+        tasks::claim_step(ctx, &team.min, &held).await.unwrap();
+        tasks::claim_step(ctx, &team.duan_bot, &running).await.unwrap();
+        tasks::progress_step(ctx, &team.duan_bot, &running, 1, None, None).await.unwrap();
+
+        let paused = tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause).await.unwrap();
+        assert_eq!(paused.task.status, "paused");
+        for step in [&held, &running] {
+            let row = team.step(step).await;
+            assert_eq!((row.status.as_str(), row.attempt, row.claimed_by), ("ready", 2, None));
+        }
+        assert_eq!(team.step(&waiting).await.attempt, 1);
+        assert_eq!(
+            revocations(&events(&store, &team.min.agent_id).await, &held),
+            [(1, "the task was paused".to_string())]
+        );
+        assert_eq!(
+            revocations(&events(&store, &team.duan_bot.agent_id).await, &running),
+            [(1, "the task was paused".to_string())]
+        );
+        expect_err(submit(ctx, &team.min, &held, 1).await, "conflict", "");
+        expect_err(submit(ctx, &team.duan_bot, &running, 1).await, "conflict", "");
+
+        let n_min = events(&store, &team.min.agent_id).await.len();
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Resume).await.unwrap();
+        assert_eq!(ready_attempts(&events(&store, &team.min.agent_id).await[n_min..], &held), [2]);
+        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
+        assert_eq!(ready_attempts(&bot_frames, &running), [1, 2]);
+        // The revocation used no attempt of `held` (max 1): it runs and finishes.
+        assert_eq!(team.run_step(&team.min, &held).await, "done");
+        assert_eq!(team.task(&task_id).await.task.status, "active");
+    }
+);
+
+// ---------------------------------------------------------------- agents
+
+backend_test!(
+    /// offline without a session; online: blocked > working > waiting > idle.
+    async fn an_agents_status_follows_what_it_holds(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let status = async |agent: &AgentActor| {
+            agents::get_agent(&store, &ctx.presence, &team.workspace_id, &agent.agent_name)
+                .await
+                .unwrap()
+                .status
+        };
+        let view = team
+            .create(new_task(
+                "Busy",
+                vec![
+                    new_step("one", &["min"], &[]),
+                    new_step("two", &["min"], &[]),
+                    NewStep {
+                        approval_level: 1,
+                        approvers: vec!["duan@example.com".into()],
+                        ..new_step("three", &["min"], &[])
+                    },
+                ],
+            ))
+            .await;
+        let [one, two, three] = ["one", "two", "three"].map(|key| step_id(&view, key));
+        assert_eq!(status(&team.min).await, "offline");
+        tasks::claim_step(ctx, &team.min, &one).await.unwrap();
+        assert_eq!(status(&team.min).await, "offline", "holding a step without a session");
+
+        ctx.presence.set_online(&team.min.agent_id, 1);
+        ctx.presence.set_online(&team.duan_bot.agent_id, 1);
+        assert_eq!(status(&team.duan_bot).await, "idle");
+        assert_eq!(status(&team.min).await, "working");
+        tasks::claim_step(ctx, &team.min, &two).await.unwrap();
+        approvals::ask(ctx, &team.min, &two, 1, "Which quarter?", &[]).await.unwrap();
+        assert_eq!(status(&team.min).await, "blocked", "blocked wins over working");
+        // `two` fails for good and its task with it; `three` (ready) is skipped and `one`
+        // (held on the same task) is still min's.
+        tasks::fail_step(ctx, &team.min, &two, 1, "no answer", false).await.unwrap();
+        assert_eq!(team.step(&three).await.status, "skipped");
+        assert_eq!(status(&team.min).await, "working");
+        submit(ctx, &team.min, &one, 1).await.unwrap();
+        assert_eq!(status(&team.min).await, "idle");
+        let view = team
+            .create(new_task(
+                "Review",
+                vec![NewStep {
+                    approval_level: 1,
+                    approvers: vec!["duan@example.com".into()],
+                    ..new_step("review", &["min"], &[])
+                }],
+            ))
+            .await;
+        let review = step_id(&view, "review");
+        assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
+        assert_eq!(status(&team.min).await, "waiting");
+        let listed: Vec<(String, String)> = agents::list_agents(&store, &ctx.presence, &team.workspace_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|view| (view.agent.name, view.status))
+            .collect();
+        assert!(listed.contains(&("min".to_string(), "waiting".to_string())), "{listed:?}");
+        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&review), Decision::Approve, None)
+            .await
+            .unwrap();
+        assert_eq!(status(&team.min).await, "idle");
+        ctx.presence.set_offline(&team.min.agent_id);
+        assert_eq!(status(&team.min).await, "offline");
+    }
+);
+
+backend_test!(
+    /// `agent.online` reaches the agent's owner, the creators of active tasks it works
+    /// on and the agents sharing an active task with it; not unrelated agents.
+    async fn presence_reaches_the_owner_the_creators_and_the_agents_it_works_with(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let kim = team.add_member("kim@example.com", Role::Member).await;
+        let kai = team.add_agent("kai", "kim@example.com", &[], 4).await;
+        let loner = team.add_agent("loner", "kim@example.com", &[], 4).await;
+        // duan's active task: min and kai work on it.
+        tasks::create_task(
+            ctx,
+            &team.duan,
+            new_task("Shared", vec![new_step("x", &["min"], &[]), new_step("y", &["kai"], &["x"])]),
+        )
+        .await
+        .unwrap();
+        // kim's finished task with min and loner: it no longer counts.
+        let done = tasks::create_task(
+            ctx,
+            &kim,
+            new_task("Finished", vec![new_step("p", &["min"], &[]), new_step("q", &["loner"], &[])]),
+        )
+        .await
+        .unwrap();
+        team.run_step(&team.min, &step_id(&done, "p")).await;
+        team.run_step(&loner, &step_id(&done, "q")).await;
+        assert_eq!(team.task(&done.task.id).await.task.status, "done");
+        // An active task of loner and duan-bot, without min.
+        team.create(new_task("Apart", vec![new_step("z", &["loner", "duan-bot"], &[])])).await;
+
+        let heard = async |audience: &str, kind: &str| {
+            events(&store, audience).await.iter().any(|frame| match frame {
+                ServerFrame::AgentOnline(presence) if kind == "agent.online" => presence.agent_id == uuid(&team.min.agent_id),
+                ServerFrame::AgentOffline(presence) if kind == "agent.offline" => presence.agent_id == uuid(&team.min.agent_id),
+                _ => false,
+            })
+        };
+        ctx.presence.set_online(&team.min.agent_id, 1);
+        agents::announce_presence(ctx, &team.min, true).await.unwrap();
+        ctx.presence.set_offline(&team.min.agent_id);
+        agents::announce_presence(ctx, &team.min, false).await.unwrap();
+        for kind in ["agent.online", "agent.offline"] {
+            assert!(heard(team.aurora.member_id(), kind).await, "the owner hears {kind}");
+            assert!(heard(team.duan.member_id(), kind).await, "the creator of an active task hears {kind}");
+            assert!(heard(&kai.agent_id, kind).await, "an agent of the same active task hears {kind}");
+            assert!(!heard(kim.member_id(), kind).await, "the creator of a finished task does not hear {kind}");
+            assert!(!heard(&loner.agent_id, kind).await, "an agent of a finished task does not hear {kind}");
+            assert!(!heard(&team.duan_bot.agent_id, kind).await, "an unrelated agent does not hear {kind}");
+        }
+    }
+);
