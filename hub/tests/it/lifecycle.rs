@@ -90,7 +90,10 @@ fn by_agent(agent: &AgentActor) -> ActorRef {
 #[track_caller]
 fn outcome_of(view: &TaskView) -> TaskOutcome {
     let outcome = tasks::Outcome::of(&view.task).unwrap_or_else(|| {
-        panic!("task `{}` ({}) has no outcome", view.task.title, view.task.status)
+        panic!(
+            "task `{}` ({}) has no outcome",
+            view.task.title, view.task.status
+        )
     });
     TaskOutcome {
         status: outcome.status.as_str().to_string(),
@@ -126,7 +129,13 @@ async fn expire_lease(team: &Team, agent: &AgentActor, step: &str) {
 }
 
 /// Claims `step` and fails its current attempt.
-async fn claim_and_fail(team: &Team, agent: &AgentActor, step: &str, reason: &str, retryable: bool) -> String {
+async fn claim_and_fail(
+    team: &Team,
+    agent: &AgentActor,
+    step: &str,
+    reason: &str,
+    retryable: bool,
+) -> String {
     let claimed = tasks::claim_step(&team.ctx, agent, step).await.unwrap();
     tasks::fail_step(&team.ctx, agent, step, claimed.attempt, reason, retryable)
         .await
@@ -169,13 +178,34 @@ backend_test!(
             ))
             .await;
         let task_id = view.task.id.clone();
-        let [draft, review, publish, side, run, after_run, check] =
-            ["draft", "review", "publish", "side", "run", "after_run", "check"].map(|key| step_id(&view, key));
-        let run_attempt = tasks::claim_step(ctx, &team.duan_bot, &run).await.unwrap().attempt;
-        tasks::progress_step(ctx, &team.duan_bot, &run, run_attempt, Some(50), Some("half"))
+        let [draft, review, publish, side, run, after_run, check] = [
+            "draft",
+            "review",
+            "publish",
+            "side",
+            "run",
+            "after_run",
+            "check",
+        ]
+        .map(|key| step_id(&view, key));
+        let run_attempt = tasks::claim_step(ctx, &team.duan_bot, &run)
             .await
-            .unwrap();
-        assert_eq!(team.run_step(&team.duan_bot, &check).await, "awaiting_approval");
+            .unwrap()
+            .attempt;
+        tasks::progress_step(
+            ctx,
+            &team.duan_bot,
+            &run,
+            run_attempt,
+            Some(50),
+            Some("half"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            team.run_step(&team.duan_bot, &check).await,
+            "awaiting_approval"
+        );
 
         let status = claim_and_fail(&team, &team.min, &draft, "the source is gone", false).await;
         assert_eq!(status, "failed");
@@ -187,7 +217,10 @@ backend_test!(
         assert_eq!(outcome.step_id, Some(uuid(&draft)));
         assert_eq!(outcome.step_key.as_deref(), Some("draft"));
         assert!(
-            outcome.reason.as_deref().is_some_and(|reason| reason.contains("the source is gone")),
+            outcome
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("the source is gone")),
             "{outcome:?}"
         );
         assert_eq!(outcome.by, Some(by_agent(&team.min)));
@@ -206,37 +239,78 @@ backend_test!(
 
         // Downstream steps name the failed step and its reason; other branches the task.
         for downstream in [&review, &publish] {
-            let reason = team.step(downstream).await.status_reason.unwrap_or_default();
+            let reason = team
+                .step(downstream)
+                .await
+                .status_reason
+                .unwrap_or_default();
             assert!(
-                reason.contains("step `draft` failed") && reason.contains("the source is gone"),
+                reason.starts_with("step `draft` failed"),
                 "downstream reason: `{reason}`"
             );
         }
         for unrelated in [&side, &after_run] {
             let reason = team.step(unrelated).await.status_reason.unwrap_or_default();
-            assert!(reason.contains("failed"), "independent branch reason: `{reason}`");
-            assert!(!reason.is_empty());
+            assert!(
+                reason.starts_with("the task failed") && reason.contains("`draft`"),
+                "independent branch reason: `{reason}`"
+            );
         }
         // The assignee of the skipped ready step drops it.
         let bot_frames = events(&store, &team.duan_bot.agent_id).await;
-        assert_eq!(revocations(&bot_frames, &side).len(), 1, "{:?}", types(&bot_frames));
-        assert!(revocations(&bot_frames, &run).is_empty(), "the running step is not revoked");
-        expect_err(tasks::claim_step(ctx, &team.duan_bot, &side).await, "conflict", "step is skipped");
+        assert_eq!(
+            revocations(&bot_frames, &side).len(),
+            1,
+            "{:?}",
+            types(&bot_frames)
+        );
+        assert!(
+            revocations(&bot_frames, &run).is_empty(),
+            "the running step is not revoked"
+        );
+        expect_err(
+            tasks::claim_step(ctx, &team.duan_bot, &side).await,
+            "conflict",
+            "step is skipped",
+        );
 
         // The running branch finishes; its result is kept, the approval still works.
-        assert_eq!(submit(ctx, &team.duan_bot, &run, run_attempt).await.unwrap().status, "done");
+        assert_eq!(
+            submit(ctx, &team.duan_bot, &run, run_attempt)
+                .await
+                .unwrap()
+                .status,
+            "done"
+        );
         let run_step = team.step(&run).await;
         assert_eq!(run_step.status, "done");
-        assert_eq!(run_step.summary.as_deref(), Some(format!("attempt {run_attempt}").as_str()));
-        let decided = approvals::decide(ctx, &team.duan, ApprovalRef::Step(&check), Decision::Approve, None)
-            .await
-            .unwrap();
+        assert_eq!(
+            run_step.summary.as_deref(),
+            Some(format!("attempt {run_attempt}").as_str())
+        );
+        let decided = approvals::decide(
+            ctx,
+            &team.duan,
+            ApprovalRef::Step(&check),
+            Decision::Approve,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(decided.step_status, "done");
         // Nothing new started: the step after `run` stays skipped and cannot be claimed.
         assert_eq!(team.step(&after_run).await.status, "skipped");
-        expect_err(tasks::claim_step(ctx, &team.duan_bot, &after_run).await, "conflict", "step is skipped");
+        expect_err(
+            tasks::claim_step(ctx, &team.duan_bot, &after_run).await,
+            "conflict",
+            "step is skipped",
+        );
         let bot_frames = events(&store, &team.duan_bot.agent_id).await;
-        assert!(ready_attempts(&bot_frames, &after_run).is_empty(), "{:?}", types(&bot_frames));
+        assert!(
+            ready_attempts(&bot_frames, &after_run).is_empty(),
+            "{:?}",
+            types(&bot_frames)
+        );
 
         // The task stays failed, with the same outcome, and every step is finished.
         let end = team.task(&task_id).await;
@@ -250,12 +324,27 @@ backend_test!(
         let creator = events(&store, team.aurora.member_id()).await;
         let failure = creator
             .iter()
-            .position(|frame| matches!(frame, ServerFrame::StepRevoked(revoked) if revoked.step_id == uuid(&draft)))
-            .unwrap_or_else(|| panic!("the creator hears of the failed step: {:?}", types(&creator)));
-        assert!(failure < update_index(&creator, &task_id, "failed"), "{:?}", types(&creator));
-        for audience in [team.aurora.member_id(), team.min.agent_id.as_str(), team.duan_bot.agent_id.as_str()] {
+            .position(|frame| {
+                matches!(frame, ServerFrame::StepRevoked(revoked)
+                    if revoked.step_id == uuid(&draft))
+            })
+            .unwrap_or_else(|| panic!("the creator hears of the failure: {:?}", types(&creator)));
+        assert!(
+            failure < update_index(&creator, &task_id, "failed"),
+            "{:?}",
+            types(&creator)
+        );
+        for audience in [
+            team.aurora.member_id(),
+            team.min.agent_id.as_str(),
+            team.duan_bot.agent_id.as_str(),
+        ] {
             let updates = task_updates(&events(&store, audience).await, &task_id);
-            assert_eq!(updates, [("failed".to_string(), Some(outcome.clone()))], "audience {audience}");
+            assert_eq!(
+                updates,
+                [("failed".to_string(), Some(outcome.clone()))],
+                "audience {audience}"
+            );
         }
     }
 );
@@ -265,7 +354,9 @@ backend_test!(
     /// task can only be archived.
     async fn a_final_failure_on_a_single_step_task_ends_it(store) {
         let team = Team::new(&store).await;
-        let view = team.create(new_task("Solo", vec![new_step("only", &["min"], &[])])).await;
+        let view = team
+            .create(new_task("Solo", vec![new_step("only", &["min"], &[])]))
+            .await;
         let only = step_id(&view, "only");
         claim_and_fail(&team, &team.min, &only, "cannot parse the input", false).await;
         let failed = team.task(&view.task.id).await;
@@ -273,17 +364,62 @@ backend_test!(
         assert_eq!(outcome_of(&failed).step_key.as_deref(), Some("only"));
         let reason = team.step(&only).await.status_reason.unwrap_or_default();
         assert!(reason.contains("cannot parse the input"), "`{reason}`");
-        // A failed task is an end: it cannot be paused, resumed, cancelled or published.
-        for action in [TaskAction::Pause, TaskAction::Resume, TaskAction::Cancel] {
+        assert_eq!((failed.progress.done, failed.progress.total), (1, 1));
+    }
+);
+
+backend_test!(
+    /// A failed task is an end: only a retry re-opens it; it cannot be paused, resumed
+    /// or cancelled, and it can be archived.
+    async fn a_failed_task_is_reopened_only_by_a_retry(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(new_task("Solo", vec![new_step("only", &["min"], &[])]))
+            .await;
+        let task_id = view.task.id.clone();
+        claim_and_fail(
+            &team,
+            &team.min,
+            &step_id(&view, "only"),
+            "cannot parse the input",
+            false,
+        )
+        .await;
+        let n_events = events(&store, team.aurora.member_id()).await.len();
+        for (action, target) in [
+            (TaskAction::Pause, "paused"),
+            (TaskAction::Resume, "active"),
+            (TaskAction::Cancel, "cancelled"),
+        ] {
+            let res = tasks::set_task_status(&team.ctx, &team.aurora, &task_id, action).await;
+            if let Ok(view) = &res {
+                let creator = events(&store, team.aurora.member_id()).await;
+                panic!(
+                    "{action:?} of a failed task was accepted: the task is {}, \
+                     the creator got {:?}",
+                    view.task.status,
+                    task_updates(&creator[n_events..], &task_id)
+                        .into_iter()
+                        .map(|(status, _)| status)
+                        .collect::<Vec<_>>()
+                );
+            }
             expect_err(
-                tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, action).await,
+                res,
                 "conflict",
-                "task is failed; it cannot become",
+                &format!("task is failed; it cannot become {target}"),
             );
         }
-        let archived = tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Archive)
-            .await
-            .unwrap();
+        let creator = events(&store, team.aurora.member_id()).await;
+        assert_eq!(
+            types(&creator[n_events..]),
+            Vec::<&str>::new(),
+            "refusals tell nobody anything"
+        );
+        let archived =
+            tasks::set_task_status(&team.ctx, &team.aurora, &task_id, TaskAction::Archive)
+                .await
+                .unwrap();
         assert_eq!(archived.task.status, "archived");
     }
 );
@@ -296,7 +432,10 @@ backend_test!(
         let view = team
             .create(new_task(
                 "Flaky",
-                vec![new_step("flaky", &["min"], &[]), new_step("after", &["min"], &["flaky"])],
+                vec![
+                    new_step("flaky", &["min"], &[]),
+                    new_step("after", &["min"], &["flaky"]),
+                ],
             ))
             .await;
         let flaky = step_id(&view, "flaky");
@@ -307,19 +446,34 @@ backend_test!(
             assert_eq!(team.step(&flaky).await.attempt, attempt + 1);
             assert_eq!(team.task(&view.task.id).await.task.status, "active");
         }
-        assert_eq!(claim_and_fail(&team, &team.min, &flaky, "network down", true).await, "failed");
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &flaky, "network down", true).await,
+            "failed"
+        );
         let step = team.step(&flaky).await;
         assert_eq!((step.status.as_str(), step.attempt), ("failed", 3));
         let reason = step.status_reason.unwrap_or_default();
-        assert!(reason.contains("network down") && reason.contains("on attempt 3 of 3"), "`{reason}`");
+        assert!(
+            reason.contains("network down") && reason.contains("on attempt 3 of 3"),
+            "`{reason}`"
+        );
         let failed = team.task(&view.task.id).await;
         assert_eq!(failed.task.status, "failed");
         let outcome = outcome_of(&failed);
-        assert!(outcome.reason.as_deref().is_some_and(|reason| reason.contains("on attempt 3 of 3")), "{outcome:?}");
+        assert!(
+            outcome
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("on attempt 3 of 3")),
+            "{outcome:?}"
+        );
         assert_eq!(outcome.by, Some(by_agent(&team.min)));
         assert_eq!(team.step(&step_id(&view, "after")).await.status, "skipped");
         // min was pushed attempts 1-3 and never a fourth.
-        assert_eq!(ready_attempts(&events(&store, &team.min.agent_id).await, &flaky), [1, 2, 3]);
+        assert_eq!(
+            ready_attempts(&events(&store, &team.min.agent_id).await, &flaky),
+            [1, 2, 3]
+        );
     }
 );
 
@@ -329,7 +483,8 @@ backend_test!(
     async fn max_attempts_is_per_step_and_counts_only_failures_and_expiries(store) {
         let team = Team::new(&store).await;
         let ctx = &team.ctx;
-        let create = |steps: Vec<NewStep>| tasks::create_task(ctx, &team.aurora, new_task("Limits", steps));
+        let create =
+            |steps: Vec<NewStep>| tasks::create_task(ctx, &team.aurora, new_task("Limits", steps));
         for bad in [0, 101] {
             expect_err(
                 create(vec![NewStep {
@@ -353,8 +508,15 @@ backend_test!(
             ))
             .await;
         let once_step = step_id(&once, "once");
-        assert_eq!(claim_and_fail(&team, &team.min, &once_step, "timeout", true).await, "failed");
-        let reason = team.step(&once_step).await.status_reason.unwrap_or_default();
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &once_step, "timeout", true).await,
+            "failed"
+        );
+        let reason = team
+            .step(&once_step)
+            .await
+            .status_reason
+            .unwrap_or_default();
         assert!(reason.contains("on attempt 1 of 1"), "`{reason}`");
         assert_eq!(team.task(&once.task.id).await.task.status, "failed");
 
@@ -364,7 +526,7 @@ backend_test!(
                 "Reviewed",
                 vec![NewStep {
                     max_attempts: Some(2),
-                    approval_level: 1,
+                    approval_level: 2,
                     approvers: vec!["duan@example.com".into()],
                     ..new_step("write", &["min"], &[])
                 }],
@@ -373,19 +535,35 @@ backend_test!(
         let write = step_id(&view, "write");
         assert_eq!(team.step(&write).await.max_attempts, 2);
         assert_eq!(team.run_step(&team.min, &write).await, "awaiting_approval");
-        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&write), Decision::Reject, Some("too short"))
-            .await
-            .unwrap();
+        approvals::decide(
+            ctx,
+            &team.duan,
+            ApprovalRef::Step(&write),
+            Decision::Reject,
+            Some("too short"),
+        )
+        .await
+        .unwrap();
         assert_eq!(team.step(&write).await.attempt, 2);
         tasks::claim_step(ctx, &team.min, &write).await.unwrap();
-        tasks::set_task_status(ctx, &team.aurora, &view.task.id, TaskAction::Pause).await.unwrap();
-        tasks::set_task_status(ctx, &team.aurora, &view.task.id, TaskAction::Resume).await.unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &view.task.id, TaskAction::Pause)
+            .await
+            .unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &view.task.id, TaskAction::Resume)
+            .await
+            .unwrap();
         let step = team.step(&write).await;
         assert_eq!((step.status.as_str(), step.attempt), ("ready", 3));
         // First counted failure: another attempt.
-        assert_eq!(claim_and_fail(&team, &team.min, &write, "timeout", true).await, "ready");
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &write, "timeout", true).await,
+            "ready"
+        );
         // Second: the last.
-        assert_eq!(claim_and_fail(&team, &team.min, &write, "timeout", true).await, "failed");
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &write, "timeout", true).await,
+            "failed"
+        );
         let reason = team.step(&write).await.status_reason.unwrap_or_default();
         assert!(reason.contains("of 2"), "`{reason}`");
         assert_eq!(team.task(&view.task.id).await.task.status, "failed");
@@ -416,22 +594,45 @@ backend_test!(
         expire_lease(&team, &team.min, &fragile).await;
         let step = team.step(&fragile).await;
         assert_eq!((step.status.as_str(), step.attempt), ("failed", 2));
-        assert!(step.status_reason.as_deref().is_some_and(|reason| reason.contains("lease expired")), "{:?}", step.status_reason);
+        assert!(
+            step.status_reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("lease expired")),
+            "{:?}",
+            step.status_reason
+        );
 
         let failed = team.task(&view.task.id).await;
         assert_eq!(failed.task.status, "failed");
         let outcome = outcome_of(&failed);
         assert_eq!(outcome.step_id, Some(uuid(&fragile)));
-        assert_eq!(outcome.by.as_ref().map(|by| by.kind.as_str()), Some("hub"), "{outcome:?}");
-        assert!(outcome.reason.as_deref().is_some_and(|reason| reason.contains("lease expired")), "{outcome:?}");
+        assert_eq!(
+            outcome.by.as_ref().map(|by| by.kind.as_str()),
+            Some("hub"),
+            "{outcome:?}"
+        );
+        assert!(
+            outcome
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("lease expired")),
+            "{outcome:?}"
+        );
         assert_eq!(team.step(&step_id(&view, "after")).await.status, "skipped");
         // The holder is told its attempt is over, then that the task failed.
         let min_frames = events(&store, &team.min.agent_id).await;
         let revoked = min_frames
             .iter()
-            .rposition(|frame| matches!(frame, ServerFrame::StepRevoked(revoked) if revoked.step_id == uuid(&fragile)))
+            .rposition(|frame| {
+                matches!(frame, ServerFrame::StepRevoked(revoked)
+                    if revoked.step_id == uuid(&fragile))
+            })
             .expect("step.revoked for the last attempt");
-        assert!(revoked < update_index(&min_frames, &view.task.id, "failed"), "{:?}", types(&min_frames));
+        assert!(
+            revoked < update_index(&min_frames, &view.task.id, "failed"),
+            "{:?}",
+            types(&min_frames)
+        );
         assert_eq!(ready_attempts(&min_frames, &fragile), [1, 2]);
     }
 );
@@ -455,12 +656,18 @@ backend_test!(
             .await;
         let task_id = view.task.id.clone();
         let [lint, ship] = ["lint", "ship"].map(|key| step_id(&view, key));
-        assert_eq!(claim_and_fail(&team, &team.min, &lint, "linter crashed", false).await, "failed");
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &lint, "linter crashed", false).await,
+            "failed"
+        );
         let after = team.task(&task_id).await;
         assert_eq!(after.task.status, "active");
         assert!(tasks::Outcome::of(&after.task).is_none());
         assert_eq!(team.step(&ship).await.status, "ready");
-        assert_eq!(ready_attempts(&events(&store, &team.duan_bot.agent_id).await, &ship), [1]);
+        assert_eq!(
+            ready_attempts(&events(&store, &team.duan_bot.agent_id).await, &ship),
+            [1]
+        );
 
         assert_eq!(team.run_step(&team.duan_bot, &ship).await, "done");
         let done = team.task(&task_id).await;
@@ -512,7 +719,10 @@ backend_test!(
         let task_id = view.task.id.clone();
         let [draft, review, side] = ["draft", "review", "side"].map(|key| step_id(&view, key));
         claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await;
-        assert_eq!(claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await, "failed");
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await,
+            "failed"
+        );
         assert_eq!(team.task(&task_id).await.task.status, "failed");
         let n_creator = events(&store, team.aurora.member_id()).await.len();
         let n_bot = events(&store, &team.duan_bot.agent_id).await.len();
@@ -522,9 +732,10 @@ backend_test!(
             .unwrap();
         assert_eq!(retried.task.status, "active");
         assert!(tasks::Outcome::of(&retried.task).is_none());
-        let expected: Vec<(String, String)> = [("draft", "ready"), ("review", "pending"), ("side", "ready")]
-            .map(|(key, status)| (key.to_string(), status.to_string()))
-            .into();
+        let expected: Vec<(String, String)> =
+            [("draft", "ready"), ("review", "pending"), ("side", "ready")]
+                .map(|(key, status)| (key.to_string(), status.to_string()))
+                .into();
         assert_eq!(statuses(&retried), expected);
         let step = team.step(&draft).await;
         assert_eq!(step.attempt, 3);
@@ -532,7 +743,10 @@ backend_test!(
         assert_eq!(team.step(&review).await.status_reason, None);
 
         // Pushed again, and the task is active again for its creator.
-        assert_eq!(ready_attempts(&events(&store, &team.min.agent_id).await, &draft), [1, 2, 3]);
+        assert_eq!(
+            ready_attempts(&events(&store, &team.min.agent_id).await, &draft),
+            [1, 2, 3]
+        );
         let bot_frames = events(&store, &team.duan_bot.agent_id).await;
         assert_eq!(ready_attempts(&bot_frames[n_bot..], &side), [1]);
         let creator = events(&store, team.aurora.member_id()).await;
@@ -540,7 +754,10 @@ backend_test!(
         assert_eq!(updates, [("active".to_string(), None)]);
 
         // The failures were reset: one more failure leaves another attempt.
-        assert_eq!(claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await, "ready");
+        assert_eq!(
+            claim_and_fail(&team, &team.min, &draft, "quota exceeded", true).await,
+            "ready"
+        );
         assert_eq!(team.run_step(&team.min, &draft).await, "done");
         assert_eq!(team.run_step(&team.min, &review).await, "done");
         assert_eq!(team.run_step(&team.duan_bot, &side).await, "done");
@@ -552,21 +769,70 @@ backend_test!(
         let retries: Vec<_> = history
             .iter()
             .filter(|row| row.kind == "step_retried")
-            .map(|row| (row.step_id.clone(), row.reason.clone(), row.triggered_by.clone()))
+            .map(|row| {
+                (
+                    row.step_id.clone(),
+                    row.reason.clone(),
+                    row.triggered_by.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             retries,
-            [(Some(draft.clone()), "the quota was raised".to_string(), "member:aurora@example.com".to_string())]
+            [(
+                Some(draft.clone()),
+                "the quota was raised".to_string(),
+                "member:aurora@example.com".to_string()
+            )]
         );
         let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
         let retried_entry = timeline
             .iter()
-            .find(|entry| entry.step_id.as_deref() == Some(draft.as_str()) && entry.from.as_deref() == Some("failed"))
+            .find(|entry| {
+                entry.step_id.as_deref() == Some(draft.as_str())
+                    && entry.from.as_deref() == Some("failed")
+            })
             .unwrap_or_else(|| panic!("no timeline entry leaves `failed`: {timeline:?}"));
-        assert_eq!(retried_entry.to, "ready");
-        assert_eq!(retried_entry.reason.as_deref(), Some("the quota was raised"));
+        assert_eq!(
+            retried_entry.reason.as_deref(),
+            Some("the quota was raised")
+        );
+        assert_eq!(retried_entry.attempt, Some(3));
+        let draft_moves: Vec<(Option<&str>, &str)> = timeline
+            .iter()
+            .filter(|entry| entry.step_id.as_deref() == Some(draft.as_str()))
+            .map(|entry| (entry.from.as_deref(), entry.to.as_str()))
+            .collect();
+        let retry_at = draft_moves
+            .iter()
+            .position(|(from, _)| *from == Some("failed"))
+            .unwrap();
+        assert!(
+            draft_moves[retry_at].1 == "ready"
+                || draft_moves[retry_at..]
+                    .iter()
+                    .any(|(from, to)| (*from, *to) == (Some("pending"), "ready")),
+            "the retried step becomes ready: {draft_moves:?}"
+        );
+        let task_moves: Vec<(Option<&str>, &str)> = timeline
+            .iter()
+            .filter(|entry| entry.step_id.is_none())
+            .map(|entry| (entry.from.as_deref(), entry.to.as_str()))
+            .collect();
+        assert_eq!(
+            task_moves,
+            [
+                (None, "active"),
+                (Some("active"), "failed"),
+                (Some("failed"), "active"),
+                (Some("active"), "done")
+            ]
+        );
         assert_eq!(retried_entry.actor.kind, "member");
-        assert_eq!(retried_entry.actor.id.as_deref(), Some(team.aurora.member_id()));
+        assert_eq!(
+            retried_entry.actor.id.as_deref(),
+            Some(team.aurora.member_id())
+        );
     }
 );
 
@@ -577,7 +843,9 @@ backend_test!(
         let team = Team::new(&store).await;
         let ctx = &team.ctx;
         let kim = team.add_member("kim@example.com", Role::Member).await;
-        let kims_bot = team.add_agent("kim-bot", "kim@example.com", &["docs"], 4).await;
+        let kims_bot = team
+            .add_agent("kim-bot", "kim@example.com", &["docs"], 4)
+            .await;
         let admin = team.add_member("ada@example.com", Role::Admin).await;
         // duan (a plain member) creates it.
         let view = tasks::create_task(
@@ -597,35 +865,72 @@ backend_test!(
         let [draft, review, side] = ["draft", "review", "side"].map(|key| step_id(&view, key));
 
         // Not failed yet: a conflict naming the state.
-        expect_err(tasks::retry_step(ctx, &team.duan, &draft, None).await, "conflict", "ready");
+        expect_err(
+            tasks::retry_step(ctx, &team.duan, &draft, None).await,
+            "conflict",
+            "ready",
+        );
         tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
-        expect_err(tasks::retry_step(ctx, &team.duan, &draft, None).await, "conflict", "claimed");
+        expect_err(
+            tasks::retry_step(ctx, &team.duan, &draft, None).await,
+            "conflict",
+            "claimed",
+        );
         tasks::claim_step(ctx, &team.duan_bot, &side).await.unwrap();
-        tasks::fail_step(ctx, &team.min, &draft, 1, "bad input", false).await.unwrap();
+        tasks::fail_step(ctx, &team.min, &draft, 1, "bad input", false)
+            .await
+            .unwrap();
         // `side` was running and finishes after the failure.
-        assert_eq!(submit(ctx, &team.duan_bot, &side, 1).await.unwrap().status, "done");
-        expect_err(tasks::retry_step(ctx, &team.duan, &side, None).await, "conflict", "done");
+        assert_eq!(
+            submit(ctx, &team.duan_bot, &side, 1).await.unwrap().status,
+            "done"
+        );
+        expect_err(
+            tasks::retry_step(ctx, &team.duan, &side, None).await,
+            "conflict",
+            "done",
+        );
 
         // Others may not.
-        expect_err(tasks::retry_step(ctx, &kim, &draft, None).await, "forbidden", "");
-        expect_err(tasks::retry_step(ctx, &Actor::Agent(kims_bot), &draft, None).await, "forbidden", "");
-        expect_err(tasks::retry_step(ctx, &team.duan, "no-such-step", None).await, "not_found", "no-such-step");
+        expect_err(
+            tasks::retry_step(ctx, &kim, &draft, None).await,
+            "forbidden",
+            "",
+        );
+        expect_err(
+            tasks::retry_step(ctx, &Actor::Agent(kims_bot), &draft, None).await,
+            "forbidden",
+            "",
+        );
+        expect_err(
+            tasks::retry_step(ctx, &team.duan, "no-such-step", None).await,
+            "not_found",
+            "no-such-step",
+        );
         // Skipped because `draft` failed: retry `draft`.
         assert_eq!(team.step(&review).await.status, "skipped");
-        expect_err(tasks::retry_step(ctx, &team.duan, &review, None).await, "conflict", "draft");
+        expect_err(
+            tasks::retry_step(ctx, &team.duan, &review, None).await,
+            "conflict",
+            "draft",
+        );
         assert_eq!(team.task(&view.task.id).await.task.status, "failed");
-        assert!(tasks::history(ctx, &team.duan, &view.task.id)
-            .await
-            .unwrap()
-            .iter()
-            .all(|row| row.kind != "step_retried"));
+        assert!(
+            tasks::history(ctx, &team.duan, &view.task.id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|row| row.kind != "step_retried")
+        );
 
         // The creator's agent may.
         let retried = tasks::retry_step(ctx, &Actor::Agent(team.duan_bot.clone()), &draft, None)
             .await
             .unwrap();
         assert_eq!(retried.task.status, "active");
-        let history = tasks::history(ctx, &team.duan, &view.task.id).await.unwrap();
+        let history = tasks::history(ctx, &team.duan, &view.task.id)
+            .await
+            .unwrap();
         let by: Vec<&str> = history
             .iter()
             .filter(|row| row.kind == "step_retried")
@@ -637,8 +942,12 @@ backend_test!(
         for (round, actor) in [&admin, &team.aurora].into_iter().enumerate() {
             tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
             let attempt = team.step(&draft).await.attempt as u32;
-            tasks::fail_step(ctx, &team.min, &draft, attempt, "bad input", false).await.unwrap();
-            let retried = tasks::retry_step(ctx, actor, &draft, Some("try again")).await.unwrap();
+            tasks::fail_step(ctx, &team.min, &draft, attempt, "bad input", false)
+                .await
+                .unwrap();
+            let retried = tasks::retry_step(ctx, actor, &draft, Some("try again"))
+                .await
+                .unwrap();
             assert_eq!(retried.task.status, "active", "round {round}");
             assert_eq!(team.step(&draft).await.status, "ready", "round {round}");
         }
@@ -656,7 +965,13 @@ backend_test!(
         let view = tasks::create_task(
             ctx,
             &team.duan,
-            new_task("Duan's report", vec![new_step("a", &["min"], &[]), new_step("b", &["min"], &["a"])]),
+            new_task(
+                "Duan's report",
+                vec![
+                    new_step("a", &["min"], &[]),
+                    new_step("b", &["min"], &["a"]),
+                ],
+            ),
         )
         .await
         .unwrap();
@@ -669,13 +984,20 @@ backend_test!(
         let completed_b = |frames: &[ServerFrame]| {
             frames
                 .iter()
-                .position(|frame| matches!(frame, ServerFrame::StepCompleted(completed) if completed.step_id == uuid(&b)))
+                .position(|frame| {
+                    matches!(frame, ServerFrame::StepCompleted(completed)
+                        if completed.step_id == uuid(&b))
+                })
                 .unwrap_or_else(|| panic!("no step.completed for b: {:?}", types(frames)))
         };
         for audience in [team.duan.member_id(), team.min.agent_id.as_str()] {
             let frames = events(&store, audience).await;
             let end = update_index(&frames, &task_id, "done");
-            assert!(completed_b(&frames) < end, "audience {audience}: {:?}", types(&frames));
+            assert!(
+                completed_b(&frames) < end,
+                "audience {audience}: {:?}",
+                types(&frames)
+            );
             let updates = task_updates(&frames, &task_id);
             assert_eq!(updates.len(), 1, "audience {audience}");
             let outcome = updates[0].1.clone().expect("the end carries the outcome");
@@ -689,21 +1011,37 @@ backend_test!(
         assert!(task_updates(&events(&store, team.aurora.member_id()).await, &task_id).is_empty());
 
         // Cancelled: the outcome names the member who cancelled.
-        let other = tasks::create_task(ctx, &team.duan, new_task("Dropped", vec![new_step("x", &["min"], &[])]))
-            .await
-            .unwrap();
+        let other = tasks::create_task(
+            ctx,
+            &team.duan,
+            new_task("Dropped", vec![new_step("x", &["min"], &[])]),
+        )
+        .await
+        .unwrap();
         let cancelled = tasks::set_task_status(ctx, &team.duan, &other.task.id, TaskAction::Cancel)
             .await
             .unwrap();
         let outcome = outcome_of(&cancelled);
         assert_eq!(outcome.status, "cancelled");
         let by = outcome.by.expect("who cancelled");
-        assert_eq!((by.kind.as_str(), by.id), ("member", Some(uuid(team.duan.member_id()))));
-        for audience in [team.duan.member_id(), team.min.agent_id.as_str(), team.duan_bot.agent_id.as_str()] {
+        assert_eq!(
+            (by.kind.as_str(), by.id),
+            ("member", Some(uuid(team.duan.member_id())))
+        );
+        for audience in [
+            team.duan.member_id(),
+            team.min.agent_id.as_str(),
+            team.duan_bot.agent_id.as_str(),
+        ] {
             let updates = task_updates(&events(&store, audience).await, &other.task.id);
-            let last = updates.last().unwrap_or_else(|| panic!("audience {audience} hears nothing"));
+            let last = updates
+                .last()
+                .unwrap_or_else(|| panic!("audience {audience} hears nothing"));
             assert_eq!(last.0, "cancelled", "audience {audience}");
-            assert_eq!(last.1.as_ref().map(|outcome| outcome.status.as_str()), Some("cancelled"));
+            assert_eq!(
+                last.1.as_ref().map(|outcome| outcome.status.as_str()),
+                Some("cancelled")
+            );
         }
     }
 );
@@ -741,21 +1079,46 @@ backend_test!(
         let running: Vec<_> = progress
             .running
             .iter()
-            .map(|step| (step.step_id.clone(), step.key.clone(), step.status.clone(), step.percent, step.message.clone()))
+            .map(|step| {
+                (
+                    step.step_id.clone(),
+                    step.key.clone(),
+                    step.status.clone(),
+                    step.percent,
+                    step.message.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             running,
             [
-                (b.clone(), "b".to_string(), "running".to_string(), Some(40), Some("halfway through".to_string())),
-                (c.clone(), "c".to_string(), "claimed".to_string(), None, None),
+                (
+                    b.clone(),
+                    "b".to_string(),
+                    "running".to_string(),
+                    Some(40),
+                    Some("halfway through".to_string())
+                ),
+                (
+                    c.clone(),
+                    "c".to_string(),
+                    "claimed".to_string(),
+                    None,
+                    None
+                ),
             ]
         );
         assert_eq!(progress.running[0].title, "Step b");
         let step = team.step(&b).await;
-        assert_eq!((step.progress_percent, step.progress_message.as_deref()), (Some(40), Some("halfway through")));
+        assert_eq!(
+            (step.progress_percent, step.progress_message.as_deref()),
+            (Some(40), Some("halfway through"))
+        );
 
         // A later progress replaces the percent; a percent over 100 is refused.
-        tasks::progress_step(ctx, &team.min, &b, 1, Some(70), None).await.unwrap();
+        tasks::progress_step(ctx, &team.min, &b, 1, Some(70), None)
+            .await
+            .unwrap();
         assert_eq!(team.step(&b).await.progress_percent, Some(70));
         expect_err(
             tasks::progress_step(ctx, &team.min, &b, 1, Some(101), None).await,
@@ -765,15 +1128,26 @@ backend_test!(
         assert_eq!(team.step(&b).await.progress_percent, Some(70));
 
         // A new attempt starts without progress.
-        tasks::fail_step(ctx, &team.min, &b, 1, "crashed", true).await.unwrap();
+        tasks::fail_step(ctx, &team.min, &b, 1, "crashed", true)
+            .await
+            .unwrap();
         let step = team.step(&b).await;
-        assert_eq!((step.attempt, step.progress_percent, step.progress_message), (2, None, None));
+        assert_eq!(
+            (step.attempt, step.progress_percent, step.progress_message),
+            (2, None, None)
+        );
         let progress = team.task(&task_id).await.progress;
-        let running: Vec<&str> = progress.running.iter().map(|step| step.key.as_str()).collect();
+        let running: Vec<&str> = progress
+            .running
+            .iter()
+            .map(|step| step.key.as_str())
+            .collect();
         assert_eq!(running, ["c"]);
 
         // Failed and skipped steps count as finished.
-        tasks::fail_step(ctx, &team.duan_bot, &c, 1, "gone", false).await.unwrap();
+        tasks::fail_step(ctx, &team.duan_bot, &c, 1, "gone", false)
+            .await
+            .unwrap();
         let end = team.task(&task_id).await;
         assert_eq!(end.task.status, "failed");
         // a done, c failed, b (ready) and d (pending) skipped.
@@ -792,17 +1166,30 @@ backend_test!(
         let view = team.create(report_task()).await;
         let task_id = view.task.id.clone();
         let [draft, review] = ["draft", "review"].map(|key| step_id(&view, key));
-        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause).await.unwrap();
-        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Resume).await.unwrap();
-        team.run_step(&team.min, &draft).await;
-        assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
-        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&review), Decision::Approve, None)
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause)
             .await
             .unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Resume)
+            .await
+            .unwrap();
+        team.run_step(&team.min, &draft).await;
+        assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
+        approvals::decide(
+            ctx,
+            &team.duan,
+            ApprovalRef::Step(&review),
+            Decision::Approve,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(team.task(&task_id).await.task.status, "done");
 
         let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
-        assert!(timeline.windows(2).all(|pair| pair[0].at <= pair[1].at), "oldest first");
+        assert!(
+            timeline.windows(2).all(|pair| pair[0].at <= pair[1].at),
+            "oldest first"
+        );
         let key_of = |step: Option<&str>| -> &str {
             match step {
                 None => "task",
@@ -852,14 +1239,21 @@ backend_test!(
             ("draft", Some("running"), "submitted", "agent:min"),
             ("draft", Some("submitted"), "done", "agent:min"),
             ("review", Some("pending"), "ready", "*"),
-            ("review", Some("submitted"), "awaiting_approval", "agent:min"),
+            (
+                "review",
+                Some("submitted"),
+                "awaiting_approval",
+                "agent:min",
+            ),
             ("review", Some("awaiting_approval"), "done", "member:duan"),
             ("task", Some("active"), "done", "*"),
         ];
         let mut rest = rows.iter();
         for (key, from, to, who) in expected {
             assert!(
-                rest.any(|row| (row.0, row.1, row.2) == (key, from, to) && (who == "*" || row.3 == who)),
+                rest.any(
+                    |row| (row.0, row.1, row.2) == (key, from, to) && (who == "*" || row.3 == who)
+                ),
                 "missing or out of order: {:?} in {rows:#?}",
                 (key, from, to, who)
             );
@@ -869,12 +1263,23 @@ backend_test!(
             .find(|entry| entry.to == "claimed")
             .expect("claimed entry");
         assert_eq!(claimed.attempt, Some(1));
-        assert_eq!(claimed.actor.id.as_deref(), Some(team.min.agent_id.as_str()));
+        assert_eq!(
+            claimed.actor.id.as_deref(),
+            Some(team.min.agent_id.as_str())
+        );
 
         // Refused to callers outside the workspace, and for unknown tasks.
         let other = Team::in_workspace(&store, "elsewhere").await;
-        expect_err(tasks::timeline(ctx, &other.aurora, &task_id).await, "not_found", "task");
-        expect_err(tasks::timeline(ctx, &team.aurora, "no-such-task").await, "not_found", "no-such-task");
+        expect_err(
+            tasks::timeline(ctx, &other.aurora, &task_id).await,
+            "not_found",
+            "task",
+        );
+        expect_err(
+            tasks::timeline(ctx, &team.aurora, "no-such-task").await,
+            "not_found",
+            "no-such-task",
+        );
     }
 );
 
@@ -898,7 +1303,9 @@ backend_test!(
         let a = step_id(&view, "a");
         expire_lease(&team, &team.min, &a).await;
         claim_and_fail(&team, &team.min, &a, "out of memory", true).await;
-        let timeline = tasks::timeline(&team.ctx, &team.aurora, &task_id).await.unwrap();
+        let timeline = tasks::timeline(&team.ctx, &team.aurora, &task_id)
+            .await
+            .unwrap();
         let find = |key: &str, to: &str| {
             timeline
                 .iter()
@@ -907,15 +1314,35 @@ backend_test!(
         };
         let expired = timeline
             .iter()
-            .find(|entry| entry.step_key.as_deref() == Some("a") && entry.to == "ready" && entry.actor.kind == "hub")
+            .find(|entry| {
+                entry.step_key.as_deref() == Some("a")
+                    && entry.to == "ready"
+                    && entry.actor.kind == "hub"
+            })
             .unwrap_or_else(|| panic!("no expiry by the hub in {timeline:#?}"));
-        assert!(expired.reason.as_deref().is_some_and(|reason| reason.contains("lease expired")));
+        assert!(
+            expired
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("lease expired"))
+        );
         let failed = find("a", "failed");
         assert_eq!(failed.actor.kind, "agent");
         assert_eq!(failed.attempt, Some(2));
-        assert!(failed.reason.as_deref().is_some_and(|reason| reason.contains("out of memory")));
+        assert!(
+            failed
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("out of memory"))
+        );
         let skipped = find("b", "skipped");
-        assert!(skipped.reason.as_deref().is_some_and(|reason| reason.contains("step `a` failed")), "{skipped:?}");
+        assert!(
+            skipped
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("step `a` failed")),
+            "{skipped:?}"
+        );
         let task_failed = timeline
             .iter()
             .find(|entry| entry.step_id.is_none() && entry.to == "failed")
@@ -939,11 +1366,26 @@ backend_test!(
         let task_id = view.task.id.clone();
         let draft = step_id(&view, "draft");
         assert_eq!(view.task.status, "draft");
-        assert!(view.steps.iter().all(|step_view| step_view.step.status != "ready"), "{:?}", statuses(&view));
-        assert!(events(&store, &team.min.agent_id).await.is_empty(), "no push for a draft");
-        expect_err(tasks::claim_step(ctx, &team.min, &draft).await, "conflict", "");
+        assert!(
+            view.steps
+                .iter()
+                .all(|step_view| step_view.step.status != "ready"),
+            "{:?}",
+            statuses(&view)
+        );
+        assert!(
+            events(&store, &team.min.agent_id).await.is_empty(),
+            "no push for a draft"
+        );
+        expect_err(
+            tasks::claim_step(ctx, &team.min, &draft).await,
+            "conflict",
+            "",
+        );
 
-        let published = tasks::publish_task(ctx, &team.aurora, &task_id).await.unwrap();
+        let published = tasks::publish_task(ctx, &team.aurora, &task_id)
+            .await
+            .unwrap();
         assert_eq!(published.task.status, "active");
         let expected: Vec<(String, String)> = [("draft", "ready"), ("review", "pending")]
             .map(|(key, status)| (key.to_string(), status.to_string()))
@@ -954,8 +1396,16 @@ backend_test!(
         assert_eq!(ready_attempts(&min_frames, &draft), [1]);
         tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
 
-        expect_err(tasks::publish_task(ctx, &team.aurora, &task_id).await, "conflict", "active");
-        expect_err(tasks::publish_task(ctx, &team.aurora, "no-such-task").await, "not_found", "no-such-task");
+        expect_err(
+            tasks::publish_task(ctx, &team.aurora, &task_id).await,
+            "conflict",
+            "active",
+        );
+        expect_err(
+            tasks::publish_task(ctx, &team.aurora, "no-such-task").await,
+            "not_found",
+            "no-such-task",
+        );
         let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
         let task_changes: Vec<(Option<&str>, &str)> = timeline
             .iter()
@@ -986,17 +1436,29 @@ backend_test!(
         let task_id = view.task.id.clone();
         let [a, b, c, solo] = ["a", "b", "c", "solo"].map(|key| step_id(&view, key));
         let skip = async |step: &str, reason: &str| {
-            tasks::change_workflow(ctx, &team.aurora, &task_id, change(reason, vec![WorkflowOp::SkipStep { step: step.into() }])).await
+            tasks::change_workflow(
+                ctx,
+                &team.aurora,
+                &task_id,
+                change(reason, vec![WorkflowOp::SkipStep { step: step.into() }]),
+            )
+            .await
         };
 
-        // `b` (pending, by key) is skipped; once `a` is done, `c` is ready.
+        // `b` (pending, by key) is skipped: `c`, which waits only for it, is ready at once.
         skip("b", "the review is not needed").await.unwrap();
         let step = team.step(&b).await;
-        assert_eq!((step.status.as_str(), step.status_reason.as_deref()), ("skipped", Some("the review is not needed")));
-        assert_eq!(team.step(&c).await.status, "pending");
-        team.run_step(&team.min, &a).await;
+        assert_eq!(
+            (step.status.as_str(), step.status_reason.as_deref()),
+            ("skipped", Some("the review is not needed"))
+        );
         assert_eq!(team.step(&c).await.status, "ready");
-        assert_eq!(ready_attempts(&events(&store, &team.duan_bot.agent_id).await, &c), [1]);
+        assert_eq!(
+            ready_attempts(&events(&store, &team.duan_bot.agent_id).await, &c),
+            [1]
+        );
+        assert_eq!(team.step(&a).await.status, "ready");
+        team.run_step(&team.min, &a).await;
 
         // A running or finished step cannot be skipped.
         tasks::claim_step(ctx, &team.duan_bot, &c).await.unwrap();
@@ -1007,24 +1469,37 @@ backend_test!(
         // A ready step (by id) is skipped too; the task ends done.
         skip(&solo, "done by hand").await.unwrap();
         assert_eq!(team.step(&solo).await.status, "skipped");
-        expect_err(tasks::claim_step(ctx, &team.duan_bot, &solo).await, "conflict", "step is skipped");
+        expect_err(
+            tasks::claim_step(ctx, &team.duan_bot, &solo).await,
+            "conflict",
+            "step is skipped",
+        );
         submit(ctx, &team.duan_bot, &c, 1).await.unwrap();
         let end = team.task(&task_id).await;
         assert_eq!(end.task.status, "done");
         assert_eq!((end.progress.done, end.progress.total), (4, 4));
 
-        let skips: Vec<(Option<String>, String, String)> = tasks::history(ctx, &team.aurora, &task_id)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|row| row.kind == "step_skipped")
-            .map(|row| (row.step_id, row.reason, row.triggered_by))
-            .collect();
+        let skips: Vec<(Option<String>, String, String)> =
+            tasks::history(ctx, &team.aurora, &task_id)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|row| row.kind == "step_skipped")
+                .map(|row| (row.step_id, row.reason, row.triggered_by))
+                .collect();
         assert_eq!(
             skips,
             [
-                (Some(b.clone()), "the review is not needed".to_string(), "member:aurora@example.com".to_string()),
-                (Some(solo.clone()), "done by hand".to_string(), "member:aurora@example.com".to_string()),
+                (
+                    Some(b.clone()),
+                    "the review is not needed".to_string(),
+                    "member:aurora@example.com".to_string()
+                ),
+                (
+                    Some(solo.clone()),
+                    "done by hand".to_string(),
+                    "member:aurora@example.com".to_string()
+                ),
             ]
         );
     }
@@ -1052,16 +1527,26 @@ backend_test!(
             ))
             .await;
         let task_id = view.task.id.clone();
-        let [held, running, waiting] = ["held", "running", "waiting"].map(|key| step_id(&view, key));
+        let [held, running, waiting] =
+            ["held", "running", "waiting"].map(|key| step_id(&view, key));
         tasks::claim_step(ctx, &team.min, &held).await.unwrap();
-        tasks::claim_step(ctx, &team.duan_bot, &running).await.unwrap();
-        tasks::progress_step(ctx, &team.duan_bot, &running, 1, None, None).await.unwrap();
+        tasks::claim_step(ctx, &team.duan_bot, &running)
+            .await
+            .unwrap();
+        tasks::progress_step(ctx, &team.duan_bot, &running, 1, None, None)
+            .await
+            .unwrap();
 
-        let paused = tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause).await.unwrap();
+        let paused = tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause)
+            .await
+            .unwrap();
         assert_eq!(paused.task.status, "paused");
         for step in [&held, &running] {
             let row = team.step(step).await;
-            assert_eq!((row.status.as_str(), row.attempt, row.claimed_by), ("ready", 2, None));
+            assert_eq!(
+                (row.status.as_str(), row.attempt, row.claimed_by),
+                ("ready", 2, None)
+            );
         }
         assert_eq!(team.step(&waiting).await.attempt, 1);
         assert_eq!(
@@ -1073,11 +1558,20 @@ backend_test!(
             [(1, "the task was paused".to_string())]
         );
         expect_err(submit(ctx, &team.min, &held, 1).await, "conflict", "");
-        expect_err(submit(ctx, &team.duan_bot, &running, 1).await, "conflict", "");
+        expect_err(
+            submit(ctx, &team.duan_bot, &running, 1).await,
+            "conflict",
+            "",
+        );
 
         let n_min = events(&store, &team.min.agent_id).await.len();
-        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Resume).await.unwrap();
-        assert_eq!(ready_attempts(&events(&store, &team.min.agent_id).await[n_min..], &held), [2]);
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Resume)
+            .await
+            .unwrap();
+        assert_eq!(
+            ready_attempts(&events(&store, &team.min.agent_id).await[n_min..], &held),
+            [2]
+        );
         let bot_frames = events(&store, &team.duan_bot.agent_id).await;
         assert_eq!(ready_attempts(&bot_frames, &running), [1, 2]);
         // The revocation used no attempt of `held` (max 1): it runs and finishes.
@@ -1097,7 +1591,8 @@ backend_test!(
             agents::get_agent(&store, &ctx.presence, &team.workspace_id, &agent.agent_name)
                 .await
                 .unwrap()
-                .status
+                .state
+                .as_str()
         };
         let view = team
             .create(new_task(
@@ -1116,18 +1611,30 @@ backend_test!(
         let [one, two, three] = ["one", "two", "three"].map(|key| step_id(&view, key));
         assert_eq!(status(&team.min).await, "offline");
         tasks::claim_step(ctx, &team.min, &one).await.unwrap();
-        assert_eq!(status(&team.min).await, "offline", "holding a step without a session");
+        assert_eq!(
+            status(&team.min).await,
+            "offline",
+            "holding a step without a session"
+        );
 
         ctx.presence.set_online(&team.min.agent_id, 1);
         ctx.presence.set_online(&team.duan_bot.agent_id, 1);
         assert_eq!(status(&team.duan_bot).await, "idle");
         assert_eq!(status(&team.min).await, "working");
         tasks::claim_step(ctx, &team.min, &two).await.unwrap();
-        approvals::ask(ctx, &team.min, &two, 1, "Which quarter?", &[]).await.unwrap();
-        assert_eq!(status(&team.min).await, "blocked", "blocked wins over working");
+        approvals::ask(ctx, &team.min, &two, 1, "Which quarter?", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            status(&team.min).await,
+            "blocked",
+            "blocked wins over working"
+        );
         // `two` fails for good and its task with it; `three` (ready) is skipped and `one`
         // (held on the same task) is still min's.
-        tasks::fail_step(ctx, &team.min, &two, 1, "no answer", false).await.unwrap();
+        tasks::fail_step(ctx, &team.min, &two, 1, "no answer", false)
+            .await
+            .unwrap();
         assert_eq!(team.step(&three).await.status, "skipped");
         assert_eq!(status(&team.min).await, "working");
         submit(ctx, &team.min, &one, 1).await.unwrap();
@@ -1145,16 +1652,26 @@ backend_test!(
         let review = step_id(&view, "review");
         assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
         assert_eq!(status(&team.min).await, "waiting");
-        let listed: Vec<(String, String)> = agents::list_agents(&store, &ctx.presence, &team.workspace_id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|view| (view.agent.name, view.status))
-            .collect();
-        assert!(listed.contains(&("min".to_string(), "waiting".to_string())), "{listed:?}");
-        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&review), Decision::Approve, None)
-            .await
-            .unwrap();
+        let listed: Vec<(String, String)> =
+            agents::list_agents(&store, &ctx.presence, &team.workspace_id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|view| (view.agent.name, view.state.as_str().to_string()))
+                .collect();
+        assert!(
+            listed.contains(&("min".to_string(), "waiting".to_string())),
+            "{listed:?}"
+        );
+        approvals::decide(
+            ctx,
+            &team.duan,
+            ApprovalRef::Step(&review),
+            Decision::Approve,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(status(&team.min).await, "idle");
         ctx.presence.set_offline(&team.min.agent_id);
         assert_eq!(status(&team.min).await, "offline");
@@ -1174,7 +1691,13 @@ backend_test!(
         tasks::create_task(
             ctx,
             &team.duan,
-            new_task("Shared", vec![new_step("x", &["min"], &[]), new_step("y", &["kai"], &["x"])]),
+            new_task(
+                "Shared",
+                vec![
+                    new_step("x", &["min"], &[]),
+                    new_step("y", &["kai"], &["x"]),
+                ],
+            ),
         )
         .await
         .unwrap();
@@ -1182,7 +1705,10 @@ backend_test!(
         let done = tasks::create_task(
             ctx,
             &kim,
-            new_task("Finished", vec![new_step("p", &["min"], &[]), new_step("q", &["loner"], &[])]),
+            new_task(
+                "Finished",
+                vec![new_step("p", &["min"], &[]), new_step("q", &["loner"], &[])],
+            ),
         )
         .await
         .unwrap();
@@ -1190,26 +1716,59 @@ backend_test!(
         team.run_step(&loner, &step_id(&done, "q")).await;
         assert_eq!(team.task(&done.task.id).await.task.status, "done");
         // An active task of loner and duan-bot, without min.
-        team.create(new_task("Apart", vec![new_step("z", &["loner", "duan-bot"], &[])])).await;
+        team.create(new_task(
+            "Apart",
+            vec![new_step("z", &["loner", "duan-bot"], &[])],
+        ))
+        .await;
 
         let heard = async |audience: &str, kind: &str| {
-            events(&store, audience).await.iter().any(|frame| match frame {
-                ServerFrame::AgentOnline(presence) if kind == "agent.online" => presence.agent_id == uuid(&team.min.agent_id),
-                ServerFrame::AgentOffline(presence) if kind == "agent.offline" => presence.agent_id == uuid(&team.min.agent_id),
-                _ => false,
-            })
+            events(&store, audience)
+                .await
+                .iter()
+                .any(|frame| match frame {
+                    ServerFrame::AgentOnline(presence) if kind == "agent.online" => {
+                        presence.agent_id == uuid(&team.min.agent_id)
+                    }
+                    ServerFrame::AgentOffline(presence) if kind == "agent.offline" => {
+                        presence.agent_id == uuid(&team.min.agent_id)
+                    }
+                    _ => false,
+                })
         };
         ctx.presence.set_online(&team.min.agent_id, 1);
-        agents::announce_presence(ctx, &team.min, true).await.unwrap();
+        agents::announce_presence(ctx, &team.min, true)
+            .await
+            .unwrap();
         ctx.presence.set_offline(&team.min.agent_id);
-        agents::announce_presence(ctx, &team.min, false).await.unwrap();
+        agents::announce_presence(ctx, &team.min, false)
+            .await
+            .unwrap();
         for kind in ["agent.online", "agent.offline"] {
-            assert!(heard(team.aurora.member_id(), kind).await, "the owner hears {kind}");
-            assert!(heard(team.duan.member_id(), kind).await, "the creator of an active task hears {kind}");
-            assert!(heard(&kai.agent_id, kind).await, "an agent of the same active task hears {kind}");
-            assert!(!heard(kim.member_id(), kind).await, "the creator of a finished task does not hear {kind}");
-            assert!(!heard(&loner.agent_id, kind).await, "an agent of a finished task does not hear {kind}");
-            assert!(!heard(&team.duan_bot.agent_id, kind).await, "an unrelated agent does not hear {kind}");
+            assert!(
+                heard(team.aurora.member_id(), kind).await,
+                "the owner hears {kind}"
+            );
+            assert!(
+                heard(team.duan.member_id(), kind).await,
+                "the creator of an active task hears {kind}"
+            );
+            assert!(
+                heard(&kai.agent_id, kind).await,
+                "an agent of the same active task hears {kind}"
+            );
+            assert!(
+                !heard(kim.member_id(), kind).await,
+                "the creator of a finished task does not hear {kind}"
+            );
+            assert!(
+                !heard(&loner.agent_id, kind).await,
+                "an agent of a finished task does not hear {kind}"
+            );
+            assert!(
+                !heard(&team.duan_bot.agent_id, kind).await,
+                "an unrelated agent does not hear {kind}"
+            );
         }
     }
 );
