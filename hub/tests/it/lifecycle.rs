@@ -3,6 +3,10 @@
 //! progress, the timeline, drafts, skips by workflow change, pauses that revoke held
 //! steps, the status of agents and who hears of their presence.
 
+use std::sync::Arc;
+
+use tokio::sync::Barrier;
+
 use agenthub::accounts::{Actor, AgentActor, Role};
 use agenthub::agents;
 use agenthub::approvals::{self, ApprovalRef};
@@ -1383,6 +1387,16 @@ backend_test!(
             "",
         );
 
+        // Only the creator (or an owner or admin) publishes.
+        let kim = team.add_member("kim@example.com", Role::Member).await;
+        expect_err(
+            tasks::publish_task(ctx, &kim, &task_id).await,
+            "forbidden",
+            "creator",
+        );
+        assert_eq!(team.task(&task_id).await.task.status, "draft");
+        assert!(events(&store, &team.min.agent_id).await.is_empty());
+
         let published = tasks::publish_task(ctx, &team.aurora, &task_id)
             .await
             .unwrap();
@@ -1577,6 +1591,201 @@ backend_test!(
         // The revocation used no attempt of `held` (max 1): it runs and finishes.
         assert_eq!(team.run_step(&team.min, &held).await, "done");
         assert_eq!(team.task(&task_id).await.task.status, "active");
+    }
+);
+
+backend_test!(
+    /// Two branches end at the same moment in two transactions, 10 rounds: two final
+    /// failures, or a final failure and the last submit. The task fails exactly once:
+    /// one `task.updated(failed)` for the creator, an outcome naming one of the failures.
+    async fn concurrent_ends_of_branches_fail_the_task_exactly_once(store) {
+        let team = Team::new(&store).await;
+        for round in 0..10 {
+            let view = team
+                .create(new_task(
+                    "Race",
+                    vec![
+                        new_step("left", &["min"], &[]),
+                        new_step("right", &["duan-bot"], &[]),
+                        new_step("join", &["min"], &["left", "right"]),
+                    ],
+                ))
+                .await;
+            let task_id = view.task.id.clone();
+            let left = step_id(&view, "left");
+            let right = step_id(&view, "right");
+            tasks::claim_step(&team.ctx, &team.min, &left)
+                .await
+                .unwrap();
+            tasks::claim_step(&team.ctx, &team.duan_bot, &right)
+                .await
+                .unwrap();
+            // Even rounds: both fail; odd rounds: `right` submits.
+            let right_submits = round % 2 == 1;
+            let barrier = Arc::new(Barrier::new(2));
+            let handles = [
+                (team.min.clone(), left.clone(), false),
+                (team.duan_bot.clone(), right.clone(), right_submits),
+            ]
+            .map(|(agent, step, submits)| {
+                let ctx = team.ctx.clone();
+                let barrier = Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    if submits {
+                        submit(&ctx, &agent, &step, 1)
+                            .await
+                            .map(|outcome| outcome.status)
+                    } else {
+                        tasks::fail_step(&ctx, &agent, &step, 1, "broken", false).await
+                    }
+                })
+            });
+            for handle in handles {
+                handle.await.unwrap().unwrap();
+            }
+            let end = team.task(&task_id).await;
+            let on = format!("round {round} on {:?}", store.backend());
+            assert_eq!(end.task.status, "failed", "{on}");
+            let outcome = outcome_of(&end);
+            let failed_keys: &[&str] = if right_submits {
+                &["left"]
+            } else {
+                &["left", "right"]
+            };
+            assert!(
+                failed_keys.contains(&outcome.step_key.as_deref().unwrap_or_default()),
+                "{on}: {outcome:?}"
+            );
+            assert_eq!(
+                team.step(&step_id(&view, "join")).await.status,
+                "skipped",
+                "{on}"
+            );
+            let creator = events(&store, team.aurora.member_id()).await;
+            let updates = task_updates(&creator, &task_id);
+            assert_eq!(updates.len(), 1, "{on}: {updates:?}");
+            assert_eq!(updates[0].1.as_ref(), Some(&outcome), "{on}");
+        }
+    }
+);
+
+backend_test!(
+    /// A step skipped by a workflow change can be retried: it runs after all, and the
+    /// step that had started because of the skip waits for it again.
+    async fn a_step_skipped_by_a_person_can_be_retried(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Chain",
+                vec![
+                    new_step("a", &["min"], &[]),
+                    new_step("b", &["min"], &["a"]),
+                    new_step("c", &["duan-bot"], &["b"]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [a, b, c] = ["a", "b", "c"].map(|key| step_id(&view, key));
+        team.run_step(&team.min, &a).await;
+        let skip = change(
+            "not needed",
+            vec![WorkflowOp::SkipStep { step: "b".into() }],
+        );
+        tasks::change_workflow(ctx, &team.aurora, &task_id, skip)
+            .await
+            .unwrap();
+        assert_eq!(team.step(&c).await.status, "ready");
+        assert_eq!(
+            revocations(&events(&store, &team.min.agent_id).await, &b),
+            [(1, "the step was skipped".to_string())]
+        );
+
+        let retried = tasks::retry_step(ctx, &team.aurora, &b, Some("needed after all"))
+            .await
+            .unwrap();
+        let expected: Vec<(String, String)> = [("a", "done"), ("b", "ready"), ("c", "pending")]
+            .map(|(key, status)| (key.to_string(), status.to_string()))
+            .into();
+        assert_eq!(statuses(&retried), expected);
+        let step = team.step(&b).await;
+        assert_eq!((step.attempt, step.status_reason), (2, None));
+        assert_eq!(
+            ready_attempts(&events(&store, &team.min.agent_id).await, &b),
+            [1, 2]
+        );
+        assert_eq!(
+            revocations(&events(&store, &team.duan_bot.agent_id).await, &c).len(),
+            1
+        );
+        expect_err(
+            tasks::claim_step(ctx, &team.duan_bot, &c).await,
+            "conflict",
+            "pending",
+        );
+
+        team.run_step(&team.min, &b).await;
+        team.run_step(&team.duan_bot, &c).await;
+        assert_eq!(team.task(&task_id).await.task.status, "done");
+        let kinds: Vec<String> = tasks::history(ctx, &team.aurora, &task_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.kind)
+            .collect();
+        assert_eq!(kinds, ["step_skipped", "step_retried"]);
+    }
+);
+
+backend_test!(
+    /// A pause leaves a blocked step with its agent (it waits for a person, no lease
+    /// runs); when it then fails for good, the paused task fails.
+    async fn a_blocked_step_that_fails_for_good_fails_a_paused_task(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Asking",
+                vec![
+                    new_step("ask", &["min"], &[]),
+                    new_step("next", &["min"], &["ask"]),
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let ask = step_id(&view, "ask");
+        tasks::claim_step(ctx, &team.min, &ask).await.unwrap();
+        approvals::ask(ctx, &team.min, &ask, 1, "Which quarter?", &[])
+            .await
+            .unwrap();
+        tasks::set_task_status(ctx, &team.aurora, &task_id, TaskAction::Pause)
+            .await
+            .unwrap();
+        let step = team.step(&ask).await;
+        assert_eq!((step.status.as_str(), step.attempt), ("blocked", 1));
+
+        tasks::fail_step(ctx, &team.min, &ask, 1, "nobody answered", false)
+            .await
+            .unwrap();
+        let failed = team.task(&task_id).await;
+        assert_eq!(failed.task.status, "failed");
+        assert_eq!(outcome_of(&failed).by, Some(by_agent(&team.min)));
+        assert_eq!(team.step(&step_id(&view, "next")).await.status, "skipped");
+        let timeline = tasks::timeline(ctx, &team.aurora, &task_id).await.unwrap();
+        let task_moves: Vec<(Option<&str>, &str)> = timeline
+            .iter()
+            .filter(|entry| entry.step_id.is_none())
+            .map(|entry| (entry.from.as_deref(), entry.to.as_str()))
+            .collect();
+        assert_eq!(
+            task_moves,
+            [
+                (None, "active"),
+                (Some("active"), "paused"),
+                (Some("paused"), "failed")
+            ]
+        );
     }
 );
 
