@@ -768,6 +768,25 @@ backend_test!(
         let done = team.task(&task_id).await;
         assert_eq!(done.task.status, "done");
         assert_eq!(outcome_of(&done).status, "done");
+        // Everyone on the task heard it fail, open again, and end.
+        for audience in [
+            team.aurora.member_id(),
+            team.min.agent_id.as_str(),
+            team.duan_bot.agent_id.as_str(),
+        ] {
+            let updates: Vec<(String, Option<String>)> =
+                task_updates(&events(&store, audience).await, &task_id)
+                    .into_iter()
+                    .map(|(status, outcome)| (status, outcome.map(|outcome| outcome.status)))
+                    .collect();
+            let expected = [
+                ("failed", Some("failed")),
+                ("active", None),
+                ("done", Some("done")),
+            ]
+            .map(|(status, outcome)| (status.to_string(), outcome.map(str::to_string)));
+            assert_eq!(updates, expected, "audience {audience}");
+        }
 
         let history = tasks::history(ctx, &team.aurora, &task_id).await.unwrap();
         let retries: Vec<_> = history
