@@ -601,7 +601,7 @@ backend_test!(
         assert!(
             step.status_reason
                 .as_deref()
-                .is_some_and(|reason| reason.contains("lease expired")),
+                .is_some_and(|reason| reason.contains("lease expired on attempt 2 of 2")),
             "{:?}",
             step.status_reason
         );
@@ -619,7 +619,7 @@ backend_test!(
             outcome
                 .reason
                 .as_deref()
-                .is_some_and(|reason| reason.contains("lease expired")),
+                .is_some_and(|reason| reason.contains("lease expired on attempt 2 of 2")),
             "{outcome:?}"
         );
         assert_eq!(team.step(&step_id(&view, "after")).await.status, "skipped");
@@ -1449,6 +1449,36 @@ backend_test!(
     }
 );
 
+backend_test!(
+    /// A draft starts only through `publish_task` (creator, owner or admin; the agents
+    /// get `task.created`): resuming it, as any member, is refused and changes nothing.
+    async fn resuming_a_draft_does_not_publish_it(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(NewTask {
+                draft: true,
+                ..report_task()
+            })
+            .await;
+        let task_id = view.task.id.clone();
+        let kim = team.add_member("kim@example.com", Role::Member).await;
+        for actor in [&kim, &team.aurora] {
+            let res = tasks::set_task_status(&team.ctx, actor, &task_id, TaskAction::Resume).await;
+            if let Ok(view) = &res {
+                panic!(
+                    "resuming a draft made it {}; min got {:?}",
+                    view.task.status,
+                    types(&events(&store, &team.min.agent_id).await)
+                );
+            }
+            let err = res.unwrap_err();
+            assert!(matches!(err.code(), "conflict" | "forbidden"), "{err}");
+        }
+        assert_eq!(team.task(&task_id).await.task.status, "draft");
+        assert!(events(&store, &team.min.agent_id).await.is_empty());
+    }
+);
+
 // ---------------------------------------------------------------- skip by workflow change
 
 backend_test!(
@@ -1582,9 +1612,20 @@ backend_test!(
             );
         }
         assert_eq!(team.step(&waiting).await.attempt, 1);
+        let min_frames = events(&store, &team.min.agent_id).await;
         assert_eq!(
-            revocations(&events(&store, &team.min.agent_id).await, &held),
+            revocations(&min_frames, &held),
             [(1, "the task was paused".to_string())]
+        );
+        // The holder hears of its step first, then of the pause.
+        let revoked_at = min_frames
+            .iter()
+            .position(|frame| matches!(frame, ServerFrame::StepRevoked(_)))
+            .unwrap();
+        assert!(
+            revoked_at < update_index(&min_frames, &task_id, "paused"),
+            "{:?}",
+            types(&min_frames)
         );
         assert_eq!(
             revocations(&events(&store, &team.duan_bot.agent_id).await, &running),
