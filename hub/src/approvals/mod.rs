@@ -121,12 +121,6 @@ pub async fn decide(
     comment: Option<&str>,
 ) -> Result<Decided> {
     let comment = comment.map(str::trim).filter(|comment| !comment.is_empty());
-    if decision == Decision::Reject && comment.is_none() {
-        return Err(Error::invalid_field(
-            "comment",
-            "a rejection needs a comment telling the assignee what to change",
-        ));
-    }
     let workspace_id = actor.workspace_id();
     let member_id = actor.member_id();
     let mut outbox = Outbox::default();
@@ -166,6 +160,13 @@ pub async fn decide(
                     "level 1 approvals are confirmations; only levels 2 and 3 can reject",
                 ));
             }
+            // Checked after the level: a level 1 step cannot be rejected, comment or not.
+            if decision == Decision::Reject && comment.is_none() {
+                return Err(Error::invalid_field(
+                    "comment",
+                    "a rejection needs a comment telling the assignee what to change",
+                ));
+            }
             let decision_text = match decision {
                 Decision::Approve => "approve",
                 Decision::Reject => "reject",
@@ -173,6 +174,28 @@ pub async fn decide(
             if !model::decide(db, &approval.id, decision_text, comment, now_ms()).await? {
                 return Err(Error::conflict("this approval was already decided"));
             }
+            // The decision first, then what it causes: on reject the assignees' `step.ready`
+            // for the next attempt; on approve `step.completed` and the pushes it causes.
+            let decider = accounts::model::get_member(db, member_id).await?;
+            let frame = ServerFrame::ApprovalResolved(ApprovalResolved {
+                seq: 0,
+                approval_id: uuid(&approval.id),
+                step_id: uuid(&step.id),
+                decision,
+                comment: comment.map(str::to_string),
+                decided_by: decider.email,
+            });
+            let assignees = task_model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+            let mut audiences: Vec<Audience> = assignees
+                .into_iter()
+                .map(|(_, agent_id)| Audience::Agent(agent_id))
+                .collect();
+            for audience in human_audiences(db, member_id).await? {
+                if !audiences.contains(&audience) {
+                    audiences.push(audience);
+                }
+            }
+            outbox.push_all(&audiences, &frame);
             match decision {
                 Decision::Reject => {
                     tasks::rework_in_tx(
@@ -196,26 +219,6 @@ pub async fn decide(
                     }
                 }
             }
-            let decider = accounts::model::get_member(db, member_id).await?;
-            let frame = ServerFrame::ApprovalResolved(ApprovalResolved {
-                seq: 0,
-                approval_id: uuid(&approval.id),
-                step_id: uuid(&step.id),
-                decision,
-                comment: comment.map(str::to_string),
-                decided_by: decider.email,
-            });
-            let assignees = task_model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
-            let mut audiences: Vec<Audience> = assignees
-                .into_iter()
-                .map(|(_, agent_id)| Audience::Agent(agent_id))
-                .collect();
-            for audience in human_audiences(db, member_id).await? {
-                if !audiences.contains(&audience) {
-                    audiences.push(audience);
-                }
-            }
-            outbox.push_all(&audiences, &frame);
             outbox.flush(db, workspace_id).await?;
             Ok::<_, Error>(Decided {
                 approval_id: approval.id,
@@ -468,6 +471,7 @@ pub async fn request_availability(
     Ok(request)
 }
 
+/// `availability.respond`: the asked agent answers, once.
 pub async fn respond_availability(
     ctx: &Ctx,
     agent: &AgentActor,
@@ -475,26 +479,32 @@ pub async fn respond_availability(
     available: bool,
     note: Option<&str>,
 ) -> Result<()> {
-    let updated = ctx
-        .store
+    ctx.store
         .transaction(async |db| {
-            Ok::<_, Error>(
-                model::respond_availability(
+            let request = model::find_availability_request(db, &agent.workspace_id, request_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("availability request `{request_id}`")))?;
+            if request.agent_id != agent.agent_id {
+                return Err(Error::forbidden(
+                    "this availability request was addressed to another agent",
+                ));
+            }
+            if request.responded_at.is_some()
+                || !model::respond_availability(
                     db,
-                    request_id,
+                    &request.id,
                     &agent.agent_id,
                     available,
                     note,
                     now_ms(),
                 )
-                .await?,
-            )
+                .await?
+            {
+                return Err(Error::conflict(
+                    "this availability request was already answered",
+                ));
+            }
+            Ok::<_, Error>(())
         })
-        .await?;
-    if !updated {
-        return Err(Error::not_found(format!(
-            "availability request `{request_id}` for this agent"
-        )));
-    }
-    Ok(())
+        .await
 }
