@@ -199,7 +199,11 @@ pub struct StepSubmit {
     /// Ids of files uploaded with `PUT /v1/files`, or external links.
     #[serde(default)]
     pub files: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::usage",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usage: Option<Usage>,
 }
 

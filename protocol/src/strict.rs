@@ -1,13 +1,17 @@
 //! Deserializers that hold field values to the forms docs/protocol.md §5.3 gives them,
 //! naming the field in the error: UUIDs only in canonical lowercase hyphenated form
 //! (`uuid` alone would also take upper case, no hyphens, braces and `urn:uuid:`), and
-//! `percent` only from 0 to 100.
+//! `percent` only from 0 to 100, and a nested object (`usage`) only as a map with named
+//! fields (a derived `Deserialize` would also take an array of positional values).
 
 use std::fmt;
 
-use serde::Deserializer;
 use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 use uuid::Uuid;
+
+use crate::frames::Usage;
 
 /// How much of a refused value an error message quotes.
 const QUOTE_CHARS: usize = 48;
@@ -147,4 +151,18 @@ impl<'de> Visitor<'de> for Percent {
 /// `step.progress.percent`: absent, null, or 0 to 100.
 pub(crate) fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
     deserializer.deserialize_option(Percent)
+}
+
+/// `step.submit.usage`: absent, null, or a map with named fields.
+pub(crate) fn usage<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Usage>, D::Error> {
+    // Small and bounded by the frame's limits: read it as a value, then by name.
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Object(_)) => Usage::deserialize(value)
+            .map(Some)
+            .map_err(|err| de::Error::custom(format!("`usage`: {err}"))),
+        Some(_) => Err(de::Error::custom(
+            "`usage` must be a map with named fields (`model`, `input_tokens`, `output_tokens`)",
+        )),
+    }
 }

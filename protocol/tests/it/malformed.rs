@@ -189,6 +189,48 @@ fn uuids_must_be_in_canonical_form_and_the_error_names_the_field() {
 }
 
 #[test]
+fn a_nested_object_is_a_map_with_named_fields_too() {
+    let submit = |usage: Value| {
+        json!({"type": "step.submit", "id": 8, "step_id": STEP, "attempt": 1, "result": null,
+               "usage": usage})
+    };
+    for codec in CODECS {
+        let id = refused(
+            codec,
+            &submit(json!(["claude-sonnet-4-5", 1200, 340])),
+            "`usage` must be a map with named fields",
+        );
+        assert_eq!(id, Some(8));
+        refused(
+            codec,
+            &submit(json!({"model": "m", "input_tokens": 1})),
+            "`usage`: missing field `output_tokens`",
+        );
+        let bytes = codec
+            .encode(&submit(
+                json!({"model": "m", "input_tokens": 1, "output_tokens": 2}),
+            ))
+            .unwrap();
+        let Ok(ClientFrame::StepSubmit(decoded)) = codec.decode_client(&bytes, &limits()) else {
+            panic!("{codec:?}: a usage map decodes");
+        };
+        assert_eq!(
+            decoded.usage,
+            Some(Usage {
+                model: "m".into(),
+                input_tokens: 1,
+                output_tokens: 2
+            })
+        );
+        let bytes = codec.encode(&submit(Value::Null)).unwrap();
+        let Ok(ClientFrame::StepSubmit(decoded)) = codec.decode_client(&bytes, &limits()) else {
+            panic!("{codec:?}: a null usage is no value");
+        };
+        assert_eq!(decoded.usage, None);
+    }
+}
+
+#[test]
 fn percent_is_from_0_to_100() {
     let progress = |percent: Value| json!({"type": "step.progress", "id": 4, "step_id": STEP, "attempt": 1, "percent": percent});
     for codec in CODECS {
