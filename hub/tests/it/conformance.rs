@@ -692,3 +692,70 @@ async fn a_decision_is_announced_before_what_it_causes() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_task_refuses_claims_and_its_resume_pushes_the_ready_steps_again() {
+    for hub in Hub::all(
+        "conformance::a_paused_task_refuses_claims_and_its_resume_pushes_the_ready_steps_again",
+        Settings::default(),
+    )
+    .await
+    {
+        for codec in CODECS {
+            let team = team_for(&hub, codec).await;
+            let mut min = Agent::connect(&hub, &team.min, codec, 0).await;
+            let step = hub
+                .create_task(&team.key, one_step("paused", &["min-laptop"]))
+                .await[0]
+                .1
+                .clone();
+            let (attempt, _) = min.ready(&step).await;
+            let task_id = hub.step(&team.key, &step).await["task_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            set_task(&hub, &team, &task_id, "pause").await;
+            assert_eq!(task_updated(&mut min, &task_id).await, "paused");
+            expect_error(
+                &min.claim_attempt(&step, Some(attempt)).await,
+                error_code::CONFLICT,
+                "task is paused; its steps cannot be claimed",
+            );
+            set_task(&hub, &team, &task_id, "resume").await;
+            assert_eq!(task_updated(&mut min, &task_id).await, "active");
+            // Pushed again: the agent claims at the attempt of the new push.
+            let (attempt, _) = min.ready(&step).await;
+            let ok = expect_ok(
+                &min.claim_attempt(&step, Some(attempt)).await,
+                Some("claimed"),
+            );
+            assert_eq!(ok.attempt, Some(attempt));
+        }
+    }
+}
+
+/// `PATCH /v1/tasks/{id}` with `action` (pause, resume, …) as the task's creator.
+async fn set_task(hub: &Hub, team: &Team, task_id: &str, action: &str) {
+    let (status, body) = hub
+        .call(
+            Method::PATCH,
+            &format!("/v1/tasks/{task_id}"),
+            &team.key,
+            Some(json!({"action": action})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{action}: {body}");
+}
+
+/// The status of the next `task.updated` of `task_id`.
+async fn task_updated(agent: &mut Agent, task_id: &str) -> String {
+    let task_id = Uuid::parse_str(task_id).unwrap();
+    agent
+        .event(|frame| match frame {
+            ServerFrame::TaskUpdated(updated) if updated.task.task_id == task_id => {
+                Some(updated.task.status.clone())
+            }
+            _ => None,
+        })
+        .await
+}
