@@ -190,6 +190,7 @@ pub struct StepSubmit {
     pub step_id: Uuid,
     pub attempt: u32,
     /// Free JSON result.
+    #[serde(deserialize_with = "strict::result")]
     pub result: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

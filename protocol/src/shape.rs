@@ -3,6 +3,8 @@
 //! (a map with a string `type`) from anything else, and how it reads the request `id` of
 //! a frame it refuses, however deep or broken the rest of it is.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ops::Range;
 
 use crate::Codec;
@@ -15,6 +17,8 @@ pub(crate) enum NotAFrame {
     NotAMap(&'static str),
     /// The `type` field is not a string (e.g. an integer).
     TypeNotAString,
+    /// A key appears twice in the frame's map.
+    DuplicateKey(String),
 }
 
 impl NotAFrame {
@@ -24,13 +28,34 @@ impl NotAFrame {
                 format!("a frame is a map with named fields and a string `type`, not {what}")
             }
             NotAFrame::TypeNotAString => "the `type` field must be a string".to_string(),
+            NotAFrame::DuplicateKey(key) => format!("the key `{key}` appears twice"),
         }
     }
 }
 
-/// Checks that the input is a map whose `type`, when present, is a string. Input too
-/// broken to scan passes: the decoder reports what is wrong with it.
+/// Checks that the input is a map whose `type`, when present, is a string, and in which
+/// no key appears twice. Input too broken to scan passes: the decoder reports what is
+/// wrong with it.
 pub(crate) fn check(codec: Codec, bytes: &[u8]) -> Result<(), NotAFrame> {
+    check_outer(codec, bytes)?;
+    let mut seen: HashSet<Cow<'_, [u8]>> = HashSet::new();
+    let mut duplicate = None;
+    entries(codec, bytes, |key, _| {
+        if seen.contains(&key) {
+            duplicate = Some(String::from_utf8_lossy(&key).into_owned());
+            true
+        } else {
+            seen.insert(key);
+            false
+        }
+    });
+    match duplicate {
+        Some(key) => Err(NotAFrame::DuplicateKey(key)),
+        None => Ok(()),
+    }
+}
+
+fn check_outer(codec: Codec, bytes: &[u8]) -> Result<(), NotAFrame> {
     match codec {
         Codec::MsgPack => {
             let mut pos = 0;
@@ -43,7 +68,7 @@ pub(crate) fn check(codec: Codec, bytes: &[u8]) -> Result<(), NotAFrame> {
                 Kind::Str => return Err(NotAFrame::NotAMap("a string")),
                 Kind::Other => return Err(NotAFrame::NotAMap("a scalar")),
             }
-            match msgpack_field(bytes, "type") {
+            match field(codec, bytes, "type") {
                 Some(range) => {
                     let mut pos = range.start;
                     match msgpack_check::head(bytes, &mut pos) {
@@ -62,7 +87,7 @@ pub(crate) fn check(codec: Codec, bytes: &[u8]) -> Result<(), NotAFrame> {
                 Some(b'"') => return Err(NotAFrame::NotAMap("a string")),
                 Some(_) => return Err(NotAFrame::NotAMap("a scalar")),
             }
-            match json_field(bytes, "type") {
+            match field(codec, bytes, "type") {
                 Some(range) if bytes.get(range.start) != Some(&b'"') => {
                     Err(NotAFrame::TypeNotAString)
                 }
@@ -76,11 +101,11 @@ pub(crate) fn check(codec: Codec, bytes: &[u8]) -> Result<(), NotAFrame> {
 pub(crate) fn request_id(codec: Codec, bytes: &[u8]) -> Option<u64> {
     match codec {
         Codec::MsgPack => {
-            let range = msgpack_field(bytes, "id")?;
+            let range = field(codec, bytes, "id")?;
             rmp_serde::from_slice::<u64>(&bytes[range]).ok()
         }
         Codec::Json => {
-            let range = json_field(bytes, "id")?;
+            let range = field(codec, bytes, "id")?;
             serde_json::from_slice::<u64>(&bytes[range]).ok()
         }
     }
@@ -90,19 +115,46 @@ pub(crate) fn request_id(codec: Codec, bytes: &[u8]) -> Option<u64> {
 pub(crate) fn type_name(codec: Codec, bytes: &[u8]) -> Option<String> {
     match codec {
         Codec::MsgPack => {
-            let range = msgpack_field(bytes, "type")?;
+            let range = field(codec, bytes, "type")?;
             rmp_serde::from_slice::<String>(&bytes[range]).ok()
         }
         Codec::Json => {
-            let range = json_field(bytes, "type")?;
+            let range = field(codec, bytes, "type")?;
             serde_json::from_slice::<String>(&bytes[range]).ok()
         }
     }
 }
 
-/// The bytes of the value of `key` in the top-level map, scanning the entries in order
-/// until it is found (entries after it need not be well-formed).
-fn msgpack_field(bytes: &[u8], key: &str) -> Option<Range<usize>> {
+/// The bytes of the value of `key` in the top-level map (entries after it need not be
+/// well-formed).
+fn field(codec: Codec, bytes: &[u8], key: &str) -> Option<Range<usize>> {
+    let mut found = None;
+    entries(codec, bytes, |entry_key, value| {
+        if *entry_key == *key.as_bytes() {
+            found = Some(value);
+        }
+        found.is_some()
+    });
+    found
+}
+
+/// Calls `visit(key, value bytes)` for each entry of the top-level map, in order, until
+/// it returns true or the input stops being scannable. JSON keys are unescaped.
+fn entries<'a>(
+    codec: Codec,
+    bytes: &'a [u8],
+    visit: impl FnMut(Cow<'a, [u8]>, Range<usize>) -> bool,
+) -> Option<()> {
+    match codec {
+        Codec::MsgPack => msgpack_entries(bytes, visit),
+        Codec::Json => json_entries(bytes, visit),
+    }
+}
+
+fn msgpack_entries<'a>(
+    bytes: &'a [u8],
+    mut visit: impl FnMut(Cow<'a, [u8]>, Range<usize>) -> bool,
+) -> Option<()> {
     let mut pos = 0;
     let map = msgpack_check::head(bytes, &mut pos).ok()?;
     if map.kind != Kind::Map {
@@ -112,18 +164,20 @@ fn msgpack_field(bytes: &[u8], key: &str) -> Option<Range<usize>> {
         let key_head = msgpack_check::head(bytes, &mut pos).ok()?;
         let key_start = pos;
         pos += key_head.skip as usize;
-        let is_key = key_head.kind == Kind::Str && &bytes[key_start..pos] == key.as_bytes();
+        let key = Cow::Borrowed(&bytes[key_start..pos]);
         let value_start = pos;
         msgpack_check::skip_value(bytes, &mut pos).ok()?;
-        if is_key {
-            return Some(value_start..pos);
+        if key_head.kind == Kind::Str && visit(key, value_start..pos) {
+            return Some(());
         }
     }
-    None
+    Some(())
 }
 
-/// As [`msgpack_field`], for JSON text.
-fn json_field(bytes: &[u8], key: &str) -> Option<Range<usize>> {
+fn json_entries<'a>(
+    bytes: &'a [u8],
+    mut visit: impl FnMut(Cow<'a, [u8]>, Range<usize>) -> bool,
+) -> Option<()> {
     let mut pos = skip_ws(bytes, 0);
     if bytes.get(pos) != Some(&b'{') {
         return None;
@@ -132,23 +186,32 @@ fn json_field(bytes: &[u8], key: &str) -> Option<Range<usize>> {
     loop {
         if bytes.get(pos) != Some(&b'"') {
             // `}` of an empty or finished map, or not JSON.
-            return None;
+            return Some(());
         }
         let key_start = pos;
         pos = skip_json_string(bytes, pos)?;
-        let found = serde_json::from_slice::<String>(&bytes[key_start..pos]).ok()? == key;
+        let written = &bytes[key_start + 1..pos - 1];
+        let key = if written.contains(&b'\\') {
+            Cow::Owned(
+                serde_json::from_slice::<String>(&bytes[key_start..pos])
+                    .ok()?
+                    .into_bytes(),
+            )
+        } else {
+            Cow::Borrowed(written)
+        };
         pos = skip_ws(bytes, pos);
         if bytes.get(pos) != Some(&b':') {
             return None;
         }
         let value_start = skip_ws(bytes, pos + 1);
         pos = skip_json_value(bytes, value_start)?;
-        if found {
-            return Some(value_start..pos);
+        if visit(key, value_start..pos) {
+            return Some(());
         }
         pos = skip_ws(bytes, pos);
         if bytes.get(pos) != Some(&b',') {
-            return None;
+            return Some(());
         }
         pos = skip_ws(bytes, pos + 1);
     }

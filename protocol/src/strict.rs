@@ -1,14 +1,16 @@
 //! Deserializers that hold field values to the forms docs/protocol.md §5.3 gives them,
 //! naming the field in the error: UUIDs only in canonical lowercase hyphenated form
 //! (`uuid` alone would also take upper case, no hyphens, braces and `urn:uuid:`), and
-//! `percent` only from 0 to 100, and a nested object (`usage`) only as a map with named
-//! fields (a derived `Deserialize` would also take an array of positional values).
+//! `percent` only from 0 to 100, a nested object (`usage`) only as a map with named
+//! fields (a derived `Deserialize` would also take an array of positional values), and
+//! free JSON (`result`) without a key twice in one map (`serde_json::Value` would keep
+//! the last).
 
 use std::fmt;
 
-use serde::de::{self, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 use uuid::Uuid;
 
 use crate::frames::Usage;
@@ -156,13 +158,102 @@ pub(crate) fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
 /// `step.submit.usage`: absent, null, or a map with named fields.
 pub(crate) fn usage<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Usage>, D::Error> {
     // Small and bounded by the frame's limits: read it as a value, then by name.
-    match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(value @ Value::Object(_)) => Usage::deserialize(value)
+    match StrictValue("usage").deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        value @ Value::Object(_) => Usage::deserialize(value)
             .map(Some)
             .map_err(|err| de::Error::custom(format!("`usage`: {err}"))),
-        Some(_) => Err(de::Error::custom(
+        _ => Err(de::Error::custom(
             "`usage` must be a map with named fields (`model`, `input_tokens`, `output_tokens`)",
         )),
     }
+}
+
+/// A JSON value in which no map has a key twice; `field` names where it sits.
+#[derive(Clone, Copy)]
+struct StrictValue(&'static str);
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "`{}` as a JSON value", self.0)
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        Number::from_f64(value).map(Value::Number).ok_or_else(|| {
+            E::custom(format!(
+                "`{}` holds {value}, which JSON cannot carry",
+                self.0
+            ))
+        })
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if map.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "the key `{key}` appears twice in a map of `{}`",
+                    self.0
+                )));
+            }
+            let value = access.next_value_seed(self)?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// `step.submit.result`: free JSON (null allowed), no key twice in one map.
+pub(crate) fn result<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    StrictValue("result").deserialize(deserializer)
 }

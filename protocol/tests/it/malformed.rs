@@ -84,6 +84,85 @@ fn an_integer_type_is_not_the_frame_of_that_index() {
 }
 
 #[test]
+fn a_key_appears_at_most_once_in_a_map() {
+    let step = format!("\"{STEP}\"");
+    let cases = [
+        (
+            format!(r#"{{"type":"step.claim","id":1,"step_id":{step},"x":1,"x":2}}"#),
+            "the key `x` appears twice",
+        ),
+        (
+            format!(r#"{{"type":"step.claim","id":1,"id":2,"step_id":{step}}}"#),
+            "the key `id` appears twice",
+        ),
+        (
+            format!(r#"{{"type":"step.claim","type":"hello","id":1,"step_id":{step}}}"#),
+            "the key `type` appears twice",
+        ),
+        (
+            format!(
+                r#"{{"type":"step.submit","id":1,"step_id":{step},"attempt":1,"result":{{"a":[{{"b":1,"b":2}}]}}}}"#
+            ),
+            "the key `b` appears twice in a map of `result`",
+        ),
+    ];
+    for (json_text, needle) in &cases {
+        let value_err = Codec::Json
+            .decode_client(json_text.as_bytes(), &limits())
+            .unwrap_err();
+        assert_eq!(value_err.code(), error_code::BAD_FRAME);
+        assert!(value_err.to_string().contains(needle), "{value_err}");
+    }
+    // The same in MessagePack, written by hand (a JSON value cannot hold the duplicate).
+    let mut bytes = Vec::new();
+    rmp::encode::write_map_len(&mut bytes, 4).unwrap();
+    for (key, value) in [
+        ("type", "step.claim"),
+        ("step_id", STEP),
+        ("x", "1"),
+        ("x", "2"),
+    ] {
+        rmp::encode::write_str(&mut bytes, key).unwrap();
+        rmp::encode::write_str(&mut bytes, value).unwrap();
+    }
+    refused_bytes(Codec::MsgPack, &bytes, "the key `x` appears twice");
+    let mut bytes = Vec::new();
+    rmp::encode::write_map_len(&mut bytes, 5).unwrap();
+    for (key, value) in [("type", "step.submit"), ("step_id", STEP)] {
+        rmp::encode::write_str(&mut bytes, key).unwrap();
+        rmp::encode::write_str(&mut bytes, value).unwrap();
+    }
+    rmp::encode::write_str(&mut bytes, "id").unwrap();
+    rmp::encode::write_uint(&mut bytes, 9).unwrap();
+    rmp::encode::write_str(&mut bytes, "attempt").unwrap();
+    rmp::encode::write_uint(&mut bytes, 1).unwrap();
+    rmp::encode::write_str(&mut bytes, "result").unwrap();
+    rmp::encode::write_map_len(&mut bytes, 2).unwrap();
+    for _ in 0..2 {
+        rmp::encode::write_str(&mut bytes, "k").unwrap();
+        rmp::encode::write_nil(&mut bytes).unwrap();
+    }
+    let id = refused_bytes(
+        Codec::MsgPack,
+        &bytes,
+        "the key `k` appears twice in a map of `result`",
+    );
+    assert_eq!(id, Some(9));
+}
+
+#[test]
+fn an_integer_enum_value_is_not_the_variant_of_that_index() {
+    for codec in CODECS {
+        let log = json!({"type": "step.log", "id": 2, "step_id": STEP, "attempt": 1,
+                         "stream": 0, "text": "x"});
+        assert_eq!(refused(codec, &log, "invalid type"), Some(2));
+        let decide = json!({"type": "approval.decide", "id": 3,
+                            "approval_id": STEP, "decision": 1, "comment": "no"});
+        assert_eq!(refused(codec, &decide, "invalid type"), Some(3));
+    }
+}
+
+#[test]
 fn msgpack_map_keys_must_be_strings_at_every_level() {
     // {"type": "step.claim", 0: 9010, 1: STEP}: integer keys would name fields by position.
     let mut bytes = Vec::new();
