@@ -38,8 +38,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE: u32 = 500;
 /// While the Redis bus is down, sessions poll the outbox this often.
 const POLL_WHEN_BUS_DOWN: Duration = Duration::from_secs(1);
-/// Time the writer gets to send a close frame.
+/// Time the writer gets to send a close frame, and the peer to stop sending after it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Silence after the close frame that shows the peer has stopped sending.
+const CLOSE_QUIET: Duration = Duration::from_millis(250);
 /// Time the writer gets to drain its queue once the session ended.
 const WRITER_GRACE: Duration = Duration::from_secs(10);
 
@@ -251,9 +253,10 @@ enum Incoming {
 
 impl Session {
     /// Sends `close` after what is queued and lets the socket go only once the peer has
-    /// had it: while the writer sends the queued frames and the close frame, the peer's
-    /// frames are read and dropped, until its close reply arrives (or [`WRITER_GRACE`],
-    /// then [`CLOSE_TIMEOUT`], pass). Closing a socket with unread input resets the
+    /// had it and sends no more: while the writer sends the queued frames and the close
+    /// frame, the peer's frames are read and dropped; then until the peer's close reply,
+    /// or until it has been silent for [`CLOSE_QUIET`] (many clients never send the
+    /// reply), at most [`CLOSE_TIMEOUT`]. Closing a socket with unread input resets the
     /// connection, and the peer's system then discards what it had not read yet: every
     /// reply and the close frame would be lost (a burst of rate-limited frames ended
     /// with close `1006` instead of the errors and `1008`).
@@ -273,19 +276,25 @@ impl Session {
         }
         let abort = writer.abort_handle();
         let mut writer = writer;
-        let mut writer_done = false;
+        // Set once the writer is done (the close frame is out).
+        let mut close_sent_at: Option<tokio::time::Instant> = None;
         let mut peer_closed = false;
         let mut wait = Box::pin(sleep_until(tokio::time::Instant::now() + WRITER_GRACE));
-        while !(writer_done && peer_closed) {
+        while !(close_sent_at.is_some() && peer_closed) {
             tokio::select! {
-                _ = &mut writer, if !writer_done => {
-                    writer_done = true;
-                    // The close frame is out: the peer answers once it has read up to it.
-                    wait.as_mut().reset(tokio::time::Instant::now() + CLOSE_TIMEOUT);
+                _ = &mut writer, if close_sent_at.is_none() => {
+                    let now = tokio::time::Instant::now();
+                    close_sent_at = Some(now);
+                    wait.as_mut().reset(now + CLOSE_QUIET);
                 }
                 message = stream.next(), if !peer_closed => match message {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => peer_closed = true,
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => {
+                        if let Some(sent_at) = close_sent_at {
+                            let now = tokio::time::Instant::now();
+                            wait.as_mut().reset((now + CLOSE_QUIET).min(sent_at + CLOSE_TIMEOUT));
+                        }
+                    }
                 },
                 () = &mut wait => break,
             }

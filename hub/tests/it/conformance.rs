@@ -607,9 +607,9 @@ async fn drain_types(agent: &mut Agent) -> Vec<&'static str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decision_is_announced_before_what_it_causes() {
+async fn a_decision_causes_its_events_then_approval_resolved_in_the_documented_order() {
     for hub in Hub::all(
-        "conformance::a_decision_is_announced_before_what_it_causes",
+        "conformance::a_decision_causes_its_events_then_approval_resolved_in_the_documented_order",
         Settings::default(),
     )
     .await
@@ -631,7 +631,7 @@ async fn a_decision_is_announced_before_what_it_causes() {
             let (review, publish) = (&steps[0].1, &steps[1].1);
             let review_id = Uuid::parse_str(review).unwrap();
 
-            // Reject: approval.resolved, then the next attempt's step.ready.
+            // Reject: the next attempt's step.ready, then approval.resolved.
             duan.ready(review).await;
             expect_ok(&duan.claim(review).await, Some("claimed"));
             expect_ok(
@@ -647,12 +647,12 @@ async fn a_decision_is_announced_before_what_it_causes() {
             );
             assert_eq!(
                 drain_types(&mut duan).await,
-                ["approval.resolved", "step.ready"],
+                ["step.ready", "approval.resolved"],
                 "{codec:?}: on reject"
             );
 
-            // Approve: approval.resolved, then the completion's events: the pushes of the
-            // steps it made ready, then step.completed.
+            // Approve: the completion's events (the pushes of the steps it made ready, then
+            // step.completed), then approval.resolved.
             expect_ok(&duan.claim(review).await, Some("claimed"));
             expect_ok(
                 &duan.submit(review, 2, json!({"v": 2})).await,
@@ -663,7 +663,7 @@ async fn a_decision_is_announced_before_what_it_causes() {
             expect_ok(&min.decide(approval, Decision::Approve, None).await, None);
             assert_eq!(
                 drain_types(&mut duan).await,
-                ["approval.resolved", "step.ready", "step.completed"],
+                ["step.ready", "step.completed", "approval.resolved"],
                 "{codec:?}: on approve"
             );
             // The decider's agent hears of its decision too.
