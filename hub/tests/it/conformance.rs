@@ -2,8 +2,8 @@
 //! codecs on both backends: what is malformed is refused and never executed, each
 //! refusal has the documented code (and the request's `id` when it can be read), repeated
 //! answers are `conflict`, a client flooding the hub still receives every reply and the
-//! close frame, and the settled rules (capacity, held steps after a restart, the order
-//! of events on a decision) hold.
+//! close frame, and the settled rules (capacity, held steps after a restart, reply order,
+//! the order of events on a decision, paused tasks) hold.
 
 use std::time::Duration;
 
