@@ -174,6 +174,28 @@ pub async fn decide(
             if !model::decide(db, &approval.id, decision_text, comment, now_ms()).await? {
                 return Err(Error::conflict("this approval was already decided"));
             }
+            // The decision is told first; what it causes (rework, completion, the
+            // task's end) follows it in every audience's order.
+            let decider = accounts::model::get_member(db, member_id).await?;
+            let frame = ServerFrame::ApprovalResolved(ApprovalResolved {
+                seq: 0,
+                approval_id: uuid(&approval.id),
+                step_id: uuid(&step.id),
+                decision,
+                comment: comment.map(str::to_string),
+                decided_by: decider.email,
+            });
+            let assignees = task_model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+            let mut audiences: Vec<Audience> = assignees
+                .into_iter()
+                .map(|(_, agent_id)| Audience::Agent(agent_id))
+                .collect();
+            for audience in human_audiences(db, member_id).await? {
+                if !audiences.contains(&audience) {
+                    audiences.push(audience);
+                }
+            }
+            outbox.push_all(&audiences, &frame);
             match decision {
                 Decision::Reject => {
                     tasks::rework_in_tx(
@@ -197,27 +219,6 @@ pub async fn decide(
                     }
                 }
             }
-            // Queued after what the decision causes (docs/protocol.md §9.3).
-            let decider = accounts::model::get_member(db, member_id).await?;
-            let frame = ServerFrame::ApprovalResolved(ApprovalResolved {
-                seq: 0,
-                approval_id: uuid(&approval.id),
-                step_id: uuid(&step.id),
-                decision,
-                comment: comment.map(str::to_string),
-                decided_by: decider.email,
-            });
-            let assignees = task_model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
-            let mut audiences: Vec<Audience> = assignees
-                .into_iter()
-                .map(|(_, agent_id)| Audience::Agent(agent_id))
-                .collect();
-            for audience in human_audiences(db, member_id).await? {
-                if !audiences.contains(&audience) {
-                    audiences.push(audience);
-                }
-            }
-            outbox.push_all(&audiences, &frame);
             outbox.flush(db, workspace_id).await?;
             Ok::<_, Error>(Decided {
                 approval_id: approval.id,
