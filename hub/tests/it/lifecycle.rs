@@ -641,6 +641,93 @@ backend_test!(
     }
 );
 
+backend_test!(
+    /// After the task failed, held steps on other branches that go back for another
+    /// attempt (a retryable failure, a lease expiry, a rejection) do not start: they are
+    /// neither pushed nor claimable. When the failed step is retried and the task is
+    /// active again, they are pushed to their assignees at their current attempt.
+    async fn steps_sent_back_after_the_task_failed_wait_for_its_retry(store) {
+        let team = Team::new(&store).await;
+        let ctx = &team.ctx;
+        let view = team
+            .create(new_task(
+                "Branches",
+                vec![
+                    new_step("dead", &["min"], &[]),
+                    new_step("flaky", &["duan-bot"], &[]),
+                    new_step("lapsed", &["duan-bot"], &[]),
+                    NewStep {
+                        approval_level: 2,
+                        approvers: vec!["duan@example.com".into()],
+                        ..new_step("reviewed", &["duan-bot"], &[])
+                    },
+                ],
+            ))
+            .await;
+        let task_id = view.task.id.clone();
+        let [dead, flaky, lapsed, reviewed] =
+            ["dead", "flaky", "lapsed", "reviewed"].map(|key| step_id(&view, key));
+        tasks::claim_step(ctx, &team.duan_bot, &flaky)
+            .await
+            .unwrap();
+        tasks::claim_step(&short_lease(&store), &team.duan_bot, &lapsed)
+            .await
+            .unwrap();
+        assert_eq!(
+            team.run_step(&team.duan_bot, &reviewed).await,
+            "awaiting_approval"
+        );
+        claim_and_fail(&team, &team.min, &dead, "the source is gone", false).await;
+        assert_eq!(team.task(&task_id).await.task.status, "failed");
+        let n_bot = events(&store, &team.duan_bot.agent_id).await.len();
+
+        tasks::fail_step(ctx, &team.duan_bot, &flaky, 1, "network down", true)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(tasks::sweep_expired_leases(ctx).await.unwrap(), 1);
+        let reject = ApprovalRef::Step(&reviewed);
+        approvals::decide(ctx, &team.duan, reject, Decision::Reject, Some("redo it"))
+            .await
+            .unwrap();
+        assert_eq!(team.task(&task_id).await.task.status, "failed");
+        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
+        for step in [&flaky, &lapsed, &reviewed] {
+            let status = team.step(step).await.status;
+            assert!(matches!(status.as_str(), "ready" | "skipped"), "{status}");
+            assert!(
+                ready_attempts(&bot_frames[n_bot..], step).is_empty(),
+                "pushed: {step}"
+            );
+            expect_err(
+                tasks::claim_step(ctx, &team.duan_bot, step).await,
+                "conflict",
+                "",
+            );
+        }
+
+        let retried = tasks::retry_step(ctx, &team.aurora, &dead, None)
+            .await
+            .unwrap();
+        assert_eq!(retried.task.status, "active");
+        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
+        for step in [&flaky, &lapsed, &reviewed] {
+            let row = team.step(step).await;
+            assert_eq!(row.status, "ready");
+            assert_eq!(
+                ready_attempts(&bot_frames[n_bot..], step),
+                [row.attempt as u32],
+                "step `{}` is pushed again once the task is active: {:?}",
+                row.key,
+                types(&bot_frames[n_bot..])
+            );
+        }
+        tasks::claim_step(ctx, &team.duan_bot, &flaky)
+            .await
+            .unwrap();
+    }
+);
+
 // ---------------------------------------------------------------- continue_on_failure
 
 backend_test!(
