@@ -1064,6 +1064,76 @@ backend_test!(
     }
 );
 
+backend_test!(
+    /// The creator and an admin retry the same failed step at the same moment, 10 rounds:
+    /// one retry wins (one new attempt, one history row, one `task.updated(active)`),
+    /// the other is a conflict.
+    async fn of_concurrent_retries_exactly_one_wins(store) {
+        let team = Team::new(&store).await;
+        let admin = team.add_member("ada@example.com", Role::Admin).await;
+        for round in 0..10 {
+            let view = team
+                .create(new_task(
+                    "Retried",
+                    vec![
+                        new_step("s", &["min"], &[]),
+                        new_step("t", &["min"], &["s"]),
+                    ],
+                ))
+                .await;
+            let task_id = view.task.id.clone();
+            let s = step_id(&view, "s");
+            claim_and_fail(&team, &team.min, &s, "broken", false).await;
+            let barrier = Arc::new(Barrier::new(2));
+            let handles = [team.aurora.clone(), admin.clone()].map(|actor| {
+                let ctx = team.ctx.clone();
+                let barrier = Arc::clone(&barrier);
+                let step = s.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tasks::retry_step(&ctx, &actor, &step, None).await
+                })
+            });
+            let mut n_won = 0;
+            for handle in handles {
+                match handle.await.unwrap() {
+                    Ok(view) => {
+                        assert_eq!(view.task.status, "active");
+                        n_won += 1;
+                    }
+                    Err(err) => assert_eq!(err.code(), "conflict", "{err}"),
+                }
+            }
+            let step = team.step(&s).await;
+            let on = format!(
+                "round {round} on {:?}: the step is {} at attempt {}",
+                store.backend(),
+                step.status,
+                step.attempt
+            );
+            assert_eq!(n_won, 1, "{on}");
+            assert_eq!((step.status.as_str(), step.attempt), ("ready", 2), "{on}");
+            let n_retries = tasks::history(&team.ctx, &team.aurora, &task_id)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|row| row.kind == "step_retried")
+                .count();
+            assert_eq!(n_retries, 1, "{on}");
+            let updates = task_updates(&events(&store, team.aurora.member_id()).await, &task_id);
+            let statuses: Vec<&str> = updates.iter().map(|(status, _)| status.as_str()).collect();
+            assert_eq!(statuses, ["failed", "active"], "{on}");
+            assert_eq!(
+                ready_attempts(&events(&store, &team.min.agent_id).await, &s),
+                [1, 2]
+            );
+            tasks::set_task_status(&team.ctx, &team.aurora, &task_id, TaskAction::Cancel)
+                .await
+                .unwrap();
+        }
+    }
+);
+
 // ---------------------------------------------------------------- the end of a task
 
 backend_test!(
