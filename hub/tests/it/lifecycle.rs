@@ -1825,6 +1825,7 @@ backend_test!(
                         new_step("left", &["min"], &[]),
                         new_step("right", &["duan-bot"], &[]),
                         new_step("join", &["min"], &["left", "right"]),
+                        new_step("after_right", &["duan-bot"], &["right"]),
                     ],
                 ))
                 .await;
@@ -1874,11 +1875,13 @@ backend_test!(
                 failed_keys.contains(&outcome.step_key.as_deref().unwrap_or_default()),
                 "{on}: {outcome:?}"
             );
-            assert_eq!(
-                team.step(&step_id(&view, "join")).await.status,
-                "skipped",
-                "{on}"
-            );
+            // Nothing starts after the failure, whichever transaction went first.
+            for (key, agent) in [("join", &team.min), ("after_right", &team.duan_bot)] {
+                let step = step_id(&view, key);
+                assert_eq!(team.step(&step).await.status, "skipped", "{on}: {key}");
+                let claimed = tasks::claim_step(&team.ctx, agent, &step).await;
+                expect_err(claimed, "conflict", "skipped");
+            }
             let creator = events(&store, team.aurora.member_id()).await;
             let updates = task_updates(&creator, &task_id);
             assert_eq!(updates.len(), 1, "{on}: {updates:?}");
@@ -2003,6 +2006,70 @@ backend_test!(
                 (Some("paused"), "failed")
             ]
         );
+    }
+);
+
+backend_test!(
+    /// A pause and the holder's submit at the same moment, 10 rounds: either the submit
+    /// wins (the step is done, nobody is revoked) or the pause does (the submit is a
+    /// conflict, the step is ready at attempt 2 and its holder got `step.revoked`).
+    async fn a_pause_racing_a_submit_leaves_one_consistent_result(store) {
+        let team = Team::new(&store).await;
+        for round in 0..10 {
+            let view = team
+                .create(new_task(
+                    "Racing",
+                    vec![
+                        new_step("s", &["min"], &[]),
+                        new_step("other", &["min"], &[]),
+                    ],
+                ))
+                .await;
+            let task_id = view.task.id.clone();
+            let s = step_id(&view, "s");
+            tasks::claim_step(&team.ctx, &team.min, &s).await.unwrap();
+            let barrier = Arc::new(Barrier::new(2));
+            let pause = {
+                let ctx = team.ctx.clone();
+                let barrier = Arc::clone(&barrier);
+                let actor = team.aurora.clone();
+                let task_id = task_id.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tasks::set_task_status(&ctx, &actor, &task_id, TaskAction::Pause).await
+                })
+            };
+            let submitted = {
+                let ctx = team.ctx.clone();
+                let barrier = Arc::clone(&barrier);
+                let agent = team.min.clone();
+                let step = s.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    submit(&ctx, &agent, &step, 1).await
+                })
+            };
+            pause.await.unwrap().unwrap();
+            let submitted = submitted.await.unwrap();
+            let step = team.step(&s).await;
+            let revoked = revocations(&events(&store, &team.min.agent_id).await, &s);
+            let on = format!("round {round} on {:?}: {submitted:?}", store.backend());
+            match submitted {
+                Ok(outcome) => {
+                    assert_eq!(outcome.status, "done", "{on}");
+                    assert_eq!(step.status, "done", "{on}");
+                    assert!(revoked.is_empty(), "{on}: {revoked:?}");
+                }
+                Err(err) => {
+                    assert_eq!(err.code(), "conflict", "{on}");
+                    assert_eq!((step.status.as_str(), step.attempt), ("ready", 2), "{on}");
+                    assert_eq!(revoked, [(1, "the task was paused".to_string())], "{on}");
+                }
+            }
+            tasks::set_task_status(&team.ctx, &team.aurora, &task_id, TaskAction::Cancel)
+                .await
+                .unwrap();
+        }
     }
 );
 
