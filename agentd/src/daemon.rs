@@ -173,7 +173,7 @@ impl Core {
         let (answers_tx, answers_rx) = mpsc::channel(4);
         let cancel = CancellationToken::new();
         let blocked = Arc::new(AtomicBool::new(false));
-        let executor = self.executors.kind_of(&step).to_string();
+        let executor = self.executors.choose(&step).name.to_string();
         tracing::info!(step.id = %step_id, attempt, executor, title = %step.title, "step claimed; executing");
         self.notifier.step_taken(&step);
         self.running.insert(

@@ -11,7 +11,7 @@ use crate::control;
 use crate::credentials::SecretName;
 use crate::daemon::{self, Core, OnceResult, RunOptions};
 use crate::error::{Error, Result};
-use crate::executor::Executors;
+use crate::executor::{Executors, Source};
 use crate::executor::manual::Waiters;
 use crate::notify::NotifyOptions;
 use crate::state::State;
@@ -46,9 +46,21 @@ impl Run {
         let waiters = Waiters::default();
         let executors = Executors {
             config: Arc::new(config.clone()),
+            config_file: ctx.loaded.paths.config_file.clone(),
             claude_key,
             manual: waiters.clone(),
         };
+        let unnamed = executors.for_unnamed();
+        match unnamed.source {
+            Source::Fallback => tracing::warn!(
+                "no Claude API key: steps that name no executor will fail until you run `agentd key set` (or set ANTHROPIC_API_KEY, or default_executor in config.toml)"
+            ),
+            _ => tracing::info!(
+                executor = unnamed.name,
+                "steps that name no executor run with `{}`",
+                unnamed.name
+            ),
+        }
         let mut core = Core::new(
             &urls.display(),
             state,

@@ -26,3 +26,33 @@ fn configured_policies_override_only_the_named_tools() {
     assert_eq!(config.claude.policy("write_file"), ToolPolicy::Ask);
     assert_eq!(config.claude.policy("read_file"), ToolPolicy::Auto);
 }
+
+#[test]
+fn the_default_executor_is_unset_and_not_written() {
+    let config = Config::default();
+    assert_eq!(config.default_executor, None);
+    let text = toml::to_string_pretty(&config).unwrap();
+    assert!(!text.contains("default_executor"), "{text}");
+}
+
+#[test]
+fn an_unknown_default_executor_is_refused_with_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "default_executor = \"bash\"\n").unwrap();
+    let args = GlobalArgs {
+        config: Some(file.clone()),
+        ..GlobalArgs::default()
+    };
+    let err = Loaded::load(&args).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "default_executor in {} is `bash`; expected claude, shell, manual or external",
+            file.display()
+        )
+    );
+    std::fs::write(&file, "default_executor = \"manual\"\n").unwrap();
+    let loaded = Loaded::load(&args).unwrap();
+    assert_eq!(loaded.config.default_executor.as_deref(), Some("manual"));
+}
