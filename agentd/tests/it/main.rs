@@ -6,5 +6,6 @@ mod cli;
 mod e2e;
 mod hub;
 mod notify;
+mod quickstart;
 mod run;
 mod support;
