@@ -56,3 +56,45 @@ fn an_unknown_default_executor_is_refused_with_the_known_ones() {
     let loaded = Loaded::load(&args).unwrap();
     assert_eq!(loaded.config.default_executor.as_deref(), Some("manual"));
 }
+
+/// `config.example.toml`, the documented configuration.
+const EXAMPLE: &str = include_str!("../../config.example.toml");
+
+#[test]
+fn the_documented_example_holds_the_defaults_and_every_key() {
+    let example: Config = toml::from_str(EXAMPLE).expect("config.example.toml parses");
+    assert_eq!(
+        toml::to_string_pretty(&example).unwrap(),
+        toml::to_string_pretty(&Config::default()).unwrap(),
+        "config.example.toml shows the defaults"
+    );
+    let documented = |key: &str| {
+        EXAMPLE
+            .lines()
+            .map(|line| line.trim_start_matches("# ").trim_start())
+            .any(|line| line.starts_with(&format!("{key} =")))
+    };
+    let mut every = toml::Table::try_from(Config {
+        hub: Some("https://hub.example.com".into()),
+        ca_cert: Some("/ca.pem".into()),
+        default_executor: Some("manual".into()),
+        external: ExternalConfig {
+            program: Some("/bin/agent".into()),
+            args: Vec::new(),
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    let claude = every.remove("claude").unwrap();
+    let external = every.remove("external").unwrap();
+    let keys = every
+        .keys()
+        .chain(claude.as_table().unwrap().keys())
+        .chain(external.as_table().unwrap().keys());
+    for key in keys {
+        if key == "tools" {
+            continue;
+        }
+        assert!(documented(key), "config.example.toml does not document `{key}`");
+    }
+}
