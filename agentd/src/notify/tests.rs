@@ -4,7 +4,9 @@ use agenthub_protocol::{ApprovalRequested, ClientFrame, Decision, InputRequested
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{DecisionTarget, approval_notice, decision_frame, question_notice};
+use super::{
+    DecisionTarget, TaskEnd, approval_notice, decision_frame, question_notice, task_end_notice,
+};
 
 #[test]
 fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
@@ -71,5 +73,53 @@ fn a_tool_call_question_gets_actions_and_other_questions_say_how_to_answer() {
             .contains(&format!("agentd answer {request_id} TEXT")),
         "{}",
         notice.body
+    );
+}
+
+fn end(status: &str) -> TaskEnd {
+    TaskEnd {
+        task_id: Uuid::now_v7(),
+        title: "Quarterly report".into(),
+        status: status.into(),
+        step_key: None,
+        reason: None,
+        by: None,
+    }
+}
+
+#[test]
+fn a_finished_task_says_so_without_actions() {
+    let notice = task_end_notice(&end("done"));
+    assert_eq!(notice.title, "Task finished: Quarterly report");
+    assert_eq!(notice.body, "");
+    assert_eq!(notice.decision, None);
+}
+
+#[test]
+fn a_failed_task_names_the_step_the_reason_and_who() {
+    let notice = task_end_notice(&TaskEnd {
+        step_key: Some("draft".into()),
+        reason: Some("`make outline` exited with status 2".into()),
+        by: Some("min-laptop".into()),
+        ..end("failed")
+    });
+    assert_eq!(notice.title, "Task failed: Quarterly report");
+    assert_eq!(
+        notice.body,
+        "step `draft` failed: `make outline` exited with status 2 (by min-laptop)"
+    );
+}
+
+#[test]
+fn a_cancelled_task_says_why_and_who() {
+    let notice = task_end_notice(&TaskEnd {
+        reason: Some("the director cancelled the report".into()),
+        by: Some("aurora@example.com".into()),
+        ..end("cancelled")
+    });
+    assert_eq!(notice.title, "Task cancelled: Quarterly report");
+    assert_eq!(
+        notice.body,
+        "the director cancelled the report (by aurora@example.com)"
     );
 }
