@@ -11,8 +11,8 @@ use crate::control;
 use crate::credentials::SecretName;
 use crate::daemon::{self, Core, OnceResult, RunOptions};
 use crate::error::{Error, Result};
-use crate::executor::{Executors, Source};
 use crate::executor::manual::Waiters;
+use crate::executor::{Executors, Source};
 use crate::notify::{HubAccess, NotifyOptions};
 use crate::state::State;
 

@@ -85,7 +85,9 @@ async fn agent_at_hub(ctx: &Ctx) -> Value {
             "online": agent["online"],
         }),
         Ok(Err(err)) => json!({"error": err.to_string()}),
-        Err(_) => json!({"error": format!("the hub did not answer within {} s", HUB_TIMEOUT.as_secs())}),
+        Err(_) => {
+            json!({"error": format!("the hub did not answer within {} s", HUB_TIMEOUT.as_secs())})
+        }
     }
 }
 

@@ -239,7 +239,11 @@ pub fn show_task(task: &Value, timeline: &Value) -> String {
     if let (Some(done), Some(total)) = (progress["done"].as_u64(), progress["total"].as_u64()) {
         text.push_str(&format!("progress: {done}/{total} steps finished\n"));
     }
-    for step in progress["running"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for step in progress["running"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         text.push_str(&format!(
             "  {:<12} {:<17}",
             step["key"].as_str().unwrap_or_default(),
@@ -255,10 +259,17 @@ pub fn show_task(task: &Value, timeline: &Value) -> String {
         text.push('\n');
     }
     if task["outcome"].is_object() {
-        text.push_str(&format!("outcome:  {}\n", describe_outcome(&task["outcome"])));
+        text.push_str(&format!(
+            "outcome:  {}\n",
+            describe_outcome(&task["outcome"])
+        ));
     }
     text.push_str("\nsteps:\n");
-    for step in task["steps"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for step in task["steps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         let assignees: Vec<&str> = step["assignees"]
             .as_array()
             .map(Vec::as_slice)
@@ -278,7 +289,10 @@ pub fn show_task(task: &Value, timeline: &Value) -> String {
             text.push_str(&format!("      why: {reason}\n"));
         }
     }
-    let entries = timeline["timeline"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let entries = timeline["timeline"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if !entries.is_empty() {
         text.push_str("\ntimeline:\n");
     }

@@ -95,6 +95,9 @@ fn the_documented_example_holds_the_defaults_and_every_key() {
         if key == "tools" {
             continue;
         }
-        assert!(documented(key), "config.example.toml does not document `{key}`");
+        assert!(
+            documented(key),
+            "config.example.toml does not document `{key}`"
+        );
     }
 }

@@ -359,9 +359,9 @@ impl Executors {
                 "this step names no executor, so it runs with the `{name}` executor (default_executor in {})",
                 self.config_file.display()
             ),
-            Source::Fallback => format!(
-                "this step names no executor, so it runs with the `{name}` executor"
-            ),
+            Source::Fallback => {
+                format!("this step names no executor, so it runs with the `{name}` executor")
+            }
         }
     }
 
@@ -370,7 +370,10 @@ impl Executors {
         match self.check(&ctx.step)? {
             Kind::Shell => shell::execute(ctx).await,
             Kind::Claude => {
-                let key = self.claude_key.as_ref().expect("checked: a key is available");
+                let key = self
+                    .claude_key
+                    .as_ref()
+                    .expect("checked: a key is available");
                 claude::execute(ctx, &self.config.claude, key).await
             }
             Kind::Manual => manual::execute(ctx, &self.manual).await,

@@ -251,8 +251,7 @@ async fn an_approval_is_shown_on_the_desktop_and_approve_decides_it_at_the_hub()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_end_of_a_task_its_human_created_is_shown() {
-    let Some(bus) =
-        SessionBus::start("notify::only_the_end_of_a_task_its_human_created_is_shown")
+    let Some(bus) = SessionBus::start("notify::only_the_end_of_a_task_its_human_created_is_shown")
     else {
         return;
     };

@@ -137,7 +137,10 @@ async fn the_readme_quick_start_ends_done() {
     let done = wait_task(&hub, &task_id, "done", |task| task["status"] == "done").await;
     let review = step(&done, "review");
     assert_eq!(review["status"], "done", "{done:#}");
-    assert_eq!(review["summary"], "Reviewed: the outline covers the report.");
+    assert_eq!(
+        review["summary"],
+        "Reviewed: the outline covers the report."
+    );
 
     // Both steps ran with `claude` (the default with a key), min's then duan's, and the
     // review saw the draft's output.
@@ -153,7 +156,10 @@ async fn the_readme_quick_start_ends_done() {
     let second_prompt = calls[1].body["messages"][0]["content"][0]["text"]
         .as_str()
         .unwrap();
-    assert!(second_prompt.contains("Review the outline"), "{second_prompt}");
+    assert!(
+        second_prompt.contains("Review the outline"),
+        "{second_prompt}"
+    );
     assert!(
         second_prompt.contains("Outline: revenue, costs, outlook."),
         "{second_prompt}"
