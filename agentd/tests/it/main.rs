@@ -9,3 +9,4 @@ mod notify;
 mod quickstart;
 mod run;
 mod support;
+mod tasks;
