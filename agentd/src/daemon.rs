@@ -93,7 +93,8 @@ pub struct Core {
     pub running: HashMap<Uuid, Running>,
     pub waiting: VecDeque<StepInfo>,
     pub claiming: HashSet<Uuid>,
-    pub workers: JoinSet<Uuid>,
+    /// Each worker ends with its step and attempt.
+    pub workers: JoinSet<(Uuid, u32)>,
     pub once: bool,
     pub once_result: Option<OnceResult>,
     pub status: Arc<Mutex<StatusSnapshot>>,
@@ -206,7 +207,7 @@ impl Core {
         };
         self.workers.spawn(async move {
             worker.run(ctx).await;
-            step_id
+            (step_id, attempt)
         });
         self.publish_status();
     }
