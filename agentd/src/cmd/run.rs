@@ -12,7 +12,7 @@ use crate::credentials::SecretName;
 use crate::daemon::{self, Core, OnceResult, RunOptions};
 use crate::error::{Error, Result};
 use crate::executor::manual::Waiters;
-use crate::executor::{Executors, Source};
+use crate::executor::{ClaudeKey, Executors, Source};
 use crate::notify::{HubAccess, NotifyOptions};
 use crate::state::State;
 
@@ -47,7 +47,7 @@ impl Run {
         let executors = Executors {
             config: Arc::new(config.clone()),
             config_file: ctx.loaded.paths.config_file.clone(),
-            claude_key,
+            claude_key: ClaudeKey::new(claude_key, Some(ctx.credentials())),
             manual: waiters.clone(),
         };
         let unnamed = executors.for_unnamed();

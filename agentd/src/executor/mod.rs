@@ -8,8 +8,8 @@ pub mod shell;
 pub mod tools;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agenthub_protocol::{
@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::credentials::Secret;
+use crate::credentials::{Credentials, Secret, SecretName};
 
 /// What a step produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,13 +264,56 @@ pub struct Choice<'a> {
     pub source: Source,
 }
 
+/// The Claude key: the one found at start, or one stored later (`agentd key set` while
+/// the daemon runs), looked for again before each step while none is known.
+#[derive(Debug, Clone, Default)]
+pub struct ClaudeKey {
+    known: Arc<Mutex<Option<Secret>>>,
+    stores: Option<Credentials>,
+}
+
+impl ClaudeKey {
+    /// `known` (found at start); `stores` are searched again while it is `None`.
+    pub fn new(known: Option<Secret>, stores: Option<Credentials>) -> ClaudeKey {
+        ClaudeKey {
+            known: Arc::new(Mutex::new(known)),
+            stores,
+        }
+    }
+
+    /// The key, if one is known.
+    pub fn get(&self) -> Option<Secret> {
+        self.known.lock().expect("claude key lock").clone()
+    }
+
+    /// Looks in the secret stores again when no key is known yet.
+    pub async fn refresh(&self) {
+        if self.get().is_some() {
+            return;
+        }
+        let Some(stores) = self.stores.clone() else {
+            return;
+        };
+        let found = tokio::task::spawn_blocking(move || stores.get(SecretName::ClaudeKey)).await;
+        match found {
+            Ok(Ok(Some((key, location)))) => {
+                tracing::info!(%location, "a Claude API key is now available");
+                *self.known.lock().expect("claude key lock") = Some(key);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "cannot look for a Claude API key"),
+            Err(err) => tracing::debug!(error = %err, "the Claude API key lookup stopped"),
+        }
+    }
+}
+
 /// The executors with their settings.
 #[derive(Debug, Clone)]
 pub struct Executors {
     pub config: Arc<Config>,
     /// The configuration file, named in messages that say what to set.
     pub config_file: PathBuf,
-    pub claude_key: Option<Secret>,
+    pub claude_key: ClaudeKey,
     pub manual: manual::Waiters,
 }
 
@@ -290,7 +333,7 @@ impl Executors {
 
     /// The executor of a step that names none.
     pub fn for_unnamed(&self) -> Choice<'_> {
-        if self.claude_key.is_some() {
+        if self.claude_key.get().is_some() {
             return Choice {
                 name: Kind::Claude.name(),
                 source: Source::ClaudeKey,
@@ -321,7 +364,7 @@ impl Executors {
         };
         let runs_with = self.runs_with(kind, choice.source);
         match kind {
-            Kind::Claude if self.claude_key.is_none() => Err(Failure::fatal(format!(
+            Kind::Claude if self.claude_key.get().is_none() => Err(Failure::fatal(format!(
                 "{runs_with}, which needs a Claude API key: run `agentd key set` or set ANTHROPIC_API_KEY{}",
                 match choice.source {
                     Source::Fallback => format!(
@@ -367,14 +410,12 @@ impl Executors {
 
     /// Carries out one step.
     pub async fn execute(&self, ctx: &mut StepCtx) -> Result<Outcome, Failure> {
+        self.claude_key.refresh().await;
         match self.check(&ctx.step)? {
             Kind::Shell => shell::execute(ctx).await,
             Kind::Claude => {
-                let key = self
-                    .claude_key
-                    .as_ref()
-                    .expect("checked: a key is available");
-                claude::execute(ctx, &self.config.claude, key).await
+                let key = self.claude_key.get().expect("checked: a key is known");
+                claude::execute(ctx, &self.config.claude, &key).await
             }
             Kind::Manual => manual::execute(ctx, &self.manual).await,
             Kind::External => external::execute(ctx, &self.config.external).await,

@@ -33,7 +33,7 @@ fn executors(key: bool, default_executor: Option<&str>) -> Executors {
     Executors {
         config: Arc::new(config),
         config_file: PathBuf::from("/home/min/.config/agentd/config.toml"),
-        claude_key: key.then(|| Secret::new("sk-ant-test")),
+        claude_key: ClaudeKey::new(key.then(|| Secret::new("sk-ant-test")), None),
         manual: manual::Waiters::default(),
     }
 }
@@ -154,4 +154,21 @@ fn a_manual_step_runs_anywhere() {
         executors.check(&step(Some("manual"), Value::Null)),
         Ok(Kind::Manual)
     );
+}
+
+#[tokio::test]
+async fn a_key_stored_while_running_is_found_before_the_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Credentials::new(
+        crate::config::CredentialStoreKind::File,
+        &dir.path().join("credentials.toml"),
+    );
+    let key = ClaudeKey::new(None, Some(stores.clone()));
+    key.refresh().await;
+    assert_eq!(key.get(), None);
+    stores
+        .set(SecretName::ClaudeKey, &Secret::new("sk-ant-later"))
+        .unwrap();
+    key.refresh().await;
+    assert_eq!(key.get(), Some(Secret::new("sk-ant-later")));
 }
