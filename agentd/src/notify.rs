@@ -193,10 +193,11 @@ pub fn task_end_notice(end: &TaskEnd) -> Notice {
         "failed" => format!("Task failed: {}", end.title),
         _ => format!("Task cancelled: {}", end.title),
     };
-    let mut body = match (&end.step_key, &end.reason) {
+    let reason = end.reason.as_deref().map(|reason| shorten(reason, 400));
+    let mut body = match (&end.step_key, reason) {
         (Some(key), Some(reason)) => format!("step `{key}` {}: {reason}", end.status),
         (Some(key), None) => format!("step `{key}` {}", end.status),
-        (None, Some(reason)) => reason.clone(),
+        (None, Some(reason)) => reason,
         (None, None) => String::new(),
     };
     if let Some(by) = &end.by
@@ -209,7 +210,7 @@ pub fn task_end_notice(end: &TaskEnd) -> Notice {
     }
     Notice {
         title,
-        body: shorten(&body, 300),
+        body,
         decision: None,
     }
 }

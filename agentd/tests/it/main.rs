@@ -4,6 +4,7 @@
 mod claude;
 mod cli;
 mod e2e;
+mod ends;
 mod hub;
 mod notify;
 mod quickstart;

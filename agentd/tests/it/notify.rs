@@ -392,3 +392,43 @@ async fn no_notify_shows_nothing_and_a_missing_bus_is_reported_once() {
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_shown_to_its_creator_with_the_step_the_reason_and_who() {
+    let Some(bus) = SessionBus::start(
+        "notify::a_failed_task_is_shown_to_its_creator_with_the_step_the_reason_and_who",
+    ) else {
+        return;
+    };
+    let desktop = Desktop::serve(&bus).await;
+    let hub = Hub::start().await;
+    let min = Agentd::new().with_env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    min.login_with(&hub.url, &hub.team.min_token);
+    let _min_daemon = spawn(&min, &["run"]);
+    // duan's agentd has no Claude key and the default configuration.
+    let duan = Agentd::new();
+    duan.login_with(&hub.url, &hub.team.duan_token);
+    let _duan_daemon = spawn(&duan, &["run", "--no-notify"]);
+
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.min_key,
+            Some(json!({"title": "Weekly numbers", "steps": [
+                {"key": "numbers", "title": "Collect the numbers", "assignees": ["duan-desktop"]}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+
+    let failed = desktop.wait_for("Task failed: Weekly numbers").await;
+    assert!(failed.actions.is_empty(), "{failed:?}");
+    assert_eq!(
+        failed.body,
+        format!(
+            "step `numbers` failed: {} (by duan-desktop)",
+            crate::ends::no_key_reason(&duan)
+        )
+    );
+}
