@@ -1,7 +1,8 @@
 //! Desktop notifications (the notifier component): a step this agent took, an approval
 //! asked of its human, a question from a blocked step, the end (done, failed,
-//! cancelled) of a task its human created. Approvals and
-//! tool-call questions carry Approve / Reject actions; choosing one sends
+//! cancelled) of a task its human created (asked of the hub's REST API, since involved
+//! agents hear of the end too). Approvals and tool-call questions carry Approve /
+//! Reject actions; choosing one sends
 //! `approval.decide` or `input.answer` through the connection. Best effort: without a
 //! notification service (no session bus) agentd logs that once and goes on, and
 //! `agentd inbox` / `approve` / `reject` always work.
