@@ -79,6 +79,8 @@ diesel::table! {
         due_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        /// JSON object: how the task ended (status, step, reason, by).
+        outcome -> Nullable<Text>,
     }
 }
 
@@ -117,6 +119,15 @@ diesel::table! {
         output_tokens -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        max_attempts -> Integer,
+        continue_on_failure -> Bool,
+        /// Retryable failures and lease expiries since creation or the last retry.
+        failures -> Integer,
+        status_reason -> Nullable<Text>,
+        /// The failed step whose failure skipped this one.
+        skipped_because -> Nullable<Text>,
+        progress_percent -> Nullable<Integer>,
+        progress_message -> Nullable<Text>,
     }
 }
 
@@ -200,6 +211,23 @@ diesel::table! {
         available -> Nullable<Bool>,
         note -> Nullable<Text>,
         responded_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    timeline (id) {
+        id -> Text,
+        workspace_id -> Text,
+        task_id -> Text,
+        step_id -> Nullable<Text>,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        reason -> Nullable<Text>,
+        attempt -> Nullable<Integer>,
+        actor_kind -> Text,
+        actor_id -> Nullable<Text>,
+        actor_name -> Nullable<Text>,
         created_at -> BigInt,
     }
 }
@@ -301,6 +329,7 @@ diesel::joinable!(approvals -> steps (step_id));
 diesel::joinable!(approvals -> members (approver_member_id));
 diesel::joinable!(input_requests -> steps (step_id));
 diesel::joinable!(workflow_changes -> tasks (task_id));
+diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -319,6 +348,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     input_requests,
     availability_requests,
     workflow_changes,
+    timeline,
     events,
     audience_seqs,
     step_logs,

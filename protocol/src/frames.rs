@@ -482,6 +482,37 @@ pub struct TaskInfo {
     #[serde(default)]
     pub description: String,
     pub status: String,
+    /// How the task ended: present once it is `done`, `failed` or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<TaskOutcome>,
+}
+
+/// How a task ended, and for a failed task which step failed, why, and who said so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    /// `done`, `failed` or `cancelled`.
+    pub status: String,
+    /// The step whose failure ended the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who ended it (the agent that failed the step, the member who cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<ActorRef>,
+}
+
+/// A member, an agent, or the hub itself (a lease that expired too often).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActorRef {
+    /// `member`, `agent` or `hub`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A task this agent takes part in was created.
@@ -491,7 +522,7 @@ pub struct TaskCreated {
     pub task: TaskInfo,
 }
 
-/// A task's status changed (paused, resumed, cancelled, archived, done).
+/// A task's status changed (published, paused, resumed, done, failed, cancelled, archived).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskUpdated {
     pub seq: u64,

@@ -28,13 +28,57 @@ pub struct NewAgent<'a> {
     pub max_concurrency: u32,
 }
 
-/// An agent as shown to callers: the row plus presence.
+/// An agent as shown to callers: the row plus presence and what it is doing.
 #[derive(Debug, Clone)]
 pub struct AgentView {
     pub agent: Agent,
     pub owner_email: String,
     pub online: bool,
+    pub state: AgentState,
     pub last_seen_at: Option<i64>,
+}
+
+/// What an agent is doing (DESIGN section 4), derived from the steps it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    Offline,
+    Idle,
+    /// Holds a claimed or running step.
+    Working,
+    /// Holds a step that waits for its person's answer.
+    Blocked,
+    /// A result it submitted awaits approval.
+    Waiting,
+}
+
+impl AgentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Offline => "offline",
+            AgentState::Idle => "idle",
+            AgentState::Working => "working",
+            AgentState::Blocked => "blocked",
+            AgentState::Waiting => "waiting",
+        }
+    }
+
+    /// The state of an online agent holding steps in `statuses`: what needs a person
+    /// first (blocked), then work, then results awaiting approval.
+    pub fn of(online: bool, statuses: &[&str]) -> AgentState {
+        if !online {
+            return AgentState::Offline;
+        }
+        let holds = |status: &str| statuses.contains(&status);
+        if holds("blocked") {
+            AgentState::Blocked
+        } else if holds("claimed") || holds("running") {
+            AgentState::Working
+        } else if holds("awaiting_approval") {
+            AgentState::Waiting
+        } else {
+            AgentState::Idle
+        }
+    }
 }
 
 /// A created agent with its first token (shown once).
@@ -117,11 +161,12 @@ pub async fn list_agents(
     presence: &Presence,
     workspace_id: &str,
 ) -> Result<Vec<AgentView>> {
-    let (agents, members) = store
+    let (agents, members, held) = store
         .read(async |db| {
             let agents = model::list_agents(db, workspace_id).await?;
             let members = accounts::model::list_members(db, workspace_id).await?;
-            Ok::<_, Error>((agents, members))
+            let held = model::held_steps_in_workspace(db, workspace_id).await?;
+            Ok::<_, Error>((agents, members, held))
         })
         .await?;
     Ok(agents
@@ -132,7 +177,7 @@ pub async fn list_agents(
                 .find(|member| member.id == agent.owner_member_id)
                 .map(|member| member.email.clone())
                 .unwrap_or_default();
-            view(agent, owner_email, presence)
+            view(agent, owner_email, presence, &held)
         })
         .collect())
 }
@@ -143,16 +188,17 @@ pub async fn get_agent(
     workspace_id: &str,
     id_or_name: &str,
 ) -> Result<AgentView> {
-    let (agent, owner) = store
+    let (agent, owner, held) = store
         .read(async |db| {
             let agent = model::find_agent(db, workspace_id, id_or_name)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("agent `{id_or_name}`")))?;
             let owner = accounts::model::get_member(db, &agent.owner_member_id).await?;
-            Ok::<_, Error>((agent, owner))
+            let held = model::held_steps_of(db, &agent.id).await?;
+            Ok::<_, Error>((agent, owner, held))
         })
         .await?;
-    Ok(view(agent, owner.email, presence))
+    Ok(view(agent, owner.email, presence, &held))
 }
 
 /// A hub renews `last_seen_at` of its connected agents this often.
@@ -170,14 +216,27 @@ pub fn online_by_row(agent: &Agent) -> bool {
 }
 
 /// Online when it has a session on this hub, or on another hub that renewed it lately.
-fn view(agent: Agent, owner_email: String, presence: &Presence) -> AgentView {
+/// `held`: (agent id, status) of the steps agents hold.
+fn view(
+    agent: Agent,
+    owner_email: String,
+    presence: &Presence,
+    held: &[(String, String)],
+) -> AgentView {
     let online = presence.is_online(&agent.id) || online_by_row(&agent);
+    let statuses: Vec<&str> = held
+        .iter()
+        .filter(|(agent_id, _)| agent_id == &agent.id)
+        .map(|(_, status)| status.as_str())
+        .collect();
+    let state = AgentState::of(online, &statuses);
     // The row is renewed while connected; this hub's entry dates from the session's start.
     let last_seen_at = presence.last_seen(&agent.id).max(agent.last_seen_at);
     AgentView {
         agent,
         owner_email,
         online,
+        state,
         last_seen_at,
     }
 }
@@ -250,9 +309,10 @@ pub async fn token_is_active(store: &Store, secret: &str) -> Result<bool> {
     Ok(found.is_some_and(|(agent_token, _)| agent_token.revoked_at.is_none()))
 }
 
-/// A session of the agent opened (`online`) or closed: records last seen and tells the
-/// members who care (its owner and the creators of active tasks it works on) with
-/// `agent.online` / `agent.offline`. Presence itself is kept by the gateway.
+/// A session of the agent opened (`online`) or closed: records last seen and tells who
+/// cares with `agent.online` / `agent.offline`: its owner, the creators of active tasks
+/// it works on, and the agents that work on those tasks with it. Presence itself is kept
+/// by the gateway.
 pub async fn announce_presence(ctx: &Ctx, agent: &AgentActor, online: bool) -> Result<()> {
     let mut outbox = Outbox::default();
     ctx.store
@@ -273,7 +333,13 @@ pub async fn announce_presence(ctx: &Ctx, agent: &AgentActor, online: bool) -> R
             } else {
                 ServerFrame::AgentOffline(presence)
             };
-            let audiences: Vec<Audience> = members.into_iter().map(Audience::Member).collect();
+            let mut audiences: Vec<Audience> = members.into_iter().map(Audience::Member).collect();
+            audiences.extend(
+                model::agents_sharing_active_tasks(db, &agent.agent_id)
+                    .await?
+                    .into_iter()
+                    .map(Audience::Agent),
+            );
             outbox.push_all(&audiences, &frame);
             outbox.flush(db, &agent.workspace_id).await
         })

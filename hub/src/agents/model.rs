@@ -232,3 +232,67 @@ pub async fn members_watching(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Ve
             .await
     })
 }
+
+/// Statuses in which a step occupies its agent, for the agent's state.
+const OCCUPYING: [&str; 4] = ["claimed", "running", "blocked", "awaiting_approval"];
+
+/// (agent id, step status) of every step an agent of the workspace holds or waits on.
+pub async fn held_steps_in_workspace(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    use crate::schema::steps;
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::workspace_id.eq(workspace_id))
+            .filter(steps::status.eq_any(OCCUPYING))
+            .filter(steps::claimed_by.is_not_null())
+            .select((steps::claimed_by.assume_not_null(), steps::status))
+            .load(conn)
+            .await
+    })
+}
+
+/// (agent id, step status) of the steps one agent holds or waits on.
+pub async fn held_steps_of(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Vec<(String, String)>> {
+    use crate::schema::steps;
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::claimed_by.eq(agent_id))
+            .filter(steps::status.eq_any(OCCUPYING))
+            .select((steps::claimed_by.assume_not_null(), steps::status))
+            .load(conn)
+            .await
+    })
+}
+
+/// The other agents assigned to a step of an active task that `agent_id` is assigned to.
+pub async fn agents_sharing_active_tasks(
+    db: &mut Db<'_>,
+    agent_id: &str,
+) -> QueryResult<Vec<String>> {
+    use crate::schema::{step_assignees, steps, tasks};
+    let task_ids: Vec<String> = crate::db!(db, |conn| {
+        step_assignees::table
+            .inner_join(steps::table.inner_join(tasks::table))
+            .filter(step_assignees::agent_id.eq(agent_id))
+            .filter(tasks::status.eq("active"))
+            .select(steps::task_id)
+            .distinct()
+            .load(conn)
+            .await
+    })?;
+    if task_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::db!(db, |conn| {
+        step_assignees::table
+            .inner_join(steps::table)
+            .filter(steps::task_id.eq_any(&task_ids))
+            .filter(step_assignees::agent_id.ne(agent_id))
+            .select(step_assignees::agent_id)
+            .distinct()
+            .load(conn)
+            .await
+    })
+}

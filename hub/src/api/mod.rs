@@ -47,6 +47,9 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         tasks::update_task,
         tasks::change_workflow,
         tasks::task_history,
+        tasks::task_timeline,
+        tasks::publish_task,
+        tasks::retry_step,
         tasks::get_step,
         tasks::step_logs,
         tasks::approve_step,
@@ -77,10 +80,13 @@ pub fn app(ctx: AppState) -> Router {
         )
         .route("/v1/tasks/{id}/workflow", patch(tasks::change_workflow))
         .route("/v1/tasks/{id}/history", get(tasks::task_history))
+        .route("/v1/tasks/{id}/timeline", get(tasks::task_timeline))
+        .route("/v1/tasks/{id}/publish", post(tasks::publish_task))
         .route("/v1/steps/{id}", get(tasks::get_step))
         .route("/v1/steps/{id}/logs", get(tasks::step_logs))
         .route("/v1/steps/{id}/approve", post(tasks::approve_step))
         .route("/v1/steps/{id}/reject", post(tasks::reject_step))
+        .route("/v1/steps/{id}/retry", post(tasks::retry_step))
         .route("/v1/input-requests/{id}/answer", post(tasks::answer_input))
         .route("/v1/me", get(agents::me))
         .route("/v1/me/inbox", get(tasks::inbox))

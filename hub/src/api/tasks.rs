@@ -10,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::AppState;
 use crate::api::extract::{ApiJson, Auth, parse_json};
 use crate::api::views::{
-    History, HistoryEntry, ListMeta, StepResponse, TaskList, TaskResponse, TaskSummary, timestamp,
+    History, HistoryEntry, ListMeta, StepResponse, TaskList, TaskResponse, TaskSummary, Timeline,
+    TimelineEntryResponse, timestamp,
 };
 use crate::approvals::{self, ApprovalRef};
 use crate::error::{Error, Result};
@@ -48,6 +49,14 @@ pub struct CreateStepRequest {
     pub expected_inputs: Option<String>,
     #[serde(default)]
     pub expected_outputs: Option<String>,
+    /// Retryable failures and lease expiries allowed before the step fails for good
+    /// (1-100, default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// When the step fails for good, its dependents go on as if it were done, and the
+    /// task does not fail.
+    #[serde(default)]
+    pub continue_on_failure: bool,
 }
 
 impl From<CreateStepRequest> for NewStep {
@@ -65,6 +74,8 @@ impl From<CreateStepRequest> for NewStep {
             input: req.input,
             expected_inputs: req.expected_inputs,
             expected_outputs: req.expected_outputs,
+            max_attempts: req.max_attempts,
+            continue_on_failure: req.continue_on_failure,
         }
     }
 }
@@ -79,6 +90,9 @@ pub struct CreateTaskRequest {
     #[serde(default)]
     pub due_at: Option<String>,
     pub steps: Vec<CreateStepRequest>,
+    /// Create the task as a draft: nothing starts until `POST /v1/tasks/{id}/publish`.
+    #[serde(default)]
+    pub draft: bool,
 }
 
 fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
@@ -107,6 +121,7 @@ pub async fn create_task(
         description: req.description,
         due_at,
         steps: req.steps.into_iter().map(NewStep::from).collect(),
+        draft: req.draft,
     };
     let view = tasks::create_task(&ctx, &actor, new).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
@@ -213,6 +228,10 @@ pub enum WorkflowOpRequest {
         step: String,
         depends_on: Vec<String>,
     },
+    /// Skip a pending or ready step (the change's reason is kept); its dependents go on.
+    SkipStep {
+        step: String,
+    },
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -243,6 +262,7 @@ pub async fn change_workflow(
             WorkflowOpRequest::SetDependencies { step, depends_on } => {
                 WorkflowOp::SetDependencies { step, depends_on }
             }
+            WorkflowOpRequest::SkipStep { step } => WorkflowOp::SkipStep { step },
         })
         .collect();
     let change = WorkflowChange {
@@ -273,6 +293,67 @@ pub async fn task_history(
         },
         history,
     }))
+}
+
+#[utoipa::path(post, path = "/v1/tasks/{id}/publish",
+    responses((status = 200, body = TaskResponse), (status = 403), (status = 404), (status = 409, description = "the task is not a draft")))]
+pub async fn publish_task(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Path(task_id): Path<String>,
+) -> Result<Json<TaskResponse>> {
+    Ok(Json(
+        tasks::publish_task(&ctx, &actor, &task_id).await?.into(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}/timeline", responses((status = 200, body = Timeline), (status = 404)))]
+pub async fn task_timeline(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Path(task_id): Path<String>,
+) -> Result<Json<Timeline>> {
+    let timeline: Vec<TimelineEntryResponse> = tasks::timeline(&ctx, &actor, &task_id)
+        .await?
+        .into_iter()
+        .map(TimelineEntryResponse::from)
+        .collect();
+    Ok(Json(Timeline {
+        meta: ListMeta {
+            count: timeline.len(),
+        },
+        timeline,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Why the step is tried again (kept in the history and the timeline).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/steps/{id}/retry", request_body = Option<RetryRequest>,
+    responses((status = 200, body = TaskResponse), (status = 403, description = "not the task's creator, an owner or an admin"),
+        (status = 404), (status = 409, description = "the step is not failed or skipped, or was skipped because another step failed")))]
+pub async fn retry_step(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Path(step_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<TaskResponse>> {
+    // The body is optional.
+    let req: RetryRequest = if body.is_empty() {
+        RetryRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    Ok(Json(
+        tasks::retry_step(&ctx, &actor, &step_id, req.reason.as_deref())
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/steps/{id}", responses((status = 200, body = StepResponse), (status = 404)))]

@@ -7,7 +7,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::agents::AgentView;
-use crate::tasks::{InvolvedAgent, StepView, TaskView, WorkflowChangeRow};
+use crate::tasks::{
+    By, InvolvedAgent, Outcome, Progress, StepView, TaskView, TimelineEntry, WorkflowChangeRow,
+};
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp.
 pub fn timestamp(ms: i64) -> String {
@@ -77,6 +79,21 @@ pub struct StepResponse {
     pub usage: TokenUsage,
     pub created_at: String,
     pub updated_at: String,
+    /// Retryable failures and lease expiries allowed before the step fails for good.
+    pub max_attempts: i32,
+    /// Retryable failures and lease expiries so far (since the last retry).
+    pub failures: i32,
+    pub continue_on_failure: bool,
+    /// Why the step failed or was skipped.
+    pub status_reason: Option<String>,
+    /// The last `step.progress` of the current attempt.
+    pub progress: Option<StepProgressResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepProgressResponse {
+    pub percent: Option<u8>,
+    pub message: Option<String>,
 }
 
 impl From<StepView> for StepResponse {
@@ -124,6 +141,18 @@ impl From<StepView> for StepResponse {
             },
             created_at: timestamp(step.created_at),
             updated_at: timestamp(step.updated_at),
+            max_attempts: step.max_attempts,
+            failures: step.failures,
+            continue_on_failure: step.continue_on_failure,
+            status_reason: step.status_reason,
+            progress: (step.progress_percent.is_some() || step.progress_message.is_some()).then(
+                || StepProgressResponse {
+                    percent: step
+                        .progress_percent
+                        .map(|percent| percent.clamp(0, 100) as u8),
+                    message: step.progress_message,
+                },
+            ),
         }
     }
 }
@@ -159,12 +188,139 @@ pub struct TaskResponse {
     pub steps: Vec<StepResponse>,
     /// Every agent assigned to a step, and whether it is connected now.
     pub involved_agents: Vec<InvolvedAgentResponse>,
+    pub progress: ProgressResponse,
+    /// How the task ended; `null` while it is open.
+    pub outcome: Option<OutcomeResponse>,
+}
+
+/// Finished steps (done, failed, skipped, cancelled) of all, and the running ones.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressResponse {
+    pub done: u32,
+    pub total: u32,
+    /// Steps held by an agent or waiting for a person, with their last progress.
+    pub running: Vec<RunningStepResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunningStepResponse {
+    pub step_id: String,
+    pub key: String,
+    pub title: String,
+    pub status: String,
+    pub percent: Option<u8>,
+    pub message: Option<String>,
+}
+
+impl From<Progress> for ProgressResponse {
+    fn from(progress: Progress) -> Self {
+        ProgressResponse {
+            done: progress.done,
+            total: progress.total,
+            running: progress
+                .running
+                .into_iter()
+                .map(|step| RunningStepResponse {
+                    step_id: step.step_id,
+                    key: step.key,
+                    title: step.title,
+                    status: step.status,
+                    percent: step.percent,
+                    message: step.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A member, an agent, or the hub itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActorResponse {
+    /// `member`, `agent` or `hub`.
+    pub kind: String,
+    pub id: Option<String>,
+    /// The member's email or the agent's name.
+    pub name: Option<String>,
+}
+
+impl From<By> for ActorResponse {
+    fn from(by: By) -> Self {
+        ActorResponse {
+            kind: by.kind,
+            id: by.id,
+            name: by.name,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeResponse {
+    /// `done`, `failed` or `cancelled`.
+    pub status: String,
+    /// For `failed`: the step that failed for good.
+    pub step_id: Option<String>,
+    pub step_key: Option<String>,
+    pub reason: Option<String>,
+    /// Who ended it: the agent that failed the step, the member who cancelled.
+    pub by: Option<ActorResponse>,
+    pub at: String,
+}
+
+impl From<Outcome> for OutcomeResponse {
+    fn from(outcome: Outcome) -> Self {
+        let (step_id, step_key) = outcome.step.unzip();
+        OutcomeResponse {
+            status: outcome.status.as_str().to_string(),
+            step_id,
+            step_key,
+            reason: outcome.reason,
+            by: outcome.by.map(ActorResponse::from),
+            at: timestamp(outcome.at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEntryResponse {
+    pub at: String,
+    /// `null` for a change of the task itself.
+    pub step_id: Option<String>,
+    pub step_key: Option<String>,
+    /// `null` when the task or step was created.
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: Option<String>,
+    pub attempt: Option<i32>,
+    pub actor: ActorResponse,
+}
+
+impl From<TimelineEntry> for TimelineEntryResponse {
+    fn from(entry: TimelineEntry) -> Self {
+        TimelineEntryResponse {
+            at: timestamp(entry.at),
+            step_id: entry.step_id,
+            step_key: entry.step_key,
+            from: entry.from,
+            to: entry.to,
+            reason: entry.reason,
+            attempt: entry.attempt,
+            actor: entry.actor.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    pub timeline: Vec<TimelineEntryResponse>,
+    pub meta: ListMeta,
 }
 
 impl From<TaskView> for TaskResponse {
     fn from(view: TaskView) -> Self {
         let task = view.task;
         TaskResponse {
+            outcome: Outcome::of(&task).map(OutcomeResponse::from),
+            progress: view.progress.into(),
             id: task.id,
             title: task.title,
             description: task.description,
@@ -189,13 +345,17 @@ pub struct TaskSummary {
     pub id: String,
     pub title: String,
     pub status: String,
+    pub progress: ProgressResponse,
+    pub outcome: Option<OutcomeResponse>,
     pub created_at: String,
     pub updated_at: String,
 }
 
-impl From<crate::tasks::Task> for TaskSummary {
-    fn from(task: crate::tasks::Task) -> Self {
+impl From<(crate::tasks::Task, Progress)> for TaskSummary {
+    fn from((task, progress): (crate::tasks::Task, Progress)) -> Self {
         TaskSummary {
+            outcome: Outcome::of(&task).map(OutcomeResponse::from),
+            progress: progress.into(),
             id: task.id,
             title: task.title,
             status: task.status,
@@ -258,7 +418,8 @@ pub struct AgentResponse {
     pub owner: String,
     pub capabilities: Vec<String>,
     pub max_concurrency: i32,
-    /// `online` or `offline`.
+    /// `offline`, or while online: `idle`, `working` (holds a step), `blocked` (waits
+    /// for its person's answer) or `waiting` (a result awaits approval).
     pub status: String,
     pub online: bool,
     pub last_seen_at: Option<String>,
@@ -273,7 +434,7 @@ impl From<AgentView> for AgentResponse {
             name: view.agent.name,
             owner: view.owner_email,
             max_concurrency: view.agent.max_concurrency,
-            status: if view.online { "online" } else { "offline" }.to_string(),
+            status: view.state.as_str().to_string(),
             online: view.online,
             last_seen_at: view.last_seen_at.map(timestamp),
             created_at: timestamp(view.agent.created_at),

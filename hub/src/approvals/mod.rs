@@ -129,6 +129,7 @@ pub async fn decide(
     }
     let workspace_id = actor.workspace_id();
     let member_id = actor.member_id();
+    let by = tasks::By::actor(actor);
     let mut outbox = Outbox::default();
     let decided = ctx
         .store
@@ -173,29 +174,8 @@ pub async fn decide(
             if !model::decide(db, &approval.id, decision_text, comment, now_ms()).await? {
                 return Err(Error::conflict("this approval was already decided"));
             }
-            match decision {
-                Decision::Reject => {
-                    tasks::rework_in_tx(
-                        db,
-                        &mut outbox,
-                        &task,
-                        &mut step,
-                        comment.unwrap_or_default(),
-                    )
-                    .await?;
-                }
-                Decision::Approve => {
-                    let everyone_approved = model::approvals_of(db, &step.id, approval.attempt)
-                        .await?
-                        .iter()
-                        .all(|other| {
-                            other.id == approval.id || other.decision.as_deref() == Some("approve")
-                        });
-                    if step.approval_level < 3 || everyone_approved {
-                        tasks::complete_in_tx(db, &mut outbox, &task, &mut step).await?;
-                    }
-                }
-            }
+            // The decision is told first; what it causes (rework, completion, the
+            // task's end) follows it in every audience's order.
             let decider = accounts::model::get_member(db, member_id).await?;
             let frame = ServerFrame::ApprovalResolved(ApprovalResolved {
                 seq: 0,
@@ -216,6 +196,30 @@ pub async fn decide(
                 }
             }
             outbox.push_all(&audiences, &frame);
+            match decision {
+                Decision::Reject => {
+                    tasks::rework_in_tx(
+                        db,
+                        &mut outbox,
+                        &task,
+                        &mut step,
+                        comment.unwrap_or_default(),
+                        &by,
+                    )
+                    .await?;
+                }
+                Decision::Approve => {
+                    let everyone_approved = model::approvals_of(db, &step.id, approval.attempt)
+                        .await?
+                        .iter()
+                        .all(|other| {
+                            other.id == approval.id || other.decision.as_deref() == Some("approve")
+                        });
+                    if step.approval_level < 3 || everyone_approved {
+                        tasks::complete_in_tx(db, &mut outbox, &task, &mut step, &by).await?;
+                    }
+                }
+            }
             outbox.flush(db, workspace_id).await?;
             Ok::<_, Error>(Decided {
                 approval_id: approval.id,
@@ -361,7 +365,7 @@ pub async fn answer(
             {
                 return Err(Error::conflict("this question was already answered"));
             }
-            tasks::unblock_in_tx(db, &mut step, lease_ms).await?;
+            tasks::unblock_in_tx(db, &mut step, lease_ms, &tasks::By::actor(actor)).await?;
             let frame = ServerFrame::InputAnswered(InputAnswered {
                 seq: 0,
                 input_request_id: uuid(&request.id),

@@ -734,7 +734,15 @@ impl Session {
             }
             ClientFrame::StepProgress(progress) => {
                 let step_id = progress.step_id.to_string();
-                let lease_ms = tasks::progress_step(ctx, agent, &step_id, progress.attempt).await?;
+                let lease_ms = tasks::progress_step(
+                    ctx,
+                    agent,
+                    &step_id,
+                    progress.attempt,
+                    progress.percent,
+                    progress.message.as_deref(),
+                )
+                .await?;
                 Ok(OkReply {
                     lease_ms: Some(lease_ms),
                     ..OkReply::new(progress.id)

@@ -1,8 +1,8 @@
 //! Builds the protocol events of tasks and steps from rows.
 
 use agenthub_protocol::{
-    ServerFrame, StepCompleted, StepInfo, StepOutput, StepReady, StepRef, StepRevoked, TaskCreated,
-    TaskInfo, TaskUpdated,
+    ActorRef, ServerFrame, StepCompleted, StepInfo, StepOutput, StepReady, StepRef, StepRevoked,
+    TaskCreated, TaskInfo, TaskOutcome, TaskUpdated,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::store::Db;
 use crate::tasks::model::{self, Step, Task};
+use crate::tasks::settle::Outcome;
 
 pub(crate) fn uuid(id: &str) -> Uuid {
     Uuid::parse_str(id).unwrap_or_default()
@@ -26,6 +27,17 @@ fn task_info(task: &Task) -> TaskInfo {
         title: task.title.clone(),
         description: task.description.clone(),
         status: task.status.clone(),
+        outcome: Outcome::of(task).map(|outcome| TaskOutcome {
+            status: outcome.status.as_str().to_string(),
+            step_id: outcome.step.as_ref().map(|(id, _)| uuid(id)),
+            step_key: outcome.step.map(|(_, key)| key),
+            reason: outcome.reason,
+            by: outcome.by.map(|by| ActorRef {
+                kind: by.kind,
+                id: by.id.as_deref().map(uuid),
+                name: by.name,
+            }),
+        }),
     }
 }
 

@@ -1,8 +1,6 @@
 //! The step lifecycle as seen from agents: claim, progress, log, submit, block, fail;
 //! lease expiry; completion and readiness propagation.
 
-use std::collections::{HashMap, HashSet};
-
 use agenthub_protocol::{LogStream, StepRef, Usage};
 use serde_json::Value;
 
@@ -14,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
+use crate::tasks::settle::{self, end_if_finished};
+use crate::tasks::timeline::{self, By};
 use crate::tasks::{
     StepStatus, TaskStatus, frames, load_view, push_ready, step_status, task_status, transition,
 };
@@ -79,15 +79,22 @@ fn check_held(
 ) -> Result<Step> {
     let status = step_status(&step);
     let held_by_caller = step.claimed_by.as_deref() == Some(agent.agent_id.as_str());
-    if !held_by_caller || step.attempt as u32 != attempt || !statuses.contains(&status) {
-        let holder = if held_by_caller {
-            "this agent"
-        } else {
-            "another agent or nobody"
-        };
+    if step.attempt as u32 != attempt {
         return Err(Error::conflict(format!(
-            "step is {status} at attempt {} held by {holder}; attempt {attempt} is not current",
+            "step is {status} at attempt {}; attempt {attempt} is not current",
             step.attempt
+        )));
+    }
+    if !held_by_caller || !status.is_held() && status != StepStatus::Blocked {
+        return Err(Error::conflict(format!(
+            "step is {status} at attempt {attempt} and this agent does not hold it"
+        )));
+    }
+    if !statuses.contains(&status) {
+        let allowed: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
+        return Err(Error::conflict(format!(
+            "step is {status}; this needs it {}",
+            allowed.join(" or ")
         )));
     }
     Ok(step)
@@ -171,6 +178,13 @@ pub async fn claim_step_at(
                     current.status
                 )));
             }
+            let claimed = Step {
+                status: StepStatus::Claimed.as_str().to_string(),
+                claimed_by: Some(agent.agent_id.clone()),
+                ..step.clone()
+            };
+            timeline::record_step(db, &claimed, Some(status.as_str()), &By::agent(agent), None)
+                .await?;
             // Other assignees drop the step from their ready list.
             let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
             let reason = format!("claimed by {}", agent.agent_name);
@@ -194,13 +208,20 @@ pub async fn claim_step_at(
     Ok(claimed)
 }
 
-/// Renews the lease; the first progress moves a claimed step to running.
+/// Renews the lease and keeps the last percent and message; the first progress moves a
+/// claimed step to running.
 pub async fn progress_step(
     ctx: &Ctx,
     agent: &AgentActor,
     step_id: &str,
     attempt: u32,
+    percent: Option<u8>,
+    message: Option<&str>,
 ) -> Result<u64> {
+    if percent.is_some_and(|percent| percent > 100) {
+        return Err(Error::invalid_field("percent", "percent must be 0 to 100"));
+    }
+    let percent = percent.map(i32::from);
     let lease_ms = ctx.settings.lease_ms;
     ctx.store
         .transaction(async |db| {
@@ -217,11 +238,29 @@ pub async fn progress_step(
                 let change = StepChange {
                     lease_until: Some(Some(lease_until)),
                     started_at: Some(Some(now_ms())),
+                    progress_percent: Some(percent),
+                    progress_message: Some(message.map(str::to_string)),
                     ..Default::default()
                 };
-                transition(db, &mut step, StepStatus::Running, change).await?;
-            } else if !model::renew_lease(db, &step.id, &agent.agent_id, step.attempt, lease_until)
-                .await?
+                transition(
+                    db,
+                    &mut step,
+                    StepStatus::Running,
+                    change,
+                    &By::agent(agent),
+                    None,
+                )
+                .await?;
+            } else if !model::record_progress(
+                db,
+                &step.id,
+                &agent.agent_id,
+                step.attempt,
+                lease_until,
+                percent,
+                message,
+            )
+            .await?
             {
                 return Err(Error::conflict("the lease was lost meanwhile"));
             }
@@ -265,6 +304,8 @@ pub async fn log_step(
                         started_at: Some(Some(now_ms())),
                         ..Default::default()
                     },
+                    &By::agent(agent),
+                    None,
                 )
                 .await?;
             }
@@ -341,7 +382,8 @@ pub async fn submit_step(
                 output_tokens: Some(step.output_tokens + output_tokens),
                 ..Default::default()
             };
-            transition(db, &mut step, StepStatus::Submitted, change).await?;
+            let by = By::agent(agent);
+            transition(db, &mut step, StepStatus::Submitted, change, &by, None).await?;
             if let Some(usage) = &submitted.usage {
                 let row = model::UsageRow {
                     id: new_id(),
@@ -356,7 +398,7 @@ pub async fn submit_step(
                 model::insert_usage(db, &row).await?;
             }
             let status = if step.approval_level == 0 {
-                complete_in_tx(db, &mut outbox, &task, &mut step).await?;
+                complete_in_tx(db, &mut outbox, &task, &mut step, &by).await?;
                 StepStatus::Done
             } else {
                 transition(
@@ -364,6 +406,8 @@ pub async fn submit_step(
                     &mut step,
                     StepStatus::AwaitingApproval,
                     StepChange::default(),
+                    &by,
+                    None,
                 )
                 .await?;
                 approvals::request_in_tx(db, &mut outbox, &task, &step).await?;
@@ -416,22 +460,25 @@ pub async fn block_step_in_tx(
             lease_until: Some(None),
             ..Default::default()
         },
+        &By::agent(agent),
+        None,
     )
     .await?;
     Ok((task, step))
 }
 
-/// A blocked step runs again with a fresh lease.
-pub async fn unblock_in_tx(db: &mut Db<'_>, step: &mut Step, lease_ms: u64) -> Result<()> {
+/// A blocked step runs again with a fresh lease (`by`: who answered).
+pub async fn unblock_in_tx(db: &mut Db<'_>, step: &mut Step, lease_ms: u64, by: &By) -> Result<()> {
     let change = StepChange {
         lease_until: Some(Some(now_ms() + lease_ms as i64)),
         ..Default::default()
     };
-    transition(db, step, StepStatus::Running, change).await
+    transition(db, step, StepStatus::Running, change, by, Some("answered")).await
 }
 
-/// The step could not be done: back to `ready` for another attempt when `retryable`,
-/// otherwise `failed`.
+/// The step could not be done: back to `ready` for another attempt when `retryable`
+/// and attempts are left, otherwise `failed` for good (see [`settle`]). Returns the
+/// step's status.
 pub async fn fail_step(
     ctx: &Ctx,
     agent: &AgentActor,
@@ -440,6 +487,7 @@ pub async fn fail_step(
     reason: &str,
     retryable: bool,
 ) -> Result<String> {
+    let by = By::agent(agent);
     let mut outbox = Outbox::default();
     let status = ctx
         .store
@@ -456,23 +504,12 @@ pub async fn fail_step(
                 ],
             )
             .await?;
-            let task = task_of(db, &step).await?;
+            let task = lock_task_of(db, &step).await?;
             if retryable {
-                requeue_in_tx(db, &mut outbox, &task, &mut step, None).await?;
+                let requeue = Requeue::Failed(reason.to_string());
+                requeue_in_tx(db, &mut outbox, &task, &mut step, requeue, &by).await?;
             } else {
-                let change = StepChange {
-                    lease_until: Some(None),
-                    summary: Some(Some(reason.to_string())),
-                    completed_at: Some(Some(now_ms())),
-                    ..Default::default()
-                };
-                transition(db, &mut step, StepStatus::Failed, change).await?;
-                if let Some(creator) = &task.creator_member_id {
-                    outbox.push(
-                        Audience::Member(creator.clone()),
-                        frames::step_revoked(&step, step.attempt, reason),
-                    );
-                }
+                fail_for_good_in_tx(db, &mut outbox, &task, &mut step, reason, &by).await?;
             }
             outbox.flush(db, &step.workspace_id).await?;
             Ok::<_, Error>(step.status.clone())
@@ -482,33 +519,98 @@ pub async fn fail_step(
     Ok(status)
 }
 
-/// Returns a held step to `ready` with attempt + 1, tells the holder and pushes it again.
-async fn requeue_in_tx(
+/// Why a held step goes back to `ready`.
+#[derive(Debug, Clone)]
+pub(crate) enum Requeue {
+    /// The lease ran out: counts as a failure; the holder is told.
+    LeaseExpired,
+    /// The agent failed it with `retryable`: counts as a failure.
+    Failed(String),
+    /// The task was paused: not a failure; the holder is told.
+    Paused,
+}
+
+/// Returns a held step to `ready` with attempt + 1, tells the old holder and pushes it
+/// again; a lease expiry or retryable failure on the last allowed attempt fails the step
+/// for good instead.
+pub(crate) async fn requeue_in_tx(
     db: &mut Db<'_>,
     outbox: &mut Outbox,
     task: &Task,
     step: &mut Step,
-    revoke_reason: Option<&str>,
+    why: Requeue,
+    by: &By,
 ) -> Result<()> {
+    let failures = match why {
+        Requeue::LeaseExpired | Requeue::Failed(_) => step.failures + 1,
+        Requeue::Paused => step.failures,
+    };
+    let (reason, revoke) = match &why {
+        Requeue::LeaseExpired => ("lease expired".to_string(), true),
+        Requeue::Failed(reason) => (reason.clone(), false),
+        Requeue::Paused => ("the task was paused".to_string(), true),
+    };
     let holder = step.claimed_by.clone();
     let old_attempt = step.attempt;
+    if failures >= step.max_attempts {
+        let reason = format!("{reason} on attempt {failures} of {}", step.max_attempts);
+        if let Some(holder) = holder.filter(|_| revoke) {
+            outbox.push(
+                Audience::Agent(holder),
+                frames::step_revoked(step, old_attempt, &reason),
+            );
+        }
+        return fail_for_good_in_tx(db, outbox, task, step, &reason, by).await;
+    }
     let change = StepChange {
         claimed_by: Some(None),
         lease_until: Some(None),
         attempt: Some(step.attempt + 1),
+        failures: Some(failures),
+        progress_percent: Some(None),
+        progress_message: Some(None),
         ..Default::default()
     };
-    transition(db, step, StepStatus::Ready, change).await?;
-    if let (Some(holder), Some(reason)) = (holder, revoke_reason) {
+    transition(db, step, StepStatus::Ready, change, by, Some(&reason)).await?;
+    if let Some(holder) = holder.filter(|_| revoke) {
         outbox.push(
             Audience::Agent(holder),
-            frames::step_revoked(step, old_attempt, reason),
+            frames::step_revoked(step, old_attempt, &reason),
         );
     }
-    let view = load_view(db, task, vec![step.clone()]).await?;
     if task_status(task) == TaskStatus::Active {
+        let view = load_view(db, task, vec![step.clone()]).await?;
         push_ready(db, outbox, task, &view.steps[0]).await?;
     }
+    Ok(())
+}
+
+/// The step failed for good: `failed` with the reason; the task's creator is told, and
+/// the task moves on (see [`settle`]): skipped steps, and the task's end.
+async fn fail_for_good_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &mut Step,
+    reason: &str,
+    by: &By,
+) -> Result<()> {
+    let change = StepChange {
+        lease_until: Some(None),
+        summary: Some(Some(reason.to_string())),
+        status_reason: Some(Some(reason.to_string())),
+        completed_at: Some(Some(now_ms())),
+        ..Default::default()
+    };
+    transition(db, step, StepStatus::Failed, change, by, Some(reason)).await?;
+    if let Some(creator) = &task.creator_member_id {
+        outbox.push(
+            Audience::Member(creator.clone()),
+            frames::step_revoked(step, step.attempt, reason),
+        );
+    }
+    let settled = settle::settle(db, outbox, task, by).await?;
+    end_if_finished(db, outbox, task, &settled.steps, by).await?;
     Ok(())
 }
 
@@ -531,8 +633,16 @@ pub async fn sweep_expired_leases(ctx: &Ctx) -> Result<usize> {
                 if !model::lock_expired_lease(db, &step.id, step.attempt, now).await? {
                     return Err(Error::conflict("the lease was renewed meanwhile"));
                 }
-                let task = task_of(db, &step).await?;
-                requeue_in_tx(db, &mut outbox, &task, &mut step, Some("lease expired")).await?;
+                let task = lock_task_of(db, &step).await?;
+                requeue_in_tx(
+                    db,
+                    &mut outbox,
+                    &task,
+                    &mut step,
+                    Requeue::LeaseExpired,
+                    &By::hub(),
+                )
+                .await?;
                 outbox.flush(db, &step.workspace_id).await?;
                 Ok::<_, Error>(())
             })
@@ -553,13 +663,14 @@ pub async fn sweep_expired_leases(ctx: &Ctx) -> Result<usize> {
     Ok(n_requeued)
 }
 
-/// `submitted`/`awaiting_approval` → `done`, then readiness propagation and
-/// `step.completed` for everyone concerned.
+/// `submitted`/`awaiting_approval` → `done`, then readiness propagation, `step.completed`
+/// for everyone concerned and, after it, the task's end if this was its last step.
 pub async fn complete_in_tx(
     db: &mut Db<'_>,
     outbox: &mut Outbox,
     task: &Task,
     step: &mut Step,
+    by: &By,
 ) -> Result<()> {
     transition(
         db,
@@ -569,9 +680,12 @@ pub async fn complete_in_tx(
             completed_at: Some(Some(now_ms())),
             ..Default::default()
         },
+        by,
+        None,
     )
     .await?;
-    let newly_ready = refresh_readiness(db, outbox, task).await?;
+    let settled = settle::settle(db, outbox, task, by).await?;
+    let newly_ready = &settled.newly_ready;
     let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
     let next_assignees = model::assignees_of(
         db,
@@ -611,6 +725,7 @@ pub async fn complete_in_tx(
             frames::step_completed(step, newly_ready.iter().map(frames::step_ref).collect()),
         );
     }
+    end_if_finished(db, outbox, task, &settled.steps, by).await?;
     Ok(())
 }
 
@@ -621,109 +736,30 @@ pub async fn rework_in_tx(
     task: &Task,
     step: &mut Step,
     comment: &str,
+    by: &By,
 ) -> Result<()> {
-    transition(db, step, StepStatus::Rejected, StepChange::default()).await?;
+    transition(
+        db,
+        step,
+        StepStatus::Rejected,
+        StepChange::default(),
+        by,
+        Some(comment),
+    )
+    .await?;
     let change = StepChange {
         claimed_by: Some(None),
         lease_until: Some(None),
         attempt: Some(step.attempt + 1),
         rework_comment: Some(Some(comment.to_string())),
+        progress_percent: Some(None),
+        progress_message: Some(None),
         ..Default::default()
     };
-    transition(db, step, StepStatus::Ready, change).await?;
+    transition(db, step, StepStatus::Ready, change, by, Some("rework")).await?;
     let view = load_view(db, task, vec![step.clone()]).await?;
     if task_status(task) == TaskStatus::Active {
         push_ready(db, outbox, task, &view.steps[0]).await?;
     }
     Ok(())
-}
-
-/// Makes pending steps whose dependencies are all finished `ready` (pushing them), puts
-/// ready steps with unfinished dependencies back to `pending`, and marks the task done
-/// when every step is finished. Returns the steps that became ready.
-pub(crate) async fn refresh_readiness(
-    db: &mut Db<'_>,
-    outbox: &mut Outbox,
-    task: &Task,
-) -> Result<Vec<Step>> {
-    let steps = model::steps_of_task(db, &task.id).await?;
-    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
-    let dependencies = model::dependencies_of(db, &ids).await?;
-    let status_of: HashMap<&str, StepStatus> = steps
-        .iter()
-        .map(|step| (step.id.as_str(), step_status(step)))
-        .collect();
-    let mut unmet: HashSet<&str> = HashSet::new();
-    for (step_id, dep) in &dependencies {
-        if !status_of
-            .get(dep.as_str())
-            .is_some_and(|status| status.satisfies_dependency())
-        {
-            unmet.insert(step_id.as_str());
-        }
-    }
-    let mut newly_ready = Vec::new();
-    for step in &steps {
-        let mut step = step.clone();
-        match step_status(&step) {
-            StepStatus::Pending if !unmet.contains(step.id.as_str()) => {
-                transition(db, &mut step, StepStatus::Ready, StepChange::default()).await?;
-                if task_status(task) == TaskStatus::Active {
-                    let view = load_view(db, task, vec![step.clone()]).await?;
-                    push_ready(db, outbox, task, &view.steps[0]).await?;
-                }
-                newly_ready.push(step);
-            }
-            StepStatus::Ready if unmet.contains(step.id.as_str()) => {
-                transition(db, &mut step, StepStatus::Pending, StepChange::default()).await?;
-                let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
-                for (_, agent_id) in assignees {
-                    outbox.push(
-                        Audience::Agent(agent_id),
-                        frames::step_revoked(
-                            &step,
-                            step.attempt,
-                            "a new dependency must finish first",
-                        ),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
-    // Read after this transaction's own changes: the loop above moves steps only between
-    // `pending` and `ready`, neither of them finished.
-    let all_finished = steps.iter().all(|step| step_status(step).is_finished());
-    if all_finished && task_status(task) == TaskStatus::Active {
-        let now = now_ms();
-        if model::set_task_status(
-            db,
-            &task.id,
-            TaskStatus::Active.as_str(),
-            TaskStatus::Done.as_str(),
-            now,
-        )
-        .await?
-            == 1
-        {
-            let done = Task {
-                status: TaskStatus::Done.as_str().to_string(),
-                updated_at: now,
-                ..task.clone()
-            };
-            let frame = frames::task_updated(&done);
-            let assignees = model::assignees_of(db, &ids).await?;
-            let agents: HashSet<String> = assignees
-                .into_iter()
-                .map(|(_, agent_id)| agent_id)
-                .collect();
-            for agent_id in agents {
-                outbox.push(Audience::Agent(agent_id), frame.clone());
-            }
-            if let Some(creator) = &task.creator_member_id {
-                outbox.push(Audience::Member(creator.clone()), frame);
-            }
-        }
-    }
-    Ok(newly_ready)
 }

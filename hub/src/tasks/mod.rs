@@ -6,7 +6,10 @@ pub mod dag;
 mod frames;
 mod lifecycle;
 pub mod model;
+mod retry;
+mod settle;
 pub mod state;
+mod timeline;
 mod workflow;
 
 use std::collections::{HashMap, HashSet};
@@ -26,7 +29,10 @@ pub use lifecycle::{
 };
 pub(crate) use lifecycle::{block_step_in_tx, complete_in_tx, rework_in_tx, unblock_in_tx};
 pub use model::{Step, StepLogRow, Task, WorkflowChangeRow};
+pub use retry::{publish_task, retry_step};
+pub use settle::Outcome;
 pub use state::{StepStatus, TaskStatus};
+pub use timeline::{By, TimelineEntry, timeline};
 pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
 
 /// The executors a step may name.
@@ -39,6 +45,8 @@ pub struct NewTask {
     pub description: String,
     pub due_at: Option<i64>,
     pub steps: Vec<NewStep>,
+    /// Created as a draft: nothing starts until it is published.
+    pub draft: bool,
 }
 
 /// A step to create. Steps name each other by `key`; assignees are agent names or ids,
@@ -57,7 +65,15 @@ pub struct NewStep {
     pub input: Value,
     pub expected_inputs: Option<String>,
     pub expected_outputs: Option<String>,
+    /// Retryable failures and lease expiries allowed before the step fails for good
+    /// (default [`DEFAULT_MAX_ATTEMPTS`]).
+    pub max_attempts: Option<u32>,
+    /// When the step fails for good, its dependents treat it as finished.
+    pub continue_on_failure: bool,
 }
+
+/// Attempts a step gets when it names none.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// A task with everything a caller shows.
 #[derive(Debug, Clone)]
@@ -65,6 +81,64 @@ pub struct TaskView {
     pub task: Task,
     pub steps: Vec<StepView>,
     pub involved_agents: Vec<InvolvedAgent>,
+    pub progress: Progress,
+}
+
+/// How far a task is: finished steps of all, and what the running ones last reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Finished steps: done, failed, skipped or cancelled.
+    pub done: u32,
+    pub total: u32,
+    pub running: Vec<RunningStep>,
+}
+
+/// A step that an agent holds or that waits for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningStep {
+    pub step_id: String,
+    pub key: String,
+    pub title: String,
+    pub status: String,
+    /// The last `step.progress` of the current attempt.
+    pub percent: Option<u8>,
+    pub message: Option<String>,
+}
+
+impl Progress {
+    pub fn of(steps: &[Step]) -> Progress {
+        let running = steps
+            .iter()
+            .filter(|step| {
+                matches!(
+                    step_status(step),
+                    StepStatus::Claimed
+                        | StepStatus::Running
+                        | StepStatus::Blocked
+                        | StepStatus::Submitted
+                        | StepStatus::AwaitingApproval
+                )
+            })
+            .map(|step| RunningStep {
+                step_id: step.id.clone(),
+                key: step.key.clone(),
+                title: step.title.clone(),
+                status: step.status.clone(),
+                percent: step
+                    .progress_percent
+                    .map(|percent| percent.clamp(0, 100) as u8),
+                message: step.progress_message.clone(),
+            })
+            .collect();
+        Progress {
+            done: steps
+                .iter()
+                .filter(|step| step_status(step).is_finished())
+                .count() as u32,
+            total: steps.len() as u32,
+            running,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +182,12 @@ impl TaskAction {
 pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskView> {
     let workspace_id = actor.workspace_id().to_string();
     validate_new_task(&new)?;
+    let by = By::actor(actor);
+    let status = if new.draft {
+        TaskStatus::Draft
+    } else {
+        TaskStatus::Active
+    };
     let mut outbox = Outbox::default();
     let view = ctx
         .store
@@ -118,7 +198,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 workspace_id: workspace_id.clone(),
                 title: new.title.trim().to_string(),
                 description: new.description.clone(),
-                status: TaskStatus::Active.as_str().to_string(),
+                status: status.as_str().to_string(),
                 creator_member_id: Some(actor.member_id().to_string()),
                 creator_agent_id: match actor {
                     Actor::Agent(agent) => Some(agent.agent_id.clone()),
@@ -127,10 +207,16 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 due_at: new.due_at,
                 created_at: now,
                 updated_at: now,
+                outcome: None,
             };
             model::insert_task(db, &task).await?;
             let steps = insert_steps(db, &task, &new.steps, &[]).await?;
+            timeline::record_created(db, &task, &steps, &by).await?;
             let view = load_view(db, &task, steps).await?;
+            if status == TaskStatus::Draft {
+                // Nobody hears of a draft until it is published.
+                return Ok::<_, Error>(view);
+            }
             // Everyone involved hears of the task; ready steps are pushed to assignees.
             let task_frame = frames::task_created(&task);
             let agents: Vec<Audience> = view
@@ -233,6 +319,14 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
                 "step `{key}` has approval level {} but no approvers",
                 step.approval_level
             ),
+        ));
+    }
+    if let Some(max_attempts) = step.max_attempts
+        && !(1..=100).contains(&max_attempts)
+    {
+        return Err(Error::invalid_field(
+            "steps.max_attempts",
+            format!("step `{key}`: max_attempts must be 1 to 100"),
         ));
     }
     if let Some(executor) = &step.executor
@@ -356,16 +450,25 @@ async fn insert_steps(
             output_tokens: 0,
             created_at: now,
             updated_at: now,
+            max_attempts: new.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as i32,
+            continue_on_failure: new.continue_on_failure,
+            failures: 0,
+            status_reason: None,
+            skipped_because: None,
+            progress_percent: None,
+            progress_message: None,
         });
     }
     // Steps without unfinished dependencies start ready (`pending` → `ready` is the state
-    // machine's first move; it is made before the insert instead of by a second update).
+    // machine's first move; it is made before the insert instead of by a second update),
+    // except in a draft, where nothing starts before it is published.
     let finished: HashSet<&str> = existing
         .iter()
-        .filter(|step| step_status(step).satisfies_dependency())
+        .filter(|step| settle::satisfies(step))
         .map(|step| step.id.as_str())
         .collect();
-    for row in &mut rows {
+    let may_start = task_status(task) != TaskStatus::Draft;
+    for row in rows.iter_mut().filter(|_| may_start) {
         let waits = dependency_rows
             .iter()
             .any(|(step_id, dep)| step_id == &row.id && !finished.contains(dep.as_str()));
@@ -421,12 +524,15 @@ pub(crate) fn task_status(task: &Task) -> TaskStatus {
 }
 
 /// Moves `step` to `to` if the state machine allows it and nobody changed the step
-/// since it was read; otherwise `conflict` naming the current state. Updates `step`.
+/// since it was read; otherwise `conflict` naming the current state. Updates `step` and
+/// records the move in the task's timeline, with who made it and why.
 pub(crate) async fn transition(
     db: &mut Db<'_>,
     step: &mut Step,
     to: StepStatus,
     mut change: model::StepChange,
+    by: &By,
+    reason: Option<&str>,
 ) -> Result<()> {
     let from = step_status(step);
     from.check(to)?;
@@ -443,7 +549,7 @@ pub(crate) async fn transition(
         )));
     }
     apply_change(step, &change);
-    Ok(())
+    timeline::record_step(db, step, Some(from.as_str()), by, reason).await
 }
 
 fn apply_change(step: &mut Step, change: &model::StepChange) {
@@ -465,7 +571,12 @@ fn apply_change(step: &mut Step, change: &model::StepChange) {
         input_tokens,
         output_tokens,
         position,
-        updated_at
+        updated_at,
+        failures,
+        status_reason,
+        skipped_because,
+        progress_percent,
+        progress_message
     );
 }
 
@@ -538,6 +649,7 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
         .collect();
     Ok(TaskView {
         task: task.clone(),
+        progress: Progress::of(&steps),
         steps: step_views,
         involved_agents,
     })
@@ -598,22 +710,36 @@ fn with_presence(ctx: &Ctx, mut view: TaskView) -> TaskView {
     view
 }
 
+/// The newest tasks of the workspace, each with its progress.
 pub async fn list_tasks(
     ctx: &Ctx,
     actor: &Actor,
     status: Option<TaskStatus>,
     limit: u32,
-) -> Result<Vec<Task>> {
+) -> Result<Vec<(Task, Progress)>> {
     let limit = i64::from(limit.clamp(1, 500));
     ctx.store
         .read(async |db| {
-            Ok(model::list_tasks(
+            let tasks = model::list_tasks(
                 db,
                 actor.workspace_id(),
                 status.map(TaskStatus::as_str),
                 limit,
             )
-            .await?)
+            .await?;
+            let ids: Vec<String> = tasks.iter().map(|task| task.id.clone()).collect();
+            let steps = model::steps_of_tasks(db, &ids).await?;
+            Ok(tasks
+                .into_iter()
+                .map(|task| {
+                    let own: Vec<Step> = steps
+                        .iter()
+                        .filter(|step| step.task_id == task.id)
+                        .cloned()
+                        .collect();
+                    (task, Progress::of(&own))
+                })
+                .collect())
         })
         .await
 }
@@ -661,32 +787,61 @@ pub async fn history(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Vec<Work
         .await
 }
 
-/// Pauses, resumes, cancels or archives a task. Cancelling cancels every unfinished
-/// step and revokes held ones; resuming pushes ready steps again.
+/// Pauses, resumes, cancels or archives a task. Pausing revokes held steps (they return
+/// to `ready` at the next attempt, not counted as a failure) and nothing is claimed until
+/// the task resumes; resuming pushes ready steps again. Cancelling cancels every
+/// unfinished step and revokes held ones.
 pub async fn set_task_status(
     ctx: &Ctx,
     actor: &Actor,
     task_id: &str,
     action: TaskAction,
 ) -> Result<TaskView> {
+    let by = By::actor(actor);
     let mut outbox = Outbox::default();
     ctx.store
         .transaction(async |db| {
-            let task = model::find_task(db, actor.workspace_id(), task_id)
+            let task = model::lock_task(db, actor.workspace_id(), task_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
             let from = task_status(&task);
             let to = action.target();
             from.check(to)?;
+            let outcome = match action {
+                TaskAction::Cancel => Some(
+                    Outcome {
+                        status: TaskStatus::Cancelled,
+                        step: None,
+                        reason: None,
+                        by: Some(by.clone()),
+                        at: now_ms(),
+                    }
+                    .to_json()
+                    .to_string(),
+                ),
+                _ => task.outcome.clone(),
+            };
             let now = now_ms();
-            if model::set_task_status(db, &task.id, from.as_str(), to.as_str(), now).await? == 0 {
+            if model::set_task_status(
+                db,
+                &task.id,
+                from.as_str(),
+                to.as_str(),
+                outcome.as_deref(),
+                now,
+            )
+            .await?
+                == 0
+            {
                 return Err(Error::conflict("the task changed meanwhile; retry"));
             }
             let task = Task {
                 status: to.as_str().to_string(),
+                outcome,
                 updated_at: now,
                 ..task
             };
+            timeline::record_task(db, &task, from.as_str(), &by, None).await?;
             let steps = model::steps_of_task(db, &task.id).await?;
             let view = load_view(db, &task, steps).await?;
             match action {
@@ -698,14 +853,17 @@ pub async fn set_task_status(
                         }
                         let holder = step.claimed_by.clone();
                         let attempt = step.attempt;
+                        let change = model::StepChange {
+                            lease_until: Some(None),
+                            ..Default::default()
+                        };
                         transition(
                             db,
                             &mut step,
                             StepStatus::Cancelled,
-                            model::StepChange {
-                                lease_until: Some(None),
-                                ..Default::default()
-                            },
+                            change,
+                            &by,
+                            Some("the task was cancelled"),
                         )
                         .await?;
                         if let Some(agent_id) = holder {
@@ -714,6 +872,23 @@ pub async fn set_task_status(
                                 frames::step_revoked(&step, attempt, "the task was cancelled"),
                             );
                         }
+                    }
+                }
+                TaskAction::Pause => {
+                    for step_view in &view.steps {
+                        let mut step = step_view.step.clone();
+                        if !step_status(&step).is_held() {
+                            continue;
+                        }
+                        lifecycle::requeue_in_tx(
+                            db,
+                            &mut outbox,
+                            &task,
+                            &mut step,
+                            lifecycle::Requeue::Paused,
+                            &by,
+                        )
+                        .await?;
                     }
                 }
                 TaskAction::Resume => {
@@ -725,20 +900,19 @@ pub async fn set_task_status(
                         push_ready(db, &mut outbox, &task, step_view).await?;
                     }
                 }
-                // Held steps may finish while paused; nothing new is claimed.
-                TaskAction::Pause | TaskAction::Archive => {}
+                TaskAction::Archive => {}
             }
-            let frame = frames::task_updated(&task);
-            let agents: Vec<Audience> = view
-                .involved_agents
+            let steps: Vec<Step> = view
+                .steps
                 .iter()
-                .map(|agent| Audience::Agent(agent.id.clone()))
+                .map(|step_view| step_view.step.clone())
                 .collect();
-            outbox.push_all(&agents, &frame);
-            outbox.push_all(&member_audiences(&task, &view.steps), &frame);
+            let audiences = settle::followers(db, &task, &steps).await?;
+            outbox.push_all(&audiences, &frames::task_updated(&task));
             if action == TaskAction::Resume {
-                // Steps may have finished while the task was paused: it may be done now.
-                lifecycle::refresh_readiness(db, &mut outbox, &task).await?;
+                // Steps may have finished or failed while the task was paused.
+                let settled = settle::settle(db, &mut outbox, &task, &by).await?;
+                settle::end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
             }
             outbox.flush(db, &task.workspace_id).await?;
             Ok(())

@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::schema::{
     agents, step_approvers, step_assignees, step_dependencies, step_logs, step_submissions, steps,
-    tasks, usage, workflow_changes,
+    tasks, timeline, usage, workflow_changes,
 };
 use crate::store::Db;
 
@@ -23,6 +23,8 @@ pub struct Task {
     pub due_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// JSON: how the task ended (`TaskOutcome`).
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -56,6 +58,13 @@ pub struct Step {
     pub output_tokens: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub max_attempts: i32,
+    pub continue_on_failure: bool,
+    pub failures: i32,
+    pub status_reason: Option<String>,
+    pub skipped_because: Option<String>,
+    pub progress_percent: Option<i32>,
+    pub progress_message: Option<String>,
 }
 
 /// The columns a state transition may change; `None` leaves a column alone, and
@@ -78,6 +87,29 @@ pub struct StepChange {
     pub output_tokens: Option<i64>,
     pub position: Option<i32>,
     pub updated_at: Option<i64>,
+    pub failures: Option<i32>,
+    pub status_reason: Option<Option<String>>,
+    pub skipped_because: Option<Option<String>>,
+    pub progress_percent: Option<Option<i32>>,
+    pub progress_message: Option<Option<String>>,
+}
+
+/// One status change of a task (`step_id` empty) or of one of its steps.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = timeline, treat_none_as_default_value = false)]
+pub struct TimelineRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub step_id: Option<String>,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub reason: Option<String>,
+    pub attempt: Option<i32>,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -193,20 +225,95 @@ pub async fn list_tasks(
     })
 }
 
+/// `from` → `to` if the task is still `from`, setting (or clearing) its outcome.
 pub async fn set_task_status(
     db: &mut Db<'_>,
     task_id: &str,
     from: &str,
     to: &str,
+    outcome: Option<&str>,
     now: i64,
 ) -> QueryResult<usize> {
     crate::db!(db, |conn| {
         diesel::update(tasks::table)
             .filter(tasks::id.eq(task_id).and(tasks::status.eq(from)))
-            .set((tasks::status.eq(to), tasks::updated_at.eq(now)))
+            .set((
+                tasks::status.eq(to),
+                tasks::outcome.eq(outcome),
+                tasks::updated_at.eq(now),
+            ))
             .execute(conn)
             .await
     })
+}
+
+pub async fn insert_timeline(db: &mut Db<'_>, rows: &[TimelineRow]) -> QueryResult<()> {
+    for row in rows {
+        crate::db!(db, |conn| diesel::insert_into(timeline::table)
+            .values(row)
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+/// A task's timeline, oldest first.
+pub async fn timeline_of(db: &mut Db<'_>, task_id: &str) -> QueryResult<Vec<TimelineRow>> {
+    crate::db!(db, |conn| {
+        timeline::table
+            .filter(timeline::task_id.eq(task_id))
+            .order((timeline::created_at.asc(), timeline::id.asc()))
+            .select(TimelineRow::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+/// The newest timeline entry of a step that moved it to `status`.
+pub async fn last_timeline_of_step(
+    db: &mut Db<'_>,
+    task_id: &str,
+    step_id: &str,
+    status: &str,
+) -> QueryResult<Option<TimelineRow>> {
+    crate::db!(db, |conn| {
+        timeline::table
+            .filter(timeline::task_id.eq(task_id))
+            .filter(timeline::step_id.eq(step_id))
+            .filter(timeline::to_status.eq(status))
+            .order((timeline::created_at.desc(), timeline::id.desc()))
+            .select(TimelineRow::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Records the last progress of the held step and renews its lease.
+pub async fn record_progress(
+    db: &mut Db<'_>,
+    step_id: &str,
+    agent_id: &str,
+    attempt: i32,
+    lease_until: i64,
+    percent: Option<i32>,
+    message: Option<&str>,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| {
+        diesel::update(steps::table)
+            .filter(steps::id.eq(step_id))
+            .filter(steps::claimed_by.eq(agent_id))
+            .filter(steps::attempt.eq(attempt))
+            .filter(steps::status.eq("claimed").or(steps::status.eq("running")))
+            .set((
+                steps::lease_until.eq(Some(lease_until)),
+                steps::progress_percent.eq(percent),
+                steps::progress_message.eq(message),
+            ))
+            .execute(conn)
+            .await
+    })?;
+    Ok(n_rows == 1)
 }
 
 pub async fn touch_task(db: &mut Db<'_>, task_id: &str, now: i64) -> QueryResult<usize> {
@@ -291,6 +398,21 @@ pub async fn steps_of_task(db: &mut Db<'_>, task_id: &str) -> QueryResult<Vec<St
     })
 }
 
+/// The steps of several tasks (a page of a task list).
+pub async fn steps_of_tasks(db: &mut Db<'_>, task_ids: &[String]) -> QueryResult<Vec<Step>> {
+    if task_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::task_id.eq_any(task_ids))
+            .order(steps::position.asc())
+            .select(Step::as_select())
+            .load(conn)
+            .await
+    })
+}
+
 /// Applies `change` if the step is still in `expected_status` at `expected_attempt`.
 /// Returns whether it applied: the one conditional update behind every transition.
 pub async fn update_step_if(
@@ -365,26 +487,6 @@ pub async fn lock_expired_lease(
 }
 
 /// Renews the lease of a step the agent holds at `attempt`.
-pub async fn renew_lease(
-    db: &mut Db<'_>,
-    step_id: &str,
-    agent_id: &str,
-    attempt: i32,
-    lease_until: i64,
-) -> QueryResult<bool> {
-    let n_rows = crate::db!(db, |conn| {
-        diesel::update(steps::table)
-            .filter(steps::id.eq(step_id))
-            .filter(steps::claimed_by.eq(agent_id))
-            .filter(steps::attempt.eq(attempt))
-            .filter(steps::status.eq("claimed").or(steps::status.eq("running")))
-            .set(steps::lease_until.eq(lease_until))
-            .execute(conn)
-            .await
-    })?;
-    Ok(n_rows == 1)
-}
-
 pub async fn count_held_by(db: &mut Db<'_>, agent_id: &str) -> QueryResult<i64> {
     // Literally the predicate of the partial index `idx_steps_held_by`: both databases
     // use a partial index only when the query's condition matches it, and bound values

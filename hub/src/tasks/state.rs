@@ -59,17 +59,13 @@ impl StepStatus {
         }
     }
 
-    /// No transition leaves a finished step.
+    /// Only a person's retry moves a failed or skipped step again; nothing moves a done
+    /// or cancelled one.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
             StepStatus::Done | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
         )
-    }
-
-    /// A dependency in this status lets its dependents start.
-    pub fn satisfies_dependency(self) -> bool {
-        matches!(self, StepStatus::Done | StepStatus::Skipped)
     }
 
     /// An agent holds the step (a lease runs).
@@ -107,6 +103,8 @@ impl StepStatus {
                 | (AwaitingApproval, Done)
                 | (AwaitingApproval, Rejected)
                 | (Rejected, Ready)
+                // A person's retry.
+                | (Failed | Skipped, Ready | Pending)
         )
     }
 
@@ -145,16 +143,18 @@ pub enum TaskStatus {
     Active,
     Paused,
     Done,
+    Failed,
     Cancelled,
     Archived,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 6] = [
+    pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Draft,
         TaskStatus::Active,
         TaskStatus::Paused,
         TaskStatus::Done,
+        TaskStatus::Failed,
         TaskStatus::Cancelled,
         TaskStatus::Archived,
     ];
@@ -165,6 +165,7 @@ impl TaskStatus {
             TaskStatus::Active => "active",
             TaskStatus::Paused => "paused",
             TaskStatus::Done => "done",
+            TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::Archived => "archived",
         }
@@ -179,8 +180,19 @@ impl TaskStatus {
                 | (Active, Paused)
                 | (Paused, Active)
                 | (Active, Done)
+                | (Active | Paused, Failed)
+                // A retry re-opens a failed task.
+                | (Failed, Active)
                 | (Draft | Active | Paused, Cancelled)
-                | (Done | Cancelled, Archived)
+                | (Done | Failed | Cancelled, Archived)
+        )
+    }
+
+    /// `done`, `failed` and `cancelled` end a task.
+    pub fn is_ended(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled
         )
     }
 
@@ -216,15 +228,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finished_steps_never_move() {
+    fn finished_steps_move_only_by_a_retry() {
+        use StepStatus::*;
         for from in StepStatus::ALL
             .into_iter()
             .filter(|status| status.is_finished())
         {
             for to in StepStatus::ALL {
-                assert!(!from.allows(to), "{from} -> {to}");
+                let retry = matches!(from, Failed | Skipped) && matches!(to, Ready | Pending);
+                assert_eq!(from.allows(to), retry, "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn a_failed_task_reopens_only_by_a_retry_and_ends_are_ends() {
+        use TaskStatus::*;
+        assert!(Active.allows(Failed) && Paused.allows(Failed) && Failed.allows(Active));
+        assert!(!Failed.allows(Done) && !Failed.allows(Cancelled) && !Done.allows(Active));
+        let ended: Vec<TaskStatus> = TaskStatus::ALL
+            .into_iter()
+            .filter(|status| status.is_ended())
+            .collect();
+        assert_eq!(ended, [Done, Failed, Cancelled]);
     }
 
     #[test]

@@ -12,11 +12,12 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
-use crate::tasks::lifecycle::refresh_readiness;
 use crate::tasks::model::{self, Step, StepChange, Task, WorkflowChangeRow};
+use crate::tasks::settle::{self, end_if_finished};
+use crate::tasks::timeline::By;
 use crate::tasks::{
     NewStep, StepStatus, TaskView, dag, frames, get_task, insert_steps, load_view,
-    member_audiences, push_ready, step_status, task_status, validate_new_step,
+    member_audiences, push_ready, step_status, task_status, transition, validate_new_step,
 };
 
 /// One operation of a workflow change.
@@ -38,6 +39,11 @@ pub enum WorkflowOp {
     SetDependencies {
         step: String,
         depends_on: Vec<String>,
+    },
+    /// A pending or ready step is not needed: it is skipped with the change's reason and
+    /// its dependents go on as if it were done.
+    SkipStep {
+        step: String,
     },
 }
 
@@ -66,6 +72,7 @@ pub async fn change_workflow(
             "a workflow change needs at least one operation",
         ));
     }
+    let by = By::actor(actor);
     let mut outbox = Outbox::default();
     ctx.store
         .transaction(async |db| {
@@ -80,7 +87,7 @@ pub async fn change_workflow(
             }
             let mut records = Vec::new();
             for op in &change.operations {
-                records.push(apply(db, &mut outbox, &task, op).await?);
+                records.push(apply(db, &mut outbox, &task, op, &by, &change.reason).await?);
             }
             // The graph must still be a DAG.
             let steps = model::steps_of_task(db, &task.id).await?;
@@ -99,9 +106,8 @@ pub async fn change_workflow(
                     .push(key_of[dep.as_str()]);
             }
             dag::validate(&keys, &edges)?;
-            refresh_readiness(db, &mut outbox, &task).await?;
-            let steps = model::steps_of_task(db, &task.id).await?;
-            let view = load_view(db, &task, steps).await?;
+            let settled = settle::settle(db, &mut outbox, &task, &by).await?;
+            let view = load_view(db, &task, settled.steps.clone()).await?;
             let now = now_ms();
             let agents: Vec<Audience> = view
                 .involved_agents
@@ -135,6 +141,8 @@ pub async fn change_workflow(
                 outbox.push_all(&members, &frame);
             }
             model::touch_task(db, &task.id, now).await?;
+            // Skipping the last open step finishes the task.
+            end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
             outbox.flush(db, &task.workspace_id).await?;
             Ok::<_, Error>(())
         })
@@ -155,8 +163,36 @@ async fn apply(
     outbox: &mut Outbox,
     task: &Task,
     op: &WorkflowOp,
+    by: &By,
+    reason: &str,
 ) -> Result<Record> {
     match op {
+        WorkflowOp::SkipStep { step } => {
+            let mut step = find_changeable(db, task, step).await?;
+            let before = describe(&step_view(db, task, &step).await?);
+            let was_ready = step.status == StepStatus::Ready.as_str();
+            let change = StepChange {
+                status_reason: Some(Some(reason.to_string())),
+                ..Default::default()
+            };
+            transition(db, &mut step, StepStatus::Skipped, change, by, Some(reason)).await?;
+            if was_ready {
+                for (_, agent_id) in model::assignees_of(db, std::slice::from_ref(&step.id)).await?
+                {
+                    outbox.push(
+                        Audience::Agent(agent_id),
+                        frames::step_revoked(&step, step.attempt, "the step was skipped"),
+                    );
+                }
+            }
+            let after = json!({"key": step.key, "status": step.status});
+            Ok((
+                "step_skipped",
+                Some(step.id.clone()),
+                Some(before),
+                Some(after),
+            ))
+        }
         WorkflowOp::AddStep(new) => {
             validate_new_step(new)?;
             let existing = model::steps_of_task(db, &task.id).await?;

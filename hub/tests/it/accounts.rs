@@ -616,7 +616,7 @@ backend_test!(
         // A's agents cannot touch B's steps (same agent names, different workspace).
         for agent in [&team_a.min, &team_a.duan_bot] {
             expect_err(tasks::claim_step(ctx_a, agent, &ready_b).await, "not_found", "step");
-            expect_err(tasks::progress_step(ctx_a, agent, &ask_b, 1).await, "not_found", "step");
+            expect_err(tasks::progress_step(ctx_a, agent, &ask_b, 1, None, None).await, "not_found", "step");
             expect_err(submit(ctx_a, agent, &ask_b, 1).await, "not_found", "step");
             expect_err(
                 tasks::fail_step(ctx_a, agent, &ask_b, 1, "no", false).await,

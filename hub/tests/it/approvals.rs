@@ -358,7 +358,7 @@ backend_test!(
         let request_id = approvals::ask(ctx, bot, &ask, 1, "Which quarter?", &options).await.unwrap();
         let step = team.step(&ask).await;
         assert_eq!((step.status.as_str(), step.lease_until), ("blocked", None));
-        expect_err(tasks::progress_step(ctx, bot, &ask, 1).await, "conflict", "step is blocked");
+        expect_err(tasks::progress_step(ctx, bot, &ask, 1, None, None).await, "conflict", "step is blocked");
         expect_err(submit(ctx, bot, &ask, 1).await, "conflict", "step is blocked");
         // A blocked step is not swept, however long the human takes.
         assert_eq!(tasks::sweep_expired_leases(ctx).await.unwrap(), 0);

@@ -59,7 +59,7 @@ backend_test!(
         );
         // A claim with no other assignee and progress tell nobody.
         tasks::claim_step(ctx, &team.min, &draft).await.unwrap();
-        tasks::progress_step(ctx, &team.min, &draft, 1).await.unwrap();
+        tasks::progress_step(ctx, &team.min, &draft, 1, None, None).await.unwrap();
         assert_eq!(snapshot().await[0], ["task.created", "step.ready"]);
 
         submit(ctx, &team.min, &draft, 1).await.unwrap();
@@ -88,13 +88,13 @@ backend_test!(
                     "step.ready",
                     "step.ready",
                     "step.completed",
-                    "task.updated",
-                    "step.completed",
                     "approval.resolved",
+                    "step.completed",
+                    "task.updated",
                 ],
                 vec!["approval.requested", "approval.resolved"],
-                vec!["task.created", "step.completed", "task.updated", "step.completed"],
-                vec!["task.created", "approval.requested", "approval.resolved"],
+                vec!["task.created", "step.completed", "step.completed", "task.updated"],
+                vec!["task.created", "approval.requested", "approval.resolved", "task.updated"],
             ]
         );
         for audience in audiences {

@@ -596,6 +596,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         input_requests,
         availability_requests,
         workflow_changes,
+        timeline,
         events,
         audience_seqs,
         step_logs,

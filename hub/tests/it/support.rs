@@ -319,7 +319,7 @@ impl Team {
     /// Claims, reports progress and submits `step_id` as `agent`; returns the outcome.
     pub async fn run_step(&self, agent: &AgentActor, step_id: &str) -> String {
         let claimed = tasks::claim_step(&self.ctx, agent, step_id).await.unwrap();
-        tasks::progress_step(&self.ctx, agent, step_id, claimed.attempt)
+        tasks::progress_step(&self.ctx, agent, step_id, claimed.attempt, None, None)
             .await
             .unwrap();
         submit(&self.ctx, agent, step_id, claimed.attempt)
@@ -390,6 +390,7 @@ pub fn new_task(title: &str, steps: Vec<NewStep>) -> NewTask {
 /// and approved by duan, named by email.
 pub fn report_task() -> NewTask {
     NewTask {
+        draft: false,
         title: "Quarterly report".into(),
         description: "Break down the director's report, then review it".into(),
         due_at: None,

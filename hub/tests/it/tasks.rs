@@ -128,7 +128,7 @@ backend_test!(
             .await
             .unwrap()
             .into_iter()
-            .map(|task| task.title)
+            .map(|(task, _)| task.title)
             .collect();
         assert_eq!(titles, ["Other"]);
         assert_eq!(types(&events(&store, &team.min.agent_id).await), ["task.created", "step.ready"]);
@@ -250,7 +250,9 @@ async fn step_in(team: &Team, agent: &AgentActor, state: State) -> String {
         }
         State::Running => {
             tasks::claim_step(ctx, agent, &step).await.unwrap();
-            tasks::progress_step(ctx, agent, &step, 1).await.unwrap();
+            tasks::progress_step(ctx, agent, &step, 1, None, None)
+                .await
+                .unwrap();
         }
         State::Blocked => {
             tasks::claim_step(ctx, agent, &step).await.unwrap();
@@ -293,7 +295,9 @@ async fn try_op(team: &Team, agent: &AgentActor, op: Op, step: &str) -> Result<(
     let ctx = &team.ctx;
     match op {
         Op::Claim => tasks::claim_step(ctx, agent, step).await.map(drop),
-        Op::Progress => tasks::progress_step(ctx, agent, step, 1).await.map(drop),
+        Op::Progress => tasks::progress_step(ctx, agent, step, 1, None, None)
+            .await
+            .map(drop),
         Op::Submit => submit(ctx, agent, step, 1).await.map(drop),
         Op::Fail => tasks::fail_step(ctx, agent, step, 1, "no", true)
             .await
@@ -348,11 +352,11 @@ backend_test!(
         expect_err(
             submit(&team.ctx, &worker, &ready, 1).await,
             "conflict",
-            "step is ready at attempt 1 held by another agent or nobody; attempt 1 is not current",
+            "step is ready at attempt 1 and this agent does not hold it",
         );
         let done = step_in(&team, &worker, State::Done).await;
         expect_err(
-            tasks::progress_step(&team.ctx, &worker, &done, 1).await,
+            tasks::progress_step(&team.ctx, &worker, &done, 1, None, None).await,
             "conflict",
             "step is done at attempt 1",
         );
@@ -367,7 +371,7 @@ backend_test!(
         expect_err(
             submit(&team.ctx, &worker, &claimed, 2).await,
             "conflict",
-            "step is claimed at attempt 1 held by this agent; attempt 2 is not current",
+            "step is claimed at attempt 1; attempt 2 is not current",
         );
         // And an agent the step is not assigned to is forbidden, whatever the state.
         expect_err(
@@ -713,7 +717,7 @@ backend_test!(
         // `stale` is claimed with a 1 ms lease, `fresh` with the default 25 s.
         let short = short_lease(&store);
         tasks::claim_step(&short, &team.min, &stale).await.unwrap();
-        tasks::progress_step(&short, &team.min, &stale, 1).await.unwrap();
+        tasks::progress_step(&short, &team.min, &stale, 1, None, None).await.unwrap();
         tasks::claim_step(&team.ctx, &team.min, &fresh).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
@@ -747,7 +751,7 @@ backend_test!(
             "step is ready at attempt 2",
         );
         expect_err(
-            tasks::progress_step(&team.ctx, &team.min, &stale, 1).await,
+            tasks::progress_step(&team.ctx, &team.min, &stale, 1, None, None).await,
             "conflict",
             "attempt 1 is not current",
         );
@@ -920,8 +924,12 @@ backend_test!(
             "conflict",
             "step is failed; it cannot become claimed",
         );
-        // A failed dependency does not let its dependent start.
-        assert_eq!(team.step(&step_id(&view, "after")).await.status, "pending");
+        // A step failed for good ends its task's open path: its dependent is skipped
+        // and the task fails.
+        let after = team.step(&step_id(&view, "after")).await;
+        assert_eq!(after.status, "skipped");
+        assert_eq!(after.status_reason.as_deref(), Some("step `flaky` failed"));
+        assert_eq!(team.task(&view.task.id).await.task.status, "failed");
     }
 );
 
@@ -948,8 +956,17 @@ backend_test!(
         let [held, waiting, later] = ["held", "waiting", "later"].map(|key| step_id(&view, key));
         tasks::claim_step(ctx, &team.min, &held).await.unwrap();
 
-        // Paused: nothing new is claimed, held work may finish, nothing is pushed.
+        // Paused: held steps are revoked (back to ready at the next attempt), nothing new
+        // is claimed, nothing is pushed.
         assert_eq!(set(&task_id, TaskAction::Pause).await.unwrap().task.status, "paused");
+        let revoked = events(&store, &team.min.agent_id).await.into_iter().any(|frame| {
+            matches!(frame, ServerFrame::StepRevoked(revoked)
+                if revoked.step_id == uuid(&held) && revoked.attempt == 1 && revoked.reason == "the task was paused")
+        });
+        assert!(revoked, "the holder is told its attempt is over");
+        expect_err(submit(ctx, &team.min, &held, 1).await, "conflict", "step is ready at attempt 2");
+        let step = team.step(&held).await;
+        assert_eq!((step.status.as_str(), step.attempt, step.failures), ("ready", 2, 0));
         expect_err(set(&task_id, TaskAction::Pause).await, "conflict", "task is paused; it cannot become paused");
         expect_err(set(&task_id, TaskAction::Archive).await, "conflict", "task is paused; it cannot become archived");
         expect_err(
@@ -958,25 +975,19 @@ backend_test!(
             "task is paused; its steps cannot be claimed",
         );
         let bot_events = events(&store, &team.duan_bot.agent_id).await.len();
-        assert_eq!(submit(ctx, &team.min, &held, 1).await.unwrap().status, "done");
-        assert_eq!(team.step(&later).await.status, "ready");
-        let bot_frames = events(&store, &team.duan_bot.agent_id).await;
-        assert!(
-            ready_steps(&bot_frames[bot_events..]).is_empty(),
-            "no step.ready while paused: {:?}",
-            types(&bot_frames[bot_events..])
-        );
+        let min_events = events(&store, &team.min.agent_id).await.len();
 
-        // Resumed: the ready steps are pushed again.
+        // Resumed: the ready steps are pushed again, the revoked one at its new attempt.
         assert_eq!(set(&task_id, TaskAction::Resume).await.unwrap().task.status, "active");
         expect_err(set(&task_id, TaskAction::Resume).await, "conflict", "task is active; it cannot become active");
         expect_err(set(&task_id, TaskAction::Archive).await, "conflict", "task is active; it cannot become archived");
         let bot_frames = events(&store, &team.duan_bot.agent_id).await;
-        let mut pushed = ready_steps(&bot_frames[bot_events..]);
-        pushed.sort();
-        let mut expected = vec![(uuid(&waiting), 1), (uuid(&later), 1)];
-        expected.sort();
-        assert_eq!(pushed, expected);
+        assert_eq!(ready_steps(&bot_frames[bot_events..]), [(uuid(&waiting), 1)]);
+        let min_frames = events(&store, &team.min.agent_id).await;
+        assert_eq!(ready_steps(&min_frames[min_events..]), [(uuid(&held), 2)]);
+        tasks::claim_step(ctx, &team.min, &held).await.unwrap();
+        assert_eq!(submit(ctx, &team.min, &held, 2).await.unwrap().status, "done");
+        assert_eq!(team.step(&later).await.status, "ready");
 
         // Cancelled: every unfinished step is cancelled and its holder told; done stays done.
         tasks::claim_step(ctx, &team.duan_bot, &waiting).await.unwrap();
@@ -1018,16 +1029,25 @@ backend_test!(
 );
 
 backend_test!(
-    /// The last step of a paused task finishes: the task is done once it is resumed.
+    /// The last step of a paused task is approved: the task is done once it is resumed.
     async fn a_task_finished_while_paused_is_done_when_resumed(store) {
         let team = Team::new(&store).await;
-        let view = team.create(new_task("Short", vec![new_step("only", &["min"], &[])])).await;
+        let confirmed = NewStep {
+            approval_level: 1,
+            approvers: vec!["aurora@example.com".into()],
+            ..new_step("only", &["min"], &[])
+        };
+        let view = team.create(new_task("Short", vec![confirmed])).await;
         let only = step_id(&view, "only");
-        tasks::claim_step(&team.ctx, &team.min, &only).await.unwrap();
+        assert_eq!(team.run_step(&team.min, &only).await, "awaiting_approval");
         tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Pause)
             .await
             .unwrap();
-        assert_eq!(submit(&team.ctx, &team.min, &only, 1).await.unwrap().status, "done");
+        let decided = approvals::decide(&team.ctx, &team.aurora, approvals::ApprovalRef::Step(&only), agenthub_protocol::Decision::Approve, None)
+            .await
+            .unwrap();
+        assert_eq!(decided.step_status, "done");
+        assert_eq!(team.task(&view.task.id).await.task.status, "paused");
         let resumed = tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Resume)
             .await
             .unwrap();

@@ -157,6 +157,7 @@ pub fn all() -> Vec<Frame> {
         title: "Quarterly report".into(),
         description: "Break down the director's report, then review it".into(),
         status: "active".into(),
+        outcome: None,
     };
     let server = vec![
         ServerFrame::Welcome(Welcome {
@@ -190,7 +191,18 @@ pub fn all() -> Vec<Frame> {
         ServerFrame::TaskUpdated(TaskUpdated {
             seq: 50,
             task: TaskInfo {
-                status: "paused".into(),
+                status: "failed".into(),
+                outcome: Some(TaskOutcome {
+                    status: "failed".into(),
+                    step_id: Some(id(STEP)),
+                    step_key: Some("draft".into()),
+                    reason: Some("a shell step needs `input.command`".into()),
+                    by: Some(ActorRef {
+                        kind: "agent".into(),
+                        id: Some(id(0xa9)),
+                        name: Some("min-laptop".into()),
+                    }),
+                }),
                 ..task_info
             },
         }),

@@ -1,0 +1,218 @@
+//! A person moves a task on: a draft is published, a failed or skipped step is retried
+//! (which re-opens a failed task).
+
+use serde_json::json;
+
+use crate::accounts::{self, Actor};
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::events::Outbox;
+use crate::store::{Db, new_id, now_ms};
+use crate::tasks::model::{self, StepChange, Task, WorkflowChangeRow};
+use crate::tasks::settle::{self, end_if_finished, followers};
+use crate::tasks::timeline::{self, By};
+use crate::tasks::{
+    StepStatus, TaskStatus, TaskView, frames, get_task, step_status, task_status, transition,
+};
+
+/// A draft becomes active: its first steps become ready and everyone involved hears of
+/// the task (`task.created`, then `step.ready`).
+pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskView> {
+    let by = By::actor(actor);
+    let mut outbox = Outbox::default();
+    ctx.store
+        .transaction(async |db| {
+            let task = find_task(db, actor, task_id).await?;
+            may_steer(db, actor, &task).await?;
+            let from = task_status(&task);
+            if from != TaskStatus::Draft {
+                return Err(Error::conflict(format!(
+                    "task is {from}; only a draft can be published"
+                )));
+            }
+            let task = set_status(db, &task, TaskStatus::Active, None, &by, None).await?;
+            let steps = model::steps_of_task(db, &task.id).await?;
+            let audiences = followers(db, &task, &steps).await?;
+            outbox.push_all(&audiences, &frames::task_created(&task));
+            let settled = settle::settle(db, &mut outbox, &task, &by).await?;
+            end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
+            outbox.flush(db, &task.workspace_id).await?;
+            Ok(())
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    get_task(ctx, actor, task_id).await
+}
+
+/// A failed or skipped step gets a new attempt: it becomes `ready` (or `pending` until
+/// its dependencies finish) with its failure count reset, the steps its failure skipped
+/// come back, and a failed task is active again. Recorded in the workflow history.
+pub async fn retry_step(
+    ctx: &Ctx,
+    actor: &Actor,
+    step_id: &str,
+    reason: Option<&str>,
+) -> Result<TaskView> {
+    let reason = reason.map(str::trim).filter(|reason| !reason.is_empty());
+    let by = By::actor(actor);
+    let mut outbox = Outbox::default();
+    let task_id = ctx
+        .store
+        .transaction(async |db| {
+            let step = model::find_step(db, actor.workspace_id(), step_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+            let task = model::lock_task(db, actor.workspace_id(), &step.task_id)
+                .await?
+                .ok_or_else(|| Error::not_found("task"))?;
+            may_steer(db, actor, &task).await?;
+            let from = task_status(&task);
+            if !matches!(
+                from,
+                TaskStatus::Active | TaskStatus::Paused | TaskStatus::Failed
+            ) {
+                return Err(Error::conflict(format!(
+                    "task is {from}; only a step of an active, paused or failed task can be retried"
+                )));
+            }
+            let status = step_status(&step);
+            if !matches!(status, StepStatus::Failed | StepStatus::Skipped) {
+                return Err(Error::conflict(format!(
+                    "step `{}` is {status}; only a failed or skipped step can be retried",
+                    step.key
+                )));
+            }
+            let mut steps = model::steps_of_task(db, &task.id).await?;
+            if let Some(cause) = step
+                .skipped_because
+                .as_ref()
+                .and_then(|cause| steps.iter().find(|other| &other.id == cause))
+                .filter(|cause| step_status(cause) == StepStatus::Failed)
+            {
+                return Err(Error::conflict(format!(
+                    "step `{}` was skipped because step `{}` failed; retry `{}`",
+                    step.key, cause.key, cause.key
+                )));
+            }
+            // A failed task is active again before anything of it moves.
+            let task = if from == TaskStatus::Failed {
+                set_status(db, &task, TaskStatus::Active, None, &by, reason).await?
+            } else {
+                task
+            };
+            let retried_reason = reason.unwrap_or("retried");
+            let again = |failures: Option<i32>| StepChange {
+                claimed_by: Some(None),
+                lease_until: Some(None),
+                status_reason: Some(None),
+                skipped_because: Some(None),
+                completed_at: Some(None),
+                progress_percent: Some(None),
+                progress_message: Some(None),
+                failures,
+                ..Default::default()
+            };
+            for other in &mut steps {
+                let is_retried = other.id == step.id;
+                let was_skipped_by_it = other.skipped_because.as_deref() == Some(step.id.as_str())
+                    && step_status(other) == StepStatus::Skipped;
+                if !is_retried && !was_skipped_by_it {
+                    continue;
+                }
+                let change = if is_retried {
+                    StepChange {
+                        attempt: Some(other.attempt + 1),
+                        ..again(Some(0))
+                    }
+                } else {
+                    again(None)
+                };
+                // Back to `pending`; settling makes it ready when its dependencies are met.
+                transition(db, other, StepStatus::Pending, change, &by, Some(retried_reason))
+                    .await?;
+            }
+            let record = WorkflowChangeRow {
+                id: new_id(),
+                workspace_id: task.workspace_id.clone(),
+                task_id: task.id.clone(),
+                kind: "step_retried".into(),
+                step_id: Some(step.id.clone()),
+                before_json: Some(
+                    json!({"status": status.as_str(), "attempt": step.attempt, "reason": step.status_reason})
+                        .to_string(),
+                ),
+                after_json: Some(json!({"attempt": step.attempt + 1}).to_string()),
+                reason: retried_reason.to_string(),
+                triggered_by: actor.describe(),
+                created_at: now_ms(),
+            };
+            model::insert_workflow_change(db, &record).await?;
+            if from == TaskStatus::Failed {
+                let audiences = followers(db, &task, &steps).await?;
+                outbox.push_all(&audiences, &frames::task_updated(&task));
+            }
+            let settled = settle::settle(db, &mut outbox, &task, &by).await?;
+            end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
+            model::touch_task(db, &task.id, now_ms()).await?;
+            outbox.flush(db, &task.workspace_id).await?;
+            Ok::<_, Error>(task.id)
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    get_task(ctx, actor, &task_id).await
+}
+
+async fn find_task(db: &mut Db<'_>, actor: &Actor, task_id: &str) -> Result<Task> {
+    model::lock_task(db, actor.workspace_id(), task_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))
+}
+
+/// The task's creator (the member, or an agent bound to them) or an owner or admin may
+/// steer a task; anyone else gets `forbidden`.
+pub(crate) async fn may_steer(db: &mut Db<'_>, actor: &Actor, task: &Task) -> Result<()> {
+    if task.creator_member_id.as_deref() == Some(actor.member_id()) {
+        return Ok(());
+    }
+    let role = match actor {
+        Actor::Member(member) => member.role,
+        Actor::Agent(agent) => {
+            accounts::model::find_member(db, &agent.workspace_id, &agent.member_id)
+                .await?
+                .and_then(|member| member.role.parse().ok())
+                .unwrap_or(accounts::Role::Member)
+        }
+    };
+    if role.is_admin() {
+        return Ok(());
+    }
+    Err(Error::forbidden(
+        "only the task's creator or a workspace owner or admin may do this",
+    ))
+}
+
+/// Moves the task to `to` (it must not have changed since it was read), records it and
+/// returns the task as it is now.
+async fn set_status(
+    db: &mut Db<'_>,
+    task: &Task,
+    to: TaskStatus,
+    outcome: Option<&str>,
+    by: &By,
+    reason: Option<&str>,
+) -> Result<Task> {
+    let from = task_status(task);
+    from.check(to)?;
+    let now = now_ms();
+    if model::set_task_status(db, &task.id, from.as_str(), to.as_str(), outcome, now).await? == 0 {
+        return Err(Error::conflict("the task changed meanwhile; retry"));
+    }
+    let task = Task {
+        status: to.as_str().to_string(),
+        outcome: outcome.map(str::to_string),
+        updated_at: now,
+        ..task.clone()
+    };
+    timeline::record_task(db, &task, from.as_str(), by, reason).await?;
+    Ok(task)
+}
