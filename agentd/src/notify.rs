@@ -176,13 +176,20 @@ pub fn task_end(updated: &TaskUpdated) -> Option<TaskEnd> {
     if !matches!(task.status.as_str(), "done" | "failed" | "cancelled") {
         return None;
     }
+    let outcome = task.outcome.as_ref();
     Some(TaskEnd {
         task_id: task.task_id,
         title: task.title.clone(),
         status: task.status.clone(),
-        step_key: None,
-        reason: None,
-        by: None,
+        step_key: outcome.and_then(|outcome| outcome.step_key.clone()),
+        reason: outcome.and_then(|outcome| outcome.reason.clone()),
+        by: outcome
+            .and_then(|outcome| outcome.by.as_ref())
+            .map(|by| match (&by.name, by.id) {
+                (Some(name), _) => name.clone(),
+                (None, Some(id)) => id.to_string(),
+                (None, None) => by.kind.clone(),
+            }),
     })
 }
 
@@ -364,7 +371,8 @@ impl Creators {
         }
     }
 
-    /// `end`, completed from the hub's task document where the frame left it out, when
+    /// `end`, completed from the hub's task document where the frame left it out (a hub
+    /// that sends no `outcome`), when
     /// this agent's member created the task; `None` otherwise or when the hub cannot
     /// say (best effort: logged, never an error).
     async fn ended_by_us(&mut self, end: TaskEnd) -> Option<TaskEnd> {

@@ -1,11 +1,15 @@
 //! What the notifications say and which frame a click sends.
 
-use agenthub_protocol::{ApprovalRequested, ClientFrame, Decision, InputRequested};
+use agenthub_protocol::{
+    ActorRef, ApprovalRequested, ClientFrame, Decision, InputRequested, TaskInfo, TaskOutcome,
+    TaskUpdated,
+};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    DecisionTarget, TaskEnd, approval_notice, decision_frame, question_notice, task_end_notice,
+    DecisionTarget, TaskEnd, approval_notice, decision_frame, question_notice, task_end,
+    task_end_notice,
 };
 
 #[test]
@@ -122,4 +126,41 @@ fn a_cancelled_task_says_why_and_who() {
         notice.body,
         "the director cancelled the report (by aurora@example.com)"
     );
+}
+
+#[test]
+fn a_task_updated_frame_gives_the_end_with_its_outcome() {
+    let task_id = Uuid::now_v7();
+    let updated = |status: &str, outcome: Option<TaskOutcome>| TaskUpdated {
+        seq: 9,
+        task: TaskInfo {
+            task_id,
+            title: "Quarterly report".into(),
+            description: String::new(),
+            status: status.into(),
+            outcome,
+        },
+    };
+    assert_eq!(task_end(&updated("paused", None)), None);
+    let end = task_end(&updated(
+        "failed",
+        Some(TaskOutcome {
+            status: "failed".into(),
+            step_id: Some(Uuid::now_v7()),
+            step_key: Some("draft".into()),
+            reason: Some("no key".into()),
+            by: Some(ActorRef {
+                kind: "agent".into(),
+                id: Some(Uuid::now_v7()),
+                name: Some("min-laptop".into()),
+            }),
+        }),
+    ))
+    .expect("a failed task ended");
+    assert_eq!(
+        task_end_notice(&end).body,
+        "step `draft` failed: no key (by min-laptop)"
+    );
+    let end = task_end(&updated("done", None)).expect("a done task ended");
+    assert_eq!((end.task_id, end.step_key), (task_id, None));
 }
