@@ -120,13 +120,17 @@ async fn a_step_that_cannot_run_here_fails_its_task_and_a_retry_after_key_set_fi
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(shown.contains("status:   failed\n"), "{shown}");
-    assert!(shown.contains("progress: "), "{shown}");
+    assert!(shown.contains("progress: 1/1 steps finished\n"), "{shown}");
     assert!(
         shown.contains(&format!("outcome:  failed: step `draft` failed: {reason}")),
         "{shown}"
     );
     assert!(shown.contains(&format!("      why: {reason}\n")), "{shown}");
-    assert!(shown.contains("→ failed"), "{shown}");
+    assert!(
+        shown.contains("draft        claimed → failed  attempt 1  "),
+        "{shown}"
+    );
+    assert!(shown.contains("(task)       active → failed  "), "{shown}");
     let out = agentd_cmd(&min, &["--json", "task", "show", &task_id]).await;
     let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(raw["task"]["id"], task_id.as_str());
@@ -138,10 +142,9 @@ async fn a_step_that_cannot_run_here_fails_its_task_and_a_retry_after_key_set_fi
     let out = agentd_cmd(&min, &["retry", &step_id, "--reason", "key set"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
-    assert!(said.starts_with("step `draft` is "), "{said}");
-    assert!(
-        said.ends_with("task \"Quarterly report\" is active\n"),
-        "{said}"
+    assert_eq!(
+        said,
+        "step `draft` is ready again (attempt 2); task \"Quarterly report\" is active\n"
     );
     let done = wait_task(&hub, &hub.team.min_key, &task_id, "done", |task| {
         task["status"] == "done"

@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::claude::{KEY, fake_claude, message};
+use crate::ends::agentd_cmd;
 use crate::hub::Hub;
 use crate::support::{Agentd, spawn, text};
 
@@ -141,6 +142,19 @@ async fn the_readme_quick_start_ends_done() {
         review["summary"],
         "Reviewed: the outline covers the report."
     );
+    assert_eq!(done["outcome"]["status"], "done", "{done:#}");
+    assert_eq!(done["progress"]["done"], 2, "{done:#}");
+    for teammate in [&min, &duan] {
+        let out = agentd_cmd(teammate, &["task", "show", &task_id]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        assert!(shown.contains("status:   done\n"), "{shown}");
+        assert!(shown.contains("progress: 2/2 steps finished\n"), "{shown}");
+        assert!(
+            shown.contains("aurora@example.com review       awaiting_approval → done"),
+            "{shown}"
+        );
+    }
 
     // Both steps ran with `claude` (the default with a key), min's then duan's, and the
     // review saw the draft's output.
