@@ -286,3 +286,120 @@ fn admin_works_while_a_hub_serves_the_same_data_dir() {
     hub.kill().unwrap();
     hub.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_shows_a_failed_task_with_its_timeline_and_retries_its_step() {
+    use agenthub::accounts::{self, Actor, MemberActor, Role};
+    use agenthub::agents::{self, NewAgent};
+    use agenthub::ctx::{Ctx, Settings};
+    use agenthub::store::Store;
+    use agenthub::tasks;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+    let store = Store::open_data_dir(&data_dir).unwrap();
+    store.migrate().await.unwrap();
+    let ctx = Ctx::new(store.clone(), Settings::default());
+    let ws = accounts::create_workspace(&store, "acme").await.unwrap();
+    let aurora = accounts::add_member(&store, &ws.id, "aurora@example.com", None, Role::Owner)
+        .await
+        .unwrap();
+    let created = agents::create_agent(
+        &store,
+        NewAgent {
+            workspace_id: &ws.id,
+            name: "min-laptop",
+            owner: "aurora@example.com",
+            capabilities: &[],
+            max_concurrency: 2,
+        },
+    )
+    .await
+    .unwrap();
+    let agent = agents::authenticate_token(&store, &created.token)
+        .await
+        .unwrap();
+    let actor = Actor::Member(MemberActor {
+        workspace_id: ws.id.clone(),
+        member_id: aurora.id.clone(),
+        email: aurora.email.clone(),
+        role: Role::Owner,
+    });
+    let view = tasks::create_task(&ctx, &actor, crate::support::report_task_for("min-laptop"))
+        .await
+        .unwrap();
+    let draft = crate::support::step_id(&view, "draft");
+    tasks::claim_step(&ctx, &agent, &draft).await.unwrap();
+    tasks::fail_step(
+        &ctx,
+        &agent,
+        &draft,
+        1,
+        "a shell step needs `input.command`",
+        false,
+    )
+    .await
+    .unwrap();
+
+    let task_id = view.task.id.clone();
+    let shown = ok(agenthub(
+        &data_dir,
+        &["task", "show", "--workspace", "acme", &task_id],
+    ));
+    for needle in [
+        "[failed] Quarterly report",
+        "progress: 2/2 steps finished",
+        "outcome: failed, step draft: a shell step needs `input.command` (by agent min-laptop)",
+        "step `draft` failed",
+        "claimed -> failed",
+        "pending -> skipped",
+        "active -> failed",
+    ] {
+        assert!(shown.contains(needle), "`{needle}` missing from:\n{shown}");
+    }
+    let listed = ok(agenthub(
+        &data_dir,
+        &["task", "list", "--workspace", "acme"],
+    ));
+    assert!(listed.contains("2/2"), "{listed}");
+
+    let retried = ok(agenthub(
+        &data_dir,
+        &[
+            "task",
+            "retry",
+            "--workspace",
+            "acme",
+            &draft,
+            "--reason",
+            "command set",
+        ],
+    ));
+    assert!(
+        retried.contains("step draft is ready (attempt 2)"),
+        "{retried}"
+    );
+    assert!(retried.contains("is active"), "{retried}");
+    let again = agenthub(&data_dir, &["task", "retry", "--workspace", "acme", &draft]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("only a failed or skipped step can be retried"),
+        "{stderr}"
+    );
+    let shown = json(agenthub(
+        &data_dir,
+        &["--json", "task", "show", "--workspace", "acme", &task_id],
+    ));
+    let last = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["step_key"].as_str(), last["to"].as_str()),
+        (Some("draft"), Some("ready"))
+    );
+    assert_eq!(shown["steps"][1]["status"], "pending");
+}

@@ -12,5 +12,6 @@ mod python_agent;
 mod scaleout;
 mod store;
 mod support;
+mod task_end;
 mod tasks;
 mod tidy;

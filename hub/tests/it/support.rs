@@ -413,6 +413,17 @@ pub fn report_task() -> NewTask {
     }
 }
 
+/// [`report_task`] with both steps assigned to `agent` and no capability required.
+pub fn report_task_for(agent: &str) -> NewTask {
+    let mut task = report_task();
+    for step in &mut task.steps {
+        step.assignees = vec![agent.to_string()];
+        step.required_capabilities.clear();
+        step.approvers = vec!["aurora@example.com".into()];
+    }
+    task
+}
+
 /// The id of the step with `key` in a task view.
 pub fn step_id(view: &TaskView, key: &str) -> String {
     view.steps
