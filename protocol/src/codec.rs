@@ -1,11 +1,10 @@
 //! The two codecs behind one API, sub-protocol negotiation, and decoding limits.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::Value;
 
 use crate::frames::{ClientFrame, RequestId, ServerFrame};
-use crate::msgpack_check;
 use crate::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, error_code};
+use crate::{msgpack_check, shape};
 
 /// A wire encoding, named by its WebSocket sub-protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,9 +111,11 @@ impl Codec {
         }
     }
 
-    /// Decodes a frame sent by an agent.
+    /// Decodes a frame sent by an agent. Only a map with a string `type` is a frame.
     pub fn decode_client(self, bytes: &[u8], limits: &Limits) -> Result<ClientFrame, DecodeError> {
-        match self.decode::<ClientFrame>(bytes, limits)? {
+        self.check(bytes, limits)?;
+        self.check_shape(bytes)?;
+        match self.deserialize::<ClientFrame>(bytes, limits)? {
             ClientFrame::Unknown => Err(self.unknown_type(bytes)),
             frame => Ok(frame),
         }
@@ -122,7 +123,9 @@ impl Codec {
 
     /// Decodes a frame sent by the hub. Unknown types decode to [`ServerFrame::Unknown`].
     pub fn decode_server(self, bytes: &[u8], limits: &Limits) -> Result<ServerFrame, DecodeError> {
-        self.decode::<ServerFrame>(bytes, limits)
+        self.check(bytes, limits)?;
+        self.check_shape(bytes)?;
+        self.deserialize::<ServerFrame>(bytes, limits)
     }
 
     /// Reads only the `seq` of a frame (e.g. of an event type this version does not know).
@@ -131,18 +134,18 @@ impl Codec {
         struct SeqProbe {
             seq: Option<u64>,
         }
+        self.check_shape(bytes).ok()?;
         self.decode::<SeqProbe>(bytes, limits).ok()?.seq
     }
 
     /// Reads only the request `id` of a frame that failed to decode, so the `bad_frame`
-    /// answer can name the request.
+    /// answer can name the request: the top-level `id` of a map, when it is an unsigned
+    /// integer, whatever the rest of the frame holds (too deep, wrong types, …).
     pub fn peek_id(self, bytes: &[u8], limits: &Limits) -> Option<RequestId> {
-        #[derive(Deserialize)]
-        struct IdProbe {
-            #[serde(default)]
-            id: Value,
+        if bytes.len() > limits.max_frame_bytes {
+            return None;
         }
-        self.decode::<IdProbe>(bytes, limits).ok()?.id.as_u64()
+        shape::request_id(self, bytes)
     }
 
     /// Decodes any frame type with the limits applied first.
@@ -151,6 +154,12 @@ impl Codec {
         bytes: &[u8],
         limits: &Limits,
     ) -> Result<T, DecodeError> {
+        self.check(bytes, limits)?;
+        self.deserialize(bytes, limits)
+    }
+
+    /// Size, structure and nesting limits, before any allocation that depends on the input.
+    fn check(self, bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
         if bytes.len() > limits.max_frame_bytes {
             return Err(DecodeError::TooLarge {
                 size: bytes.len(),
@@ -158,39 +167,45 @@ impl Codec {
             });
         }
         match self {
+            Codec::MsgPack => msgpack_check::check(bytes, limits.max_depth),
+            Codec::Json => msgpack_check::check_json_depth(bytes, limits.max_depth),
+        }
+        .map_err(DecodeError::Malformed)
+    }
+
+    /// A map with a string `type`: a positional array, or an integer `type` naming a
+    /// frame by its index, is not a frame.
+    fn check_shape(self, bytes: &[u8]) -> Result<(), DecodeError> {
+        shape::check(self, bytes).map_err(|err| DecodeError::Malformed(err.message()))
+    }
+
+    /// Deserializes input that passed [`Codec::check`].
+    fn deserialize<T: DeserializeOwned>(
+        self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<T, DecodeError> {
+        match self {
             Codec::MsgPack => {
-                msgpack_check::check(bytes, limits.max_depth).map_err(DecodeError::Malformed)?;
                 let mut deserializer =
                     rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+                // The structure check bounded the nesting already; serde's own guard stays
+                // as a second line.
                 deserializer.set_max_depth(limits.max_depth.saturating_mul(2).max(16));
                 T::deserialize(&mut deserializer)
                     .map_err(|err| DecodeError::Malformed(err.to_string()))
             }
             Codec::Json => {
-                msgpack_check::check_json_depth(bytes, limits.max_depth)
-                    .map_err(DecodeError::Malformed)?;
                 serde_json::from_slice(bytes).map_err(|err| DecodeError::Malformed(err.to_string()))
             }
         }
     }
 
     fn unknown_type(self, bytes: &[u8]) -> DecodeError {
-        #[derive(Deserialize)]
-        struct TypeProbe {
-            #[serde(rename = "type")]
-            type_name: String,
-            #[serde(default)]
-            id: Value,
-        }
-        // The frame already passed the limits once; the probe reads two fields of it.
-        let probe = match self {
-            Codec::MsgPack => rmp_serde::from_slice::<TypeProbe>(bytes).ok(),
-            Codec::Json => serde_json::from_slice::<TypeProbe>(bytes).ok(),
-        };
-        match probe {
-            Some(probe) => DecodeError::UnknownType {
-                type_name: probe.type_name,
-                id: probe.id.as_u64(),
+        match shape::type_name(self, bytes) {
+            Some(type_name) => DecodeError::UnknownType {
+                type_name,
+                id: shape::request_id(self, bytes),
             },
             None => DecodeError::Malformed("the `type` field is missing or not a string".into()),
         }

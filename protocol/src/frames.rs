@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::strict;
+
 /// A client-chosen request id, echoed in the `ok` or `error` answer.
 pub type RequestId = u64;
 
@@ -126,6 +128,7 @@ fn default_concurrency() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepClaim {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     /// The attempt of the `step.ready` being answered. When given, a claim of a step that
     /// has moved on to another attempt gets `conflict` instead of the newer attempt.
@@ -137,12 +140,17 @@ pub struct StepClaim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepProgress {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// 0 to 100.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::percent",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub percent: Option<u8>,
 }
 
@@ -159,6 +167,7 @@ pub enum LogStream {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepLog {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub attempt: u32,
     pub stream: LogStream,
@@ -177,9 +186,11 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSubmit {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub attempt: u32,
     /// Free JSON result.
+    #[serde(deserialize_with = "strict::result")]
     pub result: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
@@ -189,7 +200,11 @@ pub struct StepSubmit {
     /// Ids of files uploaded with `PUT /v1/files`, or external links.
     #[serde(default)]
     pub files: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::usage",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usage: Option<Usage>,
 }
 
@@ -197,6 +212,7 @@ pub struct StepSubmit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepBlock {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub attempt: u32,
     pub question: String,
@@ -208,6 +224,7 @@ pub struct StepBlock {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepFail {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub attempt: u32,
     pub reason: String,
@@ -228,6 +245,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalDecide {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::approval_id")]
     pub approval_id: Uuid,
     pub decision: Decision,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +256,7 @@ pub struct ApprovalDecide {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputAnswer {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::input_request_id")]
     pub input_request_id: Uuid,
     pub answer: String,
 }
@@ -246,6 +265,7 @@ pub struct InputAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AvailabilityRespond {
     pub id: RequestId,
+    #[serde(deserialize_with = "strict::request_id")]
     pub request_id: Uuid,
     pub available: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -409,8 +429,10 @@ impl ServerFrame {
 /// Answer to `hello`: the session is open. Replayed events follow, then live ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
+    #[serde(deserialize_with = "strict::agent_id")]
     pub agent_id: Uuid,
     pub agent_name: String,
+    #[serde(deserialize_with = "strict::session_id")]
     pub session_id: Uuid,
     /// The hub sends `ping` this often.
     pub heartbeat_interval_ms: u64,
@@ -441,7 +463,11 @@ pub struct OkReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
     /// The id of the created object, for `step.block` (the input request).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_created_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_id: Option<Uuid>,
 }
 
@@ -477,6 +503,7 @@ pub struct Ping {
 /// A short description of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskInfo {
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub title: String,
     #[serde(default)]
@@ -493,7 +520,11 @@ pub struct TaskOutcome {
     /// `done`, `failed` or `cancelled`.
     pub status: String,
     /// The step whose failure ended the task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_step_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_key: Option<String>,
@@ -509,7 +540,11 @@ pub struct TaskOutcome {
 pub struct ActorRef {
     /// `member`, `agent` or `hub`.
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -532,6 +567,7 @@ pub struct TaskUpdated {
 /// Output of a finished step that the ready step depends on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepOutput {
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -545,7 +581,9 @@ pub struct StepOutput {
 /// Everything an agent needs to execute a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepInfo {
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub task_title: String,
     #[serde(default)]
@@ -587,7 +625,9 @@ pub struct StepReady {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRevoked {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub attempt: u32,
     pub reason: String,
@@ -596,6 +636,7 @@ pub struct StepRevoked {
 /// A reference to a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRef {
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub title: String,
     pub status: String,
@@ -605,7 +646,9 @@ pub struct StepRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepCompleted {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -619,12 +662,18 @@ pub struct StepCompleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowChanged {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
+    #[serde(deserialize_with = "strict::change_id")]
     pub change_id: Uuid,
     /// `step_added`, `step_removed`, `steps_reordered`, `assignees_changed`, `dependencies_changed`.
     pub kind: String,
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_step_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_id: Option<Uuid>,
 }
 
@@ -632,8 +681,11 @@ pub struct WorkflowChanged {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRequested {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::approval_id")]
     pub approval_id: Uuid,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub task_title: String,
     pub step_title: String,
@@ -648,7 +700,9 @@ pub struct ApprovalRequested {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalResolved {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::approval_id")]
     pub approval_id: Uuid,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub decision: Decision,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -661,8 +715,11 @@ pub struct ApprovalResolved {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputRequested {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::input_request_id")]
     pub input_request_id: Uuid,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub question: String,
     #[serde(default)]
@@ -673,7 +730,9 @@ pub struct InputRequested {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputAnswered {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::input_request_id")]
     pub input_request_id: Uuid,
+    #[serde(deserialize_with = "strict::step_id")]
     pub step_id: Uuid,
     pub answer: String,
     pub answered_by: String,
@@ -683,8 +742,13 @@ pub struct InputAnswered {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AvailabilityRequested {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::request_id")]
     pub request_id: Uuid,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_task_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_id: Option<Uuid>,
     pub question: String,
 }
@@ -693,6 +757,7 @@ pub struct AvailabilityRequested {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentPresence {
     pub seq: u64,
+    #[serde(deserialize_with = "strict::agent_id")]
     pub agent_id: Uuid,
     pub name: String,
 }

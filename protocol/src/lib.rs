@@ -7,6 +7,8 @@
 mod codec;
 mod frames;
 mod msgpack_check;
+mod shape;
+mod strict;
 
 pub use codec::{Codec, DecodeError, EncodeError, Limits, negotiate};
 pub use frames::*;
@@ -22,6 +24,9 @@ pub const SUBPROTOCOLS: &[&str] = &[SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON];
 pub mod error_code {
     /// The frame could not be decoded or is not valid for its type.
     pub const BAD_FRAME: &str = "bad_frame";
+    /// The frame decoded, but the request breaks a rule (e.g. a rejection without a
+    /// comment, an empty answer).
+    pub const INVALID: &str = "invalid";
     /// The frame is larger than the negotiated maximum frame size.
     pub const TOO_LARGE: &str = "too_large";
     /// The credentials are missing, invalid or revoked.
@@ -42,6 +47,7 @@ pub mod error_code {
     /// All codes, for documentation checks.
     pub const ALL: &[&str] = &[
         BAD_FRAME,
+        INVALID,
         TOO_LARGE,
         UNAUTHORIZED,
         FORBIDDEN,

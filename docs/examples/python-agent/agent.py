@@ -29,7 +29,7 @@ MSGPACK, JSON = "agenthub.v1.msgpack", "agenthub.v1.json"
 CONNECT_PATH = "/v1/agent/connect"
 HANDSHAKE_TIMEOUT_S = 10
 # Error codes a resend cannot change (§12.2); any other code is treated like `internal`.
-FINAL_CODES = {"bad_frame", "forbidden", "not_found", "conflict", "unsupported"}
+FINAL_CODES = {"bad_frame", "invalid", "forbidden", "not_found", "conflict", "unsupported"}
 
 log = logging.getLogger("agent")
 

@@ -121,12 +121,6 @@ pub async fn decide(
     comment: Option<&str>,
 ) -> Result<Decided> {
     let comment = comment.map(str::trim).filter(|comment| !comment.is_empty());
-    if decision == Decision::Reject && comment.is_none() {
-        return Err(Error::invalid_field(
-            "comment",
-            "a rejection needs a comment telling the assignee what to change",
-        ));
-    }
     let workspace_id = actor.workspace_id();
     let member_id = actor.member_id();
     let by = tasks::By::actor(actor);
@@ -165,6 +159,13 @@ pub async fn decide(
             if decision == Decision::Reject && step.approval_level == 1 {
                 return Err(Error::conflict(
                     "level 1 approvals are confirmations; only levels 2 and 3 can reject",
+                ));
+            }
+            // Checked after the level: a level 1 step cannot be rejected, comment or not.
+            if decision == Decision::Reject && comment.is_none() {
+                return Err(Error::invalid_field(
+                    "comment",
+                    "a rejection needs a comment telling the assignee what to change",
                 ));
             }
             let decision_text = match decision {
@@ -472,6 +473,7 @@ pub async fn request_availability(
     Ok(request)
 }
 
+/// `availability.respond`: the asked agent answers, once.
 pub async fn respond_availability(
     ctx: &Ctx,
     agent: &AgentActor,
@@ -479,26 +481,32 @@ pub async fn respond_availability(
     available: bool,
     note: Option<&str>,
 ) -> Result<()> {
-    let updated = ctx
-        .store
+    ctx.store
         .transaction(async |db| {
-            Ok::<_, Error>(
-                model::respond_availability(
+            let request = model::find_availability_request(db, &agent.workspace_id, request_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("availability request `{request_id}`")))?;
+            if request.agent_id != agent.agent_id {
+                return Err(Error::forbidden(
+                    "this availability request was addressed to another agent",
+                ));
+            }
+            if request.responded_at.is_some()
+                || !model::respond_availability(
                     db,
-                    request_id,
+                    &request.id,
                     &agent.agent_id,
                     available,
                     note,
                     now_ms(),
                 )
-                .await?,
-            )
+                .await?
+            {
+                return Err(Error::conflict(
+                    "this availability request was already answered",
+                ));
+            }
+            Ok::<_, Error>(())
         })
-        .await?;
-    if !updated {
-        return Err(Error::not_found(format!(
-            "availability request `{request_id}` for this agent"
-        )));
-    }
-    Ok(())
+        .await
 }

@@ -222,6 +222,26 @@ pub async fn insert_availability_request(
     Ok(())
 }
 
+pub async fn find_availability_request(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    id: &str,
+) -> QueryResult<Option<AvailabilityRequest>> {
+    crate::db!(db, |conn| {
+        availability_requests::table
+            .filter(
+                availability_requests::id
+                    .eq(id)
+                    .and(availability_requests::workspace_id.eq(workspace_id)),
+            )
+            .select(AvailabilityRequest::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Records the agent's answer if none was recorded yet.
 pub async fn respond_availability(
     db: &mut Db<'_>,
     id: &str,
@@ -235,7 +255,8 @@ pub async fn respond_availability(
             .filter(
                 availability_requests::id
                     .eq(id)
-                    .and(availability_requests::agent_id.eq(agent_id)),
+                    .and(availability_requests::agent_id.eq(agent_id))
+                    .and(availability_requests::responded_at.is_null()),
             )
             .set((
                 availability_requests::available.eq(available),

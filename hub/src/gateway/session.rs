@@ -38,8 +38,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE: u32 = 500;
 /// While the Redis bus is down, sessions poll the outbox this often.
 const POLL_WHEN_BUS_DOWN: Duration = Duration::from_secs(1);
-/// Time the writer gets to send a close frame.
+/// Time the writer gets to send a close frame, and the peer to stop sending after it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Silence after the close frame that shows the peer has stopped sending.
+const CLOSE_QUIET: Duration = Duration::from_millis(250);
 /// Time the writer gets to drain its queue once the session ended.
 const WRITER_GRACE: Duration = Duration::from_secs(10);
 
@@ -168,22 +170,6 @@ async fn announce(ctx: &Ctx, agent: &AgentActor, online: bool) {
     }
 }
 
-/// Reads what the peer still sends (its close reply, the rest of a refused frame) for a
-/// moment, so that closing the socket with unread data does not reset the connection
-/// before the peer has read our close frame.
-async fn drain<R>(stream: &mut R)
-where
-    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    for _ in 0..64 {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(Message::Close(_))) | None) | Err(_) => return,
-            Ok(Some(_)) => {}
-        }
-    }
-}
-
 /// Waits for the writer to send what is queued; a peer that does not read for
 /// [`WRITER_GRACE`] is cut off.
 async fn finish(writer: tokio::task::JoinHandle<()>) {
@@ -266,23 +252,54 @@ enum Incoming {
 }
 
 impl Session {
-    /// Sends `close` after what is queued, waits for the writer, and reads what the
-    /// peer still sends, so that the close frame reaches it before the socket closes.
+    /// Sends `close` after what is queued and lets the socket go only once the peer has
+    /// had it and sends no more: while the writer sends the queued frames and the close
+    /// frame, the peer's frames are read and dropped; then until the peer's close reply,
+    /// or until it has been silent for [`CLOSE_QUIET`] (many clients never send the
+    /// reply), at most [`CLOSE_TIMEOUT`]. Closing a socket with unread input resets the
+    /// connection, and the peer's system then discards what it had not read yet: every
+    /// reply and the close frame would be lost (a burst of rate-limited frames ended
+    /// with close `1006` instead of the errors and `1008`).
     async fn hang_up<R>(mut self, close: Close, writer: tokio::task::JoinHandle<()>, stream: &mut R)
     where
         R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
-        // A refused oversized frame stays unread in the socket: closing at once would
-        // reset the connection and the peer could lose our close frame.
+        // A refused oversized frame stays unread in the socket and cannot be read past:
+        // wait a moment for the peer to read the close frame instead.
         let linger = close.code == close_code::TOO_LARGE;
         self.close(close);
         drop(self);
-        finish(writer).await;
         if linger {
+            finish(writer).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-        } else {
-            drain(stream).await;
+            return;
         }
+        let abort = writer.abort_handle();
+        let mut writer = writer;
+        // Set once the writer is done (the close frame is out).
+        let mut close_sent_at: Option<tokio::time::Instant> = None;
+        let mut peer_closed = false;
+        let mut wait = Box::pin(sleep_until(tokio::time::Instant::now() + WRITER_GRACE));
+        while !(close_sent_at.is_some() && peer_closed) {
+            tokio::select! {
+                _ = &mut writer, if close_sent_at.is_none() => {
+                    let now = tokio::time::Instant::now();
+                    close_sent_at = Some(now);
+                    wait.as_mut().reset(now + CLOSE_QUIET);
+                }
+                message = stream.next(), if !peer_closed => match message {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => peer_closed = true,
+                    Some(Ok(_)) => {
+                        if let Some(sent_at) = close_sent_at {
+                            let now = tokio::time::Instant::now();
+                            wait.as_mut().reset((now + CLOSE_QUIET).min(sent_at + CLOSE_TIMEOUT));
+                        }
+                    }
+                },
+                () = &mut wait => break,
+            }
+        }
+        abort.abort();
     }
 
     /// Waits for `hello` (within [`HANDSHAKE_TIMEOUT`]); anything else closes with `4004`.
@@ -846,9 +863,13 @@ impl Session {
 /// The protocol error code and message of a domain error; 5xx details stay in the log.
 fn wire_error(err: &Error) -> (&'static str, String) {
     match err {
-        Error::BadRequest { .. } | Error::Invalid { .. } | Error::TooLarge(_) => {
-            (error_code::BAD_FRAME, err.to_string())
-        }
+        Error::BadRequest { .. } => (error_code::BAD_FRAME, err.to_string()),
+        // The frame decoded; what it asks breaks a rule (a rejection without a comment,
+        // an empty answer, a log entry over its size).
+        Error::Invalid {
+            field: Some(field), ..
+        } => (error_code::INVALID, format!("{err} (field `{field}`)")),
+        Error::Invalid { .. } | Error::TooLarge(_) => (error_code::INVALID, err.to_string()),
         Error::Unauthorized(_) => (error_code::UNAUTHORIZED, err.to_string()),
         Error::Forbidden(_) => (error_code::FORBIDDEN, err.to_string()),
         Error::NotFound(_) => (error_code::NOT_FOUND, err.to_string()),

@@ -828,27 +828,7 @@ pub async fn set_task_status(
                 ),
                 _ => task.outcome.clone(),
             };
-            let now = now_ms();
-            if model::set_task_status(
-                db,
-                &task.id,
-                from.as_str(),
-                to.as_str(),
-                outcome.as_deref(),
-                now,
-            )
-            .await?
-                == 0
-            {
-                return Err(Error::conflict("the task changed meanwhile; retry"));
-            }
-            let task = Task {
-                status: to.as_str().to_string(),
-                outcome,
-                updated_at: now,
-                ..task
-            };
-            timeline::record_task(db, &task, from.as_str(), &by, None).await?;
+            let task = settle::move_task(db, &task, to, outcome.as_deref(), &by, None).await?;
             let steps = model::steps_of_task(db, &task.id).await?;
             let view = load_view(db, &task, steps).await?;
             match action {
@@ -922,7 +902,7 @@ pub async fn set_task_status(
                 settle::end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
             }
             outbox.flush(db, &task.workspace_id).await?;
-            Ok(())
+            Ok::<_, Error>(())
         })
         .await?;
     ctx.publish(outbox.into_notices());

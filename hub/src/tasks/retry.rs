@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::events::Outbox;
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::model::{self, StepChange, Task, WorkflowChangeRow};
-use crate::tasks::settle::{self, end_if_finished, followers};
-use crate::tasks::timeline::{self, By};
+use crate::tasks::settle::{self, end_if_finished, followers, move_task};
+use crate::tasks::timeline::By;
 use crate::tasks::{
     StepStatus, TaskStatus, TaskView, frames, get_task, step_status, task_status, transition,
 };
@@ -30,7 +30,7 @@ pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Tas
                     "task is {from}; only a draft can be published"
                 )));
             }
-            let task = set_status(db, &task, TaskStatus::Active, None, &by, None).await?;
+            let task = move_task(db, &task, TaskStatus::Active, None, &by, None).await?;
             let steps = model::steps_of_task(db, &task.id).await?;
             let audiences = followers(db, &task, &steps).await?;
             outbox.push_all(&audiences, &frames::task_created(&task));
@@ -96,7 +96,7 @@ pub async fn retry_step(
             }
             // A failed task is active again before anything of it moves.
             let task = if from == TaskStatus::Failed {
-                set_status(db, &task, TaskStatus::Active, None, &by, reason).await?
+                move_task(db, &task, TaskStatus::Active, None, &by, reason).await?
             } else {
                 task
             };
@@ -189,30 +189,4 @@ pub(crate) async fn may_steer(db: &mut Db<'_>, actor: &Actor, task: &Task) -> Re
     Err(Error::forbidden(
         "only the task's creator or a workspace owner or admin may do this",
     ))
-}
-
-/// Moves the task to `to` (it must not have changed since it was read), records it and
-/// returns the task as it is now.
-async fn set_status(
-    db: &mut Db<'_>,
-    task: &Task,
-    to: TaskStatus,
-    outcome: Option<&str>,
-    by: &By,
-    reason: Option<&str>,
-) -> Result<Task> {
-    let from = task_status(task);
-    from.check(to)?;
-    let now = now_ms();
-    if model::set_task_status(db, &task.id, from.as_str(), to.as_str(), outcome, now).await? == 0 {
-        return Err(Error::conflict("the task changed meanwhile; retry"));
-    }
-    let task = Task {
-        status: to.as_str().to_string(),
-        outcome: outcome.map(str::to_string),
-        updated_at: now,
-        ..task.clone()
-    };
-    timeline::record_task(db, &task, from.as_str(), by, reason).await?;
-    Ok(task)
 }

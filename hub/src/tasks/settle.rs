@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 
 use crate::agents;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
@@ -232,27 +232,15 @@ pub(crate) async fn end_if_finished(
         return Ok(None);
     };
     let outcome_json = outcome.to_json().to_string();
-    let now = now_ms();
-    if model::set_task_status(
+    let ended = move_task(
         db,
-        &task.id,
-        from.as_str(),
-        to.as_str(),
+        task,
+        to,
         Some(&outcome_json),
-        now,
+        by,
+        outcome.reason.as_deref(),
     )
-    .await?
-        == 0
-    {
-        return Ok(None);
-    }
-    let ended = Task {
-        status: to.as_str().to_string(),
-        outcome: Some(outcome_json),
-        updated_at: now,
-        ..task.clone()
-    };
-    timeline::record_task(db, &ended, from.as_str(), by, outcome.reason.as_deref()).await?;
+    .await?;
     let audiences = followers(db, &ended, steps).await?;
     outbox.push_all(&audiences, &frames::task_updated(&ended));
     Ok(Some(ended))
@@ -342,4 +330,30 @@ impl Outcome {
             at: value.get("at").and_then(Value::as_i64).unwrap_or_default(),
         })
     }
+}
+
+/// Moves the task to `to` (it must not have changed since it was read), records it and
+/// returns the task as it is now.
+pub(crate) async fn move_task(
+    db: &mut Db<'_>,
+    task: &Task,
+    to: TaskStatus,
+    outcome: Option<&str>,
+    by: &By,
+    reason: Option<&str>,
+) -> Result<Task> {
+    let from = task_status(task);
+    from.check(to)?;
+    let now = now_ms();
+    if model::set_task_status(db, &task.id, from.as_str(), to.as_str(), outcome, now).await? == 0 {
+        return Err(Error::conflict("the task changed meanwhile; retry"));
+    }
+    let task = Task {
+        status: to.as_str().to_string(),
+        outcome: outcome.map(str::to_string),
+        updated_at: now,
+        ..task.clone()
+    };
+    timeline::record_task(db, &task, from.as_str(), by, reason).await?;
+    Ok(task)
 }

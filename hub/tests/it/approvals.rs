@@ -496,8 +496,8 @@ backend_test!(
         // Only the asked agent responds.
         expect_err(
             approvals::respond_availability(ctx, &team.min, &request.id, true, None).await,
-            "not_found",
-            "availability request",
+            "forbidden",
+            "addressed to another agent",
         );
         approvals::respond_availability(ctx, &team.duan_bot, &request.id, false, Some("on leave until Monday"))
             .await

@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod approvals;
 mod cluster;
+mod conformance;
 mod deploy;
 mod events;
 mod gateway;

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod examples;
+mod malformed;
 mod roundtrip;
 mod spec;
 mod vectors;
