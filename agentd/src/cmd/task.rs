@@ -296,17 +296,34 @@ pub fn show_task(task: &Value, timeline: &Value) -> String {
     if !entries.is_empty() {
         text.push_str("\ntimeline:\n");
     }
-    for entry in entries {
+    let column = |entry: &Value| {
+        (
+            entry["at"].as_str().unwrap_or_default().to_string(),
+            actor_name(&entry["actor"]),
+            entry["step_key"].as_str().unwrap_or("(task)").to_string(),
+        )
+    };
+    let columns: Vec<_> = entries.iter().map(column).collect();
+    let at_width = columns.iter().map(|(at, _, _)| at.chars().count()).max();
+    let actor_width = columns
+        .iter()
+        .map(|(_, actor, _)| actor.chars().count())
+        .max();
+    let step_width = columns
+        .iter()
+        .map(|(_, _, step)| step.chars().count())
+        .max();
+    for (entry, (at, actor, step)) in entries.iter().zip(&columns) {
         let from = entry["from"]
             .as_str()
             .map(|from| format!("{from} → "))
             .unwrap_or_else(|| "→ ".to_string());
         let mut line = format!(
-            "  {}  {:<16} {:<12} {from}{}",
-            entry["at"].as_str().unwrap_or_default(),
-            actor_name(&entry["actor"]),
-            entry["step_key"].as_str().unwrap_or("(task)"),
-            entry["to"].as_str().unwrap_or_default()
+            "  {at:<at_width$}  {actor:<actor_width$}  {step:<step_width$}  {from}{}",
+            entry["to"].as_str().unwrap_or_default(),
+            at_width = at_width.unwrap_or_default(),
+            actor_width = actor_width.unwrap_or_default(),
+            step_width = step_width.unwrap_or_default(),
         );
         if let Some(attempt) = entry["attempt"].as_i64() {
             line.push_str(&format!("  attempt {attempt}"));

@@ -133,7 +133,7 @@ async fn a_step_that_cannot_run_here_fails_its_task_and_a_retry_after_key_set_fi
             .any(|line| line.contains("  draft  ") && line.contains(" → failed  attempt 1  ")),
         "{shown}"
     );
-    assert!(shown.contains("(task)       active → failed  "), "{shown}");
+    assert!(shown.contains("  (task)  active → failed  "), "{shown}");
     let out = agentd_cmd(&min, &["--json", "task", "show", &task_id]).await;
     let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(raw["task"]["id"], task_id.as_str());

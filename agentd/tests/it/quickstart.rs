@@ -151,7 +151,7 @@ async fn the_readme_quick_start_ends_done() {
         assert!(shown.contains("status:   done\n"), "{shown}");
         assert!(shown.contains("progress: 2/2 steps finished\n"), "{shown}");
         assert!(
-            shown.contains("aurora@example.com review       awaiting_approval → done"),
+            shown.contains("  aurora@example.com  review  awaiting_approval → done"),
             "{shown}"
         );
     }

@@ -28,10 +28,10 @@ steps:
       why: `make review` exited with status 2
 
 timeline:
-  2026-12-02T16:00:00Z  aurora@example.com (task)       → active
-  2026-12-02T16:10:03Z  duan-desktop     review       claimed → running  attempt 3
-  2026-12-02T16:10:04Z  duan-desktop     review       running → failed  attempt 3  `make review` exited with status 2
-  2026-12-02T16:10:04Z  hub              (task)       active → failed  step `review` failed
+  2026-12-02T16:00:00Z  aurora@example.com  (task)  → active
+  2026-12-02T16:10:03Z  duan-desktop        review  claimed → running  attempt 3
+  2026-12-02T16:10:04Z  duan-desktop        review  running → failed  attempt 3  `make review` exited with status 2
+  2026-12-02T16:10:04Z  hub                 (task)  active → failed  step `review` failed
 "
         )
     );
