@@ -460,7 +460,12 @@ where
                     Reply::Error { code, message } => {
                         let permanent = matches!(
                             code.as_str(),
-                            "conflict" | "not_found" | "forbidden" | "bad_frame" | "too_large"
+                            "conflict"
+                                | "not_found"
+                                | "forbidden"
+                                | "bad_frame"
+                                | "invalid"
+                                | "too_large"
                         );
                         if permanent {
                             tracing::warn!(step.id = %step_id, attempt, code, message, "the hub refused the result; dropping it");
