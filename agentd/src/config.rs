@@ -8,6 +8,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::executor::Kind;
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, Default, Args)]
@@ -118,8 +119,11 @@ pub struct Config {
     pub max_concurrency: u32,
     /// Capability labels sent in `hello`.
     pub capabilities: Vec<String>,
-    /// The executor for steps that name none: `claude`, `shell`, `manual`, `external`.
-    pub default_executor: String,
+    /// The executor for steps that name none when no Claude key is available:
+    /// `claude`, `shell`, `manual`, `external`. With a key such steps run with `claude`;
+    /// without a key and without this setting too, and then fail saying how to set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_executor: Option<String>,
     /// A step running longer than this is failed.
     pub step_timeout_secs: u64,
     /// Desktop notifications.
@@ -171,7 +175,7 @@ impl Default for Config {
             insecure: false,
             max_concurrency: 1,
             capabilities: Vec::new(),
-            default_executor: "shell".into(),
+            default_executor: None,
             step_timeout_secs: 3600,
             notify: true,
             credential_store: CredentialStoreKind::Auto,
@@ -263,6 +267,15 @@ impl Loaded {
                     )));
                 }
             };
+        }
+        if let Some(executor) = &config.default_executor
+            && Kind::parse(executor).is_none()
+        {
+            return Err(Error::config(format!(
+                "default_executor in {} is `{executor}`; expected {}",
+                paths.config_file.display(),
+                Kind::NAMES
+            )));
         }
         if config.max_concurrency == 0 {
             return Err(Error::config(format!(

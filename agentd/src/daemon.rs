@@ -93,7 +93,8 @@ pub struct Core {
     pub running: HashMap<Uuid, Running>,
     pub waiting: VecDeque<StepInfo>,
     pub claiming: HashSet<Uuid>,
-    pub workers: JoinSet<Uuid>,
+    /// Each worker ends with its step and attempt.
+    pub workers: JoinSet<(Uuid, u32)>,
     pub once: bool,
     pub once_result: Option<OnceResult>,
     pub status: Arc<Mutex<StatusSnapshot>>,
@@ -173,7 +174,7 @@ impl Core {
         let (answers_tx, answers_rx) = mpsc::channel(4);
         let cancel = CancellationToken::new();
         let blocked = Arc::new(AtomicBool::new(false));
-        let executor = self.executors.kind_of(&step).to_string();
+        let executor = self.executors.choose(&step).name.to_string();
         tracing::info!(step.id = %step_id, attempt, executor, title = %step.title, "step claimed; executing");
         self.notifier.step_taken(&step);
         self.running.insert(
@@ -206,7 +207,7 @@ impl Core {
         };
         self.workers.spawn(async move {
             worker.run(ctx).await;
-            step_id
+            (step_id, attempt)
         });
         self.publish_status();
     }

@@ -54,11 +54,13 @@ enum Command {
     Reject(cmd::approve::Reject),
     /// Answer a question from a blocked step
     Answer(cmd::approve::Answer),
+    /// Run a failed or skipped step again: `agentd retry STEP_ID [--reason …]`
+    Retry(cmd::retry::Retry),
     /// Finish a manual step: `agentd done STEP_ID --result …`
     Done(cmd::done::Done),
-    /// List tasks
+    /// List tasks with their progress
     Tasks(cmd::task::Tasks),
-    /// Create tasks
+    /// Create a task, or show one with its steps and timeline
     #[command(subcommand)]
     Task(cmd::task::Command),
     /// Run agentd in the background (systemd user unit, launchd agent)
@@ -114,6 +116,7 @@ async fn run(cli: Cli) -> agentd::Result<()> {
         Command::Approve(approve) => approve.run(ctx).await,
         Command::Reject(reject) => reject.run(ctx).await,
         Command::Answer(answer) => answer.run(ctx).await,
+        Command::Retry(retry) => retry.run(ctx).await,
         Command::Done(done) => done.run(ctx).await,
         Command::Tasks(tasks) => tasks.run(ctx).await,
         Command::Task(task) => task.run(ctx).await,

@@ -11,9 +11,9 @@ use crate::control;
 use crate::credentials::SecretName;
 use crate::daemon::{self, Core, OnceResult, RunOptions};
 use crate::error::{Error, Result};
-use crate::executor::Executors;
 use crate::executor::manual::Waiters;
-use crate::notify::NotifyOptions;
+use crate::executor::{ClaudeKey, Executors, Source};
+use crate::notify::{HubAccess, NotifyOptions};
 use crate::state::State;
 
 /// Connect to the hub and execute this agent's steps until stopped (Ctrl-C)
@@ -46,9 +46,21 @@ impl Run {
         let waiters = Waiters::default();
         let executors = Executors {
             config: Arc::new(config.clone()),
-            claude_key,
+            config_file: ctx.loaded.paths.config_file.clone(),
+            claude_key: ClaudeKey::new(claude_key, Some(ctx.credentials())),
             manual: waiters.clone(),
         };
+        let unnamed = executors.for_unnamed();
+        match unnamed.source {
+            Source::Fallback => tracing::warn!(
+                "no Claude API key: steps that name no executor will fail until you run `agentd key set` (or set ANTHROPIC_API_KEY, or default_executor in config.toml)"
+            ),
+            _ => tracing::info!(
+                executor = unnamed.name,
+                "steps that name no executor run with `{}`",
+                unnamed.name
+            ),
+        }
         let mut core = Core::new(
             &urls.display(),
             state,
@@ -61,6 +73,11 @@ impl Run {
         if config.notify && !self.no_notify {
             core.start_notifier(NotifyOptions {
                 action_timeout: Duration::from_secs(config.claude.ask_timeout_secs.max(3600)),
+                hub: Some(HubAccess {
+                    urls: urls.clone(),
+                    token: token.clone(),
+                    ca_cert: config.ca_cert.clone(),
+                }),
             });
         }
         let control = control::serve(

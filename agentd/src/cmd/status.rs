@@ -1,14 +1,18 @@
-//! `agentd status`: hub, connection state, current steps, last seq.
+//! `agentd status`: hub, connection state, the agent's state at the hub, current steps,
+//! last seq.
+
+use std::time::Duration;
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::cmd::Ctx;
 use crate::control::{self, ControlAnswer, ControlRequest};
 use crate::error::{Error, Result};
 use crate::state::State;
 
-/// Show whether agentd runs, its hub, connection, current steps and last seq
+/// Show whether agentd runs, its hub, connection, the agent's state at the hub
+/// (offline, idle, working, blocked, waiting), current steps and last seq
 #[derive(Debug, Args)]
 pub struct Status {}
 
@@ -17,10 +21,18 @@ impl Status {
         let hub = ctx.loaded.config.hub.clone();
         let answer =
             control::request(&ctx.loaded.paths.control_socket(), &ControlRequest::Status).await?;
+        let at_hub = match (&hub, ctx.token()) {
+            (Some(_), Ok(_)) => Some(agent_at_hub(&ctx).await),
+            _ => None,
+        };
+        let at_hub_line = at_hub
+            .as_ref()
+            .map(|at_hub| format!("state:     {}\n", describe(at_hub)))
+            .unwrap_or_default();
         match answer {
             Some(ControlAnswer::Status { status }) => {
-                let value = json!({"running": true, "daemon": status});
-                ctx.print(&value, || human(&status));
+                let value = json!({"running": true, "daemon": status, "agent": at_hub});
+                ctx.print(&value, || human(&status, &at_hub_line));
                 Ok(())
             }
             Some(ControlAnswer::Error { message }) => Err(Error::other(message)),
@@ -35,10 +47,10 @@ impl Status {
                 };
                 let logged_in = ctx.token().is_ok();
                 ctx.print(
-                    &json!({"running": false, "hub": hub, "logged_in": logged_in, "last_seq": last_seq}),
+                    &json!({"running": false, "hub": hub, "logged_in": logged_in, "last_seq": last_seq, "agent": at_hub}),
                     || {
                         format!(
-                            "agentd is not running\nhub:       {}\nlogged in: {}\nlast seq:  {last_seq}\nstart it with `agentd run` or `agentd service install`",
+                            "agentd is not running\nhub:       {}\nlogged in: {}\n{at_hub_line}last seq:  {last_seq}\nstart it with `agentd run` or `agentd service install`",
                             hub.as_deref().unwrap_or("(none; run `agentd login --hub URL`)"),
                             if logged_in { "yes" } else { "no" }
                         )
@@ -50,9 +62,47 @@ impl Status {
     }
 }
 
-fn human(status: &serde_json::Value) -> String {
+/// How long `agentd status` waits for the hub.
+const HUB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This agent as the hub sees it: `{"name", "status", "online"}`, or `{"error"}` when
+/// the hub cannot say.
+async fn agent_at_hub(ctx: &Ctx) -> Value {
+    let lookup = async {
+        let hub = ctx.hub()?;
+        let me = hub.me().await?;
+        let Some(agent_id) = me.agent_id else {
+            return Err(Error::config(
+                "the stored token is not an agent token; run `agentd login` with the agent's aha_… token",
+            ));
+        };
+        hub.get::<Value>(&format!("v1/agents/{agent_id}")).await
+    };
+    match tokio::time::timeout(HUB_TIMEOUT, lookup).await {
+        Ok(Ok(agent)) => json!({
+            "name": agent["name"],
+            "status": agent["status"],
+            "online": agent["online"],
+        }),
+        Ok(Err(err)) => json!({"error": err.to_string()}),
+        Err(_) => {
+            json!({"error": format!("the hub did not answer within {} s", HUB_TIMEOUT.as_secs())})
+        }
+    }
+}
+
+/// "working (at the hub)", or why the hub cannot say.
+fn describe(at_hub: &Value) -> String {
+    match (at_hub["status"].as_str(), at_hub["error"].as_str()) {
+        (Some(status), _) => format!("{status} (at the hub)"),
+        (None, Some(error)) => format!("unknown: {error}"),
+        (None, None) => "unknown".to_string(),
+    }
+}
+
+fn human(status: &Value, at_hub_line: &str) -> String {
     let mut text = format!(
-        "agentd is running (pid {})\nhub:       {}\nagent:     {}\nconnected: {}\nlast seq:  {}\nundelivered results: {}\n",
+        "agentd is running (pid {})\nhub:       {}\nagent:     {}\n{at_hub_line}connected: {}\nlast seq:  {}\nundelivered results: {}\n",
         status["pid"],
         status["hub"].as_str().unwrap_or_default(),
         status["agent_name"].as_str().unwrap_or("?"),

@@ -1,4 +1,5 @@
-//! `agentd tasks` and `agentd task create` (with attachments uploaded to the hub first).
+//! `agentd tasks` (with each task's progress), `agentd task create` (with attachments
+//! uploaded to the hub first) and `agentd task show` (steps and timeline).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::cmd::Ctx;
 use crate::error::{Error, Result};
@@ -14,7 +16,7 @@ use crate::hub::{HubClient, UploadedFile};
 /// List the workspace's tasks, newest first
 #[derive(Debug, Args)]
 pub struct Tasks {
-    /// Only tasks in this status (draft, active, paused, done, cancelled, archived)
+    /// Only tasks in this status (draft, active, paused, done, failed, cancelled, archived)
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many
@@ -34,27 +36,59 @@ impl Tasks {
             if tasks.is_empty() {
                 return "no tasks".to_string();
             }
-            tasks
-                .iter()
-                .map(|task| {
-                    format!(
-                        "{}  {:<10} {}",
-                        task["id"].as_str().unwrap_or_default(),
-                        task["status"].as_str().unwrap_or_default(),
-                        task["title"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
+            tasks.iter().map(task_line).collect::<Vec<_>>().join("\n")
         });
         Ok(())
     }
+}
+
+/// One task of `agentd tasks`: id, status, `done/total`, title, running steps.
+fn task_line(task: &Value) -> String {
+    let progress = &task["progress"];
+    let counts = match (progress["done"].as_u64(), progress["total"].as_u64()) {
+        (Some(done), Some(total)) => format!("{done}/{total}"),
+        _ => "-".to_string(),
+    };
+    let mut line = format!(
+        "{}  {:<10} {:>5}  {}",
+        task["id"].as_str().unwrap_or_default(),
+        task["status"].as_str().unwrap_or_default(),
+        counts,
+        task["title"].as_str().unwrap_or_default()
+    );
+    let running: Vec<String> = progress["running"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|step| {
+            let mut text = step["key"].as_str().unwrap_or_default().to_string();
+            if let Some(percent) = step["percent"].as_u64() {
+                text.push_str(&format!(" {percent}%"));
+            }
+            text
+        })
+        .collect();
+    if !running.is_empty() {
+        line.push_str(&format!("  [{}]", running.join(", ")));
+    }
+    line
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a task from a YAML or JSON file, or a one-step task from flags
     Create(Create),
+    /// Show a task: status, progress, outcome, steps and timeline
+    Show(Show),
+}
+
+/// `GET /v1/tasks/{id}` and `GET /v1/tasks/{id}/timeline`; `--json` prints both
+/// documents as `{"task": …, "timeline": …}`.
+#[derive(Debug, Args)]
+pub struct Show {
+    /// The task's id (see `agentd tasks`)
+    pub task_id: Uuid,
 }
 
 /// The task is read from `--file` (the body of `POST /v1/tasks`, in YAML or JSON), or
@@ -96,6 +130,7 @@ impl Command {
     pub async fn run(self, ctx: Ctx) -> Result<()> {
         match self {
             Command::Create(create) => create.run(ctx).await,
+            Command::Show(show) => show.run(ctx).await,
         }
     }
 }
@@ -177,6 +212,162 @@ impl Create {
         });
         Ok(())
     }
+}
+
+impl Show {
+    async fn run(self, ctx: Ctx) -> Result<()> {
+        let hub = ctx.hub()?;
+        let task: Value = hub.get(&format!("v1/tasks/{}", self.task_id)).await?;
+        let timeline: Value = hub
+            .get(&format!("v1/tasks/{}/timeline", self.task_id))
+            .await?;
+        let shown = json!({"task": task, "timeline": timeline});
+        ctx.print(&shown, || show_task(&task, &timeline));
+        Ok(())
+    }
+}
+
+/// The human view of `agentd task show`.
+pub fn show_task(task: &Value, timeline: &Value) -> String {
+    let mut text = format!(
+        "{} \"{}\"\nstatus:   {}\n",
+        task["id"].as_str().unwrap_or_default(),
+        task["title"].as_str().unwrap_or_default(),
+        task["status"].as_str().unwrap_or_default()
+    );
+    let progress = &task["progress"];
+    if let (Some(done), Some(total)) = (progress["done"].as_u64(), progress["total"].as_u64()) {
+        text.push_str(&format!("progress: {done}/{total} steps finished\n"));
+    }
+    for step in progress["running"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        text.push_str(&format!(
+            "  {:<12} {:<17}",
+            step["key"].as_str().unwrap_or_default(),
+            step["status"].as_str().unwrap_or_default()
+        ));
+        if let Some(percent) = step["percent"].as_u64() {
+            text.push_str(&format!(" {percent:>3}%"));
+        }
+        if let Some(message) = step["message"].as_str() {
+            text.push_str(&format!(" {message}"));
+        }
+        text = text.trim_end().to_string();
+        text.push('\n');
+    }
+    if task["outcome"].is_object() {
+        text.push_str(&format!(
+            "outcome:  {}\n",
+            describe_outcome(&task["outcome"])
+        ));
+    }
+    text.push_str("\nsteps:\n");
+    for step in task["steps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let assignees: Vec<&str> = step["assignees"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|agent| agent["name"].as_str())
+            .collect();
+        text.push_str(&format!(
+            "  {}  {:<12} {:<17} attempt {}  {}\n",
+            step["id"].as_str().unwrap_or_default(),
+            step["key"].as_str().unwrap_or_default(),
+            step["status"].as_str().unwrap_or_default(),
+            step["attempt"],
+            assignees.join(", ")
+        ));
+        if let Some(reason) = step["status_reason"].as_str() {
+            text.push_str(&format!("      why: {reason}\n"));
+        }
+    }
+    let entries = timeline["timeline"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !entries.is_empty() {
+        text.push_str("\ntimeline:\n");
+    }
+    let column = |entry: &Value| {
+        (
+            entry["at"].as_str().unwrap_or_default().to_string(),
+            actor_name(&entry["actor"]),
+            entry["step_key"].as_str().unwrap_or("(task)").to_string(),
+        )
+    };
+    let columns: Vec<_> = entries.iter().map(column).collect();
+    let at_width = columns.iter().map(|(at, _, _)| at.chars().count()).max();
+    let actor_width = columns
+        .iter()
+        .map(|(_, actor, _)| actor.chars().count())
+        .max();
+    let step_width = columns
+        .iter()
+        .map(|(_, _, step)| step.chars().count())
+        .max();
+    for (entry, (at, actor, step)) in entries.iter().zip(&columns) {
+        let from = entry["from"]
+            .as_str()
+            .map(|from| format!("{from} → "))
+            .unwrap_or_else(|| "→ ".to_string());
+        let mut line = format!(
+            "  {at:<at_width$}  {actor:<actor_width$}  {step:<step_width$}  {from}{}",
+            entry["to"].as_str().unwrap_or_default(),
+            at_width = at_width.unwrap_or_default(),
+            actor_width = actor_width.unwrap_or_default(),
+            step_width = step_width.unwrap_or_default(),
+        );
+        if let Some(attempt) = entry["attempt"].as_i64() {
+            line.push_str(&format!("  attempt {attempt}"));
+        }
+        if let Some(reason) = entry["reason"].as_str() {
+            line.push_str(&format!("  {reason}"));
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+/// "failed: step `draft` failed: … (min-laptop, 2026-12-02T16:00:00Z)".
+fn describe_outcome(outcome: &Value) -> String {
+    let status = outcome["status"].as_str().unwrap_or_default();
+    let mut text = status.to_string();
+    match (outcome["step_key"].as_str(), outcome["reason"].as_str()) {
+        (Some(key), Some(reason)) => text.push_str(&format!(": step `{key}` {status}: {reason}")),
+        (Some(key), None) => text.push_str(&format!(": step `{key}` {status}")),
+        (None, Some(reason)) => text.push_str(&format!(": {reason}")),
+        (None, None) => {}
+    }
+    let mut details = Vec::new();
+    if outcome["by"].is_object() {
+        details.push(format!("by {}", actor_name(&outcome["by"])));
+    }
+    if let Some(at) = outcome["at"].as_str() {
+        details.push(at.to_string());
+    }
+    if !details.is_empty() {
+        text.push_str(&format!(" ({})", details.join(", ")));
+    }
+    text
+}
+
+/// An actor's name, else its id, else its kind (`hub`).
+fn actor_name(actor: &Value) -> String {
+    actor["name"]
+        .as_str()
+        .or_else(|| actor["id"].as_str())
+        .or_else(|| actor["kind"].as_str())
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// Uploads one attachment, with a progress bar when stderr is a terminal.

@@ -26,3 +26,78 @@ fn configured_policies_override_only_the_named_tools() {
     assert_eq!(config.claude.policy("write_file"), ToolPolicy::Ask);
     assert_eq!(config.claude.policy("read_file"), ToolPolicy::Auto);
 }
+
+#[test]
+fn the_default_executor_is_unset_and_not_written() {
+    let config = Config::default();
+    assert_eq!(config.default_executor, None);
+    let text = toml::to_string_pretty(&config).unwrap();
+    assert!(!text.contains("default_executor"), "{text}");
+}
+
+#[test]
+fn an_unknown_default_executor_is_refused_with_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "default_executor = \"bash\"\n").unwrap();
+    let args = GlobalArgs {
+        config: Some(file.clone()),
+        ..GlobalArgs::default()
+    };
+    let err = Loaded::load(&args).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "default_executor in {} is `bash`; expected claude, shell, manual or external",
+            file.display()
+        )
+    );
+    std::fs::write(&file, "default_executor = \"manual\"\n").unwrap();
+    let loaded = Loaded::load(&args).unwrap();
+    assert_eq!(loaded.config.default_executor.as_deref(), Some("manual"));
+}
+
+/// `config.example.toml`, the documented configuration.
+const EXAMPLE: &str = include_str!("../../config.example.toml");
+
+#[test]
+fn the_documented_example_holds_the_defaults_and_every_key() {
+    let example: Config = toml::from_str(EXAMPLE).expect("config.example.toml parses");
+    assert_eq!(
+        toml::to_string_pretty(&example).unwrap(),
+        toml::to_string_pretty(&Config::default()).unwrap(),
+        "config.example.toml shows the defaults"
+    );
+    let documented = |key: &str| {
+        EXAMPLE
+            .lines()
+            .map(|line| line.trim_start_matches("# ").trim_start())
+            .any(|line| line.starts_with(&format!("{key} =")))
+    };
+    let mut every = toml::Table::try_from(Config {
+        hub: Some("https://hub.example.com".into()),
+        ca_cert: Some("/ca.pem".into()),
+        default_executor: Some("manual".into()),
+        external: ExternalConfig {
+            program: Some("/bin/agent".into()),
+            args: Vec::new(),
+        },
+        ..Config::default()
+    })
+    .unwrap();
+    let claude = every.remove("claude").unwrap();
+    let external = every.remove("external").unwrap();
+    let keys = every
+        .keys()
+        .chain(claude.as_table().unwrap().keys())
+        .chain(external.as_table().unwrap().keys());
+    for key in keys {
+        if key == "tools" {
+            continue;
+        }
+        assert!(
+            documented(key),
+            "config.example.toml does not document `{key}`"
+        );
+    }
+}

@@ -224,7 +224,11 @@ where
                 }
                 Some(outbound) = self.core.outbound_rx.recv() => self.on_outbound(outbound).await,
                 Some(joined) = self.core.workers.join_next(), if !self.core.workers.is_empty() => {
-                    if let Ok(step_id) = joined {
+                    // A revoked attempt's worker may end after the next attempt of
+                    // the same step started (a paused task resumed): keep that one.
+                    if let Ok((step_id, attempt)) = joined
+                        && self.core.running.get(&step_id).is_some_and(|running| running.attempt == attempt)
+                    {
                         self.core.running.remove(&step_id);
                     }
                     self.core.publish_status();
@@ -456,7 +460,12 @@ where
                     Reply::Error { code, message } => {
                         let permanent = matches!(
                             code.as_str(),
-                            "conflict" | "not_found" | "forbidden" | "bad_frame" | "too_large"
+                            "conflict"
+                                | "not_found"
+                                | "forbidden"
+                                | "bad_frame"
+                                | "invalid"
+                                | "too_large"
                         );
                         if permanent {
                             tracing::warn!(step.id = %step_id, attempt, code, message, "the hub refused the result; dropping it");

@@ -8,8 +8,8 @@ pub mod shell;
 pub mod tools;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agenthub_protocol::{
@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::credentials::Secret;
+use crate::credentials::{Credentials, Secret, SecretName};
 
 /// What a step produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,40 +208,217 @@ pub struct ManualResult {
     pub summary: Option<String>,
 }
 
+/// The executors agentd has, by the name a step or `default_executor` gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Claude,
+    Shell,
+    Manual,
+    External,
+}
+
+impl Kind {
+    /// The names agentd knows, for messages.
+    pub const NAMES: &'static str = "claude, shell, manual or external";
+
+    /// The executor called `name`, if agentd has it.
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "claude" => Some(Kind::Claude),
+            "shell" => Some(Kind::Shell),
+            "manual" => Some(Kind::Manual),
+            "external" => Some(Kind::External),
+            _ => None,
+        }
+    }
+
+    /// The executor's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Claude => "claude",
+            Kind::Shell => "shell",
+            Kind::Manual => "manual",
+            Kind::External => "external",
+        }
+    }
+}
+
+/// Why a step runs with the executor it runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The step names it.
+    Step,
+    /// The step names none and a Claude key is available.
+    ClaudeKey,
+    /// The step names none, no Claude key is available, and `default_executor` is set.
+    Config,
+    /// The step names none, no Claude key is available, nothing is configured.
+    Fallback,
+}
+
+/// The executor chosen for a step: its name (as the step or the configuration spells
+/// it) and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice<'a> {
+    pub name: &'a str,
+    pub source: Source,
+}
+
+/// The Claude key: the one found at start, or one stored later (`agentd key set` while
+/// the daemon runs), looked for again before each step while none is known.
+#[derive(Debug, Clone, Default)]
+pub struct ClaudeKey {
+    known: Arc<Mutex<Option<Secret>>>,
+    stores: Option<Credentials>,
+}
+
+impl ClaudeKey {
+    /// `known` (found at start); `stores` are searched again while it is `None`.
+    pub fn new(known: Option<Secret>, stores: Option<Credentials>) -> ClaudeKey {
+        ClaudeKey {
+            known: Arc::new(Mutex::new(known)),
+            stores,
+        }
+    }
+
+    /// The key, if one is known.
+    pub fn get(&self) -> Option<Secret> {
+        self.known.lock().expect("claude key lock").clone()
+    }
+
+    /// Looks in the secret stores again when no key is known yet.
+    pub async fn refresh(&self) {
+        if self.get().is_some() {
+            return;
+        }
+        let Some(stores) = self.stores.clone() else {
+            return;
+        };
+        let found = tokio::task::spawn_blocking(move || stores.get(SecretName::ClaudeKey)).await;
+        match found {
+            Ok(Ok(Some((key, location)))) => {
+                tracing::info!(%location, "a Claude API key is now available");
+                *self.known.lock().expect("claude key lock") = Some(key);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "cannot look for a Claude API key"),
+            Err(err) => tracing::debug!(error = %err, "the Claude API key lookup stopped"),
+        }
+    }
+}
+
 /// The executors with their settings.
 #[derive(Debug, Clone)]
 pub struct Executors {
     pub config: Arc<Config>,
-    pub claude_key: Option<Secret>,
+    /// The configuration file, named in messages that say what to set.
+    pub config_file: PathBuf,
+    pub claude_key: ClaudeKey,
     pub manual: manual::Waiters,
 }
 
 impl Executors {
-    /// Which executor runs `step`.
-    pub fn kind_of<'a>(&'a self, step: &'a StepInfo) -> &'a str {
-        step.executor
-            .as_deref()
-            .unwrap_or(&self.config.default_executor)
+    /// Which executor runs `step`: the one it names; else `claude` when a Claude key is
+    /// available; else `default_executor` from the configuration; else `claude` (which
+    /// then fails, saying how to set a key).
+    pub fn choose<'a>(&'a self, step: &'a StepInfo) -> Choice<'a> {
+        match step.executor.as_deref() {
+            Some(name) => Choice {
+                name,
+                source: Source::Step,
+            },
+            None => self.for_unnamed(),
+        }
+    }
+
+    /// The executor of a step that names none.
+    pub fn for_unnamed(&self) -> Choice<'_> {
+        if self.claude_key.get().is_some() {
+            return Choice {
+                name: Kind::Claude.name(),
+                source: Source::ClaudeKey,
+            };
+        }
+        match self.config.default_executor.as_deref() {
+            Some(name) => Choice {
+                name,
+                source: Source::Config,
+            },
+            None => Choice {
+                name: Kind::Claude.name(),
+                source: Source::Fallback,
+            },
+        }
+    }
+
+    /// Whether `step` can run on this machine: its executor exists and has what it
+    /// needs. The failure says exactly what to set, and is not retryable here.
+    pub fn check(&self, step: &StepInfo) -> Result<Kind, Failure> {
+        let choice = self.choose(step);
+        let Some(kind) = Kind::parse(choice.name) else {
+            return Err(Failure::fatal(format!(
+                "this step names the executor `{}`, which agentd does not have; name one of {}",
+                choice.name,
+                Kind::NAMES
+            )));
+        };
+        let runs_with = self.runs_with(kind, choice.source);
+        match kind {
+            Kind::Claude if self.claude_key.get().is_none() => Err(Failure::fatal(format!(
+                "{runs_with}, which needs a Claude API key: run `agentd key set` or set ANTHROPIC_API_KEY{}",
+                match choice.source {
+                    Source::Fallback => format!(
+                        " (or set default_executor in {})",
+                        self.config_file.display()
+                    ),
+                    _ => String::new(),
+                }
+            ))),
+            Kind::Shell if shell::command_of(step).is_none() => Err(Failure::fatal(format!(
+                "{runs_with}, which needs `input.command` (a string, e.g. {{\"command\": \"make test\"}}){}",
+                match choice.source {
+                    Source::Step => String::new(),
+                    _ => " or name another executor on the step, or run `agentd key set` (or set ANTHROPIC_API_KEY) so that steps naming no executor run with claude".to_string(),
+                }
+            ))),
+            Kind::External if self.config.external.program.is_none() => {
+                Err(Failure::fatal(format!(
+                    "{runs_with}, which needs a program: set `program` under [external] in {}",
+                    self.config_file.display()
+                )))
+            }
+            _ => Ok(kind),
+        }
+    }
+
+    /// "this step runs with the `x` executor", and why when the step does not name it.
+    fn runs_with(&self, kind: Kind, source: Source) -> String {
+        let name = kind.name();
+        match source {
+            Source::Step | Source::ClaudeKey => {
+                format!("this step runs with the `{name}` executor")
+            }
+            Source::Config => format!(
+                "this step names no executor, so it runs with the `{name}` executor (default_executor in {})",
+                self.config_file.display()
+            ),
+            Source::Fallback => {
+                format!("this step names no executor, so it runs with the `{name}` executor")
+            }
+        }
     }
 
     /// Carries out one step.
     pub async fn execute(&self, ctx: &mut StepCtx) -> Result<Outcome, Failure> {
-        let kind = self.kind_of(&ctx.step).to_string();
-        match kind.as_str() {
-            "shell" => shell::execute(ctx).await,
-            "claude" => {
-                let Some(key) = &self.claude_key else {
-                    return Err(Failure::retryable(
-                        "no Claude API key on this agent; its human should run `agentd key set` (or set ANTHROPIC_API_KEY)",
-                    ));
-                };
-                claude::execute(ctx, &self.config.claude, key).await
+        self.claude_key.refresh().await;
+        match self.check(&ctx.step)? {
+            Kind::Shell => shell::execute(ctx).await,
+            Kind::Claude => {
+                let key = self.claude_key.get().expect("checked: a key is known");
+                claude::execute(ctx, &self.config.claude, &key).await
             }
-            "manual" => manual::execute(ctx, &self.manual).await,
-            "external" => external::execute(ctx, &self.config.external).await,
-            other => Err(Failure::fatal(format!(
-                "unknown executor `{other}`; agentd knows claude, shell, manual and external"
-            ))),
+            Kind::Manual => manual::execute(ctx, &self.manual).await,
+            Kind::External => external::execute(ctx, &self.config.external).await,
         }
     }
 }
@@ -257,3 +434,6 @@ pub fn tail(text: &str, max: usize) -> &str {
     }
     &text[start..]
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use agenthub_protocol::LogStream;
+use agenthub_protocol::{LogStream, StepInfo};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -38,14 +38,14 @@ pub fn shell_command(command: &str, dir: &Path) -> Command {
     cmd
 }
 
+/// The step's command: `input.command`, a string.
+pub fn command_of(step: &StepInfo) -> Option<&str> {
+    step.input.get("command").and_then(|value| value.as_str())
+}
+
 /// Runs the step's command.
 pub async fn execute(ctx: &mut StepCtx) -> Result<Outcome, Failure> {
-    let Some(command) = ctx
-        .step
-        .input
-        .get("command")
-        .and_then(|value| value.as_str())
-    else {
+    let Some(command) = command_of(&ctx.step) else {
         return Err(Failure::fatal(
             "a shell step needs `input.command` (a string), e.g. {\"command\": \"make test\"}",
         ));

@@ -1,10 +1,16 @@
 //! What the notifications say and which frame a click sends.
 
-use agenthub_protocol::{ApprovalRequested, ClientFrame, Decision, InputRequested};
+use agenthub_protocol::{
+    ActorRef, ApprovalRequested, ClientFrame, Decision, InputRequested, TaskInfo, TaskOutcome,
+    TaskUpdated,
+};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{DecisionTarget, approval_notice, decision_frame, question_notice};
+use super::{
+    DecisionTarget, TaskEnd, approval_notice, decision_frame, question_notice, task_end,
+    task_end_notice,
+};
 
 #[test]
 fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
@@ -72,4 +78,89 @@ fn a_tool_call_question_gets_actions_and_other_questions_say_how_to_answer() {
         "{}",
         notice.body
     );
+}
+
+fn end(status: &str) -> TaskEnd {
+    TaskEnd {
+        task_id: Uuid::now_v7(),
+        title: "Quarterly report".into(),
+        status: status.into(),
+        step_key: None,
+        reason: None,
+        by: None,
+    }
+}
+
+#[test]
+fn a_finished_task_says_so_without_actions() {
+    let notice = task_end_notice(&end("done"));
+    assert_eq!(notice.title, "Task finished: Quarterly report");
+    assert_eq!(notice.body, "");
+    assert_eq!(notice.decision, None);
+}
+
+#[test]
+fn a_failed_task_names_the_step_the_reason_and_who() {
+    let notice = task_end_notice(&TaskEnd {
+        step_key: Some("draft".into()),
+        reason: Some("`make outline` exited with status 2".into()),
+        by: Some("min-laptop".into()),
+        ..end("failed")
+    });
+    assert_eq!(notice.title, "Task failed: Quarterly report");
+    assert_eq!(
+        notice.body,
+        "step `draft` failed: `make outline` exited with status 2 (by min-laptop)"
+    );
+}
+
+#[test]
+fn a_cancelled_task_says_why_and_who() {
+    let notice = task_end_notice(&TaskEnd {
+        reason: Some("the director cancelled the report".into()),
+        by: Some("aurora@example.com".into()),
+        ..end("cancelled")
+    });
+    assert_eq!(notice.title, "Task cancelled: Quarterly report");
+    assert_eq!(
+        notice.body,
+        "the director cancelled the report (by aurora@example.com)"
+    );
+}
+
+#[test]
+fn a_task_updated_frame_gives_the_end_with_its_outcome() {
+    let task_id = Uuid::now_v7();
+    let updated = |status: &str, outcome: Option<TaskOutcome>| TaskUpdated {
+        seq: 9,
+        task: TaskInfo {
+            task_id,
+            title: "Quarterly report".into(),
+            description: String::new(),
+            status: status.into(),
+            outcome,
+        },
+    };
+    assert_eq!(task_end(&updated("paused", None)), None);
+    let end = task_end(&updated(
+        "failed",
+        Some(TaskOutcome {
+            status: "failed".into(),
+            step_id: Some(Uuid::now_v7()),
+            step_key: Some("draft".into()),
+            reason: Some("no key".into()),
+            by: Some(ActorRef {
+                kind: "agent".into(),
+                id: Some(Uuid::now_v7()),
+                name: Some("min-laptop".into()),
+            }),
+        }),
+    ))
+    .expect("a failed task ended");
+    assert_eq!(
+        task_end_notice(&end).body,
+        "step `draft` failed: no key (by min-laptop)"
+    );
+    let end = task_end(&updated("done", None)).expect("a done task ended");
+    assert_eq!((end.task_id, end.step_key), (task_id, None));
 }

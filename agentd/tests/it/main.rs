@@ -4,7 +4,10 @@
 mod claude;
 mod cli;
 mod e2e;
+mod ends;
 mod hub;
 mod notify;
+mod quickstart;
 mod run;
 mod support;
+mod tasks;

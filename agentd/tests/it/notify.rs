@@ -209,7 +209,7 @@ async fn an_approval_is_shown_on_the_desktop_and_approve_decides_it_at_the_hub()
     let step_id = hub
         .rest
         .create_step(
-            &hub.team.owner_key,
+            &hub.team.min_key,
             json!({"title": "Write the outline", "assignees": ["min-laptop"],
                    "executor": "shell", "input": {"command": "echo outline > outline.md"},
                    "approval_level": 1, "approvers": ["min@example.com"]}),
@@ -245,7 +245,49 @@ async fn an_approval_is_shown_on_the_desktop_and_approve_decides_it_at_the_hub()
         .call(Method::GET, "/v1/me/inbox", &hub.team.min_key, None)
         .await;
     assert_eq!(inbox["approvals"], json!([]), "{inbox:#}");
-    desktop.wait_for("Task done: Write the outline").await;
+    let finished = desktop.wait_for("Task finished: Write the outline").await;
+    assert!(finished.actions.is_empty(), "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_end_of_a_task_its_human_created_is_shown() {
+    let Some(bus) = SessionBus::start("notify::only_the_end_of_a_task_its_human_created_is_shown")
+    else {
+        return;
+    };
+    let desktop = Desktop::serve(&bus).await;
+    let hub = Hub::start().await;
+    let agentd = Agentd::new().with_env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _daemon = spawn(&agentd, &["run"]);
+    let quick = |title: &str| {
+        json!({"title": title, "assignees": ["min-laptop"], "executor": "shell",
+               "input": {"command": "true"}})
+    };
+
+    // aurora's task ends first; min-laptop took part in it, but min did not create it.
+    let auroras = hub
+        .rest
+        .create_step(&hub.team.owner_key, quick("Tidy the wiki"))
+        .await;
+    hub.rest
+        .wait_step(&hub.team.owner_key, &auroras, WAIT, "done", |step| {
+            step["status"] == "done"
+        })
+        .await;
+    hub.rest
+        .create_step(&hub.team.min_key, quick("Run the checks"))
+        .await;
+
+    let finished = desktop.wait_for("Task finished: Run the checks").await;
+    assert_eq!(finished.app_name, "agentd");
+    let ends: Vec<String> = desktop
+        .shown()
+        .into_iter()
+        .map(|shown| shown.summary)
+        .filter(|summary| summary.starts_with("Task "))
+        .collect();
+    assert_eq!(ends, ["Task finished: Run the checks"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,5 +390,45 @@ async fn no_notify_shows_nothing_and_a_missing_bus_is_reported_once() {
             .count(),
         1,
         "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_shown_to_its_creator_with_the_step_the_reason_and_who() {
+    let Some(bus) = SessionBus::start(
+        "notify::a_failed_task_is_shown_to_its_creator_with_the_step_the_reason_and_who",
+    ) else {
+        return;
+    };
+    let desktop = Desktop::serve(&bus).await;
+    let hub = Hub::start().await;
+    let min = Agentd::new().with_env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    min.login_with(&hub.url, &hub.team.min_token);
+    let _min_daemon = spawn(&min, &["run"]);
+    // duan's agentd has no Claude key and the default configuration.
+    let duan = Agentd::new();
+    duan.login_with(&hub.url, &hub.team.duan_token);
+    let _duan_daemon = spawn(&duan, &["run", "--no-notify"]);
+
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.min_key,
+            Some(json!({"title": "Weekly numbers", "steps": [
+                {"key": "numbers", "title": "Collect the numbers", "assignees": ["duan-desktop"]}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+
+    let failed = desktop.wait_for("Task failed: Weekly numbers").await;
+    assert!(failed.actions.is_empty(), "{failed:?}");
+    assert_eq!(
+        failed.body,
+        format!(
+            "step `numbers` failed: {} (by duan-desktop)",
+            crate::ends::no_key_reason(&duan)
+        )
     );
 }

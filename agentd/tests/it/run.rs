@@ -1,7 +1,9 @@
 //! `agentd run` against the fake hub: handshake, claim, shell execution, submit,
 //! dedupe by seq, resume after a dropped connection, the journal, and refusals.
 
-use agenthub_protocol::{ClientFrame, ErrorReply, Ping, ServerFrame, StepRevoked};
+use std::process::Output;
+
+use agenthub_protocol::{ClientFrame, ErrorReply, Ping, ServerFrame, StepFail, StepRevoked};
 use axum::http::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -94,6 +96,87 @@ async fn a_failing_command_fails_the_step_with_its_reason() {
     let out = wait_exit(child).await;
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("exited with status 3"));
+}
+
+/// Runs `agentd run --once` on one `step.ready` of a step naming no executor; returns the
+/// `step.fail` it sends and the process output.
+async fn fail_unnamed_step(agentd: &Agentd, input: serde_json::Value) -> (StepFail, Output) {
+    let mut hub = FakeHub::start().await;
+    agentd.login(&hub.url);
+    let child = spawn(agentd, &["run", "--once", "--no-notify"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let mut ready = step_ready(1, Uuid::now_v7(), "shell", input);
+    if let ServerFrame::StepReady(ready) = &mut ready {
+        ready.step.executor = None;
+    }
+    conn.send(ready).await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    let ClientFrame::StepFail(fail) = conn.recv_significant().await else {
+        panic!("expected a fail");
+    };
+    conn.send(ServerFrame::Ok(agenthub_protocol::OkReply::new(fail.id)))
+        .await;
+    let out = wait_exit(child).await;
+    (fail, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_configuration_and_no_key_a_step_fails_saying_how_to_set_a_key() {
+    let agentd = Agentd::new();
+    let (fail, out) = fail_unnamed_step(&agentd, json!({})).await;
+    let config = agentd.config_dir().join("config.toml");
+    assert_eq!(
+        fail.reason,
+        format!(
+            "this step names no executor, so it runs with the `claude` executor, which needs \
+             a Claude API key: run `agentd key set` or set ANTHROPIC_API_KEY (or set \
+             default_executor in {})",
+            config.display()
+        )
+    );
+    assert!(!fail.retryable, "another attempt here cannot succeed");
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !saved.contains("default_executor"),
+        "login does not pin a default executor: {saved}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_shell_default_without_a_command_says_what_to_set() {
+    let agentd = Agentd::new();
+    agentd.write_config("default_executor = \"shell\"\n");
+    let (fail, out) = fail_unnamed_step(&agentd, json!({})).await;
+    assert!(
+        fail.reason.starts_with(&format!(
+            "this step names no executor, so it runs with the `shell` executor \
+             (default_executor in {}), which needs `input.command`",
+            agentd.config_dir().join("config.toml").display()
+        )),
+        "{}",
+        fail.reason
+    );
+    assert!(fail.reason.contains("`agentd key set`"), "{}", fail.reason);
+    assert!(!fail.retryable);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_default_executor_is_refused_at_start() {
+    let agentd = Agentd::new();
+    agentd.write_config("default_executor = \"bash\"\n");
+    let out = agentd.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is `bash`; expected claude, shell, manual or external"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

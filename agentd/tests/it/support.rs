@@ -181,6 +181,10 @@ impl FakeHub {
             .route("/v1/me/inbox", get(inbox))
             .route("/v1/steps/{id}/approve", post(approve))
             .route("/v1/tasks", any(tasks))
+            .route("/v1/tasks/{id}", get(task))
+            .route("/v1/tasks/{id}/timeline", get(timeline))
+            .route("/v1/steps/{id}/retry", post(retry))
+            .route("/v1/agents/{id}", get(agent))
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state);
         let server = tokio::spawn(async move {
@@ -302,9 +306,135 @@ async fn approve(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response
     .into_response()
 }
 
-async fn tasks(headers: HeaderMap, body: String) -> Response {
+/// The task the fake hub knows (`GET /v1/tasks/{TASK_ID}`): "Quarterly report", failed
+/// at its review step after three attempts.
+pub const TASK_ID: &str = "01935a7e-0000-7000-8000-000000000071";
+/// Its failed review step, which `POST /v1/steps/{id}/retry` makes ready again.
+pub const FAILED_STEP_ID: &str = "01935a7e-0000-7000-8000-000000000052";
+/// Its done draft step, which the fake hub refuses to retry (409).
+pub const DONE_STEP_ID: &str = "01935a7e-0000-7000-8000-000000000051";
+/// A step of a task created by someone else (403).
+pub const FOREIGN_STEP_ID: &str = "01935a7e-0000-7000-8000-000000000053";
+
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn failed_task() -> Value {
+    json!({
+        "id": TASK_ID,
+        "title": "Quarterly report",
+        "description": "Break down the director's report, then review it",
+        "status": "failed",
+        "creator_member_id": "01935a7e-0000-7000-8000-000000000002",
+        "progress": {"done": 1, "total": 2, "running": []},
+        "outcome": {
+            "status": "failed", "step_id": FAILED_STEP_ID, "step_key": "review",
+            "reason": "`make review` exited with status 2",
+            "by": {"kind": "agent", "id": "01935a7e-0000-7000-8000-0000000000b1", "name": "duan-desktop"},
+            "at": "2026-12-02T16:10:04Z"
+        },
+        "steps": [
+            {"id": DONE_STEP_ID, "key": "draft", "title": "Draft the outline", "status": "done",
+             "attempt": 1, "max_attempts": 3, "status_reason": null, "progress": null,
+             "assignees": [{"id": "01935a7e-0000-7000-8000-0000000000a9", "name": "min-laptop"}]},
+            {"id": FAILED_STEP_ID, "key": "review", "title": "Review the outline", "status": "failed",
+             "attempt": 3, "max_attempts": 3, "status_reason": "`make review` exited with status 2",
+             "progress": {"percent": 80, "message": "checking figures"},
+             "assignees": [{"id": "01935a7e-0000-7000-8000-0000000000b1", "name": "duan-desktop"}]}
+        ],
+        "involved_agents": []
+    })
+}
+
+async fn task(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {
     if !authorized(&headers) {
         return unauthorized();
+    }
+    if id != TASK_ID {
+        return refusal(StatusCode::NOT_FOUND, "not_found", "task not found");
+    }
+    axum::Json(failed_task()).into_response()
+}
+
+async fn timeline(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    if id != TASK_ID {
+        return refusal(StatusCode::NOT_FOUND, "not_found", "task not found");
+    }
+    let hub = json!({"kind": "hub", "id": null, "name": null});
+    let duan = json!({"kind": "agent", "id": "01935a7e-0000-7000-8000-0000000000b1", "name": "duan-desktop"});
+    axum::Json(json!({"timeline": [
+        {"at": "2026-12-02T16:00:00Z", "step_id": null, "step_key": null, "from": null,
+         "to": "active", "reason": null, "attempt": null,
+         "actor": {"kind": "member", "id": "01935a7e-0000-7000-8000-000000000003", "name": "aurora@example.com"}},
+        {"at": "2026-12-02T16:10:03Z", "step_id": FAILED_STEP_ID, "step_key": "review", "from": "claimed",
+         "to": "running", "reason": null, "attempt": 3, "actor": duan},
+        {"at": "2026-12-02T16:10:04Z", "step_id": FAILED_STEP_ID, "step_key": "review", "from": "running",
+         "to": "failed", "reason": "`make review` exited with status 2", "attempt": 3, "actor": duan},
+        {"at": "2026-12-02T16:10:04Z", "step_id": null, "step_key": null, "from": "active",
+         "to": "failed", "reason": "step `review` failed", "attempt": null, "actor": hub}
+    ]}))
+    .into_response()
+}
+
+async fn retry(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    match id.as_str() {
+        FAILED_STEP_ID => {
+            let mut task = failed_task();
+            task["status"] = json!("active");
+            task["outcome"] = Value::Null;
+            task["steps"][1]["status"] = json!("ready");
+            task["steps"][1]["attempt"] = json!(4);
+            task["steps"][1]["status_reason"] = Value::Null;
+            axum::Json(task).into_response()
+        }
+        DONE_STEP_ID => refusal(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the step is done; only a failed or skipped step can be retried",
+        ),
+        FOREIGN_STEP_ID => refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the task's creator or an admin may retry its steps",
+        ),
+        _ => refusal(StatusCode::NOT_FOUND, "not_found", "step not found"),
+    }
+}
+
+async fn agent(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    axum::Json(json!({"id": id, "name": "min-laptop", "status": "working", "online": true}))
+        .into_response()
+}
+
+async fn tasks(headers: HeaderMap, method: axum::http::Method, body: String) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    if method == axum::http::Method::GET {
+        let mut running = failed_task();
+        running["id"] = json!("01935a7e-0000-7000-8000-000000000072");
+        running["status"] = json!("active");
+        running["progress"] = json!({"done": 3, "total": 5, "running": [
+            {"step_id": FAILED_STEP_ID, "key": "review", "title": "Review the outline",
+             "status": "running", "percent": 40, "message": "checking figures"},
+            {"step_id": DONE_STEP_ID, "key": "charts", "title": "Draw the charts",
+             "status": "claimed", "percent": null, "message": null}]});
+        return axum::Json(json!({"tasks": [failed_task(), running], "meta": {"count": 2}}))
+            .into_response();
     }
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     axum::Json(json!({
