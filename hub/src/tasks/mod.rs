@@ -813,7 +813,19 @@ pub async fn set_task_status(
                 .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
             let from = task_status(&task);
             let to = action.target();
-            from.check(to)?;
+            // Only a paused task resumes: a draft is published, a failed task re-opens by a
+            // retry of its failed step.
+            match (action, from) {
+                (TaskAction::Resume, TaskStatus::Draft) => {
+                    return Err(Error::conflict("task is draft; publish it to start it"));
+                }
+                (TaskAction::Resume, TaskStatus::Failed) => {
+                    return Err(Error::conflict(
+                        "task is failed; it cannot become active: retry its failed step",
+                    ));
+                }
+                _ => from.check(to)?,
+            }
             let outcome = match action {
                 TaskAction::Cancel => Some(
                     Outcome {

@@ -12,7 +12,8 @@ use crate::tasks::model::{self, StepChange, Task, WorkflowChangeRow};
 use crate::tasks::settle::{self, end_if_finished, followers, move_task};
 use crate::tasks::timeline::By;
 use crate::tasks::{
-    StepStatus, TaskStatus, TaskView, frames, get_task, step_status, task_status, transition,
+    StepStatus, TaskStatus, TaskView, frames, get_task, load_view, push_ready, step_status,
+    task_status, transition,
 };
 
 /// A draft becomes active: its first steps become ready and everyone involved hears of
@@ -65,6 +66,11 @@ pub async fn retry_step(
             let task = model::lock_task(db, actor.workspace_id(), &step.task_id)
                 .await?
                 .ok_or_else(|| Error::not_found("task"))?;
+            // Read again under the task's lock: a concurrent retry of the same step is
+            // seen here, and this one is refused.
+            let step = model::find_step(db, actor.workspace_id(), step_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
             may_steer(db, actor, &task).await?;
             let from = task_status(&task);
             if !matches!(
@@ -150,6 +156,15 @@ pub async fn retry_step(
             if from == TaskStatus::Failed {
                 let audiences = followers(db, &task, &steps).await?;
                 outbox.push_all(&audiences, &frames::task_updated(&task));
+                // Steps that went back to `ready` while the task was failed (a retryable
+                // failure, a lease expiry, a rejection on another branch) were not pushed.
+                for waiting in steps
+                    .iter()
+                    .filter(|other| step_status(other) == StepStatus::Ready)
+                {
+                    let view = load_view(db, &task, vec![waiting.clone()]).await?;
+                    push_ready(db, &mut outbox, &task, &view.steps[0]).await?;
+                }
             }
             let settled = settle::settle(db, &mut outbox, &task, &by).await?;
             end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
