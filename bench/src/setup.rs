@@ -49,13 +49,17 @@ pub async fn create(
         accounts::create_api_key(&store, &workspace.id, "bench@example.com", Some("bench"))
             .await?
             .secret;
+    // Each agent is a teammate's: bound to a member of its own, not to the creator (whose
+    // own agents would hear of every task's status changes).
     let mut agents = Vec::with_capacity(n_agents);
     for idx in 0..n_agents {
         let name = format!("a{idx}");
+        let owner = format!("{name}@example.com");
+        accounts::add_member(&store, &workspace.id, &owner, None, Role::Member).await?;
         let new = NewAgent {
             workspace_id: &workspace.id,
             name: &name,
-            owner: "bench@example.com",
+            owner: &owner,
             capabilities: &[],
             max_concurrency,
         };

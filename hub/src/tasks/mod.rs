@@ -217,20 +217,13 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 // Nobody hears of a draft until it is published.
                 return Ok::<_, Error>(view);
             }
-            // Everyone involved (and the creator's own agents) hears of the task; ready
-            // steps are pushed to assignees.
+            // Everyone involved hears of the task; ready steps are pushed to assignees.
             let task_frame = frames::task_created(&task);
-            let mut agent_ids: Vec<String> = view
+            let agents: Vec<Audience> = view
                 .involved_agents
                 .iter()
-                .map(|agent| agent.id.clone())
+                .map(|agent| Audience::Agent(agent.id.clone()))
                 .collect();
-            for agent in agents::model::agents_of_member(db, actor.member_id()).await? {
-                if !agent_ids.contains(&agent.id) {
-                    agent_ids.push(agent.id);
-                }
-            }
-            let agents: Vec<Audience> = agent_ids.into_iter().map(Audience::Agent).collect();
             outbox.push_all(&agents, &task_frame);
             for audience in member_audiences(&task, &view.steps) {
                 outbox.push(audience, task_frame.clone());
