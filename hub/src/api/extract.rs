@@ -1,7 +1,7 @@
 //! Extractors that turn bad input into our error envelope: JSON bodies with the failing
-//! field named, and bearer-token authentication.
+//! field named, query strings, and bearer-token authentication.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -37,6 +37,30 @@ where
             return Err(Error::bad_request("the request needs a JSON body"));
         }
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A query string. A value of the wrong type (`?limit=many`) is a 400 in our envelope,
+/// not axum's plain-text rejection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let Query(query) = Query::try_from_uri(&parts.uri).map_err(|rejection| {
+            let text = rejection.body_text();
+            let detail = text
+                .strip_prefix("Failed to deserialize query string: ")
+                .unwrap_or(&text);
+            Error::bad_request(format!("invalid query string: {detail}"))
+        })?;
+        Ok(ApiQuery(query))
     }
 }
 

@@ -433,6 +433,35 @@ async fn bad_input_gets_a_4xx_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bad_query_string_is_a_400_in_the_error_envelope() {
+    let settings = Settings::default();
+    let name = "api::a_bad_query_string_is_a_400_in_the_error_envelope";
+    for server in servers(name, settings).await {
+        let team = team(&server.ctx, "acme").await;
+        let key = team.key.as_str();
+        for (path, needle) in [
+            ("/v1/tasks?limit=many", "limit"),
+            ("/v1/tasks?limit=-1", "limit"),
+            ("/v1/events?after=yesterday", "after"),
+            (
+                "/v1/tasks?status=finished",
+                "unknown task status `finished`",
+            ),
+        ] {
+            let (status, err) = server.call(Method::GET, path, Some(key), None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {err}");
+            assert_eq!(err["error"]["code"], "bad_request", "{path}: {err}");
+            let message = err["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(needle), "{path}: {err}");
+        }
+        let (status, err) = server
+            .call(Method::GET, "/v1/tasks?limit=2", Some(key), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
     for server in servers(
         "api::a_workspace_cannot_reach_another_workspaces_data_on_any_route",
