@@ -23,7 +23,7 @@ pub struct EventsQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventResponse {
-    /// Increases by one per event of this audience.
+    /// Increases with every event of this audience.
     pub seq: i64,
     /// The frame type (`task.created`, `step.ready`, …).
     #[serde(rename = "type")]

@@ -32,7 +32,7 @@ pub struct FileResponse {
     pub created_at: String,
 }
 
-/// A file's bytes, for the OpenAPI document.
+/// A file's bytes (the body of an upload and of a download).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct FileBytes(pub Vec<u8>);
