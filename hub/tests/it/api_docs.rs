@@ -221,6 +221,78 @@ fn every_answer_is_described_and_errors_name_their_code() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+#[test]
+fn annotations_agree_with_their_handlers_extractors() {
+    let mut problems = Vec::new();
+    let mut n_handlers = 0;
+    for file in rust_files(&root().join("hub/src")) {
+        let text = code_of(&std::fs::read_to_string(&file).unwrap());
+        let name = file.strip_prefix(root()).unwrap().display().to_string();
+        for (attribute, signature) in annotated_handlers(&text) {
+            n_handlers += 1;
+            let handler = signature.split('(').next().unwrap_or_default().trim();
+            let authenticated = signature.contains("Auth(");
+            let anonymous = attribute.contains("security(())");
+            if authenticated == anonymous {
+                problems.push(format!(
+                    "{name}: `{handler}` {}",
+                    if authenticated {
+                        "authenticates but its annotation says `security(())`"
+                    } else {
+                        "takes no `Auth` but its annotation does not say `security(())`"
+                    }
+                ));
+            }
+            if signature.contains(": Query<") || signature.contains(": Json<") {
+                problems.push(format!(
+                    "{name}: `{handler}` takes axum's `Query` or `Json`, whose rejections are \
+                     not in the error envelope; use `ApiQuery` or `ApiJson`"
+                ));
+            }
+            for (extractor, needs) in [("ApiJson<", "request_body"), ("ApiQuery<", "params(")] {
+                let Some(at) = signature.find(extractor) else {
+                    continue;
+                };
+                let rest = &signature[at + extractor.len()..];
+                let ty = rest.split(['>', ',']).next().unwrap_or_default().trim();
+                let documented = attribute
+                    .find(needs)
+                    .is_some_and(|at| attribute[at..].contains(ty));
+                if !documented {
+                    problems.push(format!(
+                        "{name}: `{handler}` takes `{extractor}{ty}>` but its annotation has no \
+                         `{needs}` naming `{ty}`"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        n_handlers > 10,
+        "found only {n_handlers} annotated handlers"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The `#[utoipa::path(…)]` attributes in `text`, each with its function's signature (from
+/// the name to the body's `{`).
+fn annotated_handlers(text: &str) -> Vec<(&str, &str)> {
+    let mut handlers = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[utoipa::path(") {
+        rest = &rest[at..];
+        let Some(fn_at) = rest.find("fn ") else {
+            break;
+        };
+        let attribute = &rest[..fn_at];
+        let signature = &rest[fn_at + "fn ".len()..];
+        let signature = &signature[..signature.find('{').unwrap_or(signature.len())];
+        handlers.push((attribute, signature));
+        rest = &rest[fn_at..];
+    }
+    handlers
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
