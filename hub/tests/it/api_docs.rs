@@ -453,6 +453,8 @@ fn render(doc: &Value) -> String {
         writeln!(out, "\n### `{name}`\n").unwrap();
         render_schema(&mut out, doc, schema);
     }
+    // A blank line ends the last table before the end marker.
+    out.push('\n');
     out
 }
 
