@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
-use crate::api::extract::{ApiJson, ApiQuery, Auth, parse_json};
+use crate::api::extract::{ApiJson, ApiQuery, Auth, OptionalApiJson};
 use crate::api::views::{
     History, HistoryEntry, ListMeta, StepResponse, TaskList, TaskResponse, TaskSummary, timestamp,
 };
@@ -422,14 +422,9 @@ pub async fn approve_step(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
     Path(step_id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalApiJson(req): OptionalApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>> {
-    // The body is optional when approving.
-    let comment = if body.is_empty() {
-        None
-    } else {
-        parse_json::<DecisionRequest>(&body)?.comment
-    };
+    let comment = req.and_then(|req| req.comment);
     let decided = approvals::decide(
         &ctx,
         &actor,

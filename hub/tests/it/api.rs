@@ -546,6 +546,41 @@ async fn every_documented_route_keeps_the_shared_promises() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_body_over_the_limit_is_a_413_in_the_error_envelope() {
+    let name = "api::a_chunked_body_over_the_limit_is_a_413_in_the_error_envelope";
+    for server in servers(name, Settings::default()).await {
+        let team = team(&server.ctx, "acme").await;
+        let step_id = uuid::Uuid::now_v7();
+        for path in [
+            "/v1/tasks".to_string(),
+            format!("/v1/steps/{step_id}/approve"),
+        ] {
+            // No Content-Length: the limit is found while reading.
+            let chunks = vec![
+                Ok::<_, std::io::Error>(vec![b' '; api::MAX_JSON_BODY]),
+                Ok(vec![b' '; 1024]),
+            ];
+            let resp = server
+                .http
+                .post(format!("{}{path}", server.base))
+                .bearer_auth(&team.key)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                )))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+            let err: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            assert_eq!(err["error"]["code"], "too_large", "{path}: {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
     for server in servers(
         "api::a_workspace_cannot_reach_another_workspaces_data_on_any_route",
