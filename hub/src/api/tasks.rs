@@ -508,7 +508,7 @@ impl From<approvals::InputRequest> for InputRequestResponse {
     request_body = AnswerRequest,
     responses(
         (status = 200, description = "the question with its answer", body = InputRequestResponse),
-        (status = 403, description = "`forbidden`: the question was asked of another member, and the caller is not a workspace admin"),
+        (status = 403, description = "`forbidden`: the question was asked of another member, and the caller is not a workspace owner or admin"),
         (status = 404, description = "`not_found`: no input request with this id in the caller's workspace"),
         (status = 409, description = "`conflict`: the question was already answered, or its step is no longer blocked on it"),
         (status = 422, description = "`invalid`: an empty answer"),
