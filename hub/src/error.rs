@@ -8,6 +8,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -159,17 +160,22 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    error: Body<'a>,
+/// The body of every error answer: `{"error": {"code": "…", "message": "…", "field": "…"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope<'a> {
+    pub error: ErrorBody<'a>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'static str,
-    message: String,
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// The stable code (`not_found`, `conflict`, `invalid`, …), shared with the agent
+    /// protocol's `error` frames.
+    pub code: &'static str,
+    /// What went wrong, for people; it may change between versions.
+    pub message: String,
+    /// The field of the request that is wrong (`steps[1].approval_level`), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<&'a str>,
 }
 
 impl IntoResponse for Error {
@@ -187,8 +193,8 @@ impl IntoResponse for Error {
             }
             _ => self.to_string(),
         };
-        let body = Envelope {
-            error: Body {
+        let body = ErrorEnvelope {
+            error: ErrorBody {
                 code: self.code(),
                 message,
                 field: self.field(),

@@ -14,7 +14,9 @@ use crate::api::views::{AgentList, AgentResponse, ListMeta};
 use crate::approvals;
 use crate::error::Result;
 
-#[utoipa::path(get, path = "/v1/agents", responses((status = 200, body = AgentList)))]
+/// The workspace's agents by name, with whether each is connected now.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses((status = 200, description = "the agents", body = AgentList)))]
 pub async fn list_agents(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -33,7 +35,13 @@ pub async fn list_agents(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/agents/{id}", responses((status = 200, body = AgentResponse), (status = 404)))]
+/// An agent.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id or name.")),
+    responses(
+        (status = 200, description = "the agent", body = AgentResponse),
+        (status = 404, description = "`not_found`: no agent with this id or name in the caller's workspace"),
+    ))]
 pub async fn get_agent(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -49,19 +57,30 @@ pub async fn get_agent(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityRequestBody {
+    /// What the agent is asked (`Can you review the release notes today?`).
     pub question: String,
+    /// The task the question is about, if any.
     #[serde(default)]
     pub task_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AvailabilityResponse {
+    /// The request's id; the agent's answer refers to it.
     pub id: String,
     pub agent_id: String,
     pub question: String,
 }
 
-#[utoipa::path(post, path = "/v1/agents/{id}/availability", request_body = AvailabilityRequestBody, responses((status = 201, body = AvailabilityResponse)))]
+/// Asks an agent whether it can take on work; the agent answers over its connection.
+#[utoipa::path(post, path = "/v1/agents/{id}/availability", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id or name.")),
+    request_body = AvailabilityRequestBody,
+    responses(
+        (status = 201, description = "the question was sent to the agent", body = AvailabilityResponse),
+        (status = 404, description = "`not_found`: no such agent, or no such `task_id`, in the caller's workspace"),
+        (status = 422, description = "`invalid`: an empty question"),
+    ))]
 pub async fn ask_availability(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -91,13 +110,19 @@ pub struct MeResponse {
     /// `member` (API key) or `agent` (agent token).
     pub kind: String,
     pub workspace_id: String,
+    /// The member, or the member the agent acts for.
     pub member_id: String,
+    /// Set for an agent token.
     pub agent_id: Option<String>,
+    /// Set for an agent token.
     pub agent_name: Option<String>,
+    /// Set for an API key.
     pub email: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/me", responses((status = 200, body = MeResponse), (status = 401)))]
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/v1/me", tag = "me",
+    responses((status = 200, description = "the caller", body = MeResponse)))]
 pub async fn me(Auth(actor): Auth) -> Json<MeResponse> {
     Json(match actor {
         Actor::Member(member) => MeResponse {

@@ -1,18 +1,19 @@
 //! The caller's events, paged by `seq`.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
-use crate::api::extract::Auth;
+use crate::api::extract::{ApiQuery, Auth};
 use crate::api::views::timestamp;
 use crate::error::Result;
 use crate::events;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Return events with a seq greater than this (default 0).
     pub after: Option<u64>,
@@ -22,7 +23,9 @@ pub struct EventsQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventResponse {
+    /// Increases with every event of this audience.
     pub seq: i64,
+    /// The frame type (`task.created`, `step.ready`, …).
     #[serde(rename = "type")]
     pub event_type: String,
     /// The event frame exactly as pushed over the agent protocol.
@@ -45,11 +48,17 @@ pub struct EventList {
     pub meta: EventsMeta,
 }
 
-#[utoipa::path(get, path = "/v1/events", params(EventsQuery), responses((status = 200, body = EventList)))]
+/// The caller's events (an agent token: the agent's; an API key: the member's), oldest
+/// first, paged by `seq`.
+///
+/// The same events are pushed to agents over their WebSocket; `event` is the frame as
+/// docs/protocol.md describes it.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "a page of events", body = EventList)))]
 pub async fn list_events(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventList>> {
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);

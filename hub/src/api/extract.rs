@@ -1,7 +1,8 @@
 //! Extractors that turn bad input into our error envelope: JSON bodies with the failing
-//! field named, and bearer-token authentication.
+//! field named, query strings, and bearer-token authentication.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -24,15 +25,7 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::TooLarge("the request body is too large".into())
-                } else {
-                    Error::bad_request(rejection.body_text())
-                }
-            })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.is_empty() {
             return Err(Error::bad_request("the request needs a JSON body"));
         }
@@ -40,8 +33,64 @@ where
     }
 }
 
+/// A JSON body that may be left out: an empty body is `None`; any other is read as
+/// [`ApiJson`] reads it, with the same errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalApiJson(None));
+        }
+        parse_json(&bytes).map(|value| OptionalApiJson(Some(value)))
+    }
+}
+
+/// The whole body; over the route's limit it is `413 too_large`.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge("the request body is too large".into())
+        } else {
+            Error::bad_request(rejection.body_text())
+        }
+    })
+}
+
+/// A query string. A value of the wrong type (`?limit=many`) is a 400 in our envelope,
+/// not axum's plain-text rejection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let Query(query) = Query::try_from_uri(&parts.uri).map_err(|rejection| {
+            let text = rejection.body_text();
+            let detail = text
+                .strip_prefix("Failed to deserialize query string: ")
+                .unwrap_or(&text);
+            Error::bad_request(format!("invalid query string: {detail}"))
+        })?;
+        Ok(ApiQuery(query))
+    }
+}
+
 /// Parses a JSON body, naming the failing field in the error.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {

@@ -2,19 +2,20 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
-use crate::api::extract::Auth;
+use crate::api::extract::{ApiQuery, Auth};
 use crate::api::views::timestamp;
 use crate::error::{Error, Result};
 use crate::files::{self, FileRow};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The file name (or send the `X-Filename` header).
     pub name: Option<String>,
@@ -26,9 +27,15 @@ pub struct FileResponse {
     pub name: String,
     pub content_type: String,
     pub size_bytes: i64,
+    /// The SHA-256 of the bytes, in hex.
     pub sha256: String,
     pub created_at: String,
 }
+
+/// A file's bytes (the body of an upload and of a download).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileBytes(pub Vec<u8>);
 
 impl From<FileRow> for FileResponse {
     fn from(row: FileRow) -> Self {
@@ -43,13 +50,23 @@ impl From<FileRow> for FileResponse {
     }
 }
 
-/// Streams the request body to disk. The body is the file's bytes; `Content-Type` is kept.
-#[utoipa::path(put, path = "/v1/files", params(UploadQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = FileResponse), (status = 413)))]
+/// Uploads a file; step results and answers refer to it by id.
+///
+/// The body is the file's bytes, streamed to disk; its `Content-Type` is kept (default
+/// `application/octet-stream`).
+#[utoipa::path(put, path = "/v1/files", tag = "files",
+    params(UploadQuery, ("X-Filename" = Option<String>, Header, description = "The file name, when `name` is not given.")),
+    request_body(content = FileBytes, content_type = "application/octet-stream", description = "the file's bytes"),
+    responses(
+        (status = 201, description = "the file was stored", body = FileResponse),
+        (status = 400, description = "`bad_request`: no file name (neither `name` nor `X-Filename`), or the upload was interrupted"),
+        (status = 413, description = "`too_large`: the file is over the hub's upload limit (`--max-upload-bytes`)"),
+        (status = 422, description = "`invalid`: a file name that is empty, over 255 characters or contains a slash; `field` is `name`"),
+    ))]
 pub async fn upload(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
-    Query(query): Query<UploadQuery>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     req: Request,
 ) -> Result<(StatusCode, Json<FileResponse>)> {
     let headers: &HeaderMap = req.headers();
@@ -85,7 +102,13 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-#[utoipa::path(get, path = "/v1/files/{id}", responses((status = 200, description = "the file's bytes"), (status = 404)))]
+/// Downloads a file, with its `Content-Type` and `Content-Disposition: attachment`.
+#[utoipa::path(get, path = "/v1/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "The file's id.")),
+    responses(
+        (status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = FileBytes),
+        (status = 404, description = "`not_found`: no file with this id in the caller's workspace"),
+    ))]
 pub async fn download(
     State(ctx): State<AppState>,
     Auth(actor): Auth,

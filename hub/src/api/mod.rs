@@ -22,10 +22,13 @@ use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
 
 use crate::ctx::Ctx;
-use crate::error::Error;
+use crate::error::{Error, ErrorEnvelope};
 use crate::metrics::HttpLabels;
 
 /// The state every handler gets.
@@ -34,6 +37,9 @@ pub type AppState = Ctx;
 /// Largest JSON body accepted by the REST API.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
+/// The OpenAPI document of every route but the agents' WebSocket (`/v1/agent/connect`,
+/// see docs/protocol.md), served at `/v1/openapi.json` and rendered into docs/api.md.
+/// An annotation lists what is its own; [`Conventions`] adds what every route shares.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -65,9 +71,107 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         files::download,
         healthz,
         readyz,
-    )
+        metrics,
+        openapi,
+    ),
+    components(schemas(ErrorEnvelope)),
+    security(("api_key" = []), ("agent_token" = [])),
+    modifiers(&Conventions)
 )]
 pub struct ApiDoc;
+
+/// The security scheme of a member's API key (named in `security` above too).
+const API_KEY: &str = "api_key";
+/// The security scheme of an agent token (named in `security` above too).
+const AGENT_TOKEN: &str = "agent_token";
+
+/// What every route shares, added to the document so that annotations cannot forget it:
+/// the two bearer schemes; `401` and `503` on routes that authenticate (the token is
+/// looked up in the database); `400` and `413` on JSON bodies; `400` on query strings;
+/// and the error envelope as the body of every error answer. An annotation that lists
+/// one of these statuses itself keeps its own description.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            (API_KEY, "API key (`ahk_…`)"),
+            (AGENT_TOKEN, "agent token (`aha_…`)"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http({
+                    let mut http = Http::new(HttpAuthScheme::Bearer);
+                    http.description = Some(description.to_string());
+                    http
+                }),
+            );
+        }
+        let default_security = openapi.security.clone().unwrap_or_default();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let security = operation.security.as_ref().unwrap_or(&default_security);
+                let anonymous =
+                    security.is_empty() || security.contains(&SecurityRequirement::default());
+                let json_body = operation.request_body.as_ref().is_some_and(|body| {
+                    matches!(body, RefOr::T(body) if body.content.contains_key("application/json"))
+                });
+                let query = operation.parameters.iter().flatten().any(|parameter| {
+                    matches!(parameter, RefOr::T(parameter) if parameter.parameter_in == ParameterIn::Query)
+                });
+                let mut common = Vec::new();
+                if json_body {
+                    common.push((
+                        "400",
+                        "`bad_request`: the body is not JSON of this shape (malformed, a \
+                         wrong type, an unknown enum value, a missing or unknown field; \
+                         `field` names it)",
+                    ));
+                    common.push(("413", "`too_large`: the body is over 1 MiB"));
+                }
+                if query {
+                    common.push(("400", "`bad_request`: a query parameter has the wrong type"));
+                }
+                if !anonymous {
+                    common.push((
+                        "401",
+                        "`unauthorized`: no `Authorization: Bearer` header, or its token \
+                         is unknown, revoked or expired",
+                    ));
+                    common.push((
+                        "503",
+                        "`unavailable`: the database cannot be reached; retry",
+                    ));
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in common {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| RefOr::T(utoipa::openapi::Response::new(description)));
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && status.as_str() >= "400"
+                        && response.content.is_empty()
+                    {
+                        response.content.insert(
+                            "application/json".to_string(),
+                            Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))).into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The route table, grouped by caller.
 pub fn app(ctx: AppState) -> Router {
@@ -272,17 +376,28 @@ async fn count_requests(State(ctx): State<AppState>, req: Request, next: Next) -
     response
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up")))]
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", security(()), tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "the database answers"), (status = 503)))]
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", security(()), tag = "operations",
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain", body = String),
+        (status = 503, description = "`unavailable`: the database cannot be reached"),
+    ))]
 pub async fn readyz(State(ctx): State<AppState>) -> Result<&'static str, Error> {
     ctx.store.ping().await?;
     Ok("ready")
 }
 
+/// Prometheus metrics of this hub process.
+#[utoipa::path(get, path = "/metrics", security(()), tag = "operations",
+    responses((status = 200, description = "the metrics in the Prometheus text format",
+        content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
     (
         [(
@@ -293,6 +408,9 @@ async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/v1/openapi.json", security(()), tag = "operations",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

@@ -1,14 +1,14 @@
 //! Task and step routes: create, read, change, approve, answer.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
-use crate::api::extract::{ApiJson, Auth, parse_json};
+use crate::api::extract::{ApiJson, ApiQuery, Auth, OptionalApiJson};
 use crate::api::views::{
     History, HistoryEntry, ListMeta, StepResponse, TaskList, TaskResponse, TaskSummary, Timeline,
     TimelineEntryResponse, timestamp,
@@ -20,33 +20,38 @@ use crate::tasks::{self, NewStep, NewTask, TaskAction, TaskStatus, WorkflowChang
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStepRequest {
-    /// Names the step within the task, for `depends_on`.
+    /// Names the step within the task, for `depends_on`: 1-64 letters, digits, `-`, `_`
+    /// or `.`, unique in the task.
     pub key: String,
     pub title: String,
+    /// What the assignee should do (default empty).
     #[serde(default)]
     pub description: String,
     /// Agent names or ids.
     pub assignees: Vec<String>,
-    /// Keys of steps that must finish first.
+    /// Keys of steps that must finish first (default none).
     #[serde(default)]
     pub depends_on: Vec<String>,
-    /// 0 none, 1 confirm, 2 review (approve or reject), 3 every approver.
+    /// 0 none (default), 1 confirm, 2 review (approve or reject), 3 every approver.
     #[serde(default)]
     pub approval_level: u8,
-    /// Member emails or ids.
+    /// Member emails or ids; needed from level 1.
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// Capability labels every assignee must have.
     #[serde(default)]
     pub required_capabilities: Vec<String>,
-    /// `claude`, `shell`, `manual` or `external`.
+    /// `claude`, `shell`, `manual` or `external`; when absent, the agent's default.
     #[serde(default)]
     pub executor: Option<String>,
     /// Free JSON forwarded to the agent unchanged (e.g. `{"command": "make test"}`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub input: Value,
+    /// What the step starts from, in words, for the assignee.
     #[serde(default)]
     pub expected_inputs: Option<String>,
+    /// What the step must produce, in words, for the assignee.
     #[serde(default)]
     pub expected_outputs: Option<String>,
     /// Retryable failures and lease expiries allowed before the step fails for good
@@ -84,11 +89,13 @@ impl From<CreateStepRequest> for NewStep {
 #[serde(deny_unknown_fields)]
 pub struct CreateTaskRequest {
     pub title: String,
+    /// Default empty.
     #[serde(default)]
     pub description: String,
     /// RFC 3339 timestamp.
     #[serde(default)]
     pub due_at: Option<String>,
+    /// 1 to 500 steps, their dependencies a DAG.
     pub steps: Vec<CreateStepRequest>,
     /// Create the task as a draft: nothing starts until `POST /v1/tasks/{id}/publish`.
     #[serde(default)]
@@ -104,8 +111,16 @@ fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
     Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-#[utoipa::path(post, path = "/v1/tasks", request_body = CreateTaskRequest,
-    responses((status = 201, body = TaskResponse), (status = 422, description = "a rule is broken, e.g. a dependency cycle")))]
+/// Creates a task with its steps.
+///
+/// Steps without dependencies start `ready` and are pushed to their assignees. An agent
+/// token creates the task for the agent's member and is recorded as `creator_agent_id`.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskRequest,
+    responses(
+        (status = 201, description = "the task as created, with its steps", body = TaskResponse),
+        (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
+    ))]
 pub async fn create_task(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -128,18 +143,25 @@ pub async fn create_task(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListTasksQuery {
-    /// Only tasks in this status.
+    /// Only tasks in this status: `draft`, `active`, `paused`, `done`, `cancelled` or
+    /// `archived`.
     pub status: Option<String>,
     /// At most this many (1-500, default 100), newest first.
     pub limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/tasks", params(ListTasksQuery), responses((status = 200, body = TaskList)))]
+/// Lists the workspace's tasks, newest first.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListTasksQuery),
+    responses(
+        (status = 200, description = "the tasks, without their steps", body = TaskList),
+        (status = 400, description = "`bad_request`: an unknown `status`, or a `limit` that is not a number"),
+    ))]
 pub async fn list_tasks(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
-    Query(query): Query<ListTasksQuery>,
+    ApiQuery(query): ApiQuery<ListTasksQuery>,
 ) -> Result<Json<TaskList>> {
     let status = match query.status.as_deref() {
         None => None,
@@ -161,7 +183,12 @@ pub async fn list_tasks(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/tasks/{id}", responses((status = 200, body = TaskResponse), (status = 404)))]
+/// A task with its steps and the agents involved.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task's id.")),
+    responses(
+        (status = 200, description = "the task", body = TaskResponse),
+        (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+    ))]
 pub async fn get_task(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -182,12 +209,22 @@ pub enum TaskActionName {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTaskRequest {
-    /// `pause`, `resume`, `cancel` or `archive`.
+    /// `pause`, `resume`, `cancel` or `archive` (also accepted as `status`).
     #[serde(alias = "status")]
     pub action: TaskActionName,
 }
 
-#[utoipa::path(patch, path = "/v1/tasks/{id}", request_body = UpdateTaskRequest, responses((status = 200, body = TaskResponse), (status = 409)))]
+/// Pauses, resumes, cancels or archives a task.
+///
+/// Cancelling cancels every unfinished step and revokes the held ones; resuming pushes
+/// ready steps again. Allowed moves: `active` → `paused` → `active`; `draft`, `active` or
+/// `paused` → `cancelled`; `done` or `cancelled` → `archived`.
+#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task's id.")), request_body = UpdateTaskRequest,
+    responses(
+        (status = 200, description = "the task after the change", body = TaskResponse),
+        (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the task's status does not allow this action (`task is done; it cannot become paused`), or the task changed meanwhile; retry"),
+    ))]
 pub async fn update_task(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -212,37 +249,54 @@ pub async fn update_task(
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WorkflowOpRequest {
     AddStep {
+        /// The new step; its dependencies may name existing steps.
         step: Box<CreateStepRequest>,
     },
     RemoveStep {
+        /// The key or id of a `pending` or `ready` step.
         step: String,
     },
     Reorder {
+        /// Every step key of the task, once, in the new order.
         order: Vec<String>,
     },
     SetAssignees {
+        /// The key or id of a `pending` or `ready` step.
         step: String,
+        /// Agent names or ids; at least one.
         assignees: Vec<String>,
     },
     SetDependencies {
+        /// The key or id of a `pending` or `ready` step.
         step: String,
+        /// Keys or ids of steps of the task.
         depends_on: Vec<String>,
     },
     /// Skip a pending or ready step (the change's reason is kept); its dependents go on.
-    SkipStep {
-        step: String,
-    },
+    SkipStep { step: String },
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowChangeRequest {
+    /// Why, recorded in the task's history; not empty.
     pub reason: String,
+    /// Applied in order, all or none; at least one.
     pub operations: Vec<WorkflowOpRequest>,
 }
 
-#[utoipa::path(patch, path = "/v1/tasks/{id}/workflow", request_body = WorkflowChangeRequest,
-    responses((status = 200, body = TaskResponse), (status = 409), (status = 422)))]
+/// Changes a task's workflow: adds, removes, reorders steps, changes assignees or
+/// dependencies, all at once or none.
+///
+/// Only `pending` and `ready` steps can change; the change is recorded in the task's
+/// history with its reason.
+#[utoipa::path(patch, path = "/v1/tasks/{id}/workflow", tag = "tasks", params(("id" = String, Path, description = "The task's id.")), request_body = WorkflowChangeRequest,
+    responses(
+        (status = 200, description = "the task after the change", body = TaskResponse),
+        (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the task is not `active`, `paused` or `draft`, a named step is not `pending` or `ready`, or a step changed meanwhile; retry"),
+        (status = 422, description = "`invalid`: an empty reason, no operations, a step the task does not have, an `order` that does not list every step once, a step without assignees, an assignee that is not in the workspace or lacks a required capability, a new step that breaks a rule of `POST /v1/tasks`, a dependency cycle; `field` names it"),
+    ))]
 pub async fn change_workflow(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -276,7 +330,12 @@ pub async fn change_workflow(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tasks/{id}/history", responses((status = 200, body = History)))]
+/// The task's workflow changes, oldest first.
+#[utoipa::path(get, path = "/v1/tasks/{id}/history", tag = "tasks", params(("id" = String, Path, description = "The task's id.")),
+    responses(
+        (status = 200, description = "the changes", body = History),
+        (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+    ))]
 pub async fn task_history(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -295,8 +354,15 @@ pub async fn task_history(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/tasks/{id}/publish",
-    responses((status = 200, body = TaskResponse), (status = 403), (status = 404), (status = 409, description = "the task is not a draft")))]
+/// Publishes a draft: it becomes `active`, its first steps become ready and are pushed,
+/// and everyone involved hears of the task.
+#[utoipa::path(post, path = "/v1/tasks/{id}/publish", tag = "tasks", params(("id" = String, Path, description = "The task's id.")),
+    responses(
+        (status = 200, description = "the task, now active", body = TaskResponse),
+        (status = 403, description = "`forbidden`: the caller is not the task's creator (or their agent), an owner or an admin"),
+        (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the task is not a draft"),
+    ))]
 pub async fn publish_task(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -307,7 +373,13 @@ pub async fn publish_task(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tasks/{id}/timeline", responses((status = 200, body = Timeline), (status = 404)))]
+/// Every status change of the task and of its steps, oldest first, with who made it and
+/// why.
+#[utoipa::path(get, path = "/v1/tasks/{id}/timeline", tag = "tasks", params(("id" = String, Path, description = "The task's id.")),
+    responses(
+        (status = 200, description = "the timeline", body = Timeline),
+        (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+    ))]
 pub async fn task_timeline(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -334,29 +406,37 @@ pub struct RetryRequest {
     pub reason: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/steps/{id}/retry", request_body = Option<RetryRequest>,
-    responses((status = 200, body = TaskResponse), (status = 403, description = "not the task's creator, an owner or an admin"),
-        (status = 404), (status = 409, description = "the step is not failed or skipped, or was skipped because another step failed")))]
+/// Retries a failed or skipped step; the body is optional.
+///
+/// The step gets a new attempt with its failure count reset, the steps its failure
+/// skipped come back, and a failed task is active again. Answers the task.
+#[utoipa::path(post, path = "/v1/steps/{id}/retry", tag = "steps", params(("id" = String, Path, description = "The step's id.")), request_body = Option<RetryRequest>,
+    responses(
+        (status = 200, description = "the task, with the step retried", body = TaskResponse),
+        (status = 403, description = "`forbidden`: the caller is not the task's creator (or their agent), an owner or an admin"),
+        (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the step is not failed or skipped, it was skipped because another step failed (the message names it), or the task is done, cancelled or archived"),
+    ))]
 pub async fn retry_step(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
     Path(step_id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalApiJson(req): OptionalApiJson<RetryRequest>,
 ) -> Result<Json<TaskResponse>> {
-    // The body is optional.
-    let req: RetryRequest = if body.is_empty() {
-        RetryRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let reason = req.and_then(|req| req.reason);
     Ok(Json(
-        tasks::retry_step(&ctx, &actor, &step_id, req.reason.as_deref())
+        tasks::retry_step(&ctx, &actor, &step_id, reason.as_deref())
             .await?
             .into(),
     ))
 }
 
-#[utoipa::path(get, path = "/v1/steps/{id}", responses((status = 200, body = StepResponse), (status = 404)))]
+/// A step.
+#[utoipa::path(get, path = "/v1/steps/{id}", tag = "steps", params(("id" = String, Path, description = "The step's id.")),
+    responses(
+        (status = 200, description = "the step", body = StepResponse),
+        (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
+    ))]
 pub async fn get_step(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -368,6 +448,7 @@ pub async fn get_step(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogLine {
     pub attempt: i32,
+    /// `stdout`, `stderr` or `info`.
     pub stream: String,
     pub text: String,
     pub created_at: String,
@@ -379,7 +460,12 @@ pub struct StepLogs {
     pub meta: ListMeta,
 }
 
-#[utoipa::path(get, path = "/v1/steps/{id}/logs", responses((status = 200, body = StepLogs)))]
+/// The log lines its agents sent for a step, oldest first.
+#[utoipa::path(get, path = "/v1/steps/{id}/logs", tag = "steps", params(("id" = String, Path, description = "The step's id.")),
+    responses(
+        (status = 200, description = "the log lines of every attempt", body = StepLogs),
+        (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
+    ))]
 pub async fn step_logs(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -416,19 +502,24 @@ pub struct DecisionResponse {
     pub step_status: String,
 }
 
-#[utoipa::path(post, path = "/v1/steps/{id}/approve", request_body = DecisionRequest, responses((status = 200, body = DecisionResponse), (status = 403), (status = 409)))]
+/// Approves a step that awaits the caller's approval; the body is optional.
+///
+/// At levels 1 and 2 one approval finishes the step; at level 3 the last approver's
+/// does.
+#[utoipa::path(post, path = "/v1/steps/{id}/approve", tag = "steps", params(("id" = String, Path, description = "The step's id.")), request_body = Option<DecisionRequest>,
+    responses(
+        (status = 200, description = "the decision was recorded", body = DecisionResponse),
+        (status = 403, description = "`forbidden`: the caller (or the agent's member) is not a listed approver of the step"),
+        (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the step does not await approval, or the caller's approval was already decided"),
+    ))]
 pub async fn approve_step(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
     Path(step_id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalApiJson(req): OptionalApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>> {
-    // The body is optional when approving.
-    let comment = if body.is_empty() {
-        None
-    } else {
-        parse_json::<DecisionRequest>(&body)?.comment
-    };
+    let comment = req.and_then(|req| req.comment);
     let decided = approvals::decide(
         &ctx,
         &actor,
@@ -443,7 +534,15 @@ pub async fn approve_step(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/steps/{id}/reject", request_body = DecisionRequest, responses((status = 200, body = DecisionResponse), (status = 403), (status = 409), (status = 422)))]
+/// Rejects a step that awaits the caller's approval; the assignee reworks it.
+#[utoipa::path(post, path = "/v1/steps/{id}/reject", tag = "steps", params(("id" = String, Path, description = "The step's id.")), request_body = DecisionRequest,
+    responses(
+        (status = 200, description = "the decision was recorded; the step is back with its assignee", body = DecisionResponse),
+        (status = 403, description = "`forbidden`: the caller (or the agent's member) is not a listed approver of the step"),
+        (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the step does not await approval, the caller's approval was already decided, or the step has approval level 1 (a confirmation, which cannot reject)"),
+        (status = 422, description = "`invalid`: no `comment` (a rejection says what to change)"),
+    ))]
 pub async fn reject_step(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -467,6 +566,7 @@ pub async fn reject_step(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerRequest {
+    /// The answer, sent to the agent; not empty.
     pub answer: String,
 }
 
@@ -475,8 +575,10 @@ pub struct InputRequestResponse {
     pub id: String,
     pub step_id: String,
     pub question: String,
+    /// Answers the agent suggests; any answer is accepted.
     pub options: Vec<String>,
     pub answer: Option<String>,
+    /// The email of the member who answered.
     pub answered_by: Option<String>,
     pub created_at: String,
 }
@@ -495,7 +597,17 @@ impl From<approvals::InputRequest> for InputRequestResponse {
     }
 }
 
-#[utoipa::path(post, path = "/v1/input-requests/{id}/answer", request_body = AnswerRequest, responses((status = 200, body = InputRequestResponse)))]
+/// Answers a question an agent asked; its blocked step runs again.
+#[utoipa::path(post, path = "/v1/input-requests/{id}/answer", tag = "steps",
+    params(("id" = String, Path, description = "The input request's id (from `GET /v1/me/inbox` or the `input.requested` event).")),
+    request_body = AnswerRequest,
+    responses(
+        (status = 200, description = "the question with its answer", body = InputRequestResponse),
+        (status = 403, description = "`forbidden`: the question was asked of another member, and the caller is not a workspace owner or admin"),
+        (status = 404, description = "`not_found`: no input request with this id in the caller's workspace"),
+        (status = 409, description = "`conflict`: the question was already answered, or its step is no longer blocked on it"),
+        (status = 422, description = "`invalid`: an empty answer"),
+    ))]
 pub async fn answer_input(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
@@ -511,13 +623,16 @@ pub async fn answer_input(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingApproval {
+    /// Decide with `POST /v1/steps/{step_id}/approve` or `/reject`.
     pub approval_id: String,
     pub step_id: String,
     pub task_id: String,
     pub step_title: String,
     pub approval_level: i32,
     pub attempt: i32,
+    /// The assignee's summary of the result.
     pub summary: Option<String>,
+    /// The submitted result (JSON, null when none).
     #[schema(value_type = Object)]
     pub result: Value,
     pub requested_at: String,
@@ -537,7 +652,10 @@ pub struct InboxResponse {
     pub questions: Vec<PendingQuestion>,
 }
 
-#[utoipa::path(get, path = "/v1/me/inbox", responses((status = 200, body = InboxResponse)))]
+/// What waits for the caller (an agent token: for the agent's member): approvals of
+/// steps awaiting them and open questions of blocked steps.
+#[utoipa::path(get, path = "/v1/me/inbox", tag = "me",
+    responses((status = 200, description = "the pending approvals and questions", body = InboxResponse)))]
 pub async fn inbox(State(ctx): State<AppState>, Auth(actor): Auth) -> Result<Json<InboxResponse>> {
     let inbox = approvals::inbox(&ctx, &actor).await?;
     Ok(Json(InboxResponse {

@@ -53,8 +53,12 @@ pub struct StepResponse {
     pub key: String,
     pub title: String,
     pub description: String,
+    /// `pending`, `ready`, `claimed`, `running`, `submitted`, `awaiting_approval`,
+    /// `done`, `blocked`, `rejected`, `failed`, `skipped` or `cancelled`.
     pub status: String,
+    /// The step's place in the task, from 0.
     pub position: i32,
+    /// 0 none, 1 confirm, 2 review (approve or reject), 3 every approver.
     pub approval_level: i32,
     pub assignees: Vec<AgentRef>,
     pub approvers: Vec<MemberRef>,
@@ -65,14 +69,20 @@ pub struct StepResponse {
     pub required_capabilities: Vec<String>,
     pub expected_inputs: Option<String>,
     pub expected_outputs: Option<String>,
+    /// The submitted result (JSON, null until submitted).
     #[schema(value_type = Object)]
     pub result: Value,
     pub summary: Option<String>,
     pub self_check: Option<String>,
+    /// Ids of attached files (`GET /v1/files/{id}`).
     pub files: Vec<String>,
+    /// The agent that holds the step.
     pub claimed_by: Option<String>,
+    /// When the holder's lease ends unless renewed.
     pub lease_until: Option<String>,
+    /// Starts at 1; a rejection or an expired lease starts the next.
     pub attempt: i32,
+    /// The comment of the last rejection.
     pub rework_comment: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
@@ -179,8 +189,10 @@ pub struct TaskResponse {
     pub id: String,
     pub title: String,
     pub description: String,
+    /// `draft`, `active`, `paused`, `done`, `cancelled` or `archived`.
     pub status: String,
     pub creator_member_id: Option<String>,
+    /// Set when an agent token created the task.
     pub creator_agent_id: Option<String>,
     pub due_at: Option<String>,
     pub created_at: String,
@@ -379,13 +391,18 @@ pub struct TaskList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryEntry {
     pub id: String,
+    /// `step_added`, `step_removed`, `steps_reordered`, `assignees_changed` or
+    /// `dependencies_changed`.
     pub kind: String,
     pub step_id: Option<String>,
+    /// The changed part before (JSON, null for an added step).
     #[schema(value_type = Object)]
     pub before: Value,
+    /// The changed part after (JSON, null for a removed step).
     #[schema(value_type = Object)]
     pub after: Value,
     pub reason: String,
+    /// Who changed it (`member:aurora@example.com`, `agent:…`).
     pub triggered_by: String,
     pub created_at: String,
 }

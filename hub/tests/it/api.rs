@@ -433,6 +433,154 @@ async fn bad_input_gets_a_4xx_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_bad_query_string_is_a_400_in_the_error_envelope() {
+    let settings = Settings::default();
+    let name = "api::a_bad_query_string_is_a_400_in_the_error_envelope";
+    for server in servers(name, settings).await {
+        let team = team(&server.ctx, "acme").await;
+        let key = team.key.as_str();
+        for (path, needle) in [
+            ("/v1/tasks?limit=many", "limit"),
+            ("/v1/tasks?limit=-1", "limit"),
+            ("/v1/events?after=yesterday", "after"),
+            (
+                "/v1/tasks?status=finished",
+                "unknown task status `finished`",
+            ),
+        ] {
+            let (status, err) = server.call(Method::GET, path, Some(key), None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {err}");
+            assert_eq!(err["error"]["code"], "bad_request", "{path}: {err}");
+            let message = err["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(needle), "{path}: {err}");
+        }
+        let (status, err) = server
+            .call(Method::GET, "/v1/tasks?limit=2", Some(key), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{err}");
+    }
+}
+
+/// What docs/api.md's route reference promises every route, read from the OpenAPI
+/// document so that a new route is held to it too: `401` without a token, `400` for a
+/// malformed JSON body or a query number that is not one, `413` for a JSON body over
+/// 1 MiB, `404` for an id that does not exist; each in the error envelope.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_route_keeps_the_shared_promises() {
+    let doc = serde_json::to_value(<api::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
+    let name = "api::every_documented_route_keeps_the_shared_promises";
+    for server in servers(name, Settings::default()).await {
+        let team = team(&server.ctx, "acme").await;
+        let key = team.key.as_str();
+        let mut n_checks = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            // Every `{parameter}` becomes an id that does not exist.
+            let concrete: Vec<String> = path
+                .split('/')
+                .map(|segment| match segment.starts_with('{') {
+                    true => uuid::Uuid::now_v7().to_string(),
+                    false => segment.to_string(),
+                })
+                .collect();
+            let concrete = concrete.join("/");
+            for (method, operation) in item.as_object().unwrap() {
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let route = format!("{method} {path}");
+                let responses = &operation["responses"];
+                let mut expect = |(status, err): (StatusCode, Value), want: u16, code: &str| {
+                    n_checks += 1;
+                    assert_eq!(status.as_u16(), want, "{route}: {err}");
+                    assert_eq!(err["error"]["code"], code, "{route}: {err}");
+                    assert!(
+                        responses.get(want.to_string()).is_some(),
+                        "{route}: {want} undocumented"
+                    );
+                };
+                if responses.get("401").is_some() {
+                    let answer = server.call(method.clone(), &concrete, None, None).await;
+                    expect(answer, 401, "unauthorized");
+                }
+                if operation["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some()
+                {
+                    let answer = server.raw(method.clone(), &concrete, key, "{\"x\": ").await;
+                    expect(answer, 400, "bad_request");
+                    let resp = server
+                        .http
+                        .request(method.clone(), format!("{}{concrete}", server.base))
+                        .bearer_auth(key)
+                        .header("content-type", "application/json")
+                        .body(vec![b' '; api::MAX_JSON_BODY + 1])
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = resp.status();
+                    let err = resp.json().await.unwrap_or(Value::Null);
+                    expect((status, err), 413, "too_large");
+                }
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let types = parameter["schema"]["type"].to_string();
+                    if parameter["in"] == "query" && types.contains("integer") {
+                        let with_query =
+                            format!("{concrete}?{}=many", parameter["name"].as_str().unwrap());
+                        let answer = server
+                            .call(method.clone(), &with_query, Some(key), None)
+                            .await;
+                        expect(answer, 400, "bad_request");
+                    }
+                }
+                if method == Method::GET && path.contains('{') {
+                    let answer = server
+                        .call(method.clone(), &concrete, Some(key), None)
+                        .await;
+                    expect(answer, 404, "not_found");
+                }
+            }
+        }
+        assert!(
+            n_checks > 30,
+            "only {n_checks} checks: is the document empty?"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_body_over_the_limit_is_a_413_in_the_error_envelope() {
+    let name = "api::a_chunked_body_over_the_limit_is_a_413_in_the_error_envelope";
+    for server in servers(name, Settings::default()).await {
+        let team = team(&server.ctx, "acme").await;
+        let step_id = uuid::Uuid::now_v7();
+        for path in [
+            "/v1/tasks".to_string(),
+            format!("/v1/steps/{step_id}/approve"),
+        ] {
+            // No Content-Length: the limit is found while reading.
+            let chunks = vec![
+                Ok::<_, std::io::Error>(vec![b' '; api::MAX_JSON_BODY]),
+                Ok(vec![b' '; 1024]),
+            ];
+            let resp = server
+                .http
+                .post(format!("{}{path}", server.base))
+                .bearer_auth(&team.key)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                )))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+            let err: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            assert_eq!(err["error"]["code"], "too_large", "{path}: {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
     for server in servers(
         "api::a_workspace_cannot_reach_another_workspaces_data_on_any_route",

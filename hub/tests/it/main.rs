@@ -3,6 +3,7 @@
 mod accounts;
 mod admin;
 mod api;
+mod api_docs;
 mod approvals;
 mod cluster;
 mod conformance;
