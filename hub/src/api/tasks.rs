@@ -119,7 +119,7 @@ fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
     responses(
         (status = 201, description = "the task as created, with its steps", body = TaskResponse),
         (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
-        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
     ))]
 pub async fn create_task(
     State(ctx): State<AppState>,
@@ -145,8 +145,8 @@ pub async fn create_task(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListTasksQuery {
-    /// Only tasks in this status: `draft`, `active`, `paused`, `done`, `cancelled` or
-    /// `archived`.
+    /// Only tasks in this status: `draft`, `active`, `paused`, `done`, `failed`,
+    /// `cancelled` or `archived`.
     pub status: Option<String>,
     /// At most this many (1-500, default 100), newest first.
     pub limit: Option<u32>,
@@ -216,9 +216,11 @@ pub struct UpdateTaskRequest {
 
 /// Pauses, resumes, cancels or archives a task.
 ///
-/// Cancelling cancels every unfinished step and revokes the held ones; resuming pushes
-/// ready steps again. Allowed moves: `active` → `paused` → `active`; `draft`, `active` or
-/// `paused` → `cancelled`; `done` or `cancelled` → `archived`.
+/// Pausing revokes the steps agents hold (they return to `ready`, not counted as a
+/// failure) until the task resumes; resuming pushes ready steps again; cancelling cancels
+/// every unfinished step and revokes the held ones. Allowed moves: `active` → `paused` →
+/// `active`; `draft`, `active` or `paused` → `cancelled`; `done`, `failed` or
+/// `cancelled` → `archived`.
 #[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task's id.")), request_body = UpdateTaskRequest,
     responses(
         (status = 200, description = "the task after the change", body = TaskResponse),
@@ -273,7 +275,10 @@ pub enum WorkflowOpRequest {
         depends_on: Vec<String>,
     },
     /// Skip a pending or ready step (the change's reason is kept); its dependents go on.
-    SkipStep { step: String },
+    SkipStep {
+        /// The key or id of a `pending` or `ready` step.
+        step: String,
+    },
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -285,8 +290,8 @@ pub struct WorkflowChangeRequest {
     pub operations: Vec<WorkflowOpRequest>,
 }
 
-/// Changes a task's workflow: adds, removes, reorders steps, changes assignees or
-/// dependencies, all at once or none.
+/// Changes a task's workflow: adds, removes, skips, reorders steps, changes assignees
+/// or dependencies, all at once or none.
 ///
 /// Only `pending` and `ready` steps can change; the change is recorded in the task's
 /// history with its reason.

@@ -189,7 +189,7 @@ pub struct TaskResponse {
     pub id: String,
     pub title: String,
     pub description: String,
-    /// `draft`, `active`, `paused`, `done`, `cancelled` or `archived`.
+    /// `draft`, `active`, `paused`, `done`, `failed`, `cancelled` or `archived`.
     pub status: String,
     pub creator_member_id: Option<String>,
     /// Set when an agent token created the task.
@@ -391,8 +391,8 @@ pub struct TaskList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryEntry {
     pub id: String,
-    /// `step_added`, `step_removed`, `steps_reordered`, `assignees_changed` or
-    /// `dependencies_changed`.
+    /// `step_added`, `step_removed`, `step_skipped`, `step_retried`, `steps_reordered`,
+    /// `assignees_changed` or `dependencies_changed`.
     pub kind: String,
     pub step_id: Option<String>,
     /// The changed part before (JSON, null for an added step).
