@@ -27,6 +27,7 @@ fn task_info(task: &Task) -> TaskInfo {
         title: task.title.clone(),
         description: task.description.clone(),
         status: task.status.clone(),
+        creator_member_id: task.creator_member_id.as_deref().map(uuid),
         outcome: Outcome::of(task).map(|outcome| TaskOutcome {
             status: outcome.status.as_str().to_string(),
             step_id: outcome.step.as_ref().map(|(id, _)| uuid(id)),

@@ -15,7 +15,7 @@ use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished};
 use crate::tasks::timeline::{self, By};
 use crate::tasks::{
-    StepStatus, TaskStatus, frames, load_view, push_ready, step_status, task_status, transition,
+    StepStatus, TaskStatus, frames, push_ready_steps, step_status, task_status, transition,
 };
 
 /// The answer to a successful claim.
@@ -579,8 +579,7 @@ pub(crate) async fn requeue_in_tx(
         );
     }
     if task_status(task) == TaskStatus::Active {
-        let view = load_view(db, task, vec![step.clone()]).await?;
-        push_ready(db, outbox, task, &view.steps[0]).await?;
+        push_ready_steps(db, outbox, task, std::slice::from_ref(step)).await?;
     }
     Ok(())
 }
@@ -757,9 +756,8 @@ pub async fn rework_in_tx(
         ..Default::default()
     };
     transition(db, step, StepStatus::Ready, change, by, Some("rework")).await?;
-    let view = load_view(db, task, vec![step.clone()]).await?;
     if task_status(task) == TaskStatus::Active {
-        push_ready(db, outbox, task, &view.steps[0]).await?;
+        push_ready_steps(db, outbox, task, std::slice::from_ref(step)).await?;
     }
     Ok(())
 }

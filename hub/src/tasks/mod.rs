@@ -218,16 +218,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 return Ok::<_, Error>(view);
             }
             // Everyone involved hears of the task; ready steps are pushed to assignees.
-            let task_frame = frames::task_created(&task);
-            let agents: Vec<Audience> = view
-                .involved_agents
-                .iter()
-                .map(|agent| Audience::Agent(agent.id.clone()))
-                .collect();
-            outbox.push_all(&agents, &task_frame);
-            for audience in member_audiences(&task, &view.steps) {
-                outbox.push(audience, task_frame.clone());
-            }
+            outbox.push_all(&hears_of_creation(&view), &frames::task_created(&task));
             for step_view in &view.steps {
                 if step_view.step.status == StepStatus::Ready.as_str() {
                     push_ready(db, &mut outbox, &task, step_view).await?;
@@ -655,6 +646,18 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
     })
 }
 
+/// Who hears of a task's creation (or publication): the agents assigned to its steps, its
+/// creator and its approvers.
+fn hears_of_creation(view: &TaskView) -> Vec<Audience> {
+    let mut audiences: Vec<Audience> = view
+        .involved_agents
+        .iter()
+        .map(|agent| Audience::Agent(agent.id.clone()))
+        .collect();
+    audiences.extend(member_audiences(&view.task, &view.steps));
+    audiences
+}
+
 /// Members who follow a task: its creator and every approver.
 fn member_audiences(task: &Task, steps: &[StepView]) -> Vec<Audience> {
     let mut ids: Vec<&str> = task.creator_member_id.iter().map(String::as_str).collect();
@@ -684,6 +687,28 @@ pub(crate) async fn push_ready(
         .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
         .collect();
     outbox.push_all(&audiences, &frame);
+    Ok(())
+}
+
+/// Queues `step.ready` for every assignee of each of `steps` (ready steps of `task`),
+/// reading only their assignees.
+pub(crate) async fn push_ready_steps(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    steps: &[Step],
+) -> Result<()> {
+    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    let assignees = model::assignees_of(db, &ids).await?;
+    for step in steps {
+        let frame = frames::step_ready(db, task, step).await?;
+        let audiences: Vec<Audience> = assignees
+            .iter()
+            .filter(|(step_id, _)| step_id == &step.id)
+            .map(|(_, agent_id)| Audience::Agent(agent_id.clone()))
+            .collect();
+        outbox.push_all(&audiences, &frame);
+    }
     Ok(())
 }
 
@@ -728,16 +753,19 @@ pub async fn list_tasks(
             )
             .await?;
             let ids: Vec<String> = tasks.iter().map(|task| task.id.clone()).collect();
-            let steps = model::steps_of_tasks(db, &ids).await?;
+            let mut steps_by_task: HashMap<String, Vec<Step>> = HashMap::new();
+            for step in model::steps_of_tasks(db, &ids).await? {
+                steps_by_task
+                    .entry(step.task_id.clone())
+                    .or_default()
+                    .push(step);
+            }
             Ok(tasks
                 .into_iter()
                 .map(|task| {
-                    let own: Vec<Step> = steps
-                        .iter()
-                        .filter(|step| step.task_id == task.id)
-                        .cloned()
-                        .collect();
-                    (task, Progress::of(&own))
+                    let progress =
+                        Progress::of(steps_by_task.get(&task.id).map_or(&[], Vec::as_slice));
+                    (task, progress)
                 })
                 .collect())
         })

@@ -6,14 +6,14 @@ use serde_json::json;
 use crate::accounts::{self, Actor};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::events::{Audience, Outbox};
+use crate::events::Outbox;
 use crate::store::{Db, new_id, now_ms};
-use crate::tasks::model::{self, StepChange, Task, WorkflowChangeRow};
+use crate::tasks::model::{self, Step, StepChange, Task, WorkflowChangeRow};
 use crate::tasks::settle::{self, end_if_finished, followers, move_task};
 use crate::tasks::timeline::By;
 use crate::tasks::{
-    StepStatus, TaskStatus, TaskView, frames, get_task, load_view, member_audiences, push_ready,
-    step_status, task_status, transition,
+    StepStatus, TaskStatus, TaskView, frames, get_task, hears_of_creation, load_view,
+    push_ready_steps, step_status, task_status, transition,
 };
 
 /// A draft becomes active: its first steps become ready and everyone involved hears of
@@ -35,13 +35,7 @@ pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Tas
             // Those a created task is told to hear of it now (see `create_task`).
             let steps = model::steps_of_task(db, &task.id).await?;
             let view = load_view(db, &task, steps).await?;
-            let mut audiences: Vec<Audience> = view
-                .involved_agents
-                .iter()
-                .map(|agent| Audience::Agent(agent.id.clone()))
-                .collect();
-            audiences.extend(member_audiences(&task, &view.steps));
-            outbox.push_all(&audiences, &frames::task_created(&task));
+            outbox.push_all(&hears_of_creation(&view), &frames::task_created(&task));
             let settled = settle::settle(db, &mut outbox, &task, &by).await?;
             end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
             outbox.flush(db, &task.workspace_id).await?;
@@ -165,13 +159,12 @@ pub async fn retry_step(
                 outbox.push_all(&audiences, &frames::task_updated(&task));
                 // Steps that went back to `ready` while the task was failed (a retryable
                 // failure, a lease expiry, a rejection on another branch) were not pushed.
-                for waiting in steps
+                let waiting: Vec<Step> = steps
                     .iter()
                     .filter(|other| step_status(other) == StepStatus::Ready)
-                {
-                    let view = load_view(db, &task, vec![waiting.clone()]).await?;
-                    push_ready(db, &mut outbox, &task, &view.steps[0]).await?;
-                }
+                    .cloned()
+                    .collect();
+                push_ready_steps(db, &mut outbox, &task, &waiting).await?;
             }
             let settled = settle::settle(db, &mut outbox, &task, &by).await?;
             end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;

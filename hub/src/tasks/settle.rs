@@ -18,7 +18,7 @@ use crate::store::{Db, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::timeline::{self, By};
 use crate::tasks::{
-    StepStatus, TaskStatus, frames, load_view, push_ready, step_status, task_status, transition,
+    StepStatus, TaskStatus, frames, push_ready_steps, step_status, task_status, transition,
 };
 
 /// Whether a dependency on `step` is met: it is done, skipped by a person, or failed
@@ -80,8 +80,7 @@ pub(crate) async fn settle(
             StepStatus::Pending if may_start && !unmet.contains(step.id.as_str()) => {
                 transition(db, step, StepStatus::Ready, StepChange::default(), by, None).await?;
                 if task_status(task) == TaskStatus::Active {
-                    let view = load_view(db, task, vec![step.clone()]).await?;
-                    push_ready(db, outbox, task, &view.steps[0]).await?;
+                    push_ready_steps(db, outbox, task, std::slice::from_ref(step)).await?;
                 }
                 newly_ready.push(step.clone());
             }

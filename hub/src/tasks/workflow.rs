@@ -17,7 +17,8 @@ use crate::tasks::settle::{self, end_if_finished};
 use crate::tasks::timeline::By;
 use crate::tasks::{
     NewStep, StepStatus, TaskView, dag, frames, get_task, insert_steps, load_view,
-    member_audiences, push_ready, step_status, task_status, transition, validate_new_step,
+    member_audiences, push_ready, push_ready_steps, step_status, task_status, transition,
+    validate_new_step,
 };
 
 /// One operation of a workflow change.
@@ -199,8 +200,7 @@ async fn apply(
             let added = insert_steps(db, task, std::slice::from_ref(new), &existing).await?;
             let step = &added[0];
             if step.status == StepStatus::Ready.as_str() && task_status(task).as_str() == "active" {
-                let view = load_view(db, task, vec![step.clone()]).await?;
-                push_ready(db, outbox, task, &view.steps[0]).await?;
+                push_ready_steps(db, outbox, task, std::slice::from_ref(step)).await?;
             }
             let after = json!({"key": step.key, "title": step.title, "assignees": new.assignees, "depends_on": new.depends_on});
             Ok(("step_added", Some(step.id.clone()), None, Some(after)))
