@@ -1,15 +1,14 @@
 //! Desktop notifications (the notifier component): a step this agent took, an approval
 //! asked of its human, a question from a blocked step, the end (done, failed,
-//! cancelled) of a task its human created (asked of the hub's REST API, since involved
-//! agents hear of the end too). Approvals and tool-call questions carry Approve /
+//! cancelled) of a task its human created (`task.creator_member_id` equal to the
+//! `welcome.member_id`; involved agents hear of the end too). Approvals and tool-call questions carry Approve /
 //! Reject actions; choosing one sends
 //! `approval.decide` or `input.answer` through the connection. Best effort: without a
 //! notification service (no session bus) agentd logs that once and goes on, and
 //! `agentd inbox` / `approve` / `reject` always work.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agenthub_protocol::{
@@ -20,10 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::credentials::Secret;
 use crate::executor::{Outbound, Reply};
-use crate::hub::HubClient;
-use crate::tls::{self, HubUrls};
 
 /// The action keys of an actionable notification.
 pub const APPROVE: &str = "approve";
@@ -67,18 +63,13 @@ pub struct TaskEnd {
     pub by: Option<String>,
 }
 
-/// What the notifier is asked to do.
-#[derive(Debug)]
-enum Job {
-    Show(Notice),
-    /// Show the end of a task if this agent's human created it.
-    TaskEnded(TaskEnd),
-}
-
 /// Handle to the notifier; cheap to clone. A disabled notifier ignores everything.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    queue: Option<mpsc::Sender<Job>>,
+    queue: Option<mpsc::Sender<Notice>>,
+    /// The member this agent is bound to, from the hub's `welcome`: the end of a task
+    /// is shown when that member created it.
+    member_id: Arc<OnceLock<Uuid>>,
 }
 
 /// Settings of [`Notifier::start`].
@@ -86,37 +77,33 @@ pub struct Notifier {
 pub struct NotifyOptions {
     /// How long an actionable notification waits for a click.
     pub action_timeout: Duration,
-    /// How to ask the hub who created a task that ended; `None` shows no task ends.
-    pub hub: Option<HubAccess>,
-}
-
-/// The hub and agent token, for the REST client the notifier builds the first time a
-/// task ends (an idle daemon builds none).
-#[derive(Debug, Clone)]
-pub struct HubAccess {
-    pub urls: HubUrls,
-    pub token: Secret,
-    pub ca_cert: Option<PathBuf>,
-}
-
-impl HubAccess {
-    fn client(&self) -> crate::Result<HubClient> {
-        let tls = tls::client_config(self.ca_cert.as_deref())?;
-        HubClient::new(self.urls.clone(), self.token.clone(), tls)
-    }
 }
 
 impl Notifier {
     /// A notifier that shows nothing (`--no-notify`, `notify = false`).
     pub fn disabled() -> Notifier {
-        Notifier { queue: None }
+        Notifier {
+            queue: None,
+            member_id: Arc::default(),
+        }
     }
 
     /// Starts the notifier task. Decisions go to `outbound`, the connection's queue.
     pub fn start(options: NotifyOptions, outbound: mpsc::Sender<Outbound>) -> Notifier {
         let (queue, notices) = mpsc::channel(64);
         tokio::spawn(run(options, notices, outbound));
-        Notifier { queue: Some(queue) }
+        Notifier {
+            queue: Some(queue),
+            member_id: Arc::default(),
+        }
+    }
+
+    /// Records the member this agent is bound to (`welcome.member_id`).
+    pub fn bound_to(&self, member_id: Option<Uuid>) {
+        if let Some(member_id) = member_id {
+            // The same member on every welcome: a token belongs to one agent.
+            let _ = self.member_id.set(member_id);
+        }
     }
 
     /// Whether notifications are on.
@@ -147,10 +134,12 @@ impl Notifier {
             ServerFrame::ApprovalRequested(requested) => approval_notice(requested),
             ServerFrame::InputRequested(requested) => question_notice(requested),
             ServerFrame::TaskUpdated(updated) => {
-                if let Some(end) = task_end(updated) {
-                    self.send(Job::TaskEnded(end));
+                let ours = updated.task.creator_member_id.is_some()
+                    && updated.task.creator_member_id.as_ref() == self.member_id.get();
+                match task_end(updated) {
+                    Some(end) if ours => task_end_notice(&end),
+                    _ => return,
                 }
-                return;
             }
             _ => return,
         };
@@ -158,12 +147,8 @@ impl Notifier {
     }
 
     fn show(&self, notice: Notice) {
-        self.send(Job::Show(notice));
-    }
-
-    fn send(&self, job: Job) {
         if let Some(queue) = &self.queue
-            && queue.try_send(job).is_err()
+            && queue.try_send(notice).is_err()
         {
             tracing::debug!("notification dropped: too many at once");
         }
@@ -302,20 +287,12 @@ pub fn decision_frame(target: DecisionTarget, action: &str) -> Option<ClientFram
 
 async fn run(
     options: NotifyOptions,
-    mut jobs: mpsc::Receiver<Job>,
+    mut notices: mpsc::Receiver<Notice>,
     outbound: mpsc::Sender<Outbound>,
 ) {
     let unavailable_reported = Arc::new(AtomicBool::new(false));
     let mut waiting = JoinSet::new();
-    let mut creators = Creators::new(options.hub.clone());
-    while let Some(job) = jobs.recv().await {
-        let notice = match job {
-            Job::Show(notice) => notice,
-            Job::TaskEnded(end) => match creators.ended_by_us(end).await {
-                Some(end) => task_end_notice(&end),
-                None => continue,
-            },
-        };
+    while let Some(notice) = notices.recv().await {
         while waiting.try_join_next().is_some() {}
         if waiting.len() >= MAX_WAITING {
             // Dropping the oldest is not possible with a JoinSet; stop them all instead.
@@ -350,78 +327,6 @@ async fn run(
         });
     }
     waiting.abort_all();
-}
-
-/// Answers whether a task was created by this agent's human, from the hub's REST API.
-struct Creators {
-    hub: Option<HubAccess>,
-    client: Option<HubClient>,
-    member_id: Option<String>,
-}
-
-/// How long one question to the hub may take before the notification is dropped.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl Creators {
-    fn new(hub: Option<HubAccess>) -> Creators {
-        Creators {
-            hub,
-            client: None,
-            member_id: None,
-        }
-    }
-
-    /// `end`, completed from the hub's task document where the frame left it out (a hub
-    /// that sends no `outcome`), when
-    /// this agent's member created the task; `None` otherwise or when the hub cannot
-    /// say (best effort: logged, never an error).
-    async fn ended_by_us(&mut self, end: TaskEnd) -> Option<TaskEnd> {
-        let task_id = end.task_id;
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup(end)).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(err)) => {
-                tracing::debug!(task.id = %task_id, error = %err, "no notification for the task's end: the hub cannot say who created it");
-                None
-            }
-            Err(_) => {
-                tracing::debug!(task.id = %task_id, "no notification for the task's end: the hub did not answer in time");
-                None
-            }
-        }
-    }
-
-    async fn lookup(&mut self, mut end: TaskEnd) -> crate::Result<Option<TaskEnd>> {
-        let Some(hub) = &self.hub else {
-            return Ok(None);
-        };
-        if self.client.is_none() {
-            self.client = Some(hub.client()?);
-        }
-        let client = self.client.as_ref().expect("just built");
-        if self.member_id.is_none() {
-            self.member_id = Some(client.me().await?.member_id);
-        }
-        let task: serde_json::Value = client.get(&format!("v1/tasks/{}", end.task_id)).await?;
-        if task["creator_member_id"].as_str() != self.member_id.as_deref() {
-            return Ok(None);
-        }
-        let outcome = &task["outcome"];
-        if end.step_key.is_none() {
-            end.step_key = outcome["step_key"].as_str().map(str::to_string);
-        }
-        if end.reason.is_none() {
-            end.reason = outcome["reason"].as_str().map(str::to_string);
-        }
-        if end.by.is_none() {
-            let by = &outcome["by"];
-            end.by = by["name"]
-                .as_str()
-                .or_else(|| by["id"].as_str())
-                .or_else(|| by["kind"].as_str())
-                .map(str::to_string);
-        }
-        Ok(Some(end))
-    }
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]

@@ -447,6 +447,13 @@ pub struct Welcome {
     /// The highest seq committed for this agent when the session opened. Replay
     /// covers `hello.last_seq + 1 ..= last_seq`; live events continue from there.
     pub last_seq: u64,
+    /// The member the agent is bound to (compare `TaskInfo.creator_member_id`).
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_member_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub member_id: Option<Uuid>,
 }
 
 /// Success answer to a request.
@@ -509,6 +516,13 @@ pub struct TaskInfo {
     #[serde(default)]
     pub description: String,
     pub status: String,
+    /// The member who created the task (directly or through one of their agents).
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_creator_member_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub creator_member_id: Option<Uuid>,
     /// How the task ended: present once it is `done`, `failed` or `cancelled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<TaskOutcome>,

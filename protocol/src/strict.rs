@@ -109,6 +109,8 @@ optional_uuid_fields!(
     optional_task_id => task_id,
     optional_created_id => created_id,
     optional_id => id,
+    optional_member_id => member_id,
+    optional_creator_member_id => creator_member_id,
 );
 
 struct Percent;

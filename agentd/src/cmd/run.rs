@@ -13,7 +13,7 @@ use crate::daemon::{self, Core, OnceResult, RunOptions};
 use crate::error::{Error, Result};
 use crate::executor::manual::Waiters;
 use crate::executor::{ClaudeKey, Executors, Source};
-use crate::notify::{HubAccess, NotifyOptions};
+use crate::notify::NotifyOptions;
 use crate::state::State;
 
 /// Connect to the hub and execute this agent's steps until stopped (Ctrl-C)
@@ -73,11 +73,6 @@ impl Run {
         if config.notify && !self.no_notify {
             core.start_notifier(NotifyOptions {
                 action_timeout: Duration::from_secs(config.claude.ask_timeout_secs.max(3600)),
-                hub: Some(HubAccess {
-                    urls: urls.clone(),
-                    token: token.clone(),
-                    ca_cert: config.ca_cert.clone(),
-                }),
             });
         }
         let control = control::serve(

@@ -138,6 +138,7 @@ fn a_task_updated_frame_gives_the_end_with_its_outcome() {
             title: "Quarterly report".into(),
             description: String::new(),
             status: status.into(),
+            creator_member_id: None,
             outcome,
         },
     };

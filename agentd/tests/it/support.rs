@@ -509,6 +509,7 @@ impl HubConn {
             max_frame_bytes: 1 << 20,
             max_frames_per_s: 200,
             last_seq,
+            member_id: None,
         }))
         .await;
     }

@@ -447,6 +447,7 @@ impl Session {
             max_frame_bytes: settings.max_frame_bytes as u64,
             max_frames_per_s: settings.max_frames_per_s,
             last_seq,
+            member_id: Uuid::parse_str(&self.agent.member_id).ok(),
         });
         self.send_frame(&welcome)?;
         // A client ahead of the hub (e.g. after a database reset) resumes from here.

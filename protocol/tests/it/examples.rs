@@ -157,6 +157,7 @@ pub fn all() -> Vec<Frame> {
         title: "Quarterly report".into(),
         description: "Break down the director's report, then review it".into(),
         status: "active".into(),
+        creator_member_id: Some(id(0xb1)),
         outcome: None,
     };
     let server = vec![
@@ -170,6 +171,7 @@ pub fn all() -> Vec<Frame> {
             max_frame_bytes: 1_048_576,
             max_frames_per_s: 200,
             last_seq: 44,
+            member_id: Some(id(0xb1)),
         }),
         ServerFrame::Ok(OkReply {
             id: 1,
