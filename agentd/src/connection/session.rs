@@ -468,10 +468,31 @@ where
                                 | "invalid"
                                 | "too_large"
                         );
+                        // A result the hub cannot take as it is (malformed, too large,
+                        // breaking a rule) fails the step instead, so that the task
+                        // fails visibly and its person can retry it; a step that is no
+                        // longer ours (conflict, not found, forbidden) is just dropped.
+                        let unusable_result =
+                            matches!(entry_kind, Some(JournalEntry::Submit { .. }))
+                                && matches!(code.as_str(), "bad_frame" | "invalid" | "too_large");
                         if permanent {
                             tracing::warn!(step.id = %step_id, attempt, code, message, "the hub refused the result; dropping it");
                             if let Err(err) = self.core.state.journal_remove(step_id, attempt) {
                                 tracing::error!(error = %err, "cannot update the journal");
+                            }
+                            if unusable_result {
+                                let entry = JournalEntry::Fail {
+                                    step_id,
+                                    attempt,
+                                    reason: format!("the hub refused the result: {message}"),
+                                    retryable: false,
+                                };
+                                match self.core.state.journal_add(&entry) {
+                                    Ok(()) => self.send_journal().await?,
+                                    Err(err) => {
+                                        tracing::error!(error = %err, "cannot update the journal")
+                                    }
+                                }
                             }
                             if self.core.once {
                                 self.core.once_result = Some(OnceResult::Failed(format!(

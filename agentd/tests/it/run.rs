@@ -357,3 +357,48 @@ async fn status_and_done_reach_the_running_daemon() {
     let out = wait_exit(child).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_hub_refuses_as_invalid_fails_the_step_instead_of_vanishing() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let child = spawn(&agentd, &["run", "--once"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let step_id = Uuid::now_v7();
+    conn.send(step_ready(
+        1,
+        step_id,
+        "shell",
+        json!({"command": "echo done"}),
+    ))
+    .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    let ClientFrame::StepSubmit(submit) = conn.recv_significant().await else {
+        panic!("expected a submit");
+    };
+    conn.send(ServerFrame::Error(ErrorReply {
+        id: Some(submit.id),
+        code: "invalid".into(),
+        message: "a result references at most 100 files (field `files`)".into(),
+    }))
+    .await;
+    // The step fails for good with the hub's reason, so its task ends and can be retried.
+    let ClientFrame::StepFail(fail) = conn.recv_significant().await else {
+        panic!("expected the step to be failed");
+    };
+    assert_eq!(
+        (fail.step_id, fail.attempt, fail.retryable),
+        (step_id, 1, false)
+    );
+    assert_eq!(
+        fail.reason,
+        "the hub refused the result: a result references at most 100 files (field `files`)"
+    );
+    let out = wait_exit(child).await;
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+}
