@@ -109,16 +109,11 @@ pub(crate) async fn record_step(
     by: &By,
     reason: Option<&str>,
 ) -> Result<()> {
-    let row = row(
-        &step.workspace_id,
-        &step.task_id,
-        Some(&step.id),
-        from,
-        &step.status,
-        Some(step.attempt),
-        by,
-        reason,
-    );
+    let row = TimelineRow {
+        from_status: from.map(str::to_string),
+        reason: reason.map(str::to_string),
+        ..step_row(step, by)
+    };
     Ok(model::insert_timeline(db, &[row]).await?)
 }
 
@@ -129,28 +124,8 @@ pub(crate) async fn record_created(
     steps: &[Step],
     by: &By,
 ) -> Result<()> {
-    let mut rows = vec![row(
-        &task.workspace_id,
-        &task.id,
-        None,
-        None,
-        &task.status,
-        None,
-        by,
-        None,
-    )];
-    rows.extend(steps.iter().map(|step| {
-        row(
-            &step.workspace_id,
-            &step.task_id,
-            Some(&step.id),
-            None,
-            &step.status,
-            Some(step.attempt),
-            by,
-            None,
-        )
-    }));
+    let mut rows = vec![task_row(task, by)];
+    rows.extend(steps.iter().map(|step| step_row(step, by)));
     Ok(model::insert_timeline(db, &rows).await?)
 }
 
@@ -162,16 +137,11 @@ pub(crate) async fn record_task(
     by: &By,
     reason: Option<&str>,
 ) -> Result<()> {
-    let row = row(
-        &task.workspace_id,
-        &task.id,
-        None,
-        Some(from),
-        &task.status,
-        None,
-        by,
-        reason,
-    );
+    let row = TimelineRow {
+        from_status: Some(from.to_string()),
+        reason: reason.map(str::to_string),
+        ..task_row(task, by)
+    };
     Ok(model::insert_timeline(db, &[row]).await?)
 }
 
@@ -185,26 +155,35 @@ pub(crate) async fn last_mover(db: &mut Db<'_>, step: &Step, status: &str) -> Re
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn row(
-    workspace_id: &str,
-    task_id: &str,
-    step_id: Option<&str>,
-    from: Option<&str>,
-    to: &str,
-    attempt: Option<i32>,
-    by: &By,
-    reason: Option<&str>,
-) -> TimelineRow {
+/// The task's arrival at its current status, made by `by` (no `from`, no reason).
+fn task_row(task: &Task, by: &By) -> TimelineRow {
+    TimelineRow {
+        to_status: task.status.clone(),
+        ..entry(&task.workspace_id, &task.id, by)
+    }
+}
+
+/// The step's arrival at its current status and attempt, made by `by`.
+fn step_row(step: &Step, by: &By) -> TimelineRow {
+    TimelineRow {
+        step_id: Some(step.id.clone()),
+        to_status: step.status.clone(),
+        attempt: Some(step.attempt),
+        ..entry(&step.workspace_id, &step.task_id, by)
+    }
+}
+
+/// An entry of the task's timeline made now by `by`, with nothing else filled in.
+fn entry(workspace_id: &str, task_id: &str, by: &By) -> TimelineRow {
     TimelineRow {
         id: new_id(),
         workspace_id: workspace_id.to_string(),
         task_id: task_id.to_string(),
-        step_id: step_id.map(str::to_string),
-        from_status: from.map(str::to_string),
-        to_status: to.to_string(),
-        reason: reason.map(str::to_string),
-        attempt,
+        step_id: None,
+        from_status: None,
+        to_status: String::new(),
+        reason: None,
+        attempt: None,
         actor_kind: by.kind.clone(),
         actor_id: by.id.clone(),
         actor_name: by.name.clone(),
