@@ -139,6 +139,26 @@ pub struct ServeArgs {
     /// How often expired leases are returned to ready, in milliseconds.
     #[arg(long, env = "AGENTHUB_SWEEP_INTERVAL_MS", default_value_t = 1_000)]
     pub sweep_interval_ms: u64,
+    /// Time a connection has to finish its TLS handshake and send a request's headers,
+    /// and to stay idle between requests, in milliseconds (0: no limit).
+    #[arg(long, env = "AGENTHUB_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Time a JSON request body has to arrive whole, and the longest pause within an
+    /// upload, in milliseconds (0: no limit).
+    #[arg(long, env = "AGENTHUB_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// Connections that have not yet sent a complete request; one more closes the oldest
+    /// of them (0: no cap).
+    #[arg(long, env = "AGENTHUB_MAX_PENDING_CONNECTIONS", default_value_t = 512)]
+    pub max_pending_connections: usize,
+    /// Sustained REST requests per second per API key or agent token, bursts up to 5 s
+    /// worth (0: off).
+    #[arg(long, env = "AGENTHUB_RATE_LIMIT_PER_KEY", default_value_t = 100)]
+    pub rate_limit_per_key: u32,
+    /// Sustained REST requests per second per client address, bursts up to 5 s worth
+    /// (0: off).
+    #[arg(long, env = "AGENTHUB_RATE_LIMIT_PER_ADDRESS", default_value_t = 500)]
+    pub rate_limit_per_address: u32,
 }
 
 impl ServeArgs {
@@ -152,6 +172,11 @@ impl ServeArgs {
             session_queue: self.session_queue,
             max_upload_bytes: self.max_upload_bytes,
             data_dir,
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            max_pending_connections: self.max_pending_connections,
+            rate_limit_per_key: self.rate_limit_per_key,
+            rate_limit_per_address: self.rate_limit_per_address,
         }
     }
 }

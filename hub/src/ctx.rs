@@ -30,6 +30,20 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Where uploads are stored (`uploads/YYYY/MM/…` below it).
     pub data_dir: PathBuf,
+    /// Time a connection has to finish its TLS handshake and send a request's headers
+    /// (also how long an idle keep-alive connection stays open); 0: no limit.
+    pub header_timeout_ms: u64,
+    /// Time a JSON request body has to arrive whole, and the longest pause within an
+    /// upload's body; 0: no limit.
+    pub body_timeout_ms: u64,
+    /// Connections that have not yet sent a complete request; admitting one more closes
+    /// the oldest of them. 0: no cap.
+    pub max_pending_connections: usize,
+    /// Sustained REST requests per second per token (bursts up to 5 s worth); 0: off.
+    pub rate_limit_per_key: u32,
+    /// Sustained REST requests per second per client address (bursts up to 5 s worth);
+    /// 0: off.
+    pub rate_limit_per_address: u32,
 }
 
 /// Default lease of a claimed step: an agent that vanishes without a close frame has its
@@ -48,6 +62,11 @@ impl Default for Settings {
             session_queue: 1024,
             max_upload_bytes: 100 * 1024 * 1024,
             data_dir: PathBuf::from("."),
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_pending_connections: 512,
+            rate_limit_per_key: 100,
+            rate_limit_per_address: 500,
         }
     }
 }

@@ -40,6 +40,9 @@ pub enum Error {
     TooLarge(String),
     #[error("too many requests")]
     RateLimited,
+    /// The client took too long to send its request (its body).
+    #[error("{0}")]
+    Timeout(String),
     /// The request asks for something this hub does not speak (e.g. a sub-protocol).
     #[error("{0}")]
     Unsupported(String),
@@ -99,6 +102,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::RateLimited => "rate_limited",
+            Error::Timeout(_) => "timeout",
             Error::Unsupported(_) => "unsupported",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
@@ -115,6 +119,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unsupported(_) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,6 +3,8 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 use agenthub::admin::{self, AdminArgs};
 use agenthub::api;
@@ -46,17 +48,34 @@ async fn main() {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("AGENTHUB_LOG")
-                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
+    let filter = EnvFilter::try_from_env("AGENTHUB_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
         )
-        .with_writer(std::io::stderr)
+        .with(payload_ceiling())
         .init();
     if let Err(err) = run(cli).await {
         eprintln!("agenthub: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// The most a library may log, whatever `AGENTHUB_LOG` asks: below these levels the
+/// libraries log request payloads (task texts, frames), which may hold secrets.
+fn payload_ceiling() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        // Every statement with its parameters, at debug.
+        .with_target("tokio_postgres", LevelFilter::INFO)
+        // Every WebSocket frame with its payload, at trace.
+        .with_target("tungstenite", LevelFilter::DEBUG)
+        .with_target("tokio_tungstenite", LevelFilter::DEBUG)
+        // HTTP/2 header fields (the bearer token among them), at trace.
+        .with_target("h2", LevelFilter::DEBUG)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

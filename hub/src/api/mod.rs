@@ -2,13 +2,16 @@
 //! operational endpoints, and serving on a listener.
 
 pub mod agents;
+pub mod edge;
 pub mod events;
 pub mod extract;
 pub mod files;
+pub mod serve;
 pub mod tasks;
 pub mod views;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -16,7 +19,6 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
@@ -27,6 +29,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use crate::api::edge::{BodyDeadline, RateLimits};
+use crate::api::serve::ConnectionLimits;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorEnvelope};
 use crate::metrics::HttpLabels;
@@ -175,6 +179,9 @@ impl Modify for Conventions {
 
 /// The route table, grouped by caller.
 pub fn app(ctx: AppState) -> Router {
+    let body_timeout = (ctx.settings.body_timeout_ms > 0)
+        .then(|| Duration::from_millis(ctx.settings.body_timeout_ms));
+    let rate_limits = Arc::new(RateLimits::new(&ctx.settings));
     let json_routes = Router::new()
         // People and their tools (API keys), and agents acting for their member.
         .route("/v1/tasks", post(tasks::create_task).get(tasks::list_tasks))
@@ -203,11 +210,19 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/events", get(events::list_events))
         .route("/v1/files/{id}", get(files::download))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY))
-        .layer(middleware::from_fn(refuse_oversized));
+        .layer(middleware::from_fn(refuse_oversized))
+        .layer(middleware::from_fn_with_state(
+            body_timeout.map(BodyDeadline::Whole),
+            edge::body_deadline,
+        ));
     // Uploads stream to disk and enforce their own limit.
     let upload_routes = Router::new()
         .route("/v1/files", put(files::upload))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            body_timeout.map(BodyDeadline::Idle),
+            edge::body_deadline,
+        ));
     Router::new()
         .merge(json_routes)
         .merge(upload_routes)
@@ -220,8 +235,10 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(rate_limits, edge::rate_limit))
+        .layer(middleware::from_fn(edge::envelope_errors))
         .layer(middleware::from_fn_with_state(ctx.clone(), count_requests))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(edge::request_span))
         .with_state(ctx)
 }
 
@@ -268,18 +285,47 @@ const REVOCATION_CHECK: Duration = Duration::from_secs(2);
 /// Time agents get to leave on shutdown after being told to reconnect elsewhere.
 const SESSION_GRACE: Duration = Duration::from_secs(5);
 
-/// Every accepted connection runs with `TCP_NODELAY`: a pushed frame or a response is
-/// sent at once instead of waiting (Nagle) for the ACK of the previous one, which the
-/// peer may delay by up to 40 ms: that was the whole p99 of dispatch latency.
-///
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, tells
 /// connected agents to reconnect elsewhere (`1001`), finishes in-flight requests and
-/// returns once the sessions have closed (or [`SESSION_GRACE`] passed).
+/// returns once the sessions have closed (or [`SESSION_GRACE`] passed). Connections get
+/// the limits of [`serve::serve`] from the hub's settings; every accepted connection
+/// runs with `TCP_NODELAY`, so that a pushed frame or a response is sent at once instead
+/// of waiting (Nagle) for the ACK of the previous one.
 pub async fn serve_with_listener(
     listener: TcpListener,
     ctx: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_ctx(listener, ctx, None, shutdown, None).await;
+    Ok(())
+}
+
+/// Serves `app` over TLS (rustls) on `listener` until `shutdown` resolves, then gives
+/// in-flight requests `grace` to finish. The TLS handshake counts towards the deadline
+/// for a request's headers.
+pub async fn serve_tls_with_listener(
+    listener: std::net::TcpListener,
+    ctx: AppState,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.get_inner());
+    serve_ctx(listener, ctx, Some(acceptor), shutdown, Some(grace)).await;
+    Ok(())
+}
+
+/// The common part of [`serve_with_listener`] and [`serve_tls_with_listener`]: the
+/// revocation watcher while serving, and agents told to leave once accepting stopped.
+async fn serve_ctx(
+    listener: TcpListener,
+    ctx: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Option<Duration>,
+) {
     let watcher = tokio::spawn(crate::gateway::watch_sessions(
         ctx.clone(),
         REVOCATION_CHECK,
@@ -292,52 +338,21 @@ pub async fn serve_with_listener(
             crate::gateway::close_all(&sessions, SESSION_GRACE).await;
         }
     });
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    let res = axum::serve(listener, app(ctx))
-        .with_graceful_shutdown(async move {
+    let limits = ConnectionLimits::from(ctx.settings.as_ref());
+    serve::serve(
+        listener,
+        app(ctx),
+        tls,
+        limits,
+        async move {
             shutdown.await;
             let _ = stopping.send(());
-        })
-        .await;
+        },
+        grace,
+    )
+    .await;
     let _closed_or_aborted = closer.await;
     watcher.abort();
-    res
-}
-
-/// Serves `app` over TLS (rustls) on `listener` until `shutdown` resolves, then gives
-/// in-flight requests `grace` to finish.
-pub async fn serve_tls_with_listener(
-    listener: std::net::TcpListener,
-    ctx: AppState,
-    tls: axum_server::tls_rustls::RustlsConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    let watcher = tokio::spawn(crate::gateway::watch_sessions(
-        ctx.clone(),
-        REVOCATION_CHECK,
-    ));
-    let sessions = ctx.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        // Stop accepting first, so agents reconnect to another hub.
-        stopper.graceful_shutdown(Some(grace));
-        crate::gateway::close_all(&sessions, SESSION_GRACE).await;
-    });
-    let res = axum_server::from_tcp_rustls(listener, tls)?
-        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
-        .handle(handle)
-        .serve(app(ctx).into_make_service())
-        .await;
-    watcher.abort();
-    res
 }
 
 /// Loads a PEM certificate chain and private key for [`serve_tls_with_listener`].

@@ -877,7 +877,8 @@ fn wire_error(err: &Error) -> (&'static str, String) {
         Error::Conflict(_) => (error_code::CONFLICT, err.to_string()),
         Error::RateLimited => (error_code::RATE_LIMITED, err.to_string()),
         Error::Unsupported(_) => (error_code::UNSUPPORTED, err.to_string()),
-        Error::Unavailable(_) | Error::Internal(_) => {
+        // `Timeout` is an HTTP request body's; no frame produces it.
+        Error::Unavailable(_) | Error::Internal(_) | Error::Timeout(_) => {
             tracing::error!(error = %err, "request failed inside the hub");
             (error_code::INTERNAL, "internal error; retry later".into())
         }
