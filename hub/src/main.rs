@@ -48,8 +48,8 @@ async fn main() {
     } else {
         "warn"
     };
-    let filter = EnvFilter::try_from_env("AGENTHUB_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_env("AGENTHUB_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

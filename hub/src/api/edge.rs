@@ -123,7 +123,11 @@ fn bearer(req: &Request) -> Option<&str> {
 
 /// Refuses a request over its token's or its address's rate with `429 rate_limited` and
 /// `Retry-After`. The operators' endpoints are not limited.
-pub async fn rate_limit(State(limits): State<Arc<RateLimits>>, req: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State(limits): State<Arc<RateLimits>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
         return next.run(req).await;
     }
@@ -271,10 +275,7 @@ pub async fn envelope_errors(req: Request, next: Next) -> Response {
     };
     let code = code_of(status);
     let message = if status.is_server_error() || text.is_empty() {
-        status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_lowercase()
+        status.canonical_reason().unwrap_or("error").to_lowercase()
     } else {
         text.chars().take(MAX_FOREIGN_MESSAGE).collect()
     };

@@ -235,7 +235,10 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(rate_limits, edge::rate_limit))
+        .layer(middleware::from_fn_with_state(
+            rate_limits,
+            edge::rate_limit,
+        ))
         .layer(middleware::from_fn(edge::envelope_errors))
         .layer(middleware::from_fn_with_state(ctx.clone(), count_requests))
         .layer(TraceLayer::new_for_http().make_span_with(edge::request_span))

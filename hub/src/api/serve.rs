@@ -147,25 +147,27 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
         let evicted = self.ticket.evicted.clone();
+        // The TLS handshake and the first request's headers, from the accept on; later
+        // requests have hyper's header deadline.
+        let first_request = async {
+            match self.header_timeout {
+                Some(timeout) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(first_request);
         let io = match tls {
             None => Either::Left(stream),
             Some(acceptor) => {
-                let handshake = acceptor.accept(stream);
-                let deadline = async {
-                    match self.header_timeout {
-                        Some(timeout) => tokio::time::sleep(timeout).await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
-                    res = handshake => match res {
+                    res = acceptor.accept(stream) => match res {
                         Ok(stream) => Either::Right(stream),
                         Err(err) => {
                             tracing::debug!(error = %err, "TLS handshake failed");
                             return;
                         }
                     },
-                    () = deadline => {
+                    () = &mut first_request => {
                         tracing::debug!("TLS handshake not finished in time; closing");
                         return;
                     }
@@ -186,8 +188,8 @@ impl Connection {
             peer: self.peer,
             ticket: Arc::clone(&self.ticket),
         };
-        let conn =
-            builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(conn);
         let mut draining = false;
         loop {
@@ -196,6 +198,10 @@ impl Connection {
                     if let Err(err) = res {
                         tracing::trace!(error = %err, "connection ended with an error");
                     }
+                    return;
+                }
+                () = &mut first_request, if !self.ticket.is_complete() => {
+                    tracing::debug!("no complete request in time; closing");
                     return;
                 }
                 () = evicted.cancelled(), if !self.ticket.is_complete() => {

@@ -18,3 +18,4 @@ mod support;
 mod task_end;
 mod tasks;
 mod tidy;
+mod transport;
