@@ -126,6 +126,12 @@ impl HubProcess {
         let child = Command::new(&self.bin)
             .args(&self.args)
             .env("AGENTHUB_LOG", "warn")
+            // One client machine plays every agent and creator: the REST rate limit and
+            // the cap on connections that have not sent a request yet are for strangers.
+            // `--hub-arg` flags still win over these.
+            .env("AGENTHUB_RATE_LIMIT_PER_KEY", "0")
+            .env("AGENTHUB_RATE_LIMIT_PER_ADDRESS", "0")
+            .env("AGENTHUB_MAX_PENDING_CONNECTIONS", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
