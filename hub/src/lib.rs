@@ -8,6 +8,7 @@ pub mod api;
 pub mod approvals;
 pub mod bus;
 pub mod config;
+pub mod content;
 pub mod ctx;
 pub mod error;
 pub mod events;

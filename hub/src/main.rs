@@ -104,6 +104,12 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
     let data_dir = db.data_dir()?;
     let store = db.open_store()?;
     store.migrate().await?;
+    // Interrupted uploads of earlier runs (of this hub or another sharing the file store).
+    if let Err(err) =
+        agenthub::files::remove_orphans(&store, &data_dir, agenthub::files::ORPHAN_GRACE).await
+    {
+        tracing::warn!(error = %err, "cannot clean left-over uploads");
+    }
     let mut ctx = Ctx::new(store, serve.settings(data_dir.clone()));
     if let Some(url) = &serve.redis_url {
         ctx = ctx

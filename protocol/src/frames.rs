@@ -513,8 +513,12 @@ pub struct TaskInfo {
     #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub title: String,
+    /// The description, or its first 4 KiB when `description_truncated` is set (the whole
+    /// text is `GET /v1/tasks/{id}`).
     #[serde(default)]
     pub description: String,
+    #[serde(default)]
+    pub description_truncated: bool,
     pub status: String,
     /// The member who created the task (directly or through one of their agents).
     #[serde(
@@ -590,6 +594,10 @@ pub struct StepOutput {
     pub result: Value,
     #[serde(default)]
     pub files: Vec<String>,
+    /// Set when the output was left out or cut to keep the event small: `result` is
+    /// `null` and `summary` at most an excerpt; the whole output is `GET /v1/steps/{id}`.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// Everything an agent needs to execute a step.
@@ -600,8 +608,12 @@ pub struct StepInfo {
     #[serde(deserialize_with = "strict::task_id")]
     pub task_id: Uuid,
     pub task_title: String,
+    /// The task's description, or its first 4 KiB when `task_description_truncated` is set
+    /// (the whole text is `GET /v1/tasks/{id}`).
     #[serde(default)]
     pub task_description: String,
+    #[serde(default)]
+    pub task_description_truncated: bool,
     pub key: String,
     pub title: String,
     #[serde(default)]

@@ -11,6 +11,7 @@ fn step(executor: Option<&str>, input: Value) -> StepInfo {
         task_id: Uuid::now_v7(),
         task_title: "Quarterly report".into(),
         task_description: String::new(),
+        task_description_truncated: false,
         key: "draft".into(),
         title: "Draft the outline".into(),
         description: String::new(),

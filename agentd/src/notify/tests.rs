@@ -137,6 +137,7 @@ fn a_task_updated_frame_gives_the_end_with_its_outcome() {
             task_id,
             title: "Quarterly report".into(),
             description: String::new(),
+            description_truncated: false,
             status: status.into(),
             creator_member_id: None,
             outcome,

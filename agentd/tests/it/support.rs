@@ -599,6 +599,7 @@ pub fn step_ready(seq: u64, step_id: Uuid, executor: &str, input: Value) -> Serv
             task_id: Uuid::now_v7(),
             task_title: "Quarterly report".into(),
             task_description: "Break down the report".into(),
+            task_description_truncated: false,
             key: "draft".into(),
             title: "Draft the outline".into(),
             description: "Write outline.md".into(),

@@ -79,7 +79,7 @@ pub struct AvailabilityResponse {
     responses(
         (status = 201, description = "the question was sent to the agent", body = AvailabilityResponse),
         (status = 404, description = "`not_found`: no such agent, or no such `task_id`, in the caller's workspace"),
-        (status = 422, description = "`invalid`: an empty question"),
+        (status = 422, description = "`invalid`: an empty question, or one over 16 KiB or holding NUL"),
     ))]
 pub async fn ask_availability(
     State(ctx): State<AppState>,

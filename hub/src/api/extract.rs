@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::accounts::{self, Actor};
 use crate::agents;
 use crate::api::AppState;
+use crate::content;
 use crate::error::Error;
 
 /// A JSON body. Malformed JSON, a wrong type, an unknown enum value or a missing field
@@ -106,7 +107,33 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         deserializer
             .end()
             .map_err(|err| Error::bad_request(format!("invalid request body: {err}")))?;
+        refuse_nul(bytes)?;
         Ok(value)
+    }
+}
+
+/// PostgreSQL stores no NUL character in text, so no string of a body may hold one
+/// (`\u0000`; a raw NUL byte is already malformed JSON): a 422 naming the field, the same
+/// on both backends.
+fn refuse_nul(bytes: &[u8]) -> Result<(), Error> {
+    if !bytes.windows(6).any(|window| window == b"\\u0000") {
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| Error::bad_request(format!("invalid request body: {err}")))?;
+    match content::find_nul(&value) {
+        Some(path) => {
+            let field = if path.is_empty() {
+                ".".to_string()
+            } else {
+                path.replace('\0', "\u{FFFD}")
+            };
+            Err(Error::invalid_field(
+                field.clone(),
+                format!("`{field}` must not contain the NUL character (U+0000)"),
+            ))
+        }
+        None => Ok(()),
     }
 }
 

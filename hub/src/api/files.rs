@@ -61,7 +61,7 @@ impl From<FileRow> for FileResponse {
         (status = 201, description = "the file was stored", body = FileResponse),
         (status = 400, description = "`bad_request`: no file name (neither `name` nor `X-Filename`), or the upload was interrupted"),
         (status = 413, description = "`too_large`: the file is over the hub's upload limit (`--max-upload-bytes`)"),
-        (status = 422, description = "`invalid`: a file name that is empty, over 255 characters or contains a slash; `field` is `name`"),
+        (status = 422, description = "`invalid`: a file name that is empty, over 255 characters or contains a slash (control characters are replaced by `_`); `field` is `name`"),
     ))]
 pub async fn upload(
     State(ctx): State<AppState>,
@@ -119,7 +119,7 @@ pub async fn download(
         .await
         .map_err(|err| Error::internal(format!("opening {}: {err}", path.display())))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    let disposition = format!("attachment; filename=\"{}\"", row.name.replace('"', ""));
+    let disposition = files::content_disposition(&row.name);
     Ok((
         [
             (header::CONTENT_TYPE, row.content_type),

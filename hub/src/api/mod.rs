@@ -235,6 +235,7 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(refuse_nul_in_url))
         .layer(middleware::from_fn_with_state(
             rate_limits,
             edge::rate_limit,
@@ -243,6 +244,20 @@ pub fn app(ctx: AppState) -> Router {
         .layer(middleware::from_fn_with_state(ctx.clone(), count_requests))
         .layer(TraceLayer::new_for_http().make_span_with(edge::request_span))
         .with_state(ctx)
+}
+
+/// Refuses a URL whose path or query holds an encoded NUL character (`%00`) with `400`:
+/// no id, name or filter holds one, and PostgreSQL could not even look it up.
+async fn refuse_nul_in_url(req: Request, next: Next) -> Response {
+    let has_nul = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|url| url.as_str().contains("%00"));
+    if has_nul {
+        return Error::bad_request("the URL must not contain the NUL character (%00)")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// How long, and how much, of a refused body is still read after its `413`.

@@ -119,7 +119,8 @@ fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
     responses(
         (status = 201, description = "the task as created, with its steps", body = TaskResponse),
         (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
-        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
+        (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the task would cause are too large (one over 1 MiB, or more than 32 MiB over all its steps' agents and followers); nothing is created"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
     ))]
 pub async fn create_task(
     State(ctx): State<AppState>,
@@ -300,7 +301,8 @@ pub struct WorkflowChangeRequest {
         (status = 200, description = "the task after the change", body = TaskResponse),
         (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
         (status = 409, description = "`conflict`: the task is not `active`, `paused` or `draft`, a named step is not `pending` or `ready`, or a step changed meanwhile; retry"),
-        (status = 422, description = "`invalid`: an empty reason, no operations, a step the task does not have, an `order` that does not list every step once, a step without assignees, an assignee that is not in the workspace or lacks a required capability, a new step that breaks a rule of `POST /v1/tasks`, a dependency cycle; `field` names it"),
+        (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the change would cause are more than 32 MiB; nothing changes"),
+        (status = 422, description = "`invalid`: an empty reason or one over 4 KiB, no operations or more than 500, a change that would leave the task with more than 500 steps, a text or name holding NUL, a step the task does not have, an `order` that does not list every step once, a step without assignees, an assignee that is not in the workspace or lacks a required capability, a new step that breaks a rule of `POST /v1/tasks`, a dependency cycle; `field` names it"),
     ))]
 pub async fn change_workflow(
     State(ctx): State<AppState>,
@@ -546,7 +548,7 @@ pub async fn approve_step(
         (status = 403, description = "`forbidden`: the caller (or the agent's member) is not a listed approver of the step"),
         (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
         (status = 409, description = "`conflict`: the step does not await approval, the caller's approval was already decided, or the step has approval level 1 (a confirmation, which cannot reject)"),
-        (status = 422, description = "`invalid`: no `comment` (a rejection says what to change)"),
+        (status = 422, description = "`invalid`: no `comment` (a rejection says what to change), or one over 16 KiB or holding NUL"),
     ))]
 pub async fn reject_step(
     State(ctx): State<AppState>,
@@ -611,7 +613,7 @@ impl From<approvals::InputRequest> for InputRequestResponse {
         (status = 403, description = "`forbidden`: the question was asked of another member, and the caller is not a workspace owner or admin"),
         (status = 404, description = "`not_found`: no input request with this id in the caller's workspace"),
         (status = 409, description = "`conflict`: the question was already answered, or its step is no longer blocked on it"),
-        (status = 422, description = "`invalid`: an empty answer"),
+        (status = 422, description = "`invalid`: an empty answer, or one over 16 KiB or holding NUL"),
     ))]
 pub async fn answer_input(
     State(ctx): State<AppState>,

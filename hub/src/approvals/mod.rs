@@ -15,6 +15,7 @@ use agenthub_protocol::{
 
 use crate::accounts::{self, Actor, AgentActor};
 use crate::agents;
+use crate::content::{self, MAX_OPTIONS, MAX_TEXT_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
@@ -120,6 +121,7 @@ pub async fn decide(
     decision: Decision,
     comment: Option<&str>,
 ) -> Result<Decided> {
+    content::person_text_opt("comment", comment, MAX_TEXT_BYTES)?;
     let comment = comment.map(str::trim).filter(|comment| !comment.is_empty());
     let workspace_id = actor.workspace_id();
     let member_id = actor.member_id();
@@ -281,6 +283,17 @@ pub async fn ask(
             "the question must not be empty",
         ));
     }
+    if options.len() > MAX_OPTIONS {
+        return Err(Error::invalid_field(
+            "options",
+            format!("a question has at most {MAX_OPTIONS} options"),
+        ));
+    }
+    let question = &content::agent_text(question, MAX_TEXT_BYTES);
+    let options: &[String] = &options
+        .iter()
+        .map(|option| content::agent_text(option, MAX_TEXT_BYTES))
+        .collect::<Vec<_>>();
     let mut outbox = Outbox::default();
     let request_id = ctx
         .store
@@ -331,6 +344,7 @@ pub async fn answer(
             "the answer must not be empty",
         ));
     }
+    content::person_text("answer", answer, MAX_TEXT_BYTES)?;
     let lease_ms = ctx.settings.lease_ms;
     let mut outbox = Outbox::default();
     let request = ctx
@@ -432,6 +446,8 @@ pub async fn request_availability(
             "the question must not be empty",
         ));
     }
+    content::person_text("question", question, MAX_TEXT_BYTES)?;
+    content::person_text("agent", agent, MAX_TEXT_BYTES)?;
     let workspace_id = actor.workspace_id();
     let mut outbox = Outbox::default();
     let request = ctx
@@ -481,6 +497,7 @@ pub async fn respond_availability(
     available: bool,
     note: Option<&str>,
 ) -> Result<()> {
+    content::person_text_opt("note", note, MAX_TEXT_BYTES)?;
     ctx.store
         .transaction(async |db| {
             let request = model::find_availability_request(db, &agent.workspace_id, request_id)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use agenthub_protocol::ServerFrame;
 
 use crate::bus::Notice;
+use crate::content::{self, MAX_EVENT_BYTES, MAX_FANOUT_BYTES};
 use crate::error::{Error, Result};
 use crate::store::{Db, Store, now_ms};
 
@@ -39,16 +40,38 @@ impl Audience {
 
 /// Events collected during one transaction. [`Outbox::flush`] writes them (still inside
 /// the transaction); after the commit the caller publishes [`Outbox::into_notices`].
+///
+/// Every event must decode within the protocol's limits: one larger than
+/// [`MAX_EVENT_BYTES`] in either codec makes `flush` refuse the change with `too_large`.
+/// An outbox made with [`Outbox::for_request`] also bounds the request's fan-out: all its
+/// events over every audience at most [`MAX_FANOUT_BYTES`].
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: Vec<(Audience, ServerFrame)>,
     written: Vec<Notice>,
+    /// The fan-out limit, for an outbox of a request that may fan out widely.
+    max_bytes: Option<usize>,
+    /// The JSON bytes queued so far, over every audience.
+    queued_bytes: usize,
+    /// Why `flush` must refuse: an oversized event or too much fan-out.
+    refused: Option<String>,
 }
 
 impl Outbox {
+    /// An outbox whose events together may not exceed [`MAX_FANOUT_BYTES`]: for a request
+    /// (a task's creation, a workflow change) whose events multiply by steps and audiences.
+    pub fn for_request() -> Outbox {
+        Outbox {
+            max_bytes: Some(MAX_FANOUT_BYTES),
+            ..Outbox::default()
+        }
+    }
+
     /// Queues `frame` for `audience`; its `seq` is assigned by [`Outbox::flush`].
     pub fn push(&mut self, audience: Audience, frame: ServerFrame) {
-        self.pending.push((audience, frame));
+        if self.admit(&frame, 1) {
+            self.pending.push((audience, frame));
+        }
     }
 
     /// Queues the same frame for several audiences.
@@ -57,14 +80,60 @@ impl Outbox {
         audiences: impl IntoIterator<Item = &'a Audience>,
         frame: &ServerFrame,
     ) {
+        let audiences: Vec<&Audience> = audiences.into_iter().collect();
+        if audiences.is_empty() || !self.admit(frame, audiences.len()) {
+            return;
+        }
         for audience in audiences {
             self.pending.push((audience.clone(), frame.clone()));
         }
     }
 
+    /// Counts `copies` of `frame` against the limits; false (and `flush` will refuse) when
+    /// they break one. Nothing more is queued after a refusal.
+    fn admit(&mut self, frame: &ServerFrame, copies: usize) -> bool {
+        if self.refused.is_some() {
+            return false;
+        }
+        let json = serde_json::to_vec(frame).map_or(usize::MAX, |bytes| bytes.len());
+        // MessagePack is at most 9/4 of the JSON size (a float: 9 bytes against `1.0,`).
+        let size = if json.saturating_mul(9) / 4 > MAX_EVENT_BYTES {
+            content::encoded_size(frame)
+        } else {
+            json
+        };
+        if size > MAX_EVENT_BYTES {
+            self.refused = Some(format!(
+                "a `{}` event of this change would be {size} bytes; events are at most \
+                 {MAX_EVENT_BYTES} bytes: shorten the texts or upload large content with \
+                 PUT /v1/files",
+                frame.type_name()
+            ));
+            return false;
+        }
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_add(json.saturating_mul(copies));
+        if let Some(max) = self.max_bytes
+            && self.queued_bytes > max
+        {
+            self.refused = Some(format!(
+                "this change would send more than {max} bytes of events to its steps' \
+                 agents and followers; split it into smaller tasks or changes, or shorten \
+                 what every step repeats"
+            ));
+            self.pending.clear();
+            return false;
+        }
+        true
+    }
+
     /// Assigns sequence numbers and writes the queued events. Call it last in the
     /// transaction; one counter update and one insert per audience.
     pub async fn flush(&mut self, db: &mut Db<'_>, workspace_id: &str) -> Result<()> {
+        if let Some(refused) = &self.refused {
+            return Err(Error::TooLarge(refused.clone()));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -4,17 +4,19 @@
 
 pub mod model;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::accounts::Actor;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::store::{new_id, now_ms};
+use crate::store::{Store, new_id, now_ms};
 
 pub use model::FileRow;
 
@@ -31,8 +33,8 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', '\0']) {
+    let name = &sanitize_name(name);
+    if name.is_empty() || name.len() > 255 || name.contains(['/', '\\']) {
         return Err(Error::invalid_field(
             "name",
             "a file name must be 1-255 characters without slashes",
@@ -106,6 +108,145 @@ where
         return Err(err);
     }
     Ok(row)
+}
+
+/// Files younger than this are left alone by [`remove_orphans`]: another hub sharing the
+/// file store may be writing them, or about to insert their row.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// What [`remove_orphans`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// `.partial` files of uploads that never finished.
+    pub partial: usize,
+    /// Stored files that no database row refers to.
+    pub orphans: usize,
+}
+
+/// Removes what crashes mid-upload leave under `uploads/`: `.partial` files and files no
+/// row refers to, when they were last modified more than `grace` ago (hubs that share one
+/// file store run this at start-up while others serve: an upload in progress elsewhere
+/// is younger than the grace period). Files it cannot read or remove are logged and left.
+pub async fn remove_orphans(store: &Store, data_dir: &Path, grace: Duration) -> Result<Cleaned> {
+    let uploads = data_dir.join("uploads");
+    let cutoff = SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let files = tokio::task::spawn_blocking(move || old_files(&uploads, cutoff))
+        .await
+        .map_err(|err| Error::internal(format!("listing uploads: {err}")))?;
+    let mut cleaned = Cleaned::default();
+    let mut stored: Vec<(PathBuf, String)> = Vec::new();
+    for path in files {
+        if path.extension().is_some_and(|ext| ext == "partial") {
+            if remove(&path).await {
+                cleaned.partial += 1;
+            }
+            continue;
+        }
+        let Ok(relative) = path.strip_prefix(data_dir) else {
+            continue;
+        };
+        stored.push((path.clone(), relative.to_string_lossy().into_owned()));
+    }
+    for chunk in stored.chunks(500) {
+        let relatives: Vec<String> = chunk.iter().map(|(_, relative)| relative.clone()).collect();
+        let existing = store
+            .read(async |db| Ok::<_, Error>(model::existing_paths(db, &relatives).await?))
+            .await?;
+        for (path, relative) in chunk {
+            if !existing.contains(relative) && remove(path).await {
+                cleaned.orphans += 1;
+            }
+        }
+    }
+    if cleaned != Cleaned::default() {
+        tracing::info!(
+            partial = cleaned.partial,
+            orphans = cleaned.orphans,
+            "removed files left behind by interrupted uploads"
+        );
+    }
+    Ok(cleaned)
+}
+
+/// Regular files under `uploads/YYYY/MM/` last modified before `cutoff`.
+fn old_files(uploads: &Path, cutoff: SystemTime) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(uploads.to_path_buf(), 0)];
+    while let Some((dir, level)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() && level < 2 {
+                dirs.push((entry.path(), level + 1));
+            } else if meta.is_file()
+                && level == 2
+                && meta.modified().is_ok_and(|modified| modified < cutoff)
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+async fn remove(path: &Path) -> bool {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "cannot remove a left-over upload");
+            false
+        }
+    }
+}
+
+/// A file name as stored: each control character (CR, LF, NUL, …) becomes `_`, and
+/// surrounding white space goes.
+pub fn sanitize_name(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|ch| if ch.is_control() { '_' } else { ch })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// The `Content-Disposition` of a download (RFC 6266): `attachment`, an ASCII `filename`
+/// for old clients (other characters, quotes and backslashes become `_`) and the exact
+/// name as UTF-8 in `filename*` (RFC 8187 percent-encoding). Valid for any stored name.
+pub fn content_disposition(name: &str) -> String {
+    const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let fallback: String = name
+        .chars()
+        .map(|ch| {
+            if (ch.is_ascii_graphic() || ch == ' ') && ch != '"' && ch != '\\' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(name, ATTR_CHAR)
+    )
 }
 
 /// A file of the caller's workspace and where its bytes are.

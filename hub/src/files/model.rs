@@ -47,3 +47,15 @@ pub async fn find_file(
             .optional()
     })
 }
+
+/// Which of `paths` (relative to the data directory) a file row of any workspace holds:
+/// the start-up cleanup asks about the whole file store, which workspaces share.
+pub async fn existing_paths(db: &mut Db<'_>, paths: &[String]) -> QueryResult<Vec<String>> {
+    crate::db!(db, |conn| {
+        files::table
+            .filter(files::path.eq_any(paths))
+            .select(files::path)
+            .load(conn)
+            .await
+    })
+}

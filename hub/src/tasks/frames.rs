@@ -7,6 +7,7 @@ use agenthub_protocol::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::content::{self, EXCERPT_BYTES, MAX_DEPENDENCY_OUTPUT_BYTES};
 use crate::error::Result;
 use crate::store::Db;
 use crate::tasks::model::{self, Step, Task};
@@ -22,10 +23,12 @@ fn json(text: Option<&str>) -> Value {
 }
 
 fn task_info(task: &Task) -> TaskInfo {
+    let (description, description_truncated) = content::excerpt(&task.description, EXCERPT_BYTES);
     TaskInfo {
         task_id: uuid(&task.id),
         title: task.title.clone(),
-        description: task.description.clone(),
+        description: description.to_string(),
+        description_truncated,
         status: task.status.clone(),
         creator_member_id: task.creator_member_id.as_deref().map(uuid),
         outcome: Outcome::of(task).map(|outcome| TaskOutcome {
@@ -56,31 +59,63 @@ pub(crate) fn task_updated(task: &Task) -> ServerFrame {
     })
 }
 
-/// `step.ready` with the task context and the outputs of the step's dependencies.
+/// `step.ready` with the task context and the outputs of the step's dependencies. The
+/// task's description is an excerpt; dependency outputs are carried whole while they fit
+/// in [`MAX_DEPENDENCY_OUTPUT_BYTES`], the rest as `truncated` references (summary
+/// excerpt, no result or files), so the event stays small however large the task grew.
 pub(crate) async fn step_ready(db: &mut Db<'_>, task: &Task, step: &Step) -> Result<ServerFrame> {
     let deps = model::dependencies_of(db, std::slice::from_ref(&step.id)).await?;
     let mut inputs = Vec::new();
     if !deps.is_empty() {
         let siblings = model::steps_of_task(db, &task.id).await?;
+        let mut budget = MAX_DEPENDENCY_OUTPUT_BYTES;
         for (_, dep_id) in deps {
             if let Some(dep) = siblings.iter().find(|sibling| sibling.id == dep_id) {
-                inputs.push(StepOutput {
+                let output = StepOutput {
                     step_id: uuid(&dep.id),
                     title: dep.title.clone(),
                     summary: dep.summary.clone(),
                     result: json(dep.result.as_deref()),
                     files: serde_json::from_str(&dep.files).unwrap_or_default(),
-                });
+                    truncated: false,
+                };
+                let size = content::encoded_size(&output);
+                if size <= budget {
+                    budget -= size;
+                    inputs.push(output);
+                    continue;
+                }
+                // A reference with a summary excerpt while that fits, else a bare one.
+                let mut reference = StepOutput {
+                    summary: output
+                        .summary
+                        .as_deref()
+                        .map(|summary| content::excerpt(summary, EXCERPT_BYTES).0.to_string()),
+                    result: Value::Null,
+                    files: Vec::new(),
+                    truncated: true,
+                    ..output
+                };
+                let size = content::encoded_size(&reference);
+                if size <= budget {
+                    budget -= size;
+                } else {
+                    reference.summary = None;
+                }
+                inputs.push(reference);
             }
         }
     }
+    let (task_description, task_description_truncated) =
+        content::excerpt(&task.description, EXCERPT_BYTES);
     Ok(ServerFrame::StepReady(StepReady {
         seq: 0,
         step: StepInfo {
             step_id: uuid(&step.id),
             task_id: uuid(&task.id),
             task_title: task.title.clone(),
-            task_description: task.description.clone(),
+            task_description: task_description.to_string(),
+            task_description_truncated,
             key: step.key.clone(),
             title: step.title.clone(),
             description: step.description.clone(),

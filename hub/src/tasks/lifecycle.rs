@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::accounts::AgentActor;
 use crate::agents;
 use crate::approvals;
+use crate::content::{self, MAX_FILE_REF_BYTES, MAX_RESULT_BYTES, MAX_TEXT_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
@@ -17,6 +18,9 @@ use crate::tasks::timeline::{self, By};
 use crate::tasks::{
     StepStatus, TaskStatus, frames, push_ready_steps, step_status, task_status, transition,
 };
+
+/// A log entry, in bytes.
+const MAX_LOG_BYTES: usize = 256 * 1024;
 
 /// The answer to a successful claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +225,8 @@ pub async fn progress_step(
     if percent.is_some_and(|percent| percent > 100) {
         return Err(Error::invalid_field("percent", "percent must be 0 to 100"));
     }
+    let message = message.map(|message| content::agent_text(message, MAX_TEXT_BYTES));
+    let message = message.as_deref();
     let percent = percent.map(i32::from);
     let lease_ms = ctx.settings.lease_ms;
     ctx.store
@@ -278,9 +284,10 @@ pub async fn log_step(
     stream: LogStream,
     text: &str,
 ) -> Result<()> {
-    if text.len() > 256 * 1024 {
+    if text.len() > MAX_LOG_BYTES {
         return Err(Error::TooLarge("a log entry is at most 256 KiB".into()));
     }
+    let text = content::agent_text(text, MAX_LOG_BYTES);
     ctx.store
         .transaction(async |db| {
             let mut step = held_step(
@@ -319,7 +326,7 @@ pub async fn log_step(
                 step_id: step.id.clone(),
                 attempt: step.attempt,
                 stream: stream.into(),
-                text: text.to_string(),
+                text,
                 created_at: now_ms(),
             };
             model::insert_log(db, &row).await?;
@@ -340,6 +347,19 @@ pub async fn submit_step(
             "a result references at most 100 files",
         ));
     }
+    for file in &submitted.files {
+        content::person_text("files", file, MAX_FILE_REF_BYTES)?;
+    }
+    content::json_value("result", &submitted.result, MAX_RESULT_BYTES)?;
+    let submitted = Submitted {
+        summary: submitted
+            .summary
+            .map(|summary| content::agent_text(&summary, MAX_TEXT_BYTES)),
+        self_check: submitted
+            .self_check
+            .map(|self_check| content::agent_text(&self_check, MAX_TEXT_BYTES)),
+        ..submitted
+    };
     let mut outbox = Outbox::default();
     let outcome = ctx
         .store
@@ -487,6 +507,7 @@ pub async fn fail_step(
     reason: &str,
     retryable: bool,
 ) -> Result<String> {
+    let reason = &content::agent_text(reason, MAX_TEXT_BYTES);
     let by = By::agent(agent);
     let mut outbox = Outbox::default();
     let status = ctx

@@ -18,6 +18,10 @@ use serde_json::Value;
 
 use crate::accounts::{self, Actor};
 use crate::agents::{self, Agent};
+use crate::content::{
+    self, MAX_INPUT_BYTES, MAX_STEP_DESCRIPTION_BYTES, MAX_TASK_DESCRIPTION_BYTES, MAX_TEXT_BYTES,
+    MAX_TITLE_BYTES,
+};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
@@ -71,6 +75,9 @@ pub struct NewStep {
     /// When the step fails for good, its dependents treat it as finished.
     pub continue_on_failure: bool,
 }
+
+/// Steps of one task, at its creation and after any workflow change.
+pub const MAX_STEPS: usize = 500;
 
 /// Attempts a step gets when it names none.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -188,7 +195,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
     } else {
         TaskStatus::Active
     };
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::for_request();
     let view = ctx
         .store
         .transaction(async |db| {
@@ -236,16 +243,18 @@ fn validate_new_task(new: &NewTask) -> Result<()> {
     if new.title.trim().is_empty() {
         return Err(Error::invalid_field("title", "title must not be empty"));
     }
+    content::person_text("title", &new.title, MAX_TITLE_BYTES)?;
+    content::person_text("description", &new.description, MAX_TASK_DESCRIPTION_BYTES)?;
     if new.steps.is_empty() {
         return Err(Error::invalid_field(
             "steps",
             "a task needs at least one step",
         ));
     }
-    if new.steps.len() > 500 {
+    if new.steps.len() > MAX_STEPS {
         return Err(Error::invalid_field(
             "steps",
-            "a task has at most 500 steps",
+            format!("a task has at most {MAX_STEPS} steps"),
         ));
     }
     let mut keys = HashSet::new();
@@ -291,6 +300,29 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
             format!("step `{key}` needs a title"),
         ));
     }
+    content::person_text("steps.title", &step.title, MAX_TITLE_BYTES)?;
+    content::person_text(
+        "steps.description",
+        &step.description,
+        MAX_STEP_DESCRIPTION_BYTES,
+    )?;
+    content::person_text_opt(
+        "steps.expected_inputs",
+        step.expected_inputs.as_deref(),
+        MAX_TEXT_BYTES,
+    )?;
+    content::person_text_opt(
+        "steps.expected_outputs",
+        step.expected_outputs.as_deref(),
+        MAX_TEXT_BYTES,
+    )?;
+    for label in &step.required_capabilities {
+        content::person_text("steps.required_capabilities", label, MAX_TITLE_BYTES)?;
+    }
+    content::json_value("steps.input", &step.input, MAX_INPUT_BYTES)?;
+    check_names("steps.assignees", &step.assignees)?;
+    check_names("steps.approvers", &step.approvers)?;
+    check_names("steps.depends_on", &step.depends_on)?;
     if step.assignees.is_empty() {
         return Err(Error::invalid_field(
             "steps.assignees",
@@ -332,6 +364,14 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Names of agents, members or steps that a request refers to: lookups work on both
+/// backends (no NUL) and stay short.
+pub(crate) fn check_names(field: &str, names: &[String]) -> Result<()> {
+    names
+        .iter()
+        .try_for_each(|name| content::person_text(field, name, MAX_TITLE_BYTES))
 }
 
 /// Inserts validated steps of `task` after its `existing` ones, with their assignees,
@@ -826,7 +866,7 @@ pub async fn set_task_status(
     action: TaskAction,
 ) -> Result<TaskView> {
     let by = By::actor(actor);
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::for_request();
     ctx.store
         .transaction(async |db| {
             let task = model::lock_task(db, actor.workspace_id(), task_id)

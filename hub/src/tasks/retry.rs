@@ -20,7 +20,7 @@ use crate::tasks::{
 /// the task (`task.created`, then `step.ready`).
 pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskView> {
     let by = By::actor(actor);
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::for_request();
     ctx.store
         .transaction(async |db| {
             let task = find_task(db, actor, task_id).await?;
@@ -57,7 +57,7 @@ pub async fn retry_step(
 ) -> Result<TaskView> {
     let reason = reason.map(str::trim).filter(|reason| !reason.is_empty());
     let by = By::actor(actor);
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::for_request();
     let task_id = ctx
         .store
         .transaction(async |db| {

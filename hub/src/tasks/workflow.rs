@@ -8,6 +8,7 @@ use agenthub_protocol::{ServerFrame, WorkflowChanged};
 use serde_json::json;
 
 use crate::accounts::Actor;
+use crate::content::{self, MAX_REASON_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
@@ -16,9 +17,9 @@ use crate::tasks::model::{self, Step, StepChange, Task, WorkflowChangeRow};
 use crate::tasks::settle::{self, end_if_finished};
 use crate::tasks::timeline::By;
 use crate::tasks::{
-    NewStep, StepStatus, TaskView, dag, frames, get_task, insert_steps, load_view,
-    member_audiences, push_ready, push_ready_steps, step_status, task_status, transition,
-    validate_new_step,
+    MAX_STEPS, NewStep, StepStatus, TaskView, check_names, dag, frames, get_task, insert_steps,
+    load_view, member_audiences, push_ready, push_ready_steps, step_status, task_status,
+    transition, validate_new_step,
 };
 
 /// One operation of a workflow change.
@@ -67,14 +68,24 @@ pub async fn change_workflow(
             "a workflow change needs a reason",
         ));
     }
+    content::person_text("reason", &change.reason, MAX_REASON_BYTES)?;
     if change.operations.is_empty() {
         return Err(Error::invalid_field(
             "operations",
             "a workflow change needs at least one operation",
         ));
     }
+    if change.operations.len() > MAX_STEPS {
+        return Err(Error::invalid_field(
+            "operations",
+            format!("a workflow change has at most {MAX_STEPS} operations"),
+        ));
+    }
+    for op in &change.operations {
+        check_op(op)?;
+    }
     let by = By::actor(actor);
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::for_request();
     ctx.store
         .transaction(async |db| {
             let task = model::lock_task(db, actor.workspace_id(), task_id)
@@ -90,8 +101,18 @@ pub async fn change_workflow(
             for op in &change.operations {
                 records.push(apply(db, &mut outbox, &task, op, &by, &change.reason).await?);
             }
-            // The graph must still be a DAG.
+            // The graph must still be a DAG, within the size a task may have.
             let steps = model::steps_of_task(db, &task.id).await?;
+            if steps.len() > MAX_STEPS {
+                return Err(Error::invalid_field(
+                    "operations",
+                    format!(
+                        "the change would leave the task with {} steps; a task has at most \
+                         {MAX_STEPS}",
+                        steps.len()
+                    ),
+                ));
+            }
             let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
             let dependencies = model::dependencies_of(db, &ids).await?;
             let key_of: HashMap<&str, &str> = steps
@@ -150,6 +171,25 @@ pub async fn change_workflow(
         .await?;
     ctx.publish(outbox.into_notices());
     get_task(ctx, actor, task_id).await
+}
+
+/// What an operation names is text a lookup can use on both backends.
+fn check_op(op: &WorkflowOp) -> Result<()> {
+    match op {
+        WorkflowOp::AddStep(new) => validate_new_step(new),
+        WorkflowOp::RemoveStep { step } | WorkflowOp::SkipStep { step } => {
+            check_names("step", std::slice::from_ref(step))
+        }
+        WorkflowOp::Reorder { order } => check_names("order", order),
+        WorkflowOp::SetAssignees { step, assignees } => {
+            check_names("step", std::slice::from_ref(step))?;
+            check_names("assignees", assignees)
+        }
+        WorkflowOp::SetDependencies { step, depends_on } => {
+            check_names("step", std::slice::from_ref(step))?;
+            check_names("depends_on", depends_on)
+        }
+    }
 }
 
 type Record = (

@@ -134,6 +134,7 @@ pub fn all() -> Vec<Frame> {
         task_id: id(TASK),
         task_title: "Quarterly report".into(),
         task_description: "Break down the director's report, then review it".into(),
+        task_description_truncated: false,
         key: "review".into(),
         title: "Review the outline".into(),
         description: "Check the outline against the report".into(),
@@ -149,6 +150,7 @@ pub fn all() -> Vec<Frame> {
             summary: Some("Three-part outline".into()),
             result: json!({"outline": ["Revenue", "Costs", "Outlook"]}),
             files: vec![],
+            truncated: false,
         }],
         rework_comment: None,
     };
@@ -156,6 +158,7 @@ pub fn all() -> Vec<Frame> {
         task_id: id(TASK),
         title: "Quarterly report".into(),
         description: "Break down the director's report, then review it".into(),
+        description_truncated: false,
         status: "active".into(),
         creator_member_id: Some(id(0xb1)),
         outcome: None,
