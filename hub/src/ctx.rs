@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
+use crate::events::stream::{StreamLimits, Streams};
 use crate::gateway::Sessions;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Where uploads are stored (`uploads/YYYY/MM/…` below it).
     pub data_dir: PathBuf,
+    /// Limits and timings of the event streams.
+    pub streams: StreamLimits,
 }
 
 /// Default lease of a claimed step: an agent that vanishes without a close frame has its
@@ -48,6 +51,7 @@ impl Default for Settings {
             session_queue: 1024,
             max_upload_bytes: 100 * 1024 * 1024,
             data_dir: PathBuf::from("."),
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct Ctx {
     pub presence: Arc<Presence>,
     /// Live agent sessions of this hub process.
     pub sessions: Arc<Sessions>,
+    /// Open event streams of this hub process.
+    pub streams: Arc<Streams>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     /// Fan-out to the other hub processes, when several share a database.
@@ -73,6 +79,7 @@ impl Ctx {
             bus: Arc::default(),
             presence: Arc::default(),
             sessions: Arc::default(),
+            streams: Arc::default(),
             settings: Arc::new(settings),
             metrics: Arc::default(),
             remote: None,

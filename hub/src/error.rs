@@ -40,6 +40,9 @@ pub enum Error {
     TooLarge(String),
     #[error("too many requests")]
     RateLimited,
+    /// A limit on open event streams; the message names it.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// The request asks for something this hub does not speak (e.g. a sub-protocol).
     #[error("{0}")]
     Unsupported(String),
@@ -98,7 +101,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited | Error::TooManyStreams(_) => "rate_limited",
             Error::Unsupported(_) => "unsupported",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
@@ -114,7 +117,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited | Error::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unsupported(_) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

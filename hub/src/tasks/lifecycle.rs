@@ -9,7 +9,7 @@ use crate::agents;
 use crate::approvals;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::events::{Audience, Outbox};
+use crate::events::{Audience, Outbox, feed};
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished};
@@ -223,7 +223,9 @@ pub async fn progress_step(
     }
     let percent = percent.map(i32::from);
     let lease_ms = ctx.settings.lease_ms;
-    ctx.store
+    let mut outbox = Outbox::default();
+    let lease_ms = ctx
+        .store
         .transaction(async |db| {
             let mut step = held_step(
                 db,
@@ -264,9 +266,17 @@ pub async fn progress_step(
             {
                 return Err(Error::conflict("the lease was lost meanwhile"));
             }
+            outbox.push_feed_entry(
+                &step.task_id,
+                feed::STEP_PROGRESS,
+                feed::step_progress(&step.task_id, &step.id, step.attempt, percent, message),
+            );
+            outbox.flush(db, &agent.workspace_id).await?;
             Ok::<_, Error>(lease_ms)
         })
-        .await
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(lease_ms)
 }
 
 /// Stores a log line of a held step.
@@ -281,6 +291,7 @@ pub async fn log_step(
     if text.len() > 256 * 1024 {
         return Err(Error::TooLarge("a log entry is at most 256 KiB".into()));
     }
+    let mut outbox = Outbox::default();
     ctx.store
         .transaction(async |db| {
             let mut step = held_step(
@@ -323,9 +334,25 @@ pub async fn log_step(
                 created_at: now_ms(),
             };
             model::insert_log(db, &row).await?;
+            outbox.push_feed_entry(
+                &step.task_id,
+                feed::STEP_LOG,
+                feed::step_log(&feed::LogLine {
+                    task_id: &step.task_id,
+                    step_id: &row.step_id,
+                    log_id: &row.id,
+                    attempt: row.attempt,
+                    stream: &row.stream,
+                    text: &row.text,
+                    created_at: row.created_at,
+                }),
+            );
+            outbox.flush(db, &agent.workspace_id).await?;
             Ok::<_, Error>(())
         })
-        .await
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(())
 }
 
 /// Records a result. Idempotent per (step, attempt): a retry returns the first outcome.

@@ -14,6 +14,7 @@ mod lifecycle;
 mod python_agent;
 mod scaleout;
 mod store;
+mod streams;
 mod support;
 mod task_end;
 mod tasks;
