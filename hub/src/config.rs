@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::ctx::Settings;
+use crate::events::stream::StreamLimits;
 use crate::store::{Store, StoreOptions};
 
 /// Where the data lives.
@@ -159,6 +160,46 @@ pub struct ServeArgs {
     /// (0: off).
     #[arg(long, env = "AGENTHUB_RATE_LIMIT_PER_ADDRESS", default_value_t = 500)]
     pub rate_limit_per_address: u32,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+/// Limits and timings of the event streams (`GET /v1/events/stream`,
+/// `GET /v1/tasks/{id}/stream`).
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Interval of the keep-alive comment lines of event streams, in milliseconds.
+    #[arg(long, env = "AGENTHUB_STREAM_KEEPALIVE_MS", default_value_t = 15_000)]
+    pub stream_keepalive_ms: u64,
+    /// Reconnection delay sent to event stream clients (`retry:`), in milliseconds.
+    #[arg(long, env = "AGENTHUB_STREAM_RETRY_MS", default_value_t = 3_000)]
+    pub stream_retry_ms: u64,
+    /// Event streams open at once per API key or agent token on one hub.
+    #[arg(long, env = "AGENTHUB_MAX_STREAMS_PER_KEY", default_value_t = 16)]
+    pub max_streams_per_key: usize,
+    /// Event streams open at once on one hub.
+    #[arg(long, env = "AGENTHUB_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+    /// Events queued for one event stream's reader.
+    #[arg(long, env = "AGENTHUB_STREAM_QUEUE", default_value_t = 256)]
+    pub stream_queue: usize,
+    /// How long an event stream's full queue waits for its reader before the stream is
+    /// cut (the client resumes from its last id), in milliseconds.
+    #[arg(long, env = "AGENTHUB_STREAM_SLOW_READER_MS", default_value_t = 10_000)]
+    pub stream_slow_reader_ms: u64,
+}
+
+impl StreamArgs {
+    pub fn limits(&self) -> StreamLimits {
+        StreamLimits {
+            keep_alive_ms: self.stream_keepalive_ms,
+            retry_ms: self.stream_retry_ms,
+            max_per_key: self.max_streams_per_key,
+            max_per_hub: self.max_streams,
+            queue: self.stream_queue,
+            slow_reader_ms: self.stream_slow_reader_ms,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -177,6 +218,7 @@ impl ServeArgs {
             max_pending_connections: self.max_pending_connections,
             rate_limit_per_key: self.rate_limit_per_key,
             rate_limit_per_address: self.rate_limit_per_address,
+            streams: self.streams.limits(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
+use crate::events::stream::{StreamLimits, Streams};
 use crate::gateway::Sessions;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -44,6 +45,8 @@ pub struct Settings {
     /// Sustained REST requests per second per client address (bursts up to 5 s worth);
     /// 0: off.
     pub rate_limit_per_address: u32,
+    /// Limits and timings of the event streams.
+    pub streams: StreamLimits,
 }
 
 /// Default lease of a claimed step: an agent that vanishes without a close frame has its
@@ -67,6 +70,7 @@ impl Default for Settings {
             max_pending_connections: 512,
             rate_limit_per_key: 100,
             rate_limit_per_address: 500,
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Ctx {
     pub presence: Arc<Presence>,
     /// Live agent sessions of this hub process.
     pub sessions: Arc<Sessions>,
+    /// Open event streams of this hub process.
+    pub streams: Arc<Streams>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     /// Fan-out to the other hub processes, when several share a database.
@@ -92,6 +98,7 @@ impl Ctx {
             bus: Arc::default(),
             presence: Arc::default(),
             sessions: Arc::default(),
+            streams: Arc::default(),
             settings: Arc::new(settings),
             metrics: Arc::default(),
             remote: None,

@@ -43,6 +43,9 @@ pub enum Error {
     /// The client took too long to send its request (its body).
     #[error("{0}")]
     Timeout(String),
+    /// A limit on open event streams; the message names it.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// The request asks for something this hub does not speak (e.g. a sub-protocol).
     #[error("{0}")]
     Unsupported(String),
@@ -101,7 +104,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited | Error::TooManyStreams(_) => "rate_limited",
             Error::Timeout(_) => "timeout",
             Error::Unsupported(_) => "unsupported",
             Error::Unavailable(_) => "unavailable",
@@ -118,7 +121,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited | Error::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unsupported(_) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

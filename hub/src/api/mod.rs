@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod files;
 pub mod serve;
+pub mod streams;
 pub mod tasks;
 pub mod views;
 
@@ -71,6 +72,8 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         agents::ask_availability,
         agents::me,
         events::list_events,
+        streams::stream_events,
+        streams::stream_task,
         files::upload,
         files::download,
         healthz,
@@ -208,6 +211,8 @@ pub fn app(ctx: AppState) -> Router {
             post(agents::ask_availability),
         )
         .route("/v1/events", get(events::list_events))
+        .route("/v1/events/stream", get(streams::stream_events))
+        .route("/v1/tasks/{id}/stream", get(streams::stream_task))
         .route("/v1/files/{id}", get(files::download))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY))
         .layer(middleware::from_fn(refuse_oversized))
@@ -353,6 +358,8 @@ async fn serve_ctx(
     // Runs once the listener stopped accepting, so agents reconnect to another hub.
     let closer = tokio::spawn(async move {
         if stopped.await.is_ok() {
+            // Event streams never end by themselves: end them so clients resume elsewhere.
+            sessions.streams.close_all();
             crate::gateway::close_all(&sessions, SESSION_GRACE).await;
         }
     });

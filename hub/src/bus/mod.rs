@@ -19,6 +19,8 @@ pub struct Notice {
     pub seq: u64,
     /// The event frame as JSON, exactly as stored in the outbox.
     pub payload: Arc<str>,
+    /// When the event was committed (unix milliseconds), as stored in the outbox.
+    pub created_at: i64,
 }
 
 type Senders = Vec<(u64, mpsc::Sender<Arc<Notice>>, Arc<AtomicBool>)>;

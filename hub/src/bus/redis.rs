@@ -37,6 +37,9 @@ struct WireNotice<'a> {
     seq: u64,
     #[serde(rename = "p", borrow)]
     payload: Cow<'a, str>,
+    /// When the event was committed (unix milliseconds; 0 from hubs that do not send it).
+    #[serde(rename = "t", default)]
+    created_at: i64,
 }
 
 /// The Redis side of the bus.
@@ -156,6 +159,7 @@ async fn publish_loop(
                 audience_id: Cow::Borrowed(&notice.audience_id),
                 seq: notice.seq,
                 payload: Cow::Borrowed(&notice.payload),
+                created_at: notice.created_at,
             };
             let message = serde_json::to_string(&wire).unwrap_or_default();
             pipe.cmd("PUBLISH").arg(&channel).arg(message).ignore();
@@ -235,6 +239,7 @@ async fn subscribe_loop(
                 audience_id: wire.audience_id.into_owned(),
                 seq: wire.seq,
                 payload: Arc::from(wire.payload.as_ref()),
+                created_at: wire.created_at,
             }]);
         }
         // The stream ends when the connection drops (DEPS trap 11): reconnect.

@@ -1,13 +1,17 @@
 //! The durable event outbox: every state change writes its events here in the same
 //! transaction, one row per audience (an agent or a member), numbered by a per-audience
-//! gap-free `seq`. Pushes, replays and `GET /v1/events` all read from here.
+//! gap-free `seq`. Pushes, replays, `GET /v1/events` and the event streams all read from
+//! here. Every frame about a task is also written once to the task's feed ([`feed`]).
 
+pub mod feed;
 pub mod model;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use agenthub_protocol::ServerFrame;
+use serde_json::{Map, Value};
 
 use crate::bus::Notice;
 use crate::content::{self, MAX_EVENT_BYTES, MAX_FANOUT_BYTES};
@@ -21,12 +25,19 @@ pub use model::EventRow;
 pub enum Audience {
     Agent(String),
     Member(String),
+    /// A task's feed; holds its audience id ([`feed::audience_id`]).
+    TaskFeed(String),
 }
 
 impl Audience {
+    /// The feed of a task.
+    pub fn task_feed(task_id: &str) -> Audience {
+        Audience::TaskFeed(feed::audience_id(task_id))
+    }
+
     pub fn id(&self) -> &str {
         match self {
-            Audience::Agent(id) | Audience::Member(id) => id,
+            Audience::Agent(id) | Audience::Member(id) | Audience::TaskFeed(id) => id,
         }
     }
 
@@ -34,8 +45,19 @@ impl Audience {
         match self {
             Audience::Agent(_) => "agent",
             Audience::Member(_) => "member",
+            Audience::TaskFeed(_) => "task",
         }
     }
+}
+
+/// A queued event: a protocol frame, or a feed entry that only task feeds hold.
+#[derive(Debug, Clone)]
+enum Pending {
+    Frame(ServerFrame),
+    Entry {
+        event_type: &'static str,
+        body: Map<String, Value>,
+    },
 }
 
 /// Events collected during one transaction. [`Outbox::flush`] writes them (still inside
@@ -47,7 +69,7 @@ impl Audience {
 /// events over every audience at most [`MAX_FANOUT_BYTES`].
 #[derive(Debug, Default)]
 pub struct Outbox {
-    pending: Vec<(Audience, ServerFrame)>,
+    pending: Vec<(Audience, Pending)>,
     written: Vec<Notice>,
     /// The fan-out limit, for an outbox of a request that may fan out widely.
     max_bytes: Option<usize>,
@@ -70,8 +92,22 @@ impl Outbox {
     /// Queues `frame` for `audience`; its `seq` is assigned by [`Outbox::flush`].
     pub fn push(&mut self, audience: Audience, frame: ServerFrame) {
         if self.admit(&frame, 1) {
-            self.pending.push((audience, frame));
+            self.pending.push((audience, Pending::Frame(frame)));
         }
+    }
+
+    /// Queues an entry of a task's feed (`step.log`, `step.progress`): its JSON is `body`
+    /// with `type` and `seq` added.
+    pub fn push_feed_entry(
+        &mut self,
+        task_id: &str,
+        event_type: &'static str,
+        body: Map<String, Value>,
+    ) {
+        self.pending.push((
+            Audience::task_feed(task_id),
+            Pending::Entry { event_type, body },
+        ));
     }
 
     /// Queues the same frame for several audiences.
@@ -85,7 +121,8 @@ impl Outbox {
             return;
         }
         for audience in audiences {
-            self.pending.push((audience.clone(), frame.clone()));
+            self.pending
+                .push((audience.clone(), Pending::Frame(frame.clone())));
         }
     }
 
@@ -137,7 +174,9 @@ impl Outbox {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut by_audience: HashMap<Audience, Vec<ServerFrame>> = HashMap::new();
+        let mirrored = mirror_to_feeds(db, &self.pending).await?;
+        self.pending.extend(mirrored);
+        let mut by_audience: HashMap<Audience, Vec<Pending>> = HashMap::new();
         let mut order: Vec<Audience> = Vec::new();
         for (audience, frame) in self.pending.drain(..) {
             let frames = by_audience.entry(audience.clone()).or_default();
@@ -153,21 +192,33 @@ impl Outbox {
         for audience in order {
             let frames = by_audience.remove(&audience).unwrap_or_default();
             let first = model::reserve_seqs(db, audience.id(), frames.len() as i64).await?;
-            for (offset, mut frame) in frames.into_iter().enumerate() {
+            for (offset, pending) in frames.into_iter().enumerate() {
                 let seq = first + offset as i64;
-                frame.set_seq(seq as u64);
-                let payload = serde_json::to_string(&frame)?;
+                let (event_type, payload) = match pending {
+                    Pending::Frame(mut frame) => {
+                        frame.set_seq(seq as u64);
+                        (frame.type_name(), serde_json::to_string(&frame)?)
+                    }
+                    Pending::Entry { event_type, body } => {
+                        let mut object = Map::new();
+                        object.insert("type".into(), Value::from(event_type));
+                        object.insert("seq".into(), Value::from(seq));
+                        object.extend(body);
+                        (event_type, serde_json::to_string(&object)?)
+                    }
+                };
                 self.written.push(Notice {
                     audience_id: audience.id().to_string(),
                     seq: seq as u64,
                     payload: Arc::from(payload.as_str()),
+                    created_at: now,
                 });
                 rows.push(EventRow {
                     audience_id: audience.id().to_string(),
                     seq,
                     workspace_id: workspace_id.to_string(),
                     audience_kind: audience.kind().to_string(),
-                    event_type: frame.type_name().to_string(),
+                    event_type: event_type.to_string(),
                     payload,
                     created_at: now,
                 });
@@ -184,6 +235,63 @@ impl Outbox {
         debug_assert!(self.pending.is_empty(), "outbox events pushed after flush");
         self.written
     }
+}
+
+/// One copy of each distinct frame about a task, for the task's feed, in the order the
+/// frames were queued. Frames that name only their step (`approval.resolved`,
+/// `input.answered`) find their task with one query.
+async fn mirror_to_feeds(
+    db: &mut Db<'_>,
+    pending: &[(Audience, Pending)],
+) -> Result<Vec<(Audience, Pending)>> {
+    let mut subjects = Vec::new();
+    let mut step_ids = Vec::new();
+    for (audience, pending) in pending {
+        let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(frame)) = (audience, pending)
+        else {
+            continue;
+        };
+        let Some(subject) = feed::subject_of(frame) else {
+            continue;
+        };
+        if let feed::Subject::Step(step_id) = subject {
+            step_ids.push(step_id.to_string());
+        }
+        subjects.push((subject, frame));
+    }
+    if subjects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let step_tasks = if step_ids.is_empty() {
+        Vec::new()
+    } else {
+        step_ids.sort();
+        step_ids.dedup();
+        model::tasks_of_steps(db, &step_ids).await?
+    };
+    let mut mirrored: Vec<(String, &ServerFrame)> = Vec::new();
+    for (subject, frame) in subjects {
+        let task_id = match subject {
+            feed::Subject::Task(task_id) => task_id.to_string(),
+            feed::Subject::Step(step_id) => {
+                let step_id = step_id.to_string();
+                match step_tasks.iter().find(|(id, _)| *id == step_id) {
+                    Some((_, task_id)) => task_id.clone(),
+                    None => continue,
+                }
+            }
+        };
+        if !mirrored
+            .iter()
+            .any(|(seen_task, seen_frame)| *seen_task == task_id && *seen_frame == frame)
+        {
+            mirrored.push((task_id, frame));
+        }
+    }
+    Ok(mirrored
+        .into_iter()
+        .map(|(task_id, frame)| (Audience::task_feed(&task_id), Pending::Frame(frame.clone())))
+        .collect())
 }
 
 /// Events of one audience after `after`, oldest first, at most `limit`.

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::schema::{audience_seqs, events};
+use crate::schema::{audience_seqs, events, steps, tasks};
 use crate::store::Db;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -79,4 +79,35 @@ pub async fn last_seq(db: &mut Db<'_>, audience_id: &str) -> QueryResult<i64> {
             .optional()
     })?;
     Ok(last.unwrap_or(0))
+}
+
+/// (step id, task id) of each of `step_ids` that exists.
+pub async fn tasks_of_steps(
+    db: &mut Db<'_>,
+    step_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::id.eq_any(step_ids))
+            .select((steps::id, steps::task_id))
+            .load(conn)
+            .await
+    })
+}
+
+/// Whether a task exists in a workspace.
+pub async fn task_exists(db: &mut Db<'_>, workspace_id: &str, task_id: &str) -> QueryResult<bool> {
+    let found: Option<String> = crate::db!(db, |conn| {
+        tasks::table
+            .filter(
+                tasks::id
+                    .eq(task_id)
+                    .and(tasks::workspace_id.eq(workspace_id)),
+            )
+            .select(tasks::id)
+            .first(conn)
+            .await
+            .optional()
+    })?;
+    Ok(found.is_some())
 }

@@ -875,7 +875,9 @@ fn wire_error(err: &Error) -> (&'static str, String) {
         Error::Forbidden(_) => (error_code::FORBIDDEN, err.to_string()),
         Error::NotFound(_) => (error_code::NOT_FOUND, err.to_string()),
         Error::Conflict(_) => (error_code::CONFLICT, err.to_string()),
-        Error::RateLimited => (error_code::RATE_LIMITED, err.to_string()),
+        Error::RateLimited | Error::TooManyStreams(_) => {
+            (error_code::RATE_LIMITED, err.to_string())
+        }
         Error::Unsupported(_) => (error_code::UNSUPPORTED, err.to_string()),
         // `Timeout` is an HTTP request body's; no frame produces it.
         Error::Unavailable(_) | Error::Internal(_) | Error::Timeout(_) => {

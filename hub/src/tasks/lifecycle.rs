@@ -10,7 +10,7 @@ use crate::approvals;
 use crate::content::{self, MAX_FILE_REF_BYTES, MAX_RESULT_BYTES, MAX_TEXT_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::events::{Audience, Outbox};
+use crate::events::{Audience, Outbox, feed};
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished};
@@ -229,7 +229,9 @@ pub async fn progress_step(
     let message = message.as_deref();
     let percent = percent.map(i32::from);
     let lease_ms = ctx.settings.lease_ms;
-    ctx.store
+    let mut outbox = Outbox::default();
+    let lease_ms = ctx
+        .store
         .transaction(async |db| {
             let mut step = held_step(
                 db,
@@ -270,9 +272,17 @@ pub async fn progress_step(
             {
                 return Err(Error::conflict("the lease was lost meanwhile"));
             }
+            outbox.push_feed_entry(
+                &step.task_id,
+                feed::STEP_PROGRESS,
+                feed::step_progress(&step.task_id, &step.id, step.attempt, percent, message),
+            );
+            outbox.flush(db, &agent.workspace_id).await?;
             Ok::<_, Error>(lease_ms)
         })
-        .await
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(lease_ms)
 }
 
 /// Stores a log line of a held step.
@@ -288,6 +298,7 @@ pub async fn log_step(
         return Err(Error::TooLarge("a log entry is at most 256 KiB".into()));
     }
     let text = content::agent_text(text, MAX_LOG_BYTES);
+    let mut outbox = Outbox::default();
     ctx.store
         .transaction(async |db| {
             let mut step = held_step(
@@ -330,9 +341,25 @@ pub async fn log_step(
                 created_at: now_ms(),
             };
             model::insert_log(db, &row).await?;
+            outbox.push_feed_entry(
+                &step.task_id,
+                feed::STEP_LOG,
+                feed::step_log(&feed::LogLine {
+                    task_id: &step.task_id,
+                    step_id: &row.step_id,
+                    log_id: &row.id,
+                    attempt: row.attempt,
+                    stream: &row.stream,
+                    text: &row.text,
+                    created_at: row.created_at,
+                }),
+            );
+            outbox.flush(db, &agent.workspace_id).await?;
             Ok::<_, Error>(())
         })
-        .await
+        .await?;
+    ctx.publish(outbox.into_notices());
+    Ok(())
 }
 
 /// Records a result. Idempotent per (step, attempt): a retry returns the first outcome.

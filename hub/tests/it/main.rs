@@ -15,6 +15,7 @@ mod lifecycle;
 mod python_agent;
 mod scaleout;
 mod store;
+mod streams;
 mod support;
 mod task_end;
 mod tasks;
