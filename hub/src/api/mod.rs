@@ -143,6 +143,11 @@ impl Modify for Conventions {
                          `field` names it)",
                     ));
                     common.push(("413", "`too_large`: the body is over 1 MiB"));
+                    common.push((
+                        "422",
+                        "`invalid`: a string of the body holds the NUL character (`field` \
+                         names it; docs/api.md, Limits)",
+                    ));
                 }
                 if query {
                     common.push(("400", "`bad_request`: a query parameter has the wrong type"));

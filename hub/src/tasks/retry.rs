@@ -55,6 +55,7 @@ pub async fn retry_step(
     step_id: &str,
     reason: Option<&str>,
 ) -> Result<TaskView> {
+    crate::content::person_text_opt("reason", reason, crate::content::MAX_REASON_BYTES)?;
     let reason = reason.map(str::trim).filter(|reason| !reason.is_empty());
     let by = By::actor(actor);
     let mut outbox = Outbox::for_request();
