@@ -149,11 +149,16 @@ impl Connection {
         let evicted = self.ticket.evicted.clone();
         // The TLS handshake and the first request's headers, from the accept on; later
         // requests have hyper's header deadline.
-        let first_request = async {
-            match self.header_timeout {
-                Some(timeout) => tokio::time::sleep(timeout).await,
-                None => std::future::pending().await,
+        // Resolves only if the time is up and the first request has not arrived.
+        let ticket = Arc::clone(&self.ticket);
+        let first_request = async move {
+            if let Some(timeout) = self.header_timeout {
+                tokio::time::sleep(timeout).await;
+                if !ticket.is_complete() {
+                    return;
+                }
             }
+            std::future::pending().await
         };
         tokio::pin!(first_request);
         let io = match tls {
@@ -200,11 +205,12 @@ impl Connection {
                     }
                     return;
                 }
-                () = &mut first_request, if !self.ticket.is_complete() => {
+                () = &mut first_request => {
                     tracing::debug!("no complete request in time; closing");
                     return;
                 }
-                () = evicted.cancelled(), if !self.ticket.is_complete() => {
+                // Only an incomplete connection is evicted: a complete one left `Pending`.
+                () = evicted.cancelled() => {
                     tracing::debug!("closing a connection that sent no complete request, to admit a newer one");
                     return;
                 }
