@@ -1,3 +1,5 @@
+//! Unit tests of the content rules: excerpts, NUL handling, depth and size.
+
 use serde_json::json;
 
 use super::*;
