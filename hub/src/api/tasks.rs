@@ -102,7 +102,7 @@ pub struct CreateTaskRequest {
     pub draft: bool,
 }
 
-fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
+pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|err| Error::BadRequest {
             message: format!("`{field}` is not an RFC 3339 timestamp: {err}"),
