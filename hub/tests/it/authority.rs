@@ -861,3 +861,274 @@ fn api_md_role_table_matches_the_matrix() {
          regenerate it with `UPDATE_API_DOCS=1 cargo test -p agenthub --test it authority`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_member_closes_their_agents_sessions_and_hands_their_decisions_over() {
+    for db in TestDb::all(module_path!()).await {
+        let mut world = World::new(db).await;
+        let ctx = world.hub.ctx.clone();
+        let (owner, creator, mo) = (
+            world.tokens[0].clone(),
+            world.tokens[3].clone(),
+            world.tokens[2].clone(),
+        );
+        // A review waiting for mo alone, and a question mo's agent asked of mo.
+        let (reviewed_step, _) = world.awaiting_review().await;
+        let view = tasks::create_task(
+            &ctx,
+            &world.creator,
+            NewTask {
+                title: "Figures".into(),
+                steps: vec![NewStep {
+                    key: "count".into(),
+                    title: "Count".into(),
+                    assignees: vec!["mo-bot".into()],
+                    ..NewStep::default()
+                }],
+                ..NewTask::default()
+            },
+        )
+        .await
+        .unwrap();
+        let asking_step = view.steps[0].step.id.clone();
+        let mo_bot = agents::authenticate_token(&ctx.store, &world.tokens[5])
+            .await
+            .unwrap();
+        let attempt = tasks::claim_step(&ctx, &mo_bot, &asking_step)
+            .await
+            .unwrap()
+            .attempt;
+        let question = approvals::ask(&ctx, &mo_bot, &asking_step, attempt, "Which year?", &[])
+            .await
+            .unwrap();
+
+        // Only an owner or admin removes; then mo's key and agent stop working at once.
+        let mo_id = world.approver.member_id().to_string();
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/members/{mo_id}"),
+                &creator,
+                None,
+            )
+            .await;
+        assert_eq!(outcome(status, &answer), FORBIDDEN);
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/members/{mo_id}"),
+                &owner,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+        assert_eq!(world.sessions[1].closed().await, 4001);
+        let (status, answer) = world.hub.call(Method::GET, "/v1/me", &mo, None).await;
+        assert_eq!(outcome(status, &answer), "unauthorized");
+        let refused = upgrade(
+            &world.hub.ws_url,
+            Some(&world.tokens[5]),
+            Some(Codec::Json.subprotocol()),
+        )
+        .await;
+        assert_eq!(refused.err().map(|(status, _)| status), Some(401));
+
+        // The creator now holds both: the approval (no other approver was left) and the
+        // question, and both go through.
+        let inbox = approvals::inbox(&ctx, &world.creator).await.unwrap();
+        assert!(
+            inbox
+                .approvals
+                .iter()
+                .any(|(_, step)| step.id == reviewed_step)
+        );
+        assert!(
+            inbox
+                .questions
+                .iter()
+                .any(|(asked, _)| asked.id == question)
+        );
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::POST,
+                &format!("/v1/steps/{reviewed_step}/approve"),
+                &creator,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::POST,
+                &format!("/v1/input-requests/{question}/answer"),
+                &creator,
+                Some(json!({"answer": "2026"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(
+            world.hub.step(&creator, &reviewed_step).await["status"],
+            "done"
+        );
+        // The creator's agent was told to decide, and the history says why.
+        let approval = world.sessions[0]
+            .approval_requested(Uuid::parse_str(&reviewed_step).unwrap())
+            .await;
+        assert!(!approval.is_nil());
+        let step = world.hub.step(&creator, &reviewed_step).await;
+        let task_id = step["task_id"].as_str().unwrap().to_string();
+        let (_, history) = world
+            .hub
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{task_id}/history"),
+                &creator,
+                None,
+            )
+            .await;
+        let kinds: Vec<&str> = history["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|entry| entry["kind"].as_str())
+            .collect();
+        assert!(kinds.contains(&"approver_removed"), "{history}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_carry_scopes_and_expiry_and_members_keep_an_owner() {
+    for db in TestDb::all(module_path!()).await {
+        let world = World::new(db).await;
+        let (owner, creator) = (world.tokens[0].clone(), world.tokens[3].clone());
+        let create = async |token: &str, body: Value| {
+            world
+                .hub
+                .call(Method::POST, "/v1/api-keys", token, Some(body))
+                .await
+        };
+        // A read-only key reads, and is refused anything else, naming the scope.
+        let (status, key) = create(
+            &creator,
+            json!({"name": "dashboard", "scopes": ["read"], "expires_in": 3600}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        assert_eq!(key["scopes"], json!(["read"]));
+        assert!(key["expires_at"].is_string());
+        let read_only = key["token"].as_str().unwrap().to_string();
+        let (status, _) = world
+            .hub
+            .call(Method::GET, "/v1/tasks", &read_only, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::POST,
+                "/v1/tasks",
+                &read_only,
+                Some(json!({"title": "x", "steps": []})),
+            )
+            .await;
+        assert_eq!(outcome(status, &answer), FORBIDDEN);
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`write` scope"),
+            "{answer}"
+        );
+
+        // Bad requests say what is wrong and create nothing.
+        for (body, field) in [
+            (json!({"scopes": ["root"]}), "scopes"),
+            (json!({"scopes": []}), "scopes"),
+            (json!({"expires_at": "2001-01-01T00:00:00Z"}), "expires_at"),
+            (
+                json!({"expires_at": "2099-01-01T00:00:00Z", "expires_in": 60}),
+                "expires_in",
+            ),
+        ] {
+            let (status, answer) = create(&creator, body).await;
+            assert_eq!(outcome(status, &answer), "invalid");
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+        }
+        let (_, keys) = world
+            .hub
+            .call(Method::GET, "/v1/api-keys", &creator, None)
+            .await;
+        assert_eq!(keys["meta"]["count"], 2, "{keys}");
+
+        // An expired key is refused like a revoked one.
+        let (_, key) = create(&creator, json!({"expires_in": 1})).await;
+        let short_lived = key["token"].as_str().unwrap().to_string();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let (status, answer) = world
+            .hub
+            .call(Method::GET, "/v1/me", &short_lived, None)
+            .await;
+        assert_eq!(outcome(status, &answer), "unauthorized");
+
+        // An owner's key without `admin` cannot manage members; a revoked key stops.
+        let (_, key) = create(&owner, json!({"scopes": ["read", "write"]})).await;
+        let no_admin = key["token"].as_str().unwrap().to_string();
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::POST,
+                "/v1/members",
+                &no_admin,
+                Some(json!({"email": "kim@example.com"})),
+            )
+            .await;
+        assert_eq!(outcome(status, &answer), FORBIDDEN);
+        let key_id = key["id"].as_str().unwrap().to_string();
+        let (status, _) = world
+            .hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/api-keys/{key_id}"),
+                &no_admin,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, answer) = world.hub.call(Method::GET, "/v1/me", &no_admin, None).await;
+        assert_eq!(outcome(status, &answer), "unauthorized");
+
+        // The last owner stays an owner.
+        let (status, answer) = world
+            .hub
+            .call(
+                Method::PATCH,
+                "/v1/members/aurora@example.com",
+                &owner,
+                Some(json!({"role": "member"})),
+            )
+            .await;
+        assert_eq!(outcome(status, &answer), "conflict");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("last owner"),
+            "{answer}"
+        );
+        let (_, members) = world
+            .hub
+            .call(Method::GET, "/v1/members", &owner, None)
+            .await;
+        let roles: Vec<&str> = members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|member| member["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["owner", "admin", "member", "member"]);
+    }
+}
