@@ -217,8 +217,8 @@ diesel::table! {
     }
 }
 
+// Agent tokens whose rows were deleted with their member, for the session watchers.
 diesel::table! {
-    /// Agent tokens whose rows were deleted with their member, for the session watchers.
     revoked_agent_tokens (token_hash) {
         token_hash -> Text,
         revoked_at -> BigInt,
