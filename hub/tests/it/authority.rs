@@ -270,11 +270,8 @@ impl World {
         let creator = member(&keys[3]).await;
         let approver = member(&keys[2]).await;
         let creator_agent = agents::authenticate_token(&store, &cy_bot).await.unwrap();
-        let mut sessions = Vec::new();
-        for token in [&cy_bot, &mo_bot, &globex_bot] {
-            sessions.push(Agent::connect(&hub, token, Codec::Json, 0).await);
-        }
         World {
+            sessions: Vec::new(),
             other_workspace_agent: globex_bot,
             tokens: [
                 keys[0].clone(),
@@ -290,7 +287,6 @@ impl World {
             creator,
             creator_agent,
             approver,
-            sessions,
             n_made: 0,
         }
     }
@@ -618,9 +614,26 @@ impl World {
         answer["id"].as_str().unwrap().to_string()
     }
 
+    /// Opens the sessions of the three agents (once, when frames are about to be sent, so
+    /// that no session idles through the REST part until its heartbeat times out).
+    async fn connect(&mut self) {
+        if !self.sessions.is_empty() {
+            return;
+        }
+        for token in [
+            &self.tokens[4],
+            &self.tokens[5],
+            &self.other_workspace_agent,
+        ] {
+            self.sessions
+                .push(Agent::connect(&self.hub, token, Codec::Json, 0).await);
+        }
+    }
+
     /// Prepares a fresh object for `frame` and sends it from the session of agent `who`
     /// (4, 5 or 6): `ok` or the error frame's code.
     async fn frame(&mut self, frame: &str, who: usize) -> String {
+        self.connect().await;
         let ctx = self.hub.ctx.clone();
         let build: Box<dyn FnOnce(u64) -> ClientFrame + Send> = match frame {
             "step.claim" => {
@@ -866,6 +879,7 @@ fn api_md_role_table_matches_the_matrix() {
 async fn removing_a_member_closes_their_agents_sessions_and_hands_their_decisions_over() {
     for db in TestDb::all(module_path!()).await {
         let mut world = World::new(db).await;
+        world.connect().await;
         let ctx = world.hub.ctx.clone();
         let (owner, creator, mo) = (
             world.tokens[0].clone(),
