@@ -225,6 +225,7 @@ pub struct UpdateTaskRequest {
     responses(
         (status = 200, description = "the task after the change", body = TaskResponse),
         (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 403, description = "`forbidden`: the caller is not the task's creator (or their agent), an owner or an admin"),
         (status = 409, description = "`conflict`: the task's status does not allow this action (`task is done; it cannot become paused`), or the task changed meanwhile; retry"),
     ))]
 pub async fn update_task(
@@ -299,6 +300,7 @@ pub struct WorkflowChangeRequest {
     responses(
         (status = 200, description = "the task after the change", body = TaskResponse),
         (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 403, description = "`forbidden`: the caller is not the task's creator (or their agent), an owner or an admin"),
         (status = 409, description = "`conflict`: the task is not `active`, `paused` or `draft`, a named step is not `pending` or `ready`, or a step changed meanwhile; retry"),
         (status = 422, description = "`invalid`: an empty reason, no operations, a step the task does not have, an `order` that does not list every step once, a step without assignees, an assignee that is not in the workspace or lacks a required capability, a new step that breaks a rule of `POST /v1/tasks`, a dependency cycle; `field` names it"),
     ))]
@@ -608,7 +610,7 @@ impl From<approvals::InputRequest> for InputRequestResponse {
     request_body = AnswerRequest,
     responses(
         (status = 200, description = "the question with its answer", body = InputRequestResponse),
-        (status = 403, description = "`forbidden`: the question was asked of another member, and the caller is not a workspace owner or admin"),
+        (status = 403, description = "`forbidden`: the question was asked of another member (owners and admins included)"),
         (status = 404, description = "`not_found`: no input request with this id in the caller's workspace"),
         (status = 409, description = "`conflict`: the question was already answered, or its step is no longer blocked on it"),
         (status = 422, description = "`invalid`: an empty answer"),
