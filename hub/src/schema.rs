@@ -36,6 +36,8 @@ diesel::table! {
         last_used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
         expires_at -> Nullable<BigInt>,
+        /// JSON array of `read`, `write`, `admin`.
+        scopes -> Text,
     }
 }
 
@@ -215,6 +217,14 @@ diesel::table! {
     }
 }
 
+// Agent tokens whose rows were deleted with their member, for the session watchers.
+diesel::table! {
+    revoked_agent_tokens (token_hash) {
+        token_hash -> Text,
+        revoked_at -> BigInt,
+    }
+}
+
 diesel::table! {
     timeline (id) {
         id -> Text,
@@ -349,6 +359,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     availability_requests,
     workflow_changes,
     timeline,
+    revoked_agent_tokens,
     events,
     audience_seqs,
     step_logs,

@@ -38,6 +38,8 @@ pub struct ApiKey {
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// JSON array of `read`, `write`, `admin` (see `authority::Scopes`).
+    pub scopes: String,
 }
 
 pub async fn insert_workspace(db: &mut Db<'_>, row: &Workspace) -> QueryResult<()> {
@@ -131,6 +133,15 @@ pub async fn lock_workspace(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<
     })
 }
 
+pub async fn set_role(db: &mut Db<'_>, member_id: &str, role: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(members::table.find(member_id))
+            .set(members::role.eq(role))
+            .execute(conn)
+            .await
+    })
+}
+
 pub async fn delete_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<usize> {
     crate::db!(db, |conn| diesel::delete(members::table.find(member_id))
         .execute(conn)
@@ -153,6 +164,23 @@ pub async fn list_api_keys(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<V
             .select(ApiKey::as_select())
             .load(conn)
             .await
+    })
+}
+
+/// An API key of the workspace by id.
+pub async fn find_api_key(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    key_id: &str,
+) -> QueryResult<Option<ApiKey>> {
+    crate::db!(db, |conn| {
+        api_keys::table
+            .find(key_id)
+            .filter(api_keys::workspace_id.eq(workspace_id))
+            .select(ApiKey::as_select())
+            .first(conn)
+            .await
+            .optional()
     })
 }
 

@@ -101,8 +101,9 @@ impl Command {
             }
             Command::Remove { workspace, member } => {
                 let workspace_id = admin.workspace_id(&workspace).await?;
-                let removed =
-                    MemberOut::from(accounts::remove_member(store, &workspace_id, &member).await?);
+                let removed = MemberOut::from(
+                    accounts::remove_member(&admin.ctx, None, &workspace_id, &member).await?,
+                );
                 admin.print(&removed, || format!("removed {}", removed.email))
             }
         }

@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 
+use crate::accounts::authority::Scopes;
 use crate::accounts::{self, Actor, MemberActor, Role};
 use crate::admin::{AdminCtx, table};
 use crate::api::views::{TaskResponse, TaskSummary, TimelineEntryResponse};
@@ -57,6 +58,7 @@ async fn admin_actor(admin: &AdminCtx, workspace: &str) -> anyhow::Result<Actor>
             .map(|member| member.email)
             .unwrap_or_else(|| "admin".into()),
         role: Role::Owner,
+        scopes: Scopes::ALL,
     }))
 }
 

@@ -8,7 +8,7 @@ use agenthub_protocol::{AgentPresence, ServerFrame};
 use uuid::Uuid;
 
 use crate::accounts::token;
-use crate::accounts::{self, AgentActor};
+use crate::accounts::{self, Actor, AgentActor, authority};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
@@ -241,6 +241,69 @@ fn view(
     }
 }
 
+/// Registers an agent bound to the caller (a member's API key); its token is shown once.
+pub async fn register_agent(
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    capabilities: &[String],
+    max_concurrency: u32,
+) -> Result<CreatedAgent> {
+    authority::may_register_agent(actor)?;
+    create_agent(
+        store,
+        NewAgent {
+            workspace_id: actor.workspace_id(),
+            name,
+            owner: actor.member_id(),
+            capabilities,
+            max_concurrency,
+        },
+    )
+    .await
+}
+
+/// Revokes every token of an agent (its bound member, an owner or an admin) and closes
+/// its live sessions; with `reissue`, returns a fresh token (shown once).
+pub async fn revoke_tokens_as(
+    ctx: &Ctx,
+    actor: &Actor,
+    id_or_name: &str,
+    reissue: bool,
+) -> Result<(Agent, Option<String>)> {
+    let workspace_id = actor.workspace_id();
+    let new_token = token::generate(token::AGENT_TOKEN_PREFIX);
+    let (agent, hashes, secret) = ctx
+        .store
+        .transaction(async |db| {
+            let agent = model::find_agent(db, workspace_id, id_or_name)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("agent `{id_or_name}`")))?;
+            authority::may_manage_agent(actor, &agent)?;
+            let hashes = model::active_token_hashes_of(db, &agent.id).await?;
+            let now = now_ms();
+            model::revoke_tokens(db, &agent.id, now).await?;
+            let secret = if reissue {
+                model::insert_token(db, &token_row(&agent.id, &new_token, now)).await?;
+                Some(new_token.secret.clone())
+            } else {
+                None
+            };
+            Ok::<_, Error>((agent, hashes, secret))
+        })
+        .await?;
+    close_sessions(ctx, &hashes);
+    Ok((agent, secret))
+}
+
+/// Closes this hub's sessions of the given token hashes at once (`4001`); the other hubs'
+/// session watchers close theirs within a few seconds.
+pub fn close_sessions(ctx: &Ctx, token_hashes: &[String]) {
+    if !token_hashes.is_empty() {
+        ctx.sessions.close_revoked(token_hashes);
+    }
+}
+
 /// Revokes every token of the agent; with `reissue`, returns a fresh one.
 pub async fn revoke_tokens(
     store: &Store,
@@ -274,7 +337,7 @@ pub async fn authenticate_token(store: &Store, secret: &str) -> Result<AgentActo
         return Err(unauthorized());
     }
     let hash = token::hash(secret);
-    let (agent_token, agent) = store
+    let (agent_token, agent, role) = store
         .read(async |db| Ok::<_, Error>(model::find_token(db, &hash).await?))
         .await?
         .ok_or_else(unauthorized)?;
@@ -297,6 +360,7 @@ pub async fn authenticate_token(store: &Store, secret: &str) -> Result<AgentActo
         agent_id: agent.id,
         agent_name: agent.name,
         member_id: agent.owner_member_id,
+        role: role.parse()?,
     })
 }
 
@@ -306,7 +370,7 @@ pub async fn token_is_active(store: &Store, secret: &str) -> Result<bool> {
     let found = store
         .read(async |db| Ok::<_, Error>(model::find_token(db, &hash).await?))
         .await?;
-    Ok(found.is_some_and(|(agent_token, _)| agent_token.revoked_at.is_none()))
+    Ok(found.is_some_and(|(agent_token, _, _)| agent_token.revoked_at.is_none()))
 }
 
 /// A session of the agent opened (`online`) or closed: records last seen and tells who

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::schema::{agent_tokens, agents};
+use crate::schema::{agent_tokens, agents, members, revoked_agent_tokens};
 use crate::store::Db;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -142,19 +142,67 @@ pub async fn agents_by_ids(db: &mut Db<'_>, ids: &[String]) -> QueryResult<Vec<A
     }
 }
 
+/// A token, its agent and the role of the agent's member.
 pub async fn find_token(
     db: &mut Db<'_>,
     token_hash: &str,
-) -> QueryResult<Option<(AgentToken, Agent)>> {
+) -> QueryResult<Option<(AgentToken, Agent, String)>> {
     crate::db!(db, |conn| {
         agent_tokens::table
-            .inner_join(agents::table)
+            .inner_join(agents::table.inner_join(members::table))
             .filter(agent_tokens::token_hash.eq(token_hash))
-            .select((AgentToken::as_select(), Agent::as_select()))
+            .select((AgentToken::as_select(), Agent::as_select(), members::role))
             .first(conn)
             .await
             .optional()
     })
+}
+
+/// Hashes of the unrevoked tokens of an agent.
+pub async fn active_token_hashes_of(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Vec<String>> {
+    crate::db!(db, |conn| {
+        agent_tokens::table
+            .filter(agent_tokens::agent_id.eq(agent_id))
+            .filter(agent_tokens::revoked_at.is_null())
+            .select(agent_tokens::token_hash)
+            .load(conn)
+            .await
+    })
+}
+
+/// Hashes of the unrevoked tokens of a member's agents.
+pub async fn active_token_hashes_of_member(
+    db: &mut Db<'_>,
+    member_id: &str,
+) -> QueryResult<Vec<String>> {
+    crate::db!(db, |conn| {
+        agent_tokens::table
+            .inner_join(agents::table)
+            .filter(agents::owner_member_id.eq(member_id))
+            .filter(agent_tokens::revoked_at.is_null())
+            .select(agent_tokens::token_hash)
+            .load(conn)
+            .await
+    })
+}
+
+/// Records token hashes whose rows are about to be deleted, for [`revoked_since`].
+pub async fn insert_revoked_hashes(
+    db: &mut Db<'_>,
+    token_hashes: &[String],
+    now: i64,
+) -> QueryResult<()> {
+    // One statement per row: SQLite takes no multi-row VALUES through diesel-async.
+    for hash in token_hashes {
+        crate::db!(db, |conn| diesel::insert_into(revoked_agent_tokens::table)
+            .values((
+                revoked_agent_tokens::token_hash.eq(hash),
+                revoked_agent_tokens::revoked_at.eq(now),
+            ))
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
 }
 
 pub async fn revoke_tokens(db: &mut Db<'_>, agent_id: &str, now: i64) -> QueryResult<usize> {
@@ -205,15 +253,24 @@ pub async fn touch_online(db: &mut Db<'_>, agent_ids: &[String], now: i64) -> Qu
     })
 }
 
-/// Hashes of tokens revoked at or after `since`.
+/// Hashes of tokens revoked at or after `since`, with those deleted with their member.
 pub async fn revoked_since(db: &mut Db<'_>, since: i64) -> QueryResult<Vec<String>> {
-    crate::db!(db, |conn| {
+    let mut hashes: Vec<String> = crate::db!(db, |conn| {
         agent_tokens::table
             .filter(agent_tokens::revoked_at.ge(since))
             .select(agent_tokens::token_hash)
             .load(conn)
             .await
-    })
+    })?;
+    let deleted: Vec<String> = crate::db!(db, |conn| {
+        revoked_agent_tokens::table
+            .filter(revoked_agent_tokens::revoked_at.ge(since))
+            .select(revoked_agent_tokens::token_hash)
+            .load(conn)
+            .await
+    })?;
+    hashes.extend(deleted);
+    Ok(hashes)
 }
 
 /// Members who created active tasks with a step assigned to the agent: the people who

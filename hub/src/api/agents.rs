@@ -143,3 +143,103 @@ pub async fn me(Auth(actor): Auth) -> Json<MeResponse> {
         },
     })
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgentRequest {
+    /// 1-64 letters, digits, `-`, `_` or `.`, unique in the workspace.
+    pub name: String,
+    /// Capability labels (default none).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Steps the agent holds at once (1-1024, default 1).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentTokenResponse {
+    pub agent_id: String,
+    pub name: String,
+    /// The agent token (`aha_…`), shown this once; only its hash is stored.
+    pub token: String,
+}
+
+/// Registers an agent bound to the caller; its token is shown once.
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = RegisterAgentRequest,
+    responses(
+        (status = 201, description = "the agent's id and name, with its token", body = AgentTokenResponse),
+        (status = 403, description = "`forbidden`: an agent token (register agents with a member's API key)"),
+        (status = 409, description = "`conflict`: an agent with this name exists"),
+        (status = 422, description = "`invalid`: a name that is not 1-64 letters, digits, `-`, `_` or `.`, or a `max_concurrency` outside 1-1024; `field` names it"),
+    ))]
+pub async fn register_agent(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(req): ApiJson<RegisterAgentRequest>,
+) -> Result<(StatusCode, Json<AgentTokenResponse>)> {
+    let created = agents::register_agent(
+        &ctx.store,
+        &actor,
+        &req.name,
+        &req.capabilities,
+        req.max_concurrency.unwrap_or(1),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AgentTokenResponse {
+            agent_id: created.agent.id,
+            name: created.agent.name,
+            token: created.token,
+        }),
+    ))
+}
+
+/// Gives an agent a new token and revokes its others (live sessions on them close with
+/// `4001`); the new token is shown once.
+///
+/// The agent's bound member, or an owner or admin (with the `admin` scope).
+#[utoipa::path(post, path = "/v1/agents/{id}/token", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id or name.")),
+    responses(
+        (status = 201, description = "the new token", body = AgentTokenResponse),
+        (status = 403, description = "`forbidden`: an agent token, or another member's agent without the owner or admin role and the `admin` scope"),
+        (status = 404, description = "`not_found`: no agent with this id or name in the caller's workspace"),
+    ))]
+pub async fn rotate_token(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Path(agent): Path<String>,
+) -> Result<(StatusCode, Json<AgentTokenResponse>)> {
+    let (agent, token) = agents::revoke_tokens_as(&ctx, &actor, &agent, true).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AgentTokenResponse {
+            agent_id: agent.id,
+            name: agent.name,
+            token: token.unwrap_or_default(),
+        }),
+    ))
+}
+
+/// Revokes every token of an agent and closes its live sessions (`4001`).
+///
+/// The agent stays listed (tasks and history refer to it) and can be given a new token
+/// with `POST /v1/agents/{id}/token`. Its bound member, or an owner or admin (with the
+/// `admin` scope).
+#[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id or name.")),
+    responses(
+        (status = 204, description = "its tokens are revoked"),
+        (status = 403, description = "`forbidden`: an agent token, or another member's agent without the owner or admin role and the `admin` scope"),
+        (status = 404, description = "`not_found`: no agent with this id or name in the caller's workspace"),
+    ))]
+pub async fn revoke_agent(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+    Path(agent): Path<String>,
+) -> Result<StatusCode> {
+    agents::revoke_tokens_as(&ctx, &actor, &agent, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

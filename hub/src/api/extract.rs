@@ -3,10 +3,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::accounts::authority::{self, Scope};
 use crate::accounts::{self, Actor};
 use crate::agents;
 use crate::api::AppState;
@@ -138,7 +140,8 @@ fn refuse_nul(bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// The authenticated caller: a member's API key (`ahk_…`) or an agent token (`aha_…`)
-/// in `Authorization: Bearer`.
+/// in `Authorization: Bearer`, whose scopes allow the method (`read` for `GET`, `write`
+/// for the others; `403 forbidden` otherwise).
 #[derive(Debug, Clone)]
 pub struct Auth(pub Actor);
 
@@ -152,6 +155,14 @@ impl FromRequestParts<AppState> for Auth {
         } else {
             Actor::Member(accounts::authenticate_api_key(&state.store, token).await?)
         };
+        // Reads need `read`, everything else `write`; managing others also needs `admin`,
+        // checked by the domain.
+        let scope = if parts.method == Method::GET || parts.method == Method::HEAD {
+            Scope::Read
+        } else {
+            Scope::Write
+        };
+        authority::require_scope(&actor, scope)?;
         Ok(Auth(actor))
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: one route table, thin handlers (parse, one domain call, render), the
 //! operational endpoints, and serving on a listener.
 
+pub mod accounts;
 pub mod agents;
 pub mod edge;
 pub mod events;
@@ -19,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
@@ -68,8 +69,18 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         tasks::answer_input,
         tasks::inbox,
         agents::list_agents,
+        agents::register_agent,
         agents::get_agent,
+        agents::revoke_agent,
+        agents::rotate_token,
         agents::ask_availability,
+        accounts::invite_member,
+        accounts::list_members,
+        accounts::change_role,
+        accounts::remove_member,
+        accounts::create_api_key,
+        accounts::list_api_keys,
+        accounts::revoke_api_key,
         agents::me,
         events::list_events,
         streams::stream_events,
@@ -209,8 +220,29 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/input-requests/{id}/answer", post(tasks::answer_input))
         .route("/v1/me", get(agents::me))
         .route("/v1/me/inbox", get(tasks::inbox))
-        .route("/v1/agents", get(agents::list_agents))
-        .route("/v1/agents/{id}", get(agents::get_agent))
+        .route(
+            "/v1/agents",
+            get(agents::list_agents).post(agents::register_agent),
+        )
+        .route(
+            "/v1/agents/{id}",
+            get(agents::get_agent).delete(agents::revoke_agent),
+        )
+        .route("/v1/agents/{id}/token", post(agents::rotate_token))
+        // Self-service accounts.
+        .route(
+            "/v1/members",
+            post(accounts::invite_member).get(accounts::list_members),
+        )
+        .route(
+            "/v1/members/{id}",
+            patch(accounts::change_role).delete(accounts::remove_member),
+        )
+        .route(
+            "/v1/api-keys",
+            post(accounts::create_api_key).get(accounts::list_api_keys),
+        )
+        .route("/v1/api-keys/{id}", delete(accounts::revoke_api_key))
         .route(
             "/v1/agents/{id}/availability",
             post(agents::ask_availability),

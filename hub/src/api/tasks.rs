@@ -102,7 +102,7 @@ pub struct CreateTaskRequest {
     pub draft: bool,
 }
 
-fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
+pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|err| Error::BadRequest {
             message: format!("`{field}` is not an RFC 3339 timestamp: {err}"),
@@ -226,6 +226,7 @@ pub struct UpdateTaskRequest {
     responses(
         (status = 200, description = "the task after the change", body = TaskResponse),
         (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 403, description = "`forbidden`: the caller is not the task's creator (or their agent), an owner or an admin"),
         (status = 409, description = "`conflict`: the task's status does not allow this action (`task is done; it cannot become paused`), or the task changed meanwhile; retry"),
     ))]
 pub async fn update_task(
@@ -300,6 +301,7 @@ pub struct WorkflowChangeRequest {
     responses(
         (status = 200, description = "the task after the change", body = TaskResponse),
         (status = 404, description = "`not_found`: no task with this id in the caller's workspace"),
+        (status = 403, description = "`forbidden`: the caller is not the task's creator (or their agent), an owner or an admin"),
         (status = 409, description = "`conflict`: the task is not `active`, `paused` or `draft`, a named step is not `pending` or `ready`, or a step changed meanwhile; retry"),
         (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the change would cause are more than 32 MiB; nothing changes"),
         (status = 422, description = "`invalid`: an empty reason or one over 4 KiB, no operations or more than 500, a change that would leave the task with more than 500 steps, a text or name holding NUL, a step the task does not have, an `order` that does not list every step once, a step without assignees, an assignee that is not in the workspace or lacks a required capability, a new step that breaks a rule of `POST /v1/tasks`, a dependency cycle; `field` names it"),
@@ -610,7 +612,7 @@ impl From<approvals::InputRequest> for InputRequestResponse {
     request_body = AnswerRequest,
     responses(
         (status = 200, description = "the question with its answer", body = InputRequestResponse),
-        (status = 403, description = "`forbidden`: the question was asked of another member, and the caller is not a workspace owner or admin"),
+        (status = 403, description = "`forbidden`: the question was asked of another member (owners and admins included)"),
         (status = 404, description = "`not_found`: no input request with this id in the caller's workspace"),
         (status = 409, description = "`conflict`: the question was already answered, or its step is no longer blocked on it"),
         (status = 422, description = "`invalid`: an empty answer, or one over 16 KiB or holding NUL"),

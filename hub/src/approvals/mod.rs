@@ -13,14 +13,14 @@ use agenthub_protocol::{
     InputRequested, ServerFrame,
 };
 
-use crate::accounts::{self, Actor, AgentActor};
+use crate::accounts::{self, Actor, AgentActor, Member, Role, authority};
 use crate::agents;
 use crate::content::{self, MAX_OPTIONS, MAX_TEXT_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
-use crate::tasks::{self, Step, StepStatus, Task, model as task_model};
+use crate::tasks::{self, By, Step, StepStatus, Task, WorkflowChangeRow, model as task_model};
 
 pub use model::{Approval, AvailabilityRequest, InputRequest};
 
@@ -68,10 +68,26 @@ pub(crate) async fn request_in_tx(
     step: &Step,
 ) -> Result<()> {
     let approvers = task_model::approvers_of(db, std::slice::from_ref(&step.id)).await?;
+    let member_ids: Vec<String> = approvers
+        .into_iter()
+        .map(|(_, member_id)| member_id)
+        .collect();
+    ask_approvers(db, outbox, task, step, &member_ids).await
+}
+
+/// Creates one approval per member in `member_ids` for the step's current attempt and
+/// asks them.
+async fn ask_approvers(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &Step,
+    member_ids: &[String],
+) -> Result<()> {
     let now = now_ms();
-    let rows: Vec<Approval> = approvers
+    let rows: Vec<Approval> = member_ids
         .iter()
-        .map(|(_, member_id)| Approval {
+        .map(|member_id| Approval {
             id: new_id(),
             workspace_id: step.workspace_id.clone(),
             step_id: step.id.clone(),
@@ -131,11 +147,7 @@ pub async fn decide(
         .store
         .transaction(async |db| {
             let approval = find_for_decision(db, workspace_id, member_id, &which).await?;
-            if approval.approver_member_id != member_id {
-                return Err(Error::forbidden(
-                    "only a listed approver of this step may decide",
-                ));
-            }
+            authority::may_decide(actor, &approval.approver_member_id)?;
             let step = task_model::find_step(db, workspace_id, &approval.step_id)
                 .await?
                 .ok_or_else(|| Error::not_found("step"))?;
@@ -353,16 +365,8 @@ pub async fn answer(
             let request = model::find_input_request(db, actor.workspace_id(), input_request_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("input request `{input_request_id}`")))?;
+            authority::may_answer(actor, &request.member_id)?;
             let member = accounts::model::get_member(db, actor.member_id()).await?;
-            let is_admin = member
-                .role
-                .parse::<accounts::Role>()
-                .is_ok_and(accounts::Role::is_admin);
-            if request.member_id != member.id && !is_admin {
-                return Err(Error::forbidden(
-                    "this question was asked of another member",
-                ));
-            }
             if request.answer.is_some() {
                 return Err(Error::conflict("this question was already answered"));
             }
@@ -526,4 +530,145 @@ pub async fn respond_availability(
             Ok::<_, Error>(())
         })
         .await
+}
+
+/// A member is about to be removed: every approval waiting for them is re-routed (the
+/// step's other approvers decide; if none remain, the task's creator is asked, or the
+/// workspace's first owner when the creator is the one removed), and every open question
+/// asked of them goes to the task's creator (or that owner). Each change is recorded in
+/// the task's history (`approver_removed`, `question_rerouted`) and the new people are
+/// asked (`approval.requested`, `input.requested`). Runs in the removal's transaction,
+/// before the member's rows go.
+pub(crate) async fn reroute_from(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    removed: &Member,
+    by: &By,
+) -> Result<()> {
+    let workspace_id = removed.workspace_id.as_str();
+    let fallback = accounts::model::list_members(db, workspace_id)
+        .await?
+        .into_iter()
+        .find(|member| member.id != removed.id && member.role == Role::Owner.as_str());
+    let reason = format!("{} was removed from the workspace", removed.email);
+    for approval in model::pending_approvals_for(db, &removed.id).await? {
+        let Some(step) = task_model::find_step(db, workspace_id, &approval.step_id).await? else {
+            continue;
+        };
+        let task = task_model::lock_task(db, workspace_id, &step.task_id)
+            .await?
+            .ok_or_else(|| Error::not_found("task"))?;
+        let mut step = task_model::find_step(db, workspace_id, &approval.step_id)
+            .await?
+            .ok_or_else(|| Error::not_found("step"))?;
+        let approvers = task_model::approvers_of(db, std::slice::from_ref(&step.id)).await?;
+        let remaining: Vec<String> = approvers
+            .into_iter()
+            .map(|(_, member_id)| member_id)
+            .filter(|member_id| member_id != &removed.id)
+            .collect();
+        let waiting = step.status == StepStatus::AwaitingApproval.as_str()
+            && step.attempt == approval.attempt;
+        let mut added = None;
+        if remaining.is_empty() {
+            let Some(new_approver) = successor(db, &task, removed, fallback.as_ref()).await? else {
+                continue;
+            };
+            task_model::insert_approvers(db, &[(step.id.clone(), new_approver.id.clone())]).await?;
+            if waiting {
+                ask_approvers(
+                    db,
+                    outbox,
+                    &task,
+                    &step,
+                    std::slice::from_ref(&new_approver.id),
+                )
+                .await?;
+            }
+            added = Some(new_approver.email);
+        } else if waiting && step.approval_level == 3 {
+            // The removed approver may have been the last one missing.
+            let everyone_else_approved = model::approvals_of(db, &step.id, step.attempt)
+                .await?
+                .iter()
+                .filter(|other| other.approver_member_id != removed.id)
+                .all(|other| other.decision.as_deref() == Some("approve"));
+            if everyone_else_approved {
+                tasks::complete_in_tx(db, outbox, &task, &mut step, by).await?;
+            }
+        }
+        let row = WorkflowChangeRow {
+            before_json: Some(serde_json::json!({"approver": removed.email}).to_string()),
+            after_json: Some(serde_json::json!({"added_approver": added}).to_string()),
+            ..history_row(&task, &step.id, "approver_removed", &reason, by)
+        };
+        task_model::insert_workflow_change(db, &row).await?;
+    }
+    for question in model::open_questions_for(db, &removed.id).await? {
+        let Some(step) = task_model::find_step(db, workspace_id, &question.step_id).await? else {
+            continue;
+        };
+        let Some(task) = task_model::find_task(db, workspace_id, &step.task_id).await? else {
+            continue;
+        };
+        let Some(new_member) = successor(db, &task, removed, fallback.as_ref()).await? else {
+            continue;
+        };
+        model::reassign_input_request(db, &question.id, &new_member.id).await?;
+        if step.status == StepStatus::Blocked.as_str() && step.attempt == question.attempt {
+            let frame = ServerFrame::InputRequested(InputRequested {
+                seq: 0,
+                input_request_id: uuid(&question.id),
+                step_id: uuid(&step.id),
+                task_id: uuid(&task.id),
+                question: question.question.clone(),
+                options: serde_json::from_str(&question.options).unwrap_or_default(),
+            });
+            outbox.push_all(&human_audiences(db, &new_member.id).await?, &frame);
+        }
+        let row = WorkflowChangeRow {
+            before_json: Some(serde_json::json!({"asked": removed.email}).to_string()),
+            after_json: Some(serde_json::json!({"asked": new_member.email}).to_string()),
+            ..history_row(&task, &step.id, "question_rerouted", &reason, by)
+        };
+        task_model::insert_workflow_change(db, &row).await?;
+    }
+    Ok(())
+}
+
+/// Who takes over from a removed member on a task: its creator, or `fallback` (the first
+/// owner) when the creator is the one removed or gone.
+async fn successor(
+    db: &mut Db<'_>,
+    task: &Task,
+    removed: &Member,
+    fallback: Option<&Member>,
+) -> Result<Option<Member>> {
+    if let Some(creator_id) = task.creator_member_id.as_deref()
+        && creator_id != removed.id
+        && let Some(creator) =
+            accounts::model::find_member(db, &task.workspace_id, creator_id).await?
+    {
+        return Ok(Some(creator));
+    }
+    Ok(fallback.cloned())
+}
+
+/// A history row of a step of `task`, without before and after.
+fn history_row(task: &Task, step_id: &str, kind: &str, reason: &str, by: &By) -> WorkflowChangeRow {
+    WorkflowChangeRow {
+        id: new_id(),
+        workspace_id: task.workspace_id.clone(),
+        task_id: task.id.clone(),
+        kind: kind.to_string(),
+        step_id: Some(step_id.to_string()),
+        before_json: None,
+        after_json: None,
+        reason: reason.to_string(),
+        triggered_by: match &by.name {
+            Some(name) => format!("{}:{name}", by.kind),
+            None => by.kind.clone(),
+        },
+        created_at: now_ms(),
+    }
 }

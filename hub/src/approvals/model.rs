@@ -193,6 +193,20 @@ pub async fn answer_input_request(
     Ok(n_rows == 1)
 }
 
+/// Asks another member an open question (its member was removed).
+pub async fn reassign_input_request(
+    db: &mut Db<'_>,
+    request_id: &str,
+    member_id: &str,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(input_requests::table.find(request_id))
+            .set(input_requests::member_id.eq(member_id))
+            .execute(conn)
+            .await
+    })
+}
+
 pub async fn open_questions_for(
     db: &mut Db<'_>,
     member_id: &str,

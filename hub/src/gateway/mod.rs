@@ -222,6 +222,17 @@ impl Sessions {
         n_kicked
     }
 
+    /// Ends the sessions of revoked tokens at once (`4001`).
+    pub fn close_revoked(&self, token_hashes: &[String]) -> usize {
+        self.kick_tokens(
+            token_hashes,
+            Kick {
+                code: close_code::TOKEN_REVOKED,
+                reason: "the agent token was revoked",
+            },
+        )
+    }
+
     /// Ends every session (hub shutdown: `1001`, reconnect elsewhere).
     pub fn kick_all(&self, kick: Kick) {
         for entry in self.by_agent.lock().expect("sessions lock").values_mut() {

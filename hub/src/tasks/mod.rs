@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::accounts::{self, Actor};
+use crate::accounts::{self, Actor, authority};
 use crate::agents::{self, Agent};
 use crate::content::{
     self, MAX_INPUT_BYTES, MAX_STEP_DESCRIPTION_BYTES, MAX_TASK_DESCRIPTION_BYTES, MAX_TEXT_BYTES,
@@ -872,6 +872,7 @@ pub async fn set_task_status(
             let task = model::lock_task(db, actor.workspace_id(), task_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            authority::may_steer(actor, &task)?;
             let from = task_status(&task);
             let to = action.target();
             // Only a paused task resumes: a draft is published, a failed task re-opens by a

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::accounts::{self, Actor};
+use crate::accounts::{Actor, authority};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Outbox;
@@ -24,7 +24,7 @@ pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Tas
     ctx.store
         .transaction(async |db| {
             let task = find_task(db, actor, task_id).await?;
-            may_steer(db, actor, &task).await?;
+            authority::may_steer(actor, &task)?;
             let from = task_status(&task);
             if from != TaskStatus::Draft {
                 return Err(Error::conflict(format!(
@@ -73,7 +73,7 @@ pub async fn retry_step(
             let step = model::find_step(db, actor.workspace_id(), step_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
-            may_steer(db, actor, &task).await?;
+            authority::may_steer(actor, &task)?;
             let from = task_status(&task);
             if !matches!(
                 from,
@@ -182,27 +182,4 @@ async fn find_task(db: &mut Db<'_>, actor: &Actor, task_id: &str) -> Result<Task
     model::lock_task(db, actor.workspace_id(), task_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))
-}
-
-/// The task's creator (the member, or an agent bound to them) or an owner or admin may
-/// steer a task; anyone else gets `forbidden`.
-pub(crate) async fn may_steer(db: &mut Db<'_>, actor: &Actor, task: &Task) -> Result<()> {
-    if task.creator_member_id.as_deref() == Some(actor.member_id()) {
-        return Ok(());
-    }
-    let role = match actor {
-        Actor::Member(member) => member.role,
-        Actor::Agent(agent) => {
-            accounts::model::find_member(db, &agent.workspace_id, &agent.member_id)
-                .await?
-                .and_then(|member| member.role.parse().ok())
-                .unwrap_or(accounts::Role::Member)
-        }
-    };
-    if role.is_admin() {
-        return Ok(());
-    }
-    Err(Error::forbidden(
-        "only the task's creator or a workspace owner or admin may do this",
-    ))
 }

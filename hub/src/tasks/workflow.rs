@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use agenthub_protocol::{ServerFrame, WorkflowChanged};
 use serde_json::json;
 
-use crate::accounts::Actor;
+use crate::accounts::{Actor, authority};
 use crate::content::{self, MAX_REASON_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -91,6 +91,7 @@ pub async fn change_workflow(
             let task = model::lock_task(db, actor.workspace_id(), task_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            authority::may_steer(actor, &task)?;
             if !matches!(task.status.as_str(), "active" | "paused" | "draft") {
                 return Err(Error::conflict(format!(
                     "task is {}; its workflow cannot change",

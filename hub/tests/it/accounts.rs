@@ -7,6 +7,7 @@ use diesel_async::RunQueryDsl;
 use agenthub::accounts::{self, Actor, ApiKey, Role, token};
 use agenthub::agents::{self, NewAgent, model::AgentToken};
 use agenthub::approvals::{self, ApprovalRef};
+use agenthub::ctx::{Ctx, Settings};
 use agenthub::db;
 use agenthub::schema::{agent_tokens, api_keys};
 use agenthub::store::{StoreError, now_ms};
@@ -130,24 +131,24 @@ backend_test!(
         let team = Team::new(&store).await;
         let workspace_id = team.workspace_id.clone();
         expect_err(
-            accounts::remove_member(&store, &workspace_id, "aurora@example.com").await,
+            accounts::remove_member(&team.ctx, None, &workspace_id, "aurora@example.com").await,
             "conflict",
             "aurora@example.com is the last owner of the workspace",
         );
 
         // With a second owner the first may go, and then the second is the last one.
         team.add_member("kim@example.com", Role::Owner).await;
-        let removed = accounts::remove_member(&store, &workspace_id, "aurora@example.com")
+        let removed = accounts::remove_member(&team.ctx, None, &workspace_id, "aurora@example.com")
             .await
             .unwrap();
         assert_eq!(removed.email, "aurora@example.com");
         expect_err(
-            accounts::remove_member(&store, &workspace_id, "kim@example.com").await,
+            accounts::remove_member(&team.ctx, None, &workspace_id, "kim@example.com").await,
             "conflict",
             "kim@example.com is the last owner",
         );
         expect_err(
-            accounts::remove_member(&store, &workspace_id, "aurora@example.com").await,
+            accounts::remove_member(&team.ctx, None, &workspace_id, "aurora@example.com").await,
             "not_found",
             "member `aurora@example.com`",
         );
@@ -156,7 +157,7 @@ backend_test!(
         let key = accounts::create_api_key(&store, &workspace_id, "duan@example.com", None)
             .await
             .unwrap();
-        accounts::remove_member(&store, &workspace_id, "duan@example.com")
+        accounts::remove_member(&team.ctx, None, &workspace_id, "duan@example.com")
             .await
             .unwrap();
         expect_err(
@@ -196,12 +197,12 @@ backend_test!(
             let handles: Vec<_> = ["a@example.com", "b@example.com"]
                 .into_iter()
                 .map(|email| {
-                    let store = store.clone();
+                    let ctx = Ctx::new(store.clone(), Settings::default());
                     let barrier = barrier.clone();
                     let workspace_id = workspace.id.clone();
                     tokio::spawn(async move {
                         barrier.wait().await;
-                        accounts::remove_member(&store, &workspace_id, email).await
+                        accounts::remove_member(&ctx, None, &workspace_id, email).await
                     })
                 })
                 .collect();
@@ -658,7 +659,7 @@ backend_test!(
             "member",
         );
         expect_err(
-            accounts::remove_member(&store, &team_a.workspace_id, team_b.duan.member_id()).await,
+            accounts::remove_member(&team_a.ctx, None, &team_a.workspace_id, team_b.duan.member_id()).await,
             "not_found",
             "member",
         );

@@ -324,6 +324,7 @@ async fn admin_shows_a_failed_task_with_its_timeline_and_retries_its_step() {
         member_id: aurora.id.clone(),
         email: aurora.email.clone(),
         role: Role::Owner,
+        scopes: agenthub::accounts::authority::Scopes::ALL,
     });
     let view = tasks::create_task(&ctx, &actor, crate::support::report_task_for("min-laptop"))
         .await

@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod api_docs;
 mod approvals;
+mod authority;
 mod cluster;
 mod conformance;
 mod content;

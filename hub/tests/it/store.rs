@@ -597,6 +597,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         availability_requests,
         workflow_changes,
         timeline,
+        revoked_agent_tokens,
         events,
         audience_seqs,
         step_logs,

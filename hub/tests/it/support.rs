@@ -338,6 +338,7 @@ async fn add_member(store: &Store, workspace_id: &str, email: &str, role: Role) 
         member_id: member.id,
         email: member.email,
         role,
+        scopes: accounts::authority::Scopes::ALL,
     })
 }
 

@@ -1129,8 +1129,22 @@ backend_test!(
         assert!(ready_steps(&events(&store, &team.duan_bot.agent_id).await).contains(&(uuid(&b), 1)));
         expect_err(tasks::claim_step(ctx, &team.min, &b).await, "forbidden", "not assigned");
 
-        // `c` now waits for `legal` instead of `b`; an agent makes this change.
-        let bot = Actor::Agent(team.duan_bot.clone());
+        // `c` now waits for `legal` instead of `b`; the creator's agent makes this change
+        // (another member's agent may not: the task is not theirs).
+        expect_err(
+            workflow(
+                &Actor::Agent(team.duan_bot.clone()),
+                "legal first",
+                vec![WorkflowOp::SetDependencies {
+                    step: c.clone(),
+                    depends_on: vec!["legal".into()],
+                }],
+            )
+            .await,
+            "forbidden",
+            "only the task's creator",
+        );
+        let bot = Actor::Agent(team.min.clone());
         workflow(
             &bot,
             "legal first",
@@ -1201,7 +1215,7 @@ backend_test!(
                     json!({"key": "legal", "title": "Step legal", "assignees": ["duan-bot"], "depends_on": ["a"]}),
                 ),
                 ("assignees_changed", "min is away", "member:aurora@example.com", json!(["min"]), json!(["duan-bot"])),
-                ("dependencies_changed", "legal first", "agent:duan-bot", json!(["b"]), json!(["legal"])),
+                ("dependencies_changed", "legal first", "agent:min", json!(["b"]), json!(["legal"])),
                 ("dependencies_changed", "b needs legal too", "member:aurora@example.com", json!(["a"]), json!(["a", "legal"])),
                 (
                     "step_removed",

@@ -1,0 +1,2 @@
+DROP TABLE revoked_agent_tokens;
+ALTER TABLE api_keys DROP COLUMN scopes;
