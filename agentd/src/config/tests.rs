@@ -81,6 +81,7 @@ fn the_documented_example_holds_the_defaults_and_every_key() {
         external: ExternalConfig {
             program: Some("/bin/agent".into()),
             args: Vec::new(),
+            env: [("AGENT_PROFILE".to_string(), "ci".to_string())].into(),
         },
         ..Config::default()
     })
@@ -92,7 +93,7 @@ fn the_documented_example_holds_the_defaults_and_every_key() {
         .chain(claude.as_table().unwrap().keys())
         .chain(external.as_table().unwrap().keys());
     for key in keys {
-        if key == "tools" {
+        if key == "tools" || key == "env" {
             continue;
         }
         assert!(

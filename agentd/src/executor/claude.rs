@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ClaudeConfig, ToolPolicy};
 use crate::credentials::Secret;
+use crate::executor::env::ChildEnv;
 use crate::executor::tools::{self, ToolLimits, ToolOutput};
 use crate::executor::{Failure, Outcome, StepCtx};
 
@@ -204,6 +205,7 @@ pub async fn execute(
     ctx: &mut StepCtx,
     config: &ClaudeConfig,
     key: &Secret,
+    env: &ChildEnv,
 ) -> Result<Outcome, Failure> {
     let client = Client::new(config, key)?;
     let limits = ToolLimits {
@@ -216,6 +218,9 @@ pub async fn execute(
     let mut output_tokens = 0u64;
     let mut model = config.model.clone();
     for _turn in 0..config.max_turns {
+        if ctx.is_stopped() {
+            return Err(Failure::retryable("the step was stopped"));
+        }
         let body = json!({
             "model": config.model,
             "max_tokens": config.max_tokens,
@@ -223,7 +228,10 @@ pub async fn execute(
             "tools": tools::definitions(),
             "messages": messages,
         });
-        let response = client.create(&body).await?;
+        let response = tokio::select! {
+            response = client.create(&body) => response?,
+            () = ctx.stopped() => return Err(Failure::retryable("the step was stopped")),
+        };
         input_tokens += response.usage.input_tokens;
         output_tokens += response.usage.output_tokens;
         if let Some(answered_model) = &response.model {
@@ -266,10 +274,13 @@ pub async fn execute(
         }
         let mut results = Vec::new();
         for tool_use in tool_uses {
+            if ctx.is_stopped() {
+                return Err(Failure::retryable("the step was stopped"));
+            }
             let id = tool_use["id"].as_str().unwrap_or_default().to_string();
             let name = tool_use["name"].as_str().unwrap_or_default().to_string();
             let input = tool_use.get("input").cloned().unwrap_or(Value::Null);
-            let output = call_tool(ctx, config, limits, &name, &input).await?;
+            let output = call_tool(ctx, config, limits, env, &name, &input).await?;
             let mut block =
                 json!({"type": "tool_result", "tool_use_id": id, "content": output.content});
             if output.is_error {
@@ -289,6 +300,7 @@ async fn call_tool(
     ctx: &mut StepCtx,
     config: &ClaudeConfig,
     limits: ToolLimits,
+    env: &ChildEnv,
     name: &str,
     input: &Value,
 ) -> Result<ToolOutput, Failure> {
@@ -332,7 +344,7 @@ async fn call_tool(
         ToolPolicy::Auto => {}
     }
     ctx.log(LogStream::Info, format!("{shown}\n")).await;
-    Ok(tools::run(name, input, &ctx.work_dir, limits).await)
+    Ok(tools::run(name, input, &ctx.work_dir, limits, env).await)
 }
 
 fn describe_call(name: &str, input: &Value) -> String {

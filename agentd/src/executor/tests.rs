@@ -35,6 +35,7 @@ fn executors(key: bool, default_executor: Option<&str>) -> Executors {
         config_file: PathBuf::from("/home/min/.config/agentd/config.toml"),
         claude_key: ClaudeKey::new(key.then(|| Secret::new("sk-ant-test")), None),
         manual: manual::Waiters::default(),
+        hub: None,
     }
 }
 

@@ -1,10 +1,14 @@
 //! agentd integration tests: the real binary as a child process against a fake hub and
 //! a fake Claude API on 127.0.0.1, and end to end against the real hub.
 
+mod cancel;
 mod claude;
 mod cli;
 mod e2e;
 mod ends;
+mod executors;
+mod files;
+mod full_text;
 mod hub;
 mod notify;
 mod quickstart;

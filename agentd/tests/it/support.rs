@@ -498,6 +498,14 @@ impl HubConn {
             .unwrap();
     }
 
+    /// Sends bytes as they are, as a binary message (a frame the encoder would refuse).
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.socket
+            .send(Message::Binary(bytes.into()))
+            .await
+            .unwrap();
+    }
+
     pub async fn welcome(&mut self, last_seq: u64, lease_ms: u64) {
         self.send(ServerFrame::Welcome(Welcome {
             agent_id: Uuid::now_v7(),
