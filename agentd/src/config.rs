@@ -161,6 +161,7 @@ pub struct Config {
     /// Where the agent token and the Claude key are stored.
     pub credential_store: CredentialStoreKind,
     pub claude: ClaudeConfig,
+    pub claude_code: ClaudeCodeConfig,
     pub external: ExternalConfig,
 }
 
@@ -186,6 +187,42 @@ pub struct ClaudeConfig {
     pub ask_timeout_secs: u64,
     /// Policy per tool: `run_shell`, `read_file`, `write_file`, `edit_file`, `list_files`.
     pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+/// Settings of the `claude-code` executor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaudeCodeConfig {
+    /// The `claude` program; found on PATH when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<PathBuf>,
+    /// `--model`; Claude Code's own default when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// More arguments for `claude`.
+    pub args: Vec<String>,
+    /// Pass agentd's Claude API key to Claude Code as ANTHROPIC_API_KEY; otherwise (or
+    /// without a key) Claude Code uses its own login.
+    pub pass_key: bool,
+    /// A permission prompt nobody answers within this is denied.
+    pub ask_timeout_secs: u64,
+    /// Policy per tool (`Bash`, `Write`, …), per tool and argument pattern
+    /// (`Bash(git *)`), or for every tool (`*`): the most specific match wins; `ask`
+    /// without a match.
+    pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+impl Default for ClaudeCodeConfig {
+    fn default() -> Self {
+        ClaudeCodeConfig {
+            program: None,
+            model: None,
+            args: Vec::new(),
+            pass_key: true,
+            ask_timeout_secs: 600,
+            tools: BTreeMap::new(),
+        }
+    }
 }
 
 /// Settings of the `external` executor.
@@ -215,6 +252,7 @@ impl Default for Config {
             notify: true,
             credential_store: CredentialStoreKind::Auto,
             claude: ClaudeConfig::default(),
+            claude_code: ClaudeCodeConfig::default(),
             external: ExternalConfig::default(),
         }
     }

@@ -69,6 +69,9 @@ enum Command {
     /// Run agentd in the background (systemd user unit, launchd agent)
     #[command(subcommand)]
     Service(cmd::service::Command),
+    /// The MCP permission server Claude Code starts for a claude-code step
+    #[command(hide = true)]
+    McpPermission(cmd::mcp::McpPermission),
     /// Print shell completions: `agentd completions bash > /etc/bash_completion.d/agentd`
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -113,6 +116,10 @@ async fn run(cli: Cli) -> agentd::Result<()> {
         clap_complete::generate(shell, &mut Cli::command(), "agentd", &mut std::io::stdout());
         return Ok(());
     }
+    // Started by Claude Code: needs no configuration.
+    if let Command::McpPermission(server) = cli.command {
+        return server.run();
+    }
     let ctx = Ctx {
         loaded: Loaded::load(&cli.global)?,
     };
@@ -131,7 +138,7 @@ async fn run(cli: Cli) -> agentd::Result<()> {
         Command::Tasks(tasks) => tasks.run(ctx).await,
         Command::Task(task) => task.run(ctx).await,
         Command::Service(service) => service.run(ctx).await,
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::McpPermission(_) => Ok(()),
     }
 }
 

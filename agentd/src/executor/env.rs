@@ -97,6 +97,12 @@ impl ChildEnv {
         Ok(())
     }
 
+    /// Sets a secret: only for the one executor configured to pass it (Claude Code's
+    /// `ANTHROPIC_API_KEY` with `pass_key`).
+    pub fn set_secret(&mut self, name: &str, value: &str) {
+        self.vars.insert(name.into(), value.into());
+    }
+
     /// Sets the variables of a JSON object of strings (a step's `input.env`); `what`
     /// names it in errors.
     pub fn set_json(&mut self, env: &Value, what: &str) -> Result<(), String> {

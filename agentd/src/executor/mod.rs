@@ -2,6 +2,7 @@
 //! (`claude`, `shell`, `manual`, `external`); the configuration gives the default.
 
 pub mod claude;
+pub mod claude_code;
 pub mod env;
 pub mod external;
 pub mod files;
@@ -237,6 +238,7 @@ pub struct ManualResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Claude,
+    ClaudeCode,
     Shell,
     Manual,
     External,
@@ -244,12 +246,13 @@ pub enum Kind {
 
 impl Kind {
     /// The names agentd knows, for messages.
-    pub const NAMES: &'static str = "claude, shell, manual or external";
+    pub const NAMES: &'static str = "claude, claude-code, shell, manual or external";
 
     /// The executor called `name`, if agentd has it.
     pub fn parse(name: &str) -> Option<Kind> {
         match name {
             "claude" => Some(Kind::Claude),
+            "claude-code" => Some(Kind::ClaudeCode),
             "shell" => Some(Kind::Shell),
             "manual" => Some(Kind::Manual),
             "external" => Some(Kind::External),
@@ -261,6 +264,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Claude => "claude",
+            Kind::ClaudeCode => "claude-code",
             Kind::Shell => "shell",
             Kind::Manual => "manual",
             Kind::External => "external",
@@ -454,6 +458,10 @@ impl Executors {
             Kind::Claude => {
                 let key = self.claude_key.get().expect("checked: a key is known");
                 claude::execute(ctx, &self.config.claude, &key, &env).await
+            }
+            Kind::ClaudeCode => {
+                let key = self.claude_key.get();
+                claude_code::execute(ctx, &self.config.claude_code, env, key.as_ref()).await
             }
             Kind::Manual => manual::execute(ctx, &self.manual).await,
             Kind::External => external::execute(ctx, &self.config.external, env).await,

@@ -144,7 +144,7 @@ fn an_unknown_executor_is_named_with_the_known_ones() {
     assert_eq!(
         failure.reason,
         "this step names the executor `gpt`, which agentd does not have; name one of claude, \
-         shell, manual or external"
+         claude-code, shell, manual or external"
     );
 }
 

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod claude;
+mod claude_code;
 mod cli;
 mod e2e;
 mod ends;

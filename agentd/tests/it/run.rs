@@ -174,7 +174,8 @@ async fn an_unknown_default_executor_is_refused_at_start() {
     let out = agentd.run(&["run", "--once"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("is `bash`; expected claude, shell, manual or external"),
+        text(&out.stderr)
+            .contains("is `bash`; expected claude, claude-code, shell, manual or external"),
         "{}",
         text(&out.stderr)
     );
