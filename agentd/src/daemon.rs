@@ -199,6 +199,8 @@ impl Core {
             self.outbound_tx.clone(),
             answers_rx,
             blocked.clone(),
+        )
+        .with_stop(
             stop.clone(),
             Duration::from_secs(self.executors.config.cancel_grace_secs),
         );

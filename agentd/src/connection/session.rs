@@ -49,7 +49,7 @@ pub enum SessionEnd {
 
 /// An event to process.
 enum Event {
-    Known(ServerFrame),
+    Known(Box<ServerFrame>),
     Undecodable(Undecodable),
 }
 
@@ -400,7 +400,7 @@ where
             }
         };
         if let Some(seq) = frame.seq() {
-            return self.on_event(seq, Event::Known(frame)).await;
+            return self.on_event(seq, Event::Known(Box::new(frame))).await;
         }
         match frame {
             ServerFrame::Ping(ping) => {
@@ -578,7 +578,7 @@ where
             });
         }
         match event {
-            Event::Known(frame) => self.on_known_event(frame).await?,
+            Event::Known(frame) => self.on_known_event(*frame).await?,
             Event::Undecodable(Undecodable::Broken { reason, loose }) => {
                 self.on_broken_event(reason, loose).await?;
             }

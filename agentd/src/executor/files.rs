@@ -1,5 +1,6 @@
-//! Files in and out of a step. Before it runs, the files of the earlier steps it reads
-//! (`StepOutput.files`) are downloaded into `inputs/` of its work dir, each checked
+//! Files in and out of a step. Before it runs, its attachments (`input.attachments`)
+//! and the files of the earlier steps it reads (`StepOutput.files`) are downloaded into
+//! `inputs/` of its work dir, each checked
 //! against its announced size (and digest, when the hub sends one), all of them within
 //! `max_input_bytes`. After it succeeds, the files it declares (a shell step's
 //! `input.outputs` globs) are uploaded with `PUT /v1/files` and their ids go into the
@@ -17,9 +18,30 @@ use crate::hub::HubClient;
 /// Where a step finds the files of the steps it depends on, in its work dir.
 pub const INPUTS_DIR: &str = "inputs";
 
+/// The files to download for `step`: its own attachments (`input.attachments`, ids
+/// of uploaded files), then the files of the earlier steps it reads; each with where
+/// it comes from, for messages.
+pub fn input_files(step: &StepInfo) -> Vec<(String, String)> {
+    let attachments = step
+        .input
+        .get("attachments")
+        .and_then(|list| list.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str())
+        .map(|id| (id.to_string(), "the step's attachments".to_string()));
+    let outputs = step.inputs.iter().flat_map(|output| {
+        output
+            .files
+            .iter()
+            .map(|id| (id.clone(), format!("\"{}\"", output.title)))
+    });
+    attachments.chain(outputs).collect()
+}
+
 /// Whether `step` has files to download.
 pub fn has_inputs(step: &StepInfo) -> bool {
-    step.inputs.iter().any(|output| !output.files.is_empty())
+    !input_files(step).is_empty()
 }
 
 /// Downloads the files of the step's inputs into `inputs/`; returns their paths.
@@ -32,44 +54,38 @@ pub async fn download_inputs(
     let mut left = max_total_bytes;
     let mut names = HashSet::new();
     let mut paths = Vec::new();
-    for output in &ctx.step.inputs {
-        for file_id in &output.files {
-            let file = hub.download(file_id, &dir, left).await.map_err(|err| {
-                let reason = format!(
-                    "cannot download file {file_id} of \"{}\": {err}",
-                    output.title
-                );
-                match err {
-                    Error::Refused { status: 413, .. } => Failure::fatal(format!(
-                        "{reason} (max_input_bytes in config.toml is {max_total_bytes})"
-                    )),
-                    Error::Refused { .. } => Failure::fatal(reason),
-                    _ => Failure::retryable(reason),
-                }
-            })?;
-            left -= file.size_bytes;
-            let mut path = file.path.clone();
-            if !names.insert(file.name.clone()) {
-                // Two inputs share a name: the later one keeps its id in front.
-                path = dir.join(format!("{file_id}-{}", file.name));
-                std::fs::rename(&file.path, &path).map_err(|err| {
-                    Failure::retryable(format!("cannot rename {}: {err}", file.path.display()))
-                })?;
+    for (file_id, origin) in input_files(&ctx.step) {
+        let file = hub.download(&file_id, &dir, left).await.map_err(|err| {
+            let reason = format!("cannot download file {file_id} of {origin}: {err}");
+            match err {
+                Error::Refused { status: 413, .. } => Failure::fatal(format!(
+                    "{reason} (max_input_bytes in config.toml is {max_total_bytes})"
+                )),
+                Error::Refused { .. } => Failure::fatal(reason),
+                _ => Failure::retryable(reason),
             }
-            let shown = path.strip_prefix(&ctx.work_dir).unwrap_or(&path);
-            ctx.log(
-                LogStream::Info,
-                format!(
-                    "downloaded {} from \"{}\" ({} bytes, sha-256 {})\n",
-                    shown.display(),
-                    output.title,
-                    file.size_bytes,
-                    file.sha256
-                ),
-            )
-            .await;
-            paths.push(path);
+        })?;
+        left -= file.size_bytes;
+        let mut path = file.path.clone();
+        if !names.insert(file.name.clone()) {
+            // Two inputs share a name: the later one keeps its id in front.
+            path = dir.join(format!("{file_id}-{}", file.name));
+            std::fs::rename(&file.path, &path).map_err(|err| {
+                Failure::retryable(format!("cannot rename {}: {err}", file.path.display()))
+            })?;
         }
+        let shown = path.strip_prefix(&ctx.work_dir).unwrap_or(&path);
+        ctx.log(
+            LogStream::Info,
+            format!(
+                "downloaded {} from {origin} ({} bytes, sha-256 {})\n",
+                shown.display(),
+                file.size_bytes,
+                file.sha256
+            ),
+        )
+        .await;
+        paths.push(path);
     }
     Ok(paths)
 }

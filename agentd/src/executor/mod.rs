@@ -108,8 +108,6 @@ impl StepCtx {
         outbound: mpsc::Sender<Outbound>,
         answers: mpsc::Receiver<String>,
         blocked: Arc<AtomicBool>,
-        stop: CancellationToken,
-        grace: Duration,
     ) -> StepCtx {
         StepCtx {
             step,
@@ -118,9 +116,17 @@ impl StepCtx {
             outbound,
             answers,
             blocked,
-            stop,
-            grace,
+            stop: CancellationToken::new(),
+            grace: Duration::from_secs(10),
         }
+    }
+
+    /// Stops the step when `stop` is cancelled, giving its processes `grace` between
+    /// SIGTERM and SIGKILL.
+    pub fn with_stop(mut self, stop: CancellationToken, grace: Duration) -> StepCtx {
+        self.stop = stop;
+        self.grace = grace;
+        self
     }
 
     /// Resolves when the step is to stop (revoked, cancelled, out of time): the executor

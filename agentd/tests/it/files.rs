@@ -165,3 +165,42 @@ async fn inputs_larger_than_the_budget_fail_the_step_saying_which_setting() {
     assert!(!work.join("ran.txt").exists());
     assert!(!work.join("inputs/big.bin").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_attachments_are_in_its_work_dir_before_it_runs() {
+    let hub = Hub::start().await;
+    let uploaded: Value = reqwest::Client::new()
+        .put(format!("{}/v1/files?name=brief.txt", hub.url))
+        .bearer_auth(&hub.team.owner_key)
+        .body("Focus on EMEA.\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = uploaded["id"].as_str().unwrap().to_string();
+    let agentd = Agentd::new();
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let step_id = hub
+        .rest
+        .create_step(
+            &hub.team.owner_key,
+            json!({"title": "Read the brief", "assignees": ["min-laptop"], "executor": "shell",
+                   "input": {"command": "cat inputs/brief.txt > seen.txt", "attachments": [file_id]}}),
+        )
+        .await;
+    let step = hub
+        .rest
+        .wait_step(&hub.team.owner_key, &step_id, WAIT, "done", ended)
+        .await;
+    assert_eq!(step["status"], "done", "{step:#}");
+    let seen = std::fs::read_to_string(
+        agentd
+            .work_dir(Uuid::parse_str(&step_id).unwrap())
+            .join("seen.txt"),
+    )
+    .unwrap();
+    assert_eq!(seen, "Focus on EMEA.\n");
+}

@@ -8,12 +8,8 @@ const STEP_ID: &str = "0190d0f0-0000-7000-8000-000000000001";
 /// (no encoder writes it).
 fn msgpack_ready(depth: usize) -> Vec<u8> {
     let mut bytes = vec![0x83];
-    for (key, value) in [("type", "step.ready")] {
-        bytes.push(0xa0 | key.len() as u8);
-        bytes.extend(key.as_bytes());
-        bytes.push(0xa0 | value.len() as u8);
-        bytes.extend(value.as_bytes());
-    }
+    bytes.extend([0xa4, b't', b'y', b'p', b'e', 0xaa]);
+    bytes.extend(b"step.ready");
     bytes.extend([0xa3, b's', b'e', b'q', 42]);
     bytes.extend([0xa4, b's', b't', b'e', b'p', 0x83]);
     bytes.extend([0xa5, b'i', b'n', b'p', b'u', b't']);
