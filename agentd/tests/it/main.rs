@@ -16,3 +16,4 @@ mod quickstart;
 mod run;
 mod support;
 mod tasks;
+mod tls;
