@@ -14,6 +14,7 @@ mod hub;
 mod notify;
 mod quickstart;
 mod run;
+mod service;
 mod support;
 mod tasks;
 mod tls;
