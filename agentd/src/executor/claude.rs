@@ -2,6 +2,7 @@
 //! (`POST {base}/v1/messages`), with the tools of [`crate::executor::tools`]. The key
 //! is sent only to that endpoint, in `x-api-key`, and never logged.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agenthub_protocol::{LogStream, StepInfo, Usage};
@@ -217,6 +218,8 @@ pub async fn execute(
     let mut input_tokens = 0u64;
     let mut output_tokens = 0u64;
     let mut model = config.model.clone();
+    // The files the write and edit tools changed, uploaded with the result.
+    let mut written: Vec<PathBuf> = Vec::new();
     for _turn in 0..config.max_turns {
         if ctx.is_stopped() {
             return Err(Failure::retryable("the step was stopped"));
@@ -270,6 +273,7 @@ pub async fn execute(
                     input_tokens,
                     output_tokens,
                 }),
+                outputs: written,
             });
         }
         let mut results = Vec::new();
@@ -281,6 +285,15 @@ pub async fn execute(
             let name = tool_use["name"].as_str().unwrap_or_default().to_string();
             let input = tool_use.get("input").cloned().unwrap_or(Value::Null);
             let output = call_tool(ctx, config, limits, env, &name, &input).await?;
+            if !output.is_error
+                && matches!(name.as_str(), "write_file" | "edit_file")
+                && let Some(path) = input["path"].as_str()
+            {
+                let path = ctx.work_dir.join(path);
+                if !written.contains(&path) {
+                    written.push(path);
+                }
+            }
             let mut block =
                 json!({"type": "tool_result", "tool_use_id": id, "content": output.content});
             if output.is_error {

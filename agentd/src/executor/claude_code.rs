@@ -270,6 +270,7 @@ pub async fn execute(
                 + usage["cache_creation_input_tokens"].as_u64().unwrap_or(0),
             output_tokens: usage["output_tokens"].as_u64().unwrap_or(0),
         }),
+        outputs: Vec::new(),
     })
 }
 

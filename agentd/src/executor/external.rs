@@ -180,5 +180,6 @@ pub async fn execute(
         summary: parsed.summary,
         files: Vec::new(),
         usage: None,
+        outputs: Vec::new(),
     })
 }

@@ -67,6 +67,7 @@ pub async fn execute(ctx: &mut StepCtx, waiters: &Waiters) -> Result<Outcome, Fa
         summary: result.summary,
         files: Vec::new(),
         usage: None,
+        outputs: Vec::new(),
     })
 }
 

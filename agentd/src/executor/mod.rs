@@ -35,8 +35,12 @@ use crate::hub::HubClient;
 pub struct Outcome {
     pub result: Value,
     pub summary: Option<String>,
+    /// Ids of uploaded files referenced by the submit.
     pub files: Vec<String>,
     pub usage: Option<Usage>,
+    /// Files in the work dir the executor produced (the claude tools' written files),
+    /// uploaded before the submit and added to `files`.
+    pub outputs: Vec<PathBuf>,
 }
 
 /// Why a step could not be done.
@@ -472,10 +476,16 @@ impl Executors {
             Kind::Manual => manual::execute(ctx, &self.manual).await,
             Kind::External => external::execute(ctx, &self.config.external, env).await,
         }?;
+        let mut produced = std::mem::take(&mut outcome.outputs);
         if !outputs.is_empty() {
-            let found = files::matching_files(&ctx.work_dir, &outputs)?;
+            produced.extend(files::matching_files(&ctx.work_dir, &outputs)?);
+        }
+        produced.dedup();
+        if !produced.is_empty() {
             let hub = self.rest().await?;
-            outcome.files.extend(files::upload(ctx, hub, &found).await?);
+            outcome
+                .files
+                .extend(files::upload(ctx, hub, &produced).await?);
         }
         Ok(outcome)
     }

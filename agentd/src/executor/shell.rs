@@ -119,6 +119,7 @@ pub async fn execute(ctx: &mut StepCtx, mut env: ChildEnv) -> Result<Outcome, Fa
             summary: Some(format!("`{command}` succeeded")),
             files: Vec::new(),
             usage: None,
+            outputs: Vec::new(),
         }),
         Some(code) => Err(Failure::fatal(format!(
             "`{command}` exited with status {code}{}",
