@@ -4,6 +4,7 @@
 mod cancel;
 mod claude;
 mod claude_code;
+mod claude_code_real;
 mod cli;
 mod e2e;
 mod ends;
