@@ -28,6 +28,26 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log lines on stderr: text (colours only on a terminal) or json, one object a line
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "AGENTD_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal and NO_COLOR is unset.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Where agentd keeps its files.
@@ -126,11 +146,22 @@ pub struct Config {
     pub default_executor: Option<String>,
     /// A step running longer than this is failed.
     pub step_timeout_secs: u64,
+    /// A stopped step (cancelled, revoked, out of time) gets this long between SIGTERM
+    /// and SIGKILL to its processes.
+    pub cancel_grace_secs: u64,
+    /// The files of the earlier steps a step reads are downloaded into its work dir up
+    /// to this many bytes in all; a step whose inputs are larger fails.
+    pub max_input_bytes: u64,
+    /// Variables of agentd's environment passed on to the programs steps run, besides
+    /// the basics (PATH, HOME, the locale, the temporary directory). Secrets
+    /// (ANTHROPIC_API_KEY, AGENTD_TOKEN) are never passed.
+    pub pass_env: Vec<String>,
     /// Desktop notifications.
     pub notify: bool,
     /// Where the agent token and the Claude key are stored.
     pub credential_store: CredentialStoreKind,
     pub claude: ClaudeConfig,
+    pub claude_code: ClaudeCodeConfig,
     pub external: ExternalConfig,
 }
 
@@ -158,6 +189,42 @@ pub struct ClaudeConfig {
     pub tools: BTreeMap<String, ToolPolicy>,
 }
 
+/// Settings of the `claude-code` executor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaudeCodeConfig {
+    /// The `claude` program; found on PATH when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<PathBuf>,
+    /// `--model`; Claude Code's own default when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// More arguments for `claude`.
+    pub args: Vec<String>,
+    /// Pass agentd's Claude API key to Claude Code as ANTHROPIC_API_KEY; otherwise (or
+    /// without a key) Claude Code uses its own login.
+    pub pass_key: bool,
+    /// A permission prompt nobody answers within this is denied.
+    pub ask_timeout_secs: u64,
+    /// Policy per tool (`Bash`, `Write`, …), per tool and argument pattern
+    /// (`Bash(git *)`), or for every tool (`*`): the most specific match wins; `ask`
+    /// without a match.
+    pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+impl Default for ClaudeCodeConfig {
+    fn default() -> Self {
+        ClaudeCodeConfig {
+            program: None,
+            model: None,
+            args: Vec::new(),
+            pass_key: true,
+            ask_timeout_secs: 600,
+            tools: BTreeMap::new(),
+        }
+    }
+}
+
 /// Settings of the `external` executor.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,6 +232,8 @@ pub struct ExternalConfig {
     /// The program that gets the step as JSON on stdin and prints its result as JSON.
     pub program: Option<PathBuf>,
     pub args: Vec<String>,
+    /// Variables set in the program's environment (besides the basics and `pass_env`).
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -177,9 +246,13 @@ impl Default for Config {
             capabilities: Vec::new(),
             default_executor: None,
             step_timeout_secs: 3600,
+            cancel_grace_secs: 10,
+            max_input_bytes: 1 << 30,
+            pass_env: Vec::new(),
             notify: true,
             credential_store: CredentialStoreKind::Auto,
             claude: ClaudeConfig::default(),
+            claude_code: ClaudeCodeConfig::default(),
             external: ExternalConfig::default(),
         }
     }
@@ -275,6 +348,18 @@ impl Loaded {
                 "default_executor in {} is `{executor}`; expected {}",
                 paths.config_file.display(),
                 Kind::NAMES
+            )));
+        }
+        let secrets = config
+            .pass_env
+            .iter()
+            .chain(config.external.env.keys())
+            .filter(|name| crate::executor::env::is_secret(name))
+            .collect::<Vec<_>>();
+        if let Some(secret) = secrets.first() {
+            return Err(Error::config(format!(
+                "{} names `{secret}`, a secret of agentd that is never passed to the programs steps run; remove it",
+                paths.config_file.display()
             )));
         }
         if config.max_concurrency == 0 {

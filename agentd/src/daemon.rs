@@ -24,6 +24,9 @@ use crate::notify::{Notifier, NotifyOptions};
 use crate::state::{JournalEntry, State};
 use crate::tls::HubUrls;
 
+/// How much longer than the grace period a stopping executor may take to return.
+const STOP_SLACK: Duration = Duration::from_secs(2);
+
 /// What `agentd status` shows of a running daemon.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusSnapshot {
@@ -188,6 +191,7 @@ impl Core {
                 answers: answers_tx,
             },
         );
+        let stop = cancel.child_token();
         let ctx = StepCtx::new(
             step,
             attempt,
@@ -195,12 +199,17 @@ impl Core {
             self.outbound_tx.clone(),
             answers_rx,
             blocked.clone(),
+        )
+        .with_stop(
+            stop.clone(),
+            Duration::from_secs(self.executors.config.cancel_grace_secs),
         );
         let worker = Worker {
             executors: self.executors.clone(),
             state: self.state.clone(),
             outbound: self.outbound_tx.clone(),
             cancel,
+            stop,
             blocked,
             lease_ms: self.lease_ms,
             timeout: self.step_timeout,
@@ -250,7 +259,10 @@ struct Worker {
     executors: Executors,
     state: State,
     outbound: mpsc::Sender<Outbound>,
+    /// Revoked: the step is stopped and nothing is reported.
     cancel: CancellationToken,
+    /// Stops the executor (a child of `cancel`; also cancelled when out of time).
+    stop: CancellationToken,
     blocked: Arc<AtomicBool>,
     lease_ms: u64,
     timeout: Duration,
@@ -265,15 +277,28 @@ impl Worker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut progress_reply: Option<oneshot::Receiver<Reply>> = None;
         let timeout = self.timeout;
+        let grace = ctx.grace;
         let executors = self.executors.clone();
-        let execution = tokio::time::timeout(timeout, executors.execute(&mut ctx));
+        let execution = executors.execute(&mut ctx);
         tokio::pin!(execution);
+        let out_of_time = tokio::time::sleep(timeout);
+        tokio::pin!(out_of_time);
         let outcome = loop {
             tokio::select! {
-                outcome = &mut execution => break outcome,
+                outcome = &mut execution => break Ok(outcome),
                 () = self.cancel.cancelled() => {
-                    tracing::info!(step.id = %step_id, attempt, "step revoked; stopped");
+                    tracing::info!(step.id = %step_id, attempt, grace_ms = grace.as_millis() as u64, "step revoked; stopping it");
+                    // The executor stops its processes (SIGTERM, SIGKILL after the grace
+                    // period) and sends what they still print; dropping it kills what is left.
+                    let _ = tokio::time::timeout(grace + STOP_SLACK, &mut execution).await;
+                    tracing::info!(step.id = %step_id, attempt, "step stopped");
                     return;
+                }
+                () = &mut out_of_time => {
+                    tracing::warn!(step.id = %step_id, attempt, "step out of time; stopping it");
+                    self.stop.cancel();
+                    let _ = tokio::time::timeout(grace + STOP_SLACK, &mut execution).await;
+                    break Err(());
                 }
                 _ = ticker.tick() => {
                     if self.blocked.load(Ordering::SeqCst) || progress_reply.is_some() {

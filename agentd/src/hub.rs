@@ -69,6 +69,91 @@ pub struct UploadedFile {
     pub sha256: String,
 }
 
+/// A file downloaded by [`HubClient::download`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadedFile {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub size_bytes: u64,
+    /// Hex.
+    pub sha256: String,
+}
+
+/// The file name of a `Content-Disposition` header: `filename*=UTF-8''…` (RFC 6266,
+/// percent-encoded) first, else `filename="…"`.
+pub fn disposition_filename(header: &str) -> Option<String> {
+    let params = header.split(';').map(str::trim);
+    let mut plain = None;
+    for param in params {
+        let Some((key, value)) = param.split_once('=') else {
+            continue;
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "filename*" => {
+                let (charset, rest) = value.trim().split_once('\'')?;
+                let (_language, encoded) = rest.split_once('\'')?;
+                if !charset.eq_ignore_ascii_case("utf-8") {
+                    continue;
+                }
+                return percent_decode(encoded);
+            }
+            "filename" => plain = Some(value.trim().trim_matches('"').to_string()),
+            _ => {}
+        }
+    }
+    plain
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut pos = 0;
+    while pos < bytes.len() {
+        if bytes[pos] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(pos + 1..pos + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            pos += 3;
+        } else {
+            out.push(bytes[pos]);
+            pos += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A name safe to create in a directory: the last path component, with control
+/// characters and separators replaced by `_`; `.` and `..` become empty.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect();
+    match cleaned.trim() {
+        "." | ".." => String::new(),
+        trimmed => trimmed.to_string(),
+    }
+}
+
+/// Standard base64 with padding (the form of a `Repr-Digest` value).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| {
+            acc | (u32::from(*byte) << (16 - 8 * i))
+        });
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     error: EnvelopeError,
@@ -156,6 +241,120 @@ impl HubClient {
         self.finish(request, url).await
     }
 
+    /// Downloads file `file_id` into `dir` as `{name}.partial`, renamed to its name once
+    /// complete. The size must match `Content-Length` and stay within `max_bytes`; when
+    /// the hub sends a `Repr-Digest` with `sha-256`, the bytes must match it. Returns
+    /// the file's name, path, size and SHA-256 (hex).
+    pub async fn download(
+        &self,
+        file_id: &str,
+        dir: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<DownloadedFile> {
+        use futures_util::StreamExt;
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+
+        let url = self.urls.route(&format!("v1/files/{file_id}"));
+        let unreachable = |err: reqwest::Error| Error::Unreachable {
+            hub: self.urls.display(),
+            detail: describe_reqwest(&err),
+        };
+        let response = self
+            .http
+            .get(url.clone())
+            .timeout(Duration::from_secs(3600))
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(unreachable)?;
+            return Err(self.refusal(status, &bytes));
+        }
+        let headers = response.headers();
+        let size = headers
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .ok_or_else(|| Error::other(format!("{url} sent no Content-Length")))?;
+        if size > max_bytes {
+            return Err(Error::Refused {
+                status: 413,
+                code: "too_large".into(),
+                message: format!(
+                    "file {file_id} has {size} bytes, more than the {max_bytes} bytes left of the step's input budget"
+                ),
+            });
+        }
+        let name = headers
+            .get(reqwest::header::CONTENT_DISPOSITION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(disposition_filename)
+            .map(|name| safe_file_name(&name))
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| file_id.to_string());
+        let expected_digest = headers
+            .get("repr-digest")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value.split(',').find_map(|item| {
+                    let (algorithm, value) = item.trim().split_once('=')?;
+                    (algorithm.trim() == "sha-256")
+                        .then(|| value.trim().trim_matches(':').to_string())
+                })
+            });
+        tokio::fs::create_dir_all(dir).await?;
+        let partial = dir.join(format!(".{name}.partial"));
+        let mut file = tokio::fs::File::create(&partial).await?;
+        let mut hasher = sha2::Sha256::new();
+        let mut received = 0u64;
+        let mut stream = response.bytes_stream();
+        let outcome: Result<()> = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(unreachable)?;
+                received += chunk.len() as u64;
+                if received > size {
+                    return Err(Error::other(format!(
+                        "file {file_id} is longer than the {size} bytes announced"
+                    )));
+                }
+                hasher.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+            if received != size {
+                return Err(Error::other(format!(
+                    "file {file_id} ended after {received} of {size} bytes"
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        drop(file);
+        let digest = hasher.finalize();
+        let outcome = outcome.and_then(|()| match &expected_digest {
+            Some(expected) if *expected != base64(&digest) => Err(Error::other(format!(
+                "file {file_id} does not match its digest (sha-256 {expected}, received {})",
+                base64(&digest)
+            ))),
+            _ => Ok(()),
+        });
+        if let Err(err) = outcome {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(err);
+        }
+        let path = dir.join(&name);
+        tokio::fs::rename(&partial, &path).await?;
+        Ok(DownloadedFile {
+            name,
+            path,
+            size_bytes: size,
+            sha256: hex::encode(digest),
+        })
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -189,31 +388,36 @@ impl HubClient {
             return serde_json::from_slice(&bytes)
                 .map_err(|err| Error::other(format!("unexpected answer from {url}: {err}")));
         }
-        let (code, message) = match serde_json::from_slice::<Envelope>(&bytes) {
+        Err(self.refusal(status, &bytes))
+    }
+
+    /// The error of an answer that is not a success.
+    fn refusal(&self, status: StatusCode, bytes: &[u8]) -> Error {
+        let (code, message) = match serde_json::from_slice::<Envelope>(bytes) {
             Ok(envelope) => (envelope.error.code, envelope.error.message),
             Err(_) => (
                 "unknown".to_string(),
-                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                String::from_utf8_lossy(bytes).chars().take(200).collect(),
             ),
         };
         if status == StatusCode::UNAUTHORIZED {
-            return Err(Error::Unauthorized {
+            return Error::Unauthorized {
                 hub: self.urls.display(),
                 detail: message,
-            });
+            };
         }
         if status.is_server_error() && code != "internal" && code != "unavailable" {
             // Not the hub's envelope: a proxy in front of it, or not a hub at all.
-            return Err(Error::Unreachable {
+            return Error::Unreachable {
                 hub: self.urls.display(),
                 detail: format!("HTTP {status}"),
-            });
+            };
         }
-        Err(Error::Refused {
+        Error::Refused {
             status: status.as_u16(),
             code,
             message,
-        })
+        }
     }
 }
 
@@ -225,3 +429,6 @@ fn describe_reqwest(err: &reqwest::Error) -> String {
     }
     source.to_string()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,12 @@
 //! `agentd`: the teammate's agent daemon and CLI.
 
+use std::io::IsTerminal;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use agentd::cmd::{self, Ctx};
-use agentd::config::{GlobalArgs, Loaded};
+use agentd::config::{GlobalArgs, Loaded, LogFormat};
 use agentd::error::exit_code;
 
 const EXIT_CODES: &str = "\
@@ -19,7 +21,8 @@ Exit codes:
   7  run --once: the step failed
 
 Environment: AGENTD_HUB, AGENTD_TOKEN, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL,
-AGENTD_CREDENTIAL_STORE (auto|keyring|file), AGENTD_LOG (log filter, e.g. debug).";
+AGENTD_CREDENTIAL_STORE (auto|keyring|file), AGENTD_LOG (log filter, e.g. debug),
+AGENTD_LOG_FORMAT (text|json), NO_COLOR.";
 
 /// agentd holds one connection to your team's AgentHub hub, executes the steps pushed
 /// to your agent on this machine (with your own Claude API key, which never leaves it),
@@ -66,6 +69,9 @@ enum Command {
     /// Run agentd in the background (systemd user unit, launchd agent)
     #[command(subcommand)]
     Service(cmd::service::Command),
+    /// The MCP permission server Claude Code starts for a claude-code step
+    #[command(hide = true)]
+    McpPermission(cmd::mcp::McpPermission),
     /// Print shell completions: `agentd completions bash > /etc/bash_completion.d/agentd`
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -81,13 +87,20 @@ async fn main() {
     } else {
         "agentd=warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("AGENTD_LOG")
-                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_env("AGENTD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    match cli.global.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let code = match run(cli).await {
         Ok(()) => exit_code::OK,
         Err(err) => {
@@ -102,6 +115,10 @@ async fn run(cli: Cli) -> agentd::Result<()> {
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "agentd", &mut std::io::stdout());
         return Ok(());
+    }
+    // Started by Claude Code: needs no configuration.
+    if let Command::McpPermission(server) = cli.command {
+        return server.run();
     }
     let ctx = Ctx {
         loaded: Loaded::load(&cli.global)?,
@@ -121,7 +138,7 @@ async fn run(cli: Cli) -> agentd::Result<()> {
         Command::Tasks(tasks) => tasks.run(ctx).await,
         Command::Task(task) => task.run(ctx).await,
         Command::Service(service) => service.run(ctx).await,
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::McpPermission(_) => Ok(()),
     }
 }
 

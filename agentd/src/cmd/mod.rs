@@ -5,6 +5,7 @@ pub mod done;
 pub mod inbox;
 pub mod key;
 pub mod login;
+pub mod mcp;
 pub mod retry;
 pub mod run;
 pub mod service;

@@ -11,6 +11,7 @@ use crate::control;
 use crate::credentials::SecretName;
 use crate::daemon::{self, Core, OnceResult, RunOptions};
 use crate::error::{Error, Result};
+use crate::executor::full_text::HubAccess;
 use crate::executor::manual::Waiters;
 use crate::executor::{ClaudeKey, Executors, Source};
 use crate::notify::NotifyOptions;
@@ -49,6 +50,11 @@ impl Run {
             config_file: ctx.loaded.paths.config_file.clone(),
             claude_key: ClaudeKey::new(claude_key, Some(ctx.credentials())),
             manual: waiters.clone(),
+            hub: Some(HubAccess::new(
+                urls.clone(),
+                token.clone(),
+                config.ca_cert.clone(),
+            )),
         };
         let unnamed = executors.for_unnamed();
         match unnamed.source {

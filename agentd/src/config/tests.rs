@@ -48,7 +48,7 @@ fn an_unknown_default_executor_is_refused_with_the_known_ones() {
     assert_eq!(
         err.to_string(),
         format!(
-            "default_executor in {} is `bash`; expected claude, shell, manual or external",
+            "default_executor in {} is `bash`; expected claude, claude-code, shell, manual or external",
             file.display()
         )
     );
@@ -78,21 +78,29 @@ fn the_documented_example_holds_the_defaults_and_every_key() {
         hub: Some("https://hub.example.com".into()),
         ca_cert: Some("/ca.pem".into()),
         default_executor: Some("manual".into()),
+        claude_code: ClaudeCodeConfig {
+            program: Some("/usr/local/bin/claude".into()),
+            model: Some("claude-sonnet-4-5".into()),
+            ..ClaudeCodeConfig::default()
+        },
         external: ExternalConfig {
             program: Some("/bin/agent".into()),
             args: Vec::new(),
+            env: [("AGENT_PROFILE".to_string(), "ci".to_string())].into(),
         },
         ..Config::default()
     })
     .unwrap();
     let claude = every.remove("claude").unwrap();
+    let claude_code = every.remove("claude_code").unwrap();
     let external = every.remove("external").unwrap();
     let keys = every
         .keys()
         .chain(claude.as_table().unwrap().keys())
+        .chain(claude_code.as_table().unwrap().keys())
         .chain(external.as_table().unwrap().keys());
     for key in keys {
-        if key == "tools" {
+        if key == "tools" || key == "env" {
             continue;
         }
         assert!(

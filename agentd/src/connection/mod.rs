@@ -2,6 +2,7 @@
 //! token), encoding frames, and the reconnect backoff of docs/protocol.md §12.4. The
 //! session itself is in [`session`], written over any `Sink`/`Stream` of messages.
 
+pub mod loose;
 pub mod session;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::connection::loose::Loose;
 use crate::credentials::Secret;
 use crate::tls::HubUrls;
 
@@ -137,13 +139,38 @@ pub fn decode_limits() -> Limits {
     }
 }
 
-/// Decodes a hub frame; on failure, the `seq` if one could be read.
-pub fn decode(codec: Codec, bytes: &[u8]) -> Result<ServerFrame, Option<u64>> {
+/// A hub frame agentd cannot use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecodable {
+    /// A frame type this version does not know; its `seq`, if it has one.
+    Unknown { seq: Option<u64> },
+    /// A frame that breaks the protocol or the limits: why, and what a loose look at it
+    /// found.
+    Broken { reason: String, loose: Loose },
+}
+
+impl Undecodable {
+    /// The event's `seq`, if one could be read.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Undecodable::Unknown { seq } => *seq,
+            Undecodable::Broken { loose, .. } => loose.seq,
+        }
+    }
+}
+
+/// Decodes a hub frame.
+pub fn decode(codec: Codec, bytes: &[u8]) -> Result<ServerFrame, Undecodable> {
     let limits = decode_limits();
     match codec.decode_server(bytes, &limits) {
-        Ok(ServerFrame::Unknown) => Err(codec.peek_seq(bytes, &limits)),
+        Ok(ServerFrame::Unknown) => Err(Undecodable::Unknown {
+            seq: codec.peek_seq(bytes, &limits),
+        }),
         Ok(frame) => Ok(frame),
-        Err(_) => Err(codec.peek_seq(bytes, &limits)),
+        Err(err) => Err(Undecodable::Broken {
+            reason: err.to_string(),
+            loose: Loose::read(codec, bytes),
+        }),
     }
 }
 

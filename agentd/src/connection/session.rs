@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::connection::{decode, encode};
+use crate::connection::loose::Loose;
+use crate::connection::{Undecodable, decode, encode};
 use crate::daemon::{Core, OnceResult};
 use crate::executor::{Outbound, Reply};
 use crate::state::JournalEntry;
@@ -46,9 +47,23 @@ pub enum SessionEnd {
     Reconnect { reason: String, soon: bool },
 }
 
+/// An event to process.
+enum Event {
+    Known(Box<ServerFrame>),
+    Undecodable(Undecodable),
+}
+
 enum Pending {
     Claim(Box<agenthub_protocol::StepInfo>),
-    Journal { step_id: Uuid, attempt: u32 },
+    /// A claim of a step that cannot be run, to fail it with `reason`.
+    ClaimToFail {
+        step_id: Uuid,
+        reason: String,
+    },
+    Journal {
+        step_id: Uuid,
+        attempt: u32,
+    },
     Worker(Option<oneshot::Sender<Reply>>),
 }
 
@@ -364,17 +379,28 @@ where
     async fn on_frame(&mut self, bytes: &[u8]) -> Result<(), SessionEnd> {
         let frame = match decode(self.codec, bytes) {
             Ok(frame) => frame,
-            Err(Some(seq)) => {
-                // An event this version does not know (or cannot read): count it.
-                return self.on_event(seq, None).await;
-            }
-            Err(None) => {
-                tracing::debug!("ignoring a hub frame this version does not know");
-                return Ok(());
+            Err(undecodable) => {
+                if let Undecodable::Broken { reason, loose } = &undecodable {
+                    tracing::error!(
+                        r#type = loose.type_name.as_deref().unwrap_or("?"),
+                        seq = loose.seq,
+                        step.id = loose.step_id.map(|id| id.to_string()),
+                        reason,
+                        "the hub sent a frame agentd cannot decode; skipping it"
+                    );
+                }
+                return match undecodable.seq() {
+                    // An event this version does not know or cannot read: count it.
+                    Some(seq) => self.on_event(seq, Event::Undecodable(undecodable)).await,
+                    None => {
+                        tracing::debug!("ignoring a hub frame this version does not know");
+                        Ok(())
+                    }
+                };
             }
         };
         if let Some(seq) = frame.seq() {
-            return self.on_event(seq, Some(frame)).await;
+            return self.on_event(seq, Event::Known(Box::new(frame))).await;
         }
         match frame {
             ServerFrame::Ping(ping) => {
@@ -434,6 +460,25 @@ where
                 }
                 self.claim_waiting().await?;
             }
+            Pending::ClaimToFail { step_id, reason } => match reply {
+                Reply::Ok(ok) => {
+                    let attempt = ok.attempt.unwrap_or(1);
+                    tracing::warn!(step.id = %step_id, attempt, reason, "step failed");
+                    let entry = JournalEntry::Fail {
+                        step_id,
+                        attempt,
+                        reason,
+                        retryable: false,
+                    };
+                    match self.core.state.journal_add(&entry) {
+                        Ok(()) => self.send_journal().await?,
+                        Err(err) => tracing::error!(error = %err, "cannot update the journal"),
+                    }
+                }
+                Reply::Error { code, message } => {
+                    tracing::info!(step.id = %step_id, code, message, "claim refused; not ours");
+                }
+            },
             Pending::Journal { step_id, attempt } => {
                 self.in_flight_journal
                     .retain(|key| *key != (step_id, attempt));
@@ -510,7 +555,7 @@ where
         Ok(())
     }
 
-    async fn on_event(&mut self, seq: u64, frame: Option<ServerFrame>) -> Result<(), SessionEnd> {
+    async fn on_event(&mut self, seq: u64, event: Event) -> Result<(), SessionEnd> {
         let last_seq = self.core.last_seq;
         if seq <= last_seq {
             return Ok(());
@@ -532,8 +577,12 @@ where
                 soon: true,
             });
         }
-        if let Some(frame) = frame {
-            self.on_known_event(frame).await?;
+        match event {
+            Event::Known(frame) => self.on_known_event(*frame).await?,
+            Event::Undecodable(Undecodable::Broken { reason, loose }) => {
+                self.on_broken_event(reason, loose).await?;
+            }
+            Event::Undecodable(Undecodable::Unknown { .. }) => {}
         }
         if let Err(err) = self.core.set_last_seq(seq) {
             tracing::error!(error = %err, "cannot persist the position");
@@ -545,6 +594,31 @@ where
             self.ack_deadline = Some(Instant::now() + ACK_DELAY);
         }
         Ok(())
+    }
+
+    /// A `step.ready` that cannot be decoded cannot be run: its step is claimed and
+    /// failed, so that its task fails visibly instead of waiting for this agent.
+    async fn on_broken_event(&mut self, reason: String, loose: Loose) -> Result<(), SessionEnd> {
+        if loose.type_name.as_deref() != Some("step.ready") {
+            return Ok(());
+        }
+        let (Some(step_id), Some(attempt)) = (loose.step_id, loose.attempt) else {
+            return Ok(());
+        };
+        if self.core.running.contains_key(&step_id) || self.core.claiming.contains(&step_id) {
+            return Ok(());
+        }
+        self.core
+            .waiting
+            .retain(|waiting| waiting.step_id != step_id);
+        let frame = ClientFrame::StepClaim(StepClaim {
+            id: 0,
+            step_id,
+            attempt: Some(attempt),
+        });
+        let reason = format!("agentd cannot read this step as the hub sent it ({reason})");
+        self.request(frame, Pending::ClaimToFail { step_id, reason })
+            .await
     }
 
     async fn on_known_event(&mut self, frame: ServerFrame) -> Result<(), SessionEnd> {

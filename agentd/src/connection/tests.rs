@@ -34,7 +34,10 @@ fn unknown_events_still_yield_their_seq() {
     let bytes = Codec::MsgPack
         .encode(&serde_json::json!({"type": "future.event", "seq": 9, "x": 1}))
         .unwrap();
-    assert_eq!(decode(Codec::MsgPack, &bytes), Err(Some(9)));
+    assert_eq!(
+        decode(Codec::MsgPack, &bytes),
+        Err(Undecodable::Unknown { seq: Some(9) })
+    );
     let ping = Codec::MsgPack
         .encode(&serde_json::json!({"type": "ping", "nonce": 3}))
         .unwrap();

@@ -2,6 +2,7 @@
 //! (`POST {base}/v1/messages`), with the tools of [`crate::executor::tools`]. The key
 //! is sent only to that endpoint, in `x-api-key`, and never logged.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agenthub_protocol::{LogStream, StepInfo, Usage};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ClaudeConfig, ToolPolicy};
 use crate::credentials::Secret;
+use crate::executor::env::ChildEnv;
 use crate::executor::tools::{self, ToolLimits, ToolOutput};
 use crate::executor::{Failure, Outcome, StepCtx};
 
@@ -204,6 +206,7 @@ pub async fn execute(
     ctx: &mut StepCtx,
     config: &ClaudeConfig,
     key: &Secret,
+    env: &ChildEnv,
 ) -> Result<Outcome, Failure> {
     let client = Client::new(config, key)?;
     let limits = ToolLimits {
@@ -215,7 +218,12 @@ pub async fn execute(
     let mut input_tokens = 0u64;
     let mut output_tokens = 0u64;
     let mut model = config.model.clone();
+    // The files the write and edit tools changed, uploaded with the result.
+    let mut written: Vec<PathBuf> = Vec::new();
     for _turn in 0..config.max_turns {
+        if ctx.is_stopped() {
+            return Err(Failure::retryable("the step was stopped"));
+        }
         let body = json!({
             "model": config.model,
             "max_tokens": config.max_tokens,
@@ -223,7 +231,10 @@ pub async fn execute(
             "tools": tools::definitions(),
             "messages": messages,
         });
-        let response = client.create(&body).await?;
+        let response = tokio::select! {
+            response = client.create(&body) => response?,
+            () = ctx.stopped() => return Err(Failure::retryable("the step was stopped")),
+        };
         input_tokens += response.usage.input_tokens;
         output_tokens += response.usage.output_tokens;
         if let Some(answered_model) = &response.model {
@@ -262,14 +273,27 @@ pub async fn execute(
                     input_tokens,
                     output_tokens,
                 }),
+                outputs: written,
             });
         }
         let mut results = Vec::new();
         for tool_use in tool_uses {
+            if ctx.is_stopped() {
+                return Err(Failure::retryable("the step was stopped"));
+            }
             let id = tool_use["id"].as_str().unwrap_or_default().to_string();
             let name = tool_use["name"].as_str().unwrap_or_default().to_string();
             let input = tool_use.get("input").cloned().unwrap_or(Value::Null);
-            let output = call_tool(ctx, config, limits, &name, &input).await?;
+            let output = call_tool(ctx, config, limits, env, &name, &input).await?;
+            if !output.is_error
+                && matches!(name.as_str(), "write_file" | "edit_file")
+                && let Some(path) = input["path"].as_str()
+            {
+                let path = ctx.work_dir.join(path);
+                if !written.contains(&path) {
+                    written.push(path);
+                }
+            }
             let mut block =
                 json!({"type": "tool_result", "tool_use_id": id, "content": output.content});
             if output.is_error {
@@ -289,6 +313,7 @@ async fn call_tool(
     ctx: &mut StepCtx,
     config: &ClaudeConfig,
     limits: ToolLimits,
+    env: &ChildEnv,
     name: &str,
     input: &Value,
 ) -> Result<ToolOutput, Failure> {
@@ -332,7 +357,7 @@ async fn call_tool(
         ToolPolicy::Auto => {}
     }
     ctx.log(LogStream::Info, format!("{shown}\n")).await;
-    Ok(tools::run(name, input, &ctx.work_dir, limits).await)
+    Ok(tools::run(name, input, &ctx.work_dir, limits, env).await)
 }
 
 fn describe_call(name: &str, input: &Value) -> String {

@@ -56,15 +56,18 @@ pub async fn execute(ctx: &mut StepCtx, waiters: &Waiters) -> Result<Outcome, Fa
     );
     tracing::info!(step.id = %step_id, "{message}");
     ctx.log(LogStream::Info, format!("{message}\n")).await;
-    let result = receiver
-        .await
-        .map_err(|_| Failure::retryable("agentd stopped before the manual step was done"))?;
+    let result = tokio::select! {
+        result = receiver => result
+            .map_err(|_| Failure::retryable("agentd stopped before the manual step was done"))?,
+        () = ctx.stopped() => return Err(Failure::retryable("the step was stopped")),
+    };
     drop(guard);
     Ok(Outcome {
         result: result.result,
         summary: result.summary,
         files: Vec::new(),
         usage: None,
+        outputs: Vec::new(),
     })
 }
 

@@ -2,8 +2,13 @@
 //! (`claude`, `shell`, `manual`, `external`); the configuration gives the default.
 
 pub mod claude;
+pub mod claude_code;
+pub mod env;
 pub mod external;
+pub mod files;
+pub mod full_text;
 pub mod manual;
+pub mod process;
 pub mod shell;
 pub mod tools;
 
@@ -17,18 +22,25 @@ use agenthub_protocol::{
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::Config;
 use crate::credentials::{Credentials, Secret, SecretName};
+use crate::executor::env::ChildEnv;
+use crate::hub::HubClient;
 
 /// What a step produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub result: Value,
     pub summary: Option<String>,
+    /// Ids of uploaded files referenced by the submit.
     pub files: Vec<String>,
     pub usage: Option<Usage>,
+    /// Files in the work dir the executor produced (the claude tools' written files),
+    /// uploaded before the submit and added to `files`.
+    pub outputs: Vec<PathBuf>,
 }
 
 /// Why a step could not be done.
@@ -86,6 +98,9 @@ pub struct StepCtx {
     outbound: mpsc::Sender<Outbound>,
     answers: mpsc::Receiver<String>,
     blocked: Arc<AtomicBool>,
+    stop: CancellationToken,
+    /// How long a stopped step's processes get between SIGTERM and SIGKILL.
+    pub grace: Duration,
 }
 
 impl StepCtx {
@@ -105,7 +120,28 @@ impl StepCtx {
             outbound,
             answers,
             blocked,
+            stop: CancellationToken::new(),
+            grace: Duration::from_secs(10),
         }
+    }
+
+    /// Stops the step when `stop` is cancelled, giving its processes `grace` between
+    /// SIGTERM and SIGKILL.
+    pub fn with_stop(mut self, stop: CancellationToken, grace: Duration) -> StepCtx {
+        self.stop = stop;
+        self.grace = grace;
+        self
+    }
+
+    /// Resolves when the step is to stop (revoked, cancelled, out of time): the executor
+    /// then stops its processes (see [`process::Group::stop`]) and returns.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await;
+    }
+
+    /// Whether the step is to stop.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
     }
 
     /// The step's id.
@@ -212,6 +248,7 @@ pub struct ManualResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Claude,
+    ClaudeCode,
     Shell,
     Manual,
     External,
@@ -219,12 +256,13 @@ pub enum Kind {
 
 impl Kind {
     /// The names agentd knows, for messages.
-    pub const NAMES: &'static str = "claude, shell, manual or external";
+    pub const NAMES: &'static str = "claude, claude-code, shell, manual or external";
 
     /// The executor called `name`, if agentd has it.
     pub fn parse(name: &str) -> Option<Kind> {
         match name {
             "claude" => Some(Kind::Claude),
+            "claude-code" => Some(Kind::ClaudeCode),
             "shell" => Some(Kind::Shell),
             "manual" => Some(Kind::Manual),
             "external" => Some(Kind::External),
@@ -236,6 +274,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Claude => "claude",
+            Kind::ClaudeCode => "claude-code",
             Kind::Shell => "shell",
             Kind::Manual => "manual",
             Kind::External => "external",
@@ -315,6 +354,8 @@ pub struct Executors {
     pub config_file: PathBuf,
     pub claude_key: ClaudeKey,
     pub manual: manual::Waiters,
+    /// The hub's REST API, to fetch what a `step.ready` carries cut short.
+    pub hub: Option<full_text::HubAccess>,
 }
 
 impl Executors {
@@ -411,15 +452,78 @@ impl Executors {
     /// Carries out one step.
     pub async fn execute(&self, ctx: &mut StepCtx) -> Result<Outcome, Failure> {
         self.claude_key.refresh().await;
-        match self.check(&ctx.step)? {
-            Kind::Shell => shell::execute(ctx).await,
+        let kind = self.check(&ctx.step)?;
+        let outputs = match kind {
+            Kind::Shell => files::declared_outputs(&ctx.step)?,
+            _ => Vec::new(),
+        };
+        self.complete(&mut ctx.step).await?;
+        if files::has_inputs(&ctx.step) {
+            let hub = self.rest().await?;
+            files::download_inputs(ctx, hub, self.config.max_input_bytes).await?;
+        }
+        let env = self.child_env(ctx)?;
+        let mut outcome = match kind {
+            Kind::Shell => shell::execute(ctx, env).await,
             Kind::Claude => {
                 let key = self.claude_key.get().expect("checked: a key is known");
-                claude::execute(ctx, &self.config.claude, &key).await
+                claude::execute(ctx, &self.config.claude, &key, &env).await
+            }
+            Kind::ClaudeCode => {
+                let key = self.claude_key.get();
+                claude_code::execute(ctx, &self.config.claude_code, env, key.as_ref()).await
             }
             Kind::Manual => manual::execute(ctx, &self.manual).await,
-            Kind::External => external::execute(ctx, &self.config.external).await,
+            Kind::External => external::execute(ctx, &self.config.external, env).await,
+        }?;
+        let mut produced = std::mem::take(&mut outcome.outputs);
+        if !outputs.is_empty() {
+            produced.extend(files::matching_files(&ctx.work_dir, &outputs)?);
         }
+        produced.dedup();
+        if !produced.is_empty() {
+            let hub = self.rest().await?;
+            outcome
+                .files
+                .extend(files::upload(ctx, hub, &produced).await?);
+        }
+        Ok(outcome)
+    }
+
+    /// The hub's REST API.
+    async fn rest(&self) -> Result<&HubClient, Failure> {
+        let Some(hub) = &self.hub else {
+            return Err(Failure::retryable(
+                "this step needs the hub's REST API, which agentd cannot reach here",
+            ));
+        };
+        hub.client()
+            .await
+            .map_err(|err| Failure::retryable(format!("cannot reach the hub's REST API: {err}")))
+    }
+
+    /// Fetches the full text of what the hub cut short in `step`.
+    async fn complete(&self, step: &mut StepInfo) -> Result<(), Failure> {
+        let truncated = full_text::Truncated::of(step);
+        if !truncated.any() {
+            return Ok(());
+        }
+        let client = self.rest().await?;
+        full_text::complete(step, &truncated, client).await
+    }
+
+    /// The environment of the programs the step runs: the basics, `pass_env`, and the
+    /// step's identity (`AGENTD_STEP_ID`, `AGENTD_TASK_ID`, `AGENTD_ATTEMPT`).
+    pub fn child_env(&self, ctx: &StepCtx) -> Result<ChildEnv, Failure> {
+        let mut env = ChildEnv::inherit(&self.config.pass_env);
+        for (name, value) in [
+            ("AGENTD_STEP_ID", ctx.step.step_id.to_string()),
+            ("AGENTD_TASK_ID", ctx.step.task_id.to_string()),
+            ("AGENTD_ATTEMPT", ctx.attempt.to_string()),
+        ] {
+            env.set(name, &value).map_err(Failure::fatal)?;
+        }
+        Ok(env)
     }
 }
 

@@ -10,13 +10,15 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
+use crate::executor::env::ChildEnv;
+use crate::executor::process::Group;
 use crate::executor::{Failure, Outcome, StepCtx, tail};
 
 const OUTPUT_TAIL_BYTES: usize = 4096;
 
-/// A command run by the platform shell in `dir`, in its own process group, killed when
-/// dropped.
-pub fn shell_command(command: &str, dir: &Path) -> Command {
+/// A command run by the platform shell in `dir` with exactly the environment `env`, in
+/// its own process group, killed when dropped.
+pub fn shell_command(command: &str, dir: &Path, env: &ChildEnv) -> Command {
     #[cfg(unix)]
     let mut cmd = {
         let mut cmd = Command::new("sh");
@@ -30,11 +32,8 @@ pub fn shell_command(command: &str, dir: &Path) -> Command {
         cmd.arg("/C").arg(command);
         cmd
     };
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("AGENTD_TOKEN");
+    env.apply(&mut cmd);
+    cmd.current_dir(dir).stdin(Stdio::null()).kill_on_drop(true);
     cmd
 }
 
@@ -43,16 +42,20 @@ pub fn command_of(step: &StepInfo) -> Option<&str> {
     step.input.get("command").and_then(|value| value.as_str())
 }
 
-/// Runs the step's command.
-pub async fn execute(ctx: &mut StepCtx) -> Result<Outcome, Failure> {
+/// Runs the step's command with `env` and the step's `input.env`.
+pub async fn execute(ctx: &mut StepCtx, mut env: ChildEnv) -> Result<Outcome, Failure> {
     let Some(command) = command_of(&ctx.step) else {
         return Err(Failure::fatal(
             "a shell step needs `input.command` (a string), e.g. {\"command\": \"make test\"}",
         ));
     };
     let command = command.to_string();
+    if let Some(step_env) = ctx.step.input.get("env") {
+        env.set_json(step_env, "input.env")
+            .map_err(Failure::fatal)?;
+    }
     ctx.log(LogStream::Info, format!("$ {command}\n")).await;
-    let mut child = shell_command(&command, &ctx.work_dir)
+    let mut child = shell_command(&command, &ctx.work_dir, &env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -66,6 +69,7 @@ pub async fn execute(ctx: &mut StepCtx) -> Result<Outcome, Failure> {
             forward_lines(stderr, LogStream::Stderr, lines_tx),
         )
     };
+    let group = Group::of(&child);
     let mut stdout_text = String::new();
     let mut stderr_text = String::new();
     let forward = async {
@@ -81,11 +85,32 @@ pub async fn execute(ctx: &mut StepCtx) -> Result<Outcome, Failure> {
             ctx.log(stream, line).await;
         }
     };
-    tokio::join!(readers, forward);
+    let stopped = {
+        let output = async { tokio::join!(readers, forward) };
+        tokio::pin!(output);
+        let stopped = tokio::select! {
+            _ = &mut output => false,
+            () = ctx.stopped() => true,
+        };
+        if stopped {
+            // What the processes print while they stop is still sent.
+            ctx.log(
+                LogStream::Info,
+                "stopping: SIGTERM to the step's processes\n",
+            )
+            .await;
+            tokio::join!(group.stop(&mut child, ctx.grace), &mut output);
+        }
+        stopped
+    };
+    if stopped {
+        return Err(Failure::retryable(format!("`{command}` was stopped")));
+    }
     let status = child
         .wait()
         .await
         .map_err(|err| Failure::fatal(format!("waiting for the command failed: {err}")))?;
+    drop(group);
     let stdout_tail = tail(&stdout_text, OUTPUT_TAIL_BYTES).to_string();
     let stderr_tail = tail(&stderr_text, OUTPUT_TAIL_BYTES).to_string();
     match status.code() {
@@ -94,6 +119,7 @@ pub async fn execute(ctx: &mut StepCtx) -> Result<Outcome, Failure> {
             summary: Some(format!("`{command}` succeeded")),
             files: Vec::new(),
             usage: None,
+            outputs: Vec::new(),
         }),
         Some(code) => Err(Failure::fatal(format!(
             "`{command}` exited with status {code}{}",

@@ -36,6 +36,7 @@ fn executors(key: bool, default_executor: Option<&str>) -> Executors {
         config_file: PathBuf::from("/home/min/.config/agentd/config.toml"),
         claude_key: ClaudeKey::new(key.then(|| Secret::new("sk-ant-test")), None),
         manual: manual::Waiters::default(),
+        hub: None,
     }
 }
 
@@ -144,7 +145,7 @@ fn an_unknown_executor_is_named_with_the_known_ones() {
     assert_eq!(
         failure.reason,
         "this step names the executor `gpt`, which agentd does not have; name one of claude, \
-         shell, manual or external"
+         claude-code, shell, manual or external"
     );
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::executor::env::ChildEnv;
+use crate::executor::process::Group;
 use crate::executor::shell::shell_command;
 use crate::executor::tail;
 
@@ -73,9 +75,15 @@ pub fn definitions() -> Value {
 }
 
 /// Runs one tool call in `work_dir`.
-pub async fn run(name: &str, input: &Value, work_dir: &Path, limits: ToolLimits) -> ToolOutput {
+pub async fn run(
+    name: &str,
+    input: &Value,
+    work_dir: &Path,
+    limits: ToolLimits,
+    env: &ChildEnv,
+) -> ToolOutput {
     let result = match name {
-        "run_shell" => run_shell(input, work_dir, limits).await,
+        "run_shell" => run_shell(input, work_dir, limits, env).await,
         "read_file" => read_file(input, work_dir, limits),
         "write_file" => write_file(input, work_dir),
         "edit_file" => edit_file(input, work_dir),
@@ -141,18 +149,20 @@ async fn run_shell(
     input: &Value,
     work_dir: &Path,
     limits: ToolLimits,
+    env: &ChildEnv,
 ) -> Result<ToolOutput, String> {
     let command = string_field(input, "command")?;
-    let child = shell_command(command, work_dir)
+    let child = shell_command(command, work_dir, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|err| format!("cannot start the shell: {err}"))?;
-    let child_pid = child.id();
+    // Dropped when the call ends or the step stops: what the command started is killed.
+    let group = Group::of(&child);
     let output = match tokio::time::timeout(limits.shell_timeout, child.wait_with_output()).await {
         Ok(output) => output.map_err(|err| format!("the command failed to run: {err}"))?,
         Err(_) => {
-            kill_group_of(child_pid);
+            group.kill();
             return Ok(ToolOutput::error(format!(
                 "the command did not finish within {} s and was killed",
                 limits.shell_timeout.as_secs()
@@ -175,16 +185,6 @@ async fn run_shell(
         ),
         is_error: !output.status.success(),
     })
-}
-
-/// Kills the process group led by `pid` (the shell started in its own group).
-fn kill_group_of(pid: Option<u32>) {
-    #[cfg(unix)]
-    if let Some(pid) = pid.and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    #[cfg(not(unix))]
-    let _ = pid;
 }
 
 fn read_file(input: &Value, work_dir: &Path, limits: ToolLimits) -> Result<ToolOutput, String> {

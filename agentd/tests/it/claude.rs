@@ -158,6 +158,16 @@ async fn the_tool_loop_writes_a_file_and_reports_summary_and_usage() {
     assert_eq!((usage.input_tokens, usage.output_tokens), (250, 50));
     assert_eq!(usage.model, "claude-sonnet-4-5");
     assert!(logs.contains("write_file outline.md"), "{logs}");
+    // The written file was uploaded and is referenced by the result.
+    assert_eq!(submit.files.len(), 1, "{submit:?}");
+    let upload = hub
+        .requests()
+        .into_iter()
+        .find(|seen| seen.method == "PUT")
+        .expect("the written file is uploaded");
+    assert_eq!(upload.path, "/v1/files?name=outline.md");
+    assert_eq!(upload.body, "# Outline\n- Revenue\n");
+    assert!(logs.contains("uploaded outline.md as file"), "{logs}");
     conn.send(submit_ok(submit.id)).await;
     let out = wait_exit(child).await;
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -343,10 +343,14 @@ async fn a_killed_agentd_loses_its_lease_and_the_step_goes_to_another_agent_as_a
     let first = Agentd::new()
         .with_env("STEP_SLEEP", "60")
         .with_env("STEP_WHO", "min");
+    // The step's command reads these: agentd passes them on only when named.
+    let pass = "pass_env = [\"STEP_SLEEP\", \"STEP_WHO\"]\n";
+    first.write_config(pass);
     first.login_with(&hub.url, &hub.team.min_token);
     let second = Agentd::new()
         .with_env("STEP_SLEEP", "0")
         .with_env("STEP_WHO", "duan");
+    second.write_config(pass);
     second.login_with(&hub.url, &hub.team.duan_token);
     let (_, min_me) = hub
         .rest

@@ -2,6 +2,7 @@
 //! dedupe by seq, resume after a dropped connection, the journal, and refusals.
 
 use std::process::Output;
+use std::time::Duration;
 
 use agenthub_protocol::{ClientFrame, ErrorReply, Ping, ServerFrame, StepFail, StepRevoked};
 use axum::http::StatusCode;
@@ -173,7 +174,8 @@ async fn an_unknown_default_executor_is_refused_at_start() {
     let out = agentd.run(&["run", "--once"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("is `bash`; expected claude, shell, manual or external"),
+        text(&out.stderr)
+            .contains("is `bash`; expected claude, claude-code, shell, manual or external"),
         "{}",
         text(&out.stderr)
     );
@@ -401,4 +403,168 @@ async fn a_result_the_hub_refuses_as_invalid_fails_the_step_instead_of_vanishing
     );
     let out = wait_exit(child).await;
     assert!(!out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A MessagePack string.
+fn msgpack_str(text: &str) -> Vec<u8> {
+    assert!(text.len() < 256);
+    let mut bytes = vec![0xd9, text.len() as u8];
+    bytes.extend(text.as_bytes());
+    bytes
+}
+
+/// A MessagePack map of keys and values already encoded.
+fn msgpack_map(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut bytes = vec![0x80 | entries.len() as u8];
+    for (key, value) in entries {
+        bytes.extend(msgpack_str(key));
+        bytes.extend(value);
+    }
+    bytes
+}
+
+/// `{"a": {"a": … 1 …}}` nested `depth` deep.
+fn msgpack_nested(depth: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for _ in 0..depth {
+        bytes.extend([0x81, 0xa1, b'a']);
+    }
+    bytes.push(0x01);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_step_is_acknowledged_and_failed_instead_of_asked_for_again() {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    let step_id = Uuid::now_v7();
+    // A step whose input is nested 100 deep: more than agentd decodes (64).
+    let too_deep = msgpack_map(&[
+        ("type", msgpack_str("step.ready")),
+        ("seq", vec![1]),
+        (
+            "step",
+            msgpack_map(&[
+                ("step_id", msgpack_str(&step_id.to_string())),
+                ("task_id", msgpack_str(&Uuid::now_v7().to_string())),
+                ("task_title", msgpack_str("Quarterly report")),
+                ("key", msgpack_str("draft")),
+                ("title", msgpack_str("Draft the outline")),
+                ("attempt", vec![2]),
+                ("executor", msgpack_str("shell")),
+                ("input", msgpack_nested(100)),
+                ("approval_level", vec![0]),
+            ]),
+        ),
+    ]);
+    conn.send_raw(too_deep).await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim of the undecodable step");
+    };
+    assert_eq!((claim.step_id, claim.attempt), (step_id, Some(2)));
+    conn.send(claim_ok(claim.id, 2)).await;
+    let ClientFrame::StepFail(fail) = conn.recv_significant().await else {
+        panic!("expected the undecodable step to fail");
+    };
+    assert_eq!((fail.step_id, fail.attempt), (step_id, 2));
+    assert!(
+        fail.reason
+            .starts_with("agentd cannot read this step as the hub sent it (malformed frame:"),
+        "{}",
+        fail.reason
+    );
+    assert!(!fail.retryable);
+    conn.send(ServerFrame::Ok(agenthub_protocol::OkReply::new(fail.id)))
+        .await;
+    // Another event agentd cannot read, which names no step: skipped too.
+    conn.send_raw(msgpack_map(&[
+        ("type", msgpack_str("task.updated")),
+        ("seq", vec![2]),
+        ("task", msgpack_nested(100)),
+    ]))
+    .await;
+    // The session goes on in order: the next event is processed, not taken for a gap.
+    let next = Uuid::now_v7();
+    conn.send(step_ready(3, next, "shell", json!({"command": "true"})))
+        .await;
+    let mut acked = 0;
+    let claim = loop {
+        match conn.recv().await {
+            ClientFrame::StepClaim(claim) => break claim,
+            ClientFrame::Ack(ack) => acked = ack.seq,
+            ClientFrame::StepLog(_) | ClientFrame::StepProgress(_) | ClientFrame::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(claim.step_id, next);
+    conn.send(claim_ok(claim.id, 1)).await;
+    while acked < 3 {
+        if let ClientFrame::Ack(ack) = conn.recv().await {
+            acked = ack.seq;
+        }
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), hub.accept())
+            .await
+            .is_err(),
+        "agentd did not reconnect"
+    );
+}
+
+/// Runs one `true` shell step with `agentd ARGS run --once`; returns agentd's stderr.
+async fn stderr_of_one_step(args: &[&str]) -> String {
+    let mut hub = FakeHub::start().await;
+    let agentd = Agentd::new();
+    agentd.login(&hub.url);
+    let mut all = args.to_vec();
+    all.extend(["run", "--once", "--no-notify"]);
+    let child = spawn(&agentd, &all);
+    let mut conn = hub.accept().await;
+    conn.welcome(0, 60_000).await;
+    conn.send(step_ready(
+        1,
+        Uuid::now_v7(),
+        "shell",
+        json!({"command": "true"}),
+    ))
+    .await;
+    let ClientFrame::StepClaim(claim) = conn.recv_significant().await else {
+        panic!("expected a claim");
+    };
+    conn.send(claim_ok(claim.id, 1)).await;
+    let ClientFrame::StepSubmit(submit) = conn.recv_significant().await else {
+        panic!("expected a submit");
+    };
+    conn.send(submit_ok(submit.id)).await;
+    let out = wait_exit(child).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
+    let stderr = stderr_of_one_step(&[]).await;
+    assert!(stderr.contains("session open"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_a_line() {
+    let stderr = stderr_of_one_step(&["--log-format", "json"]).await;
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect();
+    let open = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "session open")
+        .unwrap_or_else(|| panic!("no `session open` line in {stderr}"));
+    assert_eq!(open["level"], "INFO");
+    assert_eq!(open["fields"]["agent.name"], "min-laptop");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }

@@ -185,6 +185,7 @@ impl FakeHub {
             .route("/v1/tasks/{id}/timeline", get(timeline))
             .route("/v1/steps/{id}/retry", post(retry))
             .route("/v1/agents/{id}", get(agent))
+            .route("/v1/files", axum::routing::put(upload))
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state);
         let server = tokio::spawn(async move {
@@ -249,6 +250,29 @@ fn unauthorized() -> Response {
         axum::Json(
             json!({"error": {"code": "unauthorized", "message": "missing or invalid agent token"}}),
         ),
+    )
+        .into_response()
+}
+
+/// `PUT /v1/files`: takes any upload and names it with a fresh id.
+async fn upload(
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": Uuid::now_v7().to_string(),
+            "name": query.get("name").cloned().unwrap_or_default(),
+            "content_type": "application/octet-stream",
+            "size_bytes": body.len(),
+            "sha256": "0".repeat(64),
+            "created_at": "2026-12-02T16:00:00Z",
+        })),
     )
         .into_response()
 }
@@ -492,6 +516,14 @@ impl HubConn {
 
     pub async fn send(&mut self, frame: ServerFrame) {
         let bytes = Codec::MsgPack.encode(&frame).unwrap();
+        self.socket
+            .send(Message::Binary(bytes.into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends bytes as they are, as a binary message (a frame the encoder would refuse).
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
         self.socket
             .send(Message::Binary(bytes.into()))
             .await

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// A tool call with the environment agentd gives children.
+async fn run(name: &str, input: &Value, work_dir: &Path, limits: ToolLimits) -> ToolOutput {
+    super::run(name, input, work_dir, limits, &ChildEnv::inherit(&[])).await
+}
+
 fn limits() -> ToolLimits {
     ToolLimits {
         shell_timeout: Duration::from_secs(5),
