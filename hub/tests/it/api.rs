@@ -641,11 +641,15 @@ async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
                 (Method::GET, format!("/v1/tasks/{task_id}/history"), None),
                 (Method::GET, format!("/v1/steps/{draft_id}"), None),
                 (Method::GET, format!("/v1/steps/{draft_id}/logs"), None),
-                (Method::POST, format!("/v1/steps/{draft_id}/approve"), None),
+                (
+                    Method::POST,
+                    format!("/v1/steps/{draft_id}/approve"),
+                    Some(json!({"attempt": 1})),
+                ),
                 (
                     Method::POST,
                     format!("/v1/steps/{draft_id}/reject"),
-                    Some(json!({"comment": "no"})),
+                    Some(json!({"attempt": 1, "comment": "no"})),
                 ),
                 (
                     Method::POST,
@@ -762,7 +766,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.reviewer_key),
-                None,
+                Some(json!({"attempt": 1})),
             )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -771,7 +775,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/reject"),
                 Some(&team.key),
-                Some(json!({})),
+                Some(json!({"attempt": 1})),
             )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -786,7 +790,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/reject"),
                 Some(&team.key),
-                Some(json!({"comment": "shorter"})),
+                Some(json!({"attempt": 1, "comment": "shorter"})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{decided}");
@@ -814,7 +818,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.key),
-                None,
+                Some(json!({"attempt": 2})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{decided}");
@@ -824,7 +828,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.key),
-                None,
+                Some(json!({"attempt": 2})),
             )
             .await;
         assert_eq!(status, StatusCode::CONFLICT);
