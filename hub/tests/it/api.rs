@@ -813,12 +813,40 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
         tasks::submit_step(&server.ctx, &team.min, submit(2))
             .await
             .unwrap();
+        // A decision names the attempt and may name the digest it saw; an old attempt,
+        // another digest or no attempt at all is refused.
+        let (_, inbox) = server
+            .call(Method::GET, "/v1/me/inbox", Some(&team.key), None)
+            .await;
+        assert_eq!(inbox["approvals"][0]["attempt"], 2);
+        let digest = inbox["approvals"][0]["digest"].as_str().unwrap().to_string();
+        assert!(digest.starts_with("sha256:"), "{inbox}");
+        for (body, status, needle) in [
+            (json!({"attempt": 1}), StatusCode::CONFLICT, "attempt 1 is no longer current"),
+            (json!({"attempt": 2, "digest": "sha256:00"}), StatusCode::CONFLICT, "look at it again"),
+            (json!({}), StatusCode::BAD_REQUEST, "attempt"),
+        ] {
+            let (got, err) = server
+                .call(
+                    Method::POST,
+                    &format!("/v1/steps/{step_id}/approve"),
+                    Some(&team.key),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(got, status, "{err}");
+            assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{err}");
+        }
+        let (_, step) = server
+            .call(Method::GET, &format!("/v1/steps/{step_id}"), Some(&team.key), None)
+            .await;
+        assert_eq!((step["status"].as_str(), step["digest"].as_str()), (Some("awaiting_approval"), Some(digest.as_str())));
         let (status, decided) = server
             .call(
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.key),
-                Some(json!({"attempt": 2})),
+                Some(json!({"attempt": 2, "digest": digest})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{decided}");

@@ -7,6 +7,7 @@ mod api_docs;
 mod approvals;
 mod cluster;
 mod conformance;
+mod decisions;
 mod deploy;
 mod events;
 mod gateway;
