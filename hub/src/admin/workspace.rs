@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::accounts;
 use crate::admin::{AdminCtx, table};
-use crate::approvals;
 use crate::api::views::timestamp;
+use crate::approvals;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

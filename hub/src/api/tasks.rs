@@ -9,7 +9,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
 use crate::api::extract::{ApiJson, ApiQuery, Auth, OptionalApiJson};
-use agenthub_protocol::Decision;
 use crate::api::views::{
     History, HistoryEntry, ListMeta, StepResponse, TaskList, TaskResponse, TaskSummary, Timeline,
     TimelineEntryResponse, timestamp,
@@ -17,6 +16,7 @@ use crate::api::views::{
 use crate::approvals::{self, ApprovalRef, Verdict};
 use crate::error::{Error, Result};
 use crate::tasks::{self, NewStep, NewTask, TaskAction, TaskStatus, WorkflowChange, WorkflowOp};
+use agenthub_protocol::Decision;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -361,19 +361,19 @@ pub async fn change_workflow(
         .into_iter()
         .map(|op| {
             Ok(match op {
-            WorkflowOpRequest::AddStep { step } => {
-                WorkflowOp::AddStep(Box::new(NewStep::try_from(*step)?))
-            }
-            WorkflowOpRequest::RemoveStep { step } => WorkflowOp::RemoveStep { step },
-            WorkflowOpRequest::Reorder { order } => WorkflowOp::Reorder { order },
-            WorkflowOpRequest::SetAssignees { step, assignees } => {
-                WorkflowOp::SetAssignees { step, assignees }
-            }
-            WorkflowOpRequest::SetDependencies { step, depends_on } => {
-                WorkflowOp::SetDependencies { step, depends_on }
-            }
-            WorkflowOpRequest::SkipStep { step } => WorkflowOp::SkipStep { step },
-        })
+                WorkflowOpRequest::AddStep { step } => {
+                    WorkflowOp::AddStep(Box::new(NewStep::try_from(*step)?))
+                }
+                WorkflowOpRequest::RemoveStep { step } => WorkflowOp::RemoveStep { step },
+                WorkflowOpRequest::Reorder { order } => WorkflowOp::Reorder { order },
+                WorkflowOpRequest::SetAssignees { step, assignees } => {
+                    WorkflowOp::SetAssignees { step, assignees }
+                }
+                WorkflowOpRequest::SetDependencies { step, depends_on } => {
+                    WorkflowOp::SetDependencies { step, depends_on }
+                }
+                WorkflowOpRequest::SkipStep { step } => WorkflowOp::SkipStep { step },
+            })
         })
         .collect::<Result<_>>()?;
     let change = WorkflowChange {

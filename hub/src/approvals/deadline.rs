@@ -16,7 +16,9 @@
 
 use std::str::FromStr;
 
-use agenthub_protocol::{ApprovalTimedOut, InputRequested, InputTimedOut, ServerFrame, TimeoutAction};
+use agenthub_protocol::{
+    ApprovalTimedOut, InputRequested, InputTimedOut, ServerFrame, TimeoutAction,
+};
 
 use crate::accounts;
 use crate::approvals::{approval_requested, human_audiences, model, uuid};
@@ -381,8 +383,15 @@ async fn time_out_question(
                 lease_until: Some(Some(now_ms() + lease_ms as i64)),
                 ..Default::default()
             };
-            tasks::transition(db, &mut step, StepStatus::Running, change, &by, Some(NO_ANSWER))
-                .await?;
+            tasks::transition(
+                db,
+                &mut step,
+                StepStatus::Running,
+                change,
+                &by,
+                Some(NO_ANSWER),
+            )
+            .await?;
         }
         OnTimeout::Fail => {
             tasks::fail_for_good_in_tx(db, outbox, &task, &mut step, NO_ANSWER, &by).await?;

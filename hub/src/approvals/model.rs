@@ -150,7 +150,11 @@ pub async fn overdue_approvals(
             .filter(approvals::due_at.le(now))
             .filter(steps::status.eq("awaiting_approval"))
             .filter(steps::attempt.eq(approvals::attempt))
-            .select((approvals::workspace_id, approvals::step_id, approvals::attempt))
+            .select((
+                approvals::workspace_id,
+                approvals::step_id,
+                approvals::attempt,
+            ))
             .distinct()
             .limit(limit)
             .load(conn)

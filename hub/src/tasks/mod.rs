@@ -25,11 +25,11 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
+pub use digest::result_digest;
 pub use lifecycle::{
     Claimed, SubmitOutcome, Submitted, claim_step, claim_step_at, fail_step, log_step,
     progress_step, submit_step, sweep_expired_leases,
 };
-pub use digest::result_digest;
 pub(crate) use lifecycle::{
     block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,
 };

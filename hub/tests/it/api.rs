@@ -819,11 +819,22 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
             .call(Method::GET, "/v1/me/inbox", Some(&team.key), None)
             .await;
         assert_eq!(inbox["approvals"][0]["attempt"], 2);
-        let digest = inbox["approvals"][0]["digest"].as_str().unwrap().to_string();
+        let digest = inbox["approvals"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(digest.starts_with("sha256:"), "{inbox}");
         for (body, status, needle) in [
-            (json!({"attempt": 1}), StatusCode::CONFLICT, "attempt 1 is no longer current"),
-            (json!({"attempt": 2, "digest": "sha256:00"}), StatusCode::CONFLICT, "look at it again"),
+            (
+                json!({"attempt": 1}),
+                StatusCode::CONFLICT,
+                "attempt 1 is no longer current",
+            ),
+            (
+                json!({"attempt": 2, "digest": "sha256:00"}),
+                StatusCode::CONFLICT,
+                "look at it again",
+            ),
             (json!({}), StatusCode::BAD_REQUEST, "attempt"),
         ] {
             let (got, err) = server
@@ -835,12 +846,23 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 )
                 .await;
             assert_eq!(got, status, "{err}");
-            assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{err}");
+            assert!(
+                err["error"]["message"].as_str().unwrap().contains(needle),
+                "{err}"
+            );
         }
         let (_, step) = server
-            .call(Method::GET, &format!("/v1/steps/{step_id}"), Some(&team.key), None)
+            .call(
+                Method::GET,
+                &format!("/v1/steps/{step_id}"),
+                Some(&team.key),
+                None,
+            )
             .await;
-        assert_eq!((step["status"].as_str(), step["digest"].as_str()), (Some("awaiting_approval"), Some(digest.as_str())));
+        assert_eq!(
+            (step["status"].as_str(), step["digest"].as_str()),
+            (Some("awaiting_approval"), Some(digest.as_str()))
+        );
         let (status, decided) = server
             .call(
                 Method::POST,

@@ -49,7 +49,13 @@ async fn decide(
     decision: Decision,
     comment: Option<&str>,
 ) -> Result<approvals::Decided, Error> {
-    crate::support::decide_current(&team.ctx, actor, step, approvals::Verdict::new(decision, comment)).await
+    crate::support::decide_current(
+        &team.ctx,
+        actor,
+        step,
+        approvals::Verdict::new(decision, comment),
+    )
+    .await
 }
 
 /// The `step.ready` events of `frames` for `step`: (attempt, rework comment).

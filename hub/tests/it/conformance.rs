@@ -669,7 +669,8 @@ async fn a_decision_is_announced_before_what_it_causes() {
                 "this approval was for attempt 1",
             );
             crate::gateway::expect_error(
-                &min.decide_on(approval, Decision::Approve, None, Some("sha256:00")).await,
+                &min.decide_on(approval, Decision::Approve, None, Some("sha256:00"))
+                    .await,
                 "conflict",
                 "look at it again before deciding",
             );

@@ -265,7 +265,12 @@ async fn step_in(team: &Team, agent: &AgentActor, state: State) -> String {
         }
         State::Done => {
             team.run_step(agent, &step).await;
-            crate::support::decide_current(ctx, &team.duan, &step, approvals::Verdict::new(agenthub_protocol::Decision::Approve, None))
+            crate::support::decide_current(
+                ctx,
+                &team.duan,
+                &step,
+                approvals::Verdict::new(agenthub_protocol::Decision::Approve, None),
+            )
             .await
             .unwrap();
         }

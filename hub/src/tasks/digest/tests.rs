@@ -18,13 +18,18 @@ fn the_documented_example_has_the_documented_digest() {
 
 #[test]
 fn key_order_does_not_matter_but_every_part_does() {
-    let result: serde_json::Value = serde_json::from_str(r#"{"b": [1, {"z": 1, "a": "é"}], "a": null}"#).unwrap();
-    let reordered: serde_json::Value = serde_json::from_str(r#"{"a": null, "b": [1, {"a": "é", "z": 1}]}"#).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(r#"{"b": [1, {"z": 1, "a": "é"}], "a": null}"#).unwrap();
+    let reordered: serde_json::Value =
+        serde_json::from_str(r#"{"a": null, "b": [1, {"a": "é", "z": 1}]}"#).unwrap();
     let files = vec!["f1".to_string()];
     let digest = result_digest(Some("s"), &result, &files);
     assert_eq!(digest, result_digest(Some("s"), &reordered, &files));
     assert_ne!(digest, result_digest(None, &result, &files));
     assert_ne!(digest, result_digest(Some("s"), &result, &[]));
-    assert_ne!(digest, result_digest(Some("s"), &json!({"a": null}), &files));
+    assert_ne!(
+        digest,
+        result_digest(Some("s"), &json!({"a": null}), &files)
+    );
     assert!(digest.starts_with("sha256:") && digest.len() == 7 + 64);
 }
