@@ -280,6 +280,7 @@ async fn inbox(headers: HeaderMap) -> Response {
             "step_title": "Review the outline",
             "approval_level": 2,
             "attempt": 1,
+            "digest": "sha256:f2bd137e23792605caf1efa20e28961330c677e5879e4e128d07a1e9c0cb0551",
             "summary": "Three-part outline",
             "result": {"ok": true},
             "requested_at": "2026-11-23T14:35:10.404Z"

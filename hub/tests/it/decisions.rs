@@ -276,3 +276,42 @@ backend_test!(
         assert_eq!(timed_out(&frames).len(), 10, "one event per deadline");
     }
 );
+
+backend_test!(
+    async fn a_step_takes_its_workspace_default_deadline_which_an_operator_may_change(store) {
+        let team = Team::new(&store).await;
+        let created = |decision_timeout| {
+            team.create(new_task(
+                "Report",
+                vec![NewStep {
+                    decision_timeout,
+                    ..new_step("write", &["min"], &[])
+                }],
+            ))
+        };
+        let step = created(DecisionTimeout::WorkspaceDefault).await.steps[0].step.clone();
+        assert_eq!((step.decision_timeout_ms, step.on_timeout.as_str()), (Some(24 * HOUR_MS), "escalate"));
+        agenthub::accounts::set_decision_timeout(&store, "acme", Some(8 * HOUR_MS)).await.unwrap();
+        let step = created(DecisionTimeout::WorkspaceDefault).await.steps[0].step.clone();
+        assert_eq!(step.decision_timeout_ms, Some(8 * HOUR_MS));
+        let step = created(DecisionTimeout::Never).await.steps[0].step.clone();
+        assert_eq!(step.decision_timeout_ms, None, "`none` has no deadline");
+        agenthub::accounts::set_decision_timeout(&store, "acme", None).await.unwrap();
+        let step = created(DecisionTimeout::WorkspaceDefault).await.steps[0].step.clone();
+        assert_eq!(step.decision_timeout_ms, None);
+    }
+);
+
+#[test]
+fn deadlines_are_written_as_seconds_durations_or_none() {
+    for (text, ms) in [("90", 90_000), ("90s", 90_000), ("1h30m", 5_400_000), ("2d", 2 * 24 * HOUR_MS)] {
+        assert_eq!(DecisionTimeout::parse(text).unwrap(), DecisionTimeout::After(ms), "{text}");
+    }
+    assert_eq!(DecisionTimeout::parse("none").unwrap(), DecisionTimeout::Never);
+    for bad in ["", "0s", "h", "5 minutes", "1.5h", "400d", "99999999999999999999s"] {
+        let err = DecisionTimeout::parse(bad).expect_err(bad);
+        assert_eq!(err.code(), "invalid", "{bad}: {err}");
+    }
+    assert_eq!(approvals::format_timeout(24 * HOUR_MS), "24h");
+    assert_eq!(approvals::format_timeout(5_430_000), "1h30m30s");
+}
