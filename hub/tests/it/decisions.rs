@@ -304,11 +304,31 @@ backend_test!(
 
 #[test]
 fn deadlines_are_written_as_seconds_durations_or_none() {
-    for (text, ms) in [("90", 90_000), ("90s", 90_000), ("1h30m", 5_400_000), ("2d", 2 * 24 * HOUR_MS)] {
-        assert_eq!(DecisionTimeout::parse(text).unwrap(), DecisionTimeout::After(ms), "{text}");
+    for (text, ms) in [
+        ("90", 90_000),
+        ("90s", 90_000),
+        ("1h30m", 5_400_000),
+        ("2d", 2 * 24 * HOUR_MS),
+    ] {
+        assert_eq!(
+            DecisionTimeout::parse(text).unwrap(),
+            DecisionTimeout::After(ms),
+            "{text}"
+        );
     }
-    assert_eq!(DecisionTimeout::parse("none").unwrap(), DecisionTimeout::Never);
-    for bad in ["", "0s", "h", "5 minutes", "1.5h", "400d", "99999999999999999999s"] {
+    assert_eq!(
+        DecisionTimeout::parse("none").unwrap(),
+        DecisionTimeout::Never
+    );
+    for bad in [
+        "",
+        "0s",
+        "h",
+        "5 minutes",
+        "1.5h",
+        "400d",
+        "99999999999999999999s",
+    ] {
         let err = DecisionTimeout::parse(bad).expect_err(bad);
         assert_eq!(err.code(), "invalid", "{bad}: {err}");
     }
