@@ -1,3 +1,5 @@
+//! The result digest: the documented example, and what changes it.
+
 use serde_json::json;
 
 use super::result_digest;
