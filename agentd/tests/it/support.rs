@@ -180,6 +180,7 @@ impl FakeHub {
             .route("/v1/me", get(me))
             .route("/v1/me/inbox", get(inbox))
             .route("/v1/steps/{id}/approve", post(approve))
+            .route("/v1/steps/{id}", get(no_step))
             .route("/v1/tasks", any(tasks))
             .route("/v1/tasks/{id}", get(task))
             .route("/v1/tasks/{id}/timeline", get(timeline))
@@ -288,6 +289,15 @@ async fn inbox(headers: HeaderMap) -> Response {
         "questions": []
     }))
     .into_response()
+}
+
+/// No step is known here but those of the inbox.
+async fn no_step() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {"code": "not_found", "message": "step not found"}})),
+    )
+        .into_response()
 }
 
 async fn approve(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {
