@@ -42,6 +42,11 @@ pub struct PendingApproval {
     pub task_id: String,
     pub step_title: String,
     pub approval_level: i32,
+    /// The attempt whose result is shown; a decision names it.
+    pub attempt: u32,
+    /// The digest of the result shown; a decision names it.
+    #[serde(default)]
+    pub digest: String,
     #[serde(default)]
     pub summary: Option<String>,
     #[serde(default)]

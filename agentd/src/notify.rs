@@ -41,10 +41,11 @@ pub struct Notice {
 }
 
 /// What an Approve / Reject click decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionTarget {
-    /// A step result waiting for this teammate's approval.
-    Approval(Uuid),
+    /// A step result waiting for this teammate's approval, with the digest of the result
+    /// shown, so that a click decides on exactly that result.
+    Approval { approval_id: Uuid, digest: String },
     /// A tool call the model wants to make (a question with options approve / reject).
     ToolCall(Uuid),
 }
@@ -223,7 +224,10 @@ pub fn approval_notice(requested: &ApprovalRequested) -> Notice {
     Notice {
         title: format!("Approve \"{}\"?", requested.step_title),
         body,
-        decision: Some(DecisionTarget::Approval(requested.approval_id)),
+        decision: Some(DecisionTarget::Approval {
+            approval_id: requested.approval_id,
+            digest: requested.digest.clone(),
+        }),
     }
 }
 
@@ -263,7 +267,10 @@ pub fn decision_frame(target: DecisionTarget, action: &str) -> Option<ClientFram
         _ => return None,
     };
     Some(match target {
-        DecisionTarget::Approval(approval_id) => ClientFrame::ApprovalDecide(ApprovalDecide {
+        DecisionTarget::Approval {
+            approval_id,
+            digest,
+        } => ClientFrame::ApprovalDecide(ApprovalDecide {
             id: 0,
             approval_id,
             decision: if approve {
@@ -272,6 +279,7 @@ pub fn decision_frame(target: DecisionTarget, action: &str) -> Option<ClientFram
                 Decision::Reject
             },
             comment: (!approve).then(|| REJECT_COMMENT.to_string()),
+            digest: (!digest.is_empty()).then_some(digest),
         }),
         DecisionTarget::ToolCall(input_request_id) => ClientFrame::InputAnswer(InputAnswer {
             id: 0,

@@ -10,6 +10,8 @@ diesel::table! {
         id -> Text,
         name -> Text,
         created_at -> BigInt,
+        /// Default deadline of approvals and questions of new steps (NULL: none).
+        decision_timeout_ms -> Nullable<BigInt>,
     }
 }
 
@@ -130,6 +132,12 @@ diesel::table! {
         skipped_because -> Nullable<Text>,
         progress_percent -> Nullable<Integer>,
         progress_message -> Nullable<Text>,
+        /// `sha256:` + hex of the current result's canonical JSON.
+        result_digest -> Nullable<Text>,
+        /// How long approvals and questions wait (NULL: no deadline).
+        decision_timeout_ms -> Nullable<BigInt>,
+        /// `reject`, `escalate` or `fail`.
+        on_timeout -> Text,
     }
 }
 
@@ -180,6 +188,10 @@ diesel::table! {
         comment -> Nullable<Text>,
         decided_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        /// When it times out (NULL: never, or already escalated).
+        due_at -> Nullable<BigInt>,
+        /// Added by an escalation.
+        escalated -> Bool,
     }
 }
 
@@ -199,6 +211,11 @@ diesel::table! {
         answered_by -> Nullable<Text>,
         answered_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        /// When it times out (NULL: never, or already escalated).
+        due_at -> Nullable<BigInt>,
+        escalated_at -> Nullable<BigInt>,
+        /// When it closed unanswered.
+        expired_at -> Nullable<BigInt>,
     }
 }
 

@@ -250,6 +250,10 @@ pub struct ApprovalDecide {
     pub decision: Decision,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The `digest` of the `approval.requested` the human saw; when given and the result
+    /// differs, the decision is refused with `conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// The agent's human answers a question from a blocked step.
@@ -316,10 +320,14 @@ pub enum ServerFrame {
     ApprovalRequested(ApprovalRequested),
     #[serde(rename = "approval.resolved")]
     ApprovalResolved(ApprovalResolved),
+    #[serde(rename = "approval.timed_out")]
+    ApprovalTimedOut(ApprovalTimedOut),
     #[serde(rename = "input.requested")]
     InputRequested(InputRequested),
     #[serde(rename = "input.answered")]
     InputAnswered(InputAnswered),
+    #[serde(rename = "input.timed_out")]
+    InputTimedOut(InputTimedOut),
     #[serde(rename = "availability.requested")]
     AvailabilityRequested(AvailabilityRequested),
     #[serde(rename = "agent.online")]
@@ -347,8 +355,10 @@ impl ServerFrame {
         "workflow.changed",
         "approval.requested",
         "approval.resolved",
+        "approval.timed_out",
         "input.requested",
         "input.answered",
+        "input.timed_out",
         "availability.requested",
         "agent.online",
         "agent.offline",
@@ -369,8 +379,10 @@ impl ServerFrame {
             ServerFrame::WorkflowChanged(_) => "workflow.changed",
             ServerFrame::ApprovalRequested(_) => "approval.requested",
             ServerFrame::ApprovalResolved(_) => "approval.resolved",
+            ServerFrame::ApprovalTimedOut(_) => "approval.timed_out",
             ServerFrame::InputRequested(_) => "input.requested",
             ServerFrame::InputAnswered(_) => "input.answered",
+            ServerFrame::InputTimedOut(_) => "input.timed_out",
             ServerFrame::AvailabilityRequested(_) => "availability.requested",
             ServerFrame::AgentOnline(_) => "agent.online",
             ServerFrame::AgentOffline(_) => "agent.offline",
@@ -389,8 +401,10 @@ impl ServerFrame {
             ServerFrame::WorkflowChanged(event) => Some(event.seq),
             ServerFrame::ApprovalRequested(event) => Some(event.seq),
             ServerFrame::ApprovalResolved(event) => Some(event.seq),
+            ServerFrame::ApprovalTimedOut(event) => Some(event.seq),
             ServerFrame::InputRequested(event) => Some(event.seq),
             ServerFrame::InputAnswered(event) => Some(event.seq),
+            ServerFrame::InputTimedOut(event) => Some(event.seq),
             ServerFrame::AvailabilityRequested(event) => Some(event.seq),
             ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => Some(event.seq),
             ServerFrame::Welcome(_)
@@ -412,8 +426,10 @@ impl ServerFrame {
             ServerFrame::WorkflowChanged(event) => &mut event.seq,
             ServerFrame::ApprovalRequested(event) => &mut event.seq,
             ServerFrame::ApprovalResolved(event) => &mut event.seq,
+            ServerFrame::ApprovalTimedOut(event) => &mut event.seq,
             ServerFrame::InputRequested(event) => &mut event.seq,
             ServerFrame::InputAnswered(event) => &mut event.seq,
+            ServerFrame::InputTimedOut(event) => &mut event.seq,
             ServerFrame::AvailabilityRequested(event) => &mut event.seq,
             ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => &mut event.seq,
             ServerFrame::Welcome(_)
@@ -716,10 +732,18 @@ pub struct ApprovalRequested {
     pub task_title: String,
     pub step_title: String,
     pub approval_level: u8,
+    /// The attempt whose result is to be decided.
+    pub attempt: u32,
+    /// `sha256:` and the lowercase hex SHA-256 of the result's canonical JSON (see
+    /// docs/protocol.md); echo it in `approval.decide` to decide on exactly this result.
+    pub digest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     #[serde(default)]
     pub result: Value,
+    /// The result's files, as submitted.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// An approval was decided.
@@ -762,6 +786,42 @@ pub struct InputAnswered {
     pub step_id: Uuid,
     pub answer: String,
     pub answered_by: String,
+}
+
+/// What the hub does when an approval or a question gets no decision in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutAction {
+    Reject,
+    Escalate,
+    Fail,
+}
+
+/// No approver decided a step's result before its deadline; `action` says what the hub
+/// did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalTimedOut {
+    pub seq: u64,
+    #[serde(deserialize_with = "strict::step_id")]
+    pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
+    pub task_id: Uuid,
+    /// The attempt that was waiting for a decision.
+    pub attempt: u32,
+    pub action: TimeoutAction,
+}
+
+/// A question got no answer before its deadline; `action` says what the hub did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputTimedOut {
+    pub seq: u64,
+    #[serde(deserialize_with = "strict::input_request_id")]
+    pub input_request_id: Uuid,
+    #[serde(deserialize_with = "strict::step_id")]
+    pub step_id: Uuid,
+    #[serde(deserialize_with = "strict::task_id")]
+    pub task_id: Uuid,
+    pub action: TimeoutAction,
 }
 
 /// Someone asks whether this agent can take on work.

@@ -41,7 +41,9 @@ pub struct Answer {
 
 /// What `approve`/`reject` resolved an id to.
 enum Target {
-    Step(String),
+    /// A step's result as the inbox shows it: step id and the decision's body (the
+    /// attempt and digest shown).
+    Step(String, Value),
     Question(String),
 }
 
@@ -53,11 +55,18 @@ async fn resolve(hub: &HubClient, id: &str) -> Result<Target> {
     if let Some(approval) = inbox
         .approvals
         .iter()
-        .find(|approval| approval.approval_id == id)
+        .find(|approval| approval.approval_id == id || approval.step_id == id)
     {
-        return Ok(Target::Step(approval.step_id.clone()));
+        let mut body = json!({"attempt": approval.attempt});
+        if !approval.digest.is_empty() {
+            body["digest"] = json!(approval.digest);
+        }
+        return Ok(Target::Step(approval.step_id.clone(), body));
     }
-    Ok(Target::Step(id.to_string()))
+    // Not waiting for this teammate: the hub says why, for the step's current attempt.
+    let step: Value = hub.get(&format!("v1/steps/{id}")).await?;
+    let attempt = step.get("attempt").and_then(Value::as_u64).unwrap_or(1);
+    Ok(Target::Step(id.to_string(), json!({"attempt": attempt})))
 }
 
 impl Approve {
@@ -71,11 +80,10 @@ impl Approve {
                 )
                 .await?
             }
-            Target::Step(step) => {
-                let body = match &self.comment {
-                    Some(comment) => json!({"comment": comment}),
-                    None => json!({}),
-                };
+            Target::Step(step, mut body) => {
+                if let Some(comment) = &self.comment {
+                    body["comment"] = json!(comment);
+                }
                 hub.post(&format!("v1/steps/{step}/approve"), &body).await?
             }
         };
@@ -100,12 +108,9 @@ impl Reject {
                 )
                 .await?
             }
-            Target::Step(step) => {
-                hub.post(
-                    &format!("v1/steps/{step}/reject"),
-                    &json!({"comment": self.comment}),
-                )
-                .await?
+            Target::Step(step, mut body) => {
+                body["comment"] = json!(self.comment);
+                hub.post(&format!("v1/steps/{step}/reject"), &body).await?
             }
         };
         ctx.print(&answer, || {

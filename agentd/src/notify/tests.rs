@@ -23,21 +23,31 @@ fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
         task_title: "Quarterly report".into(),
         step_title: "Draft the outline".into(),
         approval_level: 1,
+        attempt: 2,
+        digest: "sha256:00".into(),
         summary: Some("Three sections".into()),
         result: json!({"pages": 3}),
+        files: Vec::new(),
     });
     assert_eq!(notice.title, "Approve \"Draft the outline\"?");
     assert_eq!(
         notice.body,
         "Task: Quarterly report\nSummary: Three sections\nResult: {\"pages\":3}"
     );
-    assert_eq!(notice.decision, Some(DecisionTarget::Approval(approval_id)));
-    let Some(ClientFrame::ApprovalDecide(reject)) =
-        decision_frame(DecisionTarget::Approval(approval_id), "reject")
-    else {
+    let target = DecisionTarget::Approval {
+        approval_id,
+        digest: "sha256:00".into(),
+    };
+    assert_eq!(notice.decision, Some(target.clone()));
+    let Some(ClientFrame::ApprovalDecide(reject)) = decision_frame(target, "reject") else {
         panic!("reject decides the approval");
     };
     assert_eq!(reject.decision, Decision::Reject);
+    assert_eq!(
+        reject.digest.as_deref(),
+        Some("sha256:00"),
+        "a click decides on the result it showed"
+    );
     assert!(reject.comment.is_some(), "a rejection carries a comment");
 }
 

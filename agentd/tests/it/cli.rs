@@ -160,6 +160,13 @@ async fn inbox_and_approve_use_the_hub_with_the_agent_token() {
         .expect("the approve route was called");
     assert_eq!(approve.method, "POST");
     assert!(approve.body.contains("fine"));
+    // The decision names the attempt and the digest of the result the inbox showed.
+    let body: serde_json::Value = serde_json::from_str(&approve.body).unwrap();
+    assert_eq!(body["attempt"], 1, "{body}");
+    assert_eq!(
+        body["digest"],
+        "sha256:f2bd137e23792605caf1efa20e28961330c677e5879e4e128d07a1e9c0cb0551"
+    );
 
     let out = agentd.run(&["approve", "01935a7e-0000-7000-8000-00000000ffff"]);
     assert_eq!(out.status.code(), Some(6));

@@ -180,6 +180,7 @@ impl FakeHub {
             .route("/v1/me", get(me))
             .route("/v1/me/inbox", get(inbox))
             .route("/v1/steps/{id}/approve", post(approve))
+            .route("/v1/steps/{id}", get(no_step))
             .route("/v1/tasks", any(tasks))
             .route("/v1/tasks/{id}", get(task))
             .route("/v1/tasks/{id}/timeline", get(timeline))
@@ -304,6 +305,7 @@ async fn inbox(headers: HeaderMap) -> Response {
             "step_title": "Review the outline",
             "approval_level": 2,
             "attempt": 1,
+            "digest": "sha256:f2bd137e23792605caf1efa20e28961330c677e5879e4e128d07a1e9c0cb0551",
             "summary": "Three-part outline",
             "result": {"ok": true},
             "requested_at": "2026-11-23T14:35:10.404Z"
@@ -311,6 +313,15 @@ async fn inbox(headers: HeaderMap) -> Response {
         "questions": []
     }))
     .into_response()
+}
+
+/// No step is known here but those of the inbox.
+async fn no_step() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": {"code": "not_found", "message": "step not found"}})),
+    )
+        .into_response()
 }
 
 async fn approve(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {

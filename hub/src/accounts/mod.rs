@@ -173,6 +173,31 @@ pub async fn find_workspace(store: &Store, id_or_name: &str) -> Result<Workspace
         .await
 }
 
+/// Sets how long approvals and questions of the workspace's new steps wait by default
+/// (`None`: no deadline); returns the workspace.
+pub async fn set_decision_timeout(
+    store: &Store,
+    id_or_name: &str,
+    timeout_ms: Option<i64>,
+) -> Result<Workspace> {
+    store
+        .transaction(async |db| {
+            let workspace = model::find_workspace(db, id_or_name)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("workspace `{id_or_name}`")))?;
+            model::set_decision_timeout(db, &workspace.id, timeout_ms).await?;
+            Ok(workspace)
+        })
+        .await
+}
+
+/// The workspace's default deadline of approvals and questions (`None`: no deadline).
+pub async fn decision_timeout(store: &Store, workspace_id: &str) -> Result<Option<i64>> {
+    store
+        .read(async |db| Ok(model::decision_timeout_of(db, workspace_id).await?))
+        .await
+}
+
 pub async fn add_member(
     store: &Store,
     workspace_id: &str,

@@ -76,6 +76,32 @@ pub async fn find_workspace(db: &mut Db<'_>, id_or_name: &str) -> QueryResult<Op
     })
 }
 
+/// The workspace's default deadline of approvals and questions (`None`: no deadline).
+pub async fn decision_timeout_of(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<Option<i64>> {
+    crate::db!(db, |conn| {
+        workspaces::table
+            .filter(workspaces::id.eq(workspace_id))
+            .select(workspaces::decision_timeout_ms)
+            .first(conn)
+            .await
+    })
+}
+
+pub async fn set_decision_timeout(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    timeout_ms: Option<i64>,
+) -> QueryResult<()> {
+    crate::db!(db, |conn| {
+        diesel::update(workspaces::table)
+            .filter(workspaces::id.eq(workspace_id))
+            .set(workspaces::decision_timeout_ms.eq(timeout_ms))
+            .execute(conn)
+            .await
+    })?;
+    Ok(())
+}
+
 pub async fn insert_member(db: &mut Db<'_>, row: &Member) -> QueryResult<()> {
     crate::db!(db, |conn| diesel::insert_into(members::table)
         .values(row)

@@ -1,4 +1,4 @@
-//! `agenthub admin workspace create | list`.
+//! `agenthub admin workspace create | list | set`.
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::accounts;
 use crate::admin::{AdminCtx, table};
 use crate::api::views::timestamp;
+use crate::approvals;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -13,6 +14,23 @@ pub enum Command {
     Create { name: String },
     /// List workspaces.
     List,
+    /// Change a workspace's settings.
+    Set {
+        /// The workspace's name or id.
+        workspace: String,
+        /// How long approvals and questions of new steps wait when a step names no
+        /// deadline: `none`, seconds, or a duration like `24h` or `1h30m`.
+        #[arg(long)]
+        decision_timeout: String,
+    },
+}
+
+#[derive(Serialize)]
+struct WorkspaceSettingsOut {
+    id: String,
+    name: String,
+    /// Seconds; null for no deadline.
+    decision_timeout_s: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +58,30 @@ impl Command {
                     WorkspaceOut::from(accounts::create_workspace(&admin.ctx.store, &name).await?);
                 admin.print(&workspace, || {
                     format!("created workspace {} ({})", workspace.name, workspace.id)
+                })
+            }
+            Command::Set {
+                workspace,
+                decision_timeout,
+            } => {
+                let timeout = approvals::DecisionTimeout::parse(&decision_timeout)?.resolve(None);
+                let workspace =
+                    accounts::set_decision_timeout(&admin.ctx.store, &workspace, timeout).await?;
+                let out = WorkspaceSettingsOut {
+                    id: workspace.id,
+                    name: workspace.name,
+                    decision_timeout_s: timeout.map(|ms| ms / 1000),
+                };
+                admin.print(&out, || match timeout {
+                    Some(ms) => format!(
+                        "approvals and questions of new steps in {} wait {} by default",
+                        out.name,
+                        approvals::format_timeout(ms)
+                    ),
+                    None => format!(
+                        "approvals and questions of new steps in {} wait without a deadline by default",
+                        out.name
+                    ),
                 })
             }
             Command::List => {

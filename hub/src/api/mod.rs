@@ -425,7 +425,8 @@ pub async fn load_tls(
     axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await
 }
 
-/// Returns leases that expired to `ready`, every `interval`, until the process ends.
+/// Returns leases that expired to `ready` and applies the deadlines of approvals and
+/// questions, every `interval`, until the process ends.
 pub async fn run_sweeper(ctx: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -436,6 +437,9 @@ pub async fn run_sweeper(ctx: AppState, interval: Duration) {
                 ctx.metrics.leases_expired.inc_by(n_requeued as u64);
             }
             Err(err) => tracing::warn!(error = %err, "lease sweep failed; retrying"),
+        }
+        if let Err(err) = crate::approvals::sweep_overdue(&ctx).await {
+            tracing::warn!(error = %err, "deadline sweep failed; retrying");
         }
     }
 }

@@ -13,9 +13,10 @@ use crate::api::views::{
     History, HistoryEntry, ListMeta, StepResponse, TaskList, TaskResponse, TaskSummary, Timeline,
     TimelineEntryResponse, timestamp,
 };
-use crate::approvals::{self, ApprovalRef};
+use crate::approvals::{self, ApprovalRef, Verdict};
 use crate::error::{Error, Result};
 use crate::tasks::{self, NewStep, NewTask, TaskAction, TaskStatus, WorkflowChange, WorkflowOp};
+use agenthub_protocol::Decision;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,11 +63,52 @@ pub struct CreateStepRequest {
     /// task does not fail.
     #[serde(default)]
     pub continue_on_failure: bool,
+    /// How long the step's approvals and questions wait: seconds, a duration like
+    /// `"24h"` or `"1h30m"` (units `d`, `h`, `m`, `s`; 1 s to 365 days), or `"none"`;
+    /// default: the workspace's default (24 h unless an admin changed it).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub decision_timeout: Option<TimeoutRequest>,
+    /// When nobody decided in time: `reject` (back for rework; a question closes
+    /// unanswered), `escalate` (owners and admins may decide; default) or `fail`.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
 }
 
-impl From<CreateStepRequest> for NewStep {
-    fn from(req: CreateStepRequest) -> Self {
-        NewStep {
+/// A deadline as a number of seconds or as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TimeoutRequest {
+    Seconds(u64),
+    Text(String),
+}
+
+impl TryFrom<CreateStepRequest> for NewStep {
+    type Error = Error;
+
+    fn try_from(req: CreateStepRequest) -> Result<Self> {
+        let key = req.key.clone();
+        let in_step = |err: Error| match err {
+            Error::Invalid { message, field } => Error::invalid_field(
+                format!("steps.{}", field.unwrap_or_default()),
+                format!("step `{key}`: {message}"),
+            ),
+            other => other,
+        };
+        let decision_timeout = match &req.decision_timeout {
+            None => approvals::DecisionTimeout::WorkspaceDefault,
+            Some(TimeoutRequest::Seconds(seconds)) => {
+                approvals::DecisionTimeout::from_seconds(*seconds).map_err(in_step)?
+            }
+            Some(TimeoutRequest::Text(text)) => {
+                approvals::DecisionTimeout::parse(text).map_err(in_step)?
+            }
+        };
+        let on_timeout = match &req.on_timeout {
+            None => approvals::OnTimeout::default(),
+            Some(text) => text.parse().map_err(in_step)?,
+        };
+        Ok(NewStep {
             key: req.key,
             title: req.title,
             description: req.description,
@@ -81,7 +123,9 @@ impl From<CreateStepRequest> for NewStep {
             expected_outputs: req.expected_outputs,
             max_attempts: req.max_attempts,
             continue_on_failure: req.continue_on_failure,
-        }
+            decision_timeout,
+            on_timeout,
+        })
     }
 }
 
@@ -120,7 +164,7 @@ pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
         (status = 201, description = "the task as created, with its steps", body = TaskResponse),
         (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
         (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the task would cause are too large (one over 1 MiB, or more than 32 MiB over all its steps' agents and followers); nothing is created"),
-        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
     ))]
 pub async fn create_task(
     State(ctx): State<AppState>,
@@ -136,7 +180,11 @@ pub async fn create_task(
         title: req.title,
         description: req.description,
         due_at,
-        steps: req.steps.into_iter().map(NewStep::from).collect(),
+        steps: req
+            .steps
+            .into_iter()
+            .map(NewStep::try_from)
+            .collect::<Result<_>>()?,
         draft: req.draft,
     };
     let view = tasks::create_task(&ctx, &actor, new).await?;
@@ -315,19 +363,23 @@ pub async fn change_workflow(
     let operations = req
         .operations
         .into_iter()
-        .map(|op| match op {
-            WorkflowOpRequest::AddStep { step } => WorkflowOp::AddStep(Box::new((*step).into())),
-            WorkflowOpRequest::RemoveStep { step } => WorkflowOp::RemoveStep { step },
-            WorkflowOpRequest::Reorder { order } => WorkflowOp::Reorder { order },
-            WorkflowOpRequest::SetAssignees { step, assignees } => {
-                WorkflowOp::SetAssignees { step, assignees }
-            }
-            WorkflowOpRequest::SetDependencies { step, depends_on } => {
-                WorkflowOp::SetDependencies { step, depends_on }
-            }
-            WorkflowOpRequest::SkipStep { step } => WorkflowOp::SkipStep { step },
+        .map(|op| {
+            Ok(match op {
+                WorkflowOpRequest::AddStep { step } => {
+                    WorkflowOp::AddStep(Box::new(NewStep::try_from(*step)?))
+                }
+                WorkflowOpRequest::RemoveStep { step } => WorkflowOp::RemoveStep { step },
+                WorkflowOpRequest::Reorder { order } => WorkflowOp::Reorder { order },
+                WorkflowOpRequest::SetAssignees { step, assignees } => {
+                    WorkflowOp::SetAssignees { step, assignees }
+                }
+                WorkflowOpRequest::SetDependencies { step, depends_on } => {
+                    WorkflowOp::SetDependencies { step, depends_on }
+                }
+                WorkflowOpRequest::SkipStep { step } => WorkflowOp::SkipStep { step },
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let change = WorkflowChange {
         reason: req.reason,
         operations,
@@ -499,6 +551,14 @@ pub async fn step_logs(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
+    /// The attempt decided on (`attempt` of the inbox entry, the step or
+    /// `approval.requested`); a decision for an attempt that is no longer current is
+    /// refused.
+    pub attempt: u32,
+    /// The result's `digest` as seen (inbox, step or `approval.requested`); when given and
+    /// the result differs, the decision is refused.
+    #[serde(default)]
+    pub digest: Option<String>,
     /// Required to reject: what the assignee should change.
     #[serde(default)]
     pub comment: Option<String>,
@@ -511,30 +571,32 @@ pub struct DecisionResponse {
     pub step_status: String,
 }
 
-/// Approves a step that awaits the caller's approval; the body is optional.
+/// Approves the result of the named attempt of a step that awaits the caller's approval.
 ///
 /// At levels 1 and 2 one approval finishes the step; at level 3 the last approver's
-/// does.
-#[utoipa::path(post, path = "/v1/steps/{id}/approve", tag = "steps", params(("id" = String, Path, description = "The step's id.")), request_body = Option<DecisionRequest>,
+/// does (or one by an owner or admin added when the deadline passed).
+#[utoipa::path(post, path = "/v1/steps/{id}/approve", tag = "steps", params(("id" = String, Path, description = "The step's id.")), request_body = DecisionRequest,
     responses(
         (status = 200, description = "the decision was recorded", body = DecisionResponse),
         (status = 403, description = "`forbidden`: the caller (or the agent's member) is not a listed approver of the step"),
         (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
-        (status = 409, description = "`conflict`: the step does not await approval, or the caller's approval was already decided"),
+        (status = 409, description = "`conflict`: the step does not await approval, `attempt` is not its current attempt, `digest` is not its current result's, or the caller's approval was already decided; nothing changed"),
     ))]
 pub async fn approve_step(
     State(ctx): State<AppState>,
     Auth(actor): Auth,
     Path(step_id): Path<String>,
-    OptionalApiJson(req): OptionalApiJson<DecisionRequest>,
+    ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>> {
-    let comment = req.and_then(|req| req.comment);
     let decided = approvals::decide(
         &ctx,
         &actor,
-        ApprovalRef::Step(&step_id),
-        agenthub_protocol::Decision::Approve,
-        comment.as_deref(),
+        ApprovalRef::Step(&step_id, req.attempt),
+        Verdict {
+            decision: Decision::Approve,
+            comment: req.comment.as_deref(),
+            digest: req.digest.as_deref(),
+        },
     )
     .await?;
     Ok(Json(DecisionResponse {
@@ -543,13 +605,14 @@ pub async fn approve_step(
     }))
 }
 
-/// Rejects a step that awaits the caller's approval; the assignee reworks it.
+/// Rejects the result of the named attempt of a step that awaits the caller's approval;
+/// the assignee reworks it.
 #[utoipa::path(post, path = "/v1/steps/{id}/reject", tag = "steps", params(("id" = String, Path, description = "The step's id.")), request_body = DecisionRequest,
     responses(
         (status = 200, description = "the decision was recorded; the step is back with its assignee", body = DecisionResponse),
         (status = 403, description = "`forbidden`: the caller (or the agent's member) is not a listed approver of the step"),
         (status = 404, description = "`not_found`: no step with this id in the caller's workspace"),
-        (status = 409, description = "`conflict`: the step does not await approval, the caller's approval was already decided, or the step has approval level 1 (a confirmation, which cannot reject)"),
+        (status = 409, description = "`conflict`: the step does not await approval, `attempt` is not its current attempt, `digest` is not its current result's, the caller's approval was already decided, or the step has approval level 1 (a confirmation, which cannot reject); nothing changed"),
         (status = 422, description = "`invalid`: no `comment` (a rejection says what to change), or one over 16 KiB or holding NUL"),
     ))]
 pub async fn reject_step(
@@ -561,9 +624,12 @@ pub async fn reject_step(
     let decided = approvals::decide(
         &ctx,
         &actor,
-        ApprovalRef::Step(&step_id),
-        agenthub_protocol::Decision::Reject,
-        req.comment.as_deref(),
+        ApprovalRef::Step(&step_id, req.attempt),
+        Verdict {
+            decision: Decision::Reject,
+            comment: req.comment.as_deref(),
+            digest: req.digest.as_deref(),
+        },
     )
     .await?;
     Ok(Json(DecisionResponse {
@@ -590,6 +656,12 @@ pub struct InputRequestResponse {
     /// The email of the member who answered.
     pub answered_by: Option<String>,
     pub created_at: String,
+    /// When the question times out (null: no deadline, or it was escalated).
+    pub due_at: Option<String>,
+    /// Nobody answered in time and owners and admins may answer too.
+    pub escalated: bool,
+    /// Nobody answered in time and the question closed unanswered.
+    pub expired: bool,
 }
 
 impl From<approvals::InputRequest> for InputRequestResponse {
@@ -602,6 +674,9 @@ impl From<approvals::InputRequest> for InputRequestResponse {
             answer: row.answer,
             answered_by: row.answered_by,
             created_at: timestamp(row.created_at),
+            due_at: row.due_at.map(timestamp),
+            escalated: row.escalated_at.is_some(),
+            expired: row.expired_at.is_some(),
         }
     }
 }
@@ -614,7 +689,7 @@ impl From<approvals::InputRequest> for InputRequestResponse {
         (status = 200, description = "the question with its answer", body = InputRequestResponse),
         (status = 403, description = "`forbidden`: the question was asked of another member (owners and admins included)"),
         (status = 404, description = "`not_found`: no input request with this id in the caller's workspace"),
-        (status = 409, description = "`conflict`: the question was already answered, or its step is no longer blocked on it"),
+        (status = 409, description = "`conflict`: the question was already answered or closed unanswered when its deadline passed, or its step is no longer blocked on it"),
         (status = 422, description = "`invalid`: an empty answer, or one over 16 KiB or holding NUL"),
     ))]
 pub async fn answer_input(
@@ -632,13 +707,23 @@ pub async fn answer_input(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingApproval {
-    /// Decide with `POST /v1/steps/{step_id}/approve` or `/reject`.
+    /// Decide with `POST /v1/steps/{step_id}/approve` or `/reject`, naming `attempt` and
+    /// `digest`.
     pub approval_id: String,
     pub step_id: String,
     pub task_id: String,
     pub step_title: String,
     pub approval_level: i32,
+    /// The attempt whose result is shown here.
     pub attempt: i32,
+    /// `sha256:` + hex of the result's canonical JSON (docs/protocol.md, "Result digest").
+    pub digest: String,
+    /// The result's file ids.
+    pub files: Vec<String>,
+    /// When the approval times out (null: no deadline).
+    pub due_at: Option<String>,
+    /// Added because the listed approvers did not decide in time.
+    pub escalated: bool,
     /// The assignee's summary of the result.
     pub summary: Option<String>,
     /// The submitted result (JSON, null when none).
@@ -678,6 +763,10 @@ pub async fn inbox(State(ctx): State<AppState>, Auth(actor): Auth) -> Result<Jso
                 step_title: step.title,
                 approval_level: step.approval_level,
                 attempt: step.attempt,
+                digest: step.result_digest.unwrap_or_default(),
+                files: serde_json::from_str(&step.files).unwrap_or_default(),
+                due_at: approval.due_at.map(timestamp),
+                escalated: approval.escalated,
                 summary: step.summary,
                 result: step
                     .result

@@ -76,6 +76,9 @@ pub struct StepResponse {
     pub self_check: Option<String>,
     /// Ids of attached files (`GET /v1/files/{id}`).
     pub files: Vec<String>,
+    /// `sha256:` + hex of the canonical JSON of the result, summary and files
+    /// (docs/protocol.md, "Result digest"); null until submitted. Name it when deciding.
+    pub digest: Option<String>,
     /// The agent that holds the step.
     pub claimed_by: Option<String>,
     /// When the holder's lease ends unless renewed.
@@ -98,6 +101,11 @@ pub struct StepResponse {
     pub status_reason: Option<String>,
     /// The last `step.progress` of the current attempt.
     pub progress: Option<StepProgressResponse>,
+    /// How long its approvals and questions wait (`24h`, `1h30m`, `45s`); null: no
+    /// deadline.
+    pub decision_timeout: Option<String>,
+    /// What happens when nobody decides in time: `reject`, `escalate` or `fail`.
+    pub on_timeout: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,6 +147,11 @@ impl From<StepView> for StepResponse {
             summary: step.summary,
             self_check: step.self_check,
             files: serde_json::from_str(&step.files).unwrap_or_default(),
+            digest: step.result_digest,
+            decision_timeout: step
+                .decision_timeout_ms
+                .map(crate::approvals::format_timeout),
+            on_timeout: step.on_timeout,
             claimed_by: step.claimed_by,
             lease_until: step.lease_until.map(timestamp),
             attempt: step.attempt,

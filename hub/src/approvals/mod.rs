@@ -5,7 +5,12 @@
 //! a comment (the step goes back to `ready` for rework). Level 3: every listed approver
 //! must approve; one rejection sends the step back. Only listed approvers decide; a
 //! decision made through an agent counts as its bound member's.
+//!
+//! A decision is bound to what its approver saw: the attempt it names must be current
+//! and, when it carries the result's digest, the digest must be the current result's.
+//! Deadlines and what happens when one passes are in [`deadline`].
 
+pub mod deadline;
 pub mod model;
 
 use agenthub_protocol::{
@@ -22,6 +27,10 @@ use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::{self, By, Step, StepStatus, Task, WorkflowChangeRow, model as task_model};
 
+pub use deadline::{
+    DecisionTimeout, NO_ANSWER, NO_DECISION, OnTimeout, format_timeout, sweep_overdue,
+    sweep_overdue_at,
+};
 pub use model::{Approval, AvailabilityRequest, InputRequest};
 
 fn uuid(id: &str) -> uuid::Uuid {
@@ -31,10 +40,39 @@ fn uuid(id: &str) -> uuid::Uuid {
 /// Which approval a decision is about.
 #[derive(Debug, Clone)]
 pub enum ApprovalRef<'a> {
-    /// An approval id (from `approval.requested`).
+    /// An approval id (from `approval.requested`): its attempt.
     Id(&'a str),
-    /// The caller's pending approval of a step's current attempt.
-    Step(&'a str),
+    /// The caller's approval of a step's attempt (step id, attempt).
+    Step(&'a str, u32),
+}
+
+/// A decision and what it was made on.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict<'a> {
+    pub decision: Decision,
+    /// Required to reject.
+    pub comment: Option<&'a str>,
+    /// The result digest the approver saw; refused with `conflict` when it differs.
+    pub digest: Option<&'a str>,
+}
+
+impl<'a> Verdict<'a> {
+    /// A decision not bound to a digest.
+    pub fn new(decision: Decision, comment: Option<&'a str>) -> Verdict<'a> {
+        Verdict {
+            decision,
+            comment,
+            digest: None,
+        }
+    }
+
+    /// The same decision, made on the result with this digest.
+    pub fn seen(self, digest: &'a str) -> Verdict<'a> {
+        Verdict {
+            digest: Some(digest),
+            ..self
+        }
+    }
 }
 
 /// Where a decision left the step.
@@ -97,6 +135,8 @@ async fn ask_approvers(
             comment: None,
             decided_at: None,
             created_at: now,
+            due_at: deadline::due_at(step, now),
+            escalated: false,
         })
         .collect();
     if rows.is_empty() {
@@ -107,36 +147,47 @@ async fn ask_approvers(
     }
     model::insert_approvals(db, &rows).await?;
     for approval in &rows {
-        let frame = ServerFrame::ApprovalRequested(ApprovalRequested {
-            seq: 0,
-            approval_id: uuid(&approval.id),
-            step_id: uuid(&step.id),
-            task_id: uuid(&task.id),
-            task_title: task.title.clone(),
-            step_title: step.title.clone(),
-            approval_level: step.approval_level as u8,
-            summary: step.summary.clone(),
-            result: step
-                .result
-                .as_deref()
-                .and_then(|text| serde_json::from_str(text).ok())
-                .unwrap_or_default(),
-        });
         outbox.push_all(
             &human_audiences(db, &approval.approver_member_id).await?,
-            &frame,
+            &approval_requested(task, step, approval),
         );
     }
     Ok(())
+}
+
+/// `approval.requested` for one approval of the step's current result.
+fn approval_requested(task: &Task, step: &Step, approval: &Approval) -> ServerFrame {
+    ServerFrame::ApprovalRequested(ApprovalRequested {
+        seq: 0,
+        approval_id: uuid(&approval.id),
+        step_id: uuid(&step.id),
+        task_id: uuid(&task.id),
+        task_title: task.title.clone(),
+        step_title: step.title.clone(),
+        approval_level: step.approval_level as u8,
+        attempt: approval.attempt as u32,
+        digest: step.result_digest.clone().unwrap_or_default(),
+        summary: step.summary.clone(),
+        result: step
+            .result
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default(),
+        files: serde_json::from_str(&step.files).unwrap_or_default(),
+    })
 }
 
 pub async fn decide(
     ctx: &Ctx,
     actor: &Actor,
     which: ApprovalRef<'_>,
-    decision: Decision,
-    comment: Option<&str>,
+    verdict: Verdict<'_>,
 ) -> Result<Decided> {
+    let Verdict {
+        decision,
+        comment,
+        digest,
+    } = verdict;
     content::person_text_opt("comment", comment, MAX_TEXT_BYTES)?;
     let comment = comment.map(str::trim).filter(|comment| !comment.is_empty());
     let workspace_id = actor.workspace_id();
@@ -165,6 +216,15 @@ pub async fn decide(
                 return Err(Error::conflict(format!(
                     "step is {} at attempt {}; this approval was for attempt {}",
                     step.status, step.attempt, approval.attempt
+                )));
+            }
+            if let Some(seen) = digest
+                && step.result_digest.as_deref() != Some(seen)
+            {
+                return Err(Error::conflict(format!(
+                    "the result of attempt {} has digest `{}`, not `{seen}`; look at it again before deciding",
+                    step.attempt,
+                    step.result_digest.as_deref().unwrap_or("none")
                 )));
             }
             if approval.decision.is_some() {
@@ -224,12 +284,17 @@ pub async fn decide(
                     .await?;
                 }
                 Decision::Approve => {
-                    let everyone_approved = model::approvals_of(db, &step.id, approval.attempt)
-                        .await?
-                        .iter()
-                        .all(|other| {
-                            other.id == approval.id || other.decision.as_deref() == Some("approve")
-                        });
+                    // An owner or admin added by an escalation decides for every
+                    // approver who did not.
+                    let everyone_approved = approval.escalated
+                        || model::approvals_of(db, &step.id, approval.attempt)
+                            .await?
+                            .iter()
+                            .filter(|other| !other.escalated)
+                            .all(|other| {
+                                other.id == approval.id
+                                    || other.decision.as_deref() == Some("approve")
+                            });
                     if step.approval_level < 3 || everyone_approved {
                         tasks::complete_in_tx(db, &mut outbox, &task, &mut step, &by).await?;
                     }
@@ -256,20 +321,27 @@ async fn find_for_decision(
         ApprovalRef::Id(id) => model::find_approval(db, workspace_id, id)
             .await?
             .ok_or_else(|| Error::not_found(format!("approval `{id}`"))),
-        ApprovalRef::Step(step_id) => {
+        ApprovalRef::Step(step_id, attempt) => {
             let step = task_model::find_step(db, workspace_id, step_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+            // Escalated approvers are not listed on the step but have an approval.
+            let mine = model::approvals_of(db, &step.id, *attempt as i32)
+                .await?
+                .into_iter()
+                .find(|approval| approval.approver_member_id == member_id);
             let approvers = task_model::approvers_of(db, std::slice::from_ref(&step.id)).await?;
-            if !approvers.iter().any(|(_, approver)| approver == member_id) {
+            if mine.is_none() && !approvers.iter().any(|(_, approver)| approver == member_id) {
                 return Err(Error::forbidden(
                     "only a listed approver of this step may decide",
                 ));
             }
-            let mine = model::approvals_of(db, &step.id, step.attempt)
-                .await?
-                .into_iter()
-                .find(|approval| approval.approver_member_id == member_id);
+            if step.attempt != *attempt as i32 {
+                return Err(Error::conflict(format!(
+                    "attempt {attempt} is no longer current: the step is {} at attempt {}",
+                    step.status, step.attempt
+                )));
+            }
             mine.ok_or_else(|| {
                 Error::conflict(format!(
                     "step is {}; there is nothing to approve",
@@ -324,6 +396,9 @@ pub async fn ask(
                 answered_by: None,
                 answered_at: None,
                 created_at: now_ms(),
+                due_at: deadline::due_at(&step, now_ms()),
+                escalated_at: None,
+                expired_at: None,
             };
             model::insert_input_request(db, &request).await?;
             let frame = ServerFrame::InputRequested(InputRequested {
@@ -365,10 +440,15 @@ pub async fn answer(
             let request = model::find_input_request(db, actor.workspace_id(), input_request_id)
                 .await?
                 .ok_or_else(|| Error::not_found(format!("input request `{input_request_id}`")))?;
-            authority::may_answer(actor, &request.member_id)?;
+            authority::may_answer(actor, &request.member_id, request.escalated_at.is_some())?;
             let member = accounts::model::get_member(db, actor.member_id()).await?;
             if request.answer.is_some() {
                 return Err(Error::conflict("this question was already answered"));
+            }
+            if request.expired_at.is_some() {
+                return Err(Error::conflict(format!(
+                    "this question closed unanswered ({NO_ANSWER})"
+                )));
             }
             let mut step = task_model::find_step(db, actor.workspace_id(), &request.step_id)
                 .await?
@@ -422,7 +502,21 @@ pub async fn inbox(ctx: &Ctx, actor: &Actor) -> Result<Inbox> {
                     inbox.approvals.push((approval, step));
                 }
             }
-            for question in model::open_questions_for(db, member_id).await? {
+            let mut questions = model::open_questions_for(db, member_id).await?;
+            // Questions nobody answered in time reach owners and admins too.
+            let member = accounts::model::get_member(db, member_id).await?;
+            if member
+                .role
+                .parse::<accounts::Role>()
+                .is_ok_and(accounts::Role::is_admin)
+            {
+                for question in model::escalated_questions(db, workspace_id).await? {
+                    if !questions.iter().any(|mine| mine.id == question.id) {
+                        questions.push(question);
+                    }
+                }
+            }
+            for question in questions {
                 if let Some(step) =
                     task_model::find_step(db, workspace_id, &question.step_id).await?
                     && step.status == StepStatus::Blocked.as_str()

@@ -30,6 +30,8 @@ pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
         ServerFrame::WorkflowChanged(event) => Subject::Task(event.task_id),
         ServerFrame::ApprovalRequested(event) => Subject::Task(event.task_id),
         ServerFrame::InputRequested(event) => Subject::Task(event.task_id),
+        ServerFrame::ApprovalTimedOut(event) => Subject::Task(event.task_id),
+        ServerFrame::InputTimedOut(event) => Subject::Task(event.task_id),
         ServerFrame::ApprovalResolved(event) => Subject::Step(event.step_id),
         ServerFrame::InputAnswered(event) => Subject::Step(event.step_id),
         ServerFrame::AvailabilityRequested(_)

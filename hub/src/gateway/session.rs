@@ -826,8 +826,11 @@ impl Session {
                     ctx,
                     &Actor::Agent(agent.clone()),
                     ApprovalRef::Id(&approval_id),
-                    decide.decision,
-                    decide.comment.as_deref(),
+                    approvals::Verdict {
+                        decision: decide.decision,
+                        comment: decide.comment.as_deref(),
+                        digest: decide.digest.as_deref(),
+                    },
                 )
                 .await?;
                 Ok(OkReply::new(decide.id))

@@ -415,6 +415,11 @@ pub async fn submit_step(
             let now = now_ms();
             let result = serde_json::to_string(&submitted.result)?;
             let files = serde_json::to_string(&submitted.files)?;
+            let digest = crate::tasks::result_digest(
+                submitted.summary.as_deref(),
+                &submitted.result,
+                &submitted.files,
+            );
             let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
                 (usage.input_tokens as i64, usage.output_tokens as i64)
             });
@@ -423,6 +428,7 @@ pub async fn submit_step(
                 summary: Some(submitted.summary.clone()),
                 self_check: Some(submitted.self_check.clone()),
                 files: Some(files.clone()),
+                result_digest: Some(Some(digest)),
                 lease_until: Some(None),
                 started_at: Some(Some(step.started_at.unwrap_or(now))),
                 input_tokens: Some(step.input_tokens + input_tokens),
@@ -634,7 +640,7 @@ pub(crate) async fn requeue_in_tx(
 
 /// The step failed for good: `failed` with the reason; the task's creator is told, and
 /// the task moves on (see [`settle`]): skipped steps, and the task's end.
-async fn fail_for_good_in_tx(
+pub(crate) async fn fail_for_good_in_tx(
     db: &mut Db<'_>,
     outbox: &mut Outbox,
     task: &Task,

@@ -3,6 +3,7 @@
 //! workflow changes. Every step status change goes through [`transition`].
 
 pub mod dag;
+mod digest;
 mod frames;
 mod lifecycle;
 pub mod model;
@@ -22,20 +23,25 @@ use crate::content::{
     self, MAX_INPUT_BYTES, MAX_STEP_DESCRIPTION_BYTES, MAX_TASK_DESCRIPTION_BYTES, MAX_TEXT_BYTES,
     MAX_TITLE_BYTES,
 };
+use crate::approvals::{DecisionTimeout, OnTimeout};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
+pub use digest::result_digest;
 pub use lifecycle::{
     Claimed, SubmitOutcome, Submitted, claim_step, claim_step_at, fail_step, log_step,
     progress_step, submit_step, sweep_expired_leases,
 };
-pub(crate) use lifecycle::{block_step_in_tx, complete_in_tx, rework_in_tx, unblock_in_tx};
+pub(crate) use lifecycle::{
+    block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,
+};
 pub use model::{Step, StepLogRow, Task, WorkflowChangeRow};
 pub use retry::{publish_task, retry_step};
 pub use settle::Outcome;
 pub use state::{StepStatus, TaskStatus};
+pub(crate) use timeline::record_step;
 pub use timeline::{By, TimelineEntry, timeline};
 pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
 
@@ -74,6 +80,10 @@ pub struct NewStep {
     pub max_attempts: Option<u32>,
     /// When the step fails for good, its dependents treat it as finished.
     pub continue_on_failure: bool,
+    /// How long its approvals and questions wait.
+    pub decision_timeout: DecisionTimeout,
+    /// What happens when nobody decides in time.
+    pub on_timeout: OnTimeout,
 }
 
 /// Steps of one task, at its creation and after any workflow change.
@@ -393,6 +403,14 @@ async fn insert_steps(
         .iter()
         .map(|step| (step.key.clone(), step.id.clone()))
         .collect();
+    let default_decision_timeout_ms = if new_steps
+        .iter()
+        .any(|new| new.decision_timeout == DecisionTimeout::WorkspaceDefault)
+    {
+        accounts::model::decision_timeout_of(db, &task.workspace_id).await?
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     let mut assignee_rows = Vec::new();
     let mut approver_rows = Vec::new();
@@ -488,6 +506,9 @@ async fn insert_steps(
             skipped_because: None,
             progress_percent: None,
             progress_message: None,
+            result_digest: None,
+            decision_timeout_ms: new.decision_timeout.resolve(default_decision_timeout_ms),
+            on_timeout: new.on_timeout.as_str().to_string(),
         });
     }
     // Steps without unfinished dependencies start ready (`pending` → `ready` is the state
@@ -607,7 +628,8 @@ fn apply_change(step: &mut Step, change: &model::StepChange) {
         status_reason,
         skipped_because,
         progress_percent,
-        progress_message
+        progress_message,
+        result_digest
     );
 }
 

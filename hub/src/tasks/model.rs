@@ -65,6 +65,12 @@ pub struct Step {
     pub skipped_because: Option<String>,
     pub progress_percent: Option<i32>,
     pub progress_message: Option<String>,
+    /// The digest of the current result (see [`crate::tasks::result_digest`]).
+    pub result_digest: Option<String>,
+    /// How long approvals and questions wait; `None`: no deadline.
+    pub decision_timeout_ms: Option<i64>,
+    /// `reject`, `escalate` or `fail` (see [`crate::approvals::OnTimeout`]).
+    pub on_timeout: String,
 }
 
 /// The columns a state transition may change; `None` leaves a column alone, and
@@ -92,6 +98,7 @@ pub struct StepChange {
     pub skipped_because: Option<Option<String>>,
     pub progress_percent: Option<Option<i32>>,
     pub progress_message: Option<Option<String>>,
+    pub result_digest: Option<Option<String>>,
 }
 
 /// One status change of a task (`step_id` empty) or of one of its steps.

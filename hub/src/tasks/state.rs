@@ -102,6 +102,8 @@ impl StepStatus {
                 | (Submitted, Done)
                 | (AwaitingApproval, Done)
                 | (AwaitingApproval, Rejected)
+                // Nobody decided in time and the step says `fail`.
+                | (AwaitingApproval, Failed)
                 | (Rejected, Ready)
                 // A person's retry.
                 | (Failed | Skipped, Ready | Pending)

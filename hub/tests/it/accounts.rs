@@ -578,9 +578,9 @@ backend_test!(
             assert!(tasks::list_tasks(ctx_a, actor, None, 100).await.unwrap().is_empty());
             let inbox = approvals::inbox(ctx_a, actor).await.unwrap();
             assert!(inbox.approvals.is_empty() && inbox.questions.is_empty());
-            for which in [ApprovalRef::Id(&approval_b), ApprovalRef::Step(&review_b)] {
+            for which in [ApprovalRef::Id(&approval_b), ApprovalRef::Step(&review_b, 1)] {
                 expect_err(
-                    approvals::decide(ctx_a, actor, which, Decision::Approve, None).await,
+                    approvals::decide(ctx_a, actor, which, approvals::Verdict::new(Decision::Approve, None)).await,
                     "not_found",
                     "",
                 );

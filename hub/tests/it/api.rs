@@ -641,11 +641,15 @@ async fn a_workspace_cannot_reach_another_workspaces_data_on_any_route() {
                 (Method::GET, format!("/v1/tasks/{task_id}/history"), None),
                 (Method::GET, format!("/v1/steps/{draft_id}"), None),
                 (Method::GET, format!("/v1/steps/{draft_id}/logs"), None),
-                (Method::POST, format!("/v1/steps/{draft_id}/approve"), None),
+                (
+                    Method::POST,
+                    format!("/v1/steps/{draft_id}/approve"),
+                    Some(json!({"attempt": 1})),
+                ),
                 (
                     Method::POST,
                     format!("/v1/steps/{draft_id}/reject"),
-                    Some(json!({"comment": "no"})),
+                    Some(json!({"attempt": 1, "comment": "no"})),
                 ),
                 (
                     Method::POST,
@@ -762,7 +766,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.reviewer_key),
-                None,
+                Some(json!({"attempt": 1})),
             )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -771,7 +775,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/reject"),
                 Some(&team.key),
-                Some(json!({})),
+                Some(json!({"attempt": 1})),
             )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -786,7 +790,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/reject"),
                 Some(&team.key),
-                Some(json!({"comment": "shorter"})),
+                Some(json!({"attempt": 1, "comment": "shorter"})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{decided}");
@@ -809,12 +813,62 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
         tasks::submit_step(&server.ctx, &team.min, submit(2))
             .await
             .unwrap();
+        // A decision names the attempt and may name the digest it saw; an old attempt,
+        // another digest or no attempt at all is refused.
+        let (_, inbox) = server
+            .call(Method::GET, "/v1/me/inbox", Some(&team.key), None)
+            .await;
+        assert_eq!(inbox["approvals"][0]["attempt"], 2);
+        let digest = inbox["approvals"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(digest.starts_with("sha256:"), "{inbox}");
+        for (body, status, needle) in [
+            (
+                json!({"attempt": 1}),
+                StatusCode::CONFLICT,
+                "attempt 1 is no longer current",
+            ),
+            (
+                json!({"attempt": 2, "digest": "sha256:00"}),
+                StatusCode::CONFLICT,
+                "look at it again",
+            ),
+            (json!({}), StatusCode::BAD_REQUEST, "attempt"),
+        ] {
+            let (got, err) = server
+                .call(
+                    Method::POST,
+                    &format!("/v1/steps/{step_id}/approve"),
+                    Some(&team.key),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(got, status, "{err}");
+            assert!(
+                err["error"]["message"].as_str().unwrap().contains(needle),
+                "{err}"
+            );
+        }
+        let (_, step) = server
+            .call(
+                Method::GET,
+                &format!("/v1/steps/{step_id}"),
+                Some(&team.key),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (step["status"].as_str(), step["digest"].as_str()),
+            (Some("awaiting_approval"), Some(digest.as_str()))
+        );
         let (status, decided) = server
             .call(
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.key),
-                None,
+                Some(json!({"attempt": 2, "digest": digest})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{decided}");
@@ -824,7 +878,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
                 Method::POST,
                 &format!("/v1/steps/{step_id}/approve"),
                 Some(&team.key),
-                None,
+                Some(json!({"attempt": 2})),
             )
             .await;
         assert_eq!(status, StatusCode::CONFLICT);

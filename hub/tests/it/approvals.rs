@@ -49,7 +49,13 @@ async fn decide(
     decision: Decision,
     comment: Option<&str>,
 ) -> Result<approvals::Decided, Error> {
-    approvals::decide(&team.ctx, actor, ApprovalRef::Step(step), decision, comment).await
+    crate::support::decide_current(
+        &team.ctx,
+        actor,
+        step,
+        approvals::Verdict::new(decision, comment),
+    )
+    .await
 }
 
 /// The `step.ready` events of `frames` for `step`: (attempt, rework comment).
@@ -220,7 +226,7 @@ backend_test!(
                     let barrier = Arc::clone(&barrier);
                     tokio::spawn(async move {
                         barrier.wait().await;
-                        approvals::decide(&ctx, &approver, ApprovalRef::Step(&review), Decision::Approve, None)
+                        crate::support::decide_current(&ctx, &approver, &review, approvals::Verdict::new(Decision::Approve, None))
                             .await
                     })
                 })
@@ -257,7 +263,7 @@ backend_test!(
         );
         for outsider in [&kim, &team.aurora] {
             expect_err(
-                approvals::decide(&team.ctx, outsider, ApprovalRef::Id(&duans.id), Decision::Approve, None).await,
+                approvals::decide(&team.ctx, outsider, ApprovalRef::Id(&duans.id), approvals::Verdict::new(Decision::Approve, None)).await,
                 "forbidden",
                 "only a listed approver of this step may decide",
             );
@@ -269,7 +275,7 @@ backend_test!(
             "only a listed approver",
         );
         expect_err(
-            approvals::decide(&team.ctx, &team.duan, ApprovalRef::Id("nope"), Decision::Approve, None).await,
+            approvals::decide(&team.ctx, &team.duan, ApprovalRef::Id("nope"), approvals::Verdict::new(Decision::Approve, None)).await,
             "not_found",
             "approval `nope`",
         );
@@ -282,7 +288,7 @@ backend_test!(
             "this approval was already decided",
         );
         expect_err(
-            approvals::decide(&team.ctx, &team.duan, ApprovalRef::Id(&duans.id), Decision::Reject, Some("no")).await,
+            approvals::decide(&team.ctx, &team.duan, ApprovalRef::Id(&duans.id), approvals::Verdict::new(Decision::Reject, Some("no"))).await,
             "conflict",
             "this approval was already decided",
         );

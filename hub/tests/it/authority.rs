@@ -474,7 +474,7 @@ impl World {
                 (
                     Method::POST,
                     path,
-                    Some(json!({"comment": "use the new figures"})),
+                    Some(json!({"attempt": 1, "comment": "use the new figures"})),
                 )
             }
             "POST /v1/input-requests/{id}/answer" => {
@@ -710,6 +710,7 @@ impl World {
                         approval_id,
                         decision: Decision::Approve,
                         comment: None,
+                        digest: None,
                     })
                 })
             }
@@ -970,7 +971,7 @@ async fn removing_a_member_closes_their_agents_sessions_and_hands_their_decision
                 Method::POST,
                 &format!("/v1/steps/{reviewed_step}/approve"),
                 &creator,
-                Some(json!({})),
+                Some(json!({"attempt": 1})),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");

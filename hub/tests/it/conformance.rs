@@ -639,6 +639,7 @@ async fn a_decision_is_announced_before_what_it_causes() {
                 Some("awaiting_approval"),
             );
             let approval = min.approval_requested(review_id).await;
+            let first_approval = approval;
             let _ = drain_types(&mut duan).await;
             expect_ok(
                 &min.decide(approval, Decision::Reject, Some("more detail"))
@@ -660,6 +661,19 @@ async fn a_decision_is_announced_before_what_it_causes() {
             );
             let approval = min.approval_requested(review_id).await;
             let _ = drain_types(&mut duan).await;
+            // A decision on the first attempt, or on another result, is refused and
+            // changes nothing (the events below follow the one decision that counts).
+            crate::gateway::expect_error(
+                &min.decide(first_approval, Decision::Approve, None).await,
+                "conflict",
+                "this approval was for attempt 1",
+            );
+            crate::gateway::expect_error(
+                &min.decide_on(approval, Decision::Approve, None, Some("sha256:00"))
+                    .await,
+                "conflict",
+                "look at it again before deciding",
+            );
             expect_ok(&min.decide(approval, Decision::Approve, None).await, None);
             assert_eq!(
                 drain_types(&mut duan).await,

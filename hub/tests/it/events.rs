@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Barrier;
 
 use agenthub::accounts::Actor;
-use agenthub::approvals::{self, ApprovalRef};
+use agenthub::approvals;
 use agenthub::events;
 use agenthub::tasks::{self, WorkflowChange, WorkflowOp};
 use agenthub_protocol::{Decision, ServerFrame};
@@ -77,7 +77,7 @@ backend_test!(
         assert_eq!(snapshot().await[1], ["approval.requested"]);
         assert_eq!(snapshot().await[3], ["task.created", "approval.requested"]);
 
-        approvals::decide(ctx, &team.duan, ApprovalRef::Step(&review), Decision::Approve, None)
+        crate::support::decide_current(ctx, &team.duan, &review, approvals::Verdict::new(Decision::Approve, None))
             .await
             .unwrap();
         assert_eq!(
@@ -208,7 +208,7 @@ backend_test!(
         let b = step_id(&view, "b");
         expect_err(tasks::claim_step(&team.ctx, &team.min, &b).await, "conflict", "step is pending");
         expect_err(
-            approvals::decide(&team.ctx, &team.aurora, ApprovalRef::Step(&b), Decision::Approve, None)
+            crate::support::decide_current(&team.ctx, &team.aurora, &b, approvals::Verdict::new(Decision::Approve, None))
                 .await,
             "forbidden",
             "",

@@ -504,12 +504,24 @@ impl Agent {
         decision: Decision,
         comment: Option<&str>,
     ) -> ServerFrame {
+        self.decide_on(approval_id, decision, comment, None).await
+    }
+
+    /// `approval.decide` naming the digest of the result seen.
+    pub async fn decide_on(
+        &mut self,
+        approval_id: Uuid,
+        decision: Decision,
+        comment: Option<&str>,
+        digest: Option<&str>,
+    ) -> ServerFrame {
         self.request(|id| {
             ClientFrame::ApprovalDecide(ApprovalDecide {
                 id,
                 approval_id,
                 decision,
                 comment: comment.map(str::to_string),
+                digest: digest.map(str::to_string),
             })
         })
         .await

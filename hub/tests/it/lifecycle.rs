@@ -292,13 +292,7 @@ backend_test!(
             run_step.summary.as_deref(),
             Some(format!("attempt {run_attempt}").as_str())
         );
-        let decided = approvals::decide(
-            ctx,
-            &team.duan,
-            ApprovalRef::Step(&check),
-            Decision::Approve,
-            None,
-        )
+        let decided = crate::support::decide_current(ctx, &team.duan, &check, approvals::Verdict::new(Decision::Approve, None))
         .await
         .unwrap();
         assert_eq!(decided.step_status, "done");
@@ -539,13 +533,7 @@ backend_test!(
         let write = step_id(&view, "write");
         assert_eq!(team.step(&write).await.max_attempts, 2);
         assert_eq!(team.run_step(&team.min, &write).await, "awaiting_approval");
-        approvals::decide(
-            ctx,
-            &team.duan,
-            ApprovalRef::Step(&write),
-            Decision::Reject,
-            Some("too short"),
-        )
+        crate::support::decide_current(ctx, &team.duan, &write, approvals::Verdict::new(Decision::Reject, Some("too short")))
         .await
         .unwrap();
         assert_eq!(team.step(&write).await.attempt, 2);
@@ -686,8 +674,8 @@ backend_test!(
             .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(tasks::sweep_expired_leases(ctx).await.unwrap(), 1);
-        let reject = ApprovalRef::Step(&reviewed);
-        approvals::decide(ctx, &team.duan, reject, Decision::Reject, Some("redo it"))
+        let reject = ApprovalRef::Step(&reviewed, 1);
+        approvals::decide(ctx, &team.duan, reject, approvals::Verdict::new(Decision::Reject, Some("redo it")))
             .await
             .unwrap();
         assert_eq!(team.task(&task_id).await.task.status, "failed");
@@ -1354,13 +1342,7 @@ backend_test!(
             .unwrap();
         team.run_step(&team.min, &draft).await;
         assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
-        approvals::decide(
-            ctx,
-            &team.duan,
-            ApprovalRef::Step(&review),
-            Decision::Approve,
-            None,
-        )
+        crate::support::decide_current(ctx, &team.duan, &review, approvals::Verdict::new(Decision::Approve, None))
         .await
         .unwrap();
         assert_eq!(team.task(&task_id).await.task.status, "done");
@@ -2156,13 +2138,7 @@ backend_test!(
             listed.contains(&("min".to_string(), "waiting".to_string())),
             "{listed:?}"
         );
-        approvals::decide(
-            ctx,
-            &team.duan,
-            ApprovalRef::Step(&review),
-            Decision::Approve,
-            None,
-        )
+        crate::support::decide_current(ctx, &team.duan, &review, approvals::Verdict::new(Decision::Approve, None))
         .await
         .unwrap();
         assert_eq!(status(&team.min).await, "idle");

@@ -9,6 +9,7 @@ mod authority;
 mod cluster;
 mod conformance;
 mod content;
+mod decisions;
 mod deploy;
 mod events;
 mod gateway;

@@ -14,6 +14,7 @@ use diesel_async::RunQueryDsl;
 
 use agenthub::accounts::{self, Actor, AgentActor, MemberActor, Role};
 use agenthub::agents::{self, NewAgent};
+use agenthub::approvals::{self, ApprovalRef};
 use agenthub::ctx::{Ctx, Settings};
 use agenthub::error::Error;
 use agenthub::events;
@@ -457,6 +458,19 @@ pub async fn submit(
         },
     )
     .await
+}
+
+/// Decides the caller's approval of the step's current attempt, whatever it is.
+pub async fn decide_current(
+    ctx: &Ctx,
+    actor: &Actor,
+    step_id: &str,
+    verdict: approvals::Verdict<'_>,
+) -> Result<approvals::Decided, Error> {
+    let attempt = tasks::get_step(ctx, actor, step_id)
+        .await
+        .map_or(1, |view| view.step.attempt as u32);
+    approvals::decide(ctx, actor, ApprovalRef::Step(step_id, attempt), verdict).await
 }
 
 /// The error of `res`, asserting its code and that its message contains `needle`.

@@ -265,12 +265,11 @@ async fn step_in(team: &Team, agent: &AgentActor, state: State) -> String {
         }
         State::Done => {
             team.run_step(agent, &step).await;
-            approvals::decide(
+            crate::support::decide_current(
                 ctx,
                 &team.duan,
-                approvals::ApprovalRef::Step(&step),
-                agenthub_protocol::Decision::Approve,
-                None,
+                &step,
+                approvals::Verdict::new(agenthub_protocol::Decision::Approve, None),
             )
             .await
             .unwrap();
@@ -1043,7 +1042,7 @@ backend_test!(
         tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Pause)
             .await
             .unwrap();
-        let decided = approvals::decide(&team.ctx, &team.aurora, approvals::ApprovalRef::Step(&only), agenthub_protocol::Decision::Approve, None)
+        let decided = crate::support::decide_current(&team.ctx, &team.aurora, &only, approvals::Verdict::new(agenthub_protocol::Decision::Approve, None))
             .await
             .unwrap();
         assert_eq!(decided.step_status, "done");

@@ -45,6 +45,10 @@ impl Frame {
     }
 }
 
+/// The digest of the result in the `approval.requested` example (summary "Reviewed; two
+/// fixes", result `{"ok": true}`, the file `…f1`), as docs/protocol.md computes it.
+pub const DIGEST: &str = "sha256:f2bd137e23792605caf1efa20e28961330c677e5879e4e128d07a1e9c0cb0551";
+
 fn id(n: u128) -> Uuid {
     // Fixed UUIDv7-shaped ids keep the vectors stable.
     Uuid::from_u128(0x0193_5a7e_0000_7000_8000_0000_0000_0000 | n)
@@ -114,6 +118,7 @@ pub fn all() -> Vec<Frame> {
             approval_id: id(0xa1),
             decision: Decision::Reject,
             comment: Some("split Costs into fixed and variable".into()),
+            digest: Some(DIGEST.into()),
         }),
         ClientFrame::InputAnswer(InputAnswer {
             id: 8,
@@ -250,8 +255,11 @@ pub fn all() -> Vec<Frame> {
             task_title: "Quarterly report".into(),
             step_title: "Review the outline".into(),
             approval_level: 2,
+            attempt: 1,
+            digest: DIGEST.into(),
             summary: Some("Reviewed; two fixes".into()),
             result: json!({"ok": true}),
+            files: vec![id(0xf1).to_string()],
         }),
         ServerFrame::ApprovalResolved(ApprovalResolved {
             seq: 48,
@@ -260,6 +268,13 @@ pub fn all() -> Vec<Frame> {
             decision: Decision::Approve,
             comment: None,
             decided_by: "aurora@example.com".into(),
+        }),
+        ServerFrame::ApprovalTimedOut(ApprovalTimedOut {
+            seq: 55,
+            step_id: id(STEP),
+            task_id: id(TASK),
+            attempt: 1,
+            action: TimeoutAction::Escalate,
         }),
         ServerFrame::InputRequested(InputRequested {
             seq: 49,
@@ -275,6 +290,13 @@ pub fn all() -> Vec<Frame> {
             step_id: id(STEP),
             answer: "yes".into(),
             answered_by: "min@example.com".into(),
+        }),
+        ServerFrame::InputTimedOut(InputTimedOut {
+            seq: 56,
+            input_request_id: id(0x11),
+            step_id: id(STEP),
+            task_id: id(TASK),
+            action: TimeoutAction::Reject,
         }),
         ServerFrame::AvailabilityRequested(AvailabilityRequested {
             seq: 52,

@@ -1,0 +1,11 @@
+DROP INDEX idx_input_requests_due;
+ALTER TABLE input_requests DROP COLUMN expired_at;
+ALTER TABLE input_requests DROP COLUMN escalated_at;
+ALTER TABLE input_requests DROP COLUMN due_at;
+DROP INDEX idx_approvals_due;
+ALTER TABLE approvals DROP COLUMN escalated;
+ALTER TABLE approvals DROP COLUMN due_at;
+ALTER TABLE steps DROP COLUMN on_timeout;
+ALTER TABLE steps DROP COLUMN decision_timeout_ms;
+ALTER TABLE steps DROP COLUMN result_digest;
+ALTER TABLE workspaces DROP COLUMN decision_timeout_ms;
