@@ -19,11 +19,11 @@ use serde_json::Value;
 
 use crate::accounts::{self, Actor, authority};
 use crate::agents::{self, Agent};
+use crate::approvals::{DecisionTimeout, OnTimeout};
 use crate::content::{
     self, MAX_INPUT_BYTES, MAX_STEP_DESCRIPTION_BYTES, MAX_TASK_DESCRIPTION_BYTES, MAX_TEXT_BYTES,
     MAX_TITLE_BYTES,
 };
-use crate::approvals::{DecisionTimeout, OnTimeout};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
