@@ -123,14 +123,22 @@ async fn the_readme_quick_start_ends_done() {
     assert_eq!(draft["status"], "done", "{waiting:#}");
     assert_eq!(draft["summary"], "Outline: revenue, costs, outlook.");
     assert_eq!(draft["executor"], Value::Null, "the step names no executor");
-    let review_id = step(&waiting, "review")["id"].as_str().unwrap().to_string();
+    let review = step(&waiting, "review");
+    let review_id = review["id"].as_str().unwrap().to_string();
+    let seen = json!({"attempt": review["attempt"], "digest": review["digest"]});
+    assert!(
+        seen["digest"]
+            .as_str()
+            .is_some_and(|digest| digest.starts_with("sha256:")),
+        "{waiting:#}"
+    );
     let (status, decided) = hub
         .rest
         .call(
             Method::POST,
             &format!("/v1/steps/{review_id}/approve"),
             &hub.team.owner_key,
-            None,
+            Some(seen),
         )
         .await;
     assert_eq!(status, 200, "{decided}");

@@ -32,15 +32,30 @@ fn free_port() -> u16 {
 }
 
 /// One `agenthub serve` process, killed on drop.
-struct HubProcess {
+pub(crate) struct HubProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     ws_url: String,
     _data_dir: tempfile::TempDir,
 }
 
 impl HubProcess {
+    /// A hub with a short lease and sweep interval, so lost claims come back quickly.
     async fn start(database_url: &str, redis_url: &str) -> HubProcess {
+        HubProcess::start_with(
+            database_url,
+            redis_url,
+            &["--lease-ms", "3000", "--sweep-interval-ms", "100"],
+        )
+        .await
+    }
+
+    /// A hub on `database_url` and `redis_url` with `args` added to `agenthub serve`.
+    pub(crate) async fn start_with(
+        database_url: &str,
+        redis_url: &str,
+        args: &[&str],
+    ) -> HubProcess {
         let port = free_port();
         let data_dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_agenthub"))
@@ -48,7 +63,7 @@ impl HubProcess {
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--database-url", database_url, "--redis-url", redis_url])
-            .args(["--lease-ms", "3000", "--sweep-interval-ms", "100"])
+            .args(args)
             .env("AGENTHUB_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -72,7 +87,8 @@ impl HubProcess {
         panic!("agenthub serve did not become ready on {}", hub.base);
     }
 
-    fn signal(&self, signal: &str) {
+    /// Sends `signal` to this process, by its PID.
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -80,7 +96,8 @@ impl HubProcess {
         assert!(status.success());
     }
 
-    fn wait_exit(&mut self, within: Duration) -> bool {
+    /// Whether the process exited within `within`.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {

@@ -5,7 +5,6 @@
 //! PostgreSQL and Redis serve one stream, and a hub killed or shut down loses nothing.
 
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agenthub_protocol::{ClientFrame, Codec, LogStream, StepLog};
@@ -20,6 +19,7 @@ use agenthub::agents::{self, NewAgent};
 use agenthub::ctx::Settings;
 use agenthub::events::stream::StreamLimits;
 
+use crate::cluster::HubProcess;
 use crate::gateway::{Agent, Hub, expect_ok, one_step, team};
 use crate::support::TestDb;
 
@@ -574,69 +574,12 @@ async fn a_reader_too_slow_is_cut_and_resumes_from_its_last_id() {
 // Several hub processes on PostgreSQL and Redis
 // ---------------------------------------------------------------------------------------
 
-/// One `agenthub serve` process, killed on drop.
-struct HubProcess {
-    child: Child,
-    base: String,
-    _data_dir: tempfile::TempDir,
+/// A hub process whose idle streams send keep-alive comments often.
+async fn streaming_hub(database_url: &str, redis_url: &str) -> HubProcess {
+    HubProcess::start_with(database_url, redis_url, &["--stream-keepalive-ms", "200"]).await
 }
 
 impl HubProcess {
-    async fn start(database_url: &str, redis_url: &str) -> HubProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let data_dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_agenthub"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .args(["--database-url", database_url, "--redis-url", redis_url])
-            .args(["--stream-keepalive-ms", "200"])
-            .env("AGENTHUB_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start agenthub serve");
-        let hub = HubProcess {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _data_dir: data_dir,
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(resp) = http.get(format!("{}/readyz", hub.base)).send().await
-                && resp.status() == StatusCode::OK
-            {
-                return hub;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("agenthub serve did not become ready on {}", hub.base);
-    }
-
-    /// Sends `signal` to this process, by its PID.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
     async fn create_task(&self, key: &str, title: &str) {
         let resp = reqwest::Client::new()
             .post(format!("{}/v1/tasks", self.base))
@@ -646,13 +589,6 @@ impl HubProcess {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED);
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -708,8 +644,8 @@ async fn a_stream_on_hub_b_sees_events_of_hub_a_live_and_resumes_across_a_kill()
     else {
         return;
     };
-    let hub_a = HubProcess::start(db.url(), &redis_url).await;
-    let mut hub_b = HubProcess::start(db.url(), &redis_url).await;
+    let hub_a = streaming_hub(db.url(), &redis_url).await;
+    let mut hub_b = streaming_hub(db.url(), &redis_url).await;
     let key = owner_key(&db).await;
     let mut stream = SseClient::open(&hub_b.base, "/v1/events/stream", &key, None).await;
     // Committed through hub A, seen live on hub B (woken through Redis).
@@ -729,7 +665,7 @@ async fn a_stream_on_hub_b_sees_events_of_hub_a_live_and_resumes_across_a_kill()
     );
     hub_a.create_task(&key, "while b is down 3").await;
     // Hub B comes back; the client resumes there from its last id.
-    let hub_b = HubProcess::start(db.url(), &redis_url).await;
+    let hub_b = streaming_hub(db.url(), &redis_url).await;
     let last = received.last().unwrap().id.clone();
     let mut stream = SseClient::open(&hub_b.base, "/v1/events/stream", &key, Some(&last)).await;
     received.push(stream.next().await);
@@ -761,8 +697,8 @@ async fn a_hub_shutting_down_ends_its_streams_and_clients_resume_on_another_hub(
     else {
         return;
     };
-    let hub_a = HubProcess::start(db.url(), &redis_url).await;
-    let mut hub_b = HubProcess::start(db.url(), &redis_url).await;
+    let hub_a = streaming_hub(db.url(), &redis_url).await;
+    let mut hub_b = streaming_hub(db.url(), &redis_url).await;
     let key = owner_key(&db).await;
     let mut stream = SseClient::open(&hub_b.base, "/v1/events/stream", &key, None).await;
     hub_a.create_task(&key, "first").await;
