@@ -374,10 +374,10 @@ async fn a_client_flooding_the_hub_receives_the_rate_limited_errors_then_close_1
                         assert!(id > last_id, "replies come in request order");
                         last_id = id;
                         match err.code.as_str() {
-                            error_code::NOT_FOUND => {
-                                assert_eq!(n_rate_limited, 0, "the bucket only empties");
-                                n_not_found += 1;
-                            }
+                            // A claim the bucket admits is answered; it refills at
+                            // the rate while the hub works, so admitted claims may
+                            // follow refused ones.
+                            error_code::NOT_FOUND => n_not_found += 1,
                             error_code::RATE_LIMITED => n_rate_limited += 1,
                             other => panic!("{other}: {err:?}"),
                         }
