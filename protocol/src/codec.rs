@@ -148,6 +148,14 @@ impl Codec {
         shape::request_id(self, bytes)
     }
 
+    /// The bytes of the value of `key` in the top-level map of `bytes`, found by skipping
+    /// over the other values without recursing, however deep they are nested: a way to
+    /// read a few fields of a frame that does not decode. Decode the returned bytes with
+    /// this codec.
+    pub fn peek_field(self, bytes: &[u8], key: &str) -> Option<std::ops::Range<usize>> {
+        shape::field(self, bytes, key)
+    }
+
     /// Decodes any frame type with the limits applied first.
     pub fn decode<T: DeserializeOwned>(
         self,

@@ -127,7 +127,7 @@ pub(crate) fn type_name(codec: Codec, bytes: &[u8]) -> Option<String> {
 
 /// The bytes of the value of `key` in the top-level map (entries after it need not be
 /// well-formed).
-fn field(codec: Codec, bytes: &[u8], key: &str) -> Option<Range<usize>> {
+pub(crate) fn field(codec: Codec, bytes: &[u8], key: &str) -> Option<Range<usize>> {
     let mut found = None;
     entries(codec, bytes, |entry_key, value| {
         if *entry_key == *key.as_bytes() {
