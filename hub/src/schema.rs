@@ -145,6 +145,8 @@ diesel::table! {
     step_assignees (step_id, agent_id) {
         step_id -> Text,
         agent_id -> Text,
+        /// Set when the step was assigned to this agent's member (`member:<email>`).
+        via_member_id -> Nullable<Text>,
     }
 }
 

@@ -636,7 +636,7 @@ pub struct StepInfo {
     pub description: String,
     /// Starts at 1; grows with every lease expiry, retry or rework.
     pub attempt: u32,
-    /// `claude`, `shell`, `manual` or `external`; absent means the agent's default.
+    /// `claude`, `claude-code`, `shell`, `manual` or `external`; absent means the agent's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,
     /// Free JSON from the task's creator, forwarded unchanged (e.g. a shell command).

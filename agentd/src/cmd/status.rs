@@ -25,10 +25,7 @@ impl Status {
             (Some(_), Ok(_)) => Some(agent_at_hub(&ctx).await),
             _ => None,
         };
-        let at_hub_line = at_hub
-            .as_ref()
-            .map(|at_hub| format!("state:     {}\n", describe(at_hub)))
-            .unwrap_or_default();
+        let at_hub_line = at_hub.as_ref().map(describe_at_hub).unwrap_or_default();
         match answer {
             Some(ControlAnswer::Status { status }) => {
                 let value = json!({"running": true, "daemon": status, "agent": at_hub});
@@ -65,7 +62,8 @@ impl Status {
 /// How long `agentd status` waits for the hub.
 const HUB_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// This agent as the hub sees it: `{"name", "status", "online"}`, or `{"error"}` when
+/// This agent as the hub sees it: `{"name", "status", "online", "holds",
+/// "other_machines"}` (the member's other agents and what they hold), or `{"error"}` when
 /// the hub cannot say.
 async fn agent_at_hub(ctx: &Ctx) -> Value {
     let lookup = async {
@@ -76,19 +74,67 @@ async fn agent_at_hub(ctx: &Ctx) -> Value {
                 "the stored token is not an agent token; run `agentd login` with the agent's aha_… token",
             ));
         };
-        hub.get::<Value>(&format!("v1/agents/{agent_id}")).await
+        let agent = hub.get::<Value>(&format!("v1/agents/{agent_id}")).await?;
+        // The member's other machines: a step assigned to the member goes to any of them.
+        let all = hub.get::<Value>("v1/agents").await?;
+        let siblings: Vec<Value> = all["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|other| other["owner"] == agent["owner"] && other["id"] != agent["id"])
+            .map(|other| {
+                json!({
+                    "name": other["name"],
+                    "status": other["status"],
+                    "online": other["online"],
+                    "holds": other["holds"],
+                })
+            })
+            .collect();
+        Ok((agent, siblings))
     };
     match tokio::time::timeout(HUB_TIMEOUT, lookup).await {
-        Ok(Ok(agent)) => json!({
+        Ok(Ok((agent, siblings))) => json!({
             "name": agent["name"],
             "status": agent["status"],
             "online": agent["online"],
+            "holds": agent["holds"],
+            "other_machines": siblings,
         }),
         Ok(Err(err)) => json!({"error": err.to_string()}),
         Err(_) => {
             json!({"error": format!("the hub did not answer within {} s", HUB_TIMEOUT.as_secs())})
         }
     }
+}
+
+/// The hub's view: this agent's state, then the member's other machines and what each
+/// holds.
+fn describe_at_hub(at_hub: &Value) -> String {
+    let mut text = format!("state:     {}\n", describe(at_hub));
+    let others = at_hub["other_machines"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !others.is_empty() {
+        text.push_str("other machines of this member:\n");
+        for other in others {
+            text.push_str(&format!(
+                "  {}  {}\n",
+                other["name"].as_str().unwrap_or("?"),
+                other["status"].as_str().unwrap_or("?"),
+            ));
+            for step in other["holds"].as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "    holds {}  {} ({})\n",
+                    step["step_id"].as_str().unwrap_or_default(),
+                    step["title"].as_str().unwrap_or_default(),
+                    step["status"].as_str().unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    text
 }
 
 /// "working (at the hub)", or why the hub cannot say.

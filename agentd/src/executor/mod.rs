@@ -1,5 +1,5 @@
 //! Executors: how a claimed step is carried out on this machine. The step names one
-//! (`claude`, `shell`, `manual`, `external`); the configuration gives the default.
+//! (`claude`, `claude-code`, `shell`, `manual`, `external`); the configuration gives the default.
 
 pub mod claude;
 pub mod claude_code;

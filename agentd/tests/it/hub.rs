@@ -199,6 +199,11 @@ impl Drop for Hub {
 impl Hub {
     /// A hub on a fresh SQLite data dir with the team set up.
     pub async fn start() -> Hub {
+        Hub::start_with_lease(Settings::default().lease_ms).await
+    }
+
+    /// [`Hub::start`] with claims that hold a step for `lease_ms` unless renewed.
+    pub async fn start_with_lease(lease_ms: u64) -> Hub {
         let data_dir = tempfile::tempdir().unwrap();
         let store = Store::open_data_dir(data_dir.path()).unwrap();
         store.migrate().await.unwrap();
@@ -207,6 +212,7 @@ impl Hub {
             store,
             Settings {
                 data_dir: data_dir.path().to_path_buf(),
+                lease_ms,
                 ..Settings::default()
             },
         );

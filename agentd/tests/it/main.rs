@@ -9,6 +9,7 @@ mod cli;
 mod e2e;
 mod ends;
 mod executors;
+mod failover;
 mod files;
 mod full_text;
 mod hub;

@@ -36,6 +36,8 @@ pub struct AgentView {
     pub online: bool,
     pub state: AgentState,
     pub last_seen_at: Option<i64>,
+    /// The steps it holds or whose result awaits approval.
+    pub holds: Vec<model::HeldStep>,
 }
 
 /// What an agent is doing (DESIGN section 4), derived from the steps it holds.
@@ -86,6 +88,9 @@ impl AgentState {
 pub struct CreatedAgent {
     pub agent: Agent,
     pub token: String,
+    /// The `step.ready` events of the steps assigned to the agent's member that it joined,
+    /// to publish.
+    pub notices: Vec<crate::bus::Notice>,
 }
 
 pub async fn create_agent(store: &Store, new: NewAgent<'_>) -> Result<CreatedAgent> {
@@ -136,9 +141,14 @@ pub async fn create_agent(store: &Store, new: NewAgent<'_>) -> Result<CreatedAge
             };
             model::insert_agent(db, &agent).await?;
             model::insert_token(db, &token_row(&agent.id, &new_token, now)).await?;
+            // A person's new machine joins the steps assigned to the person.
+            let mut outbox = Outbox::default();
+            crate::tasks::join_member_steps(db, &mut outbox, &agent).await?;
+            outbox.flush(db, &agent.workspace_id).await?;
             Ok(CreatedAgent {
                 agent,
                 token: new_token.secret.clone(),
+                notices: outbox.into_notices(),
             })
         })
         .await
@@ -216,19 +226,20 @@ pub fn online_by_row(agent: &Agent) -> bool {
 }
 
 /// Online when it has a session on this hub, or on another hub that renewed it lately.
-/// `held`: (agent id, status) of the steps agents hold.
+/// `held`: the steps agents hold (of this agent and maybe others).
 fn view(
     agent: Agent,
     owner_email: String,
     presence: &Presence,
-    held: &[(String, String)],
+    held: &[model::HeldStep],
 ) -> AgentView {
     let online = presence.is_online(&agent.id) || online_by_row(&agent);
-    let statuses: Vec<&str> = held
+    let holds: Vec<model::HeldStep> = held
         .iter()
-        .filter(|(agent_id, _)| agent_id == &agent.id)
-        .map(|(_, status)| status.as_str())
+        .filter(|step| step.agent_id == agent.id)
+        .cloned()
         .collect();
+    let statuses: Vec<&str> = holds.iter().map(|step| step.status.as_str()).collect();
     let state = AgentState::of(online, &statuses);
     // The row is renewed while connected; this hub's entry dates from the session's start.
     let last_seen_at = presence.last_seen(&agent.id).max(agent.last_seen_at);
@@ -238,20 +249,21 @@ fn view(
         online,
         state,
         last_seen_at,
+        holds,
     }
 }
 
 /// Registers an agent bound to the caller (a member's API key); its token is shown once.
 pub async fn register_agent(
-    store: &Store,
+    ctx: &Ctx,
     actor: &Actor,
     name: &str,
     capabilities: &[String],
     max_concurrency: u32,
 ) -> Result<CreatedAgent> {
     authority::may_register_agent(actor)?;
-    create_agent(
-        store,
+    let created = create_agent(
+        &ctx.store,
         NewAgent {
             workspace_id: actor.workspace_id(),
             name,
@@ -260,7 +272,9 @@ pub async fn register_agent(
             max_concurrency,
         },
     )
-    .await
+    .await?;
+    ctx.publish(created.notices.clone());
+    Ok(created)
 }
 
 /// Revokes every token of an agent (its bound member, an owner or an admin) and closes

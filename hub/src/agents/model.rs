@@ -293,31 +293,55 @@ pub async fn members_watching(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Ve
 /// Statuses in which a step occupies its agent, for the agent's state.
 const OCCUPYING: [&str; 4] = ["claimed", "running", "blocked", "awaiting_approval"];
 
-/// (agent id, step status) of every step an agent of the workspace holds or waits on.
+/// A step an agent holds or waits on.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct HeldStep {
+    pub agent_id: String,
+    pub status: String,
+    pub step_id: String,
+    pub task_id: String,
+    pub title: String,
+}
+
+/// Every step an agent of the workspace holds or waits on.
 pub async fn held_steps_in_workspace(
     db: &mut Db<'_>,
     workspace_id: &str,
-) -> QueryResult<Vec<(String, String)>> {
+) -> QueryResult<Vec<HeldStep>> {
     use crate::schema::steps;
     crate::db!(db, |conn| {
         steps::table
             .filter(steps::workspace_id.eq(workspace_id))
             .filter(steps::status.eq_any(OCCUPYING))
             .filter(steps::claimed_by.is_not_null())
-            .select((steps::claimed_by.assume_not_null(), steps::status))
+            .select((
+                steps::claimed_by.assume_not_null(),
+                steps::status,
+                steps::id,
+                steps::task_id,
+                steps::title,
+            ))
+            .order(steps::started_at.asc())
             .load(conn)
             .await
     })
 }
 
-/// (agent id, step status) of the steps one agent holds or waits on.
-pub async fn held_steps_of(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Vec<(String, String)>> {
+/// The steps one agent holds or waits on.
+pub async fn held_steps_of(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Vec<HeldStep>> {
     use crate::schema::steps;
     crate::db!(db, |conn| {
         steps::table
             .filter(steps::claimed_by.eq(agent_id))
             .filter(steps::status.eq_any(OCCUPYING))
-            .select((steps::claimed_by.assume_not_null(), steps::status))
+            .select((
+                steps::claimed_by.assume_not_null(),
+                steps::status,
+                steps::id,
+                steps::task_id,
+                steps::title,
+            ))
+            .order(steps::started_at.asc())
             .load(conn)
             .await
     })

@@ -179,7 +179,7 @@ pub async fn register_agent(
     ApiJson(req): ApiJson<RegisterAgentRequest>,
 ) -> Result<(StatusCode, Json<AgentTokenResponse>)> {
     let created = agents::register_agent(
-        &ctx.store,
+        &ctx,
         &actor,
         &req.name,
         &req.capabilities,

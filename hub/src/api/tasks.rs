@@ -28,7 +28,8 @@ pub struct CreateStepRequest {
     /// What the assignee should do (default empty).
     #[serde(default)]
     pub description: String,
-    /// Agent names or ids.
+    /// Agent names or ids, or `member:<email or id>`: any agent of that member may take
+    /// the step (one of a person's machines; a lease lost on one is offered to the others).
     pub assignees: Vec<String>,
     /// Keys of steps that must finish first (default none).
     #[serde(default)]
@@ -42,7 +43,7 @@ pub struct CreateStepRequest {
     /// Capability labels every assignee must have.
     #[serde(default)]
     pub required_capabilities: Vec<String>,
-    /// `claude`, `shell`, `manual` or `external`; when absent, the agent's default.
+    /// `claude`, `claude-code`, `shell`, `manual` or `external`; when absent, the agent's default.
     #[serde(default)]
     pub executor: Option<String>,
     /// Free JSON forwarded to the agent unchanged (e.g. `{"command": "make test"}`).
@@ -164,7 +165,7 @@ pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
         (status = 201, description = "the task as created, with its steps", body = TaskResponse),
         (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
         (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the task would cause are too large (one over 1 MiB, or more than 32 MiB over all its steps' agents and followers); nothing is created"),
-        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a `member:` assignee without an agent that has the required capabilities, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
     ))]
 pub async fn create_task(
     State(ctx): State<AppState>,
@@ -315,7 +316,8 @@ pub enum WorkflowOpRequest {
     SetAssignees {
         /// The key or id of a `pending` or `ready` step.
         step: String,
-        /// Agent names or ids; at least one.
+        /// Agent names or ids, or `member:<email or id>` (any agent of the member);
+        /// at least one.
         assignees: Vec<String>,
     },
     SetDependencies {

@@ -60,7 +60,12 @@ pub struct StepResponse {
     pub position: i32,
     /// 0 none, 1 confirm, 2 review (approve or reject), 3 every approver.
     pub approval_level: i32,
+    /// Every agent that may take the step: those named, and every agent of an assigned
+    /// member.
     pub assignees: Vec<AgentRef>,
+    /// The members the step is assigned to (`member:<email>`): any of their agents may
+    /// take it, including ones they add later.
+    pub assigned_members: Vec<MemberRef>,
     pub approvers: Vec<MemberRef>,
     pub depends_on: Vec<String>,
     pub executor: Option<String>,
@@ -130,6 +135,11 @@ impl From<StepView> for StepResponse {
                 .assignees
                 .into_iter()
                 .map(|(id, name)| AgentRef { id, name })
+                .collect(),
+            assigned_members: view
+                .assigned_members
+                .into_iter()
+                .map(|(id, email)| MemberRef { id, email })
                 .collect(),
             approvers: view
                 .approvers
@@ -454,6 +464,19 @@ pub struct AgentResponse {
     pub online: bool,
     pub last_seen_at: Option<String>,
     pub created_at: String,
+    /// The steps it holds (`claimed`, `running`, `blocked`) or whose result awaits
+    /// approval, oldest first: with steps assigned to a member, which of the member's
+    /// machines has which.
+    pub holds: Vec<HeldStepRef>,
+}
+
+/// A step an agent holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeldStepRef {
+    pub step_id: String,
+    pub task_id: String,
+    pub title: String,
+    pub status: String,
 }
 
 impl From<AgentView> for AgentResponse {
@@ -468,6 +491,16 @@ impl From<AgentView> for AgentResponse {
             online: view.online,
             last_seen_at: view.last_seen_at.map(timestamp),
             created_at: timestamp(view.agent.created_at),
+            holds: view
+                .holds
+                .into_iter()
+                .map(|step| HeldStepRef {
+                    step_id: step.step_id,
+                    task_id: step.task_id,
+                    title: step.title,
+                    status: step.status,
+                })
+                .collect(),
         }
     }
 }

@@ -46,7 +46,7 @@ pub use timeline::{By, TimelineEntry, timeline};
 pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
 
 /// The executors a step may name.
-pub const EXECUTORS: &[&str] = &["claude", "shell", "manual", "external"];
+pub const EXECUTORS: &[&str] = &["claude", "claude-code", "shell", "manual", "external"];
 
 /// A task to create, with its steps.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +163,9 @@ pub struct StepView {
     pub step: Step,
     /// (agent id, agent name)
     pub assignees: Vec<(String, String)>,
+    /// (member id, email) of the members the step is assigned to (`member:<email>`):
+    /// their agents are among `assignees`.
+    pub assigned_members: Vec<(String, String)>,
     /// (member id, email)
     pub approvers: Vec<(String, String)>,
     /// Keys of the steps this one depends on.
@@ -426,24 +429,18 @@ async fn insert_steps(
     }
     for (offset, new) in new_steps.iter().enumerate() {
         let step_id = ids_by_key[&new.key].clone();
-        for name in dedup(&new.assignees) {
-            let agent = resolve_agent(db, &task.workspace_id, name, &new.key).await?;
-            let capabilities = agent.capability_list();
-            if let Some(missing) = new
-                .required_capabilities
-                .iter()
-                .find(|label| !capabilities.contains(label))
-            {
-                return Err(Error::invalid_field(
-                    "steps.assignees",
-                    format!(
-                        "step `{}`: agent `{}` lacks the required capability `{missing}`",
-                        new.key, agent.name
-                    ),
-                ));
-            }
-            assignee_rows.push((step_id.clone(), agent.id));
-        }
+        assignee_rows.extend(
+            resolve_assignees(
+                db,
+                &task.workspace_id,
+                &step_id,
+                &new.key,
+                &new.assignees,
+                &new.required_capabilities,
+                "steps.assignees",
+            )
+            .await?,
+        );
         for name in dedup(&new.approvers) {
             let member = accounts::model::find_member(db, &task.workspace_id, name)
                 .await?
@@ -551,20 +548,106 @@ fn dedup(names: &[String]) -> Vec<&str> {
         .collect()
 }
 
-async fn resolve_agent(
+/// The prefix of an assignee that names a member: any of the member's agents may take the
+/// step.
+pub const MEMBER_ASSIGNEE_PREFIX: &str = "member:";
+
+/// The assignment rows of step `step_id` for `names`: agent names or ids, and
+/// `member:<email or id>` for every agent of that member (each row marked with the
+/// member). Every agent must have the `required` capabilities; of a member's agents those
+/// that lack one are left out, and a member without any agent that has them is refused.
+/// An agent named twice (itself and through its member) is assigned once.
+pub(crate) async fn resolve_assignees(
     db: &mut Db<'_>,
     workspace_id: &str,
-    name: &str,
+    step_id: &str,
     step_key: &str,
-) -> Result<Agent> {
-    agents::model::find_agent(db, workspace_id, name)
-        .await?
-        .ok_or_else(|| {
-            Error::invalid_field(
-                "steps.assignees",
-                format!("step `{step_key}`: assignee `{name}` is not an agent of this workspace"),
-            )
-        })
+    names: &[String],
+    required: &[String],
+    field: &str,
+) -> Result<Vec<model::AssigneeRow>> {
+    let mut rows: Vec<model::AssigneeRow> = Vec::new();
+    let lacks = |agent: &Agent| {
+        let capabilities = agent.capability_list();
+        required
+            .iter()
+            .find(|label| !capabilities.contains(label))
+            .cloned()
+    };
+    for name in dedup(names) {
+        let (agents, via_member_id) = match name.strip_prefix(MEMBER_ASSIGNEE_PREFIX) {
+            Some(member) => {
+                let member = accounts::model::find_member(db, workspace_id, member.trim())
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invalid_field(
+                            field,
+                            format!(
+                                "step `{step_key}`: assignee `{name}` is not a member of this workspace"
+                            ),
+                        )
+                    })?;
+                let agents: Vec<Agent> = agents::model::agents_of_member(db, &member.id)
+                    .await?
+                    .into_iter()
+                    .filter(|agent| lacks(agent).is_none())
+                    .collect();
+                if agents.is_empty() {
+                    let need = if required.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with the capabilities {}", required.join(", "))
+                    };
+                    return Err(Error::invalid_field(
+                        field,
+                        format!(
+                            "step `{step_key}`: member `{}` has no agent{need} to take it; \
+                             they can register one with `agentd login`",
+                            member.email
+                        ),
+                    ));
+                }
+                (agents, Some(member.id))
+            }
+            None => {
+                let agent = agents::model::find_agent(db, workspace_id, name)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invalid_field(
+                            field,
+                            format!(
+                                "step `{step_key}`: assignee `{name}` is not an agent of this workspace"
+                            ),
+                        )
+                    })?;
+                if let Some(missing) = lacks(&agent) {
+                    return Err(Error::invalid_field(
+                        field,
+                        format!(
+                            "step `{step_key}`: agent `{}` lacks the required capability `{missing}`",
+                            agent.name
+                        ),
+                    ));
+                }
+                (vec![agent], None)
+            }
+        };
+        for agent in agents {
+            match rows.iter_mut().find(|row| row.agent_id == agent.id) {
+                Some(row) => {
+                    if row.via_member_id.is_none() {
+                        row.via_member_id = via_member_id.clone();
+                    }
+                }
+                None => rows.push(model::AssigneeRow {
+                    step_id: step_id.to_string(),
+                    agent_id: agent.id,
+                    via_member_id: via_member_id.clone(),
+                }),
+            }
+        }
+    }
+    Ok(rows)
 }
 
 pub(crate) fn step_status(step: &Step) -> StepStatus {
@@ -638,6 +721,7 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
     let step_ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
     let assignees = model::assignees_of(db, &step_ids).await?;
     let approvers = model::approvers_of(db, &step_ids).await?;
+    let assigned_members = model::member_assignees_of(db, &step_ids).await?;
     let dependencies = model::dependencies_of(db, &step_ids).await?;
     let agent_ids: Vec<String> = assignees
         .iter()
@@ -647,8 +731,8 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
         .collect();
     let mut agents = agents::model::agents_by_ids(db, &agent_ids).await?;
     agents.sort_by(|left, right| left.name.cmp(&right.name));
-    // The members are read for the approvers' emails only.
-    let members = if approvers.is_empty() {
+    // The members are read for the approvers' and assigned members' emails only.
+    let members = if approvers.is_empty() && assigned_members.is_empty() {
         Vec::new()
     } else {
         accounts::model::list_members(db, &task.workspace_id).await?
@@ -680,6 +764,11 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
                 .map(|(_, agent_id)| (agent_id.clone(), agent_name(agent_id)))
                 .collect(),
             approvers: approvers
+                .iter()
+                .filter(|(step_id, _)| step_id == &step.id)
+                .map(|(_, member_id)| (member_id.clone(), member_email(member_id)))
+                .collect(),
+            assigned_members: assigned_members
                 .iter()
                 .filter(|(step_id, _)| step_id == &step.id)
                 .map(|(_, member_id)| (member_id.clone(), member_email(member_id)))
@@ -733,6 +822,45 @@ fn member_audiences(task: &Task, steps: &[StepView]) -> Vec<Audience> {
     ids.into_iter()
         .map(|id| Audience::Member(id.to_string()))
         .collect()
+}
+
+/// Makes a new agent of `agent.owner_member_id` an assignee of the steps assigned to its
+/// member that may still run and whose required capabilities it has, and queues
+/// `step.ready` for it of those ready in an active task.
+pub(crate) async fn join_member_steps(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    agent: &Agent,
+) -> Result<()> {
+    let steps = model::open_steps_of_member(db, &agent.owner_member_id).await?;
+    let capabilities = agent.capability_list();
+    for step in steps {
+        let required: Vec<String> =
+            serde_json::from_str(&step.required_capabilities).unwrap_or_default();
+        if required.iter().any(|label| !capabilities.contains(label)) {
+            continue;
+        }
+        model::insert_assignees(
+            db,
+            &[model::AssigneeRow {
+                step_id: step.id.clone(),
+                agent_id: agent.id.clone(),
+                via_member_id: Some(agent.owner_member_id.clone()),
+            }],
+        )
+        .await?;
+        if step_status(&step) != StepStatus::Ready {
+            continue;
+        }
+        let Some(task) = model::find_task(db, &agent.workspace_id, &step.task_id).await? else {
+            continue;
+        };
+        if task_status(&task) == TaskStatus::Active {
+            let frame = frames::step_ready(db, &task, &step).await?;
+            outbox.push(Audience::Agent(agent.id.clone()), frame);
+        }
+    }
+    Ok(())
 }
 
 /// Queues `step.ready` for every assignee of a ready step.

@@ -524,23 +524,66 @@ pub async fn expired_leases(db: &mut Db<'_>, now: i64, limit: i64) -> QueryResul
     })
 }
 
-pub async fn insert_assignees(db: &mut Db<'_>, rows: &[(String, String)]) -> QueryResult<()> {
-    let values: Vec<_> = rows
-        .iter()
-        .map(|(step_id, agent_id)| {
-            (
-                step_assignees::step_id.eq(step_id),
-                step_assignees::agent_id.eq(agent_id),
-            )
-        })
-        .collect();
-    for value in values {
+/// One assignment of a step to an agent; `via_member_id` when the step was assigned to
+/// the agent's member.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = step_assignees, treat_none_as_default_value = false)]
+pub struct AssigneeRow {
+    pub step_id: String,
+    pub agent_id: String,
+    pub via_member_id: Option<String>,
+}
+
+pub async fn insert_assignees(db: &mut Db<'_>, rows: &[AssigneeRow]) -> QueryResult<()> {
+    for row in rows {
         crate::db!(db, |conn| diesel::insert_into(step_assignees::table)
-            .values(value)
+            .values(row)
             .execute(conn)
             .await)?;
     }
     Ok(())
+}
+
+/// (step id, member id) of the steps among `step_ids` assigned to a member.
+pub async fn member_assignees_of(
+    db: &mut Db<'_>,
+    step_ids: &[String],
+) -> QueryResult<Vec<(String, String)>> {
+    if step_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::db!(db, |conn| {
+        step_assignees::table
+            .filter(step_assignees::step_id.eq_any(step_ids))
+            .filter(step_assignees::via_member_id.is_not_null())
+            .select((
+                step_assignees::step_id,
+                step_assignees::via_member_id.assume_not_null(),
+            ))
+            .distinct()
+            .load(conn)
+            .await
+    })
+}
+
+/// The steps assigned to a member (`member:<email>`) that may still run (all but done
+/// and cancelled ones: a failed or skipped step can be retried), for an agent of the
+/// member that joins them.
+pub async fn open_steps_of_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<Vec<Step>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(
+                steps::id.eq_any(
+                    step_assignees::table
+                        .filter(step_assignees::via_member_id.eq(member_id))
+                        .select(step_assignees::step_id),
+                ),
+            )
+            .filter(steps::status.ne_all(["done", "cancelled"]))
+            .select(Step::as_select())
+            .load(conn)
+            .await
+    })
 }
 
 pub async fn insert_approvers(db: &mut Db<'_>, rows: &[(String, String)]) -> QueryResult<()> {

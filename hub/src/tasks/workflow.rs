@@ -315,29 +315,21 @@ async fn apply(
             model::delete_assignees(db, &step.id).await?;
             let required: Vec<String> =
                 serde_json::from_str(&step.required_capabilities).unwrap_or_default();
-            let mut rows = Vec::new();
-            for name in crate::tasks::dedup(assignees) {
-                let agent =
-                    crate::tasks::resolve_agent(db, &task.workspace_id, name, &step.key).await?;
-                if let Some(missing) = required
-                    .iter()
-                    .find(|label| !agent.capability_list().contains(label))
-                {
-                    return Err(Error::invalid_field(
-                        "assignees",
-                        format!(
-                            "step `{}`: agent `{}` lacks the required capability `{missing}`",
-                            step.key, agent.name
-                        ),
-                    ));
-                }
-                rows.push((step.id.clone(), agent.id));
-            }
+            let rows = crate::tasks::resolve_assignees(
+                db,
+                &task.workspace_id,
+                &step.id,
+                &step.key,
+                assignees,
+                &required,
+                "assignees",
+            )
+            .await?;
             model::insert_assignees(db, &rows).await?;
             let after_view = load_view(db, task, vec![step.clone()]).await?;
             if step.status == StepStatus::Ready.as_str() {
                 for (agent_id, _) in &before_view.steps[0].assignees {
-                    if !rows.iter().any(|(_, new_id)| new_id == agent_id) {
+                    if !rows.iter().any(|row| &row.agent_id == agent_id) {
                         outbox.push(
                             Audience::Agent(agent_id.clone()),
                             frames::step_revoked(&step, step.attempt, "reassigned"),

@@ -10,14 +10,12 @@ use tokio::sync::Barrier;
 use agenthub::accounts::{Actor, AgentActor, Role};
 use agenthub::agents;
 use agenthub::approvals::{self, ApprovalRef};
-use agenthub::ctx::{Ctx, Settings};
-use agenthub::store::Store;
 use agenthub::tasks::{self, NewStep, NewTask, TaskAction, TaskView, WorkflowChange, WorkflowOp};
 use agenthub_protocol::{ActorRef, Decision, ServerFrame, TaskOutcome};
 
 use crate::support::{
-    Team, backend_test, events, expect_err, new_step, new_task, report_task, step_id, submit,
-    types, uuid,
+    Team, backend_test, events, expect_err, expire_lease, new_step, new_task, report_task,
+    short_lease, step_id, submit, types, uuid,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -110,26 +108,6 @@ fn outcome_of(view: &TaskView) -> TaskOutcome {
             name: by.name,
         }),
     }
-}
-
-/// A context whose claims hold a step for 1 ms, so that a sweep right after expires them.
-fn short_lease(store: &Store) -> Ctx {
-    Ctx::new(
-        store.clone(),
-        Settings {
-            lease_ms: 1,
-            ..Settings::default()
-        },
-    )
-}
-
-/// Claims `step` as `agent` with a 1 ms lease and sweeps it once it has expired.
-async fn expire_lease(team: &Team, agent: &AgentActor, step: &str) {
-    tasks::claim_step(&short_lease(team.store()), agent, step)
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert_eq!(tasks::sweep_expired_leases(&team.ctx).await.unwrap(), 1);
 }
 
 /// Claims `step` and fails its current attempt.

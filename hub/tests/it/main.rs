@@ -12,6 +12,7 @@ mod content;
 mod decisions;
 mod deploy;
 mod events;
+mod failover;
 mod gateway;
 mod lifecycle;
 mod python_agent;

@@ -509,3 +509,23 @@ pub fn types(frames: &[ServerFrame]) -> Vec<&'static str> {
 pub fn uuid(id: &str) -> uuid::Uuid {
     uuid::Uuid::parse_str(id).unwrap()
 }
+
+/// A context whose claims hold a step for 1 ms, so that a sweep right after expires them.
+pub fn short_lease(store: &Store) -> Ctx {
+    Ctx::new(
+        store.clone(),
+        Settings {
+            lease_ms: 1,
+            ..Settings::default()
+        },
+    )
+}
+
+/// Claims `step` as `agent` with a 1 ms lease and sweeps it once it has expired.
+pub async fn expire_lease(team: &Team, agent: &AgentActor, step: &str) {
+    tasks::claim_step(&short_lease(team.store()), agent, step)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(tasks::sweep_expired_leases(&team.ctx).await.unwrap(), 1);
+}

@@ -9,14 +9,13 @@ use tokio::sync::Barrier;
 
 use agenthub::accounts::{Actor, AgentActor, Role};
 use agenthub::approvals;
-use agenthub::ctx::{Ctx, Settings};
 use agenthub::error::Error;
 use agenthub::tasks::{self, NewStep, TaskAction, WorkflowChange, WorkflowOp};
 use agenthub_protocol::ServerFrame;
 
 use crate::support::{
-    Team, backend_test, events, expect_err, new_step, new_task, report_task, step_id, submit,
-    types, uuid,
+    Team, backend_test, events, expect_err, new_step, new_task, report_task, short_lease, step_id,
+    submit, types, uuid,
 };
 
 // ---------------------------------------------------------------- creation
@@ -688,16 +687,6 @@ backend_test!(
 );
 
 // ---------------------------------------------------------------- leases
-
-fn short_lease(store: &agenthub::store::Store) -> Ctx {
-    Ctx::new(
-        store.clone(),
-        Settings {
-            lease_ms: 1,
-            ..Settings::default()
-        },
-    )
-}
 
 backend_test!(
     async fn an_expired_lease_returns_the_step_to_ready_with_the_next_attempt(store) {
