@@ -1,5 +1,7 @@
 //! `agenthub`: serve the hub, apply migrations, administer workspaces.
 
+use std::io::IsTerminal;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -15,8 +17,28 @@ use agenthub::ctx::Ctx;
 #[derive(Debug, Parser)]
 #[command(name = "agenthub", version, about)]
 struct Cli {
+    /// Log lines on stderr: text (colours only on a terminal and without NO_COLOR) or
+    /// json, one object a line
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "AGENTHUB_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line (for log shippers and the journal).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,12 +72,16 @@ async fn main() {
     };
     let filter =
         EnvFilter::try_from_env("AGENTHUB_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match cli.log_format {
+        LogFormat::Json => lines.json().boxed(),
+        // Escape codes only where a person reads them: not in files, pipes or the journal.
+        LogFormat::Text => lines
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .boxed(),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter),
-        )
+        .with(lines.with_filter(filter))
         .with(payload_ceiling())
         .init();
     if let Err(err) = run(cli).await {

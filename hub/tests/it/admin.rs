@@ -404,3 +404,68 @@ async fn admin_shows_a_failed_task_with_its_timeline_and_retries_its_step() {
     );
     assert_eq!(shown["steps"][1]["status"], "pending");
 }
+
+/// What `agenthub serve` writes to stderr from its start until a SIGTERM, with `args` before
+/// `serve` and `AGENTHUB_LOG=info`; stderr is a pipe, as under a service manager.
+fn serve_logs(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub = Command::new(env!("CARGO_BIN_EXE_agenthub"))
+        .args(args)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("AGENTHUB_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = hub.wait_with_output().unwrap();
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn hub_logs_carry_no_colour_codes_into_a_pipe_and_are_json_on_request() {
+    let text = serve_logs(&[]);
+    assert!(text.contains("agenthub serving"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in piped logs: {text:?}"
+    );
+
+    let json = serve_logs(&["--log-format", "json"]);
+    let lines: Vec<Value> = json
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|line| line["level"] == "INFO"
+            && line["fields"]["message"]
+                .as_str()
+                .is_some_and(|message| message == "agenthub serving")),
+        "{json}"
+    );
+}
