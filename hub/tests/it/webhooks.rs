@@ -362,6 +362,8 @@ async fn every_event_arrives_signed_and_in_order_despite_failed_attempts() {
         assert!(expected.len() >= 8, "{} events", expected.len());
         receiver.wait_for_seqs(&seqs(&expected)).await;
         receiver.assert_no_problems();
+        let webhook_id = webhook["id"].as_str().unwrap();
+        wait_for_cursor(&hub, &team.key, webhook_id, expected.last().unwrap().seq).await;
 
         // Exactly the events after the cursor, once each, in order (one hub, no crash).
         assert_eq!(receiver.accepted_seqs(), seqs(&expected));
@@ -383,7 +385,6 @@ async fn every_event_arrives_signed_and_in_order_despite_failed_attempts() {
         assert_eq!(received[0].body, received[3].body);
 
         // The delivery log, newest first, every attempt with its answer.
-        let webhook_id = webhook["id"].as_str().unwrap();
         let log = get_ok(
             &hub,
             &team.key,
@@ -458,16 +459,7 @@ async fn filters_deliver_only_the_chosen_event_types_and_task() {
         let last = feed.last().unwrap().seq;
         // Both cursors reach the end of the feed: skipped events move them too.
         for webhook in [&typed, &tasked] {
-            let path = format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap());
-            let deadline = Instant::now() + WAIT;
-            loop {
-                let current = get_ok(&hub, &team.key, &path).await;
-                if current["cursor"] == last {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "cursor stuck: {current}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_for_cursor(&hub, &team.key, webhook["id"].as_str().unwrap(), last).await;
         }
         let of_type: Vec<i64> = feed
             .iter()
@@ -479,7 +471,9 @@ async fn filters_deliver_only_the_chosen_event_types_and_task() {
             .filter(|row| row.payload.contains(&watched))
             .map(|row| row.seq)
             .collect();
-        assert!(of_type.len() >= 3 && of_task.len() >= 2, "{of_type:?} {of_task:?}");
+        // Each filter leaves some events out.
+        assert!(of_type.len() >= 3 && of_type.len() < feed.len(), "{of_type:?}");
+        assert!(!of_task.is_empty() && of_task.len() < feed.len(), "{of_task:?}");
         assert_eq!(by_type.accepted_seqs(), of_type);
         assert_eq!(by_task.accepted_seqs(), of_task);
         let types: HashSet<String> = by_type.received().into_iter().map(|got| got.event_type).collect();
@@ -525,7 +519,11 @@ async fn a_ping_and_a_redelivery_are_sent_at_once_and_logged() {
 
         // An event, then its redelivery: the same body, a new delivery id.
         create_tasks(&hub, &team, 1).await;
-        wait_until("the event", || !receiver.accepted_seqs().is_empty()).await;
+        let ws = workspace_id(&hub.ctx.store, "acme").await;
+        let cursor = webhook["cursor"].as_i64().unwrap();
+        let expected = feed_after(&hub.ctx.store, &ws, cursor).await;
+        receiver.wait_for_seqs(&seqs(&expected)).await;
+        wait_for_cursor(&hub, &team.key, webhook_id, expected.last().unwrap().seq).await;
         let log = get_ok(&hub, &team.key, &format!("/v1/webhooks/{webhook_id}/deliveries")).await;
         let event = log["deliveries"]
             .as_array()
@@ -764,7 +762,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             (json!({"url": "https://example.com/h", "task_id": foreign_task}), StatusCode::UNPROCESSABLE_ENTITY, "task_id", "no task"),
             (json!({"url": "https://example.com/h", "description": "d".repeat(501)}), StatusCode::UNPROCESSABLE_ENTITY, "description", "500"),
             (json!({"url": "https://example.com/h", "secret": "mine"}), StatusCode::BAD_REQUEST, "secret", "unknown field"),
-            (json!({"event_types": []}), StatusCode::BAD_REQUEST, "url", "url"),
+            (json!({"event_types": []}), StatusCode::BAD_REQUEST, "", "missing field `url`"),
             (json!({"url": 7}), StatusCode::BAD_REQUEST, "url", "string"),
         ];
         for (body, status, field, needle) in cases {
@@ -772,7 +770,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 .call(Method::POST, "/v1/webhooks", &team.key, Some(body.clone()))
                 .await;
             assert_eq!(got, status, "{body}: {answer}");
-            assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+            if !field.is_empty() {
+                assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+            }
             assert!(
                 answer["error"]["message"].as_str().unwrap().contains(needle),
                 "{body}: {answer}"
@@ -846,6 +846,20 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         assert_eq!(status, StatusCode::NO_CONTENT);
         let (status, _) = hub.call(Method::GET, &path, &team.key, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+/// Waits until the webhook's cursor is `seq` (the event delivered and recorded).
+async fn wait_for_cursor(hub: &Hub, key: &str, webhook_id: &str, seq: i64) {
+    let path = format!("/v1/webhooks/{webhook_id}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let current = get_ok(hub, key, &path).await;
+        if current["cursor"] == seq {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cursor stuck: {current}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
