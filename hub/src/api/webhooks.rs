@@ -234,7 +234,10 @@ pub async fn create_webhook(
         description: req.description,
     };
     let webhook = webhooks::create_webhook(&ctx, &actor, new).await?;
-    Ok((StatusCode::CREATED, Json(WebhookResponse::new(webhook, true))))
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookResponse::new(webhook, true)),
+    ))
 }
 
 /// The webhooks of the caller's workspace, oldest first (without secrets).
@@ -356,11 +359,9 @@ pub async fn list_deliveries(
     ApiQuery(query): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<DeliveryList>> {
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let page =
-        webhooks::list_deliveries(&ctx, &actor, &webhook_id, query.before.as_deref(), limit)
-            .await?;
-    let deliveries: Vec<DeliveryResponse> =
-        page.deliveries.into_iter().map(Into::into).collect();
+    let page = webhooks::list_deliveries(&ctx, &actor, &webhook_id, query.before.as_deref(), limit)
+        .await?;
+    let deliveries: Vec<DeliveryResponse> = page.deliveries.into_iter().map(Into::into).collect();
     Ok(Json(DeliveryList {
         meta: DeliveriesMeta {
             count: deliveries.len(),

@@ -316,7 +316,8 @@ fn mirror_to_workspace_feed(
 ) -> Vec<(Audience, Pending)> {
     let mut frames: Vec<&ServerFrame> = Vec::new();
     for (audience, pending) in pending {
-        if let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(frame)) = (audience, pending)
+        if let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(frame)) =
+            (audience, pending)
             && !frames.contains(&frame)
         {
             frames.push(frame);

@@ -80,7 +80,10 @@ struct Outcome {
 
 impl Outcome {
     fn succeeded(&self) -> bool {
-        self.error.is_none() && self.status_code.is_some_and(|code| (200..300).contains(&code))
+        self.error.is_none()
+            && self
+                .status_code
+                .is_some_and(|code| (200..300).contains(&code))
     }
 }
 
@@ -111,7 +114,11 @@ pub async fn run_worker(ctx: Ctx, shutdown: CancellationToken) {
             if tasks.len() >= MAX_CONCURRENT {
                 break;
             }
-            if !in_flight.lock().expect("in-flight lock").insert(webhook_id.clone()) {
+            if !in_flight
+                .lock()
+                .expect("in-flight lock")
+                .insert(webhook_id.clone())
+            {
                 continue;
             }
             let worker = Worker {
@@ -239,9 +246,7 @@ impl Worker {
                         .await?;
                     None
                 }
-                Some(delivery) if delivery.next_attempt_at.unwrap_or(0) > now => {
-                    Some(Pause::Idle)
-                }
+                Some(delivery) if delivery.next_attempt_at.unwrap_or(0) > now => Some(Pause::Idle),
                 Some(delivery) => self.attempt_head(&webhook, delivery).await?,
                 None => self.next_delivery(&webhook).await?,
             };
@@ -372,7 +377,12 @@ impl Worker {
     }
 
     /// Whether the webhook's filters take this event of its feed.
-    async fn matches(&self, webhook: &Webhook, event_types: &[String], row: &EventRow) -> Result<bool> {
+    async fn matches(
+        &self,
+        webhook: &Webhook,
+        event_types: &[String],
+        row: &EventRow,
+    ) -> Result<bool> {
         if !event_types.is_empty() && !event_types.contains(&row.event_type) {
             return Ok(false);
         }
@@ -389,7 +399,9 @@ impl Worker {
                 let found = self
                     .ctx
                     .store
-                    .read(async |db| Ok::<_, Error>(events::model::tasks_of_steps(db, &step_ids).await?))
+                    .read(async |db| {
+                        Ok::<_, Error>(events::model::tasks_of_steps(db, &step_ids).await?)
+                    })
                     .await?;
                 Ok(found.iter().any(|(_, id)| id == task_id))
             }

@@ -212,7 +212,11 @@ pub async fn update_webhook(
 ) -> Result<Webhook> {
     authority::may_manage_webhooks(actor)?;
     let mut changes = model::WebhookChanges {
-        url: patch.url.as_deref().map(|url| check_url(ctx, url)).transpose()?,
+        url: patch
+            .url
+            .as_deref()
+            .map(|url| check_url(ctx, url))
+            .transpose()?,
         event_types: patch
             .event_types
             .as_deref()
@@ -423,7 +427,11 @@ async fn find(
         .ok_or_else(|| Error::not_found(format!("webhook `{webhook_id}`")))
 }
 
-async fn check_task(db: &mut crate::store::Db<'_>, workspace_id: &str, task_id: &str) -> Result<()> {
+async fn check_task(
+    db: &mut crate::store::Db<'_>,
+    workspace_id: &str,
+    task_id: &str,
+) -> Result<()> {
     if events::model::task_exists(db, workspace_id, task_id).await? {
         return Ok(());
     }

@@ -151,12 +151,14 @@ pub async fn claimable_webhooks(
     now: i64,
 ) -> QueryResult<Vec<(String, String, i64)>> {
     crate::db!(db, |conn| webhooks::table
-        .filter(webhooks::enabled.eq(true).and(
-            webhooks::lease_until
-                .is_null()
-                .or(webhooks::lease_until.lt(now))
-                .or(webhooks::lease_owner.eq(owner)),
-        ))
+        .filter(
+            webhooks::enabled.eq(true).and(
+                webhooks::lease_until
+                    .is_null()
+                    .or(webhooks::lease_until.lt(now))
+                    .or(webhooks::lease_owner.eq(owner)),
+            )
+        )
         .order(webhooks::created_at.asc())
         .select((webhooks::id, webhooks::workspace_id, webhooks::cursor_seq))
         .load(conn)
@@ -186,13 +188,16 @@ pub async fn take_lease(
 ) -> QueryResult<bool> {
     let n_rows = crate::db!(db, |conn| diesel::update(webhooks::table)
         .filter(
-            webhooks::id.eq(webhook_id).and(webhooks::enabled.eq(true)).and(
-                webhooks::lease_owner
-                    .is_null()
-                    .or(webhooks::lease_until.is_null())
-                    .or(webhooks::lease_until.lt(now))
-                    .or(webhooks::lease_owner.eq(owner)),
-            ),
+            webhooks::id
+                .eq(webhook_id)
+                .and(webhooks::enabled.eq(true))
+                .and(
+                    webhooks::lease_owner
+                        .is_null()
+                        .or(webhooks::lease_until.is_null())
+                        .or(webhooks::lease_until.lt(now))
+                        .or(webhooks::lease_owner.eq(owner)),
+                ),
         )
         .set((
             webhooks::lease_owner.eq(owner),
@@ -357,16 +362,18 @@ pub async fn record_outcome(
     next_attempt_at: Option<i64>,
 ) -> QueryResult<()> {
     let delivered_at = (status == "delivered").then_some(attempted_at);
-    crate::db!(db, |conn| diesel::update(webhook_deliveries::table.find(delivery_id))
-        .set((
-            webhook_deliveries::status.eq(status),
-            webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
-            webhook_deliveries::last_attempt_at.eq(attempted_at),
-            webhook_deliveries::next_attempt_at.eq(next_attempt_at),
-            webhook_deliveries::delivered_at.eq(delivered_at),
-        ))
-        .execute(conn)
-        .await)?;
+    crate::db!(db, |conn| diesel::update(
+        webhook_deliveries::table.find(delivery_id)
+    )
+    .set((
+        webhook_deliveries::status.eq(status),
+        webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
+        webhook_deliveries::last_attempt_at.eq(attempted_at),
+        webhook_deliveries::next_attempt_at.eq(next_attempt_at),
+        webhook_deliveries::delivered_at.eq(delivered_at),
+    ))
+    .execute(conn)
+    .await)?;
     crate::db!(db, |conn| diesel::update(
         webhook_deliveries::table.filter(
             webhook_deliveries::id
@@ -383,13 +390,15 @@ pub async fn record_outcome(
 /// Makes a failed delivery pending again, due now, with a fresh retry window (a webhook
 /// enabled again resumes with it).
 pub async fn reopen_delivery(db: &mut Db<'_>, delivery_id: &str, now: i64) -> QueryResult<()> {
-    crate::db!(db, |conn| diesel::update(webhook_deliveries::table.find(delivery_id))
-        .set((
-            webhook_deliveries::status.eq("pending"),
-            webhook_deliveries::next_attempt_at.eq(now),
-            webhook_deliveries::first_attempt_at.eq(None::<i64>),
-        ))
-        .execute(conn)
-        .await)?;
+    crate::db!(db, |conn| diesel::update(
+        webhook_deliveries::table.find(delivery_id)
+    )
+    .set((
+        webhook_deliveries::status.eq("pending"),
+        webhook_deliveries::next_attempt_at.eq(now),
+        webhook_deliveries::first_attempt_at.eq(None::<i64>),
+    ))
+    .execute(conn)
+    .await)?;
     Ok(())
 }

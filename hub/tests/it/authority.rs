@@ -84,9 +84,7 @@ const OWN: Cells = [OK, OK, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND];
 const SELF_SERVICE: Cells = [OK, OK, OK, OK, FORBIDDEN, FORBIDDEN, OK];
 /// Webhooks of one's own workspace: owners and admins with a member's API key; another
 /// workspace's owner gets its own.
-const WEBHOOKS: Cells = [
-    OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK,
-];
+const WEBHOOKS: Cells = [OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK];
 /// A frame about the creator's agent's step.
 const ASSIGNED: Cells = [NONE, NONE, NONE, NONE, OK, FORBIDDEN, NOT_FOUND];
 

@@ -155,11 +155,9 @@ async fn receive(
     let body: Value = serde_json::from_str(&text).unwrap();
     let event_type = header("agenthub-event");
     if body["type"] != event_type.as_str() || body["event"]["type"] != event_type.as_str() {
-        state
-            .problems
-            .lock()
-            .unwrap()
-            .push(format!("AgentHub-Event `{event_type}` is not the body's: {body}"));
+        state.problems.lock().unwrap().push(format!(
+            "AgentHub-Event `{event_type}` is not the body's: {body}"
+        ));
     }
     if header("content-type") != "application/json" {
         state.problems.lock().unwrap().push("not JSON".into());
@@ -356,7 +354,10 @@ async fn every_event_arrives_signed_and_in_order_despite_failed_attempts() {
         assert_eq!(webhook["event_types"], json!(["*"]));
         assert_eq!(webhook["enabled"], true);
         let cursor = webhook["cursor"].as_i64().unwrap();
-        assert!(cursor > 0, "events before the webhook are not sent: {webhook}");
+        assert!(
+            cursor > 0,
+            "events before the webhook are not sent: {webhook}"
+        );
         create_tasks(&hub, &team, 4).await;
         let expected = feed_after(&hub.ctx.store, &ws, cursor).await;
         assert!(expected.len() >= 8, "{} events", expected.len());
@@ -376,7 +377,11 @@ async fn every_event_arrives_signed_and_in_order_despite_failed_attempts() {
             let event: Value = serde_json::from_str(&row.payload).unwrap();
             assert_eq!(got.body["event"], event);
             assert!(got.body["created_at"].as_str().unwrap().ends_with('Z'));
-            assert!(got.user_agent.starts_with("AgentHub-Webhooks/"), "{}", got.user_agent);
+            assert!(
+                got.user_agent.starts_with("AgentHub-Webhooks/"),
+                "{}",
+                got.user_agent
+            );
         }
         // The three refused attempts were of the first event, under its delivery id.
         assert_eq!(received.len(), expected.len() + 3);
@@ -394,9 +399,17 @@ async fn every_event_arrives_signed_and_in_order_despite_failed_attempts() {
         let deliveries = log["deliveries"].as_array().unwrap();
         assert_eq!(deliveries.len(), expected.len(), "{log}");
         assert_eq!(log["meta"]["has_more"], false);
-        let logged: Vec<i64> = deliveries.iter().rev().map(|d| d["seq"].as_i64().unwrap()).collect();
+        let logged: Vec<i64> = deliveries
+            .iter()
+            .rev()
+            .map(|d| d["seq"].as_i64().unwrap())
+            .collect();
         assert_eq!(logged, seqs(&expected));
-        assert!(deliveries.iter().all(|d| d["status"] == "delivered" && d["kind"] == "event"));
+        assert!(
+            deliveries
+                .iter()
+                .all(|d| d["status"] == "delivered" && d["kind"] == "event")
+        );
         let first = deliveries.last().unwrap();
         assert_eq!(first["id"], first_id.as_str());
         let attempts = first["attempts"].as_array().unwrap();
@@ -404,7 +417,10 @@ async fn every_event_arrives_signed_and_in_order_despite_failed_attempts() {
         for attempt in &attempts[..3] {
             assert_eq!(attempt["status_code"], 500);
             assert_eq!(attempt["response_excerpt"], "failing on purpose");
-            assert!(attempt["error"].as_str().unwrap().contains("500"), "{attempt}");
+            assert!(
+                attempt["error"].as_str().unwrap().contains("500"),
+                "{attempt}"
+            );
         }
         assert_eq!(attempts[3]["status_code"], 200);
         assert_eq!(attempts[3]["error"], Value::Null);
@@ -441,7 +457,10 @@ async fn filters_deliver_only_the_chosen_event_types_and_task() {
             json!({"event_types": ["task.created", "task.updated", "task.created"]}),
         )
         .await;
-        assert_eq!(typed["event_types"], json!(["task.created", "task.updated"]));
+        assert_eq!(
+            typed["event_types"],
+            json!(["task.created", "task.updated"])
+        );
         let tasked = create_webhook(&hub, &team.key, &by_task, json!({"task_id": watched})).await;
         assert_eq!(tasked["task_id"], watched.as_str());
         let cursor = typed["cursor"].as_i64().unwrap();
@@ -472,12 +491,25 @@ async fn filters_deliver_only_the_chosen_event_types_and_task() {
             .map(|row| row.seq)
             .collect();
         // Each filter leaves some events out.
-        assert!(of_type.len() >= 3 && of_type.len() < feed.len(), "{of_type:?}");
-        assert!(!of_task.is_empty() && of_task.len() < feed.len(), "{of_task:?}");
+        assert!(
+            of_type.len() >= 3 && of_type.len() < feed.len(),
+            "{of_type:?}"
+        );
+        assert!(
+            !of_task.is_empty() && of_task.len() < feed.len(),
+            "{of_task:?}"
+        );
         assert_eq!(by_type.accepted_seqs(), of_type);
         assert_eq!(by_task.accepted_seqs(), of_task);
-        let types: HashSet<String> = by_type.received().into_iter().map(|got| got.event_type).collect();
-        assert_eq!(types, HashSet::from(["task.created".into(), "task.updated".into()]));
+        let types: HashSet<String> = by_type
+            .received()
+            .into_iter()
+            .map(|got| got.event_type)
+            .collect();
+        assert_eq!(
+            types,
+            HashSet::from(["task.created".into(), "task.updated".into()])
+        );
         by_type.assert_no_problems();
         by_task.assert_no_problems();
     }
@@ -496,7 +528,12 @@ async fn a_ping_and_a_redelivery_are_sent_at_once_and_logged() {
         let webhook = create_webhook(&hub, &team.key, &receiver, json!({})).await;
         let webhook_id = webhook["id"].as_str().unwrap();
         let (status, ping) = hub
-            .call(Method::POST, &format!("/v1/webhooks/{webhook_id}/ping"), &team.key, None)
+            .call(
+                Method::POST,
+                &format!("/v1/webhooks/{webhook_id}/ping"),
+                &team.key,
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{ping}");
         assert_eq!(ping["kind"], "ping");
@@ -511,11 +548,19 @@ async fn a_ping_and_a_redelivery_are_sent_at_once_and_logged() {
         // A ping to a receiver that refuses is answered too, failed, with the reason.
         receiver.fail_next(1);
         let (_, failed) = hub
-            .call(Method::POST, &format!("/v1/webhooks/{webhook_id}/ping"), &team.key, None)
+            .call(
+                Method::POST,
+                &format!("/v1/webhooks/{webhook_id}/ping"),
+                &team.key,
+                None,
+            )
             .await;
         assert_eq!(failed["status"], "failed");
         assert_eq!(failed["attempts"][0]["status_code"], 500);
-        assert_eq!(failed["attempts"][0]["response_excerpt"], "failing on purpose");
+        assert_eq!(
+            failed["attempts"][0]["response_excerpt"],
+            "failing on purpose"
+        );
 
         // An event, then its redelivery: the same body, a new delivery id.
         create_tasks(&hub, &team, 1).await;
@@ -524,7 +569,12 @@ async fn a_ping_and_a_redelivery_are_sent_at_once_and_logged() {
         let expected = feed_after(&hub.ctx.store, &ws, cursor).await;
         receiver.wait_for_seqs(&seqs(&expected)).await;
         wait_for_cursor(&hub, &team.key, webhook_id, expected.last().unwrap().seq).await;
-        let log = get_ok(&hub, &team.key, &format!("/v1/webhooks/{webhook_id}/deliveries")).await;
+        let log = get_ok(
+            &hub,
+            &team.key,
+            &format!("/v1/webhooks/{webhook_id}/deliveries"),
+        )
+        .await;
         let event = log["deliveries"]
             .as_array()
             .unwrap()
@@ -552,7 +602,12 @@ async fn a_ping_and_a_redelivery_are_sent_at_once_and_logged() {
         receiver.assert_no_problems();
 
         // The log pages newest first with `before`.
-        let all = get_ok(&hub, &team.key, &format!("/v1/webhooks/{webhook_id}/deliveries?limit=100")).await;
+        let all = get_ok(
+            &hub,
+            &team.key,
+            &format!("/v1/webhooks/{webhook_id}/deliveries?limit=100"),
+        )
+        .await;
         let ids: Vec<String> = all["deliveries"]
             .as_array()
             .unwrap()
@@ -607,16 +662,29 @@ async fn a_webhook_failing_past_the_max_age_is_disabled_and_resumes_when_enabled
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let reason = disabled["disabled_reason"].as_str().unwrap();
-        assert!(reason.contains("failed for 1500 ms") && reason.contains("500"), "{reason}");
-        assert_eq!(disabled["cursor"], cursor, "the cursor stays before the failed event");
+        assert!(
+            reason.contains("failed for 1500 ms") && reason.contains("500"),
+            "{reason}"
+        );
+        assert_eq!(
+            disabled["cursor"], cursor,
+            "the cursor stays before the failed event"
+        );
         // Only the first event was tried, several times, under one delivery id.
         let received = receiver.received();
         assert!(received.len() >= 2, "{received:?}");
-        assert!(received.iter().all(|got| got.delivery_id == received[0].delivery_id));
+        assert!(
+            received
+                .iter()
+                .all(|got| got.delivery_id == received[0].delivery_id)
+        );
         let log = get_ok(&hub, &team.key, &format!("{path}/deliveries")).await;
         assert_eq!(log["meta"]["count"], 1, "{log}");
         assert_eq!(log["deliveries"][0]["status"], "failed");
-        assert_eq!(log["deliveries"][0]["attempts"].as_array().unwrap().len(), received.len());
+        assert_eq!(
+            log["deliveries"][0]["attempts"].as_array().unwrap().len(),
+            received.len()
+        );
         // Disabled, nothing is sent.
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(receiver.received().len(), received.len());
@@ -624,7 +692,12 @@ async fn a_webhook_failing_past_the_max_age_is_disabled_and_resumes_when_enabled
         // Enabled again, it resumes with the event that failed, under the same id.
         receiver.fail_next(0);
         let (status, enabled) = hub
-            .call(Method::PATCH, &path, &team.key, Some(json!({"enabled": true})))
+            .call(
+                Method::PATCH,
+                &path,
+                &team.key,
+                Some(json!({"enabled": true})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{enabled}");
         assert_eq!(enabled["enabled"], true);
@@ -632,7 +705,11 @@ async fn a_webhook_failing_past_the_max_age_is_disabled_and_resumes_when_enabled
         let expected = feed_after(&hub.ctx.store, &ws, cursor).await;
         receiver.wait_for_seqs(&seqs(&expected)).await;
         assert_eq!(receiver.accepted_seqs(), seqs(&expected));
-        let first_accepted = receiver.received().into_iter().find(|got| got.accepted).unwrap();
+        let first_accepted = receiver
+            .received()
+            .into_iter()
+            .find(|got| got.accepted)
+            .unwrap();
         assert_eq!(first_accepted.delivery_id, received[0].delivery_id);
         receiver.assert_no_problems();
     }
@@ -657,9 +734,16 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
         "::",
     ] {
         let ip: std::net::IpAddr = refused.parse().unwrap();
-        assert!(agenthub::webhooks::guard::refusal(ip).is_some(), "{refused}");
+        assert!(
+            agenthub::webhooks::guard::refusal(ip).is_some(),
+            "{refused}"
+        );
     }
-    for public in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"] {
+    for public in [
+        "93.184.216.34",
+        "2606:2800:220:1:248:1893:25c8:1946",
+        "8.8.8.8",
+    ] {
         let ip: std::net::IpAddr = public.parse().unwrap();
         assert_eq!(agenthub::webhooks::guard::refusal(ip), None, "{public}");
     }
@@ -683,7 +767,12 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
             "http://[::ffff:7f00:1]/hook".into(),
         ] {
             let (status, answer) = hub
-                .call(Method::POST, "/v1/webhooks", &team.key, Some(json!({"url": url})))
+                .call(
+                    Method::POST,
+                    "/v1/webhooks",
+                    &team.key,
+                    Some(json!({"url": url})),
+                )
                 .await;
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {answer}");
             assert_eq!(answer["error"]["field"], "url");
@@ -707,14 +796,22 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
         assert_eq!(status, StatusCode::CREATED, "{webhook}");
         let webhook_id = webhook["id"].as_str().unwrap();
         let (status, ping) = hub
-            .call(Method::POST, &format!("/v1/webhooks/{webhook_id}/ping"), &team.key, None)
+            .call(
+                Method::POST,
+                &format!("/v1/webhooks/{webhook_id}/ping"),
+                &team.key,
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{ping}");
         assert_eq!(ping["status"], "failed");
         let attempt = &ping["attempts"][0];
         assert_eq!(attempt["status_code"], Value::Null);
         let error = attempt["error"].as_str().unwrap();
-        assert!(error.contains("loopback") && error.contains("--webhook-allow-private"), "{error}");
+        assert!(
+            error.contains("loopback") && error.contains("--webhook-allow-private"),
+            "{error}"
+        );
         // The ordered stream is refused the same way, and retried.
         create_tasks(&hub, &team, 1).await;
         let path = format!("/v1/webhooks/{webhook_id}/deliveries");
@@ -734,7 +831,10 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
             assert!(Instant::now() < deadline, "no refused attempt: {log}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(receiver.received().is_empty(), "a refused target got a request");
+        assert!(
+            receiver.received().is_empty(),
+            "a refused target got a request"
+        );
     }
 }
 
@@ -754,15 +854,60 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let foreign_task = create_tasks(&hub, &other, 1).await.remove(0);
         let long = "x".repeat(2100);
         let cases: Vec<(Value, StatusCode, &str, &str)> = vec![
-            (json!({"url": "ftp://example.com/hook"}), StatusCode::UNPROCESSABLE_ENTITY, "url", "http:// or https://"),
-            (json!({"url": "not a url"}), StatusCode::UNPROCESSABLE_ENTITY, "url", "is not a URL"),
-            (json!({"url": format!("https://example.com/{long}")}), StatusCode::UNPROCESSABLE_ENTITY, "url", "1-2048 bytes"),
-            (json!({"url": ""}), StatusCode::UNPROCESSABLE_ENTITY, "url", "1-2048 bytes"),
-            (json!({"url": "https://example.com/h", "event_types": ["task.created", "task.exploded"]}), StatusCode::UNPROCESSABLE_ENTITY, "event_types[1]", "unknown event type `task.exploded`"),
-            (json!({"url": "https://example.com/h", "task_id": foreign_task}), StatusCode::UNPROCESSABLE_ENTITY, "task_id", "no task"),
-            (json!({"url": "https://example.com/h", "description": "d".repeat(501)}), StatusCode::UNPROCESSABLE_ENTITY, "description", "500"),
-            (json!({"url": "https://example.com/h", "secret": "mine"}), StatusCode::BAD_REQUEST, "secret", "unknown field"),
-            (json!({"event_types": []}), StatusCode::BAD_REQUEST, "", "missing field `url`"),
+            (
+                json!({"url": "ftp://example.com/hook"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "url",
+                "http:// or https://",
+            ),
+            (
+                json!({"url": "not a url"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "url",
+                "is not a URL",
+            ),
+            (
+                json!({"url": format!("https://example.com/{long}")}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "url",
+                "1-2048 bytes",
+            ),
+            (
+                json!({"url": ""}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "url",
+                "1-2048 bytes",
+            ),
+            (
+                json!({"url": "https://example.com/h", "event_types": ["task.created", "task.exploded"]}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "event_types[1]",
+                "unknown event type `task.exploded`",
+            ),
+            (
+                json!({"url": "https://example.com/h", "task_id": foreign_task}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "task_id",
+                "no task",
+            ),
+            (
+                json!({"url": "https://example.com/h", "description": "d".repeat(501)}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "description",
+                "500",
+            ),
+            (
+                json!({"url": "https://example.com/h", "secret": "mine"}),
+                StatusCode::BAD_REQUEST,
+                "secret",
+                "unknown field",
+            ),
+            (
+                json!({"event_types": []}),
+                StatusCode::BAD_REQUEST,
+                "",
+                "missing field `url`",
+            ),
             (json!({"url": 7}), StatusCode::BAD_REQUEST, "url", "string"),
         ];
         for (body, status, field, needle) in cases {
@@ -774,36 +919,75 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
             }
             assert!(
-                answer["error"]["message"].as_str().unwrap().contains(needle),
+                answer["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(needle),
                 "{body}: {answer}"
             );
         }
         let listed = get_ok(&hub, &team.key, "/v1/webhooks").await;
-        assert_eq!(listed["meta"]["count"], 0, "refused requests created nothing");
+        assert_eq!(
+            listed["meta"]["count"], 0,
+            "refused requests created nothing"
+        );
 
         // The limit per workspace.
         for n in 0..2 {
             let (status, _) = hub
-                .call(Method::POST, "/v1/webhooks", &team.key, Some(json!({"url": format!("https://example.com/{n}")})))
+                .call(
+                    Method::POST,
+                    "/v1/webhooks",
+                    &team.key,
+                    Some(json!({"url": format!("https://example.com/{n}")})),
+                )
                 .await;
             assert_eq!(status, StatusCode::CREATED);
         }
         let (status, answer) = hub
-            .call(Method::POST, "/v1/webhooks", &team.key, Some(json!({"url": "https://example.com/3"})))
+            .call(
+                Method::POST,
+                "/v1/webhooks",
+                &team.key,
+                Some(json!({"url": "https://example.com/3"})),
+            )
             .await;
         assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-        assert!(answer["error"]["message"].as_str().unwrap().contains("delete one first"));
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("delete one first")
+        );
 
         // A bad change leaves the webhook as it was.
         let webhook = listed_first(&hub, &team.key).await;
         let path = format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap());
         for (body, status, field) in [
-            (json!({"url": "gopher://example.com"}), StatusCode::UNPROCESSABLE_ENTITY, "url"),
-            (json!({"event_types": ["nope"]}), StatusCode::UNPROCESSABLE_ENTITY, "event_types[0]"),
-            (json!({"task_id": foreign_task}), StatusCode::UNPROCESSABLE_ENTITY, "task_id"),
-            (json!({"enabled": "yes"}), StatusCode::BAD_REQUEST, "enabled"),
+            (
+                json!({"url": "gopher://example.com"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "url",
+            ),
+            (
+                json!({"event_types": ["nope"]}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "event_types[0]",
+            ),
+            (
+                json!({"task_id": foreign_task}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "task_id",
+            ),
+            (
+                json!({"enabled": "yes"}),
+                StatusCode::BAD_REQUEST,
+                "enabled",
+            ),
         ] {
-            let (got, answer) = hub.call(Method::PATCH, &path, &team.key, Some(body.clone())).await;
+            let (got, answer) = hub
+                .call(Method::PATCH, &path, &team.key, Some(body.clone()))
+                .await;
             assert_eq!(got, status, "{body}: {answer}");
             assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
         }
@@ -824,7 +1008,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         assert_eq!(rotated["event_types"], json!(["step.ready"]));
         assert_eq!(rotated["enabled"], false);
         let (_, unchanged) = hub
-            .call(Method::PATCH, &path, &team.key, Some(json!({"description": "ops 2"})))
+            .call(
+                Method::PATCH,
+                &path,
+                &team.key,
+                Some(json!({"description": "ops 2"})),
+            )
             .await;
         assert!(unchanged.get("secret").is_none(), "{unchanged}");
 
@@ -941,7 +1130,9 @@ async fn a_hub_killed_mid_stream_is_followed_by_another_without_loss_or_skip() {
         return;
     };
     let Some(db) = TestDb::postgres().await else {
-        eprintln!("skipped: AGENTHUB_TEST_DATABASE_URL is needed (webhooks::a_hub_killed_mid_stream)");
+        eprintln!(
+            "skipped: AGENTHUB_TEST_DATABASE_URL is needed (webhooks::a_hub_killed_mid_stream)"
+        );
         return;
     };
     let key = process_team(&db.store()).await;
