@@ -117,8 +117,9 @@ fn into_map(value: Value) -> Map<String, Value> {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC (`2026-12-03T07:30:00.123Z`).
-fn rfc3339(ms: i64) -> String {
+/// Unix milliseconds as RFC 3339 in UTC (`2026-12-03T07:30:00.123Z`), as every event
+/// list shows `created_at`.
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|at| {

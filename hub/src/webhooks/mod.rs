@@ -400,7 +400,7 @@ pub fn body(seq: i64, event_type: &str, event: &str, created_at: i64) -> String 
     let event_type = serde_json::to_string(event_type).unwrap_or_default();
     format!(
         r#"{{"seq":{seq},"type":{event_type},"event":{event},"created_at":"{}"}}"#,
-        rfc3339(created_at)
+        feed::rfc3339(created_at)
     )
 }
 
@@ -507,15 +507,4 @@ fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("{SECRET_PREFIX}{}", hex::encode(bytes))
-}
-
-/// Unix milliseconds as RFC 3339 in UTC, as `GET /v1/events` shows `created_at`.
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
