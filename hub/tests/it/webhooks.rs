@@ -140,6 +140,8 @@ async fn receive(
 ) -> (AxumStatus, &'static str) {
     let n_in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(n_in_flight, Ordering::SeqCst);
+    // Counted out however the request ends: a killed hub's connection drops this future.
+    let _in_flight = InFlight(Arc::clone(&state));
     let header = |name: &str| {
         headers
             .get(name)
@@ -174,11 +176,18 @@ async fn receive(
         user_agent: header("user-agent"),
         accepted,
     });
-    state.in_flight.fetch_sub(1, Ordering::SeqCst);
     if accepted {
         (AxumStatus::OK, "thanks")
     } else {
         (AxumStatus::INTERNAL_SERVER_ERROR, "failing on purpose")
+    }
+}
+
+struct InFlight(Arc<ReceiverState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
