@@ -10,6 +10,7 @@ use clap::Args;
 use crate::ctx::Settings;
 use crate::events::stream::StreamLimits;
 use crate::store::{Store, StoreOptions};
+use crate::webhooks::WebhookSettings;
 
 /// Where the data lives.
 #[derive(Clone, Args)]
@@ -162,6 +163,90 @@ pub struct ServeArgs {
     pub rate_limit_per_address: u32,
     #[command(flatten)]
     pub streams: StreamArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Webhook delivery (`/v1/webhooks`).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Allow webhook targets on loopback, private, link-local, unique-local and other
+    /// non-public addresses (refused by default, after DNS resolution, on every attempt).
+    #[arg(long, env = "AGENTHUB_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Webhooks per workspace.
+    #[arg(
+        long,
+        env = "AGENTHUB_MAX_WEBHOOKS_PER_WORKSPACE",
+        default_value_t = 20
+    )]
+    pub max_webhooks_per_workspace: usize,
+    /// The ceiling of the first retry's random wait, in milliseconds (doubling per
+    /// failure up to --webhook-retry-cap-ms).
+    #[arg(
+        long,
+        env = "AGENTHUB_WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 5_000,
+        hide = true
+    )]
+    pub webhook_retry_base_ms: u64,
+    /// The largest ceiling of a retry's random wait, in milliseconds.
+    #[arg(
+        long,
+        env = "AGENTHUB_WEBHOOK_RETRY_CAP_MS",
+        default_value_t = 3_600_000,
+        hide = true
+    )]
+    pub webhook_retry_cap_ms: u64,
+    /// How long a delivery may keep failing before its webhook is disabled, in
+    /// milliseconds.
+    #[arg(
+        long,
+        env = "AGENTHUB_WEBHOOK_MAX_AGE_MS",
+        default_value_t = 86_400_000,
+        hide = true
+    )]
+    pub webhook_max_age_ms: u64,
+    /// How long a hub holds a webhook it delivers, in milliseconds (renewed before each
+    /// attempt; longer than --webhook-timeout-ms).
+    #[arg(
+        long,
+        env = "AGENTHUB_WEBHOOK_LEASE_MS",
+        default_value_t = 30_000,
+        hide = true
+    )]
+    pub webhook_lease_ms: u64,
+    /// The deadline of one delivery attempt, in milliseconds.
+    #[arg(
+        long,
+        env = "AGENTHUB_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub webhook_timeout_ms: u64,
+    /// How often the delivery worker looks for work besides its wake-ups, in milliseconds.
+    #[arg(
+        long,
+        env = "AGENTHUB_WEBHOOK_POLL_MS",
+        default_value_t = 1_000,
+        hide = true
+    )]
+    pub webhook_poll_ms: u64,
+}
+
+impl WebhookArgs {
+    pub fn settings(&self) -> WebhookSettings {
+        WebhookSettings {
+            allow_private: self.webhook_allow_private,
+            retry_base_ms: self.webhook_retry_base_ms,
+            retry_cap_ms: self.webhook_retry_cap_ms,
+            max_age_ms: self.webhook_max_age_ms,
+            lease_ms: self.webhook_lease_ms,
+            timeout_ms: self.webhook_timeout_ms,
+            poll_ms: self.webhook_poll_ms,
+            max_per_workspace: self.max_webhooks_per_workspace,
+        }
+    }
 }
 
 /// Limits and timings of the event streams (`GET /v1/events/stream`,
@@ -219,6 +304,7 @@ impl ServeArgs {
             rate_limit_per_key: self.rate_limit_per_key,
             rate_limit_per_address: self.rate_limit_per_address,
             streams: self.streams.limits(),
+            webhooks: self.webhooks.settings(),
         }
     }
 }

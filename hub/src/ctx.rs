@@ -11,6 +11,8 @@ use crate::events::stream::{StreamLimits, Streams};
 use crate::gateway::Sessions;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::webhooks::WebhookSettings;
+use crate::webhooks::deliver::Sender;
 
 /// Timings and limits of the agent protocol and uploads.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct Settings {
     pub rate_limit_per_address: u32,
     /// Limits and timings of the event streams.
     pub streams: StreamLimits,
+    /// Timings and limits of webhook delivery.
+    pub webhooks: WebhookSettings,
 }
 
 /// Default lease of a claimed step: an agent that vanishes without a close frame has its
@@ -71,6 +75,7 @@ impl Default for Settings {
             rate_limit_per_key: 100,
             rate_limit_per_address: 500,
             streams: StreamLimits::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Fan-out to the other hub processes, when several share a database.
     pub remote: Option<Arc<RedisBus>>,
+    /// The HTTP client of webhook deliveries.
+    pub webhook_sender: Arc<Sender>,
 }
 
 impl Ctx {
@@ -102,6 +109,7 @@ impl Ctx {
             settings: Arc::new(settings),
             metrics: Arc::default(),
             remote: None,
+            webhook_sender: Arc::default(),
         }
     }
 

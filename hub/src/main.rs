@@ -163,6 +163,11 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
         ctx.clone(),
         std::time::Duration::from_millis(serve.sweep_interval_ms),
     ));
+    let stop_webhooks = tokio_util::sync::CancellationToken::new();
+    let webhooks = tokio::spawn(agenthub::webhooks::deliver::run_worker(
+        ctx.clone(),
+        stop_webhooks.clone(),
+    ));
     match tls {
         Some(tls) => {
             api::serve_tls_with_listener(
@@ -181,6 +186,14 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
         }
     }
     sweeper.abort();
+    // The worker gives its webhooks' leases up, so another hub goes on at once.
+    stop_webhooks.cancel();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), webhooks)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the webhook worker did not stop in time; its leases expire");
+    }
     tracing::info!("agenthub stopped");
     Ok(())
 }

@@ -345,6 +345,57 @@ diesel::joinable!(agents -> workspaces (workspace_id));
 diesel::joinable!(agents -> members (owner_member_id));
 diesel::joinable!(agent_tokens -> agents (agent_id));
 diesel::joinable!(tasks -> workspaces (workspace_id));
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        workspace_id -> Text,
+        url -> Text,
+        secret -> Text,
+        event_types -> Text,
+        task_id -> Nullable<Text>,
+        description -> Text,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        cursor_seq -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        kind -> Text,
+        seq -> BigInt,
+        event_type -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<BigInt>,
+        first_attempt_at -> Nullable<BigInt>,
+        last_attempt_at -> Nullable<BigInt>,
+        delivered_at -> Nullable<BigInt>,
+        redelivery_of -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        attempted_at -> BigInt,
+        status_code -> Nullable<Integer>,
+        latency_ms -> BigInt,
+        error -> Nullable<Text>,
+        response_excerpt -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(steps -> tasks (task_id));
 diesel::joinable!(step_assignees -> steps (step_id));
 diesel::joinable!(step_assignees -> agents (agent_id));
@@ -360,6 +411,9 @@ diesel::joinable!(input_requests -> steps (step_id));
 diesel::joinable!(workflow_changes -> tasks (task_id));
 diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
+diesel::joinable!(webhooks -> workspaces (workspace_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -384,4 +438,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     step_logs,
     files,
     usage,
+    webhooks,
+    webhook_deliveries,
+    webhook_attempts,
 );

@@ -8,6 +8,8 @@
 //! - decide an approval: a listed approver; answer a question: the member asked;
 //! - manage members and roles, and other members' API keys: an owner or an admin (only an
 //!   owner makes or unmakes owners), with an API key that has the `admin` scope;
+//! - manage webhooks and read their deliveries: an owner or an admin, with an API key
+//!   that has the `admin` scope;
 //! - register an agent, rotate or revoke its token: its bound member, an owner or an
 //!   admin (an admin for someone else's agent with the `admin` scope);
 //! - an agent token acts as its agent on the steps assigned to it, and for its bound
@@ -182,6 +184,23 @@ pub fn may_manage_members(actor: &Actor) -> Result<()> {
     if !member.role.is_admin() {
         return Err(Error::forbidden(
             "only a workspace owner or admin may manage members",
+        ));
+    }
+    require_scope(actor, Scope::Admin)
+}
+
+/// Owners and admins manage the workspace's webhooks (their URLs, secrets and delivery
+/// logs), with a member's API key that has the `admin` scope; never through an agent
+/// token.
+pub fn may_manage_webhooks(actor: &Actor) -> Result<()> {
+    let Actor::Member(member) = actor else {
+        return Err(Error::forbidden(
+            "an agent token cannot manage webhooks; use a member's API key",
+        ));
+    };
+    if !member.role.is_admin() {
+        return Err(Error::forbidden(
+            "only a workspace owner or admin may manage webhooks",
         ));
     }
     require_scope(actor, Scope::Admin)

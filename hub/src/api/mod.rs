@@ -11,6 +11,7 @@ pub mod serve;
 pub mod streams;
 pub mod tasks;
 pub mod views;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,6 +88,14 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         streams::stream_task,
         files::upload,
         files::download,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::update_webhook,
+        webhooks::delete_webhook,
+        webhooks::ping_webhook,
+        webhooks::list_deliveries,
+        webhooks::redeliver,
         healthz,
         readyz,
         metrics,
@@ -251,6 +260,23 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/events/stream", get(streams::stream_events))
         .route("/v1/tasks/{id}/stream", get(streams::stream_task))
         .route("/v1/files/{id}", get(files::download))
+        // Owners and admins: webhooks.
+        .route(
+            "/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get_webhook)
+                .patch(webhooks::update_webhook)
+                .delete(webhooks::delete_webhook),
+        )
+        .route("/v1/webhooks/{id}/ping", post(webhooks::ping_webhook))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route("/v1/deliveries/{id}/redeliver", post(webhooks::redeliver))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY))
         .layer(middleware::from_fn(refuse_oversized))
         .layer(middleware::from_fn_with_state(

@@ -30,6 +30,8 @@ type Senders = Vec<(u64, mpsc::Sender<Arc<Notice>>, Arc<AtomicBool>)>;
 pub struct Bus {
     subscribers: RwLock<HashMap<String, Senders>>,
     next_subscription: std::sync::atomic::AtomicU64,
+    /// Woken by every notice of a workspace feed (the webhook worker waits on it).
+    workspace_feeds: tokio::sync::Notify,
 }
 
 /// A subscription; dropping it (or calling [`Bus::unsubscribe`]) ends delivery.
@@ -50,6 +52,14 @@ impl Bus {
     pub fn publish(&self, notices: Vec<Notice>) {
         if notices.is_empty() {
             return;
+        }
+        if notices.iter().any(|notice| {
+            notice
+                .audience_id
+                .starts_with(crate::events::feed::WORKSPACE_PREFIX)
+        }) {
+            // Stores a permit when nobody waits: a wake-up between two waits is not lost.
+            self.workspace_feeds.notify_one();
         }
         let subscribers = self.subscribers.read().expect("bus lock");
         for notice in notices {
@@ -84,6 +94,12 @@ impl Bus {
             receiver,
             lagged,
         }
+    }
+
+    /// Resolves after the next notice of any workspace feed (at once when one came since
+    /// the last call). For the one webhook worker of this hub.
+    pub async fn workspace_feed_notice(&self) {
+        self.workspace_feeds.notified().await;
     }
 
     pub fn unsubscribe(&self, audience_id: &str, subscription_id: u64) {

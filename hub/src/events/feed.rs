@@ -12,6 +12,17 @@ pub const STEP_LOG: &str = "step.log";
 /// The type of a feed entry holding a step's reported progress.
 pub const STEP_PROGRESS: &str = "step.progress";
 
+/// The audience id of a workspace's feed: every distinct frame of the workspace's
+/// transactions once (what its agents and members receive; not the task feeds'
+/// `step.progress` and `step.log` entries), numbered by its own gap-free `seq`. The
+/// webhooks read it; nobody acks it and no session subscribes to it.
+pub fn workspace_audience_id(workspace_id: &str) -> String {
+    format!("workspace:{workspace_id}")
+}
+
+/// The prefix of every workspace feed's audience id.
+pub const WORKSPACE_PREFIX: &str = "workspace:";
+
 /// The audience id of a task's feed.
 pub fn audience_id(task_id: &str) -> String {
     format!("task:{task_id}")
@@ -106,8 +117,9 @@ fn into_map(value: Value) -> Map<String, Value> {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC (`2026-12-03T07:30:00.123Z`).
-fn rfc3339(ms: i64) -> String {
+/// Unix milliseconds as RFC 3339 in UTC (`2026-12-03T07:30:00.123Z`), as every event
+/// list shows `created_at`.
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|at| {

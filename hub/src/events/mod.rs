@@ -1,7 +1,9 @@
 //! The durable event outbox: every state change writes its events here in the same
 //! transaction, one row per audience (an agent or a member), numbered by a per-audience
 //! gap-free `seq`. Pushes, replays, `GET /v1/events` and the event streams all read from
-//! here. Every frame about a task is also written once to the task's feed ([`feed`]).
+//! here. Every frame about a task is also written once to the task's feed ([`feed`]), and
+//! every frame once to the workspace's feed ([`feed::workspace_audience_id`]), which the
+//! webhooks follow.
 
 pub mod feed;
 pub mod model;
@@ -27,6 +29,8 @@ pub enum Audience {
     Member(String),
     /// A task's feed; holds its audience id ([`feed::audience_id`]).
     TaskFeed(String),
+    /// A workspace's feed; holds its audience id ([`feed::workspace_audience_id`]).
+    WorkspaceFeed(String),
 }
 
 impl Audience {
@@ -37,7 +41,10 @@ impl Audience {
 
     pub fn id(&self) -> &str {
         match self {
-            Audience::Agent(id) | Audience::Member(id) | Audience::TaskFeed(id) => id,
+            Audience::Agent(id)
+            | Audience::Member(id)
+            | Audience::TaskFeed(id)
+            | Audience::WorkspaceFeed(id) => id,
         }
     }
 
@@ -46,6 +53,7 @@ impl Audience {
             Audience::Agent(_) => "agent",
             Audience::Member(_) => "member",
             Audience::TaskFeed(_) => "task",
+            Audience::WorkspaceFeed(_) => "workspace",
         }
     }
 }
@@ -178,7 +186,9 @@ impl Outbox {
             return Ok(());
         }
         let mirrored = mirror_to_feeds(db, &self.pending).await?;
+        let workspace_feed = mirror_to_workspace_feed(workspace_id, &self.pending);
         self.pending.extend(mirrored);
+        self.pending.extend(workspace_feed);
         let mut by_audience: HashMap<Audience, Vec<Pending>> = HashMap::new();
         let mut order: Vec<Audience> = Vec::new();
         for (audience, frame) in self.pending.drain(..) {
@@ -295,6 +305,29 @@ async fn mirror_to_feeds(
         .into_iter()
         .map(|(task_id, frame)| (Audience::task_feed(&task_id), Pending::Frame(frame.clone())))
         .collect())
+}
+
+/// One copy of each distinct frame of the transaction (those queued for agents and
+/// members; a task feed's own entries are not), for the workspace's feed, in the order
+/// the frames were queued.
+fn mirror_to_workspace_feed(
+    workspace_id: &str,
+    pending: &[(Audience, Pending)],
+) -> Vec<(Audience, Pending)> {
+    let mut frames: Vec<&ServerFrame> = Vec::new();
+    for (audience, pending) in pending {
+        if let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(frame)) =
+            (audience, pending)
+            && !frames.contains(&frame)
+        {
+            frames.push(frame);
+        }
+    }
+    let audience = Audience::WorkspaceFeed(feed::workspace_audience_id(workspace_id));
+    frames
+        .into_iter()
+        .map(|frame| (audience.clone(), Pending::Frame(frame.clone())))
+        .collect()
 }
 
 /// Events of one audience after `after`, oldest first, at most `limit`.

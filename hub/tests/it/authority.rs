@@ -82,6 +82,9 @@ const MANAGE: Cells = [
 const OWN: Cells = [OK, OK, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, NOT_FOUND];
 /// Members' own accounts (keys, agents): any member, never an agent token.
 const SELF_SERVICE: Cells = [OK, OK, OK, OK, FORBIDDEN, FORBIDDEN, OK];
+/// Webhooks of one's own workspace: owners and admins with a member's API key; another
+/// workspace's owner gets its own.
+const WEBHOOKS: Cells = [OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK];
 /// A frame about the creator's agent's step.
 const ASSIGNED: Cells = [NONE, NONE, NONE, NONE, OK, FORBIDDEN, NOT_FOUND];
 
@@ -162,6 +165,22 @@ pub const MATRIX: &[Row] = &[
     row("create an API key", "POST /v1/api-keys", SELF_SERVICE),
     row("list API keys", "GET /v1/api-keys", SELF_SERVICE),
     row("revoke an API key", "DELETE /v1/api-keys/{id}", OWN),
+    row("create a webhook", "POST /v1/webhooks", WEBHOOKS),
+    row("list webhooks", "GET /v1/webhooks", WEBHOOKS),
+    row("read a webhook", "GET /v1/webhooks/{id}", MANAGE),
+    row("change a webhook", "PATCH /v1/webhooks/{id}", MANAGE),
+    row("delete a webhook", "DELETE /v1/webhooks/{id}", MANAGE),
+    row("ping a webhook", "POST /v1/webhooks/{id}/ping", MANAGE),
+    row(
+        "read a webhook's deliveries",
+        "GET /v1/webhooks/{id}/deliveries",
+        MANAGE,
+    ),
+    row(
+        "redeliver a delivery",
+        "POST /v1/deliveries/{id}/redeliver",
+        MANAGE,
+    ),
     row(
         "open the agent WebSocket",
         "GET /v1/agent/connect",
@@ -380,6 +399,59 @@ impl World {
         .id
     }
 
+    /// A webhook of the workspace with one delivery, made for one cell: its id and the
+    /// delivery's. Its target is an address the hub refuses, so a ping or a redelivery
+    /// fails at once, without the network.
+    async fn webhook(&mut self) -> (String, String) {
+        use agenthub::webhooks::model::{self, Delivery, Webhook};
+        let now = agenthub::store::now_ms();
+        let webhook = Webhook {
+            id: agenthub::store::new_id(),
+            workspace_id: self.workspace_id.clone(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: "whsec_test".into(),
+            event_types: "[]".into(),
+            task_id: None,
+            description: String::new(),
+            enabled: false,
+            disabled_reason: None,
+            cursor_seq: 0,
+            lease_owner: None,
+            lease_until: None,
+            created_by: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let delivery = Delivery {
+            id: agenthub::store::new_id(),
+            webhook_id: webhook.id.clone(),
+            kind: "ping".into(),
+            seq: 0,
+            event_type: "ping".into(),
+            payload: r#"{"seq":0,"type":"ping","event":{"type":"ping"},"created_at":"2026-12-04T00:00:00Z"}"#.into(),
+            status: "delivered".into(),
+            attempts: 1,
+            next_attempt_at: None,
+            first_attempt_at: Some(now),
+            last_attempt_at: Some(now),
+            delivered_at: Some(now),
+            redelivery_of: None,
+            created_at: now,
+        };
+        let ids = (webhook.id.clone(), delivery.id.clone());
+        self.hub
+            .ctx
+            .store
+            .transaction(async |db| {
+                model::insert_webhook(db, &webhook).await?;
+                model::insert_delivery(db, &delivery).await?;
+                Ok::<_, agenthub::error::Error>(())
+            })
+            .await
+            .unwrap();
+        ids
+    }
+
     /// A member made for one cell; their id.
     async fn spare_member(&mut self) -> String {
         let email = format!("{}@example.com", self.unique("spare"));
@@ -545,6 +617,34 @@ impl World {
             "DELETE /v1/members/{id}" => {
                 let member_id = self.spare_member().await;
                 (Method::DELETE, format!("/v1/members/{member_id}"), None)
+            }
+            "POST /v1/webhooks" => (
+                Method::POST,
+                "/v1/webhooks".into(),
+                Some(json!({"url": "https://hooks.example.com/agenthub"})),
+            ),
+            "GET /v1/webhooks" => (Method::GET, "/v1/webhooks".into(), None),
+            "GET /v1/webhooks/{id}"
+            | "PATCH /v1/webhooks/{id}"
+            | "DELETE /v1/webhooks/{id}"
+            | "POST /v1/webhooks/{id}/ping"
+            | "GET /v1/webhooks/{id}/deliveries" => {
+                let (webhook_id, _) = self.webhook().await;
+                let (method, path) = request.split_once(' ').unwrap();
+                let body = (method == "PATCH").then(|| json!({"description": "CI"}));
+                (
+                    method.parse().unwrap(),
+                    path.replace("{id}", &webhook_id),
+                    body,
+                )
+            }
+            "POST /v1/deliveries/{id}/redeliver" => {
+                let (_, delivery_id) = self.webhook().await;
+                (
+                    Method::POST,
+                    format!("/v1/deliveries/{delivery_id}/redeliver"),
+                    None,
+                )
             }
             "POST /v1/api-keys" => (
                 Method::POST,

@@ -24,3 +24,4 @@ mod task_end;
 mod tasks;
 mod tidy;
 mod transport;
+mod webhooks;

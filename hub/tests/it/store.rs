@@ -603,6 +603,9 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         step_logs,
         files,
         usage,
+        webhooks,
+        webhook_deliveries,
+        webhook_attempts,
     );
     rendered
         .into_iter()
