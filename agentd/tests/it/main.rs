@@ -12,6 +12,7 @@ mod executors;
 mod files;
 mod full_text;
 mod hub;
+mod inbox;
 mod notify;
 mod quickstart;
 mod run;

@@ -14,6 +14,7 @@ mod deploy;
 mod events;
 mod gateway;
 mod lifecycle;
+mod notifications;
 mod python_agent;
 mod scaleout;
 mod store;
