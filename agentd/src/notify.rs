@@ -227,7 +227,10 @@ impl Notifier {
 
 /// Records that `id` is shown; false when it was already.
 fn first_sight(shown: &Mutex<HashSet<Uuid>>, id: Uuid) -> bool {
-    shown.lock().map(|mut shown| shown.insert(id)).unwrap_or(true)
+    shown
+        .lock()
+        .map(|mut shown| shown.insert(id))
+        .unwrap_or(true)
 }
 
 /// The desktop notification for one of the hub's notifications, with the id it is
@@ -530,7 +533,11 @@ async fn wait_for_click(_handle: &Handle) -> Option<String> {
 }
 
 /// Sends a decision and waits for the hub's answer; whether it was accepted.
-async fn send_decision(outbound: &mpsc::Sender<Outbound>, frame: ClientFrame, action: &str) -> bool {
+async fn send_decision(
+    outbound: &mpsc::Sender<Outbound>,
+    frame: ClientFrame,
+    action: &str,
+) -> bool {
     let (reply_tx, reply_rx) = oneshot::channel();
     let request = Outbound::Request {
         frame,

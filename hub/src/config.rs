@@ -161,7 +161,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENTHUB_RATE_LIMIT_PER_ADDRESS", default_value_t = 500)]
     pub rate_limit_per_address: u32,
     /// Days a read notification is kept before the sweep deletes it (0: kept forever).
-    #[arg(long, env = "AGENTHUB_NOTIFICATION_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "AGENTHUB_NOTIFICATION_RETENTION_DAYS",
+        default_value_t = 30
+    )]
     pub notification_retention_days: u32,
     #[command(flatten)]
     pub streams: StreamArgs,

@@ -158,14 +158,21 @@ fn item(text: &mut String, notification: &Notification, all: bool) {
             indent(text, question);
             let options: Vec<&str> = notification.data["options"]
                 .as_array()
-                .map(|options| options.iter().filter_map(|option| option.as_str()).collect())
+                .map(|options| {
+                    options
+                        .iter()
+                        .filter_map(|option| option.as_str())
+                        .collect()
+                })
                 .unwrap_or_default();
             if !options.is_empty() {
                 text.push_str(&format!("      options: {}\n", options.join(" / ")));
             }
             text.push_str(&format!("      agentd answer {subject} TEXT"));
             if options.len() == 2 && options.contains(&"approve") && options.contains(&"reject") {
-                text.push_str(&format!(" (or agentd approve {subject} / agentd reject {subject} --comment …)"));
+                text.push_str(&format!(
+                    " (or agentd approve {subject} / agentd reject {subject} --comment …)"
+                ));
             }
             text.push('\n');
         }

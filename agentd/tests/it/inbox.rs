@@ -20,7 +20,11 @@ async fn inbox_shows_what_waits_first_and_marks_notifications_read() {
     let hub = Hub::start().await;
     let min = Agentd::new();
     min.login_with(&hub.url, &hub.team.min_token);
-    assert!(shown(&min, &["inbox"]).await.contains("nothing is waiting for you"));
+    assert!(
+        shown(&min, &["inbox"])
+            .await
+            .contains("nothing is waiting for you")
+    );
 
     // While min is away: the owner asks whether min's agent is free, and cancels a task
     // min created.
@@ -58,9 +62,16 @@ async fn inbox_shows_what_waits_first_and_marks_notifications_read() {
     assert_eq!(status, 200, "{cancelled}");
 
     let text = shown(&min, &["inbox"]).await;
-    assert!(text.contains("unread: 1 waiting on you, 1 to know"), "{text}");
-    let waiting = text.find("Waiting on you:").expect("action items are listed");
-    let info = text.find("For your information:").expect("info items are listed");
+    assert!(
+        text.contains("unread: 1 waiting on you, 1 to know"),
+        "{text}"
+    );
+    let waiting = text
+        .find("Waiting on you:")
+        .expect("action items are listed");
+    let info = text
+        .find("For your information:")
+        .expect("info items are listed");
     assert!(waiting < info, "what waits comes first: {text}");
     assert!(text.contains("Can min-laptop take on work?"), "{text}");
     assert!(text.contains("Free this afternoon?"), "{text}");
@@ -81,28 +92,55 @@ async fn inbox_shows_what_waits_first_and_marks_notifications_read() {
 
     // Read one: it leaves the unread view and stays under --all.
     let text = shown(&min, &["inbox", "read", &cancelled_id]).await;
-    assert!(text.contains("marked read: Task cancelled: Slides"), "{text}");
-    assert!(text.contains("unread: 1 waiting on you, 0 to know"), "{text}");
+    assert!(
+        text.contains("marked read: Task cancelled: Slides"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unread: 1 waiting on you, 0 to know"),
+        "{text}"
+    );
     let text = shown(&min, &["inbox"]).await;
     assert!(!text.contains("Task cancelled"), "{text}");
     let text = shown(&min, &["inbox", "--all"]).await;
     assert!(text.contains("Task cancelled: Slides (read)"), "{text}");
-    assert!(text.contains("Can min-laptop take on work? (unread)"), "{text}");
+    assert!(
+        text.contains("Can min-laptop take on work? (unread)"),
+        "{text}"
+    );
 
     // Read all.
     let text = shown(&min, &["inbox", "read", "--all"]).await;
     assert!(text.contains("marked 1 notification(s) read"), "{text}");
-    assert!(shown(&min, &["inbox"]).await.contains("nothing is waiting for you"));
+    assert!(
+        shown(&min, &["inbox"])
+            .await
+            .contains("nothing is waiting for you")
+    );
     // The hub agrees.
     let (_, page) = hub
         .rest
-        .call(Method::GET, "/v1/me/notifications?unread=true", &hub.team.min_key, None)
+        .call(
+            Method::GET,
+            "/v1/me/notifications?unread=true",
+            &hub.team.min_key,
+            None,
+        )
         .await;
     assert_eq!(page["meta"]["count"], 0, "{page}");
 
     // An id that is not one of min's notifications is refused, and so is no id at all.
-    let out = agentd_cmd(&min, &["inbox", "read", "01935a7e-0000-7000-8000-00000000ffff"]).await;
-    assert_eq!(out.status.code(), Some(6), "{}", crate::support::text(&out.stderr));
+    let out = agentd_cmd(
+        &min,
+        &["inbox", "read", "01935a7e-0000-7000-8000-00000000ffff"],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
     assert!(crate::support::text(&out.stderr).contains("not found"));
     let out = agentd_cmd(&min, &["inbox", "read"]).await;
     assert_eq!(out.status.code(), Some(2));

@@ -466,9 +466,7 @@ pub async fn run_sweeper(ctx: AppState, interval: Duration) {
             tracing::warn!(error = %err, "deadline sweep failed; retrying");
         }
         let retention_days = ctx.settings.notification_retention_days;
-        if retention_days > 0
-            && last_retention.is_none_or(|at| at.elapsed() >= RETENTION_SWEEP)
-        {
+        if retention_days > 0 && last_retention.is_none_or(|at| at.elapsed() >= RETENTION_SWEEP) {
             last_retention = Some(tokio::time::Instant::now());
             let cutoff =
                 crate::store::now_ms().saturating_sub(i64::from(retention_days) * 86_400_000);

@@ -294,7 +294,10 @@ async fn mirror_to_feeds(
             mirrored.push((task_id, frame));
         }
     }
-    let mut task_ids: Vec<String> = mirrored.iter().map(|(task_id, _)| task_id.clone()).collect();
+    let mut task_ids: Vec<String> = mirrored
+        .iter()
+        .map(|(task_id, _)| task_id.clone())
+        .collect();
     task_ids.sort();
     task_ids.dedup();
     let mirrored = mirrored

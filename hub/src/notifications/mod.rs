@@ -337,7 +337,8 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
                 "cancelled" => {
                     // Nobody needs telling that they cancelled a task themselves.
                     let by_creator = by.is_some_and(|by| {
-                        by.kind == "member" && by.id.map(|id| id.to_string()).as_ref() == Some(member_id)
+                        by.kind == "member"
+                            && by.id.map(|id| id.to_string()).as_ref() == Some(member_id)
                     });
                     if by_creator {
                         return None;
@@ -446,7 +447,11 @@ pub(crate) async fn record(
                     continue;
                 }
                 let n_listed = held.len().min(MAX_HELD_LISTED as usize);
-                let more = if held.len() > n_listed { " or more" } else { "" };
+                let more = if held.len() > n_listed {
+                    " or more"
+                } else {
+                    ""
+                };
                 let titles: Vec<&str> = held[..n_listed]
                     .iter()
                     .map(|(_, _, title)| title.as_str())
@@ -516,7 +521,9 @@ async fn resolve_settled(db: &mut Db<'_>, task_ids: &[String]) -> Result<()> {
     let mut waiting: HashMap<String, Option<(String, i32, &'static str)>> = HashMap::new();
     if !approval_ids.is_empty() {
         for (id, attempt, decision, step_id) in model::approvals_by_id(db, &approval_ids).await? {
-            let open = decision.is_none().then_some((step_id, attempt, "awaiting_approval"));
+            let open = decision
+                .is_none()
+                .then_some((step_id, attempt, "awaiting_approval"));
             waiting.insert(id, open);
         }
     }

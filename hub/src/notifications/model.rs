@@ -3,7 +3,9 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::schema::{agents, approvals, availability_requests, input_requests, notifications, steps};
+use crate::schema::{
+    agents, approvals, availability_requests, input_requests, notifications, steps,
+};
 use crate::store::Db;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -301,7 +303,12 @@ pub async fn questions_by_id(
     Ok(rows
         .into_iter()
         .map(|(id, attempt, answer, expired_at, step_id)| {
-            (id, attempt, answer.is_none() && expired_at.is_none(), step_id)
+            (
+                id,
+                attempt,
+                answer.is_none() && expired_at.is_none(),
+                step_id,
+            )
         })
         .collect())
 }

@@ -19,8 +19,8 @@ use uuid::Uuid;
 use agenthub::accounts::{self, Actor, AgentActor, Role};
 use agenthub::agents::{self, NewAgent};
 use agenthub::approvals;
-use agenthub::notifications;
 use agenthub::ctx::Settings;
+use agenthub::notifications;
 use agenthub::tasks::{self, NewStep, NewTask};
 
 use crate::gateway::{Agent, Hub, upgrade};
@@ -130,11 +130,7 @@ pub const MATRIX: &[Row] = &[
     ),
     row("who am I", "GET /v1/me", LIST),
     row("read one's inbox", "GET /v1/me/inbox", LIST),
-    row(
-        "read one's notifications",
-        "GET /v1/me/notifications",
-        LIST,
-    ),
+    row("read one's notifications", "GET /v1/me/notifications", LIST),
     row(
         "mark one's notifications read",
         "POST /v1/me/notifications/read",

@@ -51,21 +51,37 @@ async fn key_of(team: &Team, email: &str) -> String {
 }
 
 impl World {
-    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.hub.call(method, path, token, body).await
     }
 
     /// `GET /v1/me/notifications{query}`, asserting `200`.
     async fn inbox(&self, token: &str, query: &str) -> Value {
         let (status, page) = self
-            .call(Method::GET, &format!("/v1/me/notifications{query}"), token, None)
+            .call(
+                Method::GET,
+                &format!("/v1/me/notifications{query}"),
+                token,
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{page}");
         page
     }
 
     /// A step of a new task assigned to `agent`, claimed by it; (task id, step id, attempt).
-    async fn claimed_by(&self, creator: &Actor, agent: &AgentActor, title: &str) -> (String, String, u32) {
+    async fn claimed_by(
+        &self,
+        creator: &Actor,
+        agent: &AgentActor,
+        title: &str,
+    ) -> (String, String, u32) {
         let view = tasks::create_task(
             &self.team.ctx,
             creator,
@@ -74,14 +90,20 @@ impl World {
         .await
         .unwrap();
         let step = step_id(&view, "only");
-        let claimed = tasks::claim_step(&self.team.ctx, agent, &step).await.unwrap();
+        let claimed = tasks::claim_step(&self.team.ctx, agent, &step)
+            .await
+            .unwrap();
         (view.task.id.clone(), step, claimed.attempt)
     }
 
     /// A one-step task of aurora's run to its end by min.
     async fn finished_task(&self, title: &str) -> String {
-        let (task_id, step, attempt) = self.claimed_by(&self.team.aurora, &self.team.min, title).await;
-        submit(&self.team.ctx, &self.team.min, &step, attempt).await.unwrap();
+        let (task_id, step, attempt) = self
+            .claimed_by(&self.team.aurora, &self.team.min, title)
+            .await;
+        submit(&self.team.ctx, &self.team.min, &step, attempt)
+            .await
+            .unwrap();
         task_id
     }
 }
@@ -106,7 +128,10 @@ fn ids(page: &Value) -> Vec<String> {
 
 fn unread(page: &Value) -> (u64, u64) {
     let counts = &page["meta"]["unread"];
-    (counts["action"].as_u64().unwrap(), counts["info"].as_u64().unwrap())
+    (
+        counts["action"].as_u64().unwrap(),
+        counts["info"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +145,9 @@ async fn a_member_back_online_finds_approvals_and_questions_waiting() {
         let review = step_id(&view, "review");
         assert_eq!(team.run_step(&team.min, &draft).await, "done");
         assert_eq!(team.run_step(&team.min, &review).await, "awaiting_approval");
-        let (_, blocked, attempt) = world.claimed_by(&team.aurora, &team.duan_bot, "Figures").await;
+        let (_, blocked, attempt) = world
+            .claimed_by(&team.aurora, &team.duan_bot, "Figures")
+            .await;
         let question_id = approvals::ask(
             &team.ctx,
             &team.duan_bot,
@@ -133,7 +160,11 @@ async fn a_member_back_online_finds_approvals_and_questions_waiting() {
         .unwrap();
 
         let page = world.inbox(&world.duan_key, "").await;
-        assert_eq!(kinds(&page), ["input.requested", "approval.requested"], "{page}");
+        assert_eq!(
+            kinds(&page),
+            ["input.requested", "approval.requested"],
+            "{page}"
+        );
         assert_eq!(unread(&page), (2, 0));
         let question = &page["notifications"][0];
         assert_eq!(question["priority"], "action");
@@ -149,7 +180,11 @@ async fn a_member_back_online_finds_approvals_and_questions_waiting() {
         assert!(approval["event_seq"].as_i64().unwrap() > 0);
         // The approver's agent reads the same inbox (its bound member's).
         let bot_page = world
-            .inbox(&agent_token(&world, "duan-phone", "duan@example.com").await, "?unread=true").await;
+            .inbox(
+                &agent_token(&world, "duan-phone", "duan@example.com").await,
+                "?unread=true",
+            )
+            .await;
         assert_eq!(ids(&bot_page), ids(&page));
         // The creator has nothing to act on yet.
         assert_eq!(unread(&world.inbox(&world.aurora_key, "").await), (0, 0));
@@ -241,13 +276,17 @@ async fn read_one_read_all_unread_and_pages() {
 
         // Read one: it leaves the unread count; reading again keeps the first time.
         let path = format!("/v1/me/notifications/{}/read", all[0]);
-        let (status, read) = world.call(Method::POST, &path, &world.aurora_key, None).await;
+        let (status, read) = world
+            .call(Method::POST, &path, &world.aurora_key, None)
+            .await;
         assert_eq!(status, StatusCode::OK, "{read}");
         assert_eq!(read["notification"]["unread"], false);
         assert_eq!(read["unread"]["info"], 2);
         let read_at = read["notification"]["read_at"].clone();
         assert!(read_at.is_string());
-        let (_, again) = world.call(Method::POST, &path, &world.aurora_key, None).await;
+        let (_, again) = world
+            .call(Method::POST, &path, &world.aurora_key, None)
+            .await;
         assert_eq!(again["notification"]["read_at"], read_at);
         let page = world.inbox(&world.aurora_key, "?unread=true").await;
         assert_eq!(ids(&page), all[1..]);
@@ -276,7 +315,10 @@ async fn read_one_read_all_unread_and_pages() {
         assert_eq!(status, StatusCode::OK, "{marked}");
         assert_eq!(marked["marked"], 2);
         assert_eq!(marked["unread"]["info"], 1);
-        assert_eq!(ids(&world.inbox(&world.aurora_key, "?unread=true").await), all[..1]);
+        assert_eq!(
+            ids(&world.inbox(&world.aurora_key, "?unread=true").await),
+            all[..1]
+        );
 
         // Only action items: none here.
         let (_, marked) = world
@@ -291,7 +333,12 @@ async fn read_one_read_all_unread_and_pages() {
 
         // Read all, with no body.
         let (status, marked) = world
-            .call(Method::POST, "/v1/me/notifications/read", &world.aurora_key, None)
+            .call(
+                Method::POST,
+                "/v1/me/notifications/read",
+                &world.aurora_key,
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{marked}");
         assert_eq!(marked["marked"], 1);
@@ -299,7 +346,10 @@ async fn read_one_read_all_unread_and_pages() {
         // Read ones are still listed, just not as unread.
         let page = world.inbox(&world.aurora_key, "?priority=info").await;
         assert_eq!(ids(&page), all);
-        assert_eq!(world.inbox(&world.aurora_key, "?priority=action").await["meta"]["count"], 0);
+        assert_eq!(
+            world.inbox(&world.aurora_key, "?priority=action").await["meta"]["count"],
+            0
+        );
     }
 }
 
@@ -315,7 +365,12 @@ async fn bad_ids_and_parameters_are_clear_errors_and_change_nothing() {
             ("?unread=maybe", None),
         ] {
             let (status, body) = world
-                .call(Method::GET, &format!("/v1/me/notifications{query}"), key, None)
+                .call(
+                    Method::GET,
+                    &format!("/v1/me/notifications{query}"),
+                    key,
+                    None,
+                )
                 .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
             assert_eq!(body["error"]["code"], "bad_request", "{query}");
@@ -326,7 +381,12 @@ async fn bad_ids_and_parameters_are_clear_errors_and_change_nothing() {
         for id in ["not-an-id", &uuid::Uuid::now_v7().to_string()] {
             for action in ["read", "unread"] {
                 let (status, body) = world
-                    .call(Method::POST, &format!("/v1/me/notifications/{id}/{action}"), key, None)
+                    .call(
+                        Method::POST,
+                        &format!("/v1/me/notifications/{id}/{action}"),
+                        key,
+                        None,
+                    )
                     .await;
                 assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
                 assert_eq!(body["error"]["code"], "not_found");
@@ -338,7 +398,12 @@ async fn bad_ids_and_parameters_are_clear_errors_and_change_nothing() {
             (json!({"colour": "red"}), None),
         ] {
             let (status, answer) = world
-                .call(Method::POST, "/v1/me/notifications/read", key, Some(body.clone()))
+                .call(
+                    Method::POST,
+                    "/v1/me/notifications/read",
+                    key,
+                    Some(body.clone()),
+                )
                 .await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
             if let Some(field) = field {
@@ -355,19 +420,32 @@ async fn the_creator_hears_of_failures_and_of_cancellations_by_others() {
     for world in worlds(module_path!()).await {
         let team = &world.team;
         let (task_id, step, attempt) = world.claimed_by(&team.aurora, &team.min, "Deploy").await;
-        tasks::fail_step(&team.ctx, &team.min, &step, attempt, "the disk is full", false)
-            .await
-            .unwrap();
+        tasks::fail_step(
+            &team.ctx,
+            &team.min,
+            &step,
+            attempt,
+            "the disk is full",
+            false,
+        )
+        .await
+        .unwrap();
         let page = world.inbox(&world.aurora_key, "").await;
         assert_eq!(kinds(&page), ["task.failed"], "{page}");
         let failed = &page["notifications"][0];
         assert_eq!(failed["task_id"], task_id.as_str());
         assert_eq!(failed["title"], "Task failed: Deploy");
         let body = failed["body"].as_str().unwrap();
-        assert!(body.contains("the disk is full") && body.contains("only"), "{body}");
+        assert!(
+            body.contains("the disk is full") && body.contains("only"),
+            "{body}"
+        );
         assert_eq!(failed["data"]["status"], "failed");
         // Nobody else is told.
-        assert_eq!(kinds(&world.inbox(&world.duan_key, "").await), Vec::<&str>::new());
+        assert_eq!(
+            kinds(&world.inbox(&world.duan_key, "").await),
+            Vec::<&str>::new()
+        );
 
         // duan's task, waiting for aurora's approval, cancelled by aurora (an owner):
         // duan hears of it and aurora's approval stops waiting.
@@ -378,18 +456,30 @@ async fn the_creator_hears_of_failures_and_of_cancellations_by_others() {
             .await
             .unwrap();
         let step = step_id(&view, "only");
-        assert_eq!(team.run_step(&team.duan_bot, &step).await, "awaiting_approval");
+        assert_eq!(
+            team.run_step(&team.duan_bot, &step).await,
+            "awaiting_approval"
+        );
         assert_eq!(unread(&world.inbox(&world.aurora_key, "").await), (1, 1));
         tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Cancel)
             .await
             .unwrap();
         let page = world.inbox(&world.aurora_key, "").await;
         assert_eq!(kinds(&page), ["approval.requested", "task.failed"]);
-        assert!(page["notifications"][0]["resolved_at"].is_string(), "{page}");
+        assert!(
+            page["notifications"][0]["resolved_at"].is_string(),
+            "{page}"
+        );
         assert_eq!(unread(&page), (0, 1));
         let page = world.inbox(&world.duan_key, "").await;
         assert_eq!(kinds(&page), ["task.cancelled"], "{page}");
-        assert!(page["notifications"][0]["body"].as_str().unwrap().contains("aurora"), "{page}");
+        assert!(
+            page["notifications"][0]["body"]
+                .as_str()
+                .unwrap()
+                .contains("aurora"),
+            "{page}"
+        );
 
         // Cancelling one's own task tells nobody.
         let (own, _, _) = world.claimed_by(&team.aurora, &team.min, "Mine").await;
@@ -433,12 +523,23 @@ async fn a_rejection_and_a_timeout_resolve_what_waited() {
             .await
             .unwrap();
         let step = step_id(&view, "only");
-        let claimed = tasks::claim_step(&team.ctx, &team.duan_bot, &step).await.unwrap();
-        approvals::ask(&team.ctx, &team.duan_bot, &step, claimed.attempt, "Now?", &[])
+        let claimed = tasks::claim_step(&team.ctx, &team.duan_bot, &step)
             .await
             .unwrap();
+        approvals::ask(
+            &team.ctx,
+            &team.duan_bot,
+            &step,
+            claimed.attempt,
+            "Now?",
+            &[],
+        )
+        .await
+        .unwrap();
         assert_eq!(unread(&world.inbox(&world.duan_key, "").await), (2, 0));
-        approvals::sweep_overdue_at(&team.ctx, now_ms() + 120_000).await.unwrap();
+        approvals::sweep_overdue_at(&team.ctx, now_ms() + 120_000)
+            .await
+            .unwrap();
         let page = world.inbox(&world.duan_key, "?unread=true").await;
         assert_eq!(kinds(&page), ["approval.requested"], "{page}");
     }
@@ -449,11 +550,15 @@ async fn an_agent_offline_while_it_holds_work_is_told_to_its_member() {
     for world in worlds(module_path!()).await {
         let team = &world.team;
         // duan-bot holds nothing: going offline is no news.
-        agents::announce_presence(&team.ctx, &team.duan_bot, false).await.unwrap();
+        agents::announce_presence(&team.ctx, &team.duan_bot, false)
+            .await
+            .unwrap();
         assert_eq!(unread(&world.inbox(&world.duan_key, "").await), (0, 0));
 
         let (task_id, step, _) = world.claimed_by(&team.duan, &team.min, "Slides").await;
-        agents::announce_presence(&team.ctx, &team.min, false).await.unwrap();
+        agents::announce_presence(&team.ctx, &team.min, false)
+            .await
+            .unwrap();
         let page = world.inbox(&world.aurora_key, "").await;
         assert_eq!(kinds(&page), ["agent.offline"], "{page}");
         let offline = &page["notifications"][0];
@@ -466,13 +571,24 @@ async fn an_agent_offline_while_it_holds_work_is_told_to_its_member() {
         assert_eq!(unread(&world.inbox(&world.duan_key, "").await), (0, 0));
 
         // Flapping while that one is unread adds nothing; once read, the next is news.
-        agents::announce_presence(&team.ctx, &team.min, true).await.unwrap();
-        agents::announce_presence(&team.ctx, &team.min, false).await.unwrap();
+        agents::announce_presence(&team.ctx, &team.min, true)
+            .await
+            .unwrap();
+        agents::announce_presence(&team.ctx, &team.min, false)
+            .await
+            .unwrap();
         assert_eq!(world.inbox(&world.aurora_key, "").await["meta"]["count"], 1);
         world
-            .call(Method::POST, "/v1/me/notifications/read", &world.aurora_key, None)
+            .call(
+                Method::POST,
+                "/v1/me/notifications/read",
+                &world.aurora_key,
+                None,
+            )
             .await;
-        agents::announce_presence(&team.ctx, &team.min, false).await.unwrap();
+        agents::announce_presence(&team.ctx, &team.min, false)
+            .await
+            .unwrap();
         assert_eq!(unread(&world.inbox(&world.aurora_key, "").await), (0, 1));
     }
 }
@@ -492,7 +608,10 @@ async fn availability_requests_wait_on_the_agents_member_until_answered() {
         assert_eq!(status, StatusCode::CREATED, "{asked}");
         let page = world.inbox(&world.duan_key, "").await;
         assert_eq!(kinds(&page), ["availability.requested"], "{page}");
-        assert_eq!(page["notifications"][0]["title"], "Can duan-bot take on work?");
+        assert_eq!(
+            page["notifications"][0]["title"],
+            "Can duan-bot take on work?"
+        );
         assert_eq!(page["notifications"][0]["body"], "Free this afternoon?");
         assert_eq!(unread(&page), (1, 0));
         let request_id = page["notifications"][0]["subject_id"].as_str().unwrap();
@@ -519,15 +638,28 @@ async fn members_and_workspaces_see_only_their_own() {
         // The same email in another workspace, and another member here, see nothing of it.
         assert_eq!(world.inbox(&other_duan_key, "").await["meta"]["count"], 0);
         assert_eq!(world.inbox(&world.aurora_key, "").await["meta"]["count"], 0);
-        for (token, who) in [(&world.aurora_key, "aurora"), (&other_duan_key, "globex duan")] {
+        for (token, who) in [
+            (&world.aurora_key, "aurora"),
+            (&other_duan_key, "globex duan"),
+        ] {
             for action in ["read", "unread"] {
                 let (status, body) = world
-                    .call(Method::POST, &format!("/v1/me/notifications/{id}/{action}"), token, None)
+                    .call(
+                        Method::POST,
+                        &format!("/v1/me/notifications/{id}/{action}"),
+                        token,
+                        None,
+                    )
                     .await;
                 assert_eq!(status, StatusCode::NOT_FOUND, "{who} {action}: {body}");
             }
             let (_, marked) = world
-                .call(Method::POST, "/v1/me/notifications/read", token, Some(json!({"up_to": id})))
+                .call(
+                    Method::POST,
+                    "/v1/me/notifications/read",
+                    token,
+                    Some(json!({"up_to": id})),
+                )
                 .await;
             assert_eq!(marked["marked"], 0, "{who}");
         }
@@ -565,19 +697,33 @@ async fn other_modules_notify_and_read_notifications_expire() {
         let page = world.inbox(&world.duan_key, "").await;
         assert_eq!(kinds(&page), ["webhook.disabled"]);
         let title = page["notifications"][0]["title"].as_str().unwrap();
-        assert!(title.len() <= notifications::MAX_TITLE_BYTES && title.ends_with('…'), "{title}");
-        assert_eq!(page["notifications"][0]["data"]["url"], "https://ci.example.com/hook");
+        assert!(
+            title.len() <= notifications::MAX_TITLE_BYTES && title.ends_with('…'),
+            "{title}"
+        );
+        assert_eq!(
+            page["notifications"][0]["data"]["url"],
+            "https://ci.example.com/hook"
+        );
 
         // Retention deletes read notifications only.
         world.finished_task("Kept").await;
         world
-            .call(Method::POST, "/v1/me/notifications/read", &world.duan_key, None)
+            .call(
+                Method::POST,
+                "/v1/me/notifications/read",
+                &world.duan_key,
+                None,
+            )
             .await;
         let n_deleted = notifications::delete_read_before(team.store(), now_ms() + 1)
             .await
             .unwrap();
         assert_eq!(n_deleted, 1);
         assert_eq!(world.inbox(&world.duan_key, "").await["meta"]["count"], 0);
-        assert_eq!(kinds(&world.inbox(&world.aurora_key, "").await), ["task.completed"]);
+        assert_eq!(
+            kinds(&world.inbox(&world.aurora_key, "").await),
+            ["task.completed"]
+        );
     }
 }
