@@ -517,19 +517,24 @@ async fn resolve_settled(db: &mut Db<'_>, task_ids: &[String]) -> Result<()> {
     let approval_ids = ids_of(APPROVAL_REQUESTED);
     let question_ids = ids_of(INPUT_REQUESTED);
     let availability_ids = ids_of(AVAILABILITY_REQUESTED);
-    // subject id → (step id, attempt) while the subject itself is still open.
+    // subject id → (step id, attempt, the step's status while it waits) while the
+    // subject itself is still open.
     let mut waiting: HashMap<String, Option<(String, i32, &'static str)>> = HashMap::new();
     if !approval_ids.is_empty() {
-        for (id, attempt, decision, step_id) in model::approvals_by_id(db, &approval_ids).await? {
-            let open = decision
-                .is_none()
-                .then_some((step_id, attempt, "awaiting_approval"));
-            waiting.insert(id, open);
+        for approval in model::approvals_by_id(db, &approval_ids).await? {
+            let open =
+                approval
+                    .open
+                    .then_some((approval.step_id, approval.attempt, "awaiting_approval"));
+            waiting.insert(approval.id, open);
         }
     }
     if !question_ids.is_empty() {
-        for (id, attempt, open, step_id) in model::questions_by_id(db, &question_ids).await? {
-            waiting.insert(id, open.then_some((step_id, attempt, "blocked")));
+        for question in model::questions_by_id(db, &question_ids).await? {
+            let open = question
+                .open
+                .then_some((question.step_id, question.attempt, "blocked"));
+            waiting.insert(question.id, open);
         }
     }
     let open_availability = if availability_ids.is_empty() {

@@ -263,58 +263,85 @@ pub async fn delete_read_before(db: &mut Db<'_>, cutoff: i64) -> QueryResult<usi
     })
 }
 
-/// (approval id, attempt, decided, step id) of each of `ids` that exists.
-pub async fn approvals_by_id(
-    db: &mut Db<'_>,
-    ids: &[String],
-) -> QueryResult<Vec<(String, i32, Option<String>, String)>> {
-    crate::db!(db, |conn| {
+/// Where an approval or a question stands.
+#[derive(Debug, Clone)]
+pub struct SubjectState {
+    pub id: String,
+    pub step_id: String,
+    pub attempt: i32,
+    /// Not decided, answered or closed.
+    pub open: bool,
+}
+
+#[derive(Queryable)]
+struct ApprovalState {
+    id: String,
+    step_id: String,
+    attempt: i32,
+    decision: Option<String>,
+}
+
+#[derive(Queryable)]
+struct QuestionState {
+    id: String,
+    step_id: String,
+    attempt: i32,
+    answer: Option<String>,
+    expired_at: Option<i64>,
+}
+
+/// The approvals among `ids` that exist.
+pub async fn approvals_by_id(db: &mut Db<'_>, ids: &[String]) -> QueryResult<Vec<SubjectState>> {
+    let rows: Vec<ApprovalState> = crate::db!(db, |conn| {
         approvals::table
             .filter(approvals::id.eq_any(ids))
             .select((
                 approvals::id,
+                approvals::step_id,
                 approvals::attempt,
                 approvals::decision,
-                approvals::step_id,
-            ))
-            .load(conn)
-            .await
-    })
-}
-
-/// (request id, attempt, still open, step id) of each of `ids` that exists.
-pub async fn questions_by_id(
-    db: &mut Db<'_>,
-    ids: &[String],
-) -> QueryResult<Vec<(String, i32, bool, String)>> {
-    let rows: Vec<(String, i32, Option<String>, Option<i64>, String)> = crate::db!(db, |conn| {
-        input_requests::table
-            .filter(input_requests::id.eq_any(ids))
-            .select((
-                input_requests::id,
-                input_requests::attempt,
-                input_requests::answer,
-                input_requests::expired_at,
-                input_requests::step_id,
             ))
             .load(conn)
             .await
     })?;
     Ok(rows
         .into_iter()
-        .map(|(id, attempt, answer, expired_at, step_id)| {
-            (
-                id,
-                attempt,
-                answer.is_none() && expired_at.is_none(),
-                step_id,
-            )
+        .map(|row| SubjectState {
+            open: row.decision.is_none(),
+            id: row.id,
+            step_id: row.step_id,
+            attempt: row.attempt,
         })
         .collect())
 }
 
-/// Ids of the availability requests among `ids` that were answered (or no longer exist
-/// are simply missing).
+/// The input requests among `ids` that exist.
+pub async fn questions_by_id(db: &mut Db<'_>, ids: &[String]) -> QueryResult<Vec<SubjectState>> {
+    let rows: Vec<QuestionState> = crate::db!(db, |conn| {
+        input_requests::table
+            .filter(input_requests::id.eq_any(ids))
+            .select((
+                input_requests::id,
+                input_requests::step_id,
+                input_requests::attempt,
+                input_requests::answer,
+                input_requests::expired_at,
+            ))
+            .load(conn)
+            .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|row| SubjectState {
+            open: row.answer.is_none() && row.expired_at.is_none(),
+            id: row.id,
+            step_id: row.step_id,
+            attempt: row.attempt,
+        })
+        .collect())
+}
+
+/// Ids of the availability requests among `ids` not answered yet.
 pub async fn open_availability_requests(
     db: &mut Db<'_>,
     ids: &[String],
