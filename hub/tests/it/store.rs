@@ -603,6 +603,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         step_logs,
         files,
         usage,
+        notifications,
     );
     rendered
         .into_iter()
