@@ -65,6 +65,70 @@ pub struct PendingQuestion {
     pub options: Vec<String>,
 }
 
+/// `GET /v1/me/notifications`: a page of the member's notifications, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    pub meta: NotificationMeta,
+}
+
+/// The page's `meta`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationMeta {
+    pub count: usize,
+    #[serde(default)]
+    pub next_before: Option<String>,
+    pub has_more: bool,
+    pub unread: UnreadCounts,
+}
+
+/// Unread notifications per priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadCounts {
+    pub action: u64,
+    pub info: u64,
+}
+
+/// One notification: what waits on the member (`action`) or what they should know
+/// (`info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub kind: String,
+    pub priority: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub task_id: Option<String>,
+    #[serde(default)]
+    pub step_id: Option<String>,
+    #[serde(default)]
+    pub subject_id: Option<String>,
+    #[serde(default)]
+    pub data: Value,
+    pub created_at: String,
+    #[serde(default)]
+    pub read_at: Option<String>,
+    #[serde(default)]
+    pub resolved_at: Option<String>,
+    pub unread: bool,
+}
+
+/// `POST /v1/me/notifications/read`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadAll {
+    pub marked: u64,
+    pub unread: UnreadCounts,
+}
+
+/// `POST /v1/me/notifications/{id}/read`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadOne {
+    pub notification: Notification,
+    pub unread: UnreadCounts,
+}
+
 /// `PUT /v1/files`: an uploaded attachment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadedFile {

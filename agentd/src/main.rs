@@ -49,7 +49,7 @@ enum Command {
     Run(cmd::run::Run),
     /// Show the hub, connection state, current steps and last seq
     Status(cmd::status::Status),
-    /// List the approvals and questions waiting for you
+    /// Show what waits for you and what you should know; `agentd inbox read ID|--all`
     Inbox(cmd::inbox::Inbox),
     /// Approve a step's result, or allow a tool call waiting for you
     Approve(cmd::approve::Approve),

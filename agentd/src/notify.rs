@@ -6,9 +6,16 @@
 //! `approval.decide` or `input.answer` through the connection. Best effort: without a
 //! notification service (no session bus) agentd logs that once and goes on, and
 //! `agentd inbox` / `approve` / `reject` always work.
+//!
+//! On every (re)connection the notifier also reads the member's unread action
+//! notifications from the hub (`GET /v1/me/notifications`) and shows those it has not
+//! shown yet: what arrived while agentd was offline, including requests its own events
+//! do not carry (an availability request to another agent of the member). Acting on
+//! one of those marks it read.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use agenthub_protocol::{
@@ -19,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::executor::full_text::HubAccess;
 use crate::executor::{Outbound, Reply};
+use crate::hub::{Notification, NotificationPage};
 
 /// The action keys of an actionable notification.
 pub const APPROVE: &str = "approve";
@@ -30,6 +39,8 @@ pub const REJECT: &str = "reject";
 const REJECT_COMMENT: &str = "rejected from a desktop notification";
 /// Notifications waiting for a click at once; older ones stop waiting first.
 const MAX_WAITING: usize = 32;
+/// Unread action notifications read from the hub on a (re)connection.
+const CATCH_UP: &str = "v1/me/notifications?unread=true&priority=action&limit=50";
 
 /// One notification to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +49,8 @@ pub struct Notice {
     pub body: String,
     /// What choosing Approve / Reject does; `None` for a notification without actions.
     pub decision: Option<DecisionTarget>,
+    /// The hub's notification shown, marked read once the user acted on it.
+    pub notification_id: Option<String>,
 }
 
 /// What an Approve / Reject click decides.
@@ -71,6 +84,10 @@ pub struct Notifier {
     /// The member this agent is bound to, from the hub's `welcome`: the end of a task
     /// is shown when that member created it.
     member_id: Arc<OnceLock<Uuid>>,
+    /// Approvals and questions (and other notifications) shown already, by id.
+    shown: Arc<Mutex<HashSet<Uuid>>>,
+    /// The hub's REST API, for the unread notifications.
+    hub: Option<HubAccess>,
 }
 
 /// Settings of [`Notifier::start`].
@@ -78,6 +95,9 @@ pub struct Notifier {
 pub struct NotifyOptions {
     /// How long an actionable notification waits for a click.
     pub action_timeout: Duration,
+    /// The hub's REST API: unread notifications are read from it on every connection
+    /// and marked read when acted on. `None`: only events are shown.
+    pub hub: Option<HubAccess>,
 }
 
 impl Notifier {
@@ -86,16 +106,21 @@ impl Notifier {
         Notifier {
             queue: None,
             member_id: Arc::default(),
+            shown: Arc::default(),
+            hub: None,
         }
     }
 
     /// Starts the notifier task. Decisions go to `outbound`, the connection's queue.
     pub fn start(options: NotifyOptions, outbound: mpsc::Sender<Outbound>) -> Notifier {
         let (queue, notices) = mpsc::channel(64);
+        let hub = options.hub.clone();
         tokio::spawn(run(options, notices, outbound));
         Notifier {
             queue: Some(queue),
             member_id: Arc::default(),
+            shown: Arc::default(),
+            hub,
         }
     }
 
@@ -105,6 +130,39 @@ impl Notifier {
             // The same member on every welcome: a token belongs to one agent.
             let _ = self.member_id.set(member_id);
         }
+    }
+
+    /// Shows the member's unread action notifications that were not shown yet (read
+    /// from the hub in the background): call it when a session opens.
+    pub fn catch_up(&self) {
+        let (Some(queue), Some(hub)) = (self.queue.clone(), self.hub.clone()) else {
+            return;
+        };
+        let shown = Arc::clone(&self.shown);
+        tokio::spawn(async move {
+            let page: NotificationPage = match hub.client().await {
+                Ok(client) => match client.get(CATCH_UP).await {
+                    Ok(page) => page,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "cannot read the unread notifications");
+                        return;
+                    }
+                },
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot reach the hub for notifications");
+                    return;
+                }
+            };
+            // Oldest first, as they arrived.
+            for notification in page.notifications.iter().rev() {
+                let Some((seen_id, notice)) = notification_notice(notification) else {
+                    continue;
+                };
+                if first_sight(&shown, seen_id) && queue.try_send(notice).is_err() {
+                    tracing::debug!("notification dropped: too many at once");
+                }
+            }
+        });
     }
 
     /// Whether notifications are on.
@@ -123,6 +181,7 @@ impl Notifier {
             title: format!("Step for you: {}", step.title),
             body,
             decision: None,
+            notification_id: None,
         });
     }
 
@@ -132,8 +191,18 @@ impl Notifier {
             return;
         }
         let notice = match frame {
-            ServerFrame::ApprovalRequested(requested) => approval_notice(requested),
-            ServerFrame::InputRequested(requested) => question_notice(requested),
+            ServerFrame::ApprovalRequested(requested) => {
+                if !first_sight(&self.shown, requested.approval_id) {
+                    return;
+                }
+                approval_notice(requested)
+            }
+            ServerFrame::InputRequested(requested) => {
+                if !first_sight(&self.shown, requested.input_request_id) {
+                    return;
+                }
+                question_notice(requested)
+            }
             ServerFrame::TaskUpdated(updated) => {
                 let ours = updated.task.creator_member_id.is_some()
                     && updated.task.creator_member_id.as_ref() == self.member_id.get();
@@ -154,6 +223,69 @@ impl Notifier {
             tracing::debug!("notification dropped: too many at once");
         }
     }
+}
+
+/// Records that `id` is shown; false when it was already.
+fn first_sight(shown: &Mutex<HashSet<Uuid>>, id: Uuid) -> bool {
+    shown
+        .lock()
+        .map(|mut shown| shown.insert(id))
+        .unwrap_or(true)
+}
+
+/// The desktop notification for one of the hub's notifications, with the id it is
+/// known by (its approval or question, else its own id).
+pub fn notification_notice(notification: &Notification) -> Option<(Uuid, Notice)> {
+    let own_id = Uuid::parse_str(&notification.id).ok()?;
+    let subject = notification
+        .subject_id
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id).ok());
+    let notification_id = Some(notification.id.clone());
+    let notice = match (notification.kind.as_str(), subject) {
+        ("approval.requested", Some(approval_id)) => Notice {
+            title: notification.title.clone(),
+            body: notification.body.clone(),
+            decision: Some(DecisionTarget::Approval {
+                approval_id,
+                digest: notification.data["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            }),
+            notification_id,
+        },
+        ("input.requested", Some(input_request_id)) => {
+            let mut notice = question_notice(&InputRequested {
+                seq: 0,
+                input_request_id,
+                step_id: Uuid::nil(),
+                task_id: Uuid::nil(),
+                question: notification.data["question"]
+                    .as_str()
+                    .unwrap_or(&notification.body)
+                    .to_string(),
+                options: notification.data["options"]
+                    .as_array()
+                    .map(|options| {
+                        options
+                            .iter()
+                            .filter_map(|option| option.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+            notice.notification_id = notification_id;
+            notice
+        }
+        _ => Notice {
+            title: notification.title.clone(),
+            body: notification.body.clone(),
+            decision: None,
+            notification_id,
+        },
+    };
+    Some((subject.unwrap_or(own_id), notice))
 }
 
 /// The end of a task, if `updated` tells one.
@@ -206,6 +338,7 @@ pub fn task_end_notice(end: &TaskEnd) -> Notice {
         title,
         body,
         decision: None,
+        notification_id: None,
     }
 }
 
@@ -228,6 +361,7 @@ pub fn approval_notice(requested: &ApprovalRequested) -> Notice {
             approval_id: requested.approval_id,
             digest: requested.digest.clone(),
         }),
+        notification_id: None,
     }
 }
 
@@ -242,6 +376,7 @@ pub fn question_notice(requested: &InputRequested) -> Notice {
             title: "Tool call wants approval".into(),
             body: requested.question.clone(),
             decision: Some(DecisionTarget::ToolCall(requested.input_request_id)),
+            notification_id: None,
         };
     }
     let mut body = requested.question.clone();
@@ -256,6 +391,7 @@ pub fn question_notice(requested: &InputRequested) -> Notice {
         title: "A step has a question for you".into(),
         body,
         decision: None,
+        notification_id: None,
     }
 }
 
@@ -323,6 +459,7 @@ async fn run(
         };
         let outbound = outbound.clone();
         let timeout = options.action_timeout;
+        let read_on_decision = notice.notification_id.zip(options.hub.clone());
         waiting.spawn(async move {
             let clicked = tokio::time::timeout(timeout, wait_for_click(&handle)).await;
             let Ok(Some(action)) = clicked else {
@@ -331,7 +468,11 @@ async fn run(
             let Some(frame) = decision_frame(target, &action) else {
                 return;
             };
-            send_decision(&outbound, frame, &action).await;
+            if send_decision(&outbound, frame, &action).await
+                && let Some((notification_id, hub)) = read_on_decision
+            {
+                mark_read(&hub, &notification_id).await;
+            }
         });
     }
     waiting.abort_all();
@@ -391,24 +532,48 @@ async fn wait_for_click(_handle: &Handle) -> Option<String> {
     None
 }
 
-async fn send_decision(outbound: &mpsc::Sender<Outbound>, frame: ClientFrame, action: &str) {
+/// Sends a decision and waits for the hub's answer; whether it was accepted.
+async fn send_decision(
+    outbound: &mpsc::Sender<Outbound>,
+    frame: ClientFrame,
+    action: &str,
+) -> bool {
     let (reply_tx, reply_rx) = oneshot::channel();
     let request = Outbound::Request {
         frame,
         reply: Some(reply_tx),
     };
     if outbound.send(request).await.is_err() {
-        return;
+        return false;
     }
     match reply_rx.await {
-        Ok(Reply::Ok(_)) => tracing::info!(action, "decision from the desktop notification sent"),
-        Ok(Reply::Error { code, message }) => {
-            tracing::warn!(action, code, message, "the hub refused the decision")
+        Ok(Reply::Ok(_)) => {
+            tracing::info!(action, "decision from the desktop notification sent");
+            true
         }
-        Err(_) => tracing::warn!(
-            action,
-            "the connection ended before the hub answered the decision; check `agentd inbox`"
-        ),
+        Ok(Reply::Error { code, message }) => {
+            tracing::warn!(action, code, message, "the hub refused the decision");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                action,
+                "the connection ended before the hub answered the decision; check `agentd inbox`"
+            );
+            false
+        }
+    }
+}
+
+/// Marks the hub's notification read (best effort: the decision resolved it anyway).
+async fn mark_read(hub: &HubAccess, notification_id: &str) {
+    let path = format!("v1/me/notifications/{notification_id}/read");
+    let marked: crate::error::Result<serde_json::Value> = match hub.client().await {
+        Ok(client) => client.post(&path, &serde_json::json!({})).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = marked {
+        tracing::debug!(error = %err, "cannot mark the notification read");
     }
 }
 

@@ -161,6 +161,13 @@ pub struct ServeArgs {
     /// (0: off).
     #[arg(long, env = "AGENTHUB_RATE_LIMIT_PER_ADDRESS", default_value_t = 500)]
     pub rate_limit_per_address: u32,
+    /// Days a read notification is kept before the sweep deletes it (0: kept forever).
+    #[arg(
+        long,
+        env = "AGENTHUB_NOTIFICATION_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub notification_retention_days: u32,
     #[command(flatten)]
     pub streams: StreamArgs,
     #[command(flatten)]
@@ -303,6 +310,7 @@ impl ServeArgs {
             max_pending_connections: self.max_pending_connections,
             rate_limit_per_key: self.rate_limit_per_key,
             rate_limit_per_address: self.rate_limit_per_address,
+            notification_retention_days: self.notification_retention_days,
             streams: self.streams.limits(),
             webhooks: self.webhooks.settings(),
         }

@@ -47,6 +47,8 @@ pub struct Settings {
     /// Sustained REST requests per second per client address (bursts up to 5 s worth);
     /// 0: off.
     pub rate_limit_per_address: u32,
+    /// Days a read notification is kept before the sweep deletes it; 0: forever.
+    pub notification_retention_days: u32,
     /// Limits and timings of the event streams.
     pub streams: StreamLimits,
     /// Timings and limits of webhook delivery.
@@ -74,6 +76,7 @@ impl Default for Settings {
             max_pending_connections: 512,
             rate_limit_per_key: 100,
             rate_limit_per_address: 500,
+            notification_retention_days: 30,
             streams: StreamLimits::default(),
             webhooks: WebhookSettings::default(),
         }

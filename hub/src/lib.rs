@@ -15,6 +15,7 @@ pub mod events;
 pub mod files;
 pub mod gateway;
 pub mod metrics;
+pub mod notifications;
 pub mod schema;
 pub mod store;
 pub mod tasks;

@@ -338,6 +338,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A member's inbox: what waits on them (`action`) or what they should know (`info`).
+    notifications (id) {
+        id -> Text,
+        workspace_id -> Text,
+        member_id -> Text,
+        kind -> Text,
+        /// `action` or `info`.
+        priority -> Text,
+        task_id -> Nullable<Text>,
+        step_id -> Nullable<Text>,
+        /// The approval, input request, availability request or agent it is about.
+        subject_id -> Nullable<Text>,
+        title -> Text,
+        body -> Text,
+        /// JSON object: what a client needs to act.
+        data -> Text,
+        event_seq -> Nullable<BigInt>,
+        created_at -> BigInt,
+        read_at -> Nullable<BigInt>,
+        resolved_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(members -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> members (member_id));
@@ -441,4 +465,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     webhook_attempts,
+    notifications,
 );

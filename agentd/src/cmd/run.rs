@@ -79,6 +79,7 @@ impl Run {
         if config.notify && !self.no_notify {
             core.start_notifier(NotifyOptions {
                 action_timeout: Duration::from_secs(config.claude.ask_timeout_secs.max(3600)),
+                hub: core.executors.hub.clone(),
             });
         }
         let control = control::serve(

@@ -171,6 +171,7 @@ where
                     }
                     self.core.lease_ms = welcome.lease_ms;
                     self.core.notifier.bound_to(welcome.member_id);
+                    self.core.notifier.catch_up();
                     self.core.set_connected(true, Some(&welcome.agent_name));
                     self.core.publish_status();
                     tracing::info!(

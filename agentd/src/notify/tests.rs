@@ -8,9 +8,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    DecisionTarget, TaskEnd, approval_notice, decision_frame, question_notice, task_end,
-    task_end_notice,
+    DecisionTarget, TaskEnd, approval_notice, decision_frame, notification_notice, question_notice,
+    task_end, task_end_notice,
 };
+use crate::hub::Notification;
 
 #[test]
 fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
@@ -175,4 +176,64 @@ fn a_task_updated_frame_gives_the_end_with_its_outcome() {
     );
     let end = task_end(&updated("done", None)).expect("a done task ended");
     assert_eq!((end.task_id, end.step_key), (task_id, None));
+}
+
+fn hub_notification(kind: &str, subject_id: Option<Uuid>, data: serde_json::Value) -> Notification {
+    Notification {
+        id: Uuid::now_v7().to_string(),
+        kind: kind.into(),
+        priority: "action".into(),
+        title: "Approve \"Draft the outline\"?".into(),
+        body: "Task: Quarterly report".into(),
+        task_id: None,
+        step_id: None,
+        subject_id: subject_id.map(|id| id.to_string()),
+        data,
+        created_at: "2026-12-03T07:30:00Z".into(),
+        read_at: None,
+        resolved_at: None,
+        unread: true,
+    }
+}
+
+#[test]
+fn an_unread_notification_from_the_hub_decides_what_it_names_and_remembers_its_id() {
+    let approval_id = Uuid::now_v7();
+    let notification = hub_notification(
+        "approval.requested",
+        Some(approval_id),
+        json!({"attempt": 2, "digest": "sha256:ab"}),
+    );
+    let (seen_id, notice) = notification_notice(&notification).unwrap();
+    assert_eq!(
+        seen_id, approval_id,
+        "known by its approval, as the event is"
+    );
+    assert_eq!(notice.title, "Approve \"Draft the outline\"?");
+    assert_eq!(
+        notice.decision,
+        Some(DecisionTarget::Approval {
+            approval_id,
+            digest: "sha256:ab".into()
+        })
+    );
+    assert_eq!(
+        notice.notification_id.as_deref(),
+        Some(notification.id.as_str())
+    );
+
+    let request_id = Uuid::now_v7();
+    let tool_call = hub_notification(
+        "input.requested",
+        Some(request_id),
+        json!({"question": "run_shell `ls`", "options": ["approve", "reject"]}),
+    );
+    let (_, notice) = notification_notice(&tool_call).unwrap();
+    assert_eq!(notice.decision, Some(DecisionTarget::ToolCall(request_id)));
+    assert_eq!(notice.body, "run_shell `ls`");
+
+    let other = hub_notification("webhook.disabled", None, json!({}));
+    let (seen_id, notice) = notification_notice(&other).unwrap();
+    assert_eq!(seen_id.to_string(), other.id);
+    assert_eq!(notice.decision, None);
 }

@@ -1,4 +1,5 @@
-//! The teammate commands: login, keys, inbox, approvals, tasks, service files, errors.
+//! The teammate commands: login, keys, approvals, tasks, service files, errors (the
+//! inbox against the real hub: `inbox.rs`).
 
 use crate::support::{Agentd, FakeHub, TOKEN, text};
 
@@ -130,19 +131,10 @@ fn without_a_keyring_the_file_fallback_is_announced_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inbox_and_approve_use_the_hub_with_the_agent_token() {
+async fn approve_uses_the_hub_with_the_agent_token() {
     let hub = FakeHub::start().await;
     let agentd = Agentd::new();
     agentd.login(&hub.url);
-    let out = agentd.run(&["inbox"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let shown = text(&out.stdout);
-    assert!(shown.contains("Review the outline"), "{shown}");
-    assert!(shown.contains("Three-part outline"), "{shown}");
-
-    let json = agentd.run(&["--json", "inbox"]);
-    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(value["approvals"][0]["approval_level"], 2);
 
     // By approval id: resolved to its step through the inbox.
     let out = agentd.run(&[

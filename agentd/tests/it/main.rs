@@ -13,6 +13,7 @@ mod failover;
 mod files;
 mod full_text;
 mod hub;
+mod inbox;
 mod notify;
 mod quickstart;
 mod run;

@@ -432,3 +432,41 @@ async fn a_failed_task_is_shown_to_its_creator_with_the_step_the_reason_and_who(
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_arrived_while_agentd_was_offline_is_shown_when_it_connects() {
+    let Some(bus) = SessionBus::start(
+        "notify::what_arrived_while_agentd_was_offline_is_shown_when_it_connects",
+    ) else {
+        return;
+    };
+    let desktop = Desktop::serve(&bus).await;
+    let hub = Hub::start().await;
+    // Before agentd runs: the owner asks whether min's agent is free. The agent's own
+    // event has no desktop notification; min's notification inbox holds it.
+    let (status, asked) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/agents/min-laptop/availability",
+            &hub.team.owner_key,
+            Some(json!({"question": "Free this afternoon?"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{asked}");
+    let agentd = Agentd::new().with_env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _daemon = spawn(&agentd, &["run"]);
+
+    let shown = desktop.wait_for("Can min-laptop take on work?").await;
+    assert_eq!(shown.body, "Free this afternoon?");
+    assert!(shown.actions.is_empty(), "{shown:?}");
+    // Once, not again for the same notification.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n_shown = desktop
+        .shown()
+        .iter()
+        .filter(|shown| shown.summary.starts_with("Can min-laptop"))
+        .count();
+    assert_eq!(n_shown, 1, "{:#?}", desktop.shown());
+}

@@ -7,6 +7,7 @@ pub mod edge;
 pub mod events;
 pub mod extract;
 pub mod files;
+pub mod notifications;
 pub mod serve;
 pub mod streams;
 pub mod tasks;
@@ -69,6 +70,10 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         tasks::reject_step,
         tasks::answer_input,
         tasks::inbox,
+        notifications::list_notifications,
+        notifications::read_all_notifications,
+        notifications::read_notification,
+        notifications::unread_notification,
         agents::list_agents,
         agents::register_agent,
         agents::get_agent,
@@ -229,6 +234,22 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/input-requests/{id}/answer", post(tasks::answer_input))
         .route("/v1/me", get(agents::me))
         .route("/v1/me/inbox", get(tasks::inbox))
+        .route(
+            "/v1/me/notifications",
+            get(notifications::list_notifications),
+        )
+        .route(
+            "/v1/me/notifications/read",
+            post(notifications::read_all_notifications),
+        )
+        .route(
+            "/v1/me/notifications/{id}/read",
+            post(notifications::read_notification),
+        )
+        .route(
+            "/v1/me/notifications/{id}/unread",
+            post(notifications::unread_notification),
+        )
         .route(
             "/v1/agents",
             get(agents::list_agents).post(agents::register_agent),
@@ -452,10 +473,13 @@ pub async fn load_tls(
 }
 
 /// Returns leases that expired to `ready` and applies the deadlines of approvals and
-/// questions, every `interval`, until the process ends.
+/// questions, every `interval`, until the process ends; once an hour it also deletes
+/// notifications read longer ago than the retention.
 pub async fn run_sweeper(ctx: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick deletes too, so a hub that restarts often still sweeps.
+    let mut last_retention: Option<tokio::time::Instant> = None;
     loop {
         ticker.tick().await;
         match crate::tasks::sweep_expired_leases(&ctx).await {
@@ -467,8 +491,24 @@ pub async fn run_sweeper(ctx: AppState, interval: Duration) {
         if let Err(err) = crate::approvals::sweep_overdue(&ctx).await {
             tracing::warn!(error = %err, "deadline sweep failed; retrying");
         }
+        let retention_days = ctx.settings.notification_retention_days;
+        if retention_days > 0 && last_retention.is_none_or(|at| at.elapsed() >= RETENTION_SWEEP) {
+            last_retention = Some(tokio::time::Instant::now());
+            let cutoff =
+                crate::store::now_ms().saturating_sub(i64::from(retention_days) * 86_400_000);
+            match crate::notifications::delete_read_before(&ctx.store, cutoff).await {
+                Ok(n_deleted) if n_deleted > 0 => {
+                    tracing::info!(n_deleted, "old read notifications deleted");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "notification retention sweep failed"),
+            }
+        }
     }
 }
+
+/// How often the sweeper deletes read notifications past their retention.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 async fn count_requests(State(ctx): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();

@@ -749,7 +749,8 @@ pub struct InboxResponse {
 }
 
 /// What waits for the caller (an agent token: for the agent's member): approvals of
-/// steps awaiting them and open questions of blocked steps.
+/// steps awaiting them and open questions of blocked steps. Kept for older clients: use
+/// `GET /v1/me/notifications`.
 #[utoipa::path(get, path = "/v1/me/inbox", tag = "me",
     responses((status = 200, description = "the pending approvals and questions", body = InboxResponse)))]
 pub async fn inbox(State(ctx): State<AppState>, Auth(actor): Auth) -> Result<Json<InboxResponse>> {

@@ -621,6 +621,7 @@ pub async fn respond_availability(
                     "this availability request was already answered",
                 ));
             }
+            crate::notifications::resolve_subject(db, &request.id).await?;
             Ok::<_, Error>(())
         })
         .await

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::bus::Notice;
 use crate::content::{self, MAX_EVENT_BYTES, MAX_FANOUT_BYTES};
 use crate::error::{Error, Result};
+use crate::notifications;
 use crate::store::{Db, Store, now_ms};
 
 pub use model::EventRow;
@@ -185,10 +186,11 @@ impl Outbox {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mirrored = mirror_to_feeds(db, &self.pending).await?;
+        let (mirrored, task_ids) = mirror_to_feeds(db, &self.pending).await?;
         let workspace_feed = mirror_to_workspace_feed(workspace_id, &self.pending);
         self.pending.extend(mirrored);
         self.pending.extend(workspace_feed);
+        let mut projected = Vec::new();
         let mut by_audience: HashMap<Audience, Vec<Pending>> = HashMap::new();
         let mut order: Vec<Audience> = Vec::new();
         for (audience, frame) in self.pending.drain(..) {
@@ -210,6 +212,7 @@ impl Outbox {
                 let (event_type, payload) = match pending {
                     Pending::Frame(mut frame) => {
                         frame.set_seq(seq as u64);
+                        projected.extend(notifications::project(&audience, seq, &frame));
                         (frame.type_name(), serde_json::to_string(&frame)?)
                     }
                     Pending::Entry { event_type, body } => {
@@ -240,7 +243,7 @@ impl Outbox {
         for chunk in rows.chunks(500) {
             model::insert_events(db, chunk).await?;
         }
-        Ok(())
+        notifications::record(db, workspace_id, projected, &task_ids).await
     }
 
     /// The written events, to publish after the commit.
@@ -251,12 +254,12 @@ impl Outbox {
 }
 
 /// One copy of each distinct frame about a task, for the task's feed, in the order the
-/// frames were queued. Frames that name only their step (`approval.resolved`,
-/// `input.answered`) find their task with one query.
+/// frames were queued, and the ids of the tasks they are about. Frames that name only
+/// their step (`approval.resolved`, `input.answered`) find their task with one query.
 async fn mirror_to_feeds(
     db: &mut Db<'_>,
     pending: &[(Audience, Pending)],
-) -> Result<Vec<(Audience, Pending)>> {
+) -> Result<(Vec<(Audience, Pending)>, Vec<String>)> {
     let mut subjects = Vec::new();
     let mut step_ids = Vec::new();
     for (audience, pending) in pending {
@@ -273,7 +276,7 @@ async fn mirror_to_feeds(
         subjects.push((subject, frame));
     }
     if subjects.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let step_tasks = if step_ids.is_empty() {
         Vec::new()
@@ -301,10 +304,17 @@ async fn mirror_to_feeds(
             mirrored.push((task_id, frame));
         }
     }
-    Ok(mirrored
+    let mut task_ids: Vec<String> = mirrored
+        .iter()
+        .map(|(task_id, _)| task_id.clone())
+        .collect();
+    task_ids.sort();
+    task_ids.dedup();
+    let mirrored = mirrored
         .into_iter()
         .map(|(task_id, frame)| (Audience::task_feed(&task_id), Pending::Frame(frame.clone())))
-        .collect())
+        .collect();
+    Ok((mirrored, task_ids))
 }
 
 /// One copy of each distinct frame of the transaction (those queued for agents and

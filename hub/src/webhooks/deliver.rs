@@ -295,7 +295,12 @@ impl Worker {
                 let still_ours = if succeeded {
                     model::advance_cursor(db, &webhook.id, owner, delivery.seq).await?
                 } else if let Some(reason) = &reason {
-                    model::disable(db, &webhook.id, owner, reason, attempted_at).await?
+                    let disabled =
+                        model::disable(db, &webhook.id, owner, reason, attempted_at).await?;
+                    if disabled {
+                        webhooks::notify_disabled(db, webhook, reason).await?;
+                    }
+                    disabled
                 } else {
                     true
                 };
@@ -305,7 +310,12 @@ impl Worker {
         if let Some(reason) = &reason
             && still_ours
         {
-            webhooks::on_webhook_disabled(&self.ctx, webhook, reason).await;
+            tracing::warn!(
+                webhook.id = %webhook.id,
+                workspace.id = %webhook.workspace_id,
+                reason = %reason,
+                "webhook disabled; its creator was notified"
+            );
             return Ok(Some(Pause::NotOurs));
         }
         match (succeeded, still_ours) {

@@ -25,6 +25,7 @@ use crate::accounts::{Actor, authority};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{self, feed};
+use crate::notifications;
 use crate::store::{new_id, now_ms};
 pub use model::{Attempt, Delivery, Webhook};
 
@@ -245,6 +246,10 @@ pub async fn update_webhook(
             }
             changes.updated_at = Some(now_ms());
             model::update_webhook(db, webhook_id, &changes).await?;
+            if patch.enabled == Some(true) {
+                // Nothing waits on the owner any more once it runs again.
+                notifications::resolve_subject(db, webhook_id).await?;
+            }
             find(db, &workspace_id, webhook_id).await
         })
         .await
@@ -258,6 +263,7 @@ pub async fn delete_webhook(ctx: &Ctx, actor: &Actor, webhook_id: &str) -> Resul
         .transaction(async |db| {
             find(db, &workspace_id, webhook_id).await?;
             model::delete_webhook(db, webhook_id).await?;
+            notifications::resolve_subject(db, webhook_id).await?;
             Ok(())
         })
         .await
@@ -404,17 +410,45 @@ pub fn body(seq: i64, event_type: &str, event: &str, created_at: i64) -> String 
     )
 }
 
-/// The point where a webhook's creator is told that it was disabled: the notification
-/// inbox takes it from here. Until then the reason is recorded on the webhook
-/// (`disabled_reason`) and logged.
-pub(crate) async fn on_webhook_disabled(_ctx: &Ctx, webhook: &Webhook, reason: &str) {
-    tracing::warn!(
-        webhook.id = %webhook.id,
-        workspace.id = %webhook.workspace_id,
-        member.id = webhook.created_by.as_deref().unwrap_or("-"),
-        reason,
-        "webhook disabled"
-    );
+/// Tells the webhook's creator (or, when they left the workspace, its owners) in their
+/// notification inbox that it was disabled and why; in the transaction that disabled it.
+pub(crate) async fn notify_disabled(
+    db: &mut crate::store::Db<'_>,
+    webhook: &Webhook,
+    reason: &str,
+) -> Result<()> {
+    let members = crate::accounts::model::list_members(db, &webhook.workspace_id).await?;
+    let creator = webhook
+        .created_by
+        .as_deref()
+        .filter(|id| members.iter().any(|member| member.id == *id));
+    let recipients: Vec<&str> = match creator {
+        Some(id) => vec![id],
+        None => members
+            .iter()
+            .filter(|member| member.role == "owner")
+            .map(|member| member.id.as_str())
+            .collect(),
+    };
+    for member_id in recipients {
+        notifications::notify(
+            db,
+            &webhook.workspace_id,
+            member_id,
+            notifications::Notification {
+                kind: notifications::WEBHOOK_DISABLED.into(),
+                priority: notifications::Priority::Action,
+                task_id: None,
+                step_id: None,
+                subject_id: Some(webhook.id.clone()),
+                title: format!("Webhook to {} was disabled", webhook.url),
+                body: reason.to_string(),
+                data: serde_json::json!({"webhook_id": webhook.id, "url": webhook.url, "reason": reason}),
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn find(

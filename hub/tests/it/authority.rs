@@ -20,6 +20,7 @@ use agenthub::accounts::{self, Actor, AgentActor, Role};
 use agenthub::agents::{self, NewAgent};
 use agenthub::approvals;
 use agenthub::ctx::Settings;
+use agenthub::notifications;
 use agenthub::tasks::{self, NewStep, NewTask};
 
 use crate::gateway::{Agent, Hub, upgrade};
@@ -85,6 +86,11 @@ const SELF_SERVICE: Cells = [OK, OK, OK, OK, FORBIDDEN, FORBIDDEN, OK];
 /// Webhooks of one's own workspace: owners and admins with a member's API key; another
 /// workspace's owner gets its own.
 const WEBHOOKS: Cells = [OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK];
+/// Something only its member has (a notification of the creator's): them and their
+/// agent; to everyone else it does not exist.
+const MINE: Cells = [
+    NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK, NOT_FOUND, NOT_FOUND,
+];
 /// A frame about the creator's agent's step.
 const ASSIGNED: Cells = [NONE, NONE, NONE, NONE, OK, FORBIDDEN, NOT_FOUND];
 
@@ -127,6 +133,22 @@ pub const MATRIX: &[Row] = &[
     ),
     row("who am I", "GET /v1/me", LIST),
     row("read one's inbox", "GET /v1/me/inbox", LIST),
+    row("read one's notifications", "GET /v1/me/notifications", LIST),
+    row(
+        "mark one's notifications read",
+        "POST /v1/me/notifications/read",
+        LIST,
+    ),
+    row(
+        "mark a notification read",
+        "POST /v1/me/notifications/{id}/read",
+        MINE,
+    ),
+    row(
+        "mark a notification unread",
+        "POST /v1/me/notifications/{id}/unread",
+        MINE,
+    ),
     row("list agents", "GET /v1/agents", LIST),
     row("read an agent", "GET /v1/agents/{id}", READ),
     row(
@@ -380,6 +402,26 @@ impl World {
         .unwrap()
     }
 
+    /// A notification of the creator's (the question `cy-bot` asked of cy); its id.
+    async fn notification(&self) -> String {
+        let question_id = self.question().await;
+        let page = notifications::list(
+            &self.hub.ctx,
+            &self.creator,
+            &notifications::ListQuery {
+                limit: 200,
+                ..notifications::ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        page.notifications
+            .into_iter()
+            .find(|row| row.subject_id.as_deref() == Some(question_id.as_str()))
+            .unwrap()
+            .id
+    }
+
     /// An agent of the creator, made for one cell.
     async fn creators_agent(&mut self) -> String {
         let name = self.unique("cy-spare-");
@@ -560,6 +602,21 @@ impl World {
             "GET /v1/me" | "GET /v1/me/inbox" | "GET /v1/agents" | "GET /v1/events"
             | "GET /v1/members" | "GET /v1/api-keys" => {
                 (Method::GET, request.trim_start_matches("GET ").into(), None)
+            }
+            "GET /v1/me/notifications" | "POST /v1/me/notifications/read" => {
+                let method = if request.starts_with("GET") {
+                    Method::GET
+                } else {
+                    Method::POST
+                };
+                (method, request.split(' ').nth(1).unwrap().into(), None)
+            }
+            "POST /v1/me/notifications/{id}/read" | "POST /v1/me/notifications/{id}/unread" => {
+                let notification_id = self.notification().await;
+                let path = request
+                    .trim_start_matches("POST ")
+                    .replace("{id}", &notification_id);
+                (Method::POST, path, None)
             }
             "GET /v1/agents/{id}" => (Method::GET, "/v1/agents/cy-bot".into(), None),
             "POST /v1/agents/{id}/availability" => (

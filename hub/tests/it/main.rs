@@ -15,6 +15,7 @@ mod events;
 mod failover;
 mod gateway;
 mod lifecycle;
+mod notifications;
 mod python_agent;
 mod scaleout;
 mod store;

@@ -606,6 +606,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         webhooks,
         webhook_deliveries,
         webhook_attempts,
+        notifications,
     );
     rendered
         .into_iter()

@@ -694,6 +694,23 @@ async fn a_webhook_failing_past_the_max_age_is_disabled_and_resumes_when_enabled
             log["deliveries"][0]["attempts"].as_array().unwrap().len(),
             received.len()
         );
+        // Its creator finds it in their inbox, waiting on them.
+        let inbox = get_ok(&hub, &team.key, "/v1/me/notifications?priority=action").await;
+        let notice = inbox["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["kind"] == "webhook.disabled")
+            .unwrap_or_else(|| panic!("no webhook.disabled notification: {inbox:#}"))
+            .clone();
+        assert_eq!(notice["subject_id"], webhook_id.as_str(), "{notice:#}");
+        assert!(
+            notice["body"]
+                .as_str()
+                .unwrap()
+                .contains("failed for 1500 ms"),
+            "{notice:#}"
+        );
         // Disabled, nothing is sent.
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(receiver.received().len(), received.len());
