@@ -47,12 +47,18 @@ pub struct Settings {
     pub rate_limit_per_address: u32,
     /// Limits and timings of the event streams.
     pub streams: StreamLimits,
+    /// The base URL people reach this hub at (sign-in links); an `https://` URL marks the
+    /// session cookie `Secure`.
+    pub public_url: String,
 }
 
 /// Default lease of a claimed step: an agent that vanishes without a close frame has its
 /// step pushed to another assignee after at most this plus one sweep interval. Agents
 /// renew it with `step.progress` every third of it.
 pub const DEFAULT_LEASE_MS: u64 = 25_000;
+
+/// The public URL of a hub on the default listen address.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:7700";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -71,6 +77,7 @@ impl Default for Settings {
             rate_limit_per_key: 100,
             rate_limit_per_address: 500,
             streams: StreamLimits::default(),
+            public_url: DEFAULT_PUBLIC_URL.to_string(),
         }
     }
 }

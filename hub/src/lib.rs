@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod schema;
 pub mod store;
 pub mod tasks;
+pub mod web;

@@ -124,6 +124,11 @@ pub const MATRIX: &[Row] = &[
     ),
     row("who am I", "GET /v1/me", LIST),
     row("read one's inbox", "GET /v1/me/inbox", LIST),
+    row(
+        "get a sign-in link to the dashboard",
+        "POST /v1/me/login-link",
+        LIST,
+    ),
     row("list agents", "GET /v1/agents", LIST),
     row("read an agent", "GET /v1/agents/{id}", READ),
     row(
@@ -489,6 +494,7 @@ impl World {
             | "GET /v1/members" | "GET /v1/api-keys" => {
                 (Method::GET, request.trim_start_matches("GET ").into(), None)
             }
+            "POST /v1/me/login-link" => (Method::POST, "/v1/me/login-link".into(), None),
             "GET /v1/agents/{id}" => (Method::GET, "/v1/agents/cy-bot".into(), None),
             "POST /v1/agents/{id}/availability" => (
                 Method::POST,

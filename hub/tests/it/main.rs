@@ -23,3 +23,4 @@ mod task_end;
 mod tasks;
 mod tidy;
 mod transport;
+mod web;

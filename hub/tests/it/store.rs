@@ -603,6 +603,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         step_logs,
         files,
         usage,
+        web_sessions,
     );
     rendered
         .into_iter()
