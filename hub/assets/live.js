@@ -2,7 +2,7 @@
 // `data-live` on <main>) and, after each event, fetches the page again and replaces the
 // content of <main>. EventSource reconnects by itself after a lost connection and
 // resumes after the last event it received (Last-Event-ID). A refresh waits while the
-// person is typing in a field of the page.
+// person is editing a field of the page.
 (function () {
   "use strict";
   function mainElement() { return document.getElementById("main"); }
@@ -12,17 +12,37 @@
   var pending = null;
   var busy = false;
 
-  function typing() {
+  // True while the person has focus in, or has changed, a field of the page: a refresh
+  // would throw their input away, so it waits.
+  function editing() {
     var main = mainElement();
+    if (!main) { return false; }
     var active = document.activeElement;
-    return active && main && main.contains(active) &&
-      (active.tagName === "TEXTAREA" || active.tagName === "INPUT" || active.tagName === "SELECT") &&
-      active.value !== "" && active.type !== "submit";
+    if (active && main.contains(active) &&
+        (active.tagName === "TEXTAREA" || active.tagName === "SELECT" ||
+         (active.tagName === "INPUT" && active.type !== "submit" && active.type !== "hidden"))) {
+      return true;
+    }
+    var fields = main.querySelectorAll("input, textarea, select");
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (field.tagName === "SELECT") {
+        for (var j = 0; j < field.options.length; j++) {
+          if (field.options[j].selected !== field.options[j].defaultSelected) { return true; }
+        }
+      } else if (field.type !== "hidden" && field.type !== "submit" && field.value !== field.defaultValue) {
+        return true;
+      }
+    }
+    return false;
   }
 
   function refresh() {
     pending = null;
-    if (typing()) { schedule(1000); return; }
+    // An answer shown in place (an error of a form) has no stream: keep it on screen.
+    var current = mainElement();
+    if (!current || !current.dataset.live) { return; }
+    if (editing()) { schedule(1000); return; }
     if (busy) { schedule(300); return; }
     busy = true;
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })

@@ -101,7 +101,8 @@ async fn settings_page(ctx: &AppState, page: &Page, new_secret: String) -> PageR
         Vec::new()
     };
     render(&SettingsPage {
-        layout: Layout::new(page, "Settings", "settings"),
+        // Forms to fill in and a secret shown once: no live refresh.
+        layout: Layout::new(page, "Settings", "settings").live(String::new()),
         is_admin,
         members,
         keys,

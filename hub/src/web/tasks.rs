@@ -358,7 +358,8 @@ pub async fn new_form(
         .collect::<Vec<_>>()
         .join(", ");
     render(&NewTaskPage {
-        layout: Layout::new(&page, "New task", "new"),
+        // A form to fill in: no live refresh under the person's hands.
+        layout: Layout::new(&page, "New task", "new").live(String::new()),
         n_steps,
         more_steps: (n_steps + 1).min(MAX_FORM_STEPS),
         agents,

@@ -76,7 +76,8 @@ async fn post_form(
     let resp = http
         .post(format!("{}{path}", hub.base))
         .header("cookie", cookie)
-        .form(form)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
         .send()
         .await
         .unwrap();
@@ -141,6 +142,7 @@ async fn a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie() {
         hub.ctx
             .store
             .transaction(async |db| {
+                use diesel_async::RunQueryDsl;
                 agenthub::db!(db, |conn| diesel::sql_query(
                     "UPDATE web_sessions SET expires_at = 1 WHERE kind = 'link' AND revoked_at IS NULL"
                 )
@@ -218,7 +220,8 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
             .post(format!("{}{status_path}", hub.base))
             .header("cookie", &cookie)
             .header("x-csrf-token", &csrf)
-            .form(&[("action", "resume")])
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("action=resume")
             .send()
             .await
             .unwrap();
@@ -261,7 +264,8 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
         let resp = http
             .post(format!("{}/logout", hub.base))
             .header("cookie", &cookie)
-            .form(&[("csrf", csrf.as_str())])
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"))
             .send()
             .await
             .unwrap();
@@ -460,6 +464,32 @@ async fn wait_for_text(client: &Client, css: &str, text: &str) -> String {
     }
 }
 
+/// Waits until the page's live stream is open and the catch-up refresh it triggers has
+/// had time to land, so that what the test types next is not replaced under it.
+async fn settle(client: &Client) {
+    wait_for_text(client, "#live-status", "live").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+/// Clicks the element matching `css`, finding it again when a live update replaced it
+/// between finding and clicking.
+async fn click(client: &Client, css: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let res = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await,
+            Err(err) => Err(err),
+        };
+        match res {
+            Ok(()) => return,
+            Err(err) if tokio::time::Instant::now() > deadline => {
+                panic!("cannot click `{css}`: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 async fn screenshot(client: &Client, name: &str) {
     if std::env::var_os("AGENTHUB_SCREENSHOTS").is_none() {
         return;
@@ -498,7 +528,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     };
     let hub = Hub::start(TestDb::sqlite().await, Settings::default()).await;
     let team = team(&hub.ctx).await;
-    let mut min = Agent::open(&hub, &team.min, Codec::Json).await;
+    let mut min = Agent::connect(&hub, &team.min, Codec::Json, 0).await;
     let driver = start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
     let client = browser(&driver, &chromium, profile.path()).await;
@@ -543,13 +573,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     fill("#step-1-title", "Publish it").await;
     pick("#step-1-assignees", "min-laptop").await;
     fill("#step-1-depends", "draft").await;
-    client
-        .find(Locator::Css("#new-task button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#new-task button[type=submit]").await;
     wait_for_text(&client, "main h1", "Quarterly report").await;
     let task_url = client.current_url().await.unwrap();
     let task_id = task_url.path().trim_start_matches("/tasks/").to_string();
@@ -565,7 +589,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     expect_ok(
         &min.submit(&draft_id, attempt, json!({"text": "Revenue grew 12%."}))
             .await,
-        None,
+        Some("awaiting_approval"),
     );
     wait_for_text(&client, "#step-draft", "awaiting_approval").await;
     wait_for_text(&client, "#step-draft", "Revenue grew 12%.").await;
@@ -577,13 +601,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     let card = wait_for_text(&client, "article.approval", "Draft the report").await;
     assert!(card.contains("Revenue grew 12%.") && card.contains("sha256:"), "{card}");
     screenshot(&client, "inbox").await;
-    client
-        .find(Locator::Css("article.approval form[action$='/approve'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "article.approval form[action$='/approve'] button").await;
     wait_for_text(&client, "main", "Nothing is waiting for you.").await;
 
     // Step two reaches the agent; it finishes; the task is done and both boxes green.
@@ -593,7 +611,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     expect_ok(
         &min.submit(&publish_id, attempt, json!({"url": "https://example.com/q3"}))
             .await,
-        None,
+        Some("done"),
     );
     client.goto(task_url.as_str()).await.unwrap();
     wait_for_text(&client, "#task-status", "done").await;
@@ -627,15 +645,18 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     let attempt = expect_ok(&claimed, Some("claimed")).attempt.unwrap_or(1);
     expect_ok(
         &min.submit(&write_id, attempt, json!({"text": "draft one"})).await,
-        None,
+        Some("awaiting_approval"),
     );
     client.goto(&format!("{}/", hub.base)).await.unwrap();
     wait_for_text(&client, "article.approval", "Write the press release").await;
-    let comment = client
+    settle(&client).await;
+    client
         .find(Locator::Css(&format!("#comment-{write_id}")))
         .await
+        .unwrap()
+        .send_keys("Shorter, please")
+        .await
         .unwrap();
-    comment.send_keys("Shorter, please").await.unwrap();
     let (status, body) = hub
         .call(
             reqwest::Method::POST,
@@ -645,13 +666,11 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    client
-        .find(Locator::Css(&format!("#approval-{write_id} form[action$='/reject'] button")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        &format!("#approval-{write_id} form[action$='/reject'] button"),
+    )
+    .await;
     let refusal = wait_for_text(&client, "#error-message", "no longer current").await;
     assert!(refusal.contains("attempt"), "{refusal}");
 
@@ -681,13 +700,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
         )
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form[action='/settings/api-keys'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "form[action='/settings/api-keys'] button").await;
     wait_for_text(&client, "#error-message", "CSRF").await;
 
     // Agents, mine first.
@@ -698,13 +711,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 
     // Signing out ends the session; the used link does not sign in again.
     client.goto(&format!("{}/", hub.base)).await.unwrap();
-    client
-        .find(Locator::Css("form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "form[action='/logout'] button").await;
     wait_for_text(&client, "main h1", "Sign in to AgentHub").await;
     client.goto(&format!("{}{path}", hub.base)).await.unwrap();
     wait_for_text(&client, "#error-message", "already used or expired").await;
