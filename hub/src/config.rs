@@ -234,7 +234,11 @@ impl ServeArgs {
         if let Some(url) = &self.public_url {
             return url.trim_end_matches('/').to_string();
         }
-        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         public_url_of(scheme, self.listen)
     }
 }

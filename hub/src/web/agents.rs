@@ -38,7 +38,10 @@ pub async fn list(State(ctx): State<AppState>, page: Page) -> PageResult {
             name: view.agent.name,
             owner: view.owner_email,
             state: view.state.as_str(),
-            last_seen: view.last_seen_at.map(when).unwrap_or_else(|| "never".into()),
+            last_seen: view
+                .last_seen_at
+                .map(when)
+                .unwrap_or_else(|| "never".into()),
         })
         .collect();
     // Stable: the registry's order within each group.

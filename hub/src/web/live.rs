@@ -19,7 +19,6 @@ use crate::events::stream::{self as event_stream, StreamEvent};
 use crate::events::{self, feed};
 use crate::web::{Page, PageResult};
 
-
 /// `GET /live/me`: the signed-in member's events.
 pub async fn mine(
     State(ctx): State<AppState>,
@@ -47,8 +46,7 @@ pub async fn task(
         None => events::last_seq(&ctx.store, &feed::audience_id(&task_id)).await?,
     };
     let events =
-        event_stream::follow_task(&ctx, page.actor(), &task_id, &stream_key(&page), after)
-            .await?;
+        event_stream::follow_task(&ctx, page.actor(), &task_id, &stream_key(&page), after).await?;
     Ok(sse(&ctx, events))
 }
 

@@ -132,8 +132,8 @@ impl Layout {
 #[derive(Debug)]
 pub struct PageError {
     pub error: Error,
-    /// The frame, when the member is signed in.
-    pub layout: Option<Layout>,
+    /// The frame, when the member is signed in (boxed: errors travel in `Result`s).
+    pub layout: Option<Box<Layout>>,
 }
 
 impl From<Error> for PageError {
@@ -149,7 +149,7 @@ impl PageError {
     pub fn in_layout(error: Error, layout: Layout) -> PageError {
         PageError {
             error,
-            layout: Some(layout),
+            layout: Some(Box::new(layout)),
         }
     }
 }
@@ -175,7 +175,7 @@ impl IntoResponse for PageError {
             other => other.to_string(),
         };
         let page = ErrorPage {
-            layout: self.layout.as_ref(),
+            layout: self.layout.as_deref(),
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or("Error"),
             message,

@@ -88,8 +88,10 @@ fn not_signed_in(method: &Method, error: Option<Error>) -> NotSignedIn {
         Some(error) => NotSignedIn::Refused(error.into()),
         None if method == Method::GET || method == Method::HEAD => NotSignedIn::Redirect,
         None => NotSignedIn::Refused(
-            Error::Unauthorized("not signed in, or the session ended; open a new sign-in link".into())
-                .into(),
+            Error::Unauthorized(
+                "not signed in, or the session ended; open a new sign-in link".into(),
+            )
+            .into(),
         ),
     }
 }
@@ -140,12 +142,17 @@ impl FromRequest<AppState> for PageForm {
             PageError::from(Error::TooLarge("the form is too large".into())).into_response()
         })?;
         if bytes.len() > MAX_FORM_BYTES {
-            return Err(PageError::from(Error::TooLarge("the form is too large".into())).into_response());
+            return Err(
+                PageError::from(Error::TooLarge("the form is too large".into())).into_response(),
+            );
         }
-        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|err| {
-            PageError::from(Error::bad_request(format!("the form is not readable: {err}")))
+        let fields: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&bytes).map_err(|err| {
+                PageError::from(Error::bad_request(format!(
+                    "the form is not readable: {err}"
+                )))
                 .into_response()
-        })?;
+            })?;
         let token = header_token.or_else(|| {
             fields
                 .iter()
@@ -183,16 +190,14 @@ fn cookie(state: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
     } else {
         ""
     };
-    let text =
-        format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}");
+    let text = format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// `GET /login/{token}`: uses a one-time link, sets the session cookie and goes home.
-pub async fn login(
-    State(ctx): State<AppState>,
-    Path(token): Path<String>,
-) -> PageResult {
+pub async fn login(State(ctx): State<AppState>, Path(token): Path<String>) -> PageResult {
     let opened = signin::redeem_link(&ctx.store, &token).await?;
     let max_age_s = signin::SESSION_MAX_MS / 1000;
     let mut response = see_other("/");

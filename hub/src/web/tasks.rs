@@ -339,10 +339,7 @@ pub async fn new_form(
     let actor = page.actor();
     let agents = agents::list_agents(&ctx.store, &ctx.presence, actor.workspace_id()).await?;
     let members = accounts::list_members(&ctx.store, actor.workspace_id()).await?;
-    let n_steps = query
-        .steps
-        .unwrap_or(FORM_STEPS)
-        .clamp(1, MAX_FORM_STEPS);
+    let n_steps = query.steps.unwrap_or(FORM_STEPS).clamp(1, MAX_FORM_STEPS);
     let agents: Vec<AgentOption> = agents
         .into_iter()
         .map(|view| AgentOption {

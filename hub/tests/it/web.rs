@@ -36,7 +36,10 @@ async fn link_path(hub: &Hub, token: &str) -> String {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(
-        body["url"].as_str().unwrap().ends_with(body["path"].as_str().unwrap()),
+        body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(body["path"].as_str().unwrap()),
         "{body}"
     );
     body["path"].as_str().unwrap().to_string()
@@ -44,7 +47,11 @@ async fn link_path(hub: &Hub, token: &str) -> String {
 
 /// Opens a sign-in link; returns the session cookie (`name=value`).
 async fn sign_in(hub: &Hub, http: &reqwest::Client, path: &str) -> String {
-    let resp = http.get(format!("{}{path}", hub.base)).send().await.unwrap();
+    let resp = http
+        .get(format!("{}{path}", hub.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/");
     let cookie = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
@@ -55,7 +62,12 @@ async fn sign_in(hub: &Hub, http: &reqwest::Client, path: &str) -> String {
     cookie.split(';').next().unwrap().to_string()
 }
 
-async fn get_page(hub: &Hub, http: &reqwest::Client, cookie: &str, path: &str) -> (StatusCode, String) {
+async fn get_page(
+    hub: &Hub,
+    http: &reqwest::Client,
+    cookie: &str,
+    path: &str,
+) -> (StatusCode, String) {
     let resp = http
         .get(format!("{}{path}", hub.base))
         .header("cookie", cookie)
@@ -95,7 +107,10 @@ fn csrf_of(html: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie() {
     for hub in Hub::all(
-        concat!(module_path!(), "::a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie"),
+        concat!(
+            module_path!(),
+            "::a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie"
+        ),
         Settings::default(),
     )
     .await
@@ -116,7 +131,11 @@ async fn a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie() {
         assert!(html.contains("aurora@example.com"), "{html}");
 
         // The link works once.
-        let resp = http.get(format!("{}{path}", hub.base)).send().await.unwrap();
+        let resp = http
+            .get(format!("{}{path}", hub.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert!(resp.headers().get(SET_COOKIE).is_none());
         let html = resp.text().await.unwrap();
@@ -152,7 +171,11 @@ async fn a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie() {
             })
             .await
             .unwrap();
-        let resp = http.get(format!("{}{stale}", hub.base)).send().await.unwrap();
+        let resp = http
+            .get(format!("{}{stale}", hub.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
         // A made-up link is refused the same way.
@@ -179,11 +202,19 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
         let team = team(&hub.ctx).await;
         let http = plain_http();
         let steps = hub
-            .create_task(&team.key, crate::gateway::one_step("Write", &["min-laptop"]))
+            .create_task(
+                &team.key,
+                crate::gateway::one_step("Write", &["min-laptop"]),
+            )
             .await;
         let step_id = &steps[0].1;
         let (_, step) = hub
-            .call(reqwest::Method::GET, &format!("/v1/steps/{step_id}"), &team.key, None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/steps/{step_id}"),
+                &team.key,
+                None,
+            )
             .await;
         let task_id = step["task_id"].as_str().unwrap().to_string();
         let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
@@ -202,7 +233,12 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
             assert!(html.contains("CSRF"), "{html}");
         }
         let (_, task) = hub
-            .call(reqwest::Method::GET, &format!("/v1/tasks/{task_id}"), &team.key, None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                &team.key,
+                None,
+            )
             .await;
         assert_eq!(task["status"], "active");
 
@@ -227,22 +263,37 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
         let (_, task) = hub
-            .call(reqwest::Method::GET, &format!("/v1/tasks/{task_id}"), &team.key, None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                &team.key,
+                None,
+            )
             .await;
         assert_eq!(task["status"], "active");
 
         // Another session's token is not this session's.
         let other = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
-        let (status, _) =
-            post_form(&hub, &http, &other, &status_path, &[("action", "pause"), ("csrf", &csrf)])
-                .await;
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &other,
+            &status_path,
+            &[("action", "pause"), ("csrf", &csrf)],
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
 
         // A bad action is a clear error; the domain's rules apply (a member who did not
         // create the task may not steer it).
-        let (status, html) =
-            post_form(&hub, &http, &cookie, &status_path, &[("action", "explode"), ("csrf", &csrf)])
-                .await;
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &status_path,
+            &[("action", "explode"), ("csrf", &csrf)],
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(html.contains("unknown action"), "{html}");
         let min_cookie = sign_in(&hub, &http, &link_path(&hub, &team.min_key).await).await;
@@ -270,7 +321,12 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        assert!(resp.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+        assert!(
+            resp.headers()[SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
         let resp = http
             .get(format!("{}/", hub.base))
             .header("cookie", &cookie)
@@ -278,9 +334,14 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        let (status, _) =
-            post_form(&hub, &http, &cookie, &status_path, &[("action", "pause"), ("csrf", &csrf)])
-                .await;
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &status_path,
+            &[("action", "pause"), ("csrf", &csrf)],
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }
@@ -291,10 +352,18 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
     let team = team(&hub.ctx).await;
     let other = team_named(&hub.ctx, "globex").await;
     let foreign = hub
-        .create_task(&other.key, crate::gateway::one_step("Secret", &["min-laptop"]))
+        .create_task(
+            &other.key,
+            crate::gateway::one_step("Secret", &["min-laptop"]),
+        )
         .await;
     let (_, step) = hub
-        .call(reqwest::Method::GET, &format!("/v1/steps/{}", foreign[0].1), &other.key, None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", foreign[0].1),
+            &other.key,
+            None,
+        )
         .await;
     let foreign_task = step["task_id"].as_str().unwrap().to_string();
     let http = plain_http();
@@ -306,8 +375,14 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
         .send()
         .await
         .unwrap();
-    let csp = resp.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
-    assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"), "{csp}");
+    let csp = resp.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
     let html = resp.text().await.unwrap();
     assert!(!html.contains("Secret"), "{html}");
@@ -325,7 +400,11 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
     }
     assert_eq!(assets.len(), 3, "{assets:?}");
     for asset in &assets {
-        let resp = http.get(format!("{}{asset}", hub.base)).send().await.unwrap();
+        let resp = http
+            .get(format!("{}{asset}", hub.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{asset}");
         assert_eq!(
             resp.headers()[CACHE_CONTROL],
@@ -340,7 +419,10 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     // Another workspace's task is not found, on its page and on its live stream.
-    for path in [format!("/tasks/{foreign_task}"), format!("/live/tasks/{foreign_task}")] {
+    for path in [
+        format!("/tasks/{foreign_task}"),
+        format!("/live/tasks/{foreign_task}"),
+    ] {
         let (status, html) = get_page(&hub, &http, &cookie, &path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {html}");
         assert!(!html.contains("Secret"));
@@ -354,9 +436,15 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
     let min_prefix = &team.min_key[..12];
     assert!(owner_settings.contains("<h2>Members</h2>"));
     assert!(owner_settings.contains(aurora_prefix) && owner_settings.contains(min_prefix));
-    assert!(!member_settings.contains("<h2>Members</h2>"), "{member_settings}");
+    assert!(
+        !member_settings.contains("<h2>Members</h2>"),
+        "{member_settings}"
+    );
     assert!(member_settings.contains(min_prefix));
-    assert!(!member_settings.contains(aurora_prefix), "{member_settings}");
+    assert!(
+        !member_settings.contains(aurora_prefix),
+        "{member_settings}"
+    );
     // … and cannot change a role.
     let (status, _) = post_form(
         &hub,
@@ -382,7 +470,10 @@ fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
             })
         })
     };
-    Some((find(&["chromium", "chromium-browser"])?, find(&["chromedriver"])?))
+    Some((
+        find(&["chromium", "chromium-browser"])?,
+        find(&["chromedriver"])?,
+    ))
 }
 
 /// chromedriver on a free 127.0.0.1 port, killed on drop.
@@ -416,8 +507,14 @@ async fn start_driver(chromedriver: &Path) -> Driver {
         url: format!("http://127.0.0.1:{port}"),
     };
     let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     driver
@@ -541,9 +638,15 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 
     // Create a two-step task through the form: `draft` (reviewed by aurora) then
     // `publish`, both for min-laptop, which shows as online.
-    client.goto(&format!("{}/tasks/new", hub.base)).await.unwrap();
+    client
+        .goto(&format!("{}/tasks/new", hub.base))
+        .await
+        .unwrap();
     let assignees = wait_for_text(&client, "#step-0-assignees", "min-laptop").await;
-    assert!(assignees.contains("min-laptop (min@example.com) — online"), "{assignees}");
+    assert!(
+        assignees.contains("min-laptop (min@example.com) — online"),
+        "{assignees}"
+    );
     screenshot(&client, "new-task").await;
     let fill = async |css: &str, text: &str| {
         client
@@ -599,7 +702,10 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     // The inbox shows the result and its digest; approve it there.
     client.goto(&format!("{}/", hub.base)).await.unwrap();
     let card = wait_for_text(&client, "article.approval", "Draft the report").await;
-    assert!(card.contains("Revenue grew 12%.") && card.contains("sha256:"), "{card}");
+    assert!(
+        card.contains("Revenue grew 12%.") && card.contains("sha256:"),
+        "{card}"
+    );
     screenshot(&client, "inbox").await;
     click(&client, "article.approval form[action$='/approve'] button").await;
     wait_for_text(&client, "main", "Nothing is waiting for you.").await;
@@ -609,8 +715,12 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     let claimed = min.claim(&publish_id).await;
     let attempt = expect_ok(&claimed, Some("claimed")).attempt.unwrap_or(1);
     expect_ok(
-        &min.submit(&publish_id, attempt, json!({"url": "https://example.com/q3"}))
-            .await,
+        &min.submit(
+            &publish_id,
+            attempt,
+            json!({"url": "https://example.com/q3"}),
+        )
+        .await,
         Some("done"),
     );
     client.goto(task_url.as_str()).await.unwrap();
@@ -624,7 +734,9 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
         assert_eq!(rect.attr("fill").await.unwrap().as_deref(), Some("#1a7f37"));
     }
     let arrows = client
-        .find_all(Locator::Css("#dag line.dag-edge[data-from=draft][data-to=publish]"))
+        .find_all(Locator::Css(
+            "#dag line.dag-edge[data-from=draft][data-to=publish]",
+        ))
         .await
         .unwrap();
     assert_eq!(arrows.len(), 1);
@@ -644,7 +756,8 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     let claimed = min.claim(&write_id).await;
     let attempt = expect_ok(&claimed, Some("claimed")).attempt.unwrap_or(1);
     expect_ok(
-        &min.submit(&write_id, attempt, json!({"text": "draft one"})).await,
+        &min.submit(&write_id, attempt, json!({"text": "draft one"}))
+            .await,
         Some("awaiting_approval"),
     );
     client.goto(&format!("{}/", hub.base)).await.unwrap();
@@ -677,19 +790,34 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     // Another workspace's task is not found; a form without its CSRF token is refused.
     let other = team_named(&hub.ctx, "globex").await;
     let foreign = hub
-        .create_task(&other.key, crate::gateway::one_step("Secret", &["min-laptop"]))
+        .create_task(
+            &other.key,
+            crate::gateway::one_step("Secret", &["min-laptop"]),
+        )
         .await;
     let (_, foreign_step) = hub
-        .call(reqwest::Method::GET, &format!("/v1/steps/{}", foreign[0].1), &other.key, None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", foreign[0].1),
+            &other.key,
+            None,
+        )
         .await;
     client
-        .goto(&format!("{}/tasks/{}", hub.base, foreign_step["task_id"].as_str().unwrap()))
+        .goto(&format!(
+            "{}/tasks/{}",
+            hub.base,
+            foreign_step["task_id"].as_str().unwrap()
+        ))
         .await
         .unwrap();
     wait_for_text(&client, "#error-message", "not found").await;
     client.goto(task_url.as_str()).await.unwrap();
     wait_for_text(&client, "#task-status", "done").await;
-    client.goto(&format!("{}/settings", hub.base)).await.unwrap();
+    client
+        .goto(&format!("{}/settings", hub.base))
+        .await
+        .unwrap();
     wait_for_text(&client, "main h1", "Settings").await;
     screenshot(&client, "settings").await;
     client
@@ -724,7 +852,12 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 /// The id of the step `key` of a task.
 async fn step_id(hub: &Hub, key: &str, task_id: &str, step_key: &str) -> String {
     let (status, task) = hub
-        .call(reqwest::Method::GET, &format!("/v1/tasks/{task_id}"), key, None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tasks/{task_id}"),
+            key,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{task}");
     task["steps"]
