@@ -837,6 +837,31 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     assert!(first.contains("mine"), "{first}");
     screenshot(&client, "agents").await;
 
+    // At a phone's width the pages fit: no sideways scrolling.
+    client.set_window_size(390, 844).await.unwrap();
+    for page in [
+        "/",
+        "/tasks",
+        &format!("/tasks/{task_id}"),
+        "/tasks/new",
+        "/agents",
+    ] {
+        client.goto(&format!("{}{page}", hub.base)).await.unwrap();
+        wait_for_text(&client, "main h1", "").await;
+        let fits = client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, Value::Bool(true), "{page} scrolls sideways at 390 px");
+        if page == "/tasks/new" {
+            screenshot(&client, "new-task-phone").await;
+        }
+    }
+    client.set_window_size(1280, 1000).await.unwrap();
+
     // Signing out ends the session; the used link does not sign in again.
     client.goto(&format!("{}/", hub.base)).await.unwrap();
     click(&client, "form[action='/logout'] button").await;
