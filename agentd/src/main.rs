@@ -57,6 +57,8 @@ enum Command {
     Reject(cmd::approve::Reject),
     /// Answer a question from a blocked step
     Answer(cmd::approve::Answer),
+    /// Open the hub's dashboard in the browser, signed in with a one-time link
+    Dashboard(cmd::dashboard::Dashboard),
     /// Run a failed or skipped step again: `agentd retry STEP_ID [--reason …]`
     Retry(cmd::retry::Retry),
     /// Finish a manual step: `agentd done STEP_ID --result …`
@@ -133,6 +135,7 @@ async fn run(cli: Cli) -> agentd::Result<()> {
         Command::Approve(approve) => approve.run(ctx).await,
         Command::Reject(reject) => reject.run(ctx).await,
         Command::Answer(answer) => answer.run(ctx).await,
+        Command::Dashboard(dashboard) => dashboard.run(ctx).await,
         Command::Retry(retry) => retry.run(ctx).await,
         Command::Done(done) => done.run(ctx).await,
         Command::Tasks(tasks) => tasks.run(ctx).await,

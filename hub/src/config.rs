@@ -168,6 +168,11 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub notification_retention_days: u32,
+    /// The base URL people reach this hub at, used in sign-in links (default: from
+    /// --listen, `https://` with --tls-cert). An `https://` URL makes the dashboard's
+    /// session cookie `Secure`.
+    #[arg(long, env = "AGENTHUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub streams: StreamArgs,
     #[command(flatten)]
@@ -313,6 +318,31 @@ impl ServeArgs {
             notification_retention_days: self.notification_retention_days,
             streams: self.streams.limits(),
             webhooks: self.webhooks.settings(),
+            public_url: self.public_url(),
         }
+    }
+
+    /// `--public-url` without a trailing `/`, or the URL of the listen address (an
+    /// unspecified address such as `0.0.0.0` becomes `localhost`).
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        public_url_of(scheme, self.listen)
+    }
+}
+
+/// The URL of a listen address: an unspecified address (`0.0.0.0`, `::`) becomes
+/// `localhost`.
+pub fn public_url_of(scheme: &str, listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("{scheme}://localhost:{}", listen.port())
+    } else {
+        format!("{scheme}://{listen}")
     }
 }

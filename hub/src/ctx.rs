@@ -53,12 +53,18 @@ pub struct Settings {
     pub streams: StreamLimits,
     /// Timings and limits of webhook delivery.
     pub webhooks: WebhookSettings,
+    /// The base URL people reach this hub at (sign-in links); an `https://` URL marks the
+    /// session cookie `Secure`.
+    pub public_url: String,
 }
 
 /// Default lease of a claimed step: an agent that vanishes without a close frame has its
 /// step pushed to another assignee after at most this plus one sweep interval. Agents
 /// renew it with `step.progress` every third of it.
 pub const DEFAULT_LEASE_MS: u64 = 25_000;
+
+/// The public URL of a hub on the default listen address.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:7700";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -79,6 +85,7 @@ impl Default for Settings {
             notification_retention_days: 30,
             streams: StreamLimits::default(),
             webhooks: WebhookSettings::default(),
+            public_url: DEFAULT_PUBLIC_URL.to_string(),
         }
     }
 }

@@ -20,3 +20,4 @@ pub mod schema;
 pub mod store;
 pub mod tasks;
 pub mod webhooks;
+pub mod web;

@@ -362,6 +362,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// One-time sign-in links (`kind` = `link`) and browser sessions (`session`).
+    web_sessions (id) {
+        id -> Text,
+        kind -> Text,
+        token_hash -> Text,
+        workspace_id -> Text,
+        member_id -> Text,
+        csrf_token -> Nullable<Text>,
+        created_at -> BigInt,
+        last_seen_at -> Nullable<BigInt>,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(members -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> members (member_id));
@@ -466,4 +482,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_deliveries,
     webhook_attempts,
     notifications,
+    web_sessions,
 );

@@ -1,6 +1,7 @@
 //! The teammate commands, one module per command of `agentd --help`.
 
 pub mod approve;
+pub mod dashboard;
 pub mod done;
 pub mod inbox;
 pub mod key;

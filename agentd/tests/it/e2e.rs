@@ -468,3 +468,43 @@ async fn task_create_uploads_attachments_and_hands_their_ids_to_the_step() {
         assert_eq!(response.bytes().await.unwrap().to_vec(), expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agentd_dashboard_gives_a_one_time_link_that_signs_the_member_in() {
+    let hub = Hub::start().await;
+    // No `xdg-open` (or `open`) on the PATH: the link is printed instead.
+    let empty_path = tempfile::tempdir().unwrap();
+    let agentd = Agentd::new().with_env("PATH", &empty_path.path().display().to_string());
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let out = agentd_cmd(&agentd, &["dashboard"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("sign in as min@example.com"), "{shown}");
+    let url = shown
+        .split_whitespace()
+        .find(|word| word.contains("/login/ahl_"))
+        .unwrap_or_else(|| panic!("no link in {shown}"))
+        .to_string();
+    assert!(url.starts_with(&hub.url), "{url} is not at {}", hub.url);
+
+    let json = agentd_cmd(&agentd, &["--json", "dashboard", "--print"]).await;
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let link: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(link["email"], "min@example.com");
+    assert_ne!(
+        link["url"].as_str().unwrap(),
+        url,
+        "each call makes a new link"
+    );
+
+    // The printed link signs the browser in once.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let first = http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    assert!(first.headers().contains_key("set-cookie"));
+    let again = http.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+}

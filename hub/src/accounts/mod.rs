@@ -5,6 +5,7 @@
 
 pub mod authority;
 pub mod model;
+pub mod signin;
 pub mod token;
 
 use std::fmt;

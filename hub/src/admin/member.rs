@@ -1,9 +1,9 @@
-//! `agenthub admin member add | list | remove`.
+//! `agenthub admin member add | list | remove | login-link`.
 
 use clap::Subcommand;
 use serde::Serialize;
 
-use crate::accounts::{self, Role};
+use crate::accounts::{self, Role, signin};
 use crate::admin::{AdminCtx, table};
 use crate::api::views::timestamp;
 
@@ -33,6 +33,26 @@ pub enum Command {
         /// Email or id.
         member: String,
     },
+    /// Print a one-time sign-in link to the dashboard for a member (valid 10 minutes,
+    /// usable once).
+    LoginLink {
+        #[arg(long)]
+        workspace: String,
+        /// The member's email or id.
+        #[arg(long)]
+        email: String,
+        /// The hub's base URL as people reach it (default: the URL of AGENTHUB_LISTEN,
+        /// else http://127.0.0.1:7700).
+        #[arg(long, env = "AGENTHUB_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+}
+
+#[derive(Serialize)]
+struct LoginLinkOut {
+    url: String,
+    email: String,
+    expires_at: String,
 }
 
 #[derive(Serialize)]
@@ -106,6 +126,36 @@ impl Command {
                 );
                 admin.print(&removed, || format!("removed {}", removed.email))
             }
+            Command::LoginLink {
+                workspace,
+                email,
+                public_url,
+            } => {
+                let workspace_id = admin.workspace_id(&workspace).await?;
+                let link = signin::create_link(store, &workspace_id, &email).await?;
+                let base = public_url.unwrap_or_else(default_public_url);
+                let out = LoginLinkOut {
+                    url: format!("{}{}", base.trim_end_matches('/'), link.path()),
+                    email: link.member_email,
+                    expires_at: timestamp(link.expires_at),
+                };
+                admin.print(&out, || {
+                    format!(
+                        "{}\n(sign-in link for {}, usable once until {})",
+                        out.url, out.email, out.expires_at
+                    )
+                })
+            }
         }
     }
+}
+
+/// The URL of `AGENTHUB_LISTEN` when it is set and valid, else the default listen
+/// address's.
+fn default_public_url() -> String {
+    std::env::var("AGENTHUB_LISTEN")
+        .ok()
+        .and_then(|listen| listen.parse().ok())
+        .map(|listen| crate::config::public_url_of("http", listen))
+        .unwrap_or_else(|| crate::ctx::DEFAULT_PUBLIC_URL.to_string())
 }

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts::Actor;
+use crate::accounts::{Actor, signin};
 use crate::agents;
 use crate::api::AppState;
 use crate::api::extract::{ApiJson, Auth};
-use crate::api::views::{AgentList, AgentResponse, ListMeta};
+use crate::api::views::{AgentList, AgentResponse, ListMeta, timestamp};
 use crate::approvals;
 use crate::error::Result;
 
@@ -242,4 +242,39 @@ pub async fn revoke_agent(
 ) -> Result<StatusCode> {
     agents::revoke_tokens_as(&ctx, &actor, &agent, false).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginLinkResponse {
+    /// The link at the hub's public URL (`--public-url`).
+    pub url: String,
+    /// The same link as a path (`/login/ahl_…`), for a client that reaches the hub at
+    /// another address.
+    pub path: String,
+    /// The member the link signs in.
+    pub email: String,
+    /// RFC 3339; the link works once, until then.
+    pub expires_at: String,
+}
+
+/// A one-time sign-in link to the dashboard for the caller's member.
+///
+/// An API key's member, or the member an agent token's agent is bound to (`agentd
+/// dashboard`). The link works once, for 10 minutes; opening it signs the browser in.
+#[utoipa::path(post, path = "/v1/me/login-link", tag = "me",
+    responses((status = 201, description = "the link (its token is shown only here)", body = LoginLinkResponse)))]
+pub async fn create_login_link(
+    State(ctx): State<AppState>,
+    Auth(actor): Auth,
+) -> Result<(StatusCode, Json<LoginLinkResponse>)> {
+    let link = signin::create_own_link(&ctx.store, &actor).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LoginLinkResponse {
+            url: format!("{}{}", ctx.settings.public_url, link.path()),
+            path: link.path(),
+            email: link.member_email.clone(),
+            expires_at: timestamp(link.expires_at),
+        }),
+    ))
 }

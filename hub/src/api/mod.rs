@@ -88,6 +88,7 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         accounts::list_api_keys,
         accounts::revoke_api_key,
         agents::me,
+        agents::create_login_link,
         events::list_events,
         streams::stream_events,
         streams::stream_task,
@@ -234,6 +235,7 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/input-requests/{id}/answer", post(tasks::answer_input))
         .route("/v1/me", get(agents::me))
         .route("/v1/me/inbox", get(tasks::inbox))
+        .route("/v1/me/login-link", post(agents::create_login_link))
         .route(
             "/v1/me/notifications",
             get(notifications::list_notifications),
@@ -322,6 +324,8 @@ pub fn app(ctx: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
+        // People in a browser: the dashboard's pages (not in the OpenAPI document).
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(refuse_nul_in_url))

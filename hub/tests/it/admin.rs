@@ -12,6 +12,8 @@ fn agenthub(data_dir: &std::path::Path, args: &[&str]) -> Output {
         .arg(data_dir)
         .args(args)
         .env_remove("AGENTHUB_LOG")
+        .env_remove("AGENTHUB_PUBLIC_URL")
+        .env_remove("AGENTHUB_LISTEN")
         .output()
         .expect("run agenthub")
 }
@@ -468,4 +470,74 @@ fn hub_logs_carry_no_colour_codes_into_a_pipe_and_are_json_on_request() {
                 .is_some_and(|message| message == "agenthub serving")),
         "{json}"
     );
+}
+
+#[test]
+fn admin_prints_a_sign_in_link_for_a_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path();
+    ok(agenthub(data_dir, &["workspace", "create", "acme"]));
+    ok(agenthub(
+        data_dir,
+        &[
+            "member",
+            "add",
+            "--workspace",
+            "acme",
+            "--email",
+            "min@example.com",
+        ],
+    ));
+    let human = ok(agenthub(
+        data_dir,
+        &[
+            "member",
+            "login-link",
+            "--workspace",
+            "acme",
+            "--email",
+            "min@example.com",
+            "--public-url",
+            "https://hub.example.com/",
+        ],
+    ));
+    let first_line = human.lines().next().unwrap();
+    assert!(
+        first_line.starts_with("https://hub.example.com/login/ahl_"),
+        "{human}"
+    );
+    assert!(human.contains("usable once"), "{human}");
+    let link = json(agenthub(
+        data_dir,
+        &[
+            "--json",
+            "member",
+            "login-link",
+            "--workspace",
+            "acme",
+            "--email",
+            "min@example.com",
+        ],
+    ));
+    assert_eq!(link["email"], "min@example.com");
+    assert!(
+        link["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:7700/login/ahl_"),
+        "{link}"
+    );
+    let unknown = agenthub(
+        data_dir,
+        &[
+            "member",
+            "login-link",
+            "--workspace",
+            "acme",
+            "--email",
+            "nobody@example.com",
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody@example.com"));
 }

@@ -149,6 +149,11 @@ pub const MATRIX: &[Row] = &[
         "POST /v1/me/notifications/{id}/unread",
         MINE,
     ),
+    row(
+        "get a sign-in link to the dashboard",
+        "POST /v1/me/login-link",
+        LIST,
+    ),
     row("list agents", "GET /v1/agents", LIST),
     row("read an agent", "GET /v1/agents/{id}", READ),
     row(
@@ -618,6 +623,7 @@ impl World {
                     .replace("{id}", &notification_id);
                 (Method::POST, path, None)
             }
+            "POST /v1/me/login-link" => (Method::POST, "/v1/me/login-link".into(), None),
             "GET /v1/agents/{id}" => (Method::GET, "/v1/agents/cy-bot".into(), None),
             "POST /v1/agents/{id}/availability" => (
                 Method::POST,

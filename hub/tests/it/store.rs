@@ -607,6 +607,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         webhook_deliveries,
         webhook_attempts,
         notifications,
+        web_sessions,
     );
     rendered
         .into_iter()

@@ -102,7 +102,10 @@ fn layers_keep_their_boundaries() {
             }
         }
     }
-    for file in rust_files(&hub.join("api")) {
+    for file in rust_files(&hub.join("api"))
+        .into_iter()
+        .chain(rust_files(&hub.join("web")))
+    {
         let text = std::fs::read_to_string(&file).unwrap();
         if text.contains("diesel::") || text.contains("schema::") {
             offenders.push(format!(

@@ -1,0 +1,413 @@
+//! Tasks: the list with its filters and paging, a task's page (its DAG drawn by the hub,
+//! timeline, results, files, token usage, the live log of running steps, and the
+//! actions the member may take), and the new-task form.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use crate::accounts::{self, authority};
+use crate::agents;
+use crate::api::AppState;
+use crate::approvals;
+use crate::error::Error;
+use crate::tasks::{self, NewStep, NewTask, TaskAction, TaskStatus};
+use crate::web::home::{in_page, pretty_json};
+use crate::web::{Layout, Page, PageForm, PageResult, dag_svg, render, see_other, when};
+
+/// Tasks per page of the list.
+const PAGE_SIZE: usize = 25;
+/// Tasks the list reads at most (newest first); older ones are not paged to.
+const LIST_WINDOW: u32 = 500;
+/// Steps the new-task form offers by default, and at most.
+const FORM_STEPS: usize = 2;
+const MAX_FORM_STEPS: usize = 20;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// `mine`, `waiting`, `active`, `failed`; anything else: all.
+    #[serde(default)]
+    pub filter: String,
+    /// 1-based.
+    #[serde(default)]
+    pub page: Option<usize>,
+}
+
+pub struct TaskRow {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub done: u32,
+    pub total: u32,
+    pub creator: String,
+    pub updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "tasks.html")]
+struct ListPage {
+    layout: Layout,
+    rows: Vec<TaskRow>,
+    filter: String,
+    filters: Vec<(&'static str, &'static str)>,
+    page: usize,
+    has_next: bool,
+}
+
+/// `GET /tasks?filter=…&page=…`.
+pub async fn list(
+    State(ctx): State<AppState>,
+    page: Page,
+    Query(query): Query<ListQuery>,
+) -> PageResult {
+    let actor = page.actor();
+    let status = match query.filter.as_str() {
+        "active" => Some(TaskStatus::Active),
+        "failed" => Some(TaskStatus::Failed),
+        _ => None,
+    };
+    let listed = tasks::list_tasks(&ctx, actor, status, LIST_WINDOW).await?;
+    let waiting: Vec<String> = if query.filter == "waiting" {
+        let inbox = approvals::inbox(&ctx, actor).await?;
+        inbox
+            .approvals
+            .iter()
+            .map(|(_, step)| step.task_id.clone())
+            .chain(inbox.questions.iter().map(|(_, step)| step.task_id.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let members = accounts::list_members(&ctx.store, actor.workspace_id()).await?;
+    let selected: Vec<TaskRow> = listed
+        .into_iter()
+        .filter(|(task, _)| match query.filter.as_str() {
+            "mine" => task.creator_member_id.as_deref() == Some(actor.member_id()),
+            "waiting" => waiting.contains(&task.id),
+            _ => true,
+        })
+        .map(|(task, progress)| TaskRow {
+            creator: task
+                .creator_member_id
+                .as_deref()
+                .and_then(|id| members.iter().find(|member| member.id == id))
+                .map(|member| member.email.clone())
+                .unwrap_or_default(),
+            id: task.id,
+            title: task.title,
+            status: task.status,
+            done: progress.done,
+            total: progress.total,
+            updated: when(task.updated_at),
+        })
+        .collect();
+    let page_no = query.page.unwrap_or(1).max(1);
+    let start = (page_no - 1) * PAGE_SIZE;
+    let has_next = selected.len() > start + PAGE_SIZE;
+    let rows = selected.into_iter().skip(start).take(PAGE_SIZE).collect();
+    render(&ListPage {
+        layout: Layout::new(&page, "Tasks", "tasks"),
+        rows,
+        filter: query.filter,
+        filters: vec![
+            ("", "All"),
+            ("mine", "Mine"),
+            ("waiting", "Waiting on me"),
+            ("active", "Active"),
+            ("failed", "Failed"),
+        ],
+        page: page_no,
+        has_next,
+    })
+}
+
+pub struct StepCard {
+    pub id: String,
+    pub key: String,
+    pub title: String,
+    pub status: String,
+    pub attempt: i32,
+    pub assignees: String,
+    pub approvers: String,
+    pub approval_level: i32,
+    pub depends_on: String,
+    pub summary: String,
+    pub result: String,
+    pub digest: String,
+    pub files: Vec<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub progress: Option<i32>,
+    pub progress_message: String,
+    pub reason: String,
+    pub log: String,
+    pub running: bool,
+    pub may_retry: bool,
+    pub awaiting_me: bool,
+}
+
+pub struct TimelineRow {
+    pub at: String,
+    pub what: String,
+    pub change: String,
+    pub by: String,
+    pub reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    layout: Layout,
+    id: String,
+    title: String,
+    description: String,
+    status: String,
+    done: u32,
+    total: u32,
+    input_tokens: i64,
+    output_tokens: i64,
+    dag: String,
+    steps: Vec<StepCard>,
+    timeline: Vec<TimelineRow>,
+    may_steer: bool,
+}
+
+/// `GET /tasks/{id}`.
+pub async fn show(
+    State(ctx): State<AppState>,
+    page: Page,
+    Path(task_id): Path<String>,
+) -> PageResult {
+    let actor = page.actor();
+    let layout = Layout::new(&page, "Task", "tasks").live(format!("/live/tasks/{task_id}"));
+    let view = tasks::get_task(&ctx, actor, &task_id)
+        .await
+        .map_err(|err| crate::web::PageError::in_layout(err, layout.clone()))?;
+    let timeline = tasks::timeline(&ctx, actor, &task_id).await?;
+    let mut steps = Vec::new();
+    for step_view in &view.steps {
+        let step = &step_view.step;
+        let running = matches!(step.status.as_str(), "claimed" | "running" | "blocked");
+        let log = if running || step.status == "failed" {
+            tasks::step_logs(&ctx, actor, &step.id)
+                .await?
+                .into_iter()
+                .filter(|line| line.attempt == step.attempt)
+                .map(|line| line.text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            String::new()
+        };
+        steps.push(StepCard {
+            id: step.id.clone(),
+            key: step.key.clone(),
+            title: step.title.clone(),
+            status: step.status.clone(),
+            attempt: step.attempt,
+            assignees: names(&step_view.assignees),
+            approvers: names(&step_view.approvers),
+            approval_level: step.approval_level,
+            depends_on: step_view.depends_on.join(", "),
+            summary: step.summary.clone().unwrap_or_default(),
+            result: pretty_json(step.result.as_deref()),
+            digest: step.result_digest.clone().unwrap_or_default(),
+            files: serde_json::from_str(&step.files).unwrap_or_default(),
+            input_tokens: step.input_tokens,
+            output_tokens: step.output_tokens,
+            progress: step.progress_percent,
+            progress_message: step.progress_message.clone().unwrap_or_default(),
+            reason: step.status_reason.clone().unwrap_or_default(),
+            log,
+            running,
+            may_retry: matches!(step.status.as_str(), "failed" | "skipped"),
+            awaiting_me: step.status == "awaiting_approval"
+                && step_view
+                    .approvers
+                    .iter()
+                    .any(|(member_id, _)| member_id == actor.member_id()),
+        });
+    }
+    let task = &view.task;
+    render(&TaskPage {
+        layout: Layout {
+            title: task.title.clone(),
+            ..layout
+        },
+        id: task.id.clone(),
+        title: task.title.clone(),
+        description: task.description.clone(),
+        status: task.status.clone(),
+        done: view.progress.done,
+        total: view.progress.total,
+        input_tokens: steps.iter().map(|step| step.input_tokens).sum(),
+        output_tokens: steps.iter().map(|step| step.output_tokens).sum(),
+        dag: dag_svg::render(&view.steps),
+        steps,
+        timeline: timeline
+            .into_iter()
+            .map(|entry| TimelineRow {
+                at: when(entry.at),
+                what: entry
+                    .step_key
+                    .map_or_else(|| "task".to_string(), |key| format!("step {key}")),
+                change: match entry.from {
+                    Some(from) => format!("{from} → {}", entry.to),
+                    None => entry.to,
+                },
+                by: entry.actor.name.unwrap_or(entry.actor.kind),
+                reason: entry.reason.unwrap_or_default(),
+            })
+            .collect(),
+        may_steer: authority::may_steer(actor, task).is_ok(),
+    })
+}
+
+fn names(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `POST /tasks/{id}/status` (field `action`: `pause`, `resume` or `cancel`).
+pub async fn set_status(
+    State(ctx): State<AppState>,
+    Path(task_id): Path<String>,
+    form: PageForm,
+) -> PageResult {
+    let action = match form.field("action") {
+        "pause" => TaskAction::Pause,
+        "resume" => TaskAction::Resume,
+        "cancel" => TaskAction::Cancel,
+        other => {
+            return Err(in_page(&form.page)(Error::BadRequest {
+                message: format!("unknown action `{other}`; use pause, resume or cancel"),
+                field: Some("action".into()),
+            }));
+        }
+    };
+    tasks::set_task_status(&ctx, form.page.actor(), &task_id, action)
+        .await
+        .map_err(in_page(&form.page))?;
+    Ok(see_other(&format!("/tasks/{task_id}")))
+}
+
+/// `POST /steps/{id}/retry` (field `reason`, optional).
+pub async fn retry(
+    State(ctx): State<AppState>,
+    Path(step_id): Path<String>,
+    form: PageForm,
+) -> PageResult {
+    let reason = Some(form.field("reason")).filter(|reason| !reason.is_empty());
+    let view = tasks::retry_step(&ctx, form.page.actor(), &step_id, reason)
+        .await
+        .map_err(in_page(&form.page))?;
+    Ok(see_other(&format!("/tasks/{}", view.task.id)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewFormQuery {
+    #[serde(default)]
+    pub steps: Option<usize>,
+}
+
+pub struct AgentOption {
+    pub name: String,
+    pub owner: String,
+    pub online: bool,
+}
+
+#[derive(Template)]
+#[template(path = "new_task.html")]
+struct NewTaskPage {
+    layout: Layout,
+    n_steps: usize,
+    more_steps: usize,
+    agents: Vec<AgentOption>,
+    offline: String,
+    members: Vec<(String, String)>,
+}
+
+/// `GET /tasks/new?steps=N`: the form, with N step rows (default 2, at most 20).
+pub async fn new_form(
+    State(ctx): State<AppState>,
+    page: Page,
+    Query(query): Query<NewFormQuery>,
+) -> PageResult {
+    let actor = page.actor();
+    let agents = agents::list_agents(&ctx.store, &ctx.presence, actor.workspace_id()).await?;
+    let members = accounts::list_members(&ctx.store, actor.workspace_id()).await?;
+    let n_steps = query.steps.unwrap_or(FORM_STEPS).clamp(1, MAX_FORM_STEPS);
+    let agents: Vec<AgentOption> = agents
+        .into_iter()
+        .map(|view| AgentOption {
+            name: view.agent.name,
+            owner: view.owner_email,
+            online: view.online,
+        })
+        .collect();
+    let offline = agents
+        .iter()
+        .filter(|agent| !agent.online)
+        .map(|agent| agent.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    render(&NewTaskPage {
+        // A form to fill in: no live refresh under the person's hands.
+        layout: Layout::new(&page, "New task", "new").live(String::new()),
+        n_steps,
+        more_steps: (n_steps + 1).min(MAX_FORM_STEPS),
+        agents,
+        offline,
+        members: members
+            .into_iter()
+            .map(|member| (member.email, member.name))
+            .collect(),
+    })
+}
+
+/// `POST /tasks/new`: creates the task from the form's rows (`steps.N.key`, `.title`,
+/// `.description`, `.assignees`, `.depends_on`, `.approval_level`, `.approvers`); rows
+/// without a title are left out.
+pub async fn create(State(ctx): State<AppState>, form: PageForm) -> PageResult {
+    let mut steps = Vec::new();
+    for idx in 0..MAX_FORM_STEPS {
+        let field = |name: &str| form.field(&format!("steps.{idx}.{name}")).to_string();
+        let title = field("title");
+        if title.is_empty() {
+            continue;
+        }
+        let key = match field("key") {
+            key if key.is_empty() => format!("step-{}", idx + 1),
+            key => key,
+        };
+        let approval_level = field("approval_level").parse::<u8>().unwrap_or(0);
+        steps.push(NewStep {
+            key,
+            title,
+            description: field("description"),
+            assignees: form.all(&format!("steps.{idx}.assignees")),
+            depends_on: field("depends_on")
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(str::to_string)
+                .collect(),
+            approval_level,
+            approvers: form.all(&format!("steps.{idx}.approvers")),
+            ..NewStep::default()
+        });
+    }
+    let new = NewTask {
+        title: form.field("title").to_string(),
+        description: form.field("description").to_string(),
+        steps,
+        ..NewTask::default()
+    };
+    let view = tasks::create_task(&ctx, form.page.actor(), new)
+        .await
+        .map_err(in_page(&form.page))?;
+    Ok(see_other(&format!("/tasks/{}", view.task.id)))
+}

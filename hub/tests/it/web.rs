@@ -1,0 +1,897 @@
+//! The dashboard against a real hub on 127.0.0.1: sign-in links, sessions and CSRF over
+//! plain HTTP on both backends, and the main story in a real headless Chromium driven
+//! through WebDriver (chromedriver), with a simulated agent on the real WebSocket.
+//! Without Chromium and chromedriver the browser test says it was skipped, by name.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agenthub_protocol::Codec;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+
+use agenthub::ctx::Settings;
+
+use crate::gateway::{Agent, Hub, expect_ok, team, team_named};
+use crate::support::TestDb;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A client that does not follow redirects and keeps no cookies: the tests look at both.
+fn plain_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A sign-in link's path for the holder of `token` (an API key or agent token).
+async fn link_path(hub: &Hub, token: &str) -> String {
+    let (status, body) = hub
+        .call(reqwest::Method::POST, "/v1/me/login-link", token, None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(body["path"].as_str().unwrap()),
+        "{body}"
+    );
+    body["path"].as_str().unwrap().to_string()
+}
+
+/// Opens a sign-in link; returns the session cookie (`name=value`).
+async fn sign_in(hub: &Hub, http: &reqwest::Client, path: &str) -> String {
+    let resp = http
+        .get(format!("{}{path}", hub.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/");
+    let cookie = resp.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn get_page(
+    hub: &Hub,
+    http: &reqwest::Client,
+    cookie: &str,
+    path: &str,
+) -> (StatusCode, String) {
+    let resp = http
+        .get(format!("{}{path}", hub.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+async fn post_form(
+    hub: &Hub,
+    http: &reqwest::Client,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let resp = http
+        .post(format!("{}{path}", hub.base))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+/// The CSRF token of a page's forms.
+fn csrf_of(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[start..][..html[start..].find('"').unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::a_sign_in_link_opens_one_session_and_the_api_ignores_its_cookie"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = team(&hub.ctx).await;
+        let http = plain_http();
+
+        // Without a session, pages send the browser to the sign-in page.
+        let resp = http.get(format!("{}/", hub.base)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(resp.headers()[LOCATION], "/signin");
+
+        let path = link_path(&hub, &team.key).await;
+        assert!(path.starts_with("/login/ahl_"), "{path}");
+        let cookie = sign_in(&hub, &http, &path).await;
+        let (status, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("aurora@example.com"), "{html}");
+
+        // The link works once.
+        let resp = http
+            .get(format!("{}{path}", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().get(SET_COOKIE).is_none());
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("already used or expired"), "{html}");
+
+        // The API stays on bearer tokens: the cookie alone is not a credential there.
+        let resp = http
+            .get(format!("{}/v1/me", hub.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+        // An agent token gets a link for its bound member (`agentd dashboard`).
+        let agent_path = link_path(&hub, &team.min).await;
+        let min_cookie = sign_in(&hub, &http, &agent_path).await;
+        let (_, html) = get_page(&hub, &http, &min_cookie, "/settings").await;
+        assert!(html.contains("min@example.com"), "{html}");
+
+        // An expired link is refused like a used one.
+        let stale = link_path(&hub, &team.key).await;
+        hub.ctx
+            .store
+            .transaction(async |db| {
+                use diesel_async::RunQueryDsl;
+                agenthub::db!(db, |conn| diesel::sql_query(
+                    "UPDATE web_sessions SET expires_at = 1 WHERE kind = 'link' AND revoked_at IS NULL"
+                )
+                .execute(conn)
+                .await)?;
+                Ok::<_, agenthub::error::Error>(())
+            })
+            .await
+            .unwrap();
+        let resp = http
+            .get(format!("{}{stale}", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+        // A made-up link is refused the same way.
+        let resp = http
+            .get(format!("{}/login/ahl_{}", hub.base, "0".repeat(64)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = team(&hub.ctx).await;
+        let http = plain_http();
+        let steps = hub
+            .create_task(
+                &team.key,
+                crate::gateway::one_step("Write", &["min-laptop"]),
+            )
+            .await;
+        let step_id = &steps[0].1;
+        let (_, step) = hub
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/steps/{step_id}"),
+                &team.key,
+                None,
+            )
+            .await;
+        let task_id = step["task_id"].as_str().unwrap().to_string();
+        let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
+        let (status, html) = get_page(&hub, &http, &cookie, &format!("/tasks/{task_id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let csrf = csrf_of(&html);
+
+        // No token, or another one: 403, and the task is unchanged.
+        let status_path = format!("/tasks/{task_id}/status");
+        for form in [
+            vec![("action", "pause")],
+            vec![("action", "pause"), ("csrf", "0123456789abcdef")],
+        ] {
+            let (status, html) = post_form(&hub, &http, &cookie, &status_path, &form).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+            assert!(html.contains("CSRF"), "{html}");
+        }
+        let (_, task) = hub
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                &team.key,
+                None,
+            )
+            .await;
+        assert_eq!(task["status"], "active");
+
+        // With the session's token the form works; the header is accepted too.
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &status_path,
+            &[("action", "pause"), ("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let resp = http
+            .post(format!("{}{status_path}", hub.base))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("action=resume")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let (_, task) = hub
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                &team.key,
+                None,
+            )
+            .await;
+        assert_eq!(task["status"], "active");
+
+        // Another session's token is not this session's.
+        let other = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &other,
+            &status_path,
+            &[("action", "pause"), ("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // A bad action is a clear error; the domain's rules apply (a member who did not
+        // create the task may not steer it).
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &status_path,
+            &[("action", "explode"), ("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(html.contains("unknown action"), "{html}");
+        let min_cookie = sign_in(&hub, &http, &link_path(&hub, &team.min_key).await).await;
+        let (_, min_page) = get_page(&hub, &http, &min_cookie, &format!("/tasks/{task_id}")).await;
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &min_cookie,
+            &status_path,
+            &[("action", "cancel"), ("csrf", &csrf_of(&min_page))],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(html.contains("creator"), "{html}");
+
+        // Signing out needs the token too, then ends the session.
+        let (status, _) = post_form(&hub, &http, &cookie, "/logout", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let resp = http
+            .post(format!("{}/logout", hub.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert!(
+            resp.headers()[SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        let resp = http
+            .get(format!("{}/", hub.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &status_path,
+            &[("action", "pause"), ("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
+    let hub = Hub::start(TestDb::sqlite().await, Settings::default()).await;
+    let team = team(&hub.ctx).await;
+    let other = team_named(&hub.ctx, "globex").await;
+    let foreign = hub
+        .create_task(
+            &other.key,
+            crate::gateway::one_step("Secret", &["min-laptop"]),
+        )
+        .await;
+    let (_, step) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", foreign[0].1),
+            &other.key,
+            None,
+        )
+        .await;
+    let foreign_task = step["task_id"].as_str().unwrap().to_string();
+    let http = plain_http();
+    let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
+
+    let resp = http
+        .get(format!("{}/tasks", hub.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+    let html = resp.text().await.unwrap();
+    assert!(!html.contains("Secret"), "{html}");
+
+    // Every asset a page links to is served with a long cache; others are not found.
+    let mut assets = Vec::new();
+    for attribute in [r#"href="/assets/"#, r#"src="/assets/"#] {
+        let mut rest = html.as_str();
+        while let Some(idx) = rest.find(attribute) {
+            let start = idx + attribute.len() - "/assets/".len();
+            let end = rest[start..].find('"').unwrap();
+            assets.push(rest[start..start + end].to_string());
+            rest = &rest[start + end..];
+        }
+    }
+    assert_eq!(assets.len(), 3, "{assets:?}");
+    for asset in &assets {
+        let resp = http
+            .get(format!("{}{asset}", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        assert_eq!(
+            resp.headers()[CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    let resp = http
+        .get(format!("{}/assets/app-000000000000.css", hub.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Another workspace's task is not found, on its page and on its live stream.
+    for path in [
+        format!("/tasks/{foreign_task}"),
+        format!("/live/tasks/{foreign_task}"),
+    ] {
+        let (status, html) = get_page(&hub, &http, &cookie, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {html}");
+        assert!(!html.contains("Secret"));
+    }
+
+    // A member's settings show their own keys only, and no member management.
+    let min_cookie = sign_in(&hub, &http, &link_path(&hub, &team.min_key).await).await;
+    let (_, owner_settings) = get_page(&hub, &http, &cookie, "/settings").await;
+    let (_, member_settings) = get_page(&hub, &http, &min_cookie, "/settings").await;
+    let aurora_prefix = &team.key[..12];
+    let min_prefix = &team.min_key[..12];
+    assert!(owner_settings.contains("<h2>Members</h2>"));
+    assert!(owner_settings.contains(aurora_prefix) && owner_settings.contains(min_prefix));
+    assert!(
+        !member_settings.contains("<h2>Members</h2>"),
+        "{member_settings}"
+    );
+    assert!(member_settings.contains(min_prefix));
+    assert!(
+        !member_settings.contains(aurora_prefix),
+        "{member_settings}"
+    );
+    // … and cannot change a role.
+    let (status, _) = post_form(
+        &hub,
+        &http,
+        &min_cookie,
+        "/settings/members/whoever/role",
+        &[("role", "owner"), ("csrf", &csrf_of(&member_settings))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+// ---------------------------------------------------------------- the browser
+
+/// Chromium and chromedriver from Debian's packages, when installed.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let find = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|path| path.is_file())
+            })
+        })
+    };
+    Some((
+        find(&["chromium", "chromium-browser"])?,
+        find(&["chromedriver"])?,
+    ))
+}
+
+/// chromedriver on a free 127.0.0.1 port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver(chromedriver: &Path) -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("open a Chromium session")
+}
+
+/// Waits until the element matching `css` has `text` in it (the page may change under
+/// it, live).
+async fn wait_for_text(client: &Client, css: &str, text: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(element) = client.find(Locator::Css(css)).await
+            && let Ok(found) = element.text().await
+            && found.contains(text)
+        {
+            return found;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let source = client.source().await.unwrap_or_default();
+            panic!("`{css}` never showed {text:?}; the page:\n{source}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the page's live stream is open and the catch-up refresh it triggers has
+/// had time to land, so that what the test types next is not replaced under it.
+async fn settle(client: &Client) {
+    wait_for_text(client, "#live-status", "live").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+/// Clicks the element matching `css`, finding it again when a live update replaced it
+/// between finding and clicking.
+async fn click(client: &Client, css: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let res = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await,
+            Err(err) => Err(err),
+        };
+        match res {
+            Ok(()) => return,
+            Err(err) if tokio::time::Instant::now() > deadline => {
+                panic!("cannot click `{css}`: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    if std::env::var_os("AGENTHUB_SCREENSHOTS").is_none() {
+        return;
+    }
+    let png = client.screenshot().await.unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// A marker the page cannot lose except by a reload: set on `window`, gone after one.
+async fn mark_window(client: &Client) {
+    client
+        .execute("window.__noReload = true; return true;", vec![])
+        .await
+        .unwrap();
+}
+
+async fn not_reloaded(client: &Client) -> bool {
+    client
+        .execute("return window.__noReload === true;", vec![])
+        .await
+        .unwrap()
+        == Value::Bool(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: chromium and chromedriver are not installed \
+             (web::a_teammate_follows_decides_and_starts_work_in_the_browser)"
+        );
+        return;
+    };
+    let hub = Hub::start(TestDb::sqlite().await, Settings::default()).await;
+    let team = team(&hub.ctx).await;
+    let mut min = Agent::connect(&hub, &team.min, Codec::Json, 0).await;
+    let driver = start_driver(&chromedriver).await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&driver, &chromium, profile.path()).await;
+
+    // Sign in with a one-time link: home, nothing waiting.
+    let path = link_path(&hub, &team.key).await;
+    client.goto(&format!("{}{path}", hub.base)).await.unwrap();
+    wait_for_text(&client, "main h1", "Waiting for you").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/");
+
+    // Create a two-step task through the form: `draft` (reviewed by aurora) then
+    // `publish`, both for min-laptop, which shows as online.
+    client
+        .goto(&format!("{}/tasks/new", hub.base))
+        .await
+        .unwrap();
+    let assignees = wait_for_text(&client, "#step-0-assignees", "min-laptop").await;
+    assert!(
+        assignees.contains("min-laptop (min@example.com) — online"),
+        "{assignees}"
+    );
+    screenshot(&client, "new-task").await;
+    let fill = async |css: &str, text: &str| {
+        client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    };
+    let pick = async |css: &str, value: &str| {
+        client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap();
+    };
+    fill("#title", "Quarterly report").await;
+    fill("#step-0-key", "draft").await;
+    fill("#step-0-title", "Draft the report").await;
+    pick("#step-0-assignees", "min-laptop").await;
+    pick("#step-0-level", "2").await;
+    pick("#step-0-approvers", "aurora@example.com").await;
+    fill("#step-1-key", "publish").await;
+    fill("#step-1-title", "Publish it").await;
+    pick("#step-1-assignees", "min-laptop").await;
+    fill("#step-1-depends", "draft").await;
+    click(&client, "#new-task button[type=submit]").await;
+    wait_for_text(&client, "main h1", "Quarterly report").await;
+    let task_url = client.current_url().await.unwrap();
+    let task_id = task_url.path().trim_start_matches("/tasks/").to_string();
+    wait_for_text(&client, "#step-draft", "ready").await;
+
+    // The agent works on step one; the open task page follows without a reload.
+    mark_window(&client).await;
+    let draft_id = step_id(&hub, &team.key, &task_id, "draft").await;
+    let claimed = min.claim(&draft_id).await;
+    let attempt = expect_ok(&claimed, Some("claimed")).attempt.unwrap_or(1);
+    expect_ok(&min.progress(&draft_id, attempt).await, None);
+    wait_for_text(&client, "#step-draft", "running").await;
+    expect_ok(
+        &min.submit(&draft_id, attempt, json!({"text": "Revenue grew 12%."}))
+            .await,
+        Some("awaiting_approval"),
+    );
+    wait_for_text(&client, "#step-draft", "awaiting_approval").await;
+    wait_for_text(&client, "#step-draft", "Revenue grew 12%.").await;
+    assert!(not_reloaded(&client).await, "the page was reloaded");
+    screenshot(&client, "task-awaiting-approval").await;
+
+    // The inbox shows the result and its digest; approve it there.
+    client.goto(&format!("{}/", hub.base)).await.unwrap();
+    let card = wait_for_text(&client, "article.approval", "Draft the report").await;
+    assert!(
+        card.contains("Revenue grew 12%.") && card.contains("sha256:"),
+        "{card}"
+    );
+    screenshot(&client, "inbox").await;
+    click(&client, "article.approval form[action$='/approve'] button").await;
+    wait_for_text(&client, "main", "Nothing is waiting for you.").await;
+
+    // Step two reaches the agent; it finishes; the task is done and both boxes green.
+    let publish_id = step_id(&hub, &team.key, &task_id, "publish").await;
+    let claimed = min.claim(&publish_id).await;
+    let attempt = expect_ok(&claimed, Some("claimed")).attempt.unwrap_or(1);
+    expect_ok(
+        &min.submit(
+            &publish_id,
+            attempt,
+            json!({"url": "https://example.com/q3"}),
+        )
+        .await,
+        Some("done"),
+    );
+    client.goto(task_url.as_str()).await.unwrap();
+    wait_for_text(&client, "#task-status", "done").await;
+    let boxes = client
+        .find_all(Locator::Css("#dag g.dag-step rect"))
+        .await
+        .unwrap();
+    assert_eq!(boxes.len(), 2);
+    for rect in boxes {
+        assert_eq!(rect.attr("fill").await.unwrap().as_deref(), Some("#1a7f37"));
+    }
+    let arrows = client
+        .find_all(Locator::Css(
+            "#dag line.dag-edge[data-from=draft][data-to=publish]",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(arrows.len(), 1);
+    screenshot(&client, "task-done").await;
+
+    // A stale decision: the reviewer types a rejection while the result is approved
+    // elsewhere; sending it shows why it was refused.
+    let steps = hub
+        .create_task(
+            &team.key,
+            json!({"title": "Press release", "steps": [{
+                "key": "write", "title": "Write the press release", "assignees": ["min-laptop"],
+                "approval_level": 2, "approvers": ["aurora@example.com"]}]}),
+        )
+        .await;
+    let write_id = steps[0].1.clone();
+    let claimed = min.claim(&write_id).await;
+    let attempt = expect_ok(&claimed, Some("claimed")).attempt.unwrap_or(1);
+    expect_ok(
+        &min.submit(&write_id, attempt, json!({"text": "draft one"}))
+            .await,
+        Some("awaiting_approval"),
+    );
+    client.goto(&format!("{}/", hub.base)).await.unwrap();
+    wait_for_text(&client, "article.approval", "Write the press release").await;
+    settle(&client).await;
+    client
+        .find(Locator::Css(&format!("#comment-{write_id}")))
+        .await
+        .unwrap()
+        .send_keys("Shorter, please")
+        .await
+        .unwrap();
+    let (status, body) = hub
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/steps/{write_id}/reject"),
+            &team.key,
+            Some(json!({"attempt": attempt, "comment": "rework from the API"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    click(
+        &client,
+        &format!("#approval-{write_id} form[action$='/reject'] button"),
+    )
+    .await;
+    let refusal = wait_for_text(&client, "#error-message", "no longer current").await;
+    assert!(refusal.contains("attempt"), "{refusal}");
+
+    // Another workspace's task is not found; a form without its CSRF token is refused.
+    let other = team_named(&hub.ctx, "globex").await;
+    let foreign = hub
+        .create_task(
+            &other.key,
+            crate::gateway::one_step("Secret", &["min-laptop"]),
+        )
+        .await;
+    let (_, foreign_step) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", foreign[0].1),
+            &other.key,
+            None,
+        )
+        .await;
+    client
+        .goto(&format!(
+            "{}/tasks/{}",
+            hub.base,
+            foreign_step["task_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    wait_for_text(&client, "#error-message", "not found").await;
+    client.goto(task_url.as_str()).await.unwrap();
+    wait_for_text(&client, "#task-status", "done").await;
+    client
+        .goto(&format!("{}/settings", hub.base))
+        .await
+        .unwrap();
+    wait_for_text(&client, "main h1", "Settings").await;
+    screenshot(&client, "settings").await;
+    client
+        .execute(
+            "document.querySelectorAll('form[action=\"/settings/api-keys\"] input[name=csrf]')\
+             .forEach(function (input) { input.remove(); }); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(&client, "form[action='/settings/api-keys'] button").await;
+    wait_for_text(&client, "#error-message", "CSRF").await;
+
+    // Agents, mine first.
+    client.goto(&format!("{}/agents", hub.base)).await.unwrap();
+    let first = wait_for_text(&client, "tr.agent", "spare").await;
+    assert!(first.contains("mine"), "{first}");
+    screenshot(&client, "agents").await;
+
+    // At a phone's width the pages fit: no sideways scrolling.
+    client.set_window_size(390, 844).await.unwrap();
+    for page in [
+        "/",
+        "/tasks",
+        &format!("/tasks/{task_id}"),
+        "/tasks/new",
+        "/agents",
+    ] {
+        client.goto(&format!("{}{page}", hub.base)).await.unwrap();
+        wait_for_text(&client, "main h1", "").await;
+        let fits = client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, Value::Bool(true), "{page} scrolls sideways at 390 px");
+        if page == "/tasks/new" {
+            screenshot(&client, "new-task-phone").await;
+        }
+    }
+    client.set_window_size(1280, 1000).await.unwrap();
+
+    // Signing out ends the session; the used link does not sign in again.
+    client.goto(&format!("{}/", hub.base)).await.unwrap();
+    click(&client, "form[action='/logout'] button").await;
+    wait_for_text(&client, "main h1", "Sign in to AgentHub").await;
+    client.goto(&format!("{}{path}", hub.base)).await.unwrap();
+    wait_for_text(&client, "#error-message", "already used or expired").await;
+    client.goto(&format!("{}/tasks", hub.base)).await.unwrap();
+    wait_for_text(&client, "main h1", "Sign in to AgentHub").await;
+
+    client.close().await.unwrap();
+}
+
+/// The id of the step `key` of a task.
+async fn step_id(hub: &Hub, key: &str, task_id: &str, step_key: &str) -> String {
+    let (status, task) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tasks/{task_id}"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    task["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["key"] == step_key)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
