@@ -48,7 +48,7 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
         #[command(flatten)]
-        serve: ServeArgs,
+        serve: Box<ServeArgs>,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -106,7 +106,7 @@ fn payload_ceiling() -> Targets {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { db, serve } => serve_hub(db, serve).await,
+        Command::Serve { db, serve } => serve_hub(db, *serve).await,
         Command::Migrate { db } => {
             let store = db.open_store()?;
             let applied = store.migrate().await?;

@@ -76,7 +76,8 @@ async fn agent_at_hub(ctx: &Ctx) -> Value {
         };
         let agent = hub.get::<Value>(&format!("v1/agents/{agent_id}")).await?;
         // The member's other machines: a step assigned to the member goes to any of them.
-        let all = hub.get::<Value>("v1/agents").await?;
+        // Best effort: without the list the agent's own state is still worth showing.
+        let all = hub.get::<Value>("v1/agents").await.unwrap_or_default();
         let siblings: Vec<Value> = all["agents"]
             .as_array()
             .into_iter()
