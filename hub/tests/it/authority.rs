@@ -105,6 +105,8 @@ pub const MATRIX: &[Row] = &[
     row("list tasks", "GET /v1/tasks", LIST),
     row("read a task", "GET /v1/tasks/{id}", READ),
     row("read a task's history", "GET /v1/tasks/{id}/history", READ),
+    row("follow a task live", "GET /v1/tasks/{id}/stream", READ),
+    row("follow one's events live", "GET /v1/events/stream", LIST),
     row(
         "read a task's timeline",
         "GET /v1/tasks/{id}/timeline",
@@ -518,6 +520,13 @@ impl World {
     /// `ok` or the error code, checked against the status.
     async fn rest(&mut self, request: &str, who: usize) -> String {
         let (method, path, body): (Method, String, Option<Value>) = match request {
+            "GET /v1/events/stream" => return self.follow("/v1/events/stream", who).await,
+            "GET /v1/tasks/{id}/stream" => {
+                let (task_id, _) = self.task(false).await;
+                return self
+                    .follow(&format!("/v1/tasks/{task_id}/stream"), who)
+                    .await;
+            }
             "POST /v1/tasks" => (
                 Method::POST,
                 "/v1/tasks".into(),
@@ -745,6 +754,31 @@ impl World {
             other => panic!("no preparation for `{other}`"),
         };
         let (status, answer) = self.hub.call(method, &path, &self.tokens[who], body).await;
+        outcome(status, &answer)
+    }
+
+    /// Opens an event stream: `ok` when it starts (then it is dropped), else the error.
+    async fn follow(&self, path: &str, who: usize) -> String {
+        let resp = self
+            .hub
+            .http
+            .get(format!("{}{path}", self.hub.base))
+            .bearer_auth(&self.tokens[who])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        if status.is_success() {
+            let kind = resp
+                .headers()
+                .get("content-type")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            assert!(kind.starts_with("text/event-stream"), "{path}: {kind}");
+            return OK.into();
+        }
+        let answer: Value = resp.json().await.unwrap_or_default();
         outcome(status, &answer)
     }
 
@@ -1309,4 +1343,32 @@ async fn api_keys_carry_scopes_and_expiry_and_members_keep_an_owner() {
             .collect();
         assert_eq!(roles, ["owner", "admin", "member", "member"]);
     }
+}
+
+/// Every route of the OpenAPI document that takes a token has a row: a route added
+/// without deciding who may call it fails here.
+#[test]
+fn every_documented_route_has_a_row_in_the_matrix() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(agenthub::api::ApiDoc::openapi()).unwrap();
+    let open = ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"];
+    let mut missing = Vec::new();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        if open.contains(&path.as_str()) {
+            continue;
+        }
+        for method in operations.as_object().unwrap().keys() {
+            let request = format!("{} {path}", method.to_uppercase());
+            let listed = MATRIX.iter().any(|row| {
+                row.request == request || row.request.starts_with(&format!("{request} "))
+            });
+            if !listed {
+                missing.push(request);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the role matrix: {missing:?}"
+    );
 }
