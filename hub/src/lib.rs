@@ -19,5 +19,5 @@ pub mod notifications;
 pub mod schema;
 pub mod store;
 pub mod tasks;
-pub mod webhooks;
 pub mod web;
+pub mod webhooks;

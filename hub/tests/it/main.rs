@@ -25,5 +25,5 @@ mod task_end;
 mod tasks;
 mod tidy;
 mod transport;
-mod webhooks;
 mod web;
+mod webhooks;
