@@ -14,6 +14,7 @@ mod live;
 mod session;
 mod settings;
 mod tasks;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -65,6 +66,18 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/api-keys", post(settings::create_key))
         .route("/settings/api-keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/members/{id}/role", post(settings::change_role))
+        .route("/settings/webhooks", post(webhooks::create))
+        .route("/settings/webhooks/{id}", get(webhooks::show))
+        .route(
+            "/settings/webhooks/{id}/enabled",
+            post(webhooks::set_enabled),
+        )
+        .route("/settings/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/settings/webhooks/{id}/ping", post(webhooks::ping))
+        .route(
+            "/settings/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         // Live updates.
         .route("/live/me", get(live::mine))
         .route("/live/tasks/{id}", get(live::task))
