@@ -54,6 +54,10 @@
         var main = mainElement();
         if (!fresh || !main) { return; }
         main.innerHTML = fresh.innerHTML;
+        // The unread counts in the header follow too.
+        var freshInbox = doc.getElementById("nav-inbox");
+        var inbox = document.getElementById("nav-inbox");
+        if (freshInbox && inbox) { inbox.innerHTML = freshInbox.innerHTML; }
         if (window.htmx && window.htmx.process) { window.htmx.process(main); }
         document.title = doc.title;
         main.dispatchEvent(new CustomEvent("live:updated", { bubbles: true }));

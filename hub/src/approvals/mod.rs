@@ -627,6 +627,53 @@ pub async fn respond_availability(
         .await
 }
 
+/// The member an agent acts for answers an availability request on its behalf (from
+/// the dashboard's inbox), once; the same rules as [`respond_availability`].
+pub async fn respond_availability_for_agent(
+    ctx: &Ctx,
+    actor: &Actor,
+    request_id: &str,
+    available: bool,
+    note: Option<&str>,
+) -> Result<()> {
+    content::person_text_opt("note", note, MAX_TEXT_BYTES)?;
+    let Actor::Member(member) = actor else {
+        return Err(Error::forbidden(
+            "an agent answers its availability requests over its connection",
+        ));
+    };
+    ctx.store
+        .transaction(async |db| {
+            let request = model::find_availability_request(db, &member.workspace_id, request_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("availability request `{request_id}`")))?;
+            let owner = crate::notifications::model::agent_owner(db, &request.agent_id).await?;
+            if owner.is_none_or(|(member_id, _)| member_id != member.member_id) {
+                return Err(Error::forbidden(
+                    "this availability request was addressed to another member's agent",
+                ));
+            }
+            if request.responded_at.is_some()
+                || !model::respond_availability(
+                    db,
+                    &request.id,
+                    &request.agent_id,
+                    available,
+                    note,
+                    now_ms(),
+                )
+                .await?
+            {
+                return Err(Error::conflict(
+                    "this availability request was already answered",
+                ));
+            }
+            crate::notifications::resolve_subject(db, &request.id).await?;
+            Ok::<_, Error>(())
+        })
+        .await
+}
+
 /// A member is about to be removed: every approval waiting for them is re-routed (the
 /// step's other approvers decide; if none remain, the task's creator is asked, or the
 /// workspace's first owner when the creator is the one removed), and every open question

@@ -180,6 +180,11 @@ pub async fn list(ctx: &Ctx, actor: &Actor, query: &ListQuery) -> Result<Page> {
         .await
 }
 
+/// The unread counts of a member (the dashboard's header shows them on every page).
+pub async fn unread_counts(store: &Store, member_id: &str) -> Result<Counts> {
+    store.read(async |db| counts(db, member_id).await).await
+}
+
 /// One of the caller's notifications; another member's is not found.
 pub async fn get(ctx: &Ctx, actor: &Actor, id: &str) -> Result<NotificationRow> {
     let member_id = actor.member_id();

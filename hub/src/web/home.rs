@@ -1,25 +1,34 @@
-//! Home: what waits for the member (approvals with the result and its digest, questions
-//! with their options), and the decisions taken from it — the same domain calls and
-//! rules as `POST /v1/steps/{id}/approve|reject` and `/v1/input-requests/{id}/answer`.
+//! Home: the member's notification inbox. "Waiting on you" holds the open action items
+//! (approvals with the result and its digest, questions with their options, availability
+//! requests to their agents), each decided in one click; "For your information" the
+//! others. The decisions are the same domain calls and rules as
+//! `POST /v1/steps/{id}/approve|reject`, `/v1/input-requests/{id}/answer`, and the item
+//! acted on is marked read, as `POST /v1/me/notifications/{id}/read` does.
 
 use askama::Template;
 use axum::extract::{Path, State};
+use serde_json::Value;
 
 use crate::api::AppState;
 use crate::approvals::{self, ApprovalRef, Verdict};
 use crate::error::Error;
+use crate::notifications::{self, ListQuery, ReadAll, model::NotificationRow};
+use crate::tasks;
 use crate::web::{Layout, Page, PageError, PageForm, PageResult, excerpt, render, see_other, when};
 use agenthub_protocol::Decision;
 
 /// How much of a result the inbox shows (the task page shows it whole).
 const RESULT_EXCERPT: usize = 1500;
+/// How many notifications the inbox reads.
+const INBOX_PAGE: u32 = 100;
 
 pub struct ApprovalItem {
+    pub notification: String,
     pub step_id: String,
     pub task_id: String,
     pub step_title: String,
-    pub level: i32,
-    pub attempt: i32,
+    pub level: i64,
+    pub attempt: i64,
     pub digest: String,
     pub summary: String,
     pub result: String,
@@ -28,6 +37,7 @@ pub struct ApprovalItem {
 }
 
 pub struct QuestionItem {
+    pub notification: String,
     pub id: String,
     pub task_id: String,
     pub step_title: String,
@@ -36,46 +46,129 @@ pub struct QuestionItem {
     pub asked: String,
 }
 
+pub struct AvailabilityItem {
+    pub notification: String,
+    pub id: String,
+    pub agent: String,
+    pub task_id: String,
+    pub question: String,
+    pub asked: String,
+}
+
+pub struct InfoItem {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub task_id: String,
+    pub unread: bool,
+    pub at: String,
+}
+
 #[derive(Template)]
 #[template(path = "inbox.html")]
 struct InboxPage {
     layout: Layout,
     approvals: Vec<ApprovalItem>,
     questions: Vec<QuestionItem>,
+    availability: Vec<AvailabilityItem>,
+    /// Action items that wait on the member but are none of the above (a disabled
+    /// webhook, or a kind this page does not know): shown by title and body.
+    other_actions: Vec<InfoItem>,
+    info: Vec<InfoItem>,
 }
 
-/// `GET /`: the member's pending approvals and open questions.
+/// `GET /`: the member's notifications: what waits on them, and the others.
 pub async fn inbox(State(ctx): State<AppState>, page: Page) -> PageResult {
-    let inbox = approvals::inbox(&ctx, page.actor()).await?;
-    let approvals = inbox
-        .approvals
-        .into_iter()
-        .map(|(approval, step)| ApprovalItem {
-            step_id: step.id.clone(),
-            task_id: step.task_id.clone(),
-            step_title: step.title.clone(),
-            level: step.approval_level,
-            attempt: approval.attempt,
-            digest: step.result_digest.clone().unwrap_or_default(),
-            summary: step.summary.clone().unwrap_or_default(),
-            result: excerpt(&pretty_json(step.result.as_deref()), RESULT_EXCERPT),
-            may_reject: step.approval_level >= 2,
-            asked: when(approval.created_at),
-        })
-        .collect::<Vec<_>>();
-    let questions = inbox
-        .questions
-        .into_iter()
-        .map(|(question, step)| QuestionItem {
-            id: question.id.clone(),
-            task_id: step.task_id.clone(),
-            step_title: step.title.clone(),
-            question: question.question.clone(),
-            options: serde_json::from_str(&question.options).unwrap_or_default(),
-            asked: when(question.created_at),
-        })
-        .collect();
-    let n_waiting = approvals.len();
+    let query = ListQuery {
+        limit: INBOX_PAGE,
+        ..ListQuery::default()
+    };
+    let listed = notifications::list(&ctx, page.actor(), &query).await?;
+    let mut approvals = Vec::new();
+    let mut questions = Vec::new();
+    let mut availability = Vec::new();
+    let mut other_actions = Vec::new();
+    let mut info = Vec::new();
+    for row in listed.notifications {
+        if row.priority != notifications::Priority::Action.as_str() {
+            info.push(info_item(&row));
+            continue;
+        }
+        // An action item that no longer waits is history, not work.
+        if row.resolved_at.is_some() {
+            continue;
+        }
+        let data: Value = serde_json::from_str(&row.data).unwrap_or(Value::Null);
+        let text = |key: &str| data[key].as_str().unwrap_or_default().to_string();
+        match row.kind.as_str() {
+            notifications::APPROVAL_REQUESTED => {
+                let Some(step_id) = row.step_id.clone() else {
+                    continue;
+                };
+                // The step gives the result to read; the digest and attempt the member
+                // was asked about come with the notification.
+                let step = match tasks::get_step(&ctx, page.actor(), &step_id).await {
+                    Ok(view) => view.step,
+                    Err(Error::NotFound(_)) => continue,
+                    Err(other) => return Err(other.into()),
+                };
+                let level = data["approval_level"]
+                    .as_i64()
+                    .unwrap_or(i64::from(step.approval_level));
+                let digest = match text("digest") {
+                    digest if digest.is_empty() => step.result_digest.clone().unwrap_or_default(),
+                    digest => digest,
+                };
+                approvals.push(ApprovalItem {
+                    notification: row.id.clone(),
+                    task_id: step.task_id.clone(),
+                    step_title: step.title.clone(),
+                    level,
+                    attempt: data["attempt"].as_i64().unwrap_or(i64::from(step.attempt)),
+                    digest,
+                    summary: step.summary.clone().unwrap_or_default(),
+                    result: excerpt(&pretty_json(step.result.as_deref()), RESULT_EXCERPT),
+                    may_reject: level >= 2,
+                    asked: when(row.created_at),
+                    step_id,
+                });
+            }
+            notifications::INPUT_REQUESTED => questions.push(QuestionItem {
+                notification: row.id.clone(),
+                id: row
+                    .subject_id
+                    .clone()
+                    .unwrap_or_else(|| text("input_request_id")),
+                task_id: row.task_id.clone().unwrap_or_default(),
+                step_title: step_title(&ctx, &page, &row).await?,
+                question: text("question"),
+                options: data["options"]
+                    .as_array()
+                    .map(|options| {
+                        options
+                            .iter()
+                            .filter_map(|option| option.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                asked: when(row.created_at),
+            }),
+            notifications::AVAILABILITY_REQUESTED => availability.push(AvailabilityItem {
+                notification: row.id.clone(),
+                id: row.subject_id.clone().unwrap_or_else(|| text("request_id")),
+                agent: match text("agent_name") {
+                    name if name.is_empty() => text("agent_id"),
+                    name => name,
+                },
+                task_id: row.task_id.clone().unwrap_or_default(),
+                question: text("question"),
+                asked: when(row.created_at),
+            }),
+            _ => other_actions.push(info_item(&row)),
+        }
+    }
+    let n_waiting = page.unread.action;
     let title = if n_waiting == 0 {
         "Inbox".to_string()
     } else {
@@ -85,7 +178,34 @@ pub async fn inbox(State(ctx): State<AppState>, page: Page) -> PageResult {
         layout: Layout::new(&page, title, "inbox"),
         approvals,
         questions,
+        availability,
+        other_actions,
+        info,
     })
+}
+
+/// The title of the step a notification is about; its own title without one.
+async fn step_title(ctx: &AppState, page: &Page, row: &NotificationRow) -> PageResult<String> {
+    let Some(step_id) = &row.step_id else {
+        return Ok(row.title.clone());
+    };
+    match tasks::get_step(ctx, page.actor(), step_id).await {
+        Ok(view) => Ok(view.step.title),
+        Err(Error::NotFound(_)) => Ok(row.title.clone()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn info_item(row: &NotificationRow) -> InfoItem {
+    InfoItem {
+        id: row.id.clone(),
+        kind: row.kind.clone(),
+        title: row.title.clone(),
+        body: row.body.clone(),
+        task_id: row.task_id.clone().unwrap_or_default(),
+        unread: row.read_at.is_none() && row.resolved_at.is_none(),
+        at: when(row.created_at),
+    }
 }
 
 /// `POST /steps/{id}/approve` (fields `attempt`, `digest`): approves the result seen.
@@ -108,6 +228,7 @@ pub async fn approve(
     )
     .await
     .map_err(in_page(&form.page))?;
+    read_acted_on(&ctx, &form).await?;
     Ok(see_other(back(&form)))
 }
 
@@ -133,6 +254,7 @@ pub async fn reject(
     )
     .await
     .map_err(in_page(&form.page))?;
+    read_acted_on(&ctx, &form).await?;
     Ok(see_other(back(&form)))
 }
 
@@ -145,7 +267,81 @@ pub async fn answer(
     approvals::answer(&ctx, form.page.actor(), &request_id, form.field("answer"))
         .await
         .map_err(in_page(&form.page))?;
+    read_acted_on(&ctx, &form).await?;
     Ok(see_other(back(&form)))
+}
+
+/// `POST /availability/{id}/answer` (fields `available`: `yes` or `no`, `note`): the
+/// member answers an availability request to one of their agents.
+pub async fn answer_availability(
+    State(ctx): State<AppState>,
+    Path(request_id): Path<String>,
+    form: PageForm,
+) -> PageResult {
+    let available = match form.field("available") {
+        "yes" => true,
+        "no" => false,
+        _ => {
+            return Err(in_page(&form.page)(Error::BadRequest {
+                message: "say whether the agent is available: `yes` or `no`".into(),
+                field: Some("available".into()),
+            }));
+        }
+    };
+    let note = Some(form.field("note")).filter(|note| !note.is_empty());
+    approvals::respond_availability_for_agent(
+        &ctx,
+        form.page.actor(),
+        &request_id,
+        available,
+        note,
+    )
+    .await
+    .map_err(in_page(&form.page))?;
+    read_acted_on(&ctx, &form).await?;
+    Ok(see_other(back(&form)))
+}
+
+/// `POST /notifications/{id}/read`: marks one of the member's notifications read.
+pub async fn mark_read(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+    form: PageForm,
+) -> PageResult {
+    notifications::set_read(&ctx, form.page.actor(), &id, true)
+        .await
+        .map_err(in_page(&form.page))?;
+    Ok(see_other(back(&form)))
+}
+
+/// `POST /notifications/read` (field `priority`: `action`, `info`, or empty for all):
+/// marks the member's unread notifications read.
+pub async fn mark_all_read(State(ctx): State<AppState>, form: PageForm) -> PageResult {
+    let priority = match form.field("priority") {
+        "" => None,
+        priority => Some(priority.parse().map_err(in_page(&form.page))?),
+    };
+    let read_all = ReadAll {
+        up_to: None,
+        priority,
+    };
+    notifications::mark_all_read(&ctx, form.page.actor(), &read_all)
+        .await
+        .map_err(in_page(&form.page))?;
+    Ok(see_other(back(&form)))
+}
+
+/// The notification a decision was taken from (hidden field `notification`) is read
+/// now. The decision stands when the notification is gone (deleted by the sweep).
+async fn read_acted_on(ctx: &AppState, form: &PageForm) -> PageResult<()> {
+    let id = form.field("notification");
+    if id.is_empty() {
+        return Ok(());
+    }
+    match notifications::set_read(ctx, form.page.actor(), id, true).await {
+        Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+        Err(other) => Err(in_page(&form.page)(other)),
+    }
 }
 
 /// The attempt a decision names (a hidden field of the form).

@@ -14,6 +14,7 @@ mod live;
 mod session;
 mod settings;
 mod tasks;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -50,6 +51,9 @@ pub fn routes() -> Router<AppState> {
         .route("/steps/{id}/approve", post(home::approve))
         .route("/steps/{id}/reject", post(home::reject))
         .route("/questions/{id}/answer", post(home::answer))
+        .route("/availability/{id}/answer", post(home::answer_availability))
+        .route("/notifications/{id}/read", post(home::mark_read))
+        .route("/notifications/read", post(home::mark_all_read))
         // Tasks.
         .route("/tasks", get(tasks::list))
         .route("/tasks/new", get(tasks::new_form).post(tasks::create))
@@ -62,6 +66,18 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/api-keys", post(settings::create_key))
         .route("/settings/api-keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/members/{id}/role", post(settings::change_role))
+        .route("/settings/webhooks", post(webhooks::create))
+        .route("/settings/webhooks/{id}", get(webhooks::show))
+        .route(
+            "/settings/webhooks/{id}/enabled",
+            post(webhooks::set_enabled),
+        )
+        .route("/settings/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/settings/webhooks/{id}/ping", post(webhooks::ping))
+        .route(
+            "/settings/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
         // Live updates.
         .route("/live/me", get(live::mine))
         .route("/live/tasks/{id}", get(live::task))
@@ -100,6 +116,9 @@ pub struct Layout {
     /// `/live/me` or `/live/tasks/{id}`; empty: no live updates.
     pub live: String,
     pub is_admin: bool,
+    /// Unread notifications that wait on the member (`action`) and the others (`info`).
+    pub unread_action: u64,
+    pub unread_info: u64,
     pub css: &'static str,
     pub htmx: &'static str,
     pub script: &'static str,
@@ -114,6 +133,8 @@ impl Layout {
             csrf: page.session.csrf_token.clone(),
             live: "/live/me".into(),
             is_admin: crate::accounts::authority::role_of(&page.session.actor).is_admin(),
+            unread_action: page.unread.action,
+            unread_info: page.unread.info,
             css: assets::CSS_PATH.as_str(),
             htmx: assets::HTMX_PATH,
             script: assets::SCRIPT_PATH.as_str(),

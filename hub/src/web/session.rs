@@ -17,6 +17,7 @@ use crate::accounts::signin::{self, WebSession};
 use crate::accounts::{Actor, authority};
 use crate::api::AppState;
 use crate::error::Error;
+use crate::notifications::{self, Counts};
 use crate::web::{PageError, PageResult, render, see_other};
 
 /// The session cookie.
@@ -32,6 +33,8 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct Page {
     pub session: WebSession,
+    /// The member's unread notifications, for the header of every page.
+    pub unread: Counts,
 }
 
 impl Page {
@@ -76,7 +79,12 @@ impl FromRequestParts<AppState> for Page {
             return Err(not_signed_in(&parts.method, None));
         };
         match signin::authenticate(&state.store, &secret).await {
-            Ok(session) => Ok(Page { session }),
+            Ok(session) => {
+                let unread = notifications::unread_counts(&state.store, session.actor.member_id())
+                    .await
+                    .map_err(|err| not_signed_in(&parts.method, Some(err)))?;
+                Ok(Page { session, unread })
+            }
             Err(Error::Unauthorized(_)) => Err(not_signed_in(&parts.method, None)),
             Err(other) => Err(not_signed_in(&parts.method, Some(other))),
         }

@@ -11,6 +11,7 @@ use crate::agents;
 use crate::api::AppState;
 use crate::error::Error;
 use crate::web::home::in_page;
+use crate::web::webhooks::WebhookRow;
 use crate::web::{Layout, Page, PageForm, PageResult, render, see_other, when};
 
 pub struct MemberRow {
@@ -46,14 +47,28 @@ struct SettingsPage {
     agents: Vec<AgentRow>,
     /// A key created by the form just sent: its secret, shown this once.
     new_secret: String,
+    /// The webhooks of the workspace (owners and admins).
+    webhooks: Vec<WebhookRow>,
+    /// A webhook created by the form just sent: its signing secret, shown this once.
+    new_webhook_secret: String,
 }
 
 /// `GET /settings`.
 pub async fn show(State(ctx): State<AppState>, page: Page) -> PageResult {
-    settings_page(&ctx, &page, String::new()).await
+    settings_page(&ctx, &page, String::new(), String::new()).await
 }
 
-async fn settings_page(ctx: &AppState, page: &Page, new_secret: String) -> PageResult {
+/// The settings page showing a just-created webhook's signing secret.
+pub async fn page_with_webhook_secret(ctx: &AppState, page: &Page, secret: String) -> PageResult {
+    settings_page(ctx, page, String::new(), secret).await
+}
+
+async fn settings_page(
+    ctx: &AppState,
+    page: &Page,
+    new_secret: String,
+    new_webhook_secret: String,
+) -> PageResult {
     let actor = page.actor();
     let is_admin = page.is_admin();
     let members = accounts::list_members(&ctx.store, actor.workspace_id()).await?;
@@ -108,6 +123,8 @@ async fn settings_page(ctx: &AppState, page: &Page, new_secret: String) -> PageR
         keys,
         agents,
         new_secret,
+        webhooks: super::webhooks::rows(ctx, page).await?,
+        new_webhook_secret,
     })
 }
 
@@ -126,7 +143,7 @@ pub async fn create_key(State(ctx): State<AppState>, form: PageForm) -> PageResu
     )
     .await
     .map_err(in_page(&form.page))?;
-    settings_page(&ctx, &form.page, created.secret).await
+    settings_page(&ctx, &form.page, created.secret, String::new()).await
 }
 
 /// `POST /settings/api-keys/{id}/revoke`.

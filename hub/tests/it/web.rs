@@ -14,10 +14,13 @@ use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
+use agenthub::accounts;
 use agenthub::ctx::Settings;
+use agenthub::tasks;
+use agenthub::webhooks::WebhookSettings;
 
 use crate::gateway::{Agent, Hub, expect_ok, team, team_named};
-use crate::support::TestDb;
+use crate::support::{self, Team, TestDb, new_step, new_task, submit};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -459,6 +462,475 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
 
 // ---------------------------------------------------------------- the browser
 
+/// The unread counts of `html`'s header: (waiting on you, for your information).
+fn header_counts(html: &str) -> (u64, u64) {
+    let count = |id: &str| {
+        let marker = format!("id=\"{id}\"");
+        html.find(&marker).map_or(0, |at| {
+            let rest = &html[at..];
+            let start = rest.find('>').unwrap() + 1;
+            rest[start..][..rest[start..].find('<').unwrap()]
+                .parse()
+                .unwrap()
+        })
+    };
+    (count("unread-action"), count("unread-info"))
+}
+
+/// aurora's notifications over the API: (id, kind, read) newest first, and the counts.
+async fn api_inbox(hub: &Hub, key: &str) -> (Vec<(String, String, bool)>, Value) {
+    let (status, page) = hub
+        .call(reqwest::Method::GET, "/v1/me/notifications", key, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["id"].as_str().unwrap().to_string(),
+                item["kind"].as_str().unwrap().to_string(),
+                item["read_at"].is_i64() || item["read_at"].is_string(),
+            )
+        })
+        .collect();
+    (items, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_shows_unread_counts_and_acting_or_reading_clears_them() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::the_inbox_shows_unread_counts_and_acting_or_reading_clears_them"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = Team::new(&hub.ctx.store).await;
+        let aurora_key =
+            accounts::create_api_key(team.store(), &team.workspace_id, "aurora@example.com", None)
+                .await
+                .unwrap()
+                .secret;
+        let duan_key =
+            accounts::create_api_key(team.store(), &team.workspace_id, "duan@example.com", None)
+                .await
+                .unwrap()
+                .secret;
+        let http = plain_http();
+
+        // For aurora: a task of hers finished (info), duan's step waiting for her
+        // approval, and duan asking whether her agent min is free (both action).
+        let finished = tasks::create_task(
+            &team.ctx,
+            &team.aurora,
+            new_task("Weekly report", vec![new_step("only", &["min"], &[])]),
+        )
+        .await
+        .unwrap();
+        let only = support::step_id(&finished, "only");
+        let claimed = tasks::claim_step(&team.ctx, &team.min, &only)
+            .await
+            .unwrap();
+        submit(&team.ctx, &team.min, &only, claimed.attempt)
+            .await
+            .unwrap();
+        let mut review = new_step("draft", &["duan-bot"], &[]);
+        review.approval_level = 1;
+        review.approvers = vec!["aurora@example.com".into()];
+        let budget = tasks::create_task(&team.ctx, &team.duan, new_task("Budget", vec![review]))
+            .await
+            .unwrap();
+        let draft = support::step_id(&budget, "draft");
+        assert_eq!(
+            team.run_step(&team.duan_bot, &draft).await,
+            "awaiting_approval"
+        );
+        let (status, asked) = hub
+            .call(
+                reqwest::Method::POST,
+                "/v1/agents/min/availability",
+                &duan_key,
+                Some(json!({"question": "Free this afternoon?"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{asked}");
+        let request_id = asked["id"].as_str().unwrap().to_string();
+
+        let cookie = sign_in(&hub, &http, &link_path(&hub, &aurora_key).await).await;
+        let (status, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert_eq!(header_counts(&html), (2, 1), "{html}");
+        assert!(html.contains(&format!("id=\"approval-{draft}\"")), "{html}");
+        assert!(
+            html.contains(&format!("id=\"availability-{request_id}\"")),
+            "{html}"
+        );
+        assert!(html.contains("Free this afternoon?"), "{html}");
+        assert!(html.contains("For your information"), "{html}");
+        assert!(html.contains("Task finished: Weekly report"), "{html}");
+        // Every page's header counts.
+        let (_, tasks_html) = get_page(&hub, &http, &cookie, "/tasks").await;
+        assert_eq!(header_counts(&tasks_html), (2, 1));
+        let csrf = csrf_of(&html);
+
+        let (items, _) = api_inbox(&hub, &aurora_key).await;
+        let id_of = |kind: &str| {
+            items
+                .iter()
+                .find(|(_, item_kind, _)| item_kind == kind)
+                .unwrap()
+                .0
+                .clone()
+        };
+        let finished_id = id_of("task.completed");
+        let approval_id = id_of("approval.requested");
+        let availability_id = id_of("availability.requested");
+
+        // Marking read needs the CSRF token; another member's notification, or no such
+        // one, is not found; nothing changes on the way.
+        let read_path = format!("/notifications/{finished_id}/read");
+        let (status, _) = post_form(&hub, &http, &cookie, &read_path, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (duan_items, _) = api_inbox(&hub, &duan_key).await;
+        let duans = duan_items.first().map(|item| item.0.clone());
+        for id in duans
+            .into_iter()
+            .chain(["00000000-0000-4000-8000-000000000000".to_string()])
+        {
+            let (status, html) = post_form(
+                &hub,
+                &http,
+                &cookie,
+                &format!("/notifications/{id}/read"),
+                &[("csrf", &csrf)],
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
+        }
+        let (_, page) = api_inbox(&hub, &aurora_key).await;
+        assert_eq!(page["meta"]["unread"], json!({"action": 2, "info": 1}));
+        let (status, _) = post_form(&hub, &http, &cookie, &read_path, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert_eq!(header_counts(&html), (2, 0), "{html}");
+        assert!(
+            html.contains("Task finished: Weekly report"),
+            "read stays listed"
+        );
+
+        // Answering for her agent: a bad answer is refused and loses nothing; then the
+        // answer is taken once, and the item is read and no longer waits.
+        let answer_path = format!("/availability/{request_id}/answer");
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &answer_path,
+            &[("csrf", &csrf), ("available", "maybe")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+        assert!(html.contains("`yes` or `no`"), "{html}");
+        let (_, page) = api_inbox(&hub, &aurora_key).await;
+        assert_eq!(page["meta"]["unread"]["action"], 2);
+        let answer = [
+            ("csrf", csrf.as_str()),
+            ("notification", availability_id.as_str()),
+            ("available", "yes"),
+            ("note", "after 3pm"),
+        ];
+        let (status, html) = post_form(&hub, &http, &cookie, &answer_path, &answer).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let (status, html) = post_form(&hub, &http, &cookie, &answer_path, &answer).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{html}");
+        let (items, page) = api_inbox(&hub, &aurora_key).await;
+        assert_eq!(page["meta"]["unread"], json!({"action": 1, "info": 0}));
+        assert!(items.iter().any(|item| item.0 == availability_id && item.2));
+        // duan cannot answer for aurora's agent.
+        let duan_cookie = sign_in(&hub, &http, &link_path(&hub, &duan_key).await).await;
+        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, "/").await;
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &answer_path,
+            &[("csrf", &csrf_of(&duan_html)), ("available", "no")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+
+        // Approving from the inbox marks the item read; the header drops to nothing.
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert!(!html.contains(&format!("id=\"availability-{request_id}\"")));
+        let approval = &page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["id"] == approval_id.as_str())
+            .unwrap()["data"];
+        let attempt = approval["attempt"].to_string();
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("/steps/{draft}/approve"),
+            &[
+                ("csrf", &csrf),
+                ("notification", &approval_id),
+                ("attempt", &attempt),
+                ("digest", approval["digest"].as_str().unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let (items, page) = api_inbox(&hub, &aurora_key).await;
+        assert_eq!(page["meta"]["unread"], json!({"action": 0, "info": 0}));
+        assert!(items.iter().any(|item| item.0 == approval_id && item.2));
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert_eq!(header_counts(&html), (0, 0));
+        assert!(html.contains("Nothing is waiting on you."), "{html}");
+
+        // Read all: duan's finished task and a new one for him, read in one click.
+        let (_, page) = api_inbox(&hub, &duan_key).await;
+        let before = page["meta"]["unread"]["info"].as_u64().unwrap();
+        assert!(before >= 1, "{page}");
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            "/notifications/read",
+            &[("csrf", &csrf_of(&duan_html)), ("priority", "sometimes")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            "/notifications/read",
+            &[("csrf", &csrf_of(&duan_html))],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, page) = api_inbox(&hub, &duan_key).await;
+        assert_eq!(page["meta"]["unread"], json!({"action": 0, "info": 0}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
+    let settings = Settings {
+        webhooks: WebhookSettings {
+            allow_private: true,
+            timeout_ms: 5_000,
+            ..WebhookSettings::default()
+        },
+        ..Settings::default()
+    };
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::owners_manage_webhooks_and_read_their_delivery_log_in_settings"
+        ),
+        settings,
+    )
+    .await
+    {
+        let team = Team::new(&hub.ctx.store).await;
+        let key_of = async |email: &str| {
+            accounts::create_api_key(team.store(), &team.workspace_id, email, None)
+                .await
+                .unwrap()
+                .secret
+        };
+        let aurora_key = key_of("aurora@example.com").await;
+        let duan_key = key_of("duan@example.com").await;
+        // A port nothing listens on: every attempt fails to connect.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            closed.local_addr().unwrap().port()
+        );
+        drop(closed);
+        let http = plain_http();
+        let cookie = sign_in(&hub, &http, &link_path(&hub, &aurora_key).await).await;
+        let (status, html) = get_page(&hub, &http, &cookie, "/settings").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(r#"id="webhooks""#), "{html}");
+        let csrf = csrf_of(&html);
+        let listed = async || {
+            let (status, list) = hub
+                .call(reqwest::Method::GET, "/v1/webhooks", &aurora_key, None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            list["webhooks"].as_array().unwrap().clone()
+        };
+
+        // A bad URL or event type is refused with its reason; nothing is created.
+        for (bad_url, events, says) in [
+            ("not a url", "", "url"),
+            (url.as_str(), "task.created, no.such.event", "no.such.event"),
+        ] {
+            let (status, html) = post_form(
+                &hub,
+                &http,
+                &cookie,
+                "/settings/webhooks",
+                &[("csrf", &csrf), ("url", bad_url), ("events", events)],
+            )
+            .await;
+            assert!(status.is_client_error(), "{status} {html}");
+            assert!(html.contains(says), "{html}");
+        }
+        assert!(listed().await.is_empty());
+
+        // Created: the signing secret is shown on that answer only.
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            "/settings/webhooks",
+            &[
+                ("csrf", &csrf),
+                ("url", &url),
+                ("events", "task.created, approval.requested"),
+                ("description", "ops bot"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains(r#"id="new-webhook-secret">whsec_"#), "{html}");
+        let webhooks = listed().await;
+        assert_eq!(webhooks.len(), 1);
+        assert_eq!(
+            webhooks[0]["event_types"],
+            json!(["task.created", "approval.requested"])
+        );
+        assert_eq!(webhooks[0]["description"], "ops bot");
+        let webhook_id = webhooks[0]["id"].as_str().unwrap().to_string();
+        let (_, html) = get_page(&hub, &http, &cookie, "/settings").await;
+        assert!(!html.contains("whsec_"), "shown once");
+        assert!(html.contains(&format!(r#"id="webhook-{webhook_id}""#)));
+
+        // A member sees no webhooks and may not touch them.
+        let duan_cookie = sign_in(&hub, &http, &link_path(&hub, &duan_key).await).await;
+        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, "/settings").await;
+        assert!(!duan_html.contains(r#"id="webhooks""#));
+        let duan_csrf = csrf_of(&duan_html);
+        let webhook_page = format!("/settings/webhooks/{webhook_id}");
+        let (status, _) = get_page(&hub, &http, &duan_cookie, &webhook_page).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        for path in [
+            "/settings/webhooks".to_string(),
+            format!("{webhook_page}/delete"),
+            format!("{webhook_page}/enabled"),
+        ] {
+            let (status, _) = post_form(
+                &hub,
+                &http,
+                &duan_cookie,
+                &path,
+                &[("csrf", &duan_csrf), ("url", &url), ("enabled", "no")],
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        }
+        let webhooks = listed().await;
+        assert_eq!(webhooks.len(), 1);
+        assert_eq!(webhooks[0]["enabled"], true);
+
+        // Disable and enable again; a bad value changes nothing.
+        let enabled_path = format!("{webhook_page}/enabled");
+        for (value, expect, enabled) in [
+            ("perhaps", StatusCode::BAD_REQUEST, true),
+            ("no", StatusCode::SEE_OTHER, false),
+            ("yes", StatusCode::SEE_OTHER, true),
+        ] {
+            let (status, html) = post_form(
+                &hub,
+                &http,
+                &cookie,
+                &enabled_path,
+                &[("csrf", &csrf), ("enabled", value)],
+            )
+            .await;
+            assert_eq!(status, expect, "{html}");
+            assert_eq!(listed().await[0]["enabled"], enabled);
+        }
+
+        // A ping fails to connect; the log shows the attempt, and a redelivery is a new
+        // delivery of the log.
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("{webhook_page}/ping"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (status, html) = get_page(&hub, &http, &cookie, &webhook_page).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains(r#"<span class="badge delivery-status">failed</span>"#),
+            "{html}"
+        );
+        assert_eq!(html.matches(r#"<tr class="attempt">"#).count(), 1, "{html}");
+        assert!(
+            html.contains(r#"<td class="attempt-code">–</td>"#),
+            "{html}"
+        );
+        let (status, log) = hub
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/webhooks/{webhook_id}/deliveries"),
+                &aurora_key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{log}");
+        let ping_id = log["deliveries"][0]["id"].as_str().unwrap().to_string();
+        assert!(html.contains(&format!(r#"id="delivery-{ping_id}""#)));
+        let redeliver = format!("/settings/deliveries/{ping_id}/redeliver");
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &redeliver,
+            &[("csrf", &duan_csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = post_form(&hub, &http, &cookie, &redeliver, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, html) = get_page(&hub, &http, &cookie, &webhook_page).await;
+        assert_eq!(
+            html.matches(r#"class="card delivery""#).count(),
+            2,
+            "{html}"
+        );
+        assert!(html.contains("redeliver"), "{html}");
+
+        // Deleted: gone from the list, its page not found.
+        let (status, _) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("{webhook_page}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(listed().await.is_empty());
+        let (status, _) = get_page(&hub, &http, &cookie, &webhook_page).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
 /// Chromium and chromedriver from Debian's packages, when installed.
 fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     let find = |names: &[&str]| {
@@ -633,7 +1105,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     // Sign in with a one-time link: home, nothing waiting.
     let path = link_path(&hub, &team.key).await;
     client.goto(&format!("{}{path}", hub.base)).await.unwrap();
-    wait_for_text(&client, "main h1", "Waiting for you").await;
+    wait_for_text(&client, "main h1", "Waiting on you").await;
     assert_eq!(client.current_url().await.unwrap().path(), "/");
 
     // Create a two-step task through the form: `draft` (reviewed by aurora) then
@@ -708,7 +1180,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     );
     screenshot(&client, "inbox").await;
     click(&client, "article.approval form[action$='/approve'] button").await;
-    wait_for_text(&client, "main", "Nothing is waiting for you.").await;
+    wait_for_text(&client, "main", "Nothing is waiting on you.").await;
 
     // Step two reaches the agent; it finishes; the task is done and both boxes green.
     let publish_id = step_id(&hub, &team.key, &task_id, "publish").await;
@@ -725,14 +1197,30 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     );
     client.goto(task_url.as_str()).await.unwrap();
     wait_for_text(&client, "#task-status", "done").await;
-    let boxes = client
-        .find_all(Locator::Css("#dag g.dag-step rect"))
-        .await
-        .unwrap();
-    assert_eq!(boxes.len(), 2);
-    for rect in boxes {
-        assert_eq!(rect.attr("fill").await.unwrap().as_deref(), Some("#1a7f37"));
-    }
+    // The page may be refreshed by a late event between finding a box and reading it:
+    // read all the boxes again until one reading holds them all.
+    let fills = tokio::time::timeout(WAIT, async {
+        loop {
+            let mut fills = Vec::new();
+            let mut whole = true;
+            for rect in client
+                .find_all(Locator::Css("#dag g.dag-step rect"))
+                .await
+                .unwrap()
+            {
+                match rect.attr("fill").await {
+                    Ok(fill) => fills.push(fill.unwrap_or_default()),
+                    Err(_) => whole = false,
+                }
+            }
+            if whole && fills.len() == 2 && fills.iter().all(|fill| fill == "#1a7f37") {
+                return fills;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(fills.is_ok(), "both steps are shown done on the DAG");
     let arrows = client
         .find_all(Locator::Css(
             "#dag line.dag-edge[data-from=draft][data-to=publish]",
