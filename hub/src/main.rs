@@ -42,7 +42,6 @@ enum LogFormat {
 }
 
 // Parsed once at start: the size of the `serve` variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub (applies pending migrations first).
