@@ -41,7 +41,6 @@ enum LogFormat {
     Json,
 }
 
-// Parsed once at start: the size of the `serve` variant costs nothing.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub (applies pending migrations first).
