@@ -46,7 +46,7 @@ pub const MAX_BODY_BYTES: usize = 1024;
 /// Largest page of [`list`].
 pub const MAX_PAGE: u32 = 200;
 /// Held steps an `agent.offline` item names.
-const MAX_HELD_LISTED: i64 = 10;
+const MAX_HELD_LISTED: usize = 10;
 
 /// How much a notification asks of its member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,13 +447,20 @@ pub(crate) async fn record(
                 if owner != member_id {
                     continue;
                 }
-                let held = model::held_steps(db, &agent_id, MAX_HELD_LISTED + 1).await?;
+                // What it holds for a person to wait on; a result awaiting approval needs
+                // no agent.
+                let held: Vec<_> = crate::agents::model::held_steps_of(db, &agent_id)
+                    .await?
+                    .into_iter()
+                    .filter(|step| step.status != "awaiting_approval")
+                    .map(|step| (step.step_id, step.task_id, step.title))
+                    .collect();
                 if held.is_empty()
                     || model::has_unread(db, &member_id, AGENT_OFFLINE, &agent_id).await?
                 {
                     continue;
                 }
-                let n_listed = held.len().min(MAX_HELD_LISTED as usize);
+                let n_listed = held.len().min(MAX_HELD_LISTED);
                 let more = if held.len() > n_listed {
                     " or more"
                 } else {

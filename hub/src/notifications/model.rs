@@ -384,24 +384,3 @@ pub async fn agent_owner(db: &mut Db<'_>, agent_id: &str) -> QueryResult<Option<
             .optional()
     })
 }
-
-/// (step id, task id, title) of the steps an agent holds: claimed, running or blocked.
-pub async fn held_steps(
-    db: &mut Db<'_>,
-    agent_id: &str,
-    limit: i64,
-) -> QueryResult<Vec<(String, String, String)>> {
-    crate::db!(db, |conn| {
-        steps::table
-            .filter(
-                steps::claimed_by
-                    .eq(agent_id)
-                    .and(steps::status.eq_any(["claimed", "running", "blocked"])),
-            )
-            .order(steps::id.asc())
-            .limit(limit)
-            .select((steps::id, steps::task_id, steps::title))
-            .load(conn)
-            .await
-    })
-}
