@@ -1,8 +1,74 @@
-// Live updates for the dashboard: follows the page's event stream (server-sent events,
+// The dashboard's script. Attachment uploads with progress (below), and live updates: follows the page's event stream (server-sent events,
 // `data-live` on <main>) and, after each event, fetches the page again and replaces the
 // content of <main>. EventSource reconnects by itself after a lost connection and
 // resumes after the last event it received (Last-Event-ID). A refresh waits while the
 // person is editing a field of the page.
+(function () {
+  "use strict";
+  // Attachments of the new-task form: a file input with `data-upload="FIELD"` uploads
+  // each chosen file at once (PUT /files, the CSRF token in a header) with a progress
+  // bar, and adds the stored file's id to the form as a hidden FIELD; the form cannot be
+  // sent while an upload is running.
+  var uploading = 0;
+  function submitButtons(form, disabled) {
+    var buttons = form.querySelectorAll("button[type=submit]");
+    for (var i = 0; i < buttons.length; i++) { buttons[i].disabled = disabled; }
+  }
+  function upload(input, file) {
+    var form = input.form;
+    var list = document.getElementById(input.getAttribute("aria-describedby"));
+    var item = document.createElement("li");
+    var label = document.createElement("span");
+    label.textContent = file.name + " ";
+    var bar = document.createElement("progress");
+    bar.max = 100; bar.value = 0;
+    bar.setAttribute("aria-label", "uploading " + file.name);
+    var state = document.createElement("span");
+    state.className = "meta";
+    item.appendChild(label); item.appendChild(bar); item.appendChild(state);
+    list.appendChild(item);
+    uploading += 1;
+    submitButtons(form, true);
+    var xhr = new XMLHttpRequest();
+    xhr.open("PUT", "/files?name=" + encodeURIComponent(file.name));
+    xhr.setRequestHeader("X-CSRF-Token", form.elements.csrf.value);
+    if (file.type) { xhr.setRequestHeader("Content-Type", file.type); }
+    xhr.upload.onprogress = function (event) {
+      if (event.lengthComputable) { bar.value = Math.round(100 * event.loaded / event.total); }
+    };
+    function finished(message, ok) {
+      uploading -= 1;
+      if (uploading === 0) { submitButtons(form, false); }
+      state.textContent = " " + message;
+      item.dataset.state = ok ? "done" : "failed";
+    }
+    xhr.onload = function () {
+      var answer = null;
+      try { answer = JSON.parse(xhr.responseText); } catch (e) { answer = null; }
+      if (xhr.status === 201 && answer && answer.id) {
+        bar.value = 100;
+        var hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = input.dataset.upload;
+        hidden.value = answer.id;
+        item.appendChild(hidden);
+        finished("uploaded", true);
+      } else {
+        var reason = answer && answer.error ? answer.error.message : ("HTTP " + xhr.status);
+        finished("failed: " + reason, false);
+      }
+    };
+    xhr.onerror = function () { finished("failed: the connection was lost", false); };
+    xhr.send(file);
+  }
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input || input.type !== "file" || !input.dataset.upload || !input.form) { return; }
+    for (var i = 0; i < input.files.length; i++) { upload(input, input.files[i]); }
+    input.value = "";
+  });
+})();
+
 (function () {
   "use strict";
   function mainElement() { return document.getElementById("main"); }

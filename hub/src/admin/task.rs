@@ -67,11 +67,12 @@ impl Command {
         match self {
             Command::List { workspace, limit } => {
                 let actor = admin_actor(admin, &workspace).await?;
-                let rows: Vec<TaskSummary> = tasks::list_tasks(&admin.ctx, &actor, None, limit)
-                    .await?
-                    .into_iter()
-                    .map(TaskSummary::from)
-                    .collect();
+                let rows: Vec<TaskSummary> =
+                    tasks::list_tasks(&admin.ctx, &actor, &tasks::TaskFilter::newest(limit))
+                        .await?
+                        .into_iter()
+                        .map(TaskSummary::from)
+                        .collect();
                 admin.print(&rows, || {
                     table(
                         &["id", "status", "progress", "title", "created"],

@@ -325,7 +325,7 @@ pub fn app(ctx: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         // People in a browser: the dashboard's pages (not in the OpenAPI document).
-        .merge(crate::web::routes())
+        .merge(crate::web::routes(body_timeout))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(refuse_nul_in_url))

@@ -15,7 +15,9 @@ use crate::api::views::{
 };
 use crate::approvals::{self, ApprovalRef, Verdict};
 use crate::error::{Error, Result};
-use crate::tasks::{self, NewStep, NewTask, TaskAction, TaskStatus, WorkflowChange, WorkflowOp};
+use crate::tasks::{
+    self, NewStep, NewTask, TaskAction, TaskFilter, TaskStatus, WorkflowChange, WorkflowOp,
+};
 use agenthub_protocol::Decision;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -225,7 +227,12 @@ pub async fn list_tasks(
                 })?,
         ),
     };
-    let tasks = tasks::list_tasks(&ctx, &actor, status, query.limit.unwrap_or(100)).await?;
+    let filter = TaskFilter {
+        status,
+        limit: query.limit.unwrap_or(100),
+        ..TaskFilter::default()
+    };
+    let tasks = tasks::list_tasks(&ctx, &actor, &filter).await?;
     let tasks: Vec<TaskSummary> = tasks.into_iter().map(TaskSummary::from).collect();
     Ok(Json(TaskList {
         meta: ListMeta { count: tasks.len() },

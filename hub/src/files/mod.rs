@@ -262,3 +262,19 @@ pub async fn find(ctx: &Ctx, actor: &Actor, file_id: &str) -> Result<(FileRow, P
     let path = ctx.settings.data_dir.join(&row.path);
     Ok((row, path))
 }
+
+/// The files of the caller's workspace among `file_ids`, in the order asked; an id of no
+/// such file is left out (a step may name a link or a file of another hub).
+pub async fn describe(ctx: &Ctx, actor: &Actor, file_ids: &[String]) -> Result<Vec<FileRow>> {
+    if file_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = ctx
+        .store
+        .read(async |db| {
+            Ok::<_, Error>(model::find_files(db, actor.workspace_id(), file_ids).await?)
+        })
+        .await?;
+    rows.sort_by_key(|row| file_ids.iter().position(|id| *id == row.id));
+    Ok(rows)
+}

@@ -48,6 +48,26 @@ pub async fn find_file(
     })
 }
 
+/// The files of `workspace_id` among `file_ids` (ids of other workspaces, or of no
+/// file, are left out).
+pub async fn find_files(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    file_ids: &[String],
+) -> QueryResult<Vec<FileRow>> {
+    crate::db!(db, |conn| {
+        files::table
+            .filter(
+                files::id
+                    .eq_any(file_ids)
+                    .and(files::workspace_id.eq(workspace_id)),
+            )
+            .select(FileRow::as_select())
+            .load(conn)
+            .await
+    })
+}
+
 /// Which of `paths` (relative to the data directory) a file row of any workspace holds:
 /// the start-up cleanup asks about the whole file store, which workspaces share.
 pub async fn existing_paths(db: &mut Db<'_>, paths: &[String]) -> QueryResult<Vec<String>> {

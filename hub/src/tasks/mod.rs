@@ -926,22 +926,37 @@ fn with_presence(ctx: &Ctx, mut view: TaskView) -> TaskView {
 }
 
 /// The newest tasks of the workspace, each with its progress.
+/// Which tasks [`list_tasks`] answers: every condition given holds; newest first,
+/// `offset` skipped, at most `limit` (1-500).
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    /// Created by this member.
+    pub created_by: Option<String>,
+    /// One of these tasks.
+    pub ids: Option<Vec<String>>,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+impl TaskFilter {
+    /// The newest `limit` tasks.
+    pub fn newest(limit: u32) -> TaskFilter {
+        TaskFilter {
+            limit,
+            ..TaskFilter::default()
+        }
+    }
+}
+
 pub async fn list_tasks(
     ctx: &Ctx,
     actor: &Actor,
-    status: Option<TaskStatus>,
-    limit: u32,
+    filter: &TaskFilter,
 ) -> Result<Vec<(Task, Progress)>> {
-    let limit = i64::from(limit.clamp(1, 500));
     ctx.store
         .read(async |db| {
-            let tasks = model::list_tasks(
-                db,
-                actor.workspace_id(),
-                status.map(TaskStatus::as_str),
-                limit,
-            )
-            .await?;
+            let tasks = model::list_tasks(db, actor.workspace_id(), filter).await?;
             let ids: Vec<String> = tasks.iter().map(|task| task.id.clone()).collect();
             let mut steps_by_task: HashMap<String, Vec<Step>> = HashMap::new();
             for step in model::steps_of_tasks(db, &ids).await? {

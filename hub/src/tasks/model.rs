@@ -210,22 +210,29 @@ pub async fn find_task(
     })
 }
 
+/// Tasks of a workspace, newest first, that match every given condition.
 pub async fn list_tasks(
     db: &mut Db<'_>,
     workspace_id: &str,
-    status: Option<&str>,
-    limit: i64,
+    filter: &super::TaskFilter,
 ) -> QueryResult<Vec<Task>> {
     crate::db!(db, |conn| {
         let mut query = tasks::table
             .filter(tasks::workspace_id.eq(workspace_id))
             .into_boxed();
-        if let Some(status) = status {
-            query = query.filter(tasks::status.eq(status));
+        if let Some(status) = filter.status {
+            query = query.filter(tasks::status.eq(status.as_str()));
+        }
+        if let Some(creator) = &filter.created_by {
+            query = query.filter(tasks::creator_member_id.eq(creator));
+        }
+        if let Some(ids) = &filter.ids {
+            query = query.filter(tasks::id.eq_any(ids));
         }
         query
-            .order(tasks::created_at.desc())
-            .limit(limit)
+            .order((tasks::created_at.desc(), tasks::id.desc()))
+            .offset(i64::from(filter.offset))
+            .limit(i64::from(filter.limit.clamp(1, 500)))
             .select(Task::as_select())
             .load(conn)
             .await

@@ -6,7 +6,8 @@
 //! acted on is marked read, as `POST /v1/me/notifications/{id}/read` does.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::AppState;
@@ -19,8 +20,8 @@ use agenthub_protocol::Decision;
 
 /// How much of a result the inbox shows (the task page shows it whole).
 const RESULT_EXCERPT: usize = 1500;
-/// How many notifications the inbox reads.
-const INBOX_PAGE: u32 = 100;
+/// Information notifications per page of the inbox.
+const INFO_PAGE: u32 = 25;
 
 pub struct ApprovalItem {
     pub notification: String,
@@ -76,25 +77,57 @@ struct InboxPage {
     /// webhook, or a kind this page does not know): shown by title and body.
     other_actions: Vec<InfoItem>,
     info: Vec<InfoItem>,
+    /// Whether the information list was paged back (`?before=`).
+    paged: bool,
+    /// The cursor of the next, older page of information; empty on the last page.
+    older: String,
 }
 
-/// `GET /`: the member's notifications: what waits on them, and the others.
-pub async fn inbox(State(ctx): State<AppState>, page: Page) -> PageResult {
-    let query = ListQuery {
-        limit: INBOX_PAGE,
-        ..ListQuery::default()
+#[derive(Debug, Deserialize)]
+pub struct InboxQuery {
+    /// Information older than this notification id.
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
+/// `GET /?before=…`: the member's notifications: every open action item (the newest
+/// [`notifications::MAX_PAGE`]), and a page of the others, newest first.
+pub async fn inbox(
+    State(ctx): State<AppState>,
+    page: Page,
+    Query(query): Query<InboxQuery>,
+) -> PageResult {
+    let actions = notifications::list(
+        &ctx,
+        page.actor(),
+        &ListQuery {
+            priority: Some(notifications::Priority::Action),
+            limit: notifications::MAX_PAGE,
+            ..ListQuery::default()
+        },
+    )
+    .await?;
+    let listed_info = notifications::list(
+        &ctx,
+        page.actor(),
+        &ListQuery {
+            priority: Some(notifications::Priority::Info),
+            before: query.before.clone().filter(|id| !id.is_empty()),
+            limit: INFO_PAGE,
+            ..ListQuery::default()
+        },
+    )
+    .await?;
+    let older = match listed_info.notifications.last() {
+        Some(last) if listed_info.has_more => last.id.clone(),
+        _ => String::new(),
     };
-    let listed = notifications::list(&ctx, page.actor(), &query).await?;
+    let info: Vec<InfoItem> = listed_info.notifications.iter().map(info_item).collect();
     let mut approvals = Vec::new();
     let mut questions = Vec::new();
     let mut availability = Vec::new();
     let mut other_actions = Vec::new();
-    let mut info = Vec::new();
-    for row in listed.notifications {
-        if row.priority != notifications::Priority::Action.as_str() {
-            info.push(info_item(&row));
-            continue;
-        }
+    for row in actions.notifications {
         // An action item that no longer waits is history, not work.
         if row.resolved_at.is_some() {
             continue;
@@ -181,6 +214,8 @@ pub async fn inbox(State(ctx): State<AppState>, page: Page) -> PageResult {
         availability,
         other_actions,
         info,
+        paged: query.before.is_some_and(|id| !id.is_empty()),
+        older,
     })
 }
 

@@ -9,6 +9,7 @@
 mod agents;
 mod assets;
 pub mod dag_svg;
+mod files;
 mod home;
 mod live;
 mod session;
@@ -16,9 +17,11 @@ mod settings;
 mod tasks;
 mod webhooks;
 
+use std::time::Duration;
+
 use askama::Template;
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
@@ -26,9 +29,10 @@ use axum::http::header::{
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::api::AppState;
+use crate::api::edge::{self, BodyDeadline};
 use crate::error::Error;
 
 pub use session::{Page, PageForm};
@@ -39,8 +43,17 @@ pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 
      style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The page routes, merged into the API's router (`api::app`).
-pub fn routes() -> Router<AppState> {
+/// The page routes, merged into the API's router (`api::app`). Form bodies must arrive
+/// within `body_timeout` and uploads may not pause for longer, as on the API.
+pub fn routes(body_timeout: Option<Duration>) -> Router<AppState> {
+    // Uploads stream to disk and enforce their own limit.
+    let uploads = Router::new()
+        .route("/files", put(files::upload))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            body_timeout.map(BodyDeadline::Idle),
+            edge::body_deadline,
+        ));
     Router::new()
         // Signing in and out.
         .route("/login/{token}", get(session::login))
@@ -59,6 +72,7 @@ pub fn routes() -> Router<AppState> {
         .route("/tasks/new", get(tasks::new_form).post(tasks::create))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/status", post(tasks::set_status))
+        .route("/tasks/{id}/workflow", post(tasks::change_workflow))
         .route("/steps/{id}/retry", post(tasks::retry))
         // Agents and settings.
         .route("/agents", get(agents::list))
@@ -81,7 +95,13 @@ pub fn routes() -> Router<AppState> {
         // Live updates.
         .route("/live/me", get(live::mine))
         .route("/live/tasks/{id}", get(live::task))
+        .route("/files/{id}", get(files::download))
         .route("/assets/{name}", get(assets::serve))
+        .layer(middleware::from_fn_with_state(
+            body_timeout.map(BodyDeadline::Whole),
+            edge::body_deadline,
+        ))
+        .merge(uploads)
         .layer(middleware::from_fn(page_headers))
 }
 

@@ -11,14 +11,17 @@ use crate::agents;
 use crate::api::AppState;
 use crate::approvals;
 use crate::error::Error;
-use crate::tasks::{self, NewStep, NewTask, TaskAction, TaskStatus};
+use crate::files;
+use crate::tasks::{
+    self, NewStep, NewTask, TaskAction, TaskFilter, TaskStatus, WorkflowChange, WorkflowOp,
+};
 use crate::web::home::{in_page, pretty_json};
 use crate::web::{Layout, Page, PageForm, PageResult, dag_svg, render, see_other, when};
 
 /// Tasks per page of the list.
 const PAGE_SIZE: usize = 25;
-/// Tasks the list reads at most (newest first); older ones are not paged to.
-const LIST_WINDOW: u32 = 500;
+/// The last page the list goes to (100,000 tasks back).
+const MAX_PAGE: usize = 4000;
 /// Steps the new-task form offers by default, and at most.
 const FORM_STEPS: usize = 2;
 const MAX_FORM_STEPS: usize = 20;
@@ -61,31 +64,37 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> PageResult {
     let actor = page.actor();
-    let status = match query.filter.as_str() {
-        "active" => Some(TaskStatus::Active),
-        "failed" => Some(TaskStatus::Failed),
-        _ => None,
+    let page_no = query.page.unwrap_or(1).clamp(1, MAX_PAGE);
+    let mut filter = TaskFilter {
+        offset: ((page_no - 1) * PAGE_SIZE) as u32,
+        // One more than shown: whether there is a next page.
+        limit: PAGE_SIZE as u32 + 1,
+        ..TaskFilter::default()
     };
-    let listed = tasks::list_tasks(&ctx, actor, status, LIST_WINDOW).await?;
-    let waiting: Vec<String> = if query.filter == "waiting" {
-        let inbox = approvals::inbox(&ctx, actor).await?;
-        inbox
-            .approvals
-            .iter()
-            .map(|(_, step)| step.task_id.clone())
-            .chain(inbox.questions.iter().map(|(_, step)| step.task_id.clone()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    match query.filter.as_str() {
+        "active" => filter.status = Some(TaskStatus::Active),
+        "failed" => filter.status = Some(TaskStatus::Failed),
+        "mine" => filter.created_by = Some(actor.member_id().to_string()),
+        "waiting" => {
+            let inbox = approvals::inbox(&ctx, actor).await?;
+            let mut ids: Vec<String> = inbox
+                .approvals
+                .iter()
+                .map(|(_, step)| step.task_id.clone())
+                .chain(inbox.questions.iter().map(|(_, step)| step.task_id.clone()))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            filter.ids = Some(ids);
+        }
+        _ => {}
+    }
+    let mut listed = tasks::list_tasks(&ctx, actor, &filter).await?;
+    let has_next = listed.len() > PAGE_SIZE;
+    listed.truncate(PAGE_SIZE);
     let members = accounts::list_members(&ctx.store, actor.workspace_id()).await?;
-    let selected: Vec<TaskRow> = listed
+    let rows: Vec<TaskRow> = listed
         .into_iter()
-        .filter(|(task, _)| match query.filter.as_str() {
-            "mine" => task.creator_member_id.as_deref() == Some(actor.member_id()),
-            "waiting" => waiting.contains(&task.id),
-            _ => true,
-        })
         .map(|(task, progress)| TaskRow {
             creator: task
                 .creator_member_id
@@ -101,10 +110,6 @@ pub async fn list(
             updated: when(task.updated_at),
         })
         .collect();
-    let page_no = query.page.unwrap_or(1).max(1);
-    let start = (page_no - 1) * PAGE_SIZE;
-    let has_next = selected.len() > start + PAGE_SIZE;
-    let rows = selected.into_iter().skip(start).take(PAGE_SIZE).collect();
     render(&ListPage {
         layout: Layout::new(&page, "Tasks", "tasks"),
         rows,
@@ -134,7 +139,10 @@ pub struct StepCard {
     pub summary: String,
     pub result: String,
     pub digest: String,
-    pub files: Vec<String>,
+    /// What the step produced.
+    pub files: Vec<FileLink>,
+    /// What it was given (`input.attachments`).
+    pub attachments: Vec<FileLink>,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub progress: Option<i32>,
@@ -143,7 +151,68 @@ pub struct StepCard {
     pub log: String,
     pub running: bool,
     pub may_retry: bool,
+    /// Not started yet: a workflow change may skip, remove or reassign it.
+    pub changeable: bool,
     pub awaiting_me: bool,
+}
+
+/// A file named by a step: a download link when it is a file of the workspace, else
+/// the reference as the step gave it (a link, or a file since removed).
+pub struct FileLink {
+    pub href: String,
+    pub name: String,
+    pub size: String,
+}
+
+impl FileLink {
+    fn resolve(reference: &str, known: &[files::FileRow]) -> FileLink {
+        match known.iter().find(|row| row.id == reference) {
+            Some(row) => FileLink {
+                href: format!("/files/{}", row.id),
+                name: row.name.clone(),
+                size: human_size(row.size_bytes),
+            },
+            None => FileLink {
+                href: String::new(),
+                name: reference.to_string(),
+                size: String::new(),
+            },
+        }
+    }
+}
+
+/// `1.5 MB`, `320 B`.
+fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// The file ids a step names: its result's files, then its attachments.
+fn file_refs(step: &tasks::model::Step) -> (Vec<String>, Vec<String>) {
+    let produced: Vec<String> = serde_json::from_str(&step.files).unwrap_or_default();
+    let attachments = serde_json::from_str::<serde_json::Value>(&step.input)
+        .ok()
+        .and_then(|input| {
+            input
+                .get("attachments")
+                .and_then(|list| list.as_array())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|id| id.as_str().map(str::to_string))
+                        .collect()
+                })
+        })
+        .unwrap_or_default();
+    (produced, attachments)
 }
 
 pub struct TimelineRow {
@@ -170,6 +239,8 @@ struct TaskPage {
     steps: Vec<StepCard>,
     timeline: Vec<TimelineRow>,
     may_steer: bool,
+    /// Assignees a workflow change may name (agents, then `member:` of each member).
+    assignee_options: Vec<(String, String)>,
 }
 
 /// `GET /tasks/{id}`.
@@ -184,8 +255,19 @@ pub async fn show(
         .await
         .map_err(|err| crate::web::PageError::in_layout(err, layout.clone()))?;
     let timeline = tasks::timeline(&ctx, actor, &task_id).await?;
+    let refs: Vec<(Vec<String>, Vec<String>)> = view
+        .steps
+        .iter()
+        .map(|step_view| file_refs(&step_view.step))
+        .collect();
+    let all_refs: Vec<String> = refs
+        .iter()
+        .flat_map(|(produced, attachments)| produced.iter().chain(attachments))
+        .cloned()
+        .collect();
+    let known = files::describe(&ctx, actor, &all_refs).await?;
     let mut steps = Vec::new();
-    for step_view in &view.steps {
+    for (step_view, (produced, attachments)) in view.steps.iter().zip(&refs) {
         let step = &step_view.step;
         let running = matches!(step.status.as_str(), "claimed" | "running" | "blocked");
         let log = if running || step.status == "failed" {
@@ -212,7 +294,14 @@ pub async fn show(
             summary: step.summary.clone().unwrap_or_default(),
             result: pretty_json(step.result.as_deref()),
             digest: step.result_digest.clone().unwrap_or_default(),
-            files: serde_json::from_str(&step.files).unwrap_or_default(),
+            files: produced
+                .iter()
+                .map(|reference| FileLink::resolve(reference, &known))
+                .collect(),
+            attachments: attachments
+                .iter()
+                .map(|reference| FileLink::resolve(reference, &known))
+                .collect(),
             input_tokens: step.input_tokens,
             output_tokens: step.output_tokens,
             progress: step.progress_percent,
@@ -221,6 +310,7 @@ pub async fn show(
             log,
             running,
             may_retry: matches!(step.status.as_str(), "failed" | "skipped"),
+            changeable: matches!(step.status.as_str(), "pending" | "ready"),
             awaiting_me: step.status == "awaiting_approval"
                 && step_view
                     .approvers
@@ -229,6 +319,12 @@ pub async fn show(
         });
     }
     let task = &view.task;
+    let may_steer = authority::may_steer(actor, task).is_ok();
+    let assignee_options = if may_steer {
+        assignee_options(&ctx, actor).await?
+    } else {
+        Vec::new()
+    };
     render(&TaskPage {
         layout: Layout {
             title: task.title.clone(),
@@ -259,8 +355,82 @@ pub async fn show(
                 reason: entry.reason.unwrap_or_default(),
             })
             .collect(),
-        may_steer: authority::may_steer(actor, task).is_ok(),
+        may_steer,
+        assignee_options,
     })
+}
+
+/// Every assignee a step may get, as (value, label): the workspace's agents with their
+/// owner and online state, then each member as `member:<email>`.
+async fn assignee_options(
+    ctx: &AppState,
+    actor: &accounts::Actor,
+) -> PageResult<Vec<(String, String)>> {
+    let agents = agents::list_agents(&ctx.store, &ctx.presence, actor.workspace_id()).await?;
+    let members = accounts::list_members(&ctx.store, actor.workspace_id()).await?;
+    let mut options: Vec<(String, String)> = agents
+        .into_iter()
+        .map(|view| {
+            let state = if view.online { "online" } else { "offline" };
+            let label = format!("{} ({}) — {state}", view.agent.name, view.owner_email);
+            (view.agent.name, label)
+        })
+        .collect();
+    options.extend(members.into_iter().map(|member| {
+        let label = format!("any machine of {}", member.email);
+        (format!("member:{}", member.email), label)
+    }));
+    Ok(options)
+}
+
+/// `POST /tasks/{id}/workflow`: one workflow change from the task page. Field `op`:
+/// `add` (`key`, `title`, `description`, `assignees`, `depends_on`), `skip`, `remove`
+/// or `assign` (`step`, and `assignees` for `assign`); always a `reason`.
+pub async fn change_workflow(
+    State(ctx): State<AppState>,
+    Path(task_id): Path<String>,
+    form: PageForm,
+) -> PageResult {
+    let step = form.field("step").to_string();
+    let operation = match form.field("op") {
+        "add" => WorkflowOp::AddStep(Box::new(NewStep {
+            key: form.field("key").to_string(),
+            title: form.field("title").to_string(),
+            description: form.field("description").to_string(),
+            assignees: form.all("assignees"),
+            depends_on: split_keys(form.field("depends_on")),
+            ..NewStep::default()
+        })),
+        "skip" => WorkflowOp::SkipStep { step },
+        "remove" => WorkflowOp::RemoveStep { step },
+        "assign" => WorkflowOp::SetAssignees {
+            step,
+            assignees: form.all("assignees"),
+        },
+        other => {
+            return Err(in_page(&form.page)(Error::BadRequest {
+                message: format!("unknown change `{other}`; use add, skip, remove or assign"),
+                field: Some("op".into()),
+            }));
+        }
+    };
+    let change = WorkflowChange {
+        reason: form.field("reason").to_string(),
+        operations: vec![operation],
+    };
+    tasks::change_workflow(&ctx, form.page.actor(), &task_id, change)
+        .await
+        .map_err(in_page(&form.page))?;
+    Ok(see_other(&format!("/tasks/{task_id}")))
+}
+
+/// `a, b ,c` → `["a", "b", "c"]`.
+fn split_keys(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn names(pairs: &[(String, String)]) -> String {
@@ -319,6 +489,13 @@ pub struct AgentOption {
     pub online: bool,
 }
 
+/// A member as an assignee (`member:<email>`): any of their agents may take the step.
+pub struct MemberOption {
+    pub email: String,
+    /// Their agents online now.
+    pub online: usize,
+}
+
 #[derive(Template)]
 #[template(path = "new_task.html")]
 struct NewTaskPage {
@@ -326,6 +503,7 @@ struct NewTaskPage {
     n_steps: usize,
     more_steps: usize,
     agents: Vec<AgentOption>,
+    member_assignees: Vec<MemberOption>,
     offline: String,
     members: Vec<(String, String)>,
 }
@@ -348,6 +526,16 @@ pub async fn new_form(
             online: view.online,
         })
         .collect();
+    let member_assignees = members
+        .iter()
+        .map(|member| MemberOption {
+            email: member.email.clone(),
+            online: agents
+                .iter()
+                .filter(|agent| agent.online && agent.owner == member.email)
+                .count(),
+        })
+        .collect();
     let offline = agents
         .iter()
         .filter(|agent| !agent.online)
@@ -360,6 +548,7 @@ pub async fn new_form(
         n_steps,
         more_steps: (n_steps + 1).min(MAX_FORM_STEPS),
         agents,
+        member_assignees,
         offline,
         members: members
             .into_iter()
@@ -369,9 +558,11 @@ pub async fn new_form(
 }
 
 /// `POST /tasks/new`: creates the task from the form's rows (`steps.N.key`, `.title`,
-/// `.description`, `.assignees`, `.depends_on`, `.approval_level`, `.approvers`); rows
-/// without a title are left out.
+/// `.description`, `.assignees`, `.depends_on`, `.approval_level`, `.approvers`,
+/// `.attachments`: ids of files uploaded with `PUT /files`); rows without a title are
+/// left out.
 pub async fn create(State(ctx): State<AppState>, form: PageForm) -> PageResult {
+    let actor = form.page.actor();
     let mut steps = Vec::new();
     for idx in 0..MAX_FORM_STEPS {
         let field = |name: &str| form.field(&format!("steps.{idx}.{name}")).to_string();
@@ -384,19 +575,31 @@ pub async fn create(State(ctx): State<AppState>, form: PageForm) -> PageResult {
             key => key,
         };
         let approval_level = field("approval_level").parse::<u8>().unwrap_or(0);
+        let attachments = form.all(&format!("steps.{idx}.attachments"));
+        let input = if attachments.is_empty() {
+            serde_json::Value::Null
+        } else {
+            let known = files::describe(&ctx, actor, &attachments).await?;
+            if let Some(missing) = attachments
+                .iter()
+                .find(|id| !known.iter().any(|row| row.id == **id))
+            {
+                return Err(in_page(&form.page)(Error::invalid_field(
+                    format!("steps.{idx}.attachments"),
+                    format!("no file `{missing}` in this workspace; upload it again"),
+                )));
+            }
+            serde_json::json!({ "attachments": attachments })
+        };
         steps.push(NewStep {
             key,
             title,
             description: field("description"),
             assignees: form.all(&format!("steps.{idx}.assignees")),
-            depends_on: field("depends_on")
-                .split(',')
-                .map(str::trim)
-                .filter(|key| !key.is_empty())
-                .map(str::to_string)
-                .collect(),
+            depends_on: split_keys(&field("depends_on")),
             approval_level,
             approvers: form.all(&format!("steps.{idx}.approvers")),
+            input,
             ..NewStep::default()
         });
     }
@@ -406,7 +609,7 @@ pub async fn create(State(ctx): State<AppState>, form: PageForm) -> PageResult {
         steps,
         ..NewTask::default()
     };
-    let view = tasks::create_task(&ctx, form.page.actor(), new)
+    let view = tasks::create_task(&ctx, actor, new)
         .await
         .map_err(in_page(&form.page))?;
     Ok(see_other(&format!("/tasks/{}", view.task.id)))

@@ -575,7 +575,7 @@ backend_test!(
             expect_err(tasks::get_step(ctx_a, actor, &ready_b).await, "not_found", "step");
             expect_err(tasks::history(ctx_a, actor, task_b).await, "not_found", "task");
             expect_err(tasks::step_logs(ctx_a, actor, &ask_b).await, "not_found", "step");
-            assert!(tasks::list_tasks(ctx_a, actor, None, 100).await.unwrap().is_empty());
+            assert!(tasks::list_tasks(ctx_a, actor, &tasks::TaskFilter::newest(100)).await.unwrap().is_empty());
             let inbox = approvals::inbox(ctx_a, actor).await.unwrap();
             assert!(inbox.approvals.is_empty() && inbox.questions.is_empty());
             for which in [ApprovalRef::Id(&approval_b), ApprovalRef::Step(&review_b, 1)] {

@@ -221,7 +221,7 @@ backend_test!(
             "invalid",
             "has no agent with the capabilities shell",
         );
-        let listed = tasks::list_tasks(&team.ctx, &team.aurora, None, 100)
+        let listed = tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
             .await
             .unwrap();
         assert!(listed.is_empty(), "nothing was created: {listed:?}");

@@ -123,7 +123,7 @@ backend_test!(
         expect_err(create(Vec::new()).await, "invalid", "a task needs at least one step");
 
         // Nothing of the refused tasks was stored, and nobody heard of them.
-        let titles: Vec<String> = tasks::list_tasks(&team.ctx, &team.aurora, None, 100)
+        let titles: Vec<String> = tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
             .await
             .unwrap()
             .into_iter()
@@ -1373,7 +1373,14 @@ backend_test!(
         // The bound member hears of the task it created through its agent.
         assert_eq!(types(&events(&store, team.duan.member_id()).await), ["task.created"]);
         expect_err(tasks::get_task(&team.ctx, &kim, "nope").await, "not_found", "task `nope`");
-        let active = tasks::list_tasks(&team.ctx, &kim, Some(agenthub::tasks::TaskStatus::Active), 10)
+        let active = tasks::list_tasks(
+            &team.ctx,
+            &kim,
+            &tasks::TaskFilter {
+                status: Some(agenthub::tasks::TaskStatus::Active),
+                ..tasks::TaskFilter::newest(10)
+            },
+        )
             .await
             .unwrap();
         assert_eq!(active.len(), 1);

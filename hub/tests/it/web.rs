@@ -463,6 +463,378 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
 // ---------------------------------------------------------------- the browser
 
 /// The unread counts of `html`'s header: (waiting on you, for your information).
+/// `PUT /files` from a page with the session cookie and, when given, the CSRF header.
+async fn page_upload(
+    hub: &Hub,
+    http: &reqwest::Client,
+    cookie: &str,
+    csrf: Option<&str>,
+    name: &str,
+    bytes: &'static [u8],
+) -> (StatusCode, Value) {
+    let mut req = http
+        .put(format!(
+            "{}/files?{}",
+            hub.base,
+            serde_urlencoded::to_string([("name", name)]).unwrap()
+        ))
+        .header("cookie", cookie)
+        .header("content-type", "text/plain")
+        .body(bytes);
+    if let Some(csrf) = csrf {
+        req = req.header("x-csrf-token", csrf);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_upload_from_the_form_and_download_from_the_task_page() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::attachments_upload_from_the_form_and_download_from_the_task_page"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = team(&hub.ctx).await;
+        let other = team_named(&hub.ctx, "globex").await;
+        let http = plain_http();
+        let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
+        let (_, form) = get_page(&hub, &http, &cookie, "/tasks/new").await;
+        let csrf = csrf_of(&form);
+        assert!(
+            form.contains(r#"<option value="member:min@example.com">"#),
+            "a member can be the assignee: {form}"
+        );
+
+        // An upload without the CSRF header is refused and stores nothing.
+        let (status, body) = page_upload(&hub, &http, &cookie, None, "a.txt", b"x").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("CSRF"),
+            "{body}"
+        );
+        // Without a name: the API's error, as JSON for the form's script.
+        let (status, body) = page_upload(&hub, &http, &cookie, Some(&csrf), "", b"x").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "name", "{body}");
+        let (status, uploaded) = page_upload(
+            &hub,
+            &http,
+            &cookie,
+            Some(&csrf),
+            "notes <b>.html",
+            b"<script>alert(1)</script>",
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{uploaded}");
+        let file_id = uploaded["id"].as_str().unwrap().to_string();
+
+        // A file of another workspace cannot be attached; nothing is created.
+        let resp = http
+            .put(format!("{}/v1/files?name=secret.txt", hub.base))
+            .bearer_auth(&other.key)
+            .body("secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let foreign: Value = resp.json().await.unwrap();
+        let foreign_id = foreign["id"].as_str().unwrap();
+        let step_fields = |attachment: &str| {
+            vec![
+                ("csrf".to_string(), csrf.clone()),
+                ("title".to_string(), "Brief".to_string()),
+                ("steps.0.title".to_string(), "Read the notes".to_string()),
+                (
+                    "steps.0.assignees".to_string(),
+                    "member:min@example.com".to_string(),
+                ),
+                ("steps.0.attachments".to_string(), attachment.to_string()),
+            ]
+        };
+        let resp = http
+            .post(format!("{}/tasks/new", hub.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(step_fields(foreign_id)).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("upload it again"), "{html}");
+        let (_, listed) = hub
+            .call(reqwest::Method::GET, "/v1/tasks", &team.key, None)
+            .await;
+        assert_eq!(listed["tasks"].as_array().unwrap().len(), 0, "{listed}");
+
+        // The uploaded file reaches the step as `input.attachments`, for any of min's
+        // machines.
+        let resp = http
+            .post(format!("{}/tasks/new", hub.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(step_fields(&file_id)).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let task_path = resp.headers()[LOCATION].to_str().unwrap().to_string();
+        let task_id = task_path.trim_start_matches("/tasks/");
+        let (_, task) = hub
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{task_id}"),
+                &team.key,
+                None,
+            )
+            .await;
+        let step = &task["steps"][0];
+        assert_eq!(step["input"], json!({"attachments": [file_id]}), "{task}");
+        assert_eq!(
+            step["assigned_members"][0]["email"], "min@example.com",
+            "{task}"
+        );
+
+        // The task page links the attachment by name; the link downloads it as an
+        // attachment that never renders as a page of the hub.
+        let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
+        assert!(
+            html.contains(&format!(
+                r#"href="/files/{file_id}" download>notes &#60;b&#62;.html</a>"#
+            )),
+            "{html}"
+        );
+        let resp = http
+            .get(format!("{}/files/{file_id}", hub.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+        assert!(
+            resp.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment;"),
+            "{:?}",
+            resp.headers()
+        );
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(
+            resp.bytes().await.unwrap().as_ref(),
+            b"<script>alert(1)</script>"
+        );
+        // Without a session: the sign-in page; another workspace's file: not found.
+        let resp = http
+            .get(format!("{}/files/{file_id}", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let (status, _) = get_page(&hub, &http, &cookie, &format!("/files/{foreign_id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
+    let hub = Hub::start(TestDb::sqlite().await, Settings::default()).await;
+    let team = team(&hub.ctx).await;
+    let http = plain_http();
+    let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
+    let created = hub
+        .create_task(
+            &team.key,
+            json!({"title": "Launch", "steps": [
+                {"key": "write", "title": "Write", "assignees": ["min-laptop"]},
+                {"key": "review", "title": "Review", "assignees": ["min-laptop"], "depends_on": ["write"]}]}),
+        )
+        .await;
+    let (_, step) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", created[0].1),
+            &team.key,
+            None,
+        )
+        .await;
+    let task_id = step["task_id"].as_str().unwrap().to_string();
+    let task_path = format!("/tasks/{task_id}");
+    let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
+    let csrf = csrf_of(&html);
+    assert!(
+        html.contains("Change this step") && html.contains("Add a step"),
+        "{html}"
+    );
+    let workflow = format!("/tasks/{task_id}/workflow");
+
+    // A change needs a reason; a refused change is shown and changes nothing.
+    let (status, html) = post_form(
+        &hub,
+        &http,
+        &cookie,
+        &workflow,
+        &[("csrf", &csrf), ("op", "skip"), ("step", "review")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("needs a reason"), "{html}");
+    let (status, html) = post_form(
+        &hub,
+        &http,
+        &cookie,
+        &workflow,
+        &[("csrf", &csrf), ("op", "launch"), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+
+    // Add a step after `review`, reassign `review` to a member, then skip it.
+    for form in [
+        vec![
+            ("op", "add"),
+            ("key", "announce"),
+            ("title", "Announce"),
+            ("assignees", "duan-desktop"),
+            ("depends_on", "review"),
+            ("reason", "the launch needs a post"),
+        ],
+        vec![
+            ("op", "assign"),
+            ("step", "review"),
+            ("assignees", "member:duan@example.com"),
+            ("reason", "duan reviews launches"),
+        ],
+        vec![
+            ("op", "skip"),
+            ("step", "review"),
+            ("reason", "reviewed in the meeting"),
+        ],
+    ] {
+        let mut form = form;
+        form.push(("csrf", &csrf));
+        let (status, html) = post_form(&hub, &http, &cookie, &workflow, &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{form:?}: {html}");
+    }
+    let (_, task) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tasks/{task_id}"),
+            &team.key,
+            None,
+        )
+        .await;
+    let step_of = |key: &str| {
+        task["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["key"] == key)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(step_of("review")["status"], "skipped", "{task}");
+    assert_eq!(
+        step_of("review")["assigned_members"][0]["email"],
+        "duan@example.com"
+    );
+    assert_eq!(
+        step_of("announce")["depends_on"],
+        json!(["review"]),
+        "{task}"
+    );
+    let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
+    assert!(
+        html.contains("reviewed in the meeting"),
+        "the timeline says why: {html}"
+    );
+
+    // The list: 30 more tasks by min, so two pages; filters run in the database.
+    for n in 0..30 {
+        hub.create_task(
+            &team.min_key,
+            crate::gateway::one_step(&format!("Chore {n:02}"), &["min-laptop"]),
+        )
+        .await;
+    }
+    let (_, first) = get_page(&hub, &http, &cookie, "/tasks").await;
+    assert!(
+        first.contains("Chore 29") && !first.contains(">Launch<"),
+        "{first}"
+    );
+    assert!(first.contains(r#"rel="next""#), "{first}");
+    let (_, second) = get_page(&hub, &http, &cookie, "/tasks?page=2").await;
+    assert!(
+        second.contains(">Launch<") && second.contains("Chore 00"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("Chore 29") && !second.contains(r#"rel="next""#),
+        "{second}"
+    );
+    let (_, mine) = get_page(&hub, &http, &cookie, "/tasks?filter=mine").await;
+    assert!(
+        mine.contains(">Launch<") && !mine.contains("Chore"),
+        "{mine}"
+    );
+    let (_, waiting) = get_page(&hub, &http, &cookie, "/tasks?filter=waiting").await;
+    assert!(waiting.contains("No tasks here"), "{waiting}");
+    let (status, _) = get_page(&hub, &http, &cookie, "/tasks?page=999999999999").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a page far out is empty, not an error"
+    );
+
+    // Min's inbox pages its information: aurora cancels 27 of min's tasks.
+    let (_, listed) = hub
+        .call(
+            reqwest::Method::GET,
+            "/v1/tasks?limit=27",
+            &team.min_key,
+            None,
+        )
+        .await;
+    for task in listed["tasks"].as_array().unwrap() {
+        let (status, body) = hub
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/v1/tasks/{}", task["id"].as_str().unwrap()),
+                &team.key,
+                Some(json!({"action": "cancel"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let min_cookie = sign_in(&hub, &http, &link_path(&hub, &team.min_key).await).await;
+    let (_, first) = get_page(&hub, &http, &min_cookie, "/").await;
+    assert_eq!(
+        first.matches(r#"<li class="notification"#).count(),
+        25,
+        "{first}"
+    );
+    let marker = r#"href="/?before="#;
+    let start = first.find(marker).expect("a link to older information") + marker.len() - 8;
+    let older = &first[start..][..first[start..].find('"').unwrap()];
+    let (_, second) = get_page(&hub, &http, &min_cookie, older).await;
+    assert_eq!(
+        second.matches(r#"<li class="notification"#).count(),
+        2,
+        "{second}"
+    );
+    assert!(
+        second.contains(r#"rel="first""#) && !second.contains(r#"rel="next""#),
+        "{second}"
+    );
+}
+
 fn header_counts(html: &str) -> (u64, u64) {
     let count = |id: &str| {
         let marker = format!("id=\"{id}\"");
@@ -1148,11 +1520,33 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
     fill("#step-1-title", "Publish it").await;
     pick("#step-1-assignees", "min-laptop").await;
     fill("#step-1-depends", "draft").await;
+    // An attachment for step one uploads as soon as it is chosen, with its progress.
+    let notes = profile.path().join("figures.csv");
+    std::fs::write(&notes, "quarter,revenue\nQ3,112\n").unwrap();
+    fill("#step-0-files", notes.to_str().unwrap()).await;
+    wait_for_text(
+        &client,
+        "#step-0-uploads li[data-state=done]",
+        "figures.csv",
+    )
+    .await;
     click(&client, "#new-task button[type=submit]").await;
     wait_for_text(&client, "main h1", "Quarterly report").await;
     let task_url = client.current_url().await.unwrap();
     let task_id = task_url.path().trim_start_matches("/tasks/").to_string();
     wait_for_text(&client, "#step-draft", "ready").await;
+    let link = wait_for_text(&client, "#step-draft a.file", "figures.csv").await;
+    assert_eq!(link, "figures.csv");
+    let downloaded = client
+        .execute_async(
+            "var done = arguments[arguments.length - 1];\
+             fetch(document.querySelector('#step-draft a.file').href)\
+             .then(function (r) { return r.text(); }).then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(downloaded, json!("quarter,revenue\nQ3,112\n"));
 
     // The agent works on step one; the open task page follows without a reload.
     mark_window(&client).await;
@@ -1318,6 +1712,46 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
         .unwrap();
     click(&client, "form[action='/settings/api-keys'] button").await;
     wait_for_text(&client, "#error-message", "CSRF").await;
+
+    // A workflow change from the task page: a step not started yet is skipped, with
+    // the reason in the timeline.
+    let steps = hub
+        .create_task(
+            &team.key,
+            json!({"title": "Offsite", "steps": [
+                {"key": "book", "title": "Book the venue", "assignees": ["min-laptop"]},
+                {"key": "menu", "title": "Choose the menu", "assignees": ["min-laptop"], "depends_on": ["book"]}]}),
+        )
+        .await;
+    let (_, book) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", steps[0].1),
+            &team.key,
+            None,
+        )
+        .await;
+    client
+        .goto(&format!(
+            "{}/tasks/{}",
+            hub.base,
+            book["task_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    wait_for_text(&client, "#step-menu", "pending").await;
+    settle(&client).await;
+    click(&client, "#step-menu details.change summary").await;
+    client
+        .find(Locator::Css("#why-menu"))
+        .await
+        .unwrap()
+        .send_keys("catered by the venue")
+        .await
+        .unwrap();
+    click(&client, "#step-menu button[value=skip]").await;
+    wait_for_text(&client, "#step-menu", "skipped").await;
+    wait_for_text(&client, "main table", "catered by the venue").await;
 
     // Agents, mine first.
     client.goto(&format!("{}/agents", hub.base)).await.unwrap();
