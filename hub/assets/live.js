@@ -61,6 +61,44 @@
     xhr.onerror = function () { finished("failed: the connection was lost", false); };
     xhr.send(file);
   }
+  // "More steps" adds an empty step row in place (without JavaScript it reloads the
+  // form with one more row, losing what was typed).
+  document.addEventListener("click", function (event) {
+    var link = event.target;
+    if (!link || link.id !== "more-steps") { return; }
+    var rows = document.querySelectorAll("fieldset.step-row");
+    var last = rows[rows.length - 1];
+    if (!last || rows.length >= Number(link.dataset.max)) { return; }
+    event.preventDefault();
+    var from = Number(last.dataset.index);
+    var to = from + 1;
+    var row = last.cloneNode(true);
+    row.dataset.index = String(to);
+    var rename = function (text) {
+      return text.split("step-" + from + "-").join("step-" + to + "-")
+        .split("steps." + from + ".").join("steps." + to + ".");
+    };
+    var named = row.querySelectorAll("[id], [name], [for], [aria-describedby], [data-upload]");
+    for (var i = 0; i < named.length; i++) {
+      var el = named[i];
+      ["id", "name", "for", "aria-describedby", "data-upload"].forEach(function (attr) {
+        if (el.hasAttribute(attr)) { el.setAttribute(attr, rename(el.getAttribute(attr))); }
+      });
+      if (el.tagName === "SELECT") {
+        for (var j = 0; j < el.options.length; j++) { el.options[j].selected = el.options[j].defaultSelected; }
+      } else if (el.tagName === "INPUT" || el.tagName === "TEXTAREA") {
+        el.value = "";
+        el.removeAttribute("required");
+        el.placeholder = rename(el.placeholder || "").split("step-" + to).join("step-" + (to + 1));
+      } else if (el.tagName === "UL") {
+        el.innerHTML = "";
+      }
+    }
+    row.querySelector("legend").textContent = "Step " + (to + 1);
+    last.parentNode.insertBefore(row, last.nextSibling);
+    link.href = "/tasks/new?steps=" + Math.min(to + 2, Number(link.dataset.max));
+    row.querySelector("input[type=text]").focus();
+  });
   document.addEventListener("change", function (event) {
     var input = event.target;
     if (!input || input.type !== "file" || !input.dataset.upload || !input.form) { return; }

@@ -1511,6 +1511,24 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
             .unwrap();
     };
     fill("#title", "Quarterly report").await;
+    // "More steps" adds a row in place: what was typed stays.
+    click(&client, "#more-steps").await;
+    let legend = wait_for_text(
+        &client,
+        "fieldset.step-row[data-index='2'] legend",
+        "Step 3",
+    )
+    .await;
+    assert_eq!(legend, "Step 3");
+    let kept = client
+        .execute(
+            "return [document.getElementById('title').value, \
+             document.querySelectorAll('[name=\"steps.2.title\"]').length];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, json!(["Quarterly report", 1]));
     fill("#step-0-key", "draft").await;
     fill("#step-0-title", "Draft the report").await;
     pick("#step-0-assignees", "min-laptop").await;
