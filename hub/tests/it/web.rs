@@ -100,6 +100,21 @@ async fn post_form(
     (status, resp.text().await.unwrap())
 }
 
+/// Creates a task over REST; returns its id and the ids of its steps by key.
+async fn create_task(hub: &Hub, key: &str, body: Value) -> (String, Vec<(String, String)>) {
+    let steps = hub.create_task(key, body).await;
+    let (status, step) = hub
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/steps/{}", steps[0].1),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{step}");
+    (step["task_id"].as_str().unwrap().to_string(), steps)
+}
+
 /// The CSRF token of a page's forms.
 fn csrf_of(html: &str) -> String {
     let marker = r#"name="csrf" value=""#;
@@ -204,22 +219,12 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
     {
         let team = team(&hub.ctx).await;
         let http = plain_http();
-        let steps = hub
-            .create_task(
-                &team.key,
-                crate::gateway::one_step("Write", &["min-laptop"]),
-            )
-            .await;
-        let step_id = &steps[0].1;
-        let (_, step) = hub
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/steps/{step_id}"),
-                &team.key,
-                None,
-            )
-            .await;
-        let task_id = step["task_id"].as_str().unwrap().to_string();
+        let (task_id, _) = create_task(
+            &hub,
+            &team.key,
+            crate::gateway::one_step("Write", &["min-laptop"]),
+        )
+        .await;
         let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
         let (status, html) = get_page(&hub, &http, &cookie, &format!("/tasks/{task_id}")).await;
         assert_eq!(status, StatusCode::OK);
@@ -354,21 +359,12 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
     let hub = Hub::start(TestDb::sqlite().await, Settings::default()).await;
     let team = team(&hub.ctx).await;
     let other = team_named(&hub.ctx, "globex").await;
-    let foreign = hub
-        .create_task(
-            &other.key,
-            crate::gateway::one_step("Secret", &["min-laptop"]),
-        )
-        .await;
-    let (_, step) = hub
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/steps/{}", foreign[0].1),
-            &other.key,
-            None,
-        )
-        .await;
-    let foreign_task = step["task_id"].as_str().unwrap().to_string();
+    let (foreign_task, _) = create_task(
+        &hub,
+        &other.key,
+        crate::gateway::one_step("Secret", &["min-laptop"]),
+    )
+    .await;
     let http = plain_http();
     let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
 
@@ -649,23 +645,14 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
     let team = team(&hub.ctx).await;
     let http = plain_http();
     let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
-    let created = hub
-        .create_task(
-            &team.key,
-            json!({"title": "Launch", "steps": [
-                {"key": "write", "title": "Write", "assignees": ["min-laptop"]},
-                {"key": "review", "title": "Review", "assignees": ["min-laptop"], "depends_on": ["write"]}]}),
-        )
-        .await;
-    let (_, step) = hub
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/steps/{}", created[0].1),
-            &team.key,
-            None,
-        )
-        .await;
-    let task_id = step["task_id"].as_str().unwrap().to_string();
+    let (task_id, _) = create_task(
+        &hub,
+        &team.key,
+        json!({"title": "Launch", "steps": [
+            {"key": "write", "title": "Write", "assignees": ["min-laptop"]},
+            {"key": "review", "title": "Review", "assignees": ["min-laptop"], "depends_on": ["write"]}]}),
+    )
+    .await;
     let task_path = format!("/tasks/{task_id}");
     let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
     let csrf = csrf_of(&html);
@@ -1689,26 +1676,14 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 
     // Another workspace's task is not found; a form without its CSRF token is refused.
     let other = team_named(&hub.ctx, "globex").await;
-    let foreign = hub
-        .create_task(
-            &other.key,
-            crate::gateway::one_step("Secret", &["min-laptop"]),
-        )
-        .await;
-    let (_, foreign_step) = hub
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/steps/{}", foreign[0].1),
-            &other.key,
-            None,
-        )
-        .await;
+    let (foreign_task, _) = create_task(
+        &hub,
+        &other.key,
+        crate::gateway::one_step("Secret", &["min-laptop"]),
+    )
+    .await;
     client
-        .goto(&format!(
-            "{}/tasks/{}",
-            hub.base,
-            foreign_step["task_id"].as_str().unwrap()
-        ))
+        .goto(&format!("{}/tasks/{foreign_task}", hub.base))
         .await
         .unwrap();
     wait_for_text(&client, "#error-message", "not found").await;
@@ -1733,28 +1708,16 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 
     // A workflow change from the task page: a step not started yet is skipped, with
     // the reason in the timeline.
-    let steps = hub
-        .create_task(
-            &team.key,
-            json!({"title": "Offsite", "steps": [
-                {"key": "book", "title": "Book the venue", "assignees": ["min-laptop"]},
-                {"key": "menu", "title": "Choose the menu", "assignees": ["min-laptop"], "depends_on": ["book"]}]}),
-        )
-        .await;
-    let (_, book) = hub
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/steps/{}", steps[0].1),
-            &team.key,
-            None,
-        )
-        .await;
+    let (offsite, _) = create_task(
+        &hub,
+        &team.key,
+        json!({"title": "Offsite", "steps": [
+            {"key": "book", "title": "Book the venue", "assignees": ["min-laptop"]},
+            {"key": "menu", "title": "Choose the menu", "assignees": ["min-laptop"], "depends_on": ["book"]}]}),
+    )
+    .await;
     client
-        .goto(&format!(
-            "{}/tasks/{}",
-            hub.base,
-            book["task_id"].as_str().unwrap()
-        ))
+        .goto(&format!("{}/tasks/{offsite}", hub.base))
         .await
         .unwrap();
     wait_for_text(&client, "#step-menu", "pending").await;
