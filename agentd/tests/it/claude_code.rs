@@ -2,7 +2,8 @@
 //! speaks Claude Code's stream-JSON and asks agentd's MCP permission tool (the real
 //! `agentd mcp-permission` it starts from `--mcp-config`): a tool call allowed or denied
 //! by policy, allowed or denied by the human through the hub's question, denied when
-//! nobody answers in time; a rework resuming the session; a failure.
+//! nobody answers in time; a rework resuming the session; a failure. Against the real
+//! hub: the files Claude Code wrote reach the next step.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -11,6 +12,11 @@ use agenthub_protocol::{ClientFrame, InputAnswered, OkReply, ServerFrame, StepBl
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::hub::Hub;
 use crate::support::{Agentd, FakeHub, HubConn, claim_ok, spawn, step_ready, submit_ok};
 
 /// The stand-in: prints `system/init`, an assistant turn with a tool call, asks the
@@ -54,6 +60,13 @@ out({"type": "assistant", "message": {"content": [
     {"type": "tool_use", "id": "toolu_1", "name": call["tool_name"], "input": call["input"]}]}})
 answer = rpc(3, "tools/call", {"name": "approve", "arguments": call})
 decision = json.loads(answer["result"]["content"][0]["text"])
+for n, write in enumerate(plan.get("writes", [])):
+    out({"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "id": "toolu_w%d" % n, "name": write.get("tool", "Write"),
+         "input": {"file_path": write["path"], "content": write["content"]}}]}})
+    if decision["behavior"] == "allow":
+        os.makedirs(os.path.dirname(os.path.abspath(write["path"])), exist_ok=True)
+        open(write["path"], "w").write(write["content"])
 mcp.stdin.close()
 mcp.wait()
 out({"type": "assistant", "message": {"content": [
@@ -384,5 +397,85 @@ async fn a_missing_claude_program_says_how_to_install_it() {
             .contains("npm install -g @anthropic-ai/claude-code"),
         "{}",
         fail.reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_claude_code_writes_reach_the_next_step() {
+    let hub = Hub::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let outside_file = outside.path().join("elsewhere.txt");
+    let mut plan = bash("ls");
+    plan["writes"] = json!([
+        {"path": "report.md", "content": "# Q3\nrevenue 42\n"},
+        {"path": "notes/summary.txt", "content": "short\n", "tool": "Edit"},
+        {"path": outside_file, "content": "not a step file\n"},
+    ]);
+    let agentd = agentd_with_stand_in(plan, "[claude_code.tools]\n\"*\" = \"auto\"\n");
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.owner_key,
+            Some(json!({"title": "Quarterly report", "steps": [
+                {"key": "write", "title": "Write the report", "assignees": ["min-laptop"],
+                 "executor": "claude-code"},
+                {"key": "read", "title": "Read the report", "assignees": ["min-laptop"],
+                 "executor": "shell", "depends_on": ["write"],
+                 "input": {"command": "cat inputs/report.md inputs/summary.txt > seen.txt"}},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let write = task["steps"][0]["id"].as_str().unwrap().to_string();
+    let read = task["steps"][1]["id"].as_str().unwrap().to_string();
+    let ended = |step: &Value| matches!(step["status"].as_str(), Some("done" | "failed"));
+    let wait = Duration::from_secs(30);
+    let written = hub
+        .rest
+        .wait_step(&hub.team.owner_key, &write, wait, "done", ended)
+        .await;
+    assert_eq!(written["status"], "done", "{written:#}");
+    assert_eq!(
+        written["files"].as_array().unwrap().len(),
+        2,
+        "the two files in the work dir, not the one outside: {written:#}"
+    );
+    let used = hub
+        .rest
+        .wait_step(&hub.team.owner_key, &read, wait, "done", ended)
+        .await;
+    assert_eq!(used["status"], "done", "{used:#}");
+    let seen = std::fs::read_to_string(
+        agentd
+            .work_dir(Uuid::parse_str(&read).unwrap())
+            .join("seen.txt"),
+    )
+    .unwrap();
+    assert_eq!(seen, "# Q3\nrevenue 42\nshort\n");
+    let (_, logs) = hub
+        .rest
+        .call(
+            Method::GET,
+            &format!("/v1/steps/{write}/logs"),
+            &hub.team.owner_key,
+            None,
+        )
+        .await;
+    let logs = logs.to_string();
+    assert!(logs.contains("uploaded report.md as file"), "{logs}");
+    assert!(
+        logs.contains("uploaded notes/summary.txt as file"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!(
+            "not uploaded: {} is outside the step's work dir",
+            outside_file.display()
+        )),
+        "{logs}"
     );
 }
