@@ -457,3 +457,69 @@ async fn a_step_lost_while_agentd_was_down_runs_again_and_names_only_its_new_fil
     let second = file_bytes(&hub, &hub.team.owner_key, files[1].as_str().unwrap()).await;
     assert_eq!(second, std::fs::read(work.join("second.bin")).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_agentd_run_shows_the_download_progress() {
+    // `script` (util-linux) runs agentd on a pseudo-terminal and records what it draws.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "skipped: on_a_terminal_agentd_run_shows_the_download_progress (no `script` program)"
+        );
+        return;
+    }
+    let hub = Hub::start().await;
+    let uploaded: Value = reqwest::Client::new()
+        .put(format!("{}/v1/files?name=brief.txt", hub.url))
+        .bearer_auth(&hub.team.owner_key)
+        .body(vec![b'x'; 200_000])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = uploaded["id"].as_str().unwrap().to_string();
+    let agentd = Agentd::new();
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    hub.rest
+        .create_step(
+            &hub.team.owner_key,
+            json!({"title": "Read the brief", "assignees": ["min-laptop"], "executor": "shell",
+                   "input": {"command": "wc -c inputs/brief.txt", "attachments": [file_id]}}),
+        )
+        .await;
+    let agentd_command = agentd.command(&["run", "--once", "--no-notify"]);
+    let mut command = tokio::process::Command::new("script");
+    command
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!(
+            "{} run --once --no-notify",
+            agentd_command.get_program().to_string_lossy()
+        ))
+        .arg("/dev/null")
+        .env_clear()
+        .envs(
+            agentd_command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key, value?))),
+        )
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(WAIT, command.output())
+        .await
+        .expect("agentd run --once ends")
+        .unwrap();
+    let drawn = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{drawn}");
+    assert!(
+        drawn.contains(&format!("downloading {file_id} (the step's attachments)")),
+        "{drawn}"
+    );
+}
