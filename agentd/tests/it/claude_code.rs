@@ -3,7 +3,8 @@
 //! `agentd mcp-permission` it starts from `--mcp-config`): a tool call allowed or denied
 //! by policy, allowed or denied by the human through the hub's question, denied when
 //! nobody answers in time; a rework resuming the session; a failure. Against the real
-//! hub: the files Claude Code wrote reach the next step.
+//! hub: a tool call the teammate allows at the hub runs, a cancelled task leaves no
+//! process of Claude Code running, and the files Claude Code wrote reach the next step.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use crate::support::{Agentd, FakeHub, HubConn, claim_ok, spawn, step_ready, subm
 /// The stand-in: prints `system/init`, an assistant turn with a tool call, asks the
 /// permission tool over MCP, and ends with a `result` holding what it was told.
 const STAND_IN: &str = r#"#!/usr/bin/python3
-import json, os, subprocess, sys, uuid
+import json, os, subprocess, sys, time, uuid
 
 args = sys.argv[1:]
 def opt(name):
@@ -35,6 +36,10 @@ def out(message):
     print(json.dumps(message), flush=True)
 
 out({"type": "system", "subtype": "init", "model": "claude-stand-in", "tools": ["Bash"]})
+if plan.get("hang"):
+    worker = subprocess.Popen(["sleep", "300"])
+    open(plan["hang"], "w").write("%d\n%d\n" % (os.getpid(), worker.pid))
+    time.sleep(300)
 if plan.get("fail"):
     print("stand-in: giving up", file=sys.stderr, flush=True)
     out({"type": "result", "subtype": "error_during_execution", "is_error": True,
@@ -478,4 +483,138 @@ async fn the_files_claude_code_writes_reach_the_next_step() {
         )),
         "{logs}"
     );
+}
+
+/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?");
+        state != "Z" && state != "X"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_the_teammate_allows_at_the_hub_runs_on_their_machine() {
+    let hub = Hub::start().await;
+    let agentd = agentd_with_stand_in(bash("make deploy"), "");
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let step_id = hub
+        .rest
+        .create_step(
+            &hub.team.owner_key,
+            json!({"title": "Deploy", "assignees": ["min-laptop"], "executor": "claude-code"}),
+        )
+        .await;
+    // The question waits in min's inbox (the dashboard and the notification read it too).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let question = loop {
+        let (_, inbox) = hub
+            .rest
+            .call(Method::GET, "/v1/me/inbox", &hub.team.min_key, None)
+            .await;
+        if let Some(question) = inbox["questions"]
+            .as_array()
+            .and_then(|questions| questions.iter().find(|q| q["step_id"] == step_id.as_str()))
+        {
+            break question.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no question: {inbox:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        question["question"],
+        "Claude Code wants to use Bash(make deploy). Allow it?"
+    );
+    assert_eq!(question["options"], json!(["Allow", "Deny"]));
+    let (status, answered) = hub
+        .rest
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/input-requests/{}/answer",
+                question["id"].as_str().unwrap()
+            ),
+            &hub.team.min_key,
+            Some(json!({"answer": "Allow"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    let ended = |step: &Value| matches!(step["status"].as_str(), Some("done" | "failed"));
+    let step = hub
+        .rest
+        .wait_step(
+            &hub.team.owner_key,
+            &step_id,
+            Duration::from_secs(30),
+            "done",
+            ended,
+        )
+        .await;
+    assert_eq!(step["status"], "done", "{step:#}");
+    let told: Value = serde_json::from_str(step["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(told["decision"]["behavior"], "allow", "{told}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_leaves_no_process_of_claude_code_running() {
+    let hub = Hub::start().await;
+    let pids_file = tempfile::NamedTempFile::new().unwrap();
+    let agentd = agentd_with_stand_in(json!({"hang": pids_file.path()}), "");
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.owner_key,
+            Some(json!({"title": "Long work", "steps": [
+                {"key": "work", "title": "Work long", "assignees": ["min-laptop"],
+                 "executor": "claude-code"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pids: Vec<u32> = loop {
+        let pids: Vec<u32> = std::fs::read_to_string(pids_file.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        if pids.len() == 2 {
+            break pids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Claude Code did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(pids.iter().all(|pid| running(*pid)));
+    let (status, cancelled) = hub
+        .rest
+        .call(
+            Method::PATCH,
+            &format!("/v1/tasks/{}", task["id"].as_str().unwrap()),
+            &hub.team.owner_key,
+            Some(json!({"action": "cancel"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while pids.iter().any(|pid| running(*pid)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running after the cancel: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
