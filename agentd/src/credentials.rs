@@ -241,7 +241,16 @@ fn platform_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> 
     Ok(store)
 }
 
-#[cfg(not(target_os = "linux"))]
+/// The macOS keychain ("legacy keychain" store: works for command-line programs that
+/// are not signed with a provisioning profile).
+#[cfg(target_os = "macos")]
+fn platform_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    let store: Arc<keyring_core::CredentialStore> =
+        apple_native_keyring_store::keychain::Store::new()?;
+    Ok(store)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn platform_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
     Err(keyring_core::Error::NotSupportedByStore(
         "this build of agentd has no keyring support on this platform".into(),

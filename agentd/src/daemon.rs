@@ -19,6 +19,7 @@ use crate::connection::session::{self, SessionEnd};
 use crate::connection::{self, Backoff, ConnectError};
 use crate::credentials::Secret;
 use crate::error::{Error, Result};
+use crate::executor::files::PendingUploads;
 use crate::executor::{Executors, Failure, Outbound, Reply, StepCtx};
 use crate::notify::{Notifier, NotifyOptions};
 use crate::state::{JournalEntry, State};
@@ -158,6 +159,35 @@ impl Core {
 
     /// Starts a worker for a claimed attempt.
     pub fn start_step(&mut self, step: StepInfo, attempt: u32) {
+        self.start_worker(step, attempt, None);
+    }
+
+    /// Resumes the uploads a crash interrupted (records left in the work dirs): each
+    /// becomes a worker holding its attempt again, which finishes the uploads and
+    /// submits, or stops when the hub says the step is no longer this agent's. A record
+    /// whose result is already journaled is removed.
+    pub fn resume_uploads(&mut self) {
+        let journaled: HashSet<(Uuid, u32)> = self
+            .state
+            .journal()
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| (entry.step_id(), entry.attempt()))
+            .collect();
+        for pending in PendingUploads::left_in(self.state.work_root()) {
+            let step_id = pending.step.step_id;
+            if journaled.contains(&(step_id, pending.attempt)) {
+                if let Ok(dir) = self.state.work_dir(step_id) {
+                    PendingUploads::remove(&dir, pending.attempt);
+                }
+                continue;
+            }
+            tracing::info!(step.id = %step_id, attempt = pending.attempt, "resuming the uploads of a step's outputs");
+            self.start_worker(pending.step.clone(), pending.attempt, Some(pending));
+        }
+    }
+
+    fn start_worker(&mut self, step: StepInfo, attempt: u32, resume: Option<PendingUploads>) {
         let step_id = step.step_id;
         let work_dir = match self.state.work_dir(step_id) {
             Ok(dir) => dir,
@@ -215,7 +245,7 @@ impl Core {
             timeout: self.step_timeout,
         };
         self.workers.spawn(async move {
-            worker.run(ctx).await;
+            worker.run(ctx, resume).await;
             (step_id, attempt)
         });
         self.publish_status();
@@ -269,7 +299,18 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut ctx: StepCtx) {
+    /// Executes the step, or with `resume` only finishes its uploads.
+    async fn run(self, mut ctx: StepCtx, resume: Option<PendingUploads>) {
+        let step_id = ctx.step_id();
+        let attempt = ctx.attempt;
+        let work_dir = ctx.work_dir.clone();
+        self.run_attempt(&mut ctx, resume).await;
+        // The result is journaled, or the attempt is over: nothing is left to resume.
+        PendingUploads::remove(&work_dir, attempt);
+        tracing::debug!(step.id = %step_id, attempt, "worker done");
+    }
+
+    async fn run_attempt(&self, ctx: &mut StepCtx, resume: Option<PendingUploads>) {
         let step_id = ctx.step_id();
         let attempt = ctx.attempt;
         let renew_every = Duration::from_millis((self.lease_ms / 3).max(100));
@@ -279,7 +320,12 @@ impl Worker {
         let timeout = self.timeout;
         let grace = ctx.grace;
         let executors = self.executors.clone();
-        let execution = executors.execute(&mut ctx);
+        let execution: std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::result::Result<_, Failure>> + Send + '_>,
+        > = match resume {
+            Some(pending) => Box::pin(executors.resume_uploads(ctx, pending)),
+            None => Box::pin(executors.execute(ctx)),
+        };
         tokio::pin!(execution);
         let out_of_time = tokio::time::sleep(timeout);
         tokio::pin!(out_of_time);

@@ -206,21 +206,8 @@ pub fn safe_file_name(name: &str) -> String {
 
 /// Standard base64 with padding (the form of a `Repr-Digest` value).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, byte)| {
-            acc | (u32::from(*byte) << (16 - 8 * i))
-        });
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[derive(Deserialize)]
@@ -313,12 +300,14 @@ impl HubClient {
     /// Downloads file `file_id` into `dir` as `{name}.partial`, renamed to its name once
     /// complete. The size must match `Content-Length` and stay within `max_bytes`; when
     /// the hub sends a `Repr-Digest` with `sha-256`, the bytes must match it. Returns
-    /// the file's name, path, size and SHA-256 (hex).
+    /// the file's name, path, size and SHA-256 (hex). `received` is called with the
+    /// bytes received so far and the file's size.
     pub async fn download(
         &self,
         file_id: &str,
         dir: &std::path::Path,
         max_bytes: u64,
+        received_so_far: impl Fn(u64, u64) + Send,
     ) -> Result<DownloadedFile> {
         use futures_util::StreamExt;
         use sha2::Digest;
@@ -391,6 +380,7 @@ impl HubClient {
                 }
                 hasher.update(&chunk);
                 file.write_all(&chunk).await?;
+                received_so_far(received, size);
             }
             file.flush().await?;
             if received != size {

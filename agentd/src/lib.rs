@@ -12,6 +12,7 @@ pub mod error;
 pub mod executor;
 pub mod hub;
 pub mod notify;
+pub mod progress;
 pub mod state;
 pub mod tls;
 

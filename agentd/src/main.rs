@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> agentd::Result<()> {
     }
     // Started by Claude Code: needs no configuration.
     if let Command::McpPermission(server) = cli.command {
-        return server.run();
+        return server.run().await;
     }
     let ctx = Ctx {
         loaded: Loaded::load(&cli.global)?,

@@ -146,6 +146,11 @@ impl State {
         Ok(entries.into_iter().map(|(_, entry)| entry).collect())
     }
 
+    /// The directory holding the steps' work dirs.
+    pub fn work_root(&self) -> &Path {
+        &self.work_root
+    }
+
     /// The work dir of a step (created on first use).
     pub fn work_dir(&self, step_id: Uuid) -> Result<PathBuf> {
         let dir = self.work_root.join(step_id.to_string());

@@ -1,21 +1,26 @@
 //! `agentd mcp-permission --socket PATH`: the MCP server Claude Code starts (from the
 //! `--mcp-config` the `claude-code` executor writes) to ask for permission to use a
-//! tool. It speaks MCP over stdio (JSON-RPC 2.0, one message a line) with one tool,
-//! `approve`, and hands each call to the running step over the Unix socket PATH, which
-//! answers `{"behavior": "allow", "updatedInput": …}` or `{"behavior": "deny",
+//! tool. It speaks MCP over stdio through `rmcp` (the official Rust MCP SDK) with one
+//! tool, `approve`, and hands each call to the running step over the Unix socket PATH,
+//! which answers `{"behavior": "allow", "updatedInput": …}` or `{"behavior": "deny",
 //! "message": …}`; that answer is the tool's text result.
 
 use std::path::PathBuf;
-
-use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
 
 use clap::Args;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// The MCP protocol version answered when the client names none.
-const PROTOCOL_VERSION: &str = "2025-06-18";
+/// The permission tool's name (Claude Code calls it `mcp__agentd__approve`).
+const TOOL: &str = "approve";
 
 /// Serve the permission tool of a running claude-code step (started by Claude Code)
 #[derive(Debug, Args)]
@@ -26,65 +31,85 @@ pub struct McpPermission {
 }
 
 impl McpPermission {
-    /// Serves until stdin ends (a small process of its own: plain blocking I/O).
-    pub fn run(self) -> Result<()> {
-        let stdin = std::io::stdin();
-        let mut stdout = std::io::stdout();
-        for line in stdin.lock().lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let Some(reply) = self.handle(&line) else {
-                continue;
-            };
-            writeln!(stdout, "{reply}")?;
-            stdout.flush()?;
-        }
+    /// Serves on stdin/stdout until Claude Code closes them.
+    pub async fn run(self) -> Result<()> {
+        let server = PermissionServer {
+            socket: self.socket,
+        };
+        let running = server
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|err| Error::other(format!("the MCP session did not start: {err}")))?;
+        running
+            .waiting()
+            .await
+            .map_err(|err| Error::other(format!("the MCP session ended badly: {err}")))?;
         Ok(())
     }
+}
 
-    /// The answer to one JSON-RPC message; `None` for notifications.
-    fn handle(&self, line: &str) -> Option<Value> {
-        let Ok(message) = serde_json::from_str::<Value>(line) else {
-            return Some(error(Value::Null, -32700, "parse error"));
-        };
-        let id = message.get("id").cloned()?;
-        let method = message["method"].as_str().unwrap_or_default();
-        let params = &message["params"];
-        let result = match method {
-            "initialize" => json!({
-                "protocolVersion": params["protocolVersion"].as_str().unwrap_or(PROTOCOL_VERSION),
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "agentd", "version": env!("CARGO_PKG_VERSION")},
-            }),
-            "ping" => json!({}),
-            "tools/list" => json!({"tools": [{
-                "name": "approve",
-                "description": "Asks agentd whether a tool call is allowed (the teammate's policy, or the teammate through AgentHub).",
-                "inputSchema": {
-                    "type": "object",
-                    "properties": {
-                        "tool_name": {"type": "string"},
-                        "input": {"type": "object"},
-                        "tool_use_id": {"type": "string"},
-                    },
-                    "required": ["tool_name", "input"],
-                },
-            }]}),
-            "tools/call" if params["name"] == "approve" => {
-                let answer = self.ask(&params["arguments"]);
-                json!({"content": [{"type": "text", "text": answer.to_string()}]})
-            }
-            "tools/call" => return Some(error(id, -32602, "unknown tool")),
-            _ => return Some(error(id, -32601, "method not found")),
-        };
-        Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+/// The MCP server: one tool, answered by the step behind `socket`.
+#[derive(Debug, Clone)]
+struct PermissionServer {
+    socket: PathBuf,
+}
+
+impl ServerHandler for PermissionServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("agentd", env!("CARGO_PKG_VERSION")))
     }
 
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(vec![approve_tool()]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<CallToolResponse, ErrorData> {
+        if request.name != TOOL {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{}`; this server has `{TOOL}`", request.name),
+                None,
+            ));
+        }
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let answer = self.ask(&arguments).await;
+        Ok(CallToolResult::success(vec![ContentBlock::text(answer.to_string())]).into())
+    }
+}
+
+/// The `approve` tool as Claude Code's `--permission-prompt-tool` calls it.
+fn approve_tool() -> Tool {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "tool_name": {"type": "string"},
+            "input": {"type": "object"},
+            "tool_use_id": {"type": "string"},
+        },
+        "required": ["tool_name", "input"],
+    });
+    let Value::Object(schema) = schema else {
+        unreachable!("the schema is an object")
+    };
+    Tool::new(
+        TOOL,
+        "Asks agentd whether a tool call is allowed (the teammate's policy, or the teammate through AgentHub).",
+        Arc::new(schema),
+    )
+}
+
+impl PermissionServer {
     /// Hands the prompt to the step; a step that cannot be reached denies.
-    fn ask(&self, arguments: &Value) -> Value {
-        match self.ask_step(arguments) {
+    async fn ask(&self, arguments: &Value) -> Value {
+        match self.ask_step(arguments).await {
             Ok(answer) => answer,
             Err(err) => json!({
                 "behavior": "deny",
@@ -94,25 +119,25 @@ impl McpPermission {
     }
 
     #[cfg(unix)]
-    fn ask_step(&self, arguments: &Value) -> std::io::Result<Value> {
-        let mut stream = std::os::unix::net::UnixStream::connect(&self.socket)?;
-        let prompt = json!({
+    async fn ask_step(&self, arguments: &Value) -> std::io::Result<Value> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+        let mut stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        let mut prompt = json!({
             "tool_name": arguments["tool_name"],
             "input": arguments.get("input").cloned().unwrap_or(json!({})),
-        });
-        writeln!(stream, "{prompt}")?;
-        stream.flush()?;
+        })
+        .to_string();
+        prompt.push('\n');
+        stream.write_all(prompt.as_bytes()).await?;
+        stream.flush().await?;
         let mut answer = String::new();
-        BufReader::new(stream).read_line(&mut answer)?;
+        BufReader::new(stream).read_line(&mut answer).await?;
         serde_json::from_str(&answer).map_err(std::io::Error::other)
     }
 
     #[cfg(not(unix))]
-    fn ask_step(&self, _arguments: &Value) -> std::io::Result<Value> {
+    async fn ask_step(&self, _arguments: &Value) -> std::io::Result<Value> {
         Err(std::io::Error::other("no Unix sockets on this platform"))
     }
-}
-
-fn error(id: Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }

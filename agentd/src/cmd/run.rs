@@ -76,6 +76,7 @@ impl Run {
             Duration::from_secs(config.step_timeout_secs),
             self.once,
         )?;
+        core.resume_uploads();
         if config.notify && !self.no_notify {
             core.start_notifier(NotifyOptions {
                 action_timeout: Duration::from_secs(config.claude.ask_timeout_secs.max(3600)),

@@ -1,17 +1,16 @@
 //! `agentd tasks` (with each task's progress), `agentd task create` (with attachments
 //! uploaded to the hub first) and `agentd task show` (steps and timeline).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::cmd::Ctx;
 use crate::error::{Error, Result};
 use crate::hub::{HubClient, UploadedFile};
+use crate::progress;
 
 /// List the workspace's tasks, newest first
 #[derive(Debug, Args)]
@@ -375,23 +374,10 @@ async fn upload(hub: &HubClient, path: &Path) -> Result<UploadedFile> {
     let size = std::fs::metadata(path)
         .map_err(|err| Error::config(format!("cannot read {}: {err}", path.display())))?
         .len();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(size);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .expect("the progress template is valid")
-            .progress_chars("=> "),
-        );
-        bar.set_message(format!("uploading {}", path.display()));
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let progress = bar.clone();
+    let bar = progress::transfer(size, format!("uploading {}", path.display()));
+    let sent = bar.clone();
     let uploaded = hub
-        .upload(path, move |sent| progress.set_position(sent))
+        .upload(path, move |bytes| sent.set_position(bytes))
         .await;
     match &uploaded {
         Ok(_) => bar.finish_and_clear(),

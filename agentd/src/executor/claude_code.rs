@@ -1,7 +1,9 @@
 //! The `claude-code` executor: runs the `claude` CLI headless in the step's work dir
 //! (`claude -p PROMPT --output-format stream-json --verbose`), streams what it says and
 //! does as `step.log` lines, and submits its final result with the token usage. The
-//! session id is kept in the work dir so that a rework resumes the same session.
+//! session id is kept in the work dir so that a rework resumes the same session. The
+//! files its file tools (`Write`, `Edit`, `MultiEdit`, `NotebookEdit`) changed inside the
+//! work dir are the step's outputs: uploaded and referenced in the submit.
 //!
 //! Claude Code's permission prompts come to agentd: `--permission-prompt-tool
 //! mcp__agentd__approve` names the tool of an MCP server that is agentd itself
@@ -159,6 +161,7 @@ pub async fn execute(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let started = std::time::SystemTime::now();
     let mut child = command.spawn().map_err(|err| {
         Failure::fatal(format!(
             "cannot start {} ({err}): install Claude Code (npm install -g @anthropic-ai/claude-code) or set `program` under [claude_code] in config.toml",
@@ -254,6 +257,7 @@ pub async fn execute(
         )));
     }
     let usage = &result["usage"];
+    let outputs = changed_files(ctx, &run.written, started).await;
     Ok(Outcome {
         result: json!({
             "text": text,
@@ -270,7 +274,7 @@ pub async fn execute(
                 + usage["cache_creation_input_tokens"].as_u64().unwrap_or(0),
             output_tokens: usage["output_tokens"].as_u64().unwrap_or(0),
         }),
-        outputs: Vec::new(),
+        outputs,
     })
 }
 
@@ -289,6 +293,62 @@ struct Run {
     session_id: Option<String>,
     model: Option<String>,
     result: Option<Value>,
+    /// The paths its file tools (`Write`, `Edit`, `MultiEdit`, `NotebookEdit`) named,
+    /// as given, in order.
+    written: Vec<String>,
+}
+
+/// The file a file-changing tool call names, if `tool` is one.
+fn written_path<'a>(tool: &str, input: &'a Value) -> Option<&'a str> {
+    let field = match tool {
+        "Write" | "Edit" | "MultiEdit" => "file_path",
+        "NotebookEdit" => "notebook_path",
+        _ => return None,
+    };
+    input.get(field).and_then(Value::as_str)
+}
+
+/// The files Claude Code changed that are to be uploaded: those its file tools named
+/// that exist in the work dir and were modified since `started` (a denied call changes
+/// nothing), without agentd's own files; each once, in the order first named. Paths
+/// outside the work dir are left out with a log line.
+async fn changed_files(
+    ctx: &StepCtx,
+    written: &[String],
+    started: std::time::SystemTime,
+) -> Vec<PathBuf> {
+    let Ok(root) = ctx.work_dir.canonicalize() else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for named in written {
+        let path = ctx.work_dir.join(named);
+        let Ok(real) = path.canonicalize() else {
+            continue;
+        };
+        let Ok(relative) = real.strip_prefix(&root) else {
+            ctx.log(
+                LogStream::Info,
+                format!("not uploaded: {named} is outside the step's work dir\n"),
+            )
+            .await;
+            continue;
+        };
+        let own = relative
+            .components()
+            .next()
+            .is_some_and(|first| first.as_os_str().to_string_lossy().starts_with(".agentd-"));
+        let changed = std::fs::metadata(&real)
+            .ok()
+            .filter(|meta| meta.is_file())
+            .and_then(|meta| meta.modified().ok())
+            .is_some_and(|modified| modified >= started);
+        let file = ctx.work_dir.join(relative);
+        if !own && changed && !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    files
 }
 
 impl Run {
@@ -321,6 +381,9 @@ impl Run {
                         }
                         Some("tool_use") => {
                             let name = block["name"].as_str().unwrap_or("?");
+                            if let Some(path) = written_path(name, &block["input"]) {
+                                self.written.push(path.to_string());
+                            }
                             ctx.log(
                                 LogStream::Info,
                                 format!("tool: {}\n", describe(name, &block["input"])),

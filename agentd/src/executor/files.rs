@@ -2,18 +2,23 @@
 //! and the files of the earlier steps it reads (`StepOutput.files`) are downloaded into
 //! `inputs/` of its work dir, each checked
 //! against its announced size (and digest, when the hub sends one), all of them within
-//! `max_input_bytes`. After it succeeds, the files it declares (a shell step's
-//! `input.outputs` globs) are uploaded with `PUT /v1/files` and their ids go into the
-//! submit; nothing is referenced before its upload finished.
+//! `max_input_bytes`. After it succeeds, the files it declares (`input.outputs` globs of
+//! a shell or claude-code step, the files the claude tools and Claude Code wrote) are
+//! uploaded with `PUT /v1/files` and their ids go into the submit; nothing is referenced
+//! before its upload finished, and a crash mid-upload is resumed ([`PendingUploads`]).
 
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
-use agenthub_protocol::{LogStream, StepInfo};
+use agenthub_protocol::{LogStream, StepInfo, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::Error;
-use crate::executor::{Failure, StepCtx};
-use crate::hub::HubClient;
+use crate::executor::{Failure, Outcome, StepCtx};
+use crate::hub::{HubClient, UploadedFile};
+use crate::progress;
 
 /// Where a step finds the files of the steps it depends on, in its work dir.
 pub const INPUTS_DIR: &str = "inputs";
@@ -55,7 +60,19 @@ pub async fn download_inputs(
     let mut names = HashSet::new();
     let mut paths = Vec::new();
     for (file_id, origin) in input_files(&ctx.step) {
-        let file = hub.download(&file_id, &dir, left).await.map_err(|err| {
+        let bar = progress::transfer(0, format!("downloading {file_id} ({origin})"));
+        let shown = bar.clone();
+        let downloaded = hub
+            .download(&file_id, &dir, left, move |received, size| {
+                shown.set_length(size);
+                shown.set_position(received);
+            })
+            .await;
+        match &downloaded {
+            Ok(_) => bar.finish_and_clear(),
+            Err(_) => bar.abandon(),
+        }
+        let file = downloaded.map_err(|err| {
             let reason = format!("cannot download file {file_id} of {origin}: {err}");
             match err {
                 Error::Refused { status: 413, .. } => Failure::fatal(format!(
@@ -167,33 +184,197 @@ pub fn matching_files(work_dir: &Path, patterns: &[String]) -> Result<Vec<PathBu
     Ok(files)
 }
 
-/// Uploads `files` and returns their ids, in order.
+/// Where a step's [`PendingUploads`] are kept while its outputs upload, in its work dir.
+pub const UPLOADS_FILE: &str = ".agentd-uploads.json";
+
+/// How often one output's upload is tried before the step fails (retryable).
+const UPLOAD_TRIES: u32 = 4;
+
+/// A finished run whose outputs are being uploaded: kept in the step's work dir
+/// ([`UPLOADS_FILE`]) and rewritten after each file, so that agentd restarted after a
+/// crash finishes the uploads of the same attempt instead of running the step again.
+/// Files uploaded before the crash keep their ids; the one cut off is sent again from
+/// its start (the hub drops an interrupted upload). The submit is journaled only when
+/// every file is uploaded, so it never names a file whose upload did not complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUploads {
+    pub step: StepInfo,
+    pub attempt: u32,
+    /// The outcome, its `files` being the ids known before the uploads.
+    pub result: Value,
+    pub summary: Option<String>,
+    pub files: Vec<String>,
+    pub usage: Option<Usage>,
+    /// The outputs, in order, each with its id once uploaded.
+    pub uploads: Vec<Upload>,
+}
+
+/// One output of [`PendingUploads`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    pub path: PathBuf,
+    /// The hub's file id, once the upload completed.
+    pub file_id: Option<String>,
+}
+
+impl PendingUploads {
+    /// The uploads of `outcome`'s `produced` files for the attempt in `ctx`.
+    pub fn new(ctx: &StepCtx, outcome: Outcome, produced: Vec<PathBuf>) -> PendingUploads {
+        PendingUploads {
+            step: ctx.step.clone(),
+            attempt: ctx.attempt,
+            result: outcome.result,
+            summary: outcome.summary,
+            files: outcome.files,
+            usage: outcome.usage,
+            uploads: produced
+                .into_iter()
+                .map(|path| Upload {
+                    path,
+                    file_id: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the record of `work_dir`, if there is one (an unreadable record is
+    /// logged and treated as none: its step then runs again when pushed).
+    pub fn read(work_dir: &Path) -> Option<PendingUploads> {
+        let path = work_dir.join(UPLOADS_FILE);
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(pending) => Some(pending),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "skipping an unreadable upload record");
+                None
+            }
+        }
+    }
+
+    /// The records left in the work dirs under `work_root` (by a crash mid-upload).
+    pub fn left_in(work_root: &Path) -> Vec<PendingUploads> {
+        let Ok(entries) = std::fs::read_dir(work_root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| PendingUploads::read(&entry.path()))
+            .collect()
+    }
+
+    /// Removes the record of `attempt` in `work_dir` (its result is journaled, or the
+    /// attempt is over); a record of another attempt stays.
+    pub fn remove(work_dir: &Path, attempt: u32) {
+        if PendingUploads::read(work_dir).is_none_or(|pending| pending.attempt != attempt) {
+            return;
+        }
+        match std::fs::remove_file(work_dir.join(UPLOADS_FILE)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %work_dir.display(), error = %err, "cannot remove the upload record");
+            }
+            _ => {}
+        }
+    }
+
+    fn save(&self, work_dir: &Path) -> Result<(), Failure> {
+        let bytes = serde_json::to_vec_pretty(self).expect("the upload record encodes");
+        crate::state::write_private(&work_dir.join(UPLOADS_FILE), &bytes)
+            .map_err(|err| Failure::retryable(format!("cannot record the step's uploads: {err}")))
+    }
+
+    /// The outcome to submit, once every upload completed.
+    fn outcome(self) -> Outcome {
+        let mut files = self.files;
+        files.extend(self.uploads.into_iter().filter_map(|upload| upload.file_id));
+        Outcome {
+            result: self.result,
+            summary: self.summary,
+            files,
+            usage: self.usage,
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// Uploads what is left of `pending` (recording each id as it completes) and returns
+/// the outcome naming every file. An upload cut off (the connection broke, the hub
+/// restarted) is sent again from its start, up to four tries.
 pub async fn upload(
     ctx: &StepCtx,
     hub: &HubClient,
-    files: &[PathBuf],
-) -> Result<Vec<String>, Failure> {
-    let mut ids = Vec::new();
-    for path in files {
-        let shown = path.strip_prefix(&ctx.work_dir).unwrap_or(path).display();
-        let uploaded = hub.upload(path, |_| {}).await.map_err(|err| {
-            let reason = format!("cannot upload the output {shown}: {err}");
-            match err {
-                Error::Refused { .. } => Failure::fatal(reason),
-                _ => Failure::retryable(reason),
+    mut pending: PendingUploads,
+) -> Result<Outcome, Failure> {
+    pending.save(&ctx.work_dir)?;
+    for index in 0..pending.uploads.len() {
+        if pending.uploads[index].file_id.is_some() {
+            continue;
+        }
+        let path = pending.uploads[index].path.clone();
+        let uploaded = upload_one(ctx, hub, &path).await?;
+        pending.uploads[index].file_id = Some(uploaded.id);
+        pending.save(&ctx.work_dir)?;
+    }
+    Ok(pending.outcome())
+}
+
+async fn upload_one(ctx: &StepCtx, hub: &HubClient, path: &Path) -> Result<UploadedFile, Failure> {
+    let shown = path.strip_prefix(&ctx.work_dir).unwrap_or(path).display();
+    let mut delay = Duration::from_secs(1);
+    for try_number in 1..=UPLOAD_TRIES {
+        let bar = progress::transfer(
+            std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0),
+            format!("uploading {shown}"),
+        );
+        let sent = bar.clone();
+        let uploaded = tokio::select! {
+            uploaded = hub.upload(path, move |bytes| sent.set_position(bytes)) => uploaded,
+            () = ctx.stopped() => {
+                bar.abandon();
+                return Err(Failure::retryable(format!("the upload of {shown} was stopped")));
             }
-        })?;
+        };
+        bar.finish_and_clear();
+        let err = match uploaded {
+            Ok(uploaded) => {
+                ctx.log(
+                    LogStream::Info,
+                    format!(
+                        "uploaded {shown} as file {} ({} bytes, sha-256 {})\n",
+                        uploaded.id, uploaded.size_bytes, uploaded.sha256
+                    ),
+                )
+                .await;
+                return Ok(uploaded);
+            }
+            Err(err @ (Error::Refused { .. } | Error::Config(_))) => {
+                return Err(Failure::fatal(format!(
+                    "cannot upload the output {shown}: {err}"
+                )));
+            }
+            Err(err) => err,
+        };
+        let reason = format!("cannot upload the output {shown}: {err}");
+        if try_number == UPLOAD_TRIES {
+            return Err(Failure::retryable(reason));
+        }
         ctx.log(
             LogStream::Info,
             format!(
-                "uploaded {shown} as file {} ({} bytes, sha-256 {})\n",
-                uploaded.id, uploaded.size_bytes, uploaded.sha256
+                "{reason}; sending it again from its start in {} s (try {} of {UPLOAD_TRIES})\n",
+                delay.as_secs(),
+                try_number + 1
             ),
         )
         .await;
-        ids.push(uploaded.id);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.stopped() => {
+                return Err(Failure::retryable(format!("the upload of {shown} was stopped")));
+            }
+        }
+        delay *= 2;
     }
-    Ok(ids)
+    unreachable!("the last try returns")
 }
 
 #[cfg(test)]

@@ -454,7 +454,7 @@ impl Executors {
         self.claude_key.refresh().await;
         let kind = self.check(&ctx.step)?;
         let outputs = match kind {
-            Kind::Shell => files::declared_outputs(&ctx.step)?,
+            Kind::Shell | Kind::ClaudeCode => files::declared_outputs(&ctx.step)?,
             _ => Vec::new(),
         };
         self.complete(&mut ctx.step).await?;
@@ -480,14 +480,38 @@ impl Executors {
         if !outputs.is_empty() {
             produced.extend(files::matching_files(&ctx.work_dir, &outputs)?);
         }
-        produced.dedup();
-        if !produced.is_empty() {
-            let hub = self.rest().await?;
-            outcome
-                .files
-                .extend(files::upload(ctx, hub, &produced).await?);
+        let mut seen = std::collections::HashSet::new();
+        produced.retain(|path| seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone())));
+        if produced.is_empty() {
+            return Ok(outcome);
         }
-        Ok(outcome)
+        let hub = self.rest().await?;
+        let pending = files::PendingUploads::new(ctx, outcome, produced);
+        files::upload(ctx, hub, pending).await
+    }
+
+    /// Finishes the uploads of a run that a crash interrupted (see
+    /// [`files::PendingUploads`]); the step is not run again.
+    pub async fn resume_uploads(
+        &self,
+        ctx: &mut StepCtx,
+        pending: files::PendingUploads,
+    ) -> Result<Outcome, Failure> {
+        let left = pending
+            .uploads
+            .iter()
+            .filter(|upload| upload.file_id.is_none())
+            .count();
+        ctx.log(
+            LogStream::Info,
+            format!(
+                "agentd restarted mid-upload: resuming the uploads of its outputs ({left} of {} left)\n",
+                pending.uploads.len()
+            ),
+        )
+        .await;
+        let hub = self.rest().await?;
+        files::upload(ctx, hub, pending).await
     }
 
     /// The hub's REST API.

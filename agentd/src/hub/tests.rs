@@ -20,12 +20,3 @@ fn the_file_name_of_a_download_is_read_and_made_safe() {
     assert_eq!(safe_file_name(".."), "");
     assert_eq!(safe_file_name("a\\b.txt"), "b.txt");
 }
-
-#[test]
-fn base64_matches_the_standard_alphabet_and_padding() {
-    assert_eq!(base64(b""), "");
-    assert_eq!(base64(b"f"), "Zg==");
-    assert_eq!(base64(b"fo"), "Zm8=");
-    assert_eq!(base64(b"foo"), "Zm9v");
-    assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-}

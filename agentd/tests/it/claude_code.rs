@@ -2,7 +2,9 @@
 //! speaks Claude Code's stream-JSON and asks agentd's MCP permission tool (the real
 //! `agentd mcp-permission` it starts from `--mcp-config`): a tool call allowed or denied
 //! by policy, allowed or denied by the human through the hub's question, denied when
-//! nobody answers in time; a rework resuming the session; a failure.
+//! nobody answers in time; a rework resuming the session; a failure. Against the real
+//! hub: a tool call the teammate allows at the hub runs, a cancelled task leaves no
+//! process of Claude Code running, and the files Claude Code wrote reach the next step.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -11,12 +13,17 @@ use agenthub_protocol::{ClientFrame, InputAnswered, OkReply, ServerFrame, StepBl
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::hub::Hub;
 use crate::support::{Agentd, FakeHub, HubConn, claim_ok, spawn, step_ready, submit_ok};
 
 /// The stand-in: prints `system/init`, an assistant turn with a tool call, asks the
 /// permission tool over MCP, and ends with a `result` holding what it was told.
 const STAND_IN: &str = r#"#!/usr/bin/python3
-import json, os, subprocess, sys, uuid
+import json, os, subprocess, sys, time, uuid
 
 args = sys.argv[1:]
 def opt(name):
@@ -29,6 +36,10 @@ def out(message):
     print(json.dumps(message), flush=True)
 
 out({"type": "system", "subtype": "init", "model": "claude-stand-in", "tools": ["Bash"]})
+if plan.get("hang"):
+    worker = subprocess.Popen(["sleep", "300"])
+    open(plan["hang"], "w").write("%d\n%d\n" % (os.getpid(), worker.pid))
+    time.sleep(300)
 if plan.get("fail"):
     print("stand-in: giving up", file=sys.stderr, flush=True)
     out({"type": "result", "subtype": "error_during_execution", "is_error": True,
@@ -54,6 +65,13 @@ out({"type": "assistant", "message": {"content": [
     {"type": "tool_use", "id": "toolu_1", "name": call["tool_name"], "input": call["input"]}]}})
 answer = rpc(3, "tools/call", {"name": "approve", "arguments": call})
 decision = json.loads(answer["result"]["content"][0]["text"])
+for n, write in enumerate(plan.get("writes", [])):
+    out({"type": "assistant", "message": {"content": [
+        {"type": "tool_use", "id": "toolu_w%d" % n, "name": write.get("tool", "Write"),
+         "input": {"file_path": write["path"], "content": write["content"]}}]}})
+    if decision["behavior"] == "allow":
+        os.makedirs(os.path.dirname(os.path.abspath(write["path"])), exist_ok=True)
+        open(write["path"], "w").write(write["content"])
 mcp.stdin.close()
 mcp.wait()
 out({"type": "assistant", "message": {"content": [
@@ -385,4 +403,218 @@ async fn a_missing_claude_program_says_how_to_install_it() {
         "{}",
         fail.reason
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_claude_code_writes_reach_the_next_step() {
+    let hub = Hub::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let outside_file = outside.path().join("elsewhere.txt");
+    let mut plan = bash("ls");
+    plan["writes"] = json!([
+        {"path": "report.md", "content": "# Q3\nrevenue 42\n"},
+        {"path": "notes/summary.txt", "content": "short\n", "tool": "Edit"},
+        {"path": outside_file, "content": "not a step file\n"},
+    ]);
+    let agentd = agentd_with_stand_in(plan, "[claude_code.tools]\n\"*\" = \"auto\"\n");
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.owner_key,
+            Some(json!({"title": "Quarterly report", "steps": [
+                {"key": "write", "title": "Write the report", "assignees": ["min-laptop"],
+                 "executor": "claude-code"},
+                {"key": "read", "title": "Read the report", "assignees": ["min-laptop"],
+                 "executor": "shell", "depends_on": ["write"],
+                 "input": {"command": "cat inputs/report.md inputs/summary.txt > seen.txt"}},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let write = task["steps"][0]["id"].as_str().unwrap().to_string();
+    let read = task["steps"][1]["id"].as_str().unwrap().to_string();
+    let ended = |step: &Value| matches!(step["status"].as_str(), Some("done" | "failed"));
+    let wait = Duration::from_secs(30);
+    let written = hub
+        .rest
+        .wait_step(&hub.team.owner_key, &write, wait, "done", ended)
+        .await;
+    assert_eq!(written["status"], "done", "{written:#}");
+    assert_eq!(
+        written["files"].as_array().unwrap().len(),
+        2,
+        "the two files in the work dir, not the one outside: {written:#}"
+    );
+    let used = hub
+        .rest
+        .wait_step(&hub.team.owner_key, &read, wait, "done", ended)
+        .await;
+    assert_eq!(used["status"], "done", "{used:#}");
+    let seen = std::fs::read_to_string(
+        agentd
+            .work_dir(Uuid::parse_str(&read).unwrap())
+            .join("seen.txt"),
+    )
+    .unwrap();
+    assert_eq!(seen, "# Q3\nrevenue 42\nshort\n");
+    let (_, logs) = hub
+        .rest
+        .call(
+            Method::GET,
+            &format!("/v1/steps/{write}/logs"),
+            &hub.team.owner_key,
+            None,
+        )
+        .await;
+    let logs = logs.to_string();
+    assert!(logs.contains("uploaded report.md as file"), "{logs}");
+    assert!(
+        logs.contains("uploaded notes/summary.txt as file"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!(
+            "not uploaded: {} is outside the step's work dir",
+            outside_file.display()
+        )),
+        "{logs}"
+    );
+}
+
+/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?");
+        state != "Z" && state != "X"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_the_teammate_allows_at_the_hub_runs_on_their_machine() {
+    let hub = Hub::start().await;
+    let agentd = agentd_with_stand_in(bash("make deploy"), "");
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let step_id = hub
+        .rest
+        .create_step(
+            &hub.team.owner_key,
+            json!({"title": "Deploy", "assignees": ["min-laptop"], "executor": "claude-code"}),
+        )
+        .await;
+    // The question waits in min's inbox (the dashboard and the notification read it too).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let question = loop {
+        let (_, inbox) = hub
+            .rest
+            .call(Method::GET, "/v1/me/inbox", &hub.team.min_key, None)
+            .await;
+        if let Some(question) = inbox["questions"]
+            .as_array()
+            .and_then(|questions| questions.iter().find(|q| q["step_id"] == step_id.as_str()))
+        {
+            break question.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no question: {inbox:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        question["question"],
+        "Claude Code wants to use Bash(make deploy). Allow it?"
+    );
+    assert_eq!(question["options"], json!(["Allow", "Deny"]));
+    let (status, answered) = hub
+        .rest
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/input-requests/{}/answer",
+                question["id"].as_str().unwrap()
+            ),
+            &hub.team.min_key,
+            Some(json!({"answer": "Allow"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    let ended = |step: &Value| matches!(step["status"].as_str(), Some("done" | "failed"));
+    let step = hub
+        .rest
+        .wait_step(
+            &hub.team.owner_key,
+            &step_id,
+            Duration::from_secs(30),
+            "done",
+            ended,
+        )
+        .await;
+    assert_eq!(step["status"], "done", "{step:#}");
+    let told: Value = serde_json::from_str(step["result"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(told["decision"]["behavior"], "allow", "{told}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_leaves_no_process_of_claude_code_running() {
+    let hub = Hub::start().await;
+    let pids_file = tempfile::NamedTempFile::new().unwrap();
+    let agentd = agentd_with_stand_in(json!({"hang": pids_file.path()}), "");
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let _child = spawn(&agentd, &["run", "--no-notify"]);
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.owner_key,
+            Some(json!({"title": "Long work", "steps": [
+                {"key": "work", "title": "Work long", "assignees": ["min-laptop"],
+                 "executor": "claude-code"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pids: Vec<u32> = loop {
+        let pids: Vec<u32> = std::fs::read_to_string(pids_file.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        if pids.len() == 2 {
+            break pids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Claude Code did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(pids.iter().all(|pid| running(*pid)));
+    let (status, cancelled) = hub
+        .rest
+        .call(
+            Method::PATCH,
+            &format!("/v1/tasks/{}", task["id"].as_str().unwrap()),
+            &hub.team.owner_key,
+            Some(json!({"action": "cancel"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while pids.iter().any(|pid| running(*pid)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running after the cancel: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -187,6 +187,7 @@ impl FakeHub {
             .route("/v1/steps/{id}/retry", post(retry))
             .route("/v1/agents/{id}", get(agent))
             .route("/v1/files", axum::routing::put(upload))
+            .route("/v1/files/{id}", get(download))
             .layer(axum::middleware::from_fn_with_state(state.clone(), record))
             .with_state(state);
         let server = tokio::spawn(async move {
@@ -274,6 +275,37 @@ async fn upload(
             "sha256": "0".repeat(64),
             "created_at": "2026-12-02T16:00:00Z",
         })),
+    )
+        .into_response()
+}
+
+/// The bytes every fake file has.
+pub const FILE_BYTES: &[u8] = b"Q3 revenue: 42\n";
+
+/// `GET /v1/files/{id}`: [`FILE_BYTES`] as `report.txt`, with their `Repr-Digest`; the
+/// file `tampered` announces the digest of other bytes.
+async fn download(headers: HeaderMap, AxumPath(id): AxumPath<String>) -> Response {
+    use base64::Engine;
+    use sha2::Digest;
+
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    let digested: &[u8] = if id == "tampered" {
+        b"other bytes"
+    } else {
+        FILE_BYTES
+    };
+    let digest = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(digested));
+    (
+        [
+            (
+                "content-disposition",
+                "attachment; filename=\"report.txt\"".to_string(),
+            ),
+            ("repr-digest", format!("sha-256=:{digest}:")),
+        ],
+        FILE_BYTES,
     )
         .into_response()
 }
@@ -700,4 +732,115 @@ pub async fn eventually_exists(path: &Path) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A TCP relay in front of a hub (agentd logs in to `url`) that holds, once, the request
+/// whose bytes contain `marker`: it forwards that chunk and then nothing more of the
+/// connection, so the request hangs mid-way, until agentd dies (the hub then sees the
+/// connection drop) or the test calls [`Relay::cut`] (both sides see it drop).
+pub struct Relay {
+    pub url: String,
+    state: Arc<RelayState>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+struct RelayState {
+    marker: Vec<u8>,
+    armed: std::sync::atomic::AtomicBool,
+    held: tokio::sync::Notify,
+    cut: tokio::sync::Notify,
+}
+
+impl Relay {
+    /// A relay to `upstream` (`http://host:port`) that holds the request containing
+    /// `marker`.
+    pub async fn start(upstream: &str, marker: &str) -> Relay {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// hub")
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(RelayState {
+            marker: marker.as_bytes().to_vec(),
+            armed: std::sync::atomic::AtomicBool::new(true),
+            held: tokio::sync::Notify::new(),
+            cut: tokio::sync::Notify::new(),
+        });
+        let relay_state = state.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(relay(client, server, relay_state.clone()));
+            }
+        });
+        Relay {
+            url,
+            state,
+            _server: server,
+        }
+    }
+
+    /// Waits (20 s at most) until the marked request is held.
+    pub async fn held(&self) {
+        tokio::time::timeout(Duration::from_secs(20), self.state.held.notified())
+            .await
+            .expect("the marked request comes within 20 s");
+    }
+
+    /// Drops the held connection on both sides.
+    pub fn cut(&self) {
+        self.state.cut.notify_one();
+    }
+}
+
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    state: Arc<RelayState>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let back = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let marked = chunk
+            .windows(state.marker.len())
+            .any(|window| window == state.marker.as_slice());
+        if server_write.write_all(chunk).await.is_err() {
+            break;
+        }
+        if marked && state.armed.swap(false, Ordering::SeqCst) {
+            state.held.notify_one();
+            // Hold: read and drop what the client sends until it goes away or the test
+            // cuts the connection.
+            loop {
+                tokio::select! {
+                    read = client_read.read(&mut buf) => {
+                        if matches!(read, Ok(0) | Err(_)) {
+                            break;
+                        }
+                    }
+                    () = state.cut.notified() => break,
+                }
+            }
+            back.abort();
+            return;
+        }
+    }
+    let _ = server_write.shutdown().await;
+    let _ = back.await;
 }

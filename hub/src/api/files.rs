@@ -102,11 +102,14 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-/// Downloads a file, with its `Content-Type` and `Content-Disposition: attachment`.
+/// Downloads a file, with its `Content-Type`, `Content-Disposition: attachment` and
+/// `Repr-Digest` (RFC 9530: `sha-256=:BASE64:`, the SHA-256 of the bytes) so that a
+/// client can check what it received.
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files",
     params(("id" = String, Path, description = "The file's id.")),
     responses(
-        (status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = FileBytes),
+        (status = 200, description = "the file's bytes; `Repr-Digest: sha-256=:BASE64:` carries their SHA-256", content_type = "application/octet-stream", body = FileBytes,
+            headers(("Repr-Digest" = String, description = "`sha-256=:` + the base64 of the bytes' SHA-256 + `:` (RFC 9530)"))),
         (status = 404, description = "`not_found`: no file with this id in the caller's workspace"),
     ))]
 pub async fn download(
@@ -120,11 +123,13 @@ pub async fn download(
         .map_err(|err| Error::internal(format!("opening {}: {err}", path.display())))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let disposition = files::content_disposition(&row.name);
+    let digest = files::repr_digest(&row.sha256);
     Ok((
         [
             (header::CONTENT_TYPE, row.content_type),
             (header::CONTENT_LENGTH, row.size_bytes.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
+            (header::HeaderName::from_static("repr-digest"), digest),
         ],
         body,
     )

@@ -249,6 +249,17 @@ pub fn content_disposition(name: &str) -> String {
     )
 }
 
+/// The `Repr-Digest` of a download (RFC 9530): `sha-256=:BASE64:` from the stored hex
+/// SHA-256.
+pub fn repr_digest(sha256_hex: &str) -> String {
+    use base64::Engine;
+    let bytes = hex::decode(sha256_hex).unwrap_or_default();
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
 /// A file of the caller's workspace and where its bytes are.
 pub async fn find(ctx: &Ctx, actor: &Actor, file_id: &str) -> Result<(FileRow, PathBuf)> {
     let row = ctx

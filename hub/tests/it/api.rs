@@ -928,6 +928,16 @@ async fn uploads_stream_to_disk_within_the_limit() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], "text/markdown");
+        // RFC 9530: the SHA-256 of the bytes, base64 between colons.
+        let digest = {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"# Notes\n"))
+        };
+        assert_eq!(
+            resp.headers()["repr-digest"],
+            format!("sha-256=:{digest}:").as_str()
+        );
         assert_eq!(resp.text().await.unwrap(), "# Notes\n");
         let uploads = server.ctx.settings.data_dir.join("uploads");
         let stored: Vec<_> = walk(&uploads);

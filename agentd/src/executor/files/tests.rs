@@ -77,3 +77,51 @@ fn outputs_are_matched_inside_the_work_dir_only() {
         );
     }
 }
+
+fn pending(attempt: u32, uploaded: &[Option<&str>]) -> PendingUploads {
+    PendingUploads {
+        step: step_with(json!({})),
+        attempt,
+        result: json!({"text": "done"}),
+        summary: Some("done".into()),
+        files: vec!["attached-before".into()],
+        usage: None,
+        uploads: uploaded
+            .iter()
+            .enumerate()
+            .map(|(index, file_id)| Upload {
+                path: PathBuf::from(format!("out-{index}.txt")),
+                file_id: file_id.map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_record_left_in_a_work_dir_is_found_and_removed_only_for_its_attempt() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("step");
+    std::fs::create_dir_all(&work).unwrap();
+    let record = pending(2, &[Some("f1"), None]);
+    record.save(&work).unwrap();
+    std::fs::create_dir_all(root.path().join("other")).unwrap();
+    assert_eq!(PendingUploads::left_in(root.path()), vec![record.clone()]);
+    PendingUploads::remove(&work, 1);
+    assert_eq!(
+        PendingUploads::read(&work),
+        Some(record),
+        "attempt 1 is not its attempt"
+    );
+    PendingUploads::remove(&work, 2);
+    assert_eq!(PendingUploads::read(&work), None);
+    std::fs::write(work.join(UPLOADS_FILE), "{not json").unwrap();
+    assert_eq!(PendingUploads::left_in(root.path()), Vec::new());
+}
+
+#[test]
+fn the_outcome_names_the_files_known_before_then_the_uploads_in_order() {
+    let outcome = pending(1, &[Some("f1"), Some("f2")]).outcome();
+    assert_eq!(outcome.files, ["attached-before", "f1", "f2"]);
+    assert_eq!(outcome.result, json!({"text": "done"}));
+    assert!(outcome.outputs.is_empty());
+}
