@@ -324,7 +324,8 @@ async fn mirror_to_feeds(
     let mut subjects = Vec::new();
     let mut step_ids = Vec::new();
     for (audience, pending) in pending {
-        let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(queued)) = (audience, pending)
+        let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(queued)) =
+            (audience, pending)
         else {
             continue;
         };

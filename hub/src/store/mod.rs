@@ -265,7 +265,10 @@ macro_rules! insert_rows {
             let res = match $crate::store::Db::reborrow($db) {
                 $crate::store::Db::Sqlite(conn) => {
                     conn.spawn_blocking(move |conn| {
-                        diesel::RunQueryDsl::execute(diesel::insert_into($table).values(chunk), conn)
+                        diesel::RunQueryDsl::execute(
+                            diesel::insert_into($table).values(chunk),
+                            conn,
+                        )
                     })
                     .await
                 }
