@@ -9,7 +9,10 @@ pub mod feed;
 pub mod model;
 pub mod stream;
 
-use std::collections::HashMap;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use agenthub_protocol::ServerFrame;
@@ -59,17 +62,61 @@ impl Audience {
     }
 }
 
-/// A queued event: a protocol frame, or a feed entry that only task feeds hold. Frames
-/// are nearly every event, so they stay inline rather than boxed (one allocation less
-/// per event).
+/// A queued event: a protocol frame (shared by every audience it was queued for), or a
+/// feed entry that only task feeds hold.
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
 enum Pending {
-    Frame(ServerFrame),
+    Frame(Arc<Queued>),
     Entry {
         event_type: &'static str,
         body: Map<String, Value>,
     },
+}
+
+/// A frame as queued: encoded once, before its `seq` is known, for every copy.
+#[derive(Debug)]
+struct Queued {
+    frame: ServerFrame,
+    /// The frame as JSON, with the `seq` it had when queued.
+    json: String,
+    /// Where the `0` of `"seq":0` is in `json`, when it follows the type (every event
+    /// frame of the protocol): each copy's JSON is then `json` with its number spliced in.
+    seq_at: Option<usize>,
+}
+
+impl Queued {
+    fn new(frame: ServerFrame, json: String) -> Queued {
+        let seq_at = json
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.find('"'))
+            .map(|end_of_type| r#"{"type":""#.len() + end_of_type + r#"","seq":"#.len())
+            .filter(|&at| {
+                json.get(..at)
+                    .is_some_and(|head| head.ends_with(r#"","seq":"#))
+                    && json.get(at..).is_some_and(|tail| tail.starts_with('0'))
+                    && matches!(json.as_bytes().get(at + 1), Some(b',' | b'}'))
+            });
+        Queued {
+            frame,
+            json,
+            seq_at,
+        }
+    }
+
+    /// The JSON of the copy numbered `seq`.
+    fn json_at(&self, seq: u64) -> Result<String> {
+        if let Some(at) = self.seq_at {
+            let number = seq.to_string();
+            let mut json = String::with_capacity(self.json.len() + number.len());
+            json.push_str(&self.json[..at]);
+            json.push_str(&number);
+            json.push_str(&self.json[at + 1..]);
+            return Ok(json);
+        }
+        let mut frame = self.frame.clone();
+        frame.set_seq(seq);
+        Ok(serde_json::to_string(&frame)?)
+    }
 }
 
 /// Events collected during one transaction. [`Outbox::flush`] writes them (still inside
@@ -103,8 +150,9 @@ impl Outbox {
 
     /// Queues `frame` for `audience`; its `seq` is assigned by [`Outbox::flush`].
     pub fn push(&mut self, audience: Audience, frame: ServerFrame) {
-        if self.admit(&frame, 1) {
-            self.pending.push((audience, Pending::Frame(frame)));
+        if let Some(json) = self.admit(&frame, 1) {
+            self.pending
+                .push((audience, Pending::Frame(Arc::new(Queued::new(frame, json)))));
         }
     }
 
@@ -129,22 +177,27 @@ impl Outbox {
         frame: &ServerFrame,
     ) {
         let audiences: Vec<&Audience> = audiences.into_iter().collect();
-        if audiences.is_empty() || !self.admit(frame, audiences.len()) {
+        if audiences.is_empty() {
             return;
         }
+        let Some(json) = self.admit(frame, audiences.len()) else {
+            return;
+        };
+        let queued = Arc::new(Queued::new(frame.clone(), json));
         for audience in audiences {
             self.pending
-                .push((audience.clone(), Pending::Frame(frame.clone())));
+                .push((audience.clone(), Pending::Frame(Arc::clone(&queued))));
         }
     }
 
-    /// Counts `copies` of `frame` against the limits; false (and `flush` will refuse) when
-    /// they break one. Nothing more is queued after a refusal.
-    fn admit(&mut self, frame: &ServerFrame, copies: usize) -> bool {
+    /// Counts `copies` of `frame` against the limits and returns its JSON; `None` (and
+    /// `flush` will refuse) when they break one. Nothing more is queued after a refusal.
+    fn admit(&mut self, frame: &ServerFrame, copies: usize) -> Option<String> {
         if self.refused.is_some() {
-            return false;
+            return None;
         }
-        let json = serde_json::to_vec(frame).map_or(usize::MAX, |bytes| bytes.len());
+        let encoded = serde_json::to_string(frame).ok();
+        let json = encoded.as_ref().map_or(usize::MAX, String::len);
         // MessagePack is at most 9/4 of the JSON size (a float: 9 bytes against `1.0,`).
         let size = if json.saturating_mul(9) / 4 > MAX_EVENT_BYTES {
             content::encoded_size(frame)
@@ -158,7 +211,7 @@ impl Outbox {
                  PUT /v1/files",
                 frame.type_name()
             ));
-            return false;
+            return None;
         }
         self.queued_bytes = self
             .queued_bytes
@@ -172,13 +225,14 @@ impl Outbox {
                  what every step repeats"
             ));
             self.pending.clear();
-            return false;
+            return None;
         }
-        true
+        encoded
     }
 
     /// Assigns sequence numbers and writes the queued events. Call it last in the
-    /// transaction; one counter update and one insert per audience.
+    /// transaction: one statement reserves the numbers of every audience, one inserts
+    /// the events (per 500), and each frame was encoded once when queued.
     pub async fn flush(&mut self, db: &mut Db<'_>, workspace_id: &str) -> Result<()> {
         if let Some(refused) = &self.refused {
             return Err(Error::TooLarge(refused.clone()));
@@ -204,16 +258,25 @@ impl Outbox {
         let mut rows = Vec::new();
         // A fixed order of counter updates keeps concurrent transactions from deadlocking.
         order.sort_by(|left, right| left.id().cmp(right.id()));
-        for audience in order {
-            let frames = by_audience.remove(&audience).unwrap_or_default();
-            let first = model::reserve_seqs(db, audience.id(), frames.len() as i64).await?;
+        let counts: Vec<(&str, i64)> = order
+            .iter()
+            .map(|audience| {
+                let n_events = by_audience.get(audience).map_or(0, Vec::len);
+                (audience.id(), n_events as i64)
+            })
+            .collect();
+        let firsts = model::reserve_seqs(db, &counts).await?;
+        for audience in &order {
+            let frames = by_audience.remove(audience).unwrap_or_default();
+            let first = *firsts
+                .get(audience.id())
+                .ok_or(diesel::result::Error::NotFound)?;
             for (offset, pending) in frames.into_iter().enumerate() {
                 let seq = first + offset as i64;
                 let (event_type, payload) = match pending {
-                    Pending::Frame(mut frame) => {
-                        frame.set_seq(seq as u64);
-                        projected.extend(notifications::project(&audience, seq, &frame));
-                        (frame.type_name(), serde_json::to_string(&frame)?)
+                    Pending::Frame(queued) => {
+                        projected.extend(notifications::project(audience, seq, &queued.frame));
+                        (queued.frame.type_name(), queued.json_at(seq as u64)?)
                     }
                     Pending::Entry { event_type, body } => {
                         let mut object = Map::new();
@@ -240,9 +303,7 @@ impl Outbox {
                 });
             }
         }
-        for chunk in rows.chunks(500) {
-            model::insert_events(db, chunk).await?;
-        }
+        model::insert_events(db, rows).await?;
         notifications::record(db, workspace_id, projected, &task_ids).await
     }
 
@@ -263,17 +324,18 @@ async fn mirror_to_feeds(
     let mut subjects = Vec::new();
     let mut step_ids = Vec::new();
     for (audience, pending) in pending {
-        let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(frame)) = (audience, pending)
+        let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(queued)) =
+            (audience, pending)
         else {
             continue;
         };
-        let Some(subject) = feed::subject_of(frame) else {
+        let Some(subject) = feed::subject_of(&queued.frame) else {
             continue;
         };
         if let feed::Subject::Step(step_id) = subject {
             step_ids.push(step_id.to_string());
         }
-        subjects.push((subject, frame));
+        subjects.push((subject, queued));
     }
     if subjects.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -285,8 +347,9 @@ async fn mirror_to_feeds(
         step_ids.dedup();
         model::tasks_of_steps(db, &step_ids).await?
     };
-    let mut mirrored: Vec<(String, &ServerFrame)> = Vec::new();
-    for (subject, frame) in subjects {
+    let mut mirrored: Vec<(String, &Arc<Queued>)> = Vec::new();
+    let mut seen: HashSet<(String, &str)> = HashSet::new();
+    for (subject, queued) in subjects {
         let task_id = match subject {
             feed::Subject::Task(task_id) => task_id.to_string(),
             feed::Subject::Step(step_id) => {
@@ -297,11 +360,9 @@ async fn mirror_to_feeds(
                 }
             }
         };
-        if !mirrored
-            .iter()
-            .any(|(seen_task, seen_frame)| *seen_task == task_id && *seen_frame == frame)
-        {
-            mirrored.push((task_id, frame));
+        // Copies of one frame, and equal frames queued apart, are mirrored once.
+        if seen.insert((task_id.clone(), queued.json.as_str())) {
+            mirrored.push((task_id, queued));
         }
     }
     let mut task_ids: Vec<String> = mirrored
@@ -312,7 +373,12 @@ async fn mirror_to_feeds(
     task_ids.dedup();
     let mirrored = mirrored
         .into_iter()
-        .map(|(task_id, frame)| (Audience::task_feed(&task_id), Pending::Frame(frame.clone())))
+        .map(|(task_id, queued)| {
+            (
+                Audience::task_feed(&task_id),
+                Pending::Frame(Arc::clone(queued)),
+            )
+        })
         .collect();
     Ok((mirrored, task_ids))
 }
@@ -324,19 +390,21 @@ fn mirror_to_workspace_feed(
     workspace_id: &str,
     pending: &[(Audience, Pending)],
 ) -> Vec<(Audience, Pending)> {
-    let mut frames: Vec<&ServerFrame> = Vec::new();
+    let mut frames: Vec<&Arc<Queued>> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (audience, pending) in pending {
-        if let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(frame)) =
+        // Copies of one frame, and equal frames queued apart, are mirrored once.
+        if let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(queued)) =
             (audience, pending)
-            && !frames.contains(&frame)
+            && seen.insert(queued.json.as_str())
         {
-            frames.push(frame);
+            frames.push(queued);
         }
     }
     let audience = Audience::WorkspaceFeed(feed::workspace_audience_id(workspace_id));
     frames
         .into_iter()
-        .map(|frame| (audience.clone(), Pending::Frame(frame.clone())))
+        .map(|queued| (audience.clone(), Pending::Frame(Arc::clone(queued))))
         .collect()
 }
 

@@ -1,6 +1,9 @@
 //! Rows and queries of the event outbox and the per-audience sequence counters.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
+use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{audience_seqs, events, steps, tasks};
@@ -18,33 +21,71 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
-/// Reserves the next `count` sequence numbers of an audience and returns the first.
-/// The counter row is updated in the caller's transaction, so numbers are gap-free.
-pub async fn reserve_seqs(db: &mut Db<'_>, audience_id: &str, count: i64) -> QueryResult<i64> {
-    let last: i64 = crate::db!(db, |conn| {
-        diesel::insert_into(audience_seqs::table)
-            .values((
-                audience_seqs::audience_id.eq(audience_id),
-                audience_seqs::last_seq.eq(count),
-            ))
-            .on_conflict(audience_seqs::audience_id)
-            .do_update()
-            .set(audience_seqs::last_seq.eq(audience_seqs::last_seq + count))
-            .returning(audience_seqs::last_seq)
-            .get_result(conn)
-            .await
-    })?;
-    Ok(last - count + 1)
+/// Reserves the next sequence numbers of several audiences in one statement: for each
+/// (audience id, count) the first of its `count` new numbers, by audience id. The counter
+/// rows are updated in the caller's transaction, so numbers are gap-free; they are
+/// written in the order given (sort it, so concurrent transactions lock them in one order).
+pub async fn reserve_seqs(
+    db: &mut Db<'_>,
+    counts: &[(&str, i64)],
+) -> QueryResult<HashMap<String, i64>> {
+    if counts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<_> = counts
+        .iter()
+        .map(|(audience_id, count)| {
+            (
+                audience_seqs::audience_id.eq(audience_id.to_string()),
+                audience_seqs::last_seq.eq(*count),
+            )
+        })
+        .collect();
+    let lasts: Vec<(String, i64)> = match db.reborrow() {
+        Db::Sqlite(conn) => {
+            // diesel-async builds no multi-row insert for SQLite (see `insert_rows!`).
+            conn.spawn_blocking(move |conn| {
+                diesel::RunQueryDsl::get_results(
+                    diesel::insert_into(audience_seqs::table)
+                        .values(rows)
+                        .on_conflict(audience_seqs::audience_id)
+                        .do_update()
+                        .set(
+                            audience_seqs::last_seq
+                                .eq(audience_seqs::last_seq + excluded(audience_seqs::last_seq)),
+                        )
+                        .returning((audience_seqs::audience_id, audience_seqs::last_seq)),
+                    conn,
+                )
+            })
+            .await?
+        }
+        Db::Postgres(conn) => {
+            diesel::insert_into(audience_seqs::table)
+                .values(rows)
+                .on_conflict(audience_seqs::audience_id)
+                .do_update()
+                .set(
+                    audience_seqs::last_seq
+                        .eq(audience_seqs::last_seq + excluded(audience_seqs::last_seq)),
+                )
+                .returning((audience_seqs::audience_id, audience_seqs::last_seq))
+                .get_results(conn)
+                .await?
+        }
+    };
+    let count_of: HashMap<&str, i64> = counts.iter().copied().collect();
+    let mut firsts = HashMap::with_capacity(lasts.len());
+    for (audience_id, last) in lasts {
+        let count = count_of.get(audience_id.as_str()).copied().unwrap_or(0);
+        firsts.insert(audience_id, last - count + 1);
+    }
+    Ok(firsts)
 }
 
-pub async fn insert_events(db: &mut Db<'_>, rows: &[EventRow]) -> QueryResult<()> {
-    // One statement per row: diesel has no multi-row VALUES for SQLite through diesel-async.
-    for row in rows {
-        crate::db!(db, |conn| diesel::insert_into(events::table)
-            .values(row)
-            .execute(conn)
-            .await)?;
-    }
+/// Writes outbox rows: one statement per [`crate::store::ROWS_PER_INSERT`] rows.
+pub async fn insert_events(db: &mut Db<'_>, rows: Vec<EventRow>) -> QueryResult<()> {
+    crate::insert_rows!(db, events::table, rows)?;
     Ok(())
 }
 

@@ -176,14 +176,15 @@ pub async fn open_items_of_tasks(
     db: &mut Db<'_>,
     task_ids: &[String],
 ) -> QueryResult<Vec<OpenItem>> {
+    // Literally the predicate of the partial index `idx_notifications_waiting`: with the
+    // priority bound as a value neither database can use it, and SQLite walks every
+    // unresolved notification of the hub (every ended task's) on every step change.
+    let waiting =
+        diesel::dsl::sql::<diesel::sql_types::Bool>("resolved_at IS NULL AND priority = 'action'");
     crate::db!(db, |conn| {
         notifications::table
-            .filter(
-                notifications::task_id
-                    .eq_any(task_ids)
-                    .and(notifications::resolved_at.is_null())
-                    .and(notifications::priority.eq("action")),
-            )
+            .filter(notifications::task_id.eq_any(task_ids))
+            .filter(waiting.clone())
             .select((
                 notifications::id,
                 notifications::kind,

@@ -240,6 +240,61 @@ macro_rules! db {
     };
 }
 
+/// Rows in one multi-row `INSERT` of [`insert_rows!`](crate::insert_rows) (SQLite allows
+/// 32,766 bound values per statement; the widest table inserted this way has 64 columns).
+pub const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts `$rows` (a `Vec` of one `Insertable` row type) into `$table` with one
+/// `INSERT … VALUES (…), (…)` per [`ROWS_PER_INSERT`] rows, where a loop would run one
+/// statement per row, and evaluates to the `QueryResult` of the number of rows inserted.
+/// diesel-async builds no multi-row insert for SQLite, so on SQLite the statement runs
+/// through diesel's synchronous API on the same connection (in place, see [`InPlace`]).
+///
+/// ```ignore
+/// crate::insert_rows!(db, events::table, rows)?;
+/// ```
+#[macro_export]
+macro_rules! insert_rows {
+    ($db:expr, $table:expr, $rows:expr $(,)?) => {{
+        let mut rows = $rows;
+        let mut inserted: usize = 0;
+        let mut failed: Option<diesel::result::Error> = None;
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
+            let chunk = std::mem::replace(&mut rows, rest);
+            let res = match $crate::store::Db::reborrow($db) {
+                $crate::store::Db::Sqlite(conn) => {
+                    conn.spawn_blocking(move |conn| {
+                        diesel::RunQueryDsl::execute(
+                            diesel::insert_into($table).values(chunk),
+                            conn,
+                        )
+                    })
+                    .await
+                }
+                $crate::store::Db::Postgres(conn) => {
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::insert_into($table).values(chunk),
+                        conn,
+                    )
+                    .await
+                }
+            };
+            match res {
+                Ok(n_rows) => inserted += n_rows,
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            }
+        }
+        match failed {
+            Some(err) => Err::<usize, diesel::result::Error>(err),
+            None => Ok(inserted),
+        }
+    }};
+}
+
 /// A new id: a UUIDv7 string (time-ordered, so ids sort by creation).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
