@@ -16,7 +16,7 @@ use axum::http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body::{Frame, SizeHint};
 use sha2::{Digest, Sha256};
@@ -62,13 +62,14 @@ impl RateLimits {
         if self.n_checked.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune();
         }
-        let clock = DefaultClock::default();
+        // The limiter's own clock, read only when a request is refused (building a clock
+        // per request costs a CPUID, a VM exit under virtualisation).
         if let Some(limiter) = &self.per_address
             && let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
         {
             limiter
                 .check_key(&address_key(peer.ip()))
-                .map_err(|not_until| not_until.wait_time_from(clock.now()))?;
+                .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))?;
         }
         if let Some(limiter) = &self.per_key
             && let Some(token) = bearer(req)
@@ -76,7 +77,7 @@ impl RateLimits {
             let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             limiter
                 .check_key(&key)
-                .map_err(|not_until| not_until.wait_time_from(clock.now()))?;
+                .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))?;
         }
         Ok(())
     }
