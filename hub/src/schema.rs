@@ -378,6 +378,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A task's planning rounds: the agent asked, its proposal, the creator's decision.
+    plans (id) {
+        id -> Text,
+        workspace_id -> Text,
+        task_id -> Text,
+        round -> Integer,
+        status -> Text,
+        planner_agent_id -> Text,
+        comment -> Nullable<Text>,
+        start_steps -> Text,
+        steps -> Nullable<Text>,
+        note -> Nullable<Text>,
+        created_at -> BigInt,
+        proposed_at -> Nullable<BigInt>,
+        decided_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(members -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> members (member_id));
@@ -449,6 +468,7 @@ diesel::joinable!(approvals -> steps (step_id));
 diesel::joinable!(approvals -> members (approver_member_id));
 diesel::joinable!(input_requests -> steps (step_id));
 diesel::joinable!(workflow_changes -> tasks (task_id));
+diesel::joinable!(plans -> tasks (task_id));
 diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
 diesel::joinable!(webhooks -> workspaces (workspace_id));
@@ -471,6 +491,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     input_requests,
     availability_requests,
     workflow_changes,
+    plans,
     timeline,
     revoked_agent_tokens,
     events,

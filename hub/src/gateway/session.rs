@@ -856,6 +856,20 @@ impl Session {
                 .await?;
                 Ok(OkReply::new(respond.id))
             }
+            ClientFrame::PlanSubmit(submit) => {
+                tasks::submit_plan(
+                    ctx,
+                    agent,
+                    &submit.plan_id.to_string(),
+                    submit.steps,
+                    submit.note.as_deref(),
+                )
+                .await?;
+                Ok(OkReply {
+                    status: Some("proposed".into()),
+                    ..OkReply::new(submit.id)
+                })
+            }
             ClientFrame::Hello(_)
             | ClientFrame::Ack(_)
             | ClientFrame::Pong(_)

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{
-    agents, step_approvers, step_assignees, step_dependencies, step_logs, step_submissions, steps,
-    tasks, timeline, usage, workflow_changes,
+    agents, plans, step_approvers, step_assignees, step_dependencies, step_logs, step_submissions,
+    steps, tasks, timeline, usage, workflow_changes,
 };
 use crate::store::Db;
 
@@ -815,4 +815,104 @@ pub async fn insert_usage(db: &mut Db<'_>, row: &UsageRow) -> QueryResult<()> {
         .execute(conn)
         .await)?;
     Ok(())
+}
+
+/// A planning round of a task.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = plans, treat_none_as_default_value = false)]
+pub struct Plan {
+    pub id: String,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub round: i32,
+    /// `requested`, `proposed`, `accepted` or `replaced`.
+    pub status: String,
+    pub planner_agent_id: String,
+    pub comment: Option<String>,
+    /// JSON list of `PlanStep`.
+    pub start_steps: String,
+    /// JSON list of `PlanStep`: the proposal.
+    pub steps: Option<String>,
+    pub note: Option<String>,
+    pub created_at: i64,
+    pub proposed_at: Option<i64>,
+    pub decided_at: Option<i64>,
+}
+
+pub async fn insert_plan(db: &mut Db<'_>, row: &Plan) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(plans::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+/// The plan of the caller's workspace with this id.
+pub async fn find_plan(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    plan_id: &str,
+) -> QueryResult<Option<Plan>> {
+    crate::db!(db, |conn| {
+        plans::table
+            .filter(plans::id.eq(plan_id))
+            .filter(plans::workspace_id.eq(workspace_id))
+            .select(Plan::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// The task's latest planning round.
+pub async fn latest_plan(db: &mut Db<'_>, task_id: &str) -> QueryResult<Option<Plan>> {
+    crate::db!(db, |conn| {
+        plans::table
+            .filter(plans::task_id.eq(task_id))
+            .order(plans::round.desc())
+            .select(Plan::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Records a proposal on a round that is still open (`requested` or `proposed`).
+pub async fn propose_plan(
+    db: &mut Db<'_>,
+    plan_id: &str,
+    steps_json: &str,
+    note: Option<&str>,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::update(
+        plans::table
+            .filter(plans::id.eq(plan_id))
+            .filter(plans::status.eq_any(["requested", "proposed"]))
+    )
+    .set((
+        plans::status.eq("proposed"),
+        plans::steps.eq(steps_json),
+        plans::note.eq(note),
+        plans::proposed_at.eq(now),
+    ))
+    .execute(conn)
+    .await)
+}
+
+/// Closes an open round as `accepted` or `replaced`.
+pub async fn decide_plan(
+    db: &mut Db<'_>,
+    plan_id: &str,
+    status: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::update(
+        plans::table
+            .filter(plans::id.eq(plan_id))
+            .filter(plans::status.eq_any(["requested", "proposed"]))
+    )
+    .set((plans::status.eq(status), plans::decided_at.eq(now)))
+    .execute(conn)
+    .await)
 }

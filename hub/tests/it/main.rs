@@ -16,6 +16,7 @@ mod failover;
 mod gateway;
 mod lifecycle;
 mod notifications;
+mod plans;
 mod python_agent;
 mod scaleout;
 mod store;

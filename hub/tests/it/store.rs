@@ -596,6 +596,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         input_requests,
         availability_requests,
         workflow_changes,
+        plans,
         timeline,
         revoked_agent_tokens,
         events,
