@@ -202,6 +202,10 @@ pub struct StepSubmit {
     /// The agent's own check of its result against the step's expected outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_check: Option<String>,
+    /// The agent's check of its result against the step and the task, with what it
+    /// suggests changing in the later steps; each suggestion waits for the task's creator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<SelfCheck>,
     /// Ids of files uploaded with `PUT /v1/files`, or external links.
     #[serde(default)]
     pub files: Vec<String>,
@@ -211,6 +215,44 @@ pub struct StepSubmit {
         skip_serializing_if = "Option::is_none"
     )]
     pub usage: Option<Usage>,
+}
+
+/// Whether a result fits its step and task, why, and what should change in the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    pub fits: bool,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub suggestions: Vec<Suggestion>,
+}
+
+/// What a suggestion changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuggestionOp {
+    /// Add `new_step`.
+    Insert,
+    /// Skip the pending or ready step `step`.
+    Skip,
+    /// Give the pending or ready step `step` to `assignees`.
+    Reassign,
+}
+
+/// One change of the workflow a self-check suggests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    pub op: SuggestionOp,
+    /// The key of the step to skip or reassign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The step to insert; its `depends_on` may name existing steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_step: Option<PlanStep>,
+    /// The new assignees of a reassigned step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignees: Vec<String>,
+    pub reason: String,
 }
 
 /// The step needs its human: ask a question and wait for `input.answered`.

@@ -316,6 +316,7 @@ where
                     result,
                     summary,
                     self_check: None,
+                    check: None,
                     files,
                     usage,
                 }),

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod checks;
 pub mod edge;
 pub mod events;
 pub mod extract;
@@ -67,6 +68,9 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         plans::get_plan,
         plans::accept_plan,
         plans::revise_plan,
+        checks::list_workflow_approvals,
+        checks::approve_workflow,
+        checks::reject_workflow,
         tasks::retry_step,
         tasks::get_step,
         tasks::step_logs,
@@ -234,6 +238,18 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/tasks/{id}/plan", get(plans::get_plan))
         .route("/v1/tasks/{id}/plan/accept", post(plans::accept_plan))
         .route("/v1/tasks/{id}/plan/revise", post(plans::revise_plan))
+        .route(
+            "/v1/tasks/{id}/workflow-approvals",
+            get(checks::list_workflow_approvals),
+        )
+        .route(
+            "/v1/workflow-approvals/{id}/approve",
+            post(checks::approve_workflow),
+        )
+        .route(
+            "/v1/workflow-approvals/{id}/reject",
+            post(checks::reject_workflow),
+        )
         .route("/v1/steps/{id}", get(tasks::get_step))
         .route("/v1/steps/{id}/logs", get(tasks::step_logs))
         .route("/v1/steps/{id}/approve", post(tasks::approve_step))

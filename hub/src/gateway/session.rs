@@ -772,6 +772,10 @@ impl Session {
                 Ok(OkReply::new(log.id))
             }
             ClientFrame::StepSubmit(submit) => {
+                if let Some(check) = &submit.check {
+                    tasks::validate_check(check)?;
+                }
+                let step_id = submit.step_id.to_string();
                 let outcome = tasks::submit_step(
                     ctx,
                     agent,
@@ -786,6 +790,10 @@ impl Session {
                     },
                 )
                 .await?;
+                // Recorded after the result; a resent submit records it if it is missing.
+                if let Some(check) = &submit.check {
+                    tasks::record_check(ctx, agent, &step_id, submit.attempt, check).await?;
+                }
                 Ok(OkReply {
                     status: Some(outcome.status),
                     ..OkReply::new(submit.id)

@@ -2,6 +2,7 @@
 //! leases, progress, submits, blocks, failures), readiness propagation, task status and
 //! workflow changes. Every step status change goes through [`transition`].
 
+mod check;
 pub mod dag;
 mod digest;
 mod frames;
@@ -31,6 +32,10 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
+pub use check::{
+    CheckView, WorkflowApprovalView, check_of_step, decide_workflow_approval, record_check,
+    validate_check, workflow_approvals,
+};
 pub use digest::result_digest;
 pub use lifecycle::{
     Claimed, SubmitOutcome, Submitted, claim_step, claim_step_at, fail_step, log_step,
@@ -179,6 +184,8 @@ pub struct StepView {
     pub approvers: Vec<(String, String)>,
     /// Keys of the steps this one depends on.
     pub depends_on: Vec<String>,
+    /// Its agent's latest self-check (read by [`get_step`] only).
+    pub check: Option<CheckView>,
 }
 
 #[derive(Debug, Clone)]
@@ -804,6 +811,7 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
                 .filter_map(|(_, dep)| key_of.get(dep.as_str()).map(|key| key.to_string()))
                 .collect(),
             step: step.clone(),
+            check: None,
         })
         .collect();
     let involved_agents = agents
@@ -1031,13 +1039,22 @@ pub async fn get_step(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<StepVie
                 .await?
                 .ok_or_else(|| Error::not_found("task"))?;
             let steps = model::steps_of_task(db, &task.id).await?;
-            load_view(db, &task, steps).await
+            let check = model::latest_check(db, step_id).await?;
+            Ok::<_, Error>((load_view(db, &task, steps).await?, check))
         })
         .await?;
-    view.steps
+    let (view, check) = view;
+    let mut step_view = view
+        .steps
         .into_iter()
         .find(|step_view| step_view.step.id == step_id)
-        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))
+        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+    step_view.check = check.map(|check| CheckView {
+        attempt: check.attempt,
+        fits: check.fits,
+        reasons: serde_json::from_str(&check.reasons).unwrap_or_default(),
+    });
+    Ok(step_view)
 }
 
 pub async fn step_logs(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<Vec<StepLogRow>> {

@@ -151,6 +151,21 @@ pub const MATRIX: &[Row] = &[
         "POST /v1/tasks/{id}/plan/revise",
         STEER,
     ),
+    row(
+        "read a task's suggested workflow changes",
+        "GET /v1/tasks/{id}/workflow-approvals",
+        READ,
+    ),
+    row(
+        "approve a suggested workflow change",
+        "POST /v1/workflow-approvals/{id}/approve",
+        STEER,
+    ),
+    row(
+        "reject a suggested workflow change",
+        "POST /v1/workflow-approvals/{id}/reject",
+        STEER,
+    ),
     row("retry a failed step", "POST /v1/steps/{id}/retry", STEER),
     row("read a step", "GET /v1/steps/{id}", READ),
     row("read a step's logs", "GET /v1/steps/{id}/logs", READ),
@@ -432,6 +447,39 @@ impl World {
         (view.task.id.clone(), plan.plan.id)
     }
 
+    /// A workflow change `cy-bot`'s check suggested (a step to insert) for the creator;
+    /// the task id and the workflow approval's id.
+    async fn suggestion(&self) -> (String, String) {
+        let (task_id, step_id, attempt) = self.claimed().await;
+        crate::support::submit(&self.hub.ctx, &self.creator_agent, &step_id, attempt)
+            .await
+            .unwrap();
+        let check = agenthub_protocol::SelfCheck {
+            fits: true,
+            reasons: Vec::new(),
+            suggestions: vec![agenthub_protocol::Suggestion {
+                op: agenthub_protocol::SuggestionOp::Insert,
+                step: None,
+                new_step: Some(plan_step("extra", "cy-bot")),
+                assignees: Vec::new(),
+                reason: "one more".into(),
+            }],
+        };
+        tasks::record_check(
+            &self.hub.ctx,
+            &self.creator_agent,
+            &step_id,
+            attempt,
+            &check,
+        )
+        .await
+        .unwrap();
+        let rows = tasks::workflow_approvals(&self.hub.ctx, &self.creator, &task_id)
+            .await
+            .unwrap();
+        (task_id, rows[0].row.id.clone())
+    }
+
     /// A task whose step `cy-bot` holds; the step id and attempt.
     async fn claimed(&self) -> (String, String, u32) {
         let (task_id, step_id) = self.task(false).await;
@@ -638,6 +686,20 @@ impl World {
             "POST /v1/tasks/{id}/publish" => {
                 let (task_id, _) = self.task(true).await;
                 (Method::POST, format!("/v1/tasks/{task_id}/publish"), None)
+            }
+            "GET /v1/tasks/{id}/workflow-approvals" => {
+                let (task_id, _) = self.suggestion().await;
+                (
+                    Method::GET,
+                    format!("/v1/tasks/{task_id}/workflow-approvals"),
+                    None,
+                )
+            }
+            "POST /v1/workflow-approvals/{id}/approve"
+            | "POST /v1/workflow-approvals/{id}/reject" => {
+                let (_, id) = self.suggestion().await;
+                let path = request.trim_start_matches("POST ").replace("{id}", &id);
+                (Method::POST, path, None)
             }
             "GET /v1/tasks/{id}/plan" => {
                 let (task_id, _) = self.planned(false).await;
@@ -958,6 +1020,7 @@ impl World {
                             result: json!({"ok": true}),
                             summary: None,
                             self_check: None,
+                            check: None,
                             files: vec![],
                             usage: None,
                         })

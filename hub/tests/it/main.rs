@@ -6,6 +6,7 @@ mod api;
 mod api_docs;
 mod approvals;
 mod authority;
+mod checks;
 mod cluster;
 mod conformance;
 mod content;

@@ -597,6 +597,8 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         availability_requests,
         workflow_changes,
         plans,
+        step_checks,
+        workflow_approvals,
         timeline,
         revoked_agent_tokens,
         events,
