@@ -312,6 +312,7 @@ impl Worker {
         let timeout = self.timeout;
         let grace = ctx.grace;
         let executors = self.executors.clone();
+        let check = ctx.check_slot();
         let execution = executors.execute(&mut ctx);
         tokio::pin!(execution);
         let out_of_time = tokio::time::sleep(timeout);
@@ -371,6 +372,7 @@ impl Worker {
                     summary: outcome.summary,
                     files: outcome.files,
                     usage: outcome.usage,
+                    check: check.lock().expect("check lock").take(),
                 }
             }
             Ok(Err(Failure { reason, retryable })) => {

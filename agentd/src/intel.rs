@@ -1,11 +1,14 @@
 //! Intelligence that runs with this machine's Claude key: planning a task for its creator
-//! (`plan.requested` → `plan.submit`). The prompts and tool schemas are data
+//! (`plan.requested` → `plan.submit`) and checking a finished step's result (the submit's
+//! `check`). The prompts and tool schemas are data
 //! (`intel/*.json`); the model answers through one tool whose input is the plan, and the
 //! hub checks what it proposes like any request.
 
 use std::fmt::Write as _;
 
-use agenthub_protocol::{ClientFrame, PlanRequested, PlanStep, PlanSubmit};
+use agenthub_protocol::{
+    ClientFrame, PlanRequested, PlanStep, PlanSubmit, SelfCheck, StepInfo, SuggestionOp,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +30,77 @@ each owned by one teammate's agent who fits it (capabilities, online, current lo
 dependencies where one step needs another's output, a rough estimate in minutes, and an \
 approval level where a person should confirm or review the result. Use only the agent \
 names and member emails you are given. Answer only by calling the submit_plan tool.";
+
+/// The tool through which the model reports its check of a step's result.
+pub const CHECK_TOOL: &str = include_str!("intel/check_tool.json");
+
+const CHECK_SYSTEM: &str = "You check one step of a team's task after it was done: does \
+its result do what the step asks and serve the task? Should later steps change: a step \
+inserted, a step skipped, or a step given to someone else? Suggest changes only when they \
+clearly help. Answer only by calling the report_check tool.";
+
+/// The parsed tool definition of [`CHECK_TOOL`].
+pub fn check_tool() -> Value {
+    serde_json::from_str(CHECK_TOOL).expect("intel/check_tool.json is JSON")
+}
+
+/// The check request's user message: the step, its task, and what the step produced.
+pub fn check_prompt(step: &StepInfo, summary: &str) -> String {
+    let mut text = format!("Task: {}\n", step.task_title);
+    if !step.task_description.trim().is_empty() {
+        let _ = writeln!(text, "{}", step.task_description);
+    }
+    let _ = writeln!(text, "\nStep `{}`: {}", step.key, step.title);
+    if !step.description.trim().is_empty() {
+        let _ = writeln!(text, "{}", step.description);
+    }
+    if let Some(expected) = &step.expected_outputs {
+        let _ = writeln!(text, "Expected output: {expected}");
+    }
+    let _ = writeln!(text, "\nThe step's result:\n{summary}");
+    text
+}
+
+/// Asks the model whether a finished step's result fits (one request, the
+/// `report_check` tool). Suggestions missing what their `op` needs are left out; any
+/// failure is `None` (the result goes without a check).
+pub async fn check_result(
+    client: &Client,
+    config: &ClaudeConfig,
+    step: &StepInfo,
+    summary: &str,
+) -> Option<SelfCheck> {
+    let body = json!({
+        "model": config.model,
+        "max_tokens": config.max_tokens,
+        "system": CHECK_SYSTEM,
+        "tools": [check_tool()],
+        "tool_choice": {"type": "tool", "name": "report_check"},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": check_prompt(step, summary)}]}],
+    });
+    let (_, input) = match ask_tool(client, &body, "report_check").await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            tracing::warn!(step.id = %step.step_id, reason = failure.reason, "no check of the result");
+            return None;
+        }
+    };
+    let mut check: SelfCheck = match serde_json::from_value(input) {
+        Ok(check) => check,
+        Err(err) => {
+            tracing::warn!(step.id = %step.step_id, error = %err, "the model's check does not fit its schema; none sent");
+            return None;
+        }
+    };
+    check.reasons.truncate(20);
+    check.suggestions.retain(|suggestion| match suggestion.op {
+        SuggestionOp::Insert => suggestion.new_step.is_some(),
+        SuggestionOp::Skip => suggestion.step.is_some(),
+        SuggestionOp::Reassign => suggestion.step.is_some() && !suggestion.assignees.is_empty(),
+    } && !suggestion.reason.trim().is_empty());
+    check.suggestions.truncate(20);
+    Some(check)
+}
 
 /// The parsed tool definition of [`PLAN_TOOL`].
 pub fn plan_tool() -> Value {

@@ -309,6 +309,7 @@ where
                     summary,
                     files,
                     usage,
+                    check,
                 } => ClientFrame::StepSubmit(StepSubmit {
                     id: 0,
                     step_id,
@@ -316,7 +317,7 @@ where
                     result,
                     summary,
                     self_check: None,
-                    check: None,
+                    check,
                     files,
                     usage,
                 }),

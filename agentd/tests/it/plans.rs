@@ -116,7 +116,8 @@ async fn one_sentence_becomes_a_running_task_after_one_acceptance() {
     assert_eq!(task["status"], "active", "{task:#}");
     assert_eq!(task["description"], sentence);
     assert_eq!(task["steps"][0]["key"], "outline");
-    assert_eq!(task["steps"][0]["status"], "ready");
+    // The outline is ready (min-laptop may have claimed it already); the review waits.
+    assert_ne!(task["steps"][0]["status"], "pending", "{task:#}");
     assert_eq!(task["steps"][1]["status"], "pending");
 
     // The model saw the team and the task, answered through the one tool, and was told
@@ -256,15 +257,103 @@ async fn the_planner_gives_up_after_two_more_tries_and_the_task_waits() {
     drop(daemon);
 }
 
-/// The tool's input schema is valid JSON Schema (2020-12) and the scripted plans fit it;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_result_is_checked_and_its_suggestion_waits_for_the_creator() {
+    let (claude_url, script) = fake_claude(vec![
+        (
+            200,
+            None,
+            message(
+                json!([{"type": "text", "text": "Outline written."}]),
+                "end_turn",
+                50,
+                10,
+            ),
+        ),
+        (
+            200,
+            None,
+            message(
+                json!([{"type": "tool_use", "id": "toolu_c", "name": "report_check", "input": {
+                    "fits": false,
+                    "reasons": ["the outline misses the costs"],
+                    "suggestions": [
+                        {"op": "skip", "step": "appendix", "reason": "nothing for an appendix"},
+                        {"op": "reassign", "reason": "names no step"}
+                    ]
+                }}]),
+                "tool_use",
+                30,
+                10,
+            ),
+        ),
+    ])
+    .await;
+    let hub = Hub::start().await;
+    let agentd = agentd_with_claude(&claude_url);
+    agentd.login_with(&hub.url, &hub.team.min_token);
+    let child = spawn(&agentd, &["run", "--once", "--no-notify"]);
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.min_key,
+            Some(json!({"title": "Quarterly report", "steps": [
+                {"key": "draft", "title": "Draft the outline", "assignees": ["min-laptop"],
+                 "executor": "claude", "expected_outputs": "an outline with revenue and costs"},
+                {"key": "appendix", "title": "Write an appendix", "assignees": ["duan-desktop"],
+                 "depends_on": ["draft"]},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let out = crate::support::wait_exit(child).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let task_id = task["id"].as_str().unwrap();
+    let draft = task["steps"][0]["id"].as_str().unwrap();
+    let step = hub.rest.step(&hub.team.min_key, draft).await;
+    assert_eq!(step["status"], "done", "{step:#}");
+    assert_eq!(step["check"]["fits"], false, "{step:#}");
+    assert_eq!(
+        step["check"]["reasons"],
+        json!(["the outline misses the costs"])
+    );
+    let (_, list) = hub
+        .rest
+        .call(
+            Method::GET,
+            &format!("/v1/tasks/{task_id}/workflow-approvals"),
+            &hub.team.min_key,
+            None,
+        )
+        .await;
+    // The suggestion without its step was left out.
+    let rows = list["workflow_approvals"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list:#}");
+    assert_eq!(rows[0]["suggestion"]["op"], "skip");
+    assert_eq!(rows[0]["status"], "pending");
+    let calls = script.calls.lock().unwrap().clone();
+    let prompt = calls[1].body["messages"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        prompt.contains("Expected output: an outline with revenue and costs"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("Outline written."), "{prompt}");
+}
+
+/// The tools' input schemas are valid JSON Schema (2020-12) and scripted answers fit them;
 /// checked with Python's `jsonschema` (the interpreter named by `AGENTHUB_TEST_PYTHON`).
 #[test]
-fn the_plan_tool_schema_is_valid_json_schema() {
+fn the_tool_schemas_are_valid_json_schema() {
     let tool = agentd::intel::plan_tool();
     let schema = &tool["input_schema"];
+    let check_schema = agentd::intel::check_tool()["input_schema"].clone();
     let Some(python) = std::env::var_os("AGENTHUB_TEST_PYTHON") else {
         eprintln!(
-            "skipped: AGENTHUB_TEST_PYTHON not set (plans::the_plan_tool_schema_is_valid_json_schema)"
+            "skipped: AGENTHUB_TEST_PYTHON not set (plans::the_tool_schemas_are_valid_json_schema)"
         );
         return;
     };
@@ -275,11 +364,15 @@ fn the_plan_tool_schema_is_valid_json_schema() {
         {"steps": [{"key": "x", "title": "X", "assignees": ["ghost"]}]},
     ]);
     std::fs::write(dir.path().join("plans.json"), plans.to_string()).unwrap();
+    std::fs::write(dir.path().join("check.json"), check_schema.to_string()).unwrap();
     let check = "import json, sys, jsonschema\n\
                  schema = json.load(open(sys.argv[1]))\n\
                  jsonschema.Draft202012Validator.check_schema(schema)\n\
                  for plan in json.load(open(sys.argv[2])):\n    \
                      jsonschema.Draft202012Validator(schema).validate(plan)\n\
+                 check = json.load(open(sys.argv[3]))\n\
+                 jsonschema.Draft202012Validator.check_schema(check)\n\
+                 jsonschema.Draft202012Validator(check).validate({'fits': True, 'reasons': [], 'suggestions': [{'op': 'skip', 'step': 'a', 'reason': 'r'}]})\n\
                  try:\n    \
                      jsonschema.Draft202012Validator(schema).validate({'steps': []})\n\
                  except jsonschema.ValidationError:\n    \
@@ -289,6 +382,7 @@ fn the_plan_tool_schema_is_valid_json_schema() {
         .arg(check)
         .arg(dir.path().join("schema.json"))
         .arg(dir.path().join("plans.json"))
+        .arg(dir.path().join("check.json"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
