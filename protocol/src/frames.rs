@@ -205,7 +205,7 @@ pub struct StepSubmit {
     /// The agent's check of its result against the step and the task, with what it
     /// suggests changing in the later steps; each suggestion waits for the task's creator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check: Option<SelfCheck>,
+    pub check: Option<Box<SelfCheck>>,
     /// Ids of files uploaded with `PUT /v1/files`, or external links.
     #[serde(default)]
     pub files: Vec<String>,
@@ -426,7 +426,7 @@ pub enum ServerFrame {
     #[serde(rename = "availability.requested")]
     AvailabilityRequested(AvailabilityRequested),
     #[serde(rename = "plan.requested")]
-    PlanRequested(PlanRequested),
+    PlanRequested(Box<PlanRequested>),
     #[serde(rename = "agent.online")]
     AgentOnline(AgentPresence),
     #[serde(rename = "agent.offline")]

@@ -78,7 +78,7 @@ fn task_line(task: &Value) -> String {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a task from a YAML or JSON file, or a one-step task from flags
-    Create(Create),
+    Create(Box<Create>),
     /// Show a task: status, progress, outcome, steps and timeline
     Show(Show),
 }
@@ -146,7 +146,7 @@ pub struct Create {
 impl Command {
     pub async fn run(self, ctx: Ctx) -> Result<()> {
         match self {
-            Command::Create(create) => create.run(ctx).await,
+            Command::Create(create) => (*create).run(ctx).await,
             Command::Show(show) => show.run(ctx).await,
         }
     }

@@ -317,7 +317,7 @@ where
                     result,
                     summary,
                     self_check: None,
-                    check,
+                    check: check.map(Box::new),
                     files,
                     usage,
                 }),
@@ -662,7 +662,7 @@ where
                 self.core.publish_status();
             }
             ServerFrame::PlanRequested(requested) => {
-                self.core.start_planner(requested);
+                self.core.start_planner(*requested);
             }
             ServerFrame::InputAnswered(answered) => {
                 if let Some(running) = self.core.running.get(&answered.step_id) {

@@ -199,7 +199,7 @@ pub async fn create_task(
             .map(NewStep::try_from)
             .collect::<Result<_>>()?,
         draft: req.draft,
-        plan: (req.plan || req.planner.is_some()).then(|| tasks::PlanRequest {
+        plan: (req.plan || req.planner.is_some()).then_some(tasks::PlanRequest {
             planner: req.planner,
         }),
     };

@@ -210,7 +210,7 @@ async fn plan_requested(
     let ServerFrame::TaskCreated(created) = frames::task_created(task) else {
         return Err(Error::internal("task_created builds task.created"));
     };
-    Ok(ServerFrame::PlanRequested(PlanRequested {
+    Ok(ServerFrame::PlanRequested(Box::new(PlanRequested {
         seq: 0,
         plan_id: frames::uuid(&plan.id),
         task: created.task,
@@ -219,7 +219,7 @@ async fn plan_requested(
         steps: start_steps.to_vec(),
         agents: plan_agents,
         members: plan_members,
-    }))
+    })))
 }
 
 /// Every error of a plan's steps, as a create would find them one at a time: the steps'

@@ -70,7 +70,7 @@ async fn submit(agent: &mut Agent, step_id: &str, check: Option<SelfCheck>) -> S
                 result: json!({"outline": ["Revenue"]}),
                 summary: Some("an outline".into()),
                 self_check: None,
-                check,
+                check: check.map(Box::new),
                 files: Vec::new(),
                 usage: None,
             })

@@ -45,7 +45,7 @@ fn good_plan() -> Vec<PlanStep> {
 async fn plan_requested(agent: &mut Agent) -> PlanRequested {
     agent
         .event(|frame| match frame {
-            ServerFrame::PlanRequested(requested) => Some(requested.clone()),
+            ServerFrame::PlanRequested(requested) => Some(requested.as_ref().clone()),
             _ => None,
         })
         .await

@@ -125,7 +125,7 @@ pub fn all() -> Vec<Frame> {
             result: json!({"outline": ["Revenue", "Costs", "Outlook"]}),
             summary: Some("Three-part outline".into()),
             self_check: Some("covers every section of the report".into()),
-            check: Some(SelfCheck {
+            check: Some(Box::new(SelfCheck {
                 fits: true,
                 reasons: vec!["every section of the report has an item".into()],
                 suggestions: vec![
@@ -157,7 +157,7 @@ pub fn all() -> Vec<Frame> {
                         reason: "the outline has no appendix".into(),
                     },
                 ],
-            }),
+            })),
             files: vec![id(0xf1).to_string()],
             usage: Some(Usage {
                 model: "claude-sonnet-4-5".into(),
@@ -387,7 +387,7 @@ pub fn all() -> Vec<Frame> {
             task_id: Some(id(TASK)),
             question: "Can you take the review this week?".into(),
         }),
-        ServerFrame::PlanRequested(PlanRequested {
+        ServerFrame::PlanRequested(Box::new(PlanRequested {
             seq: 57,
             plan_id: id(0xc1),
             task: draft_info,
@@ -405,7 +405,7 @@ pub fn all() -> Vec<Frame> {
                 email: "min@example.com".into(),
                 role: "member".into(),
             }],
-        }),
+        })),
         ServerFrame::AgentOnline(AgentPresence {
             seq: 53,
             agent_id: id(0xa8),
