@@ -143,7 +143,7 @@ pub struct CreateTaskRequest {
     /// 1 to 500 steps, their dependencies a DAG; with `plan`, none or some, which the
     /// planner starts from.
     #[serde(default)]
-    pub steps: Vec<CreateStepRequest>,
+    pub steps: Option<Vec<CreateStepRequest>>,
     /// Create the task as a draft: nothing starts until `POST /v1/tasks/{id}/publish`.
     #[serde(default)]
     pub draft: bool,
@@ -193,11 +193,19 @@ pub async fn create_task(
         title: req.title,
         description: req.description,
         due_at,
-        steps: req
-            .steps
-            .into_iter()
-            .map(NewStep::try_from)
-            .collect::<Result<_>>()?,
+        steps: match req.steps {
+            Some(steps) => steps,
+            None if req.plan || req.planner.is_some() => Vec::new(),
+            None => {
+                return Err(Error::BadRequest {
+                    message: "missing field `steps`".into(),
+                    field: Some("steps".into()),
+                });
+            }
+        }
+        .into_iter()
+        .map(NewStep::try_from)
+        .collect::<Result<_>>()?,
         draft: req.draft,
         plan: (req.plan || req.planner.is_some()).then_some(tasks::PlanRequest {
             planner: req.planner,

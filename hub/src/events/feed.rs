@@ -34,6 +34,8 @@ pub fn audience_id(task_id: &str) -> String {
 /// planner (the plan itself is `GET /v1/tasks/{id}/plan`).
 pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
     let subject = match frame {
+        // One agent's own view of a task's start; the feeds hold the members' frame.
+        ServerFrame::TaskCreated(event) if !event.your_steps.is_empty() => return None,
         ServerFrame::TaskCreated(event) => Subject::Task(event.task.task_id),
         ServerFrame::TaskUpdated(event) => Subject::Task(event.task.task_id),
         ServerFrame::StepReady(event) => Subject::Task(event.step.task_id),

@@ -845,11 +845,17 @@ fn push_task_created(outbox: &mut Outbox, view: &TaskView) {
     outbox.push_all(&member_audiences(&view.task, &view.steps), &frame);
 }
 
-/// The steps of `agent_id` in `view`, each ready when nothing it depends on is unfinished.
+/// Steps a `task.created` lists as the receiver's own, and titles of what each waits for.
+pub const MAX_YOUR_STEPS: usize = 10;
+const MAX_WAITING_FOR: usize = 5;
+
+/// The first [`MAX_YOUR_STEPS`] steps of `agent_id` in `view`, each ready when nothing it
+/// depends on is unfinished.
 fn your_steps(view: &TaskView, agent_id: &str) -> Vec<YourStep> {
     view.steps
         .iter()
         .filter(|step_view| step_view.assignees.iter().any(|(id, _)| id == agent_id))
+        .take(MAX_YOUR_STEPS)
         .map(|step_view| {
             let waiting_for: Vec<String> = view
                 .steps
@@ -857,6 +863,7 @@ fn your_steps(view: &TaskView, agent_id: &str) -> Vec<YourStep> {
                 .filter(|other| step_view.depends_on.contains(&other.step.key))
                 .filter(|other| !settle::satisfies(&other.step))
                 .map(|other| other.step.title.clone())
+                .take(MAX_WAITING_FOR)
                 .collect();
             let status = if waiting_for.is_empty() {
                 StepStatus::Ready

@@ -450,7 +450,7 @@ async fn a_plan_is_asked_only_of_an_agent_of_the_creator() {
     let (status, error) = hub
         .call(Method::POST, "/v1/tasks", &team.min_key, Some(body))
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["error"]["field"], "steps");
 
     // Not one task was created by the refused requests.
