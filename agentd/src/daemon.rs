@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agenthub_protocol::{ClientFrame, StepInfo, StepProgress};
+use agenthub_protocol::{ClientFrame, PlanRequested, StepInfo, StepProgress};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -251,6 +251,39 @@ impl Core {
         self.publish_status();
     }
 
+    /// Plans a task its creator asked this agent to plan, with this machine's Claude key,
+    /// in a worker of its own (it ends as `(plan id, 0)`).
+    pub fn start_planner(&mut self, request: PlanRequested) {
+        let plan_id = request.plan_id;
+        let executors = self.executors.clone();
+        let outbound = self.outbound_tx.clone();
+        tracing::info!(plan.id = %plan_id, round = request.round, task = %request.task.title, "asked to plan a task");
+        self.workers.spawn(async move {
+            executors.claude_key.refresh().await;
+            let Some(key) = executors.claude_key.get() else {
+                tracing::error!(plan.id = %plan_id, "cannot plan the task: no Claude API key; run `agentd key set`, then ask for the plan again");
+                return (plan_id, 0);
+            };
+            let planned = crate::intel::plan(
+                request,
+                &executors.config.claude,
+                &key,
+                executors.hub.as_ref(),
+                &outbound,
+            )
+            .await;
+            match planned {
+                crate::intel::Planned::Proposed { submits } => {
+                    tracing::info!(plan.id = %plan_id, submits, "plan proposed; it waits for the task's creator");
+                }
+                crate::intel::Planned::GaveUp(reason) => {
+                    tracing::error!(plan.id = %plan_id, reason, "no plan proposed");
+                }
+            }
+            (plan_id, 0)
+        });
+    }
+
     /// Updates what `agentd status` shows.
     pub fn publish_status(&self) {
         let journal = self
@@ -320,6 +353,7 @@ impl Worker {
         let timeout = self.timeout;
         let grace = ctx.grace;
         let executors = self.executors.clone();
+        let check = ctx.check_slot();
         let execution: std::pin::Pin<
             Box<dyn std::future::Future<Output = std::result::Result<_, Failure>> + Send + '_>,
         > = match resume {
@@ -384,6 +418,7 @@ impl Worker {
                     summary: outcome.summary,
                     files: outcome.files,
                     usage: outcome.usage,
+                    check: check.lock().expect("check lock").take(),
                 }
             }
             Ok(Err(Failure { reason, retryable })) => {

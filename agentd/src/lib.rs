@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod error;
 pub mod executor;
 pub mod hub;
+pub mod intel;
 pub mod notify;
 pub mod progress;
 pub mod state;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agenthub_protocol::Usage;
+use agenthub_protocol::{SelfCheck, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -31,6 +31,9 @@ pub enum JournalEntry {
         summary: Option<String>,
         files: Vec<String>,
         usage: Option<Usage>,
+        /// The executor's check of the result (absent in journals of older versions).
+        #[serde(default)]
+        check: Option<SelfCheck>,
     },
     /// A `step.fail` to send.
     Fail {

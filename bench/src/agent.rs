@@ -221,6 +221,7 @@ pub async fn run(
                             result: serde_json::json!({"ok": true, "by": "bench"}),
                             summary: None,
                             self_check: None,
+                            check: None,
                             files: vec![],
                             usage: None,
                         }));

@@ -378,6 +378,58 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A task's planning rounds: the agent asked, its proposal, the creator's decision.
+    plans (id) {
+        id -> Text,
+        workspace_id -> Text,
+        task_id -> Text,
+        round -> Integer,
+        status -> Text,
+        planner_agent_id -> Text,
+        comment -> Nullable<Text>,
+        start_steps -> Text,
+        steps -> Nullable<Text>,
+        note -> Nullable<Text>,
+        created_at -> BigInt,
+        proposed_at -> Nullable<BigInt>,
+        decided_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// An agent's check of a submitted attempt.
+    step_checks (step_id, attempt) {
+        step_id -> Text,
+        attempt -> Integer,
+        workspace_id -> Text,
+        task_id -> Text,
+        agent_id -> Text,
+        fits -> Bool,
+        reasons -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Workflow changes a check suggested, each waiting for the task's creator.
+    workflow_approvals (id) {
+        id -> Text,
+        workspace_id -> Text,
+        task_id -> Text,
+        step_id -> Text,
+        attempt -> Integer,
+        agent_id -> Text,
+        approver_member_id -> Text,
+        suggestion -> Text,
+        status -> Text,
+        comment -> Nullable<Text>,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(members -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> members (member_id));
@@ -449,6 +501,9 @@ diesel::joinable!(approvals -> steps (step_id));
 diesel::joinable!(approvals -> members (approver_member_id));
 diesel::joinable!(input_requests -> steps (step_id));
 diesel::joinable!(workflow_changes -> tasks (task_id));
+diesel::joinable!(plans -> tasks (task_id));
+diesel::joinable!(step_checks -> steps (step_id));
+diesel::joinable!(workflow_approvals -> tasks (task_id));
 diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
 diesel::joinable!(webhooks -> workspaces (workspace_id));
@@ -471,6 +526,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     input_requests,
     availability_requests,
     workflow_changes,
+    plans,
+    step_checks,
+    workflow_approvals,
     timeline,
     revoked_agent_tokens,
     events,

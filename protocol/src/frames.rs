@@ -40,6 +40,8 @@ pub enum ClientFrame {
     InputAnswer(InputAnswer),
     #[serde(rename = "availability.respond")]
     AvailabilityRespond(AvailabilityRespond),
+    #[serde(rename = "plan.submit")]
+    PlanSubmit(PlanSubmit),
     #[serde(rename = "ack")]
     Ack(Ack),
     #[serde(rename = "pong")]
@@ -63,6 +65,7 @@ impl ClientFrame {
         "approval.decide",
         "input.answer",
         "availability.respond",
+        "plan.submit",
         "ack",
         "pong",
     ];
@@ -80,6 +83,7 @@ impl ClientFrame {
             ClientFrame::ApprovalDecide(_) => "approval.decide",
             ClientFrame::InputAnswer(_) => "input.answer",
             ClientFrame::AvailabilityRespond(_) => "availability.respond",
+            ClientFrame::PlanSubmit(_) => "plan.submit",
             ClientFrame::Ack(_) => "ack",
             ClientFrame::Pong(_) => "pong",
             ClientFrame::Unknown => "unknown",
@@ -98,6 +102,7 @@ impl ClientFrame {
             ClientFrame::ApprovalDecide(frame) => Some(frame.id),
             ClientFrame::InputAnswer(frame) => Some(frame.id),
             ClientFrame::AvailabilityRespond(frame) => Some(frame.id),
+            ClientFrame::PlanSubmit(frame) => Some(frame.id),
             ClientFrame::Hello(_) | ClientFrame::Ack(_) | ClientFrame::Pong(_) => None,
             ClientFrame::Unknown => None,
         }
@@ -197,6 +202,10 @@ pub struct StepSubmit {
     /// The agent's own check of its result against the step's expected outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_check: Option<String>,
+    /// The agent's check of its result against the step and the task, with what it
+    /// suggests changing in the later steps; each suggestion waits for the task's creator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Box<SelfCheck>>,
     /// Ids of files uploaded with `PUT /v1/files`, or external links.
     #[serde(default)]
     pub files: Vec<String>,
@@ -206,6 +215,44 @@ pub struct StepSubmit {
         skip_serializing_if = "Option::is_none"
     )]
     pub usage: Option<Usage>,
+}
+
+/// Whether a result fits its step and task, why, and what should change in the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    pub fits: bool,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub suggestions: Vec<Suggestion>,
+}
+
+/// What a suggestion changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuggestionOp {
+    /// Add `new_step`.
+    Insert,
+    /// Skip the pending or ready step `step`.
+    Skip,
+    /// Give the pending or ready step `step` to `assignees`.
+    Reassign,
+}
+
+/// One change of the workflow a self-check suggests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    pub op: SuggestionOp,
+    /// The key of the step to skip or reassign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The step to insert; its `depends_on` may name existing steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_step: Option<PlanStep>,
+    /// The new assignees of a reassigned step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignees: Vec<String>,
+    pub reason: String,
 }
 
 /// The step needs its human: ask a question and wait for `input.answered`.
@@ -276,6 +323,54 @@ pub struct AvailabilityRespond {
     pub note: Option<String>,
 }
 
+/// One step of a proposed plan, in the shape of a step of `POST /v1/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// Names the step within the plan, for `depends_on`: 1-64 letters, digits, `-`, `_`
+    /// or `.`.
+    pub key: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Agent names, or `member:<email>` for any agent of that member.
+    #[serde(default)]
+    pub assignees: Vec<String>,
+    /// Keys of steps of the plan that must finish first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// 0 none, 1 confirm, 2 review, 3 every approver.
+    #[serde(default)]
+    pub approval_level: u8,
+    /// Member emails; needed from level 1.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    #[serde(default)]
+    pub required_capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_inputs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_outputs: Option<String>,
+    /// A rough estimate of the work, in minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_minutes: Option<u32>,
+}
+
+/// A plan for a task in planning, answering `plan.requested`. The hub checks it like a
+/// task's creation; an invalid plan is answered with `error` (`invalid`) whose message
+/// lists every error, one per line, and the request stays open for another submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSubmit {
+    pub id: RequestId,
+    #[serde(deserialize_with = "strict::plan_id")]
+    pub plan_id: Uuid,
+    pub steps: Vec<PlanStep>,
+    /// Why the plan is shaped this way, for the person who accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// Every event up to and including `seq` has been processed. Not answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
@@ -330,6 +425,8 @@ pub enum ServerFrame {
     InputTimedOut(InputTimedOut),
     #[serde(rename = "availability.requested")]
     AvailabilityRequested(AvailabilityRequested),
+    #[serde(rename = "plan.requested")]
+    PlanRequested(Box<PlanRequested>),
     #[serde(rename = "agent.online")]
     AgentOnline(AgentPresence),
     #[serde(rename = "agent.offline")]
@@ -360,6 +457,7 @@ impl ServerFrame {
         "input.answered",
         "input.timed_out",
         "availability.requested",
+        "plan.requested",
         "agent.online",
         "agent.offline",
     ];
@@ -384,6 +482,7 @@ impl ServerFrame {
             ServerFrame::InputAnswered(_) => "input.answered",
             ServerFrame::InputTimedOut(_) => "input.timed_out",
             ServerFrame::AvailabilityRequested(_) => "availability.requested",
+            ServerFrame::PlanRequested(_) => "plan.requested",
             ServerFrame::AgentOnline(_) => "agent.online",
             ServerFrame::AgentOffline(_) => "agent.offline",
             ServerFrame::Unknown => "unknown",
@@ -406,6 +505,7 @@ impl ServerFrame {
             ServerFrame::InputAnswered(event) => Some(event.seq),
             ServerFrame::InputTimedOut(event) => Some(event.seq),
             ServerFrame::AvailabilityRequested(event) => Some(event.seq),
+            ServerFrame::PlanRequested(event) => Some(event.seq),
             ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => Some(event.seq),
             ServerFrame::Welcome(_)
             | ServerFrame::Ok(_)
@@ -431,6 +531,7 @@ impl ServerFrame {
             ServerFrame::InputAnswered(event) => &mut event.seq,
             ServerFrame::InputTimedOut(event) => &mut event.seq,
             ServerFrame::AvailabilityRequested(event) => &mut event.seq,
+            ServerFrame::PlanRequested(event) => &mut event.seq,
             ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => &mut event.seq,
             ServerFrame::Welcome(_)
             | ServerFrame::Ok(_)
@@ -584,11 +685,29 @@ pub struct ActorRef {
     pub name: Option<String>,
 }
 
-/// A task this agent takes part in was created.
+/// A task this agent takes part in was created (or published, or its plan accepted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskCreated {
     pub seq: u64,
     pub task: TaskInfo,
+    /// The receiving agent's own steps of the task (absent for a member, or an agent
+    /// without steps), in the task's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub your_steps: Vec<YourStep>,
+}
+
+/// A step of the receiving agent, as its task starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct YourStep {
+    #[serde(deserialize_with = "strict::step_id")]
+    pub step_id: Uuid,
+    pub key: String,
+    pub title: String,
+    /// `ready` (a `step.ready` follows) or `pending`.
+    pub status: String,
+    /// Titles of the unfinished steps it waits for.
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
 }
 
 /// A task's status changed (published, paused, resumed, done, failed, cancelled, archived).
@@ -837,6 +956,52 @@ pub struct AvailabilityRequested {
     )]
     pub task_id: Option<Uuid>,
     pub question: String,
+}
+
+/// An agent of the workspace, as a planner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanAgent {
+    pub name: String,
+    /// Email of the member the agent is bound to.
+    pub member: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    pub online: bool,
+    /// Unfinished steps assigned to it now.
+    pub load: u32,
+}
+
+/// A member of the workspace, as a planner sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanMember {
+    pub email: String,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+}
+
+/// This agent is asked to plan a task: propose its steps with `plan.submit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRequested {
+    pub seq: u64,
+    #[serde(deserialize_with = "strict::plan_id")]
+    pub plan_id: Uuid,
+    /// The task in planning (status `draft`); its whole description is
+    /// `GET /v1/tasks/{id}`.
+    pub task: TaskInfo,
+    /// 1 for the first plan, one more each time the creator asks again.
+    pub round: u32,
+    /// What the creator said when asking again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Steps to start from: the creator's own, or the plan asked to be redone.
+    #[serde(default)]
+    pub steps: Vec<PlanStep>,
+    /// The workspace's agents (at most 200), for assignees.
+    #[serde(default)]
+    pub agents: Vec<PlanAgent>,
+    /// The workspace's members (at most 200), for approvers and `member:` assignees.
+    #[serde(default)]
+    pub members: Vec<PlanMember>,
 }
 
 /// An agent of the workspace came online or went offline.

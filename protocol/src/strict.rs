@@ -102,6 +102,7 @@ uuid_fields!(
     agent_id,
     session_id,
     change_id,
+    plan_id,
 );
 
 optional_uuid_fields!(

@@ -77,7 +77,7 @@ fn task_line(task: &Value) -> String {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a task from a YAML or JSON file, or a one-step task from flags
-    Create(Create),
+    Create(Box<Create>),
     /// Show a task: status, progress, outcome, steps and timeline
     Show(Show),
 }
@@ -91,22 +91,39 @@ pub struct Show {
 }
 
 /// The task is read from `--file` (the body of `POST /v1/tasks`, in YAML or JSON), or
-/// built from the flags as a task with one step.
+/// built from the flags as a task with one step, or planned from one sentence (`--plan`):
+/// the proposal is shown and accepted, refused, or asked again with a comment.
 #[derive(Debug, Args)]
 pub struct Create {
+    /// With `--plan`: the task in one sentence (its description, and its title cut short)
+    #[arg(requires = "plan", conflicts_with_all = ["file", "title"])]
+    pub sentence: Option<String>,
     /// A task file (YAML or JSON): title, description, steps[] with key, title,
     /// assignees, depends_on, approval_level, approvers, executor, input
     #[arg(long, short, conflicts_with_all = ["title", "assignee"])]
     pub file: Option<PathBuf>,
     /// The task's (and its step's) title
-    #[arg(long, required_unless_present = "file")]
+    #[arg(long, required_unless_present_any = ["file", "sentence"])]
     pub title: Option<String>,
     /// What to do
     #[arg(long, default_value = "")]
     pub description: String,
     /// Agent name or id to assign the step to (repeatable)
-    #[arg(long, required_unless_present = "file")]
+    #[arg(long, required_unless_present_any = ["file", "plan"])]
     pub assignee: Vec<String>,
+    /// Let this machine's agent (or `--planner`) plan the steps; needs `agentd run`
+    /// running for that agent
+    #[arg(long)]
+    pub plan: bool,
+    /// With `--plan`: the agent of yours that plans (default: this one)
+    #[arg(long, requires = "plan")]
+    pub planner: Option<String>,
+    /// With `--plan`: accept the proposed plan without asking
+    #[arg(long, requires = "plan")]
+    pub yes: bool,
+    /// With `--plan`: seconds to wait for a proposal
+    #[arg(long, default_value_t = 300, requires = "plan")]
+    pub wait: u64,
     /// Executor of the step: claude, shell, manual, external
     #[arg(long)]
     pub executor: Option<String>,
@@ -128,7 +145,7 @@ pub struct Create {
 impl Command {
     pub async fn run(self, ctx: Ctx) -> Result<()> {
         match self {
-            Command::Create(create) => create.run(ctx).await,
+            Command::Create(create) => (*create).run(ctx).await,
             Command::Show(show) => show.run(ctx).await,
         }
     }
@@ -137,6 +154,14 @@ impl Command {
 impl Create {
     /// The request body.
     pub fn body(&self) -> Result<Value> {
+        if self.plan {
+            return self.plan_body();
+        }
+        self.given_body()
+    }
+
+    /// The task of `--file`, or of the flags.
+    fn given_body(&self) -> Result<Value> {
         if let Some(file) = &self.file {
             let text = std::fs::read_to_string(file)
                 .map_err(|err| Error::config(format!("cannot read {}: {err}", file.display())))?;
@@ -176,7 +201,33 @@ impl Create {
         Ok(json!({"title": title, "description": self.description, "steps": [step]}))
     }
 
+    /// The body of a task to plan: the sentence (or title and description), and any
+    /// steps of `--file` or `--assignee` as where the planner starts.
+    fn plan_body(&self) -> Result<Value> {
+        let mut body = match &self.sentence {
+            Some(sentence) => {
+                json!({"title": short_title(sentence), "description": sentence, "plan": true})
+            }
+            None if self.file.is_some() || !self.assignee.is_empty() => {
+                let mut body = self.given_body()?;
+                body["plan"] = json!(true);
+                body
+            }
+            None => {
+                let title = self.title.clone().unwrap_or_default();
+                json!({"title": title, "description": self.description, "plan": true})
+            }
+        };
+        if let Some(planner) = &self.planner {
+            body["planner"] = json!(planner);
+        }
+        Ok(body)
+    }
+
     async fn run(self, ctx: Ctx) -> Result<()> {
+        if self.plan {
+            return self.run_plan(ctx).await;
+        }
         let mut body = self.body()?;
         let hub = ctx.hub()?;
         let mut attachments = Vec::new();
@@ -213,6 +264,179 @@ impl Create {
     }
 }
 
+/// The first words of `sentence`, at most 120 characters, as a task's title.
+pub fn short_title(sentence: &str) -> String {
+    let sentence = sentence.trim();
+    if sentence.chars().count() <= 120 {
+        return sentence.to_string();
+    }
+    let cut: String = sentence.chars().take(119).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > 40 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end())
+}
+
+/// What the person says to a proposed plan.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// Leave the task a draft in planning.
+    Leave,
+    /// Ask for another plan, saying what to change.
+    Revise(String),
+}
+
+impl Verdict {
+    /// `y`/`yes` accepts, an empty line or `n`/`no` leaves it, anything else is a comment.
+    pub fn parse(line: &str) -> Verdict {
+        match line.trim().to_lowercase().as_str() {
+            "y" | "yes" => Verdict::Accept,
+            "" | "n" | "no" => Verdict::Leave,
+            _ => Verdict::Revise(line.trim().to_string()),
+        }
+    }
+}
+
+impl Create {
+    /// Creates the task in planning, waits for each proposal, shows it and asks.
+    async fn run_plan(self, ctx: Ctx) -> Result<()> {
+        let hub = ctx.hub()?;
+        let body = self.body()?;
+        let task: Value = hub.post("v1/tasks", &body).await?;
+        let task_id = task["id"].as_str().unwrap_or_default().to_string();
+        let mut round = 1;
+        loop {
+            if !ctx.loaded.json {
+                eprintln!("waiting for a plan of task {task_id} (round {round})…");
+            }
+            let plan = wait_for_proposal(&hub, &task_id, round, self.wait).await?;
+            let verdict = if self.yes {
+                if !ctx.loaded.json {
+                    println!("{}", show_plan(&plan));
+                }
+                Verdict::Accept
+            } else {
+                println!("{}", show_plan(&plan));
+                eprint!("accept this plan? [y]es, [n]o (keep it a draft), or say what to change: ");
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Verdict::parse(&line)
+            };
+            match verdict {
+                Verdict::Accept => {
+                    let task: Value = hub
+                        .post(&format!("v1/tasks/{task_id}/plan/accept"), &json!({}))
+                        .await?;
+                    ctx.print(&task, || {
+                        let mut text = format!(
+                            "accepted; task {task_id} \"{}\" is {}\n",
+                            task["title"].as_str().unwrap_or_default(),
+                            task["status"].as_str().unwrap_or_default()
+                        );
+                        for step in task["steps"].as_array().cloned().unwrap_or_default() {
+                            text.push_str(&format!(
+                                "  {}  {:<8} {}\n",
+                                step["id"].as_str().unwrap_or_default(),
+                                step["status"].as_str().unwrap_or_default(),
+                                step["title"].as_str().unwrap_or_default()
+                            ));
+                        }
+                        text
+                    });
+                    return Ok(());
+                }
+                Verdict::Leave => {
+                    ctx.print(&plan, || {
+                        format!(
+                            "the task stays a draft in planning; accept it later with \
+                             `POST /v1/tasks/{task_id}/plan/accept`"
+                        )
+                    });
+                    return Ok(());
+                }
+                Verdict::Revise(comment) => {
+                    let next: Value = hub
+                        .post(
+                            &format!("v1/tasks/{task_id}/plan/revise"),
+                            &json!({"comment": comment}),
+                        )
+                        .await?;
+                    round = next["plan"]["round"].as_u64().unwrap_or(round + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Polls the task's plan until round `round` is proposed.
+async fn wait_for_proposal(hub: &HubClient, task_id: &str, round: u64, wait: u64) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        let plan: Value = hub.get(&format!("v1/tasks/{task_id}/plan")).await?;
+        let current = &plan["plan"];
+        if current["round"].as_u64() == Some(round) && current["status"] == "proposed" {
+            return Ok(plan);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::other(format!(
+                "no plan from `{}` within {wait} s; is `agentd run` running for it, with a \
+                 Claude key (`agentd key set`)? The task stays a draft in planning: {task_id}",
+                current["planner"].as_str().unwrap_or_default()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// The human view of a proposal.
+pub fn show_plan(plan: &Value) -> String {
+    let plan = &plan["plan"];
+    let mut text = format!(
+        "plan round {} by {}:\n",
+        plan["round"],
+        plan["planner"].as_str().unwrap_or_default()
+    );
+    if let Some(note) = plan["note"].as_str() {
+        text.push_str(&format!("  {note}\n"));
+    }
+    for step in plan["steps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let list = |field: &str| {
+            step[field]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        text.push_str(&format!(
+            "  {:<12} {}  → {}",
+            step["key"].as_str().unwrap_or_default(),
+            step["title"].as_str().unwrap_or_default(),
+            list("assignees")
+        ));
+        if let Some(minutes) = step["estimate_minutes"].as_u64() {
+            text.push_str(&format!("  ~{minutes} min"));
+        }
+        let depends = list("depends_on");
+        if !depends.is_empty() {
+            text.push_str(&format!("  after {depends}"));
+        }
+        if let Some(level) = step["approval_level"].as_u64().filter(|level| *level > 0) {
+            text.push_str(&format!("  approval {level} by {}", list("approvers")));
+        }
+        text.push('\n');
+    }
+    text
+}
+
 impl Show {
     async fn run(self, ctx: Ctx) -> Result<()> {
         let hub = ctx.hub()?;
@@ -220,8 +444,22 @@ impl Show {
         let timeline: Value = hub
             .get(&format!("v1/tasks/{}/timeline", self.task_id))
             .await?;
-        let shown = json!({"task": task, "timeline": timeline});
-        ctx.print(&shown, || show_task(&task, &timeline));
+        // A draft in planning shows its plan (a task without one answers 404).
+        let plan: Option<Value> = if task["status"] == "draft" {
+            hub.get(&format!("v1/tasks/{}/plan", self.task_id))
+                .await
+                .ok()
+        } else {
+            None
+        };
+        let shown = json!({"task": task, "timeline": timeline, "plan": plan});
+        ctx.print(&shown, || {
+            let mut text = show_task(&task, &timeline);
+            if let Some(plan) = &plan {
+                text.push_str(&format!("\n{}", show_plan(plan)));
+            }
+            text
+        });
         Ok(())
     }
 }

@@ -309,6 +309,7 @@ where
                     summary,
                     files,
                     usage,
+                    check,
                 } => ClientFrame::StepSubmit(StepSubmit {
                     id: 0,
                     step_id,
@@ -316,6 +317,7 @@ where
                     result,
                     summary,
                     self_check: None,
+                    check: check.map(Box::new),
                     files,
                     usage,
                 }),
@@ -659,6 +661,9 @@ where
                 }
                 self.core.publish_status();
             }
+            ServerFrame::PlanRequested(requested) => {
+                self.core.start_planner(*requested);
+            }
             ServerFrame::InputAnswered(answered) => {
                 if let Some(running) = self.core.running.get(&answered.step_id) {
                     let _ = running.answers.try_send(answered.answer);
@@ -772,6 +777,10 @@ pub fn with_id(frame: ClientFrame, id: u64) -> ClientFrame {
         ClientFrame::AvailabilityRespond(mut inner) => {
             inner.id = id;
             ClientFrame::AvailabilityRespond(inner)
+        }
+        ClientFrame::PlanSubmit(mut inner) => {
+            inner.id = id;
+            ClientFrame::PlanSubmit(inner)
         }
         other => other,
     }

@@ -93,6 +93,14 @@ impl Client {
         })
     }
 
+    /// This client, answering the first failure without retrying.
+    pub fn without_retries(&self) -> Client {
+        Client {
+            max_retries: 0,
+            ..self.clone()
+        }
+    }
+
     /// Sends one request, retrying 429, 529 and 5xx answers (honouring `retry-after`).
     pub async fn create(&self, body: &Value) -> Result<MessageResponse, Failure> {
         let mut attempt = 0u32;
@@ -264,6 +272,19 @@ pub async fn execute(
                 continue;
             }
             let summary = text.trim().to_string();
+            // A step that says what it must produce gets its result checked (one request,
+            // not retried: without an answer the result goes without a check).
+            if ctx.step.expected_outputs.is_some()
+                && let Some(check) = crate::intel::check_result(
+                    &client.without_retries(),
+                    config,
+                    &ctx.step,
+                    &summary,
+                )
+                .await
+            {
+                ctx.set_check(check);
+            }
             return Ok(Outcome {
                 result: json!({"text": summary}),
                 summary: Some(shorten(&summary, 2000)),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agenthub_protocol::{
-    ClientFrame, InputAnswer, LogStream, OkReply, StepBlock, StepInfo, StepLog, Usage,
+    ClientFrame, InputAnswer, LogStream, OkReply, SelfCheck, StepBlock, StepInfo, StepLog, Usage,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -101,6 +101,8 @@ pub struct StepCtx {
     stop: CancellationToken,
     /// How long a stopped step's processes get between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// The executor's check of its result, sent with the submit.
+    check: Arc<Mutex<Option<SelfCheck>>>,
 }
 
 impl StepCtx {
@@ -122,7 +124,18 @@ impl StepCtx {
             blocked,
             stop: CancellationToken::new(),
             grace: Duration::from_secs(10),
+            check: Arc::default(),
         }
+    }
+
+    /// Records the check of the result, sent with the submit.
+    pub fn set_check(&self, check: SelfCheck) {
+        *self.check.lock().expect("check lock") = Some(check);
+    }
+
+    /// Where [`StepCtx::set_check`] puts the check, read after the executor ends.
+    pub fn check_slot(&self) -> Arc<Mutex<Option<SelfCheck>>> {
+        self.check.clone()
     }
 
     /// Stops the step when `stop` is cancelled, giving its processes `grace` between

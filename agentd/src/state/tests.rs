@@ -25,6 +25,7 @@ fn journal_keeps_entries_until_removed() {
         summary: Some("done".into()),
         files: vec![],
         usage: None,
+        check: None,
     };
     state.journal_add(&entry).unwrap();
     assert_eq!(state.journal().unwrap(), vec![entry]);

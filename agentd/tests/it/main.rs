@@ -15,6 +15,7 @@ mod full_text;
 mod hub;
 mod inbox;
 mod notify;
+mod plans;
 mod quickstart;
 mod run;
 mod service;

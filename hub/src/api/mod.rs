@@ -3,11 +3,13 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod checks;
 pub mod edge;
 pub mod events;
 pub mod extract;
 pub mod files;
 pub mod notifications;
+pub mod plans;
 pub mod serve;
 pub mod streams;
 pub mod tasks;
@@ -63,6 +65,12 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         tasks::task_history,
         tasks::task_timeline,
         tasks::publish_task,
+        plans::get_plan,
+        plans::accept_plan,
+        plans::revise_plan,
+        checks::list_workflow_approvals,
+        checks::approve_workflow,
+        checks::reject_workflow,
         tasks::retry_step,
         tasks::get_step,
         tasks::step_logs,
@@ -227,6 +235,21 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/tasks/{id}/history", get(tasks::task_history))
         .route("/v1/tasks/{id}/timeline", get(tasks::task_timeline))
         .route("/v1/tasks/{id}/publish", post(tasks::publish_task))
+        .route("/v1/tasks/{id}/plan", get(plans::get_plan))
+        .route("/v1/tasks/{id}/plan/accept", post(plans::accept_plan))
+        .route("/v1/tasks/{id}/plan/revise", post(plans::revise_plan))
+        .route(
+            "/v1/tasks/{id}/workflow-approvals",
+            get(checks::list_workflow_approvals),
+        )
+        .route(
+            "/v1/workflow-approvals/{id}/approve",
+            post(checks::approve_workflow),
+        )
+        .route(
+            "/v1/workflow-approvals/{id}/reject",
+            post(checks::reject_workflow),
+        )
         .route("/v1/steps/{id}", get(tasks::get_step))
         .route("/v1/steps/{id}/logs", get(tasks::step_logs))
         .route("/v1/steps/{id}/approve", post(tasks::approve_step))

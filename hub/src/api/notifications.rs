@@ -30,7 +30,7 @@ pub struct NotificationResponse {
     pub id: String,
     /// `approval.requested`, `input.requested`, `availability.requested`,
     /// `task.completed`, `task.failed`, `task.cancelled`, `agent.offline`,
-    /// `webhook.disabled`, or another
+    /// `webhook.disabled`, `plan.proposed`, `workflow.proposed`, `step.unfit`, or another
     /// kind the hub adds (clients show unknown kinds by title and body).
     pub kind: String,
     /// `action`: waits on the caller until they act or it stops waiting; `info`.

@@ -142,11 +142,22 @@ pub struct CreateTaskRequest {
     /// RFC 3339 timestamp.
     #[serde(default)]
     pub due_at: Option<String>,
-    /// 1 to 500 steps, their dependencies a DAG.
-    pub steps: Vec<CreateStepRequest>,
+    /// 1 to 500 steps, their dependencies a DAG; with `plan`, none or some, which the
+    /// planner starts from.
+    #[serde(default)]
+    pub steps: Option<Vec<CreateStepRequest>>,
     /// Create the task as a draft: nothing starts until `POST /v1/tasks/{id}/publish`.
     #[serde(default)]
     pub draft: bool,
+    /// Let an agent of the creator plan the steps: the task is created as a draft and the
+    /// agent gets `plan.requested`; the plan is read at `GET /v1/tasks/{id}/plan` and
+    /// accepted with `POST /v1/tasks/{id}/plan/accept`.
+    #[serde(default)]
+    pub plan: bool,
+    /// With `plan`: the name of the creator's agent to ask (default: the calling agent,
+    /// else the creator's agent online, most recently seen first).
+    #[serde(default)]
+    pub planner: Option<String>,
 }
 
 pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
@@ -162,12 +173,13 @@ pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
 ///
 /// Steps without dependencies start `ready` and are pushed to their assignees. An agent
 /// token creates the task for the agent's member and is recorded as `creator_agent_id`.
+/// With `plan`, the task is a draft without steps until its plan is accepted.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskRequest,
     responses(
         (status = 201, description = "the task as created, with its steps", body = TaskResponse),
         (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
         (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the task would cause are too large (one over 1 MiB, or more than 32 MiB over all its steps' agents and followers); nothing is created"),
-        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a `member:` assignee without an agent that has the required capabilities, a dependency that is not a step of the task, a dependency cycle; `field` names it"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a `member:` assignee without an agent that has the required capabilities, a dependency that is not a step of the task, a dependency cycle; with `plan`: a `planner` that is not an agent of the creator, or a creator without any agent; `field` names it"),
     ))]
 pub async fn create_task(
     State(ctx): State<AppState>,
@@ -183,12 +195,23 @@ pub async fn create_task(
         title: req.title,
         description: req.description,
         due_at,
-        steps: req
-            .steps
-            .into_iter()
-            .map(NewStep::try_from)
-            .collect::<Result<_>>()?,
+        steps: match req.steps {
+            Some(steps) => steps,
+            None if req.plan || req.planner.is_some() => Vec::new(),
+            None => {
+                return Err(Error::BadRequest {
+                    message: "missing field `steps`".into(),
+                    field: Some("steps".into()),
+                });
+            }
+        }
+        .into_iter()
+        .map(NewStep::try_from)
+        .collect::<Result<_>>()?,
         draft: req.draft,
+        plan: (req.plan || req.planner.is_some()).then_some(tasks::PlanRequest {
+            planner: req.planner,
+        }),
     };
     let view = tasks::create_task(&ctx, &actor, new).await?;
     Ok((StatusCode::CREATED, Json(view.into())))

@@ -79,6 +79,9 @@ pub struct StepResponse {
     pub result: Value,
     pub summary: Option<String>,
     pub self_check: Option<String>,
+    /// The agent's latest check of its result (`GET /v1/steps/{id}` only; null elsewhere
+    /// and when none was sent): its suggestions are `GET /v1/tasks/{id}/workflow-approvals`.
+    pub check: Option<CheckResponse>,
     /// Ids of attached files (`GET /v1/files/{id}`).
     pub files: Vec<String>,
     /// `sha256:` + hex of the canonical JSON of the result, summary and files
@@ -156,6 +159,11 @@ impl From<StepView> for StepResponse {
             result: json_text(step.result.as_deref()),
             summary: step.summary,
             self_check: step.self_check,
+            check: view.check.map(|check| CheckResponse {
+                attempt: check.attempt,
+                fits: check.fits,
+                reasons: check.reasons,
+            }),
             files: serde_json::from_str(&step.files).unwrap_or_default(),
             digest: step.result_digest,
             decision_timeout: step
@@ -205,6 +213,16 @@ impl From<InvolvedAgent> for InvolvedAgentResponse {
             online: agent.online,
         }
     }
+}
+
+/// Whether a result fits its step and task, in its agent's judgment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResponse {
+    /// The attempt checked.
+    pub attempt: i32,
+    /// `false` flags a result that does not fit the task.
+    pub fits: bool,
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

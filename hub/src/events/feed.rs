@@ -30,9 +30,12 @@ pub fn audience_id(task_id: &str) -> String {
 
 /// The task a frame names, or the step it names when it names only a step
 /// (`approval.resolved`, `input.answered`). Frames of no task (presence, availability,
-/// replies) are in no feed.
+/// replies) are in no feed, nor is `plan.requested`, which carries the team for its one
+/// planner (the plan itself is `GET /v1/tasks/{id}/plan`).
 pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
     let subject = match frame {
+        // One agent's own view of a task's start; the feeds hold the members' frame.
+        ServerFrame::TaskCreated(event) if !event.your_steps.is_empty() => return None,
         ServerFrame::TaskCreated(event) => Subject::Task(event.task.task_id),
         ServerFrame::TaskUpdated(event) => Subject::Task(event.task.task_id),
         ServerFrame::StepReady(event) => Subject::Task(event.step.task_id),
@@ -46,6 +49,7 @@ pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
         ServerFrame::ApprovalResolved(event) => Subject::Step(event.step_id),
         ServerFrame::InputAnswered(event) => Subject::Step(event.step_id),
         ServerFrame::AvailabilityRequested(_)
+        | ServerFrame::PlanRequested(_)
         | ServerFrame::AgentOnline(_)
         | ServerFrame::AgentOffline(_)
         | ServerFrame::Welcome(_)

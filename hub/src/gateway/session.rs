@@ -772,6 +772,10 @@ impl Session {
                 Ok(OkReply::new(log.id))
             }
             ClientFrame::StepSubmit(submit) => {
+                if let Some(check) = &submit.check {
+                    tasks::validate_check(check)?;
+                }
+                let step_id = submit.step_id.to_string();
                 let outcome = tasks::submit_step(
                     ctx,
                     agent,
@@ -786,6 +790,10 @@ impl Session {
                     },
                 )
                 .await?;
+                // Recorded after the result; a resent submit records it if it is missing.
+                if let Some(check) = &submit.check {
+                    tasks::record_check(ctx, agent, &step_id, submit.attempt, check).await?;
+                }
                 Ok(OkReply {
                     status: Some(outcome.status),
                     ..OkReply::new(submit.id)
@@ -855,6 +863,20 @@ impl Session {
                 )
                 .await?;
                 Ok(OkReply::new(respond.id))
+            }
+            ClientFrame::PlanSubmit(submit) => {
+                tasks::submit_plan(
+                    ctx,
+                    agent,
+                    &submit.plan_id.to_string(),
+                    submit.steps,
+                    submit.note.as_deref(),
+                )
+                .await?;
+                Ok(OkReply {
+                    status: Some("proposed".into()),
+                    ..OkReply::new(submit.id)
+                })
             }
             ClientFrame::Hello(_)
             | ClientFrame::Ack(_)

@@ -38,6 +38,12 @@ pub const TASK_CANCELLED: &str = "task.cancelled";
 pub const AGENT_OFFLINE: &str = "agent.offline";
 /// Written by the webhook worker ([`notify`]).
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+/// Written when an agent proposes a plan for a task the member creates ([`notify`]).
+pub const PLAN_PROPOSED: &str = "plan.proposed";
+/// Written when a step's check suggests a workflow change to the task's creator.
+pub const WORKFLOW_PROPOSED: &str = "workflow.proposed";
+/// Written when a step's check says its result does not fit the task.
+pub const STEP_UNFIT: &str = "step.unfit";
 
 /// Longest title, in bytes.
 pub const MAX_TITLE_BYTES: usize = 200;

@@ -49,6 +49,7 @@ pub(crate) fn task_created(task: &Task) -> ServerFrame {
     ServerFrame::TaskCreated(TaskCreated {
         seq: 0,
         task: task_info(task),
+        your_steps: Vec::new(),
     })
 }
 

@@ -2,11 +2,13 @@
 //! leases, progress, submits, blocks, failures), readiness propagation, task status and
 //! workflow changes. Every step status change goes through [`transition`].
 
+mod check;
 pub mod dag;
 mod digest;
 mod frames;
 mod lifecycle;
 pub mod model;
+mod plan;
 mod retry;
 mod settle;
 pub mod state;
@@ -15,6 +17,7 @@ mod workflow;
 
 use std::collections::{HashMap, HashSet};
 
+use agenthub_protocol::{ServerFrame, YourStep};
 use serde_json::Value;
 
 use crate::accounts::{self, Actor, authority};
@@ -29,6 +32,10 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
+pub use check::{
+    CheckView, WorkflowApprovalView, check_of_step, decide_workflow_approval, record_check,
+    validate_check, workflow_approvals,
+};
 pub use digest::result_digest;
 pub use lifecycle::{
     Claimed, SubmitOutcome, Submitted, claim_step, claim_step_at, fail_step, log_step,
@@ -37,7 +44,11 @@ pub use lifecycle::{
 pub(crate) use lifecycle::{
     block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,
 };
-pub use model::{Step, StepLogRow, Task, WorkflowChangeRow};
+pub use model::{Plan, Step, StepLogRow, Task, WorkflowChangeRow};
+pub use plan::{
+    PlanRequest, PlanView, accept_plan, get_plan, new_step_of, plan_step_of, revise_plan,
+    submit_plan,
+};
 pub use retry::{publish_task, retry_step};
 pub use settle::Outcome;
 pub use state::{StepStatus, TaskStatus};
@@ -57,6 +68,9 @@ pub struct NewTask {
     pub steps: Vec<NewStep>,
     /// Created as a draft: nothing starts until it is published.
     pub draft: bool,
+    /// Created as a draft whose steps an agent of the creator proposes; `steps` (may be
+    /// empty) are what the planner starts from.
+    pub plan: Option<PlanRequest>,
 }
 
 /// A step to create. Steps name each other by `key`; assignees are agent names or ids,
@@ -170,6 +184,8 @@ pub struct StepView {
     pub approvers: Vec<(String, String)>,
     /// Keys of the steps this one depends on.
     pub depends_on: Vec<String>,
+    /// Its agent's latest self-check (read by [`get_step`] only).
+    pub check: Option<CheckView>,
 }
 
 #[derive(Debug, Clone)]
@@ -201,9 +217,13 @@ impl TaskAction {
 
 pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskView> {
     let workspace_id = actor.workspace_id().to_string();
-    validate_new_task(&new)?;
+    if new.plan.is_some() && new.steps.is_empty() {
+        validate_task_text(&new)?;
+    } else {
+        validate_new_task(&new)?;
+    }
     let by = By::actor(actor);
-    let status = if new.draft {
+    let status = if new.draft || new.plan.is_some() {
         TaskStatus::Draft
     } else {
         TaskStatus::Active
@@ -230,6 +250,14 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 outcome: None,
             };
             model::insert_task(db, &task).await?;
+            if let Some(request) = &new.plan {
+                // The given steps are where the planner starts; the plan makes the steps.
+                let start: Vec<_> = new.steps.iter().map(plan_step_of).collect();
+                plan::request_in_tx(ctx, db, &mut outbox, actor, &task, request, &start).await?;
+                timeline::record_created(db, &task, &[], &by).await?;
+                outbox.flush(db, &workspace_id).await?;
+                return load_view(db, &task, Vec::new()).await;
+            }
             let steps = insert_steps(db, &task, &new.steps, &[]).await?;
             timeline::record_created(db, &task, &steps, &by).await?;
             let view = load_view(db, &task, steps).await?;
@@ -238,7 +266,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 return Ok::<_, Error>(view);
             }
             // Everyone involved hears of the task; ready steps are pushed to assignees.
-            outbox.push_all(&hears_of_creation(&view), &frames::task_created(&task));
+            push_task_created(&mut outbox, &view);
             for step_view in &view.steps {
                 if step_view.step.status == StepStatus::Ready.as_str() {
                     push_ready(db, &mut outbox, &task, step_view).await?;
@@ -252,12 +280,16 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
     Ok(with_presence(ctx, view))
 }
 
-fn validate_new_task(new: &NewTask) -> Result<()> {
+fn validate_task_text(new: &NewTask) -> Result<()> {
     if new.title.trim().is_empty() {
         return Err(Error::invalid_field("title", "title must not be empty"));
     }
     content::person_text("title", &new.title, MAX_TITLE_BYTES)?;
-    content::person_text("description", &new.description, MAX_TASK_DESCRIPTION_BYTES)?;
+    content::person_text("description", &new.description, MAX_TASK_DESCRIPTION_BYTES)
+}
+
+fn validate_new_task(new: &NewTask) -> Result<()> {
+    validate_task_text(new)?;
     if new.steps.is_empty() {
         return Err(Error::invalid_field(
             "steps",
@@ -779,6 +811,7 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
                 .filter_map(|(_, dep)| key_of.get(dep.as_str()).map(|key| key.to_string()))
                 .collect(),
             step: step.clone(),
+            check: None,
         })
         .collect();
     let involved_agents = agents
@@ -797,16 +830,55 @@ pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) ->
     })
 }
 
-/// Who hears of a task's creation (or publication): the agents assigned to its steps, its
-/// creator and its approvers.
-fn hears_of_creation(view: &TaskView) -> Vec<Audience> {
-    let mut audiences: Vec<Audience> = view
-        .involved_agents
+/// Queues `task.created` for those who hear of a task's creation (or publication): each
+/// agent assigned to its steps, with its own steps (ready now or waiting for which), and
+/// its creator and approvers.
+fn push_task_created(outbox: &mut Outbox, view: &TaskView) {
+    let frame = frames::task_created(&view.task);
+    for agent in &view.involved_agents {
+        let mut frame = frame.clone();
+        if let ServerFrame::TaskCreated(created) = &mut frame {
+            created.your_steps = your_steps(view, &agent.id);
+        }
+        outbox.push(Audience::Agent(agent.id.clone()), frame);
+    }
+    outbox.push_all(&member_audiences(&view.task, &view.steps), &frame);
+}
+
+/// Steps a `task.created` lists as the receiver's own, and titles of what each waits for.
+pub const MAX_YOUR_STEPS: usize = 10;
+const MAX_WAITING_FOR: usize = 5;
+
+/// The first [`MAX_YOUR_STEPS`] steps of `agent_id` in `view`, each ready when nothing it
+/// depends on is unfinished.
+fn your_steps(view: &TaskView, agent_id: &str) -> Vec<YourStep> {
+    view.steps
         .iter()
-        .map(|agent| Audience::Agent(agent.id.clone()))
-        .collect();
-    audiences.extend(member_audiences(&view.task, &view.steps));
-    audiences
+        .filter(|step_view| step_view.assignees.iter().any(|(id, _)| id == agent_id))
+        .take(MAX_YOUR_STEPS)
+        .map(|step_view| {
+            let waiting_for: Vec<String> = view
+                .steps
+                .iter()
+                .filter(|other| step_view.depends_on.contains(&other.step.key))
+                .filter(|other| !settle::satisfies(&other.step))
+                .map(|other| other.step.title.clone())
+                .take(MAX_WAITING_FOR)
+                .collect();
+            let status = if waiting_for.is_empty() {
+                StepStatus::Ready
+            } else {
+                StepStatus::Pending
+            };
+            YourStep {
+                step_id: frames::uuid(&step_view.step.id),
+                key: step_view.step.key.clone(),
+                title: step_view.step.title.clone(),
+                status: status.as_str().to_string(),
+                waiting_for,
+            }
+        })
+        .collect()
 }
 
 /// Members who follow a task: its creator and every approver.
@@ -989,13 +1061,22 @@ pub async fn get_step(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<StepVie
                 .await?
                 .ok_or_else(|| Error::not_found("task"))?;
             let steps = model::steps_of_task(db, &task.id).await?;
-            load_view(db, &task, steps).await
+            let check = model::latest_check(db, step_id).await?;
+            Ok::<_, Error>((load_view(db, &task, steps).await?, check))
         })
         .await?;
-    view.steps
+    let (view, check) = view;
+    let mut step_view = view
+        .steps
         .into_iter()
         .find(|step_view| step_view.step.id == step_id)
-        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))
+        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+    step_view.check = check.map(|check| CheckView {
+        attempt: check.attempt,
+        fits: check.fits,
+        reasons: serde_json::from_str(&check.reasons).unwrap_or_default(),
+    });
+    Ok(step_view)
 }
 
 pub async fn step_logs(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<Vec<StepLogRow>> {

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{
-    agents, step_approvers, step_assignees, step_dependencies, step_logs, step_submissions, steps,
-    tasks, timeline, usage, workflow_changes,
+    agents, plans, step_approvers, step_assignees, step_checks, step_dependencies, step_logs,
+    step_submissions, steps, tasks, timeline, usage, workflow_approvals, workflow_changes,
 };
 use crate::store::Db;
 
@@ -822,4 +822,241 @@ pub async fn insert_usage(db: &mut Db<'_>, row: &UsageRow) -> QueryResult<()> {
         .execute(conn)
         .await)?;
     Ok(())
+}
+
+/// A planning round of a task.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = plans, treat_none_as_default_value = false)]
+pub struct Plan {
+    pub id: String,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub round: i32,
+    /// `requested`, `proposed`, `accepted` or `replaced`.
+    pub status: String,
+    pub planner_agent_id: String,
+    pub comment: Option<String>,
+    /// JSON list of `PlanStep`.
+    pub start_steps: String,
+    /// JSON list of `PlanStep`: the proposal.
+    pub steps: Option<String>,
+    pub note: Option<String>,
+    pub created_at: i64,
+    pub proposed_at: Option<i64>,
+    pub decided_at: Option<i64>,
+}
+
+pub async fn insert_plan(db: &mut Db<'_>, row: &Plan) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(plans::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+/// The plan of the caller's workspace with this id.
+pub async fn find_plan(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    plan_id: &str,
+) -> QueryResult<Option<Plan>> {
+    crate::db!(db, |conn| {
+        plans::table
+            .filter(plans::id.eq(plan_id))
+            .filter(plans::workspace_id.eq(workspace_id))
+            .select(Plan::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// The task's latest planning round.
+pub async fn latest_plan(db: &mut Db<'_>, task_id: &str) -> QueryResult<Option<Plan>> {
+    crate::db!(db, |conn| {
+        plans::table
+            .filter(plans::task_id.eq(task_id))
+            .order(plans::round.desc())
+            .select(Plan::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Records a proposal on a round that is still open (`requested` or `proposed`).
+pub async fn propose_plan(
+    db: &mut Db<'_>,
+    plan_id: &str,
+    steps_json: &str,
+    note: Option<&str>,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::update(
+        plans::table
+            .filter(plans::id.eq(plan_id))
+            .filter(plans::status.eq_any(["requested", "proposed"]))
+    )
+    .set((
+        plans::status.eq("proposed"),
+        plans::steps.eq(steps_json),
+        plans::note.eq(note),
+        plans::proposed_at.eq(now),
+    ))
+    .execute(conn)
+    .await)
+}
+
+/// Closes an open round as `accepted` or `replaced`.
+pub async fn decide_plan(
+    db: &mut Db<'_>,
+    plan_id: &str,
+    status: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::update(
+        plans::table
+            .filter(plans::id.eq(plan_id))
+            .filter(plans::status.eq_any(["requested", "proposed"]))
+    )
+    .set((plans::status.eq(status), plans::decided_at.eq(now)))
+    .execute(conn)
+    .await)
+}
+
+/// An agent's check of a submitted attempt.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = step_checks, treat_none_as_default_value = false)]
+pub struct StepCheck {
+    pub step_id: String,
+    pub attempt: i32,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub agent_id: String,
+    pub fits: bool,
+    /// JSON list of strings.
+    pub reasons: String,
+    pub created_at: i64,
+}
+
+/// A workflow change a check suggested, for the task's creator.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = workflow_approvals, treat_none_as_default_value = false)]
+pub struct WorkflowApproval {
+    pub id: String,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub step_id: String,
+    pub attempt: i32,
+    pub agent_id: String,
+    pub approver_member_id: String,
+    /// JSON: the protocol's `Suggestion`.
+    pub suggestion: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub comment: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub async fn find_check(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+) -> QueryResult<Option<StepCheck>> {
+    crate::db!(db, |conn| {
+        step_checks::table
+            .find((step_id, attempt))
+            .select(StepCheck::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// The check of the step's latest checked attempt.
+pub async fn latest_check(db: &mut Db<'_>, step_id: &str) -> QueryResult<Option<StepCheck>> {
+    crate::db!(db, |conn| {
+        step_checks::table
+            .filter(step_checks::step_id.eq(step_id))
+            .order(step_checks::attempt.desc())
+            .select(StepCheck::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn insert_check(db: &mut Db<'_>, row: &StepCheck) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(step_checks::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn insert_workflow_approval(db: &mut Db<'_>, row: &WorkflowApproval) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(workflow_approvals::table)
+        .values(row)
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn workflow_approvals_of(
+    db: &mut Db<'_>,
+    task_id: &str,
+) -> QueryResult<Vec<WorkflowApproval>> {
+    crate::db!(db, |conn| {
+        workflow_approvals::table
+            .filter(workflow_approvals::task_id.eq(task_id))
+            .order((
+                workflow_approvals::created_at.asc(),
+                workflow_approvals::id.asc(),
+            ))
+            .select(WorkflowApproval::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn find_workflow_approval(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    id: &str,
+) -> QueryResult<Option<WorkflowApproval>> {
+    crate::db!(db, |conn| {
+        workflow_approvals::table
+            .filter(workflow_approvals::id.eq(id))
+            .filter(workflow_approvals::workspace_id.eq(workspace_id))
+            .select(WorkflowApproval::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// Decides a pending workflow approval; 0 when it was decided meanwhile.
+pub async fn decide_workflow_approval(
+    db: &mut Db<'_>,
+    id: &str,
+    status: &str,
+    comment: Option<&str>,
+    decided_by: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| diesel::update(
+        workflow_approvals::table
+            .filter(workflow_approvals::id.eq(id))
+            .filter(workflow_approvals::status.eq("pending"))
+    )
+    .set((
+        workflow_approvals::status.eq(status),
+        workflow_approvals::comment.eq(comment),
+        workflow_approvals::decided_by.eq(decided_by),
+        workflow_approvals::decided_at.eq(now),
+    ))
+    .execute(conn)
+    .await)
 }

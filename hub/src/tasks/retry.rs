@@ -12,12 +12,13 @@ use crate::tasks::model::{self, Step, StepChange, Task, WorkflowChangeRow};
 use crate::tasks::settle::{self, end_if_finished, followers, move_task};
 use crate::tasks::timeline::By;
 use crate::tasks::{
-    StepStatus, TaskStatus, TaskView, frames, get_task, hears_of_creation, load_view,
-    push_ready_steps, step_status, task_status, transition,
+    StepStatus, TaskStatus, TaskView, frames, get_task, load_view, push_ready_steps,
+    push_task_created, step_status, task_status, transition,
 };
 
 /// A draft becomes active: its first steps become ready and everyone involved hears of
-/// the task (`task.created`, then `step.ready`).
+/// the task (`task.created`, then `step.ready`). A draft in planning starts when its plan
+/// is accepted instead.
 pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<TaskView> {
     let by = By::actor(actor);
     let mut outbox = Outbox::for_request();
@@ -31,19 +32,40 @@ pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Tas
                     "task is {from}; only a draft can be published"
                 )));
             }
-            let task = move_task(db, &task, TaskStatus::Active, None, &by, None).await?;
-            // Those a created task is told to hear of it now (see `create_task`).
-            let steps = model::steps_of_task(db, &task.id).await?;
-            let view = load_view(db, &task, steps).await?;
-            outbox.push_all(&hears_of_creation(&view), &frames::task_created(&task));
-            let settled = settle::settle(db, &mut outbox, &task, &by).await?;
-            end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
+            if let Some(plan) = model::latest_plan(db, &task.id).await?
+                && plan.status != "accepted"
+            {
+                return Err(Error::conflict(format!(
+                    "task is being planned (round {} is {}); accept its plan with \
+                     POST /v1/tasks/{}/plan/accept",
+                    plan.round, plan.status, task.id
+                )));
+            }
+            publish_in_tx(db, &mut outbox, &task, &by).await?;
             outbox.flush(db, &task.workspace_id).await?;
             Ok(())
         })
         .await?;
     ctx.publish(outbox.into_notices());
     get_task(ctx, actor, task_id).await
+}
+
+/// Makes the locked draft `task` active and queues what its publication tells: each
+/// involved agent's `task.created` with its own steps, then readiness.
+pub(crate) async fn publish_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    by: &By,
+) -> Result<()> {
+    let task = move_task(db, task, TaskStatus::Active, None, by, None).await?;
+    // Those a created task is told to hear of it now (see `create_task`).
+    let steps = model::steps_of_task(db, &task.id).await?;
+    let view = load_view(db, &task, steps).await?;
+    push_task_created(outbox, &view);
+    let settled = settle::settle(db, outbox, &task, by).await?;
+    end_if_finished(db, outbox, &task, &settled.steps, by).await?;
+    Ok(())
 }
 
 /// A failed or skipped step gets a new attempt: it becomes `ready` (or `pending` until

@@ -62,6 +62,27 @@ pub async fn change_workflow(
     task_id: &str,
     change: WorkflowChange,
 ) -> Result<TaskView> {
+    check_change(&change)?;
+    let by = By::actor(actor);
+    let mut outbox = Outbox::for_request();
+    ctx.store
+        .transaction(async |db| {
+            let task = model::lock_task(db, actor.workspace_id(), task_id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
+            authority::may_steer(actor, &task)?;
+            change_in_tx(db, &mut outbox, &task, &change, &by, &actor.describe()).await?;
+            outbox.flush(db, &task.workspace_id).await?;
+            Ok::<_, Error>(())
+        })
+        .await?;
+    ctx.publish(outbox.into_notices());
+    get_task(ctx, actor, task_id).await
+}
+
+/// The rules of a change that need no database: a reason, 1 to [`MAX_STEPS`] operations,
+/// names a lookup can use.
+pub(crate) fn check_change(change: &WorkflowChange) -> Result<()> {
     if change.reason.trim().is_empty() {
         return Err(Error::invalid_field(
             "reason",
@@ -84,94 +105,94 @@ pub async fn change_workflow(
     for op in &change.operations {
         check_op(op)?;
     }
-    let by = By::actor(actor);
-    let mut outbox = Outbox::for_request();
-    ctx.store
-        .transaction(async |db| {
-            let task = model::lock_task(db, actor.workspace_id(), task_id)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("task `{task_id}`")))?;
-            authority::may_steer(actor, &task)?;
-            if !matches!(task.status.as_str(), "active" | "paused" | "draft") {
-                return Err(Error::conflict(format!(
-                    "task is {}; its workflow cannot change",
-                    task.status
-                )));
-            }
-            let mut records = Vec::new();
-            for op in &change.operations {
-                records.push(apply(db, &mut outbox, &task, op, &by, &change.reason).await?);
-            }
-            // The graph must still be a DAG, within the size a task may have.
-            let steps = model::steps_of_task(db, &task.id).await?;
-            if steps.len() > MAX_STEPS {
-                return Err(Error::invalid_field(
-                    "operations",
-                    format!(
-                        "the change would leave the task with {} steps; a task has at most \
-                         {MAX_STEPS}",
-                        steps.len()
-                    ),
-                ));
-            }
-            let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
-            let dependencies = model::dependencies_of(db, &ids).await?;
-            let key_of: HashMap<&str, &str> = steps
-                .iter()
-                .map(|step| (step.id.as_str(), step.key.as_str()))
-                .collect();
-            let keys: Vec<&str> = steps.iter().map(|step| step.key.as_str()).collect();
-            let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
-            for (step_id, dep) in &dependencies {
-                edges
-                    .entry(key_of[step_id.as_str()])
-                    .or_default()
-                    .push(key_of[dep.as_str()]);
-            }
-            dag::validate(&keys, &edges)?;
-            let settled = settle::settle(db, &mut outbox, &task, &by).await?;
-            let view = load_view(db, &task, settled.steps.clone()).await?;
-            let now = now_ms();
-            let agents: Vec<Audience> = view
-                .involved_agents
-                .iter()
-                .map(|agent| Audience::Agent(agent.id.clone()))
-                .collect();
-            let members = member_audiences(&task, &view.steps);
-            for (kind, step_id, before, after) in records {
-                let row = WorkflowChangeRow {
-                    id: new_id(),
-                    workspace_id: task.workspace_id.clone(),
-                    task_id: task.id.clone(),
-                    kind: kind.to_string(),
-                    step_id: step_id.clone(),
-                    before_json: before.map(|value| value.to_string()),
-                    after_json: after.map(|value| value.to_string()),
-                    reason: change.reason.clone(),
-                    triggered_by: actor.describe(),
-                    created_at: now,
-                };
-                model::insert_workflow_change(db, &row).await?;
-                let frame = ServerFrame::WorkflowChanged(WorkflowChanged {
-                    seq: 0,
-                    task_id: frames::uuid(&task.id),
-                    change_id: frames::uuid(&row.id),
-                    kind: row.kind.clone(),
-                    reason: row.reason.clone(),
-                    step_id: step_id.as_deref().map(frames::uuid),
-                });
-                outbox.push_all(&agents, &frame);
-                outbox.push_all(&members, &frame);
-            }
-            model::touch_task(db, &task.id, now).await?;
-            // Skipping the last open step finishes the task.
-            end_if_finished(db, &mut outbox, &task, &settled.steps, &by).await?;
-            outbox.flush(db, &task.workspace_id).await?;
-            Ok::<_, Error>(())
-        })
-        .await?;
-    ctx.publish(outbox.into_notices());
-    get_task(ctx, actor, task_id).await
+    Ok(())
+}
+
+/// Applies a checked change to the locked `task`, records each operation with
+/// `triggered_by` and queues `workflow.changed` for the task's agents and members.
+pub(crate) async fn change_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    change: &WorkflowChange,
+    by: &By,
+    triggered_by: &str,
+) -> Result<()> {
+    if !matches!(task.status.as_str(), "active" | "paused" | "draft") {
+        return Err(Error::conflict(format!(
+            "task is {}; its workflow cannot change",
+            task.status
+        )));
+    }
+    let mut records = Vec::new();
+    for op in &change.operations {
+        records.push(apply(db, outbox, task, op, by, &change.reason).await?);
+    }
+    // The graph must still be a DAG, within the size a task may have.
+    let steps = model::steps_of_task(db, &task.id).await?;
+    if steps.len() > MAX_STEPS {
+        return Err(Error::invalid_field(
+            "operations",
+            format!(
+                "the change would leave the task with {} steps; a task has at most \
+                 {MAX_STEPS}",
+                steps.len()
+            ),
+        ));
+    }
+    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    let dependencies = model::dependencies_of(db, &ids).await?;
+    let key_of: HashMap<&str, &str> = steps
+        .iter()
+        .map(|step| (step.id.as_str(), step.key.as_str()))
+        .collect();
+    let keys: Vec<&str> = steps.iter().map(|step| step.key.as_str()).collect();
+    let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (step_id, dep) in &dependencies {
+        edges
+            .entry(key_of[step_id.as_str()])
+            .or_default()
+            .push(key_of[dep.as_str()]);
+    }
+    dag::validate(&keys, &edges)?;
+    let settled = settle::settle(db, outbox, task, by).await?;
+    let view = load_view(db, task, settled.steps.clone()).await?;
+    let now = now_ms();
+    let agents: Vec<Audience> = view
+        .involved_agents
+        .iter()
+        .map(|agent| Audience::Agent(agent.id.clone()))
+        .collect();
+    let members = member_audiences(task, &view.steps);
+    for (kind, step_id, before, after) in records {
+        let row = WorkflowChangeRow {
+            id: new_id(),
+            workspace_id: task.workspace_id.clone(),
+            task_id: task.id.clone(),
+            kind: kind.to_string(),
+            step_id: step_id.clone(),
+            before_json: before.map(|value| value.to_string()),
+            after_json: after.map(|value| value.to_string()),
+            reason: change.reason.clone(),
+            triggered_by: triggered_by.to_string(),
+            created_at: now,
+        };
+        model::insert_workflow_change(db, &row).await?;
+        let frame = ServerFrame::WorkflowChanged(WorkflowChanged {
+            seq: 0,
+            task_id: frames::uuid(&task.id),
+            change_id: frames::uuid(&row.id),
+            kind: row.kind.clone(),
+            reason: row.reason.clone(),
+            step_id: step_id.as_deref().map(frames::uuid),
+        });
+        outbox.push_all(&agents, &frame);
+        outbox.push_all(&members, &frame);
+    }
+    model::touch_task(db, &task.id, now).await?;
+    // Skipping the last open step finishes the task.
+    end_if_finished(db, outbox, task, &settled.steps, by).await?;
+    Ok(())
 }
 
 /// What an operation names is text a lookup can use on both backends.

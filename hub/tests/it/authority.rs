@@ -10,7 +10,8 @@
 
 use agenthub_protocol::{
     ApprovalDecide, AvailabilityRespond, ClientFrame, Codec, Decision, InputAnswer, LogStream,
-    ServerFrame, StepBlock, StepClaim, StepFail, StepLog, StepProgress, StepSubmit,
+    PlanStep, PlanSubmit, ServerFrame, StepBlock, StepClaim, StepFail, StepLog, StepProgress,
+    StepSubmit,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -25,6 +26,24 @@ use agenthub::tasks::{self, NewStep, NewTask};
 
 use crate::gateway::{Agent, Hub, upgrade};
 use crate::support::TestDb;
+
+/// A plan step for `assignee`.
+fn plan_step(key: &str, assignee: &str) -> PlanStep {
+    PlanStep {
+        key: key.into(),
+        title: "Draft the outline".into(),
+        description: String::new(),
+        assignees: vec![assignee.into()],
+        depends_on: Vec::new(),
+        approval_level: 0,
+        approvers: Vec::new(),
+        required_capabilities: Vec::new(),
+        executor: None,
+        expected_inputs: None,
+        expected_outputs: None,
+        estimate_minutes: None,
+    }
+}
 
 const START: &str = "<!-- roles:start -->";
 const END: &str = "<!-- roles:end -->";
@@ -121,6 +140,32 @@ pub const MATRIX: &[Row] = &[
         STEER,
     ),
     row("publish a draft", "POST /v1/tasks/{id}/publish", STEER),
+    row("read a task's plan", "GET /v1/tasks/{id}/plan", READ),
+    row(
+        "accept a task's plan",
+        "POST /v1/tasks/{id}/plan/accept",
+        STEER,
+    ),
+    row(
+        "ask for another plan",
+        "POST /v1/tasks/{id}/plan/revise",
+        STEER,
+    ),
+    row(
+        "read a task's suggested workflow changes",
+        "GET /v1/tasks/{id}/workflow-approvals",
+        READ,
+    ),
+    row(
+        "approve a suggested workflow change",
+        "POST /v1/workflow-approvals/{id}/approve",
+        STEER,
+    ),
+    row(
+        "reject a suggested workflow change",
+        "POST /v1/workflow-approvals/{id}/reject",
+        STEER,
+    ),
     row("retry a failed step", "POST /v1/steps/{id}/retry", STEER),
     row("read a step", "GET /v1/steps/{id}", READ),
     row("read a step's logs", "GET /v1/steps/{id}/logs", READ),
@@ -244,6 +289,7 @@ pub const MATRIX: &[Row] = &[
         "availability.respond",
         ASSIGNED,
     ),
+    row("propose a plan", "plan.submit", ASSIGNED),
 ];
 
 /// The hub with workspace `acme` (aurora owner, ada admin, mo member, cy member who
@@ -366,6 +412,72 @@ impl World {
         .await
         .unwrap();
         (view.task.id.clone(), view.steps[0].step.id.clone())
+    }
+
+    /// A task of the creator in planning by `cy-bot`, with a proposal when `proposed`;
+    /// the task id and the plan id.
+    async fn planned(&self, proposed: bool) -> (String, String) {
+        let view = tasks::create_task(
+            &self.hub.ctx,
+            &self.creator,
+            NewTask {
+                title: "Quarterly report".into(),
+                plan: Some(tasks::PlanRequest {
+                    planner: Some("cy-bot".into()),
+                }),
+                ..NewTask::default()
+            },
+        )
+        .await
+        .unwrap();
+        let plan = tasks::get_plan(&self.hub.ctx, &self.creator, &view.task.id)
+            .await
+            .unwrap();
+        if proposed {
+            tasks::submit_plan(
+                &self.hub.ctx,
+                &self.creator_agent,
+                &plan.plan.id,
+                vec![plan_step("draft", "cy-bot")],
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        (view.task.id.clone(), plan.plan.id)
+    }
+
+    /// A workflow change `cy-bot`'s check suggested (a step to insert) for the creator;
+    /// the task id and the workflow approval's id.
+    async fn suggestion(&self) -> (String, String) {
+        let (task_id, step_id, attempt) = self.claimed().await;
+        crate::support::submit(&self.hub.ctx, &self.creator_agent, &step_id, attempt)
+            .await
+            .unwrap();
+        let check = agenthub_protocol::SelfCheck {
+            fits: true,
+            reasons: Vec::new(),
+            suggestions: vec![agenthub_protocol::Suggestion {
+                op: agenthub_protocol::SuggestionOp::Insert,
+                step: None,
+                new_step: Some(plan_step("extra", "cy-bot")),
+                assignees: Vec::new(),
+                reason: "one more".into(),
+            }],
+        };
+        tasks::record_check(
+            &self.hub.ctx,
+            &self.creator_agent,
+            &step_id,
+            attempt,
+            &check,
+        )
+        .await
+        .unwrap();
+        let rows = tasks::workflow_approvals(&self.hub.ctx, &self.creator, &task_id)
+            .await
+            .unwrap();
+        (task_id, rows[0].row.id.clone())
     }
 
     /// A task whose step `cy-bot` holds; the step id and attempt.
@@ -574,6 +686,40 @@ impl World {
             "POST /v1/tasks/{id}/publish" => {
                 let (task_id, _) = self.task(true).await;
                 (Method::POST, format!("/v1/tasks/{task_id}/publish"), None)
+            }
+            "GET /v1/tasks/{id}/workflow-approvals" => {
+                let (task_id, _) = self.suggestion().await;
+                (
+                    Method::GET,
+                    format!("/v1/tasks/{task_id}/workflow-approvals"),
+                    None,
+                )
+            }
+            "POST /v1/workflow-approvals/{id}/approve"
+            | "POST /v1/workflow-approvals/{id}/reject" => {
+                let (_, id) = self.suggestion().await;
+                let path = request.trim_start_matches("POST ").replace("{id}", &id);
+                (Method::POST, path, None)
+            }
+            "GET /v1/tasks/{id}/plan" => {
+                let (task_id, _) = self.planned(false).await;
+                (Method::GET, format!("/v1/tasks/{task_id}/plan"), None)
+            }
+            "POST /v1/tasks/{id}/plan/accept" => {
+                let (task_id, _) = self.planned(true).await;
+                (
+                    Method::POST,
+                    format!("/v1/tasks/{task_id}/plan/accept"),
+                    None,
+                )
+            }
+            "POST /v1/tasks/{id}/plan/revise" => {
+                let (task_id, _) = self.planned(true).await;
+                (
+                    Method::POST,
+                    format!("/v1/tasks/{task_id}/plan/revise"),
+                    Some(json!({"comment": "split the review"})),
+                )
             }
             "POST /v1/steps/{id}/retry" => {
                 let (_, step_id, attempt) = self.claimed().await;
@@ -874,6 +1020,7 @@ impl World {
                             result: json!({"ok": true}),
                             summary: None,
                             self_check: None,
+                            check: None,
                             files: vec![],
                             usage: None,
                         })
@@ -937,6 +1084,18 @@ impl World {
                         id,
                         request_id,
                         available: true,
+                        note: None,
+                    })
+                })
+            }
+            "plan.submit" => {
+                let (_, plan_id) = self.planned(false).await;
+                let plan_id = Uuid::parse_str(&plan_id).unwrap();
+                Box::new(move |id| {
+                    ClientFrame::PlanSubmit(PlanSubmit {
+                        id,
+                        plan_id,
+                        steps: vec![plan_step("draft", "cy-bot")],
                         note: None,
                     })
                 })

@@ -309,6 +309,7 @@ async fn worker(urls: Vec<String>, token: String, stop: Arc<AtomicBool>) -> (Has
                                 result: json!({"by": token.len()}),
                                 summary: None,
                                 self_check: None,
+                                check: None,
                                 files: vec![],
                                 usage: None,
                             })

@@ -268,6 +268,7 @@ fn submit(
             result,
             summary: Some(summary),
             self_check: None,
+            check: None,
             files: vec![],
             usage: None,
         })

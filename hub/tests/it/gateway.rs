@@ -480,6 +480,7 @@ impl Agent {
                 result,
                 summary: Some("done".into()),
                 self_check: None,
+                check: None,
                 files: vec![],
                 usage: None,
             })

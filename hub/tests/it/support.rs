@@ -393,6 +393,7 @@ pub fn new_task(title: &str, steps: Vec<NewStep>) -> NewTask {
 pub fn report_task() -> NewTask {
     NewTask {
         draft: false,
+        plan: None,
         title: "Quarterly report".into(),
         description: "Break down the director's report, then review it".into(),
         due_at: None,

@@ -49,6 +49,39 @@ impl Frame {
 /// fixes", result `{"ok": true}`, the file `…f1`), as docs/protocol.md computes it.
 pub const DIGEST: &str = "sha256:f2bd137e23792605caf1efa20e28961330c677e5879e4e128d07a1e9c0cb0551";
 
+fn plan_steps() -> Vec<PlanStep> {
+    vec![
+        PlanStep {
+            key: "outline".into(),
+            title: "Break down the report".into(),
+            description: "List the report's sections and their figures.".into(),
+            assignees: vec!["min-laptop".into()],
+            depends_on: Vec::new(),
+            approval_level: 0,
+            approvers: Vec::new(),
+            required_capabilities: Vec::new(),
+            executor: None,
+            expected_inputs: Some("the director's report".into()),
+            expected_outputs: Some("an outline".into()),
+            estimate_minutes: Some(60),
+        },
+        PlanStep {
+            key: "template".into(),
+            title: "Design a template".into(),
+            description: String::new(),
+            assignees: vec!["min-laptop".into()],
+            depends_on: vec!["outline".into()],
+            approval_level: 1,
+            approvers: vec!["duan@example.com".into()],
+            required_capabilities: Vec::new(),
+            executor: None,
+            expected_inputs: None,
+            expected_outputs: Some("a template".into()),
+            estimate_minutes: Some(90),
+        },
+    ]
+}
+
 fn id(n: u128) -> Uuid {
     // Fixed UUIDv7-shaped ids keep the vectors stable.
     Uuid::from_u128(0x0193_5a7e_0000_7000_8000_0000_0000_0000 | n)
@@ -92,6 +125,39 @@ pub fn all() -> Vec<Frame> {
             result: json!({"outline": ["Revenue", "Costs", "Outlook"]}),
             summary: Some("Three-part outline".into()),
             self_check: Some("covers every section of the report".into()),
+            check: Some(Box::new(SelfCheck {
+                fits: true,
+                reasons: vec!["every section of the report has an item".into()],
+                suggestions: vec![
+                    Suggestion {
+                        op: SuggestionOp::Insert,
+                        step: None,
+                        new_step: Some(PlanStep {
+                            key: "figures".into(),
+                            title: "Check the figures".into(),
+                            description: String::new(),
+                            assignees: vec!["duan-desktop".into()],
+                            depends_on: vec!["draft".into()],
+                            approval_level: 0,
+                            approvers: Vec::new(),
+                            required_capabilities: Vec::new(),
+                            executor: None,
+                            expected_inputs: None,
+                            expected_outputs: None,
+                            estimate_minutes: Some(20),
+                        }),
+                        assignees: Vec::new(),
+                        reason: "the outline quotes figures nobody checked".into(),
+                    },
+                    Suggestion {
+                        op: SuggestionOp::Skip,
+                        step: Some("appendix".into()),
+                        new_step: None,
+                        assignees: Vec::new(),
+                        reason: "the outline has no appendix".into(),
+                    },
+                ],
+            })),
             files: vec![id(0xf1).to_string()],
             usage: Some(Usage {
                 model: "claude-sonnet-4-5".into(),
@@ -131,6 +197,12 @@ pub fn all() -> Vec<Frame> {
             available: true,
             note: Some("free after 3pm".into()),
         }),
+        ClientFrame::PlanSubmit(PlanSubmit {
+            id: 10,
+            plan_id: id(0xc1),
+            steps: plan_steps(),
+            note: Some("Min knows the report; Duan reviews".into()),
+        }),
         ClientFrame::Ack(Ack { seq: 42 }),
         ClientFrame::Pong(Pong { nonce: 7 }),
     ];
@@ -168,6 +240,10 @@ pub fn all() -> Vec<Frame> {
         creator_member_id: Some(id(0xb1)),
         outcome: None,
     };
+    let draft_info = TaskInfo {
+        status: "draft".into(),
+        ..task_info.clone()
+    };
     let server = vec![
         ServerFrame::Welcome(Welcome {
             agent_id: id(0xa9),
@@ -197,6 +273,13 @@ pub fn all() -> Vec<Frame> {
         ServerFrame::TaskCreated(TaskCreated {
             seq: 42,
             task: task_info.clone(),
+            your_steps: vec![YourStep {
+                step_id: id(STEP),
+                key: "draft".into(),
+                title: "Draft the outline".into(),
+                status: "ready".into(),
+                waiting_for: Vec::new(),
+            }],
         }),
         ServerFrame::TaskUpdated(TaskUpdated {
             seq: 50,
@@ -304,6 +387,25 @@ pub fn all() -> Vec<Frame> {
             task_id: Some(id(TASK)),
             question: "Can you take the review this week?".into(),
         }),
+        ServerFrame::PlanRequested(Box::new(PlanRequested {
+            seq: 57,
+            plan_id: id(0xc1),
+            task: draft_info,
+            round: 1,
+            comment: None,
+            steps: Vec::new(),
+            agents: vec![PlanAgent {
+                name: "min-laptop".into(),
+                member: "min@example.com".into(),
+                capabilities: vec!["docs".into()],
+                online: true,
+                load: 1,
+            }],
+            members: vec![PlanMember {
+                email: "min@example.com".into(),
+                role: "member".into(),
+            }],
+        })),
         ServerFrame::AgentOnline(AgentPresence {
             seq: 53,
             agent_id: id(0xa8),

@@ -1,0 +1,2 @@
+DROP TABLE workflow_approvals;
+DROP TABLE step_checks;
