@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::accounts::Actor;
 use crate::api::AppState;
 use crate::api::extract::{ApiQuery, Auth};
 use crate::api::views::timestamp;
@@ -82,23 +83,7 @@ pub async fn upload(
             message: "name the file with ?name= or the X-Filename header".into(),
             field: Some("name".into()),
         })?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    if let Some(length) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
-        && length > ctx.settings.max_upload_bytes
-    {
-        return Err(Error::TooLarge(format!(
-            "uploads are limited to {} bytes",
-            ctx.settings.max_upload_bytes
-        )));
-    }
-    let stream = req.into_body().into_data_stream();
-    let row = files::upload(&ctx, &actor, &name, &content_type, stream).await?;
+    let row = store_body(&ctx, &actor, &name, req).await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -117,19 +102,67 @@ pub async fn download(
     Auth(actor): Auth,
     Path(file_id): Path<String>,
 ) -> Result<Response> {
-    let (row, path) = files::find(&ctx, &actor, &file_id).await?;
+    file_response(&ctx, &actor, &file_id, None).await
+}
+
+/// Stores a request's body as the file `name` of the caller's workspace, keeping its
+/// `Content-Type`; a declared `Content-Length` over the limit is refused before a byte
+/// is read. The API's and the dashboard's uploads.
+pub async fn store_body(
+    ctx: &AppState,
+    actor: &Actor,
+    name: &str,
+    req: Request,
+) -> Result<FileRow> {
+    let headers = req.headers();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        && length > ctx.settings.max_upload_bytes
+    {
+        return Err(Error::TooLarge(format!(
+            "uploads are limited to {} bytes",
+            ctx.settings.max_upload_bytes
+        )));
+    }
+    let stream = req.into_body().into_data_stream();
+    files::upload(ctx, actor, name, &content_type, stream).await
+}
+
+/// A file of the caller's workspace as a download: its bytes streamed, with
+/// `Content-Disposition: attachment` and `Repr-Digest`, and its stored `Content-Type`
+/// unless `content_type` overrides it. The API's and the dashboard's downloads.
+pub async fn file_response(
+    ctx: &AppState,
+    actor: &Actor,
+    file_id: &str,
+    content_type: Option<&str>,
+) -> Result<Response> {
+    let (row, path) = files::find(ctx, actor, file_id).await?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|err| Error::internal(format!("opening {}: {err}", path.display())))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    let disposition = files::content_disposition(&row.name);
-    let digest = files::repr_digest(&row.sha256);
     Ok((
         [
-            (header::CONTENT_TYPE, row.content_type),
+            (
+                header::CONTENT_TYPE,
+                content_type.map_or(row.content_type, str::to_string),
+            ),
             (header::CONTENT_LENGTH, row.size_bytes.to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::HeaderName::from_static("repr-digest"), digest),
+            (
+                header::CONTENT_DISPOSITION,
+                files::content_disposition(&row.name),
+            ),
+            (
+                header::HeaderName::from_static("repr-digest"),
+                files::repr_digest(&row.sha256),
+            ),
         ],
         body,
     )

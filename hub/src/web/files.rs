@@ -3,17 +3,14 @@
 //! CSRF token in its header, so the form can show the upload's progress).
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::signin;
-use crate::api::AppState;
+use crate::api::{self, AppState};
 use crate::error::Error;
-use crate::files;
 use crate::web::session::CSRF_HEADER;
 use crate::web::{Page, PageResult};
 
@@ -25,20 +22,13 @@ pub async fn download(
     page: Page,
     Path(file_id): Path<String>,
 ) -> PageResult {
-    let (row, path) = files::find(&ctx, page.actor(), &file_id).await?;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|err| Error::internal(format!("opening {}: {err}", path.display())))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    Ok((
-        [
-            (CONTENT_TYPE, "application/octet-stream".to_string()),
-            (CONTENT_LENGTH, row.size_bytes.to_string()),
-            (CONTENT_DISPOSITION, files::content_disposition(&row.name)),
-        ],
-        body,
+    Ok(api::files::file_response(
+        &ctx,
+        page.actor(),
+        &file_id,
+        Some("application/octet-stream"),
     )
-        .into_response())
+    .await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,33 +67,10 @@ pub async fn upload(
         )
         .into_response());
     }
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    if let Some(length) = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value: &HeaderValue| value.to_str().ok()?.parse::<u64>().ok())
-        && length > ctx.settings.max_upload_bytes
-    {
-        return Err(Error::TooLarge(format!(
-            "uploads are limited to {} bytes",
-            ctx.settings.max_upload_bytes
-        ))
-        .into_response());
-    }
-    let row = files::upload(
-        &ctx,
-        page.actor(),
-        &query.name,
-        &content_type,
-        body.into_data_stream(),
-    )
-    .await
-    .map_err(IntoResponse::into_response)?;
+    let req = Request::from_parts(parts, body);
+    let row = api::files::store_body(&ctx, page.actor(), &query.name, req)
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok((
         StatusCode::CREATED,
         Json(Uploaded {
