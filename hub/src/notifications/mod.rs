@@ -51,6 +51,8 @@ pub const MAX_TITLE_BYTES: usize = 200;
 pub const MAX_BODY_BYTES: usize = 1024;
 /// Largest page of [`list`].
 pub const MAX_PAGE: u32 = 200;
+/// The part of a step's result an `approval.requested` item's body quotes.
+const RESULT_EXCERPT_BYTES: usize = 300;
 /// Held steps an `agent.offline` item names.
 const MAX_HELD_LISTED: usize = 10;
 
@@ -288,6 +290,12 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
             let mut body = format!("Task: {}", event.task_title);
             if let Some(summary) = &event.summary {
                 body.push_str(&format!("\nSummary: {summary}"));
+            }
+            if !event.result.is_null() {
+                // The result as the desktop shows it: a reader decides from the item alone.
+                let result = event.result.to_string();
+                let (shown, cut) = content::excerpt(&result, RESULT_EXCERPT_BYTES);
+                body.push_str(&format!("\nResult: {shown}{}", if cut { "…" } else { "" }));
             }
             Some(Projected::Ready {
                 member_id: member_id.clone(),
