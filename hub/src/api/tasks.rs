@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::accounts::Actor;
 use crate::api::AppState;
 use crate::api::extract::{ApiJson, ApiQuery, Auth, OptionalApiJson};
 use crate::api::views::{
@@ -620,21 +621,7 @@ pub async fn approve_step(
     Path(step_id): Path<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>> {
-    let decided = approvals::decide(
-        &ctx,
-        &actor,
-        ApprovalRef::Step(&step_id, req.attempt),
-        Verdict {
-            decision: Decision::Approve,
-            comment: req.comment.as_deref(),
-            digest: req.digest.as_deref(),
-        },
-    )
-    .await?;
-    Ok(Json(DecisionResponse {
-        approval_id: decided.approval_id,
-        step_status: decided.step_status,
-    }))
+    decide_step(&ctx, &actor, &step_id, req, Decision::Approve).await
 }
 
 /// Rejects the result of the named attempt of a step that awaits the caller's approval;
@@ -653,12 +640,23 @@ pub async fn reject_step(
     Path(step_id): Path<String>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>> {
+    decide_step(&ctx, &actor, &step_id, req, Decision::Reject).await
+}
+
+/// Records the caller's decision on the step's approval of `req.attempt`.
+async fn decide_step(
+    ctx: &AppState,
+    actor: &Actor,
+    step_id: &str,
+    req: DecisionRequest,
+    decision: Decision,
+) -> Result<Json<DecisionResponse>> {
     let decided = approvals::decide(
-        &ctx,
-        &actor,
-        ApprovalRef::Step(&step_id, req.attempt),
+        ctx,
+        actor,
+        ApprovalRef::Step(step_id, req.attempt),
         Verdict {
-            decision: Decision::Reject,
+            decision,
             comment: req.comment.as_deref(),
             digest: req.digest.as_deref(),
         },

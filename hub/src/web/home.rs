@@ -249,22 +249,7 @@ pub async fn approve(
     Path(step_id): Path<String>,
     form: PageForm,
 ) -> PageResult {
-    let attempt = attempt_of(&form)?;
-    let verdict = Verdict::new(Decision::Approve, None);
-    let verdict = match form.field("digest") {
-        "" => verdict,
-        digest => verdict.seen(digest),
-    };
-    approvals::decide(
-        &ctx,
-        form.page.actor(),
-        ApprovalRef::Step(&step_id, attempt),
-        verdict,
-    )
-    .await
-    .map_err(in_page(&form.page))?;
-    read_acted_on(&ctx, &form).await?;
-    Ok(see_other(back(&form)))
+    decide(&ctx, &step_id, &form, Verdict::new(Decision::Approve, None)).await
 }
 
 /// `POST /steps/{id}/reject` (fields `attempt`, `digest`, `comment`): sends the step
@@ -274,23 +259,33 @@ pub async fn reject(
     Path(step_id): Path<String>,
     form: PageForm,
 ) -> PageResult {
-    let attempt = attempt_of(&form)?;
-    let comment = form.field("comment");
-    let verdict = Verdict::new(Decision::Reject, Some(comment));
+    let verdict = Verdict::new(Decision::Reject, Some(form.field("comment")));
+    decide(&ctx, &step_id, &form, verdict).await
+}
+
+/// Decides the step's approval of the form's `attempt`, on the result of its `digest`
+/// when the form names one, and goes back to the page the form came from.
+async fn decide(
+    ctx: &AppState,
+    step_id: &str,
+    form: &PageForm,
+    verdict: Verdict<'_>,
+) -> PageResult {
+    let attempt = attempt_of(form)?;
     let verdict = match form.field("digest") {
         "" => verdict,
         digest => verdict.seen(digest),
     };
     approvals::decide(
-        &ctx,
+        ctx,
         form.page.actor(),
-        ApprovalRef::Step(&step_id, attempt),
+        ApprovalRef::Step(step_id, attempt),
         verdict,
     )
     .await
     .map_err(in_page(&form.page))?;
-    read_acted_on(&ctx, &form).await?;
-    Ok(see_other(back(&form)))
+    read_acted_on(ctx, form).await?;
+    Ok(see_other(back(form)))
 }
 
 /// `POST /questions/{id}/answer` (field `answer`).
