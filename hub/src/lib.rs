@@ -1,6 +1,7 @@
 //! The AgentHub hub: the source of truth of a team's tasks, steps, agents and approvals,
 //! served over a REST API and the agent WebSocket gateway.
 
+pub mod a2a;
 pub mod accounts;
 pub mod admin;
 pub mod agents;

@@ -454,6 +454,21 @@ diesel::table! {
         created_by -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        /// Set: an A2A push notification config of `task_id` (the token it sends).
+        a2a_token -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Agents on the workspace's A2A Agent Card.
+    a2a_skills (agent_id) {
+        agent_id -> Text,
+        workspace_id -> Text,
+        description -> Text,
+        /// JSON array of example requests.
+        examples -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
     }
 }
 
@@ -507,11 +522,13 @@ diesel::joinable!(workflow_approvals -> tasks (task_id));
 diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
 diesel::joinable!(webhooks -> workspaces (workspace_id));
+diesel::joinable!(a2a_skills -> agents (agent_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
+    a2a_skills,
     members,
     api_keys,
     agents,

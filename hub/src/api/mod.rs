@@ -1,6 +1,7 @@
 //! The HTTP edge: one route table, thin handlers (parse, one domain call, render), the
 //! operational endpoints, and serving on a listener.
 
+pub mod a2a;
 pub mod accounts;
 pub mod agents;
 pub mod checks;
@@ -87,6 +88,8 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         agents::get_agent,
         agents::revoke_agent,
         agents::rotate_token,
+        a2a::set_skill,
+        a2a::remove_skill,
         agents::ask_availability,
         accounts::invite_member,
         accounts::list_members,
@@ -284,6 +287,16 @@ pub fn app(ctx: AppState) -> Router {
             get(agents::get_agent).delete(agents::revoke_agent),
         )
         .route("/v1/agents/{id}/token", post(agents::rotate_token))
+        .route(
+            "/v1/agents/{id}/a2a",
+            put(a2a::set_skill).delete(a2a::remove_skill),
+        )
+        // A2A clients: a workspace's Agent Card and JSON-RPC endpoint (docs/a2a.md).
+        .route("/a2a/{workspace}", post(a2a::rpc))
+        .route(
+            "/a2a/{workspace}/.well-known/agent-card.json",
+            get(a2a::agent_card),
+        )
         // Self-service accounts.
         .route(
             "/v1/members",

@@ -749,7 +749,7 @@ fn apply_change(step: &mut Step, change: &model::StepChange) {
 }
 
 /// The task with its steps, assignees, approvers, dependencies and involved agents.
-pub(crate) async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result<TaskView> {
+pub async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result<TaskView> {
     let step_ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
     let assignees = model::assignees_of(db, &step_ids).await?;
     let approvers = model::approvers_of(db, &step_ids).await?;

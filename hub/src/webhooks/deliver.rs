@@ -346,12 +346,20 @@ impl Worker {
         }
         let owner = &self.owner;
         let now = now_ms();
+        // An A2A push notification carries the task's A2A state when the delivery is
+        // written, not the event.
+        let a2a_body = match (&matched, &webhook.a2a_token) {
+            (Some(_), Some(_)) => Some(crate::a2a::push_body(&self.ctx, webhook).await?),
+            _ => None,
+        };
         let delivery = matched.map(|row| Delivery {
             id: new_id(),
             webhook_id: webhook.id.clone(),
             kind: "event".into(),
             seq: row.seq,
-            payload: webhooks::body(row.seq, &row.event_type, &row.payload, row.created_at),
+            payload: a2a_body.unwrap_or_else(|| {
+                webhooks::body(row.seq, &row.event_type, &row.payload, row.created_at)
+            }),
             event_type: row.event_type,
             status: "pending".into(),
             attempts: 0,
@@ -483,17 +491,21 @@ async fn attempt(ctx: &Ctx, webhook: &Webhook, delivery: &Delivery) -> Outcome {
     if let Err(err) = guard::check_url(&url, settings.allow_private) {
         return failed(err);
     }
-    let timestamp = now_ms() / 1000;
-    let signature = webhooks::signature(&webhook.secret, timestamp, &delivery.payload);
-    let sent = client
+    let request = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("AgentHub-Delivery", &delivery.id)
-        .header("AgentHub-Event", &delivery.event_type)
-        .header("AgentHub-Signature", signature)
-        .body(delivery.payload.clone())
-        .send()
-        .await;
+        .header("AgentHub-Event", &delivery.event_type);
+    // An A2A push notification config authenticates with its token, as A2A clients expect.
+    let request = match &webhook.a2a_token {
+        Some(token) => request.header("X-A2A-Notification-Token", token),
+        None => {
+            let timestamp = now_ms() / 1000;
+            let signature = webhooks::signature(&webhook.secret, timestamp, &delivery.payload);
+            request.header("AgentHub-Signature", signature)
+        }
+    };
+    let sent = request.body(delivery.payload.clone()).send().await;
     let mut response = match sent {
         Ok(response) => response,
         Err(err) => return failed(error_text(&err, settings)),

@@ -180,6 +180,7 @@ pub async fn create_webhook(ctx: &Ctx, actor: &Actor, new: NewWebhook) -> Result
                 created_by: member_id,
                 created_at: now,
                 updated_at: now,
+                a2a_token: None,
             };
             model::insert_webhook(db, &row).await?;
             Ok(row)
@@ -478,6 +479,12 @@ async fn check_task(
 /// A target URL: `http` or `https`, with a host, at most [`MAX_URL_BYTES`]; an address
 /// the SSRF guard refuses is refused here already (names are checked on every attempt).
 fn check_url(ctx: &Ctx, url: &str) -> Result<String> {
+    check_target(url, ctx.settings.webhooks.allow_private)
+}
+
+/// [`check_url`] for callers with the operator's `allow_private` at hand (A2A push
+/// notification configs are webhooks too).
+pub fn check_target(url: &str, allow_private: bool) -> Result<String> {
     let url = url.trim();
     if url.is_empty() || url.len() > MAX_URL_BYTES {
         return Err(Error::invalid_field(
@@ -499,7 +506,7 @@ fn check_url(ctx: &Ctx, url: &str) -> Result<String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid_field("url", "a webhook URL needs a host"));
     }
-    guard::check_url(&parsed, ctx.settings.webhooks.allow_private)
+    guard::check_url(&parsed, allow_private)
         .map_err(|message| Error::invalid_field("url", message))?;
     Ok(parsed.to_string())
 }

@@ -27,6 +27,9 @@ pub struct Webhook {
     pub created_by: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set: an A2A push notification config of `task_id`, whose deliveries carry this
+    /// token in `X-A2A-Notification-Token` instead of a signature.
+    pub a2a_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

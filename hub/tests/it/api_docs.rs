@@ -18,11 +18,23 @@ const END: &str = "<!-- routes:end -->";
 const REGENERATE: &str = "UPDATE_API_DOCS=1 cargo test -p agenthub --test it api_docs";
 
 /// Routes of the router that the OpenAPI document leaves out, with the reason.
-const UNDOCUMENTED: &[(&str, &str, &str)] = &[(
-    "GET",
-    "/v1/agent/connect",
-    "the agents' WebSocket, specified in docs/protocol.md",
-)];
+const UNDOCUMENTED: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/v1/agent/connect",
+        "the agents' WebSocket, specified in docs/protocol.md",
+    ),
+    (
+        "POST",
+        "/a2a/{workspace}",
+        "A2A 1.0 JSON-RPC, specified by the A2A protocol and docs/a2a.md",
+    ),
+    (
+        "GET",
+        "/a2a/{workspace}/.well-known/agent-card.json",
+        "the A2A Agent Card, specified by the A2A protocol and docs/a2a.md",
+    ),
+];
 
 /// The operations of an OpenAPI path item, in the document's order.
 const METHODS: [&str; 8] = [

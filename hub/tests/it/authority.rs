@@ -582,6 +582,7 @@ impl World {
             created_by: None,
             created_at: now,
             updated_at: now,
+            a2a_token: None,
         };
         let delivery = Delivery {
             id: agenthub::store::new_id(),

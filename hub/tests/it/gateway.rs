@@ -52,6 +52,27 @@ impl Drop for Hub {
 
 impl Hub {
     pub async fn start(db: TestDb, settings: Settings) -> Hub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Hub::start_on(listener, db, settings).await
+    }
+
+    /// [`Hub::start`] with `public_url` set to the address it serves on (links it gives
+    /// out, such as its A2A card's endpoint, work).
+    pub async fn start_public(db: TestDb, settings: Settings) -> Hub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public_url = format!("http://{}", listener.local_addr().unwrap());
+        Hub::start_on(
+            listener,
+            db,
+            Settings {
+                public_url,
+                ..settings
+            },
+        )
+        .await
+    }
+
+    async fn start_on(listener: TcpListener, db: TestDb, settings: Settings) -> Hub {
         let data_dir = tempfile::tempdir().unwrap();
         let ctx = Ctx::new(
             db.store(),
@@ -60,7 +81,6 @@ impl Hub {
                 ..settings
             },
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(api::serve_with_listener(

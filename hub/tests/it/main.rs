@@ -1,5 +1,6 @@
 //! The one integration-test binary of `agenthub`: a module per area, `support` for helpers.
 
+mod a2a;
 mod accounts;
 mod admin;
 mod api;

@@ -611,6 +611,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         webhook_attempts,
         notifications,
         web_sessions,
+        a2a_skills,
     );
     rendered
         .into_iter()
