@@ -783,9 +783,10 @@ async fn completed_in_tx(
     .await?;
     // When the task has no other steps than this one and those now ready, the task's
     // end (if it ends) reaches the assignees read here without reading them again.
-    let known = settled.steps.iter().all(|other| {
-        other.id == step.id || newly_ready.iter().any(|ready| ready.id == other.id)
-    });
+    let known = settled
+        .steps
+        .iter()
+        .all(|other| other.id == step.id || newly_ready.iter().any(|ready| ready.id == other.id));
     let known_assignees = known.then(|| {
         let mut all = assignees.clone();
         all.extend(next_assignees.iter().cloned());

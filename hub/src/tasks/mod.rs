@@ -630,7 +630,10 @@ fn view_of_written(task: &Task, steps: &[Step], written: &Written) -> Option<Tas
         step_ids.all(|step_id| seen.insert(step_id.as_str()))
     }
     if written.n_approvers > 0
-        || written.assignees.iter().any(|row| row.via_member_id.is_some())
+        || written
+            .assignees
+            .iter()
+            .any(|row| row.via_member_id.is_some())
         || !at_most_one_per_step(written.assignees.iter().map(|row| &row.step_id))
         || !at_most_one_per_step(written.dependencies.iter().map(|(step_id, _)| step_id))
     {
@@ -638,7 +641,10 @@ fn view_of_written(task: &Task, steps: &[Step], written: &Written) -> Option<Tas
     }
     let mut agents: Vec<&Agent> = Vec::new();
     for row in &written.assignees {
-        let agent = written.agents.iter().find(|agent| agent.id == row.agent_id)?;
+        let agent = written
+            .agents
+            .iter()
+            .find(|agent| agent.id == row.agent_id)?;
         if !agents.iter().any(|seen| seen.id == agent.id) {
             agents.push(agent);
         }
