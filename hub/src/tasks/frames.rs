@@ -66,6 +66,16 @@ pub(crate) fn task_updated(task: &Task) -> ServerFrame {
 /// excerpt, no result or files), so the event stays small however large the task grew.
 pub(crate) async fn step_ready(db: &mut Db<'_>, task: &Task, step: &Step) -> Result<ServerFrame> {
     let deps = model::dependencies_of(db, std::slice::from_ref(&step.id)).await?;
+    step_ready_after(db, task, step, deps).await
+}
+
+/// [`step_ready`] for a step whose dependencies, (step id, depends-on id), are known.
+pub(crate) async fn step_ready_after(
+    db: &mut Db<'_>,
+    task: &Task,
+    step: &Step,
+    deps: Vec<(String, String)>,
+) -> Result<ServerFrame> {
     let mut inputs = Vec::new();
     if !deps.is_empty() {
         let siblings = model::steps_of_task(db, &task.id).await?;

@@ -5,7 +5,6 @@ use agenthub_protocol::{LogStream, StepRef, Usage};
 use serde_json::Value;
 
 use crate::accounts::AgentActor;
-use crate::agents;
 use crate::approvals;
 use crate::content::{self, MAX_FILE_REF_BYTES, MAX_RESULT_BYTES, MAX_TEXT_BYTES};
 use crate::ctx::Ctx;
@@ -13,10 +12,11 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox, feed};
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
-use crate::tasks::settle::{self, end_if_finished};
+use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
 use crate::tasks::timeline::{self, By};
 use crate::tasks::{
     StepStatus, TaskStatus, frames, push_ready_steps, step_status, task_status, transition,
+    transition_via,
 };
 
 /// A log entry, in bytes.
@@ -49,16 +49,26 @@ pub struct SubmitOutcome {
 
 /// Loads a step of the agent's workspace that is assigned to the agent.
 async fn assigned_step(db: &mut Db<'_>, agent: &AgentActor, step_id: &str) -> Result<Step> {
-    let step = model::find_step(db, &agent.workspace_id, step_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
-    if !model::is_assignee(db, &step.id, &agent.agent_id).await? {
+    Ok(assigned_step_shared(db, agent, step_id).await?.0)
+}
+
+/// [`assigned_step`], and whether the step has other assignees too.
+async fn assigned_step_shared(
+    db: &mut Db<'_>,
+    agent: &AgentActor,
+    step_id: &str,
+) -> Result<(Step, bool)> {
+    let (step, assigned, shared) =
+        model::find_step_for_agent(db, &agent.workspace_id, step_id, &agent.agent_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+    if !assigned {
         return Err(Error::forbidden(format!(
             "step `{step_id}` is not assigned to agent `{}`",
             agent.agent_name
         )));
     }
-    Ok(step)
+    Ok((step, shared))
 }
 
 /// Loads a step the agent holds at `attempt` in one of `statuses`.
@@ -135,7 +145,7 @@ pub async fn claim_step_at(
     let claimed = ctx
         .store
         .transaction(async |db| {
-            let step = assigned_step(db, agent, step_id).await?;
+            let (step, shared) = assigned_step_shared(db, agent, step_id).await?;
             let status = step_status(&step);
             if let Some(attempt) = attempt.filter(|attempt| *attempt as i32 != step.attempt) {
                 return Err(Error::conflict(format!(
@@ -151,15 +161,14 @@ pub async fn claim_step_at(
                 });
             }
             status.check(StepStatus::Claimed)?;
-            let agent_row = agents::model::find_agent(db, &agent.workspace_id, &agent.agent_id)
-                .await?
-                .ok_or_else(|| Error::not_found("agent"))?;
-            model::lock_agent(db, &agent.agent_id).await?;
-            let held = model::count_held_by(db, &agent.agent_id).await?;
-            if held >= i64::from(agent_row.max_concurrency) {
+            let (max_concurrency, held) =
+                model::claim_capacity(db, &agent.workspace_id, &agent.agent_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("agent"))?;
+            if held >= i64::from(max_concurrency) {
                 return Err(Error::conflict(format!(
-                    "agent `{}` already holds {held} steps (max concurrency {})",
-                    agent.agent_name, agent_row.max_concurrency
+                    "agent `{}` already holds {held} steps (max concurrency {max_concurrency})",
+                    agent.agent_name
                 )));
             }
             let now = now_ms();
@@ -190,7 +199,11 @@ pub async fn claim_step_at(
             timeline::record_step(db, &claimed, Some(status.as_str()), &By::agent(agent), None)
                 .await?;
             // Other assignees drop the step from their ready list.
-            let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+            let assignees = if shared {
+                model::assignees_of(db, std::slice::from_ref(&step.id)).await?
+            } else {
+                Vec::new()
+            };
             let reason = format!("claimed by {}", agent.agent_name);
             for (_, other) in assignees
                 .into_iter()
@@ -392,9 +405,18 @@ pub async fn submit_step(
         .store
         .transaction(async |db| {
             let step = assigned_step(db, agent, &submitted.step_id).await?;
-            if let Some(previous) =
+            // A step leaves `claimed`/`running` at an attempt for good when that attempt is
+            // submitted (every way back to an agent starts a new attempt), so while the
+            // caller still holds it at this attempt there is no earlier submit to answer.
+            let first_submit = step.attempt == submitted.attempt as i32
+                && step_status(&step).is_held()
+                && step.claimed_by.as_deref() == Some(agent.agent_id.as_str());
+            let previous = if first_submit {
+                None
+            } else {
                 model::find_submission(db, &step.id, submitted.attempt as i32).await?
-            {
+            };
+            if let Some(previous) = previous {
                 if previous.agent_id != agent.agent_id {
                     return Err(Error::conflict(format!(
                         "attempt {} was submitted by another agent",
@@ -436,7 +458,17 @@ pub async fn submit_step(
                 ..Default::default()
             };
             let by = By::agent(agent);
-            transition(db, &mut step, StepStatus::Submitted, change, &by, None).await?;
+            // Submitted and, at once, done (level 0) or awaiting approval: one update.
+            let status = if step.approval_level == 0 {
+                StepStatus::Done
+            } else {
+                StepStatus::AwaitingApproval
+            };
+            let change = StepChange {
+                completed_at: (status == StepStatus::Done).then_some(Some(now)),
+                ..change
+            };
+            transition_via(db, &mut step, StepStatus::Submitted, status, change, &by).await?;
             if let Some(usage) = &submitted.usage {
                 let row = model::UsageRow {
                     id: new_id(),
@@ -450,22 +482,11 @@ pub async fn submit_step(
                 };
                 model::insert_usage(db, &row).await?;
             }
-            let status = if step.approval_level == 0 {
-                complete_in_tx(db, &mut outbox, &task, &mut step, &by).await?;
-                StepStatus::Done
+            if status == StepStatus::Done {
+                completed_in_tx(db, &mut outbox, &task, &step, &by).await?;
             } else {
-                transition(
-                    db,
-                    &mut step,
-                    StepStatus::AwaitingApproval,
-                    StepChange::default(),
-                    &by,
-                    None,
-                )
-                .await?;
                 approvals::request_in_tx(db, &mut outbox, &task, &step).await?;
-                StepStatus::AwaitingApproval
-            };
+            }
             let submission = model::Submission {
                 step_id: step.id.clone(),
                 attempt: step.attempt,
@@ -737,6 +758,18 @@ pub async fn complete_in_tx(
         None,
     )
     .await?;
+    completed_in_tx(db, outbox, task, step, by).await
+}
+
+/// What follows a step's move to `done`: readiness propagation, `step.completed` for
+/// everyone concerned and, after it, the task's end if this was its last step.
+async fn completed_in_tx(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    step: &Step,
+    by: &By,
+) -> Result<()> {
     let settled = settle::settle(db, outbox, task, by).await?;
     let newly_ready = &settled.newly_ready;
     let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
@@ -748,6 +781,17 @@ pub async fn complete_in_tx(
             .collect::<Vec<_>>(),
     )
     .await?;
+    // When the task has no other steps than this one and those now ready, the task's
+    // end (if it ends) reaches the assignees read here without reading them again.
+    let known = settled
+        .steps
+        .iter()
+        .all(|other| other.id == step.id || newly_ready.iter().any(|ready| ready.id == other.id));
+    let known_assignees = known.then(|| {
+        let mut all = assignees.clone();
+        all.extend(next_assignees.iter().cloned());
+        all
+    });
     let mut receivers: Vec<String> = assignees
         .into_iter()
         .map(|(_, agent_id)| agent_id)
@@ -778,7 +822,7 @@ pub async fn complete_in_tx(
             frames::step_completed(step, newly_ready.iter().map(frames::step_ref).collect()),
         );
     }
-    end_if_finished(db, outbox, task, &settled.steps, by).await?;
+    end_if_finished_with(db, outbox, task, &settled.steps, by, known_assignees).await?;
     Ok(())
 }
 

@@ -258,9 +258,12 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 outbox.flush(db, &workspace_id).await?;
                 return load_view(db, &task, Vec::new()).await;
             }
-            let steps = insert_steps(db, &task, &new.steps, &[]).await?;
+            let (steps, written) = insert_steps_written(db, &task, &new.steps, &[]).await?;
             timeline::record_created(db, &task, &steps, &by).await?;
-            let view = load_view(db, &task, steps).await?;
+            let view = match view_of_written(&task, &steps, &written) {
+                Some(view) => view,
+                None => load_view(db, &task, steps).await?,
+            };
             if status == TaskStatus::Draft {
                 // Nobody hears of a draft until it is published.
                 return Ok::<_, Error>(view);
@@ -268,7 +271,21 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
             // Everyone involved hears of the task; ready steps are pushed to assignees.
             push_task_created(&mut outbox, &view);
             for step_view in &view.steps {
-                if step_view.step.status == StepStatus::Ready.as_str() {
+                if step_view.step.status != StepStatus::Ready.as_str() {
+                    continue;
+                }
+                if step_view.depends_on.is_empty() {
+                    // The view holds every step of the new task: this one depends on none,
+                    // so its push has no inputs to read.
+                    let frame =
+                        frames::step_ready_after(db, &task, &step_view.step, Vec::new()).await?;
+                    let audiences: Vec<Audience> = step_view
+                        .assignees
+                        .iter()
+                        .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
+                        .collect();
+                    outbox.push_all(&audiences, &frame);
+                } else {
                     push_ready(db, &mut outbox, &task, step_view).await?;
                 }
             }
@@ -428,6 +445,27 @@ async fn insert_steps(
     new_steps: &[NewStep],
     existing: &[Step],
 ) -> Result<Vec<Step>> {
+    Ok(insert_steps_written(db, task, new_steps, existing).await?.0)
+}
+
+/// What [`insert_steps_written`] wrote besides the steps, so that a new task's view is
+/// built without reading it back.
+struct Written {
+    assignees: Vec<model::AssigneeRow>,
+    /// The rows of the assigned agents, as read to assign them.
+    agents: Vec<Agent>,
+    n_approvers: usize,
+    /// (step id, depends-on step id)
+    dependencies: Vec<(String, String)>,
+}
+
+/// [`insert_steps`], and what it wrote besides the steps.
+async fn insert_steps_written(
+    db: &mut Db<'_>,
+    task: &Task,
+    new_steps: &[NewStep],
+    existing: &[Step],
+) -> Result<(Vec<Step>, Written)> {
     let now = now_ms();
     let first_position = existing
         .iter()
@@ -448,6 +486,7 @@ async fn insert_steps(
     };
     let mut rows = Vec::new();
     let mut assignee_rows = Vec::new();
+    let mut agents_read = Vec::new();
     let mut approver_rows = Vec::new();
     let mut dependency_rows = Vec::new();
     for new in new_steps {
@@ -461,15 +500,19 @@ async fn insert_steps(
     }
     for (offset, new) in new_steps.iter().enumerate() {
         let step_id = ids_by_key[&new.key].clone();
+        let target = AssigneeTarget {
+            workspace_id: &task.workspace_id,
+            step_id: &step_id,
+            step_key: &new.key,
+            field: "steps.assignees",
+        };
         assignee_rows.extend(
-            resolve_assignees(
+            resolve_assignees_into(
                 db,
-                &task.workspace_id,
-                &step_id,
-                &new.key,
+                &target,
                 &new.assignees,
                 &new.required_capabilities,
-                "steps.assignees",
+                &mut agents_read,
             )
             .await?,
         );
@@ -568,7 +611,87 @@ async fn insert_steps(
     if !dependency_rows.is_empty() {
         model::insert_dependencies(db, &dependency_rows).await?;
     }
-    Ok(rows)
+    let written = Written {
+        assignees: assignee_rows,
+        agents: agents_read,
+        n_approvers: approver_rows.len(),
+        dependencies: dependency_rows,
+    };
+    Ok((rows, written))
+}
+
+/// The view of a task just created with `steps`, built from what was written instead of
+/// read back (what [`load_view`] would read), in the common case where that gives the
+/// same view in the same order on both databases: no approvers, no member assignees, at
+/// most one assignee and one dependency per step. `None` otherwise.
+fn view_of_written(task: &Task, steps: &[Step], written: &Written) -> Option<TaskView> {
+    fn at_most_one_per_step<'a>(mut step_ids: impl Iterator<Item = &'a String>) -> bool {
+        let mut seen = HashSet::new();
+        step_ids.all(|step_id| seen.insert(step_id.as_str()))
+    }
+    if written.n_approvers > 0
+        || written
+            .assignees
+            .iter()
+            .any(|row| row.via_member_id.is_some())
+        || !at_most_one_per_step(written.assignees.iter().map(|row| &row.step_id))
+        || !at_most_one_per_step(written.dependencies.iter().map(|(step_id, _)| step_id))
+    {
+        return None;
+    }
+    let mut agents: Vec<&Agent> = Vec::new();
+    for row in &written.assignees {
+        let agent = written
+            .agents
+            .iter()
+            .find(|agent| agent.id == row.agent_id)?;
+        if !agents.iter().any(|seen| seen.id == agent.id) {
+            agents.push(agent);
+        }
+    }
+    agents.sort_by(|left, right| left.name.cmp(&right.name));
+    let key_of: HashMap<&str, &str> = steps
+        .iter()
+        .map(|step| (step.id.as_str(), step.key.as_str()))
+        .collect();
+    let step_views = steps
+        .iter()
+        .map(|step| StepView {
+            assignees: written
+                .assignees
+                .iter()
+                .filter(|row| row.step_id == step.id)
+                .filter_map(|row| {
+                    let agent = agents.iter().find(|agent| agent.id == row.agent_id)?;
+                    Some((agent.id.clone(), agent.name.clone()))
+                })
+                .collect(),
+            assigned_members: Vec::new(),
+            approvers: Vec::new(),
+            depends_on: written
+                .dependencies
+                .iter()
+                .filter(|(step_id, _)| step_id == &step.id)
+                .filter_map(|(_, dep)| key_of.get(dep.as_str()).map(|key| key.to_string()))
+                .collect(),
+            step: step.clone(),
+            check: None,
+        })
+        .collect();
+    let involved_agents = agents
+        .iter()
+        .map(|agent| InvolvedAgent {
+            id: agent.id.clone(),
+            name: agent.name.clone(),
+            online: crate::agents::online_by_row(agent),
+        })
+        .collect();
+    Some(TaskView {
+        task: task.clone(),
+        progress: Progress::of(steps),
+        steps: step_views,
+        involved_agents,
+    })
 }
 
 fn dedup(names: &[String]) -> Vec<&str> {
@@ -598,6 +721,38 @@ pub(crate) async fn resolve_assignees(
     required: &[String],
     field: &str,
 ) -> Result<Vec<model::AssigneeRow>> {
+    let mut agents_read = Vec::new();
+    let target = AssigneeTarget {
+        workspace_id,
+        step_id,
+        step_key,
+        field,
+    };
+    resolve_assignees_into(db, &target, names, required, &mut agents_read).await
+}
+
+/// Where [`resolve_assignees_into`] assigns: the step, and the field named in errors.
+struct AssigneeTarget<'a> {
+    workspace_id: &'a str,
+    step_id: &'a str,
+    step_key: &'a str,
+    field: &'a str,
+}
+
+/// [`resolve_assignees`], also adding every agent row it read to `agents_read`.
+async fn resolve_assignees_into(
+    db: &mut Db<'_>,
+    target: &AssigneeTarget<'_>,
+    names: &[String],
+    required: &[String],
+    agents_read: &mut Vec<Agent>,
+) -> Result<Vec<model::AssigneeRow>> {
+    let AssigneeTarget {
+        workspace_id,
+        step_id,
+        step_key,
+        field,
+    } = *target;
     let mut rows: Vec<model::AssigneeRow> = Vec::new();
     let lacks = |agent: &Agent| {
         let capabilities = agent.capability_list();
@@ -665,6 +820,9 @@ pub(crate) async fn resolve_assignees(
             }
         };
         for agent in agents {
+            if !agents_read.iter().any(|read| read.id == agent.id) {
+                agents_read.push(agent.clone());
+            }
             match rows.iter_mut().find(|row| row.agent_id == agent.id) {
                 Some(row) => {
                     if row.via_member_id.is_none() {
@@ -717,6 +875,37 @@ pub(crate) async fn transition(
     }
     apply_change(step, &change);
     timeline::record_step(db, step, Some(from.as_str()), by, reason).await
+}
+
+/// Moves `step` through `via` to `to` with one conditional update (a submit that
+/// completes its step, or asks for approval, at once), recording both moves in the
+/// timeline with one insert. `change` applies to the final state; the state machine must
+/// allow both moves, exactly as two [`transition`]s would.
+pub(crate) async fn transition_via(
+    db: &mut Db<'_>,
+    step: &mut Step,
+    via: StepStatus,
+    to: StepStatus,
+    mut change: model::StepChange,
+    by: &By,
+) -> Result<()> {
+    let from = step_status(step);
+    from.check(via)?;
+    via.check(to)?;
+    let now = now_ms();
+    change.status = Some(to.as_str().to_string());
+    change.updated_at = Some(now);
+    if !model::update_step_if(db, &step.id, &step.status, step.attempt, &change).await? {
+        let current = model::find_step(db, &step.workspace_id, &step.id)
+            .await?
+            .ok_or_else(|| Error::not_found("step"))?;
+        return Err(Error::conflict(format!(
+            "step is {} (attempt {}); it cannot become {via}",
+            current.status, current.attempt
+        )));
+    }
+    apply_change(step, &change);
+    timeline::record_step_via(db, step, from.as_str(), via.as_str(), by).await
 }
 
 fn apply_change(step: &mut Step, change: &model::StepChange) {

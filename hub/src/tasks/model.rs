@@ -261,14 +261,18 @@ pub async fn set_task_status(
     })
 }
 
+/// Inserts timeline rows: one cached statement for one row, one multi-row `INSERT` for
+/// more (a task's creation, a step moved twice at once).
 pub async fn insert_timeline(db: &mut Db<'_>, rows: &[TimelineRow]) -> QueryResult<()> {
-    for row in rows {
-        crate::db!(db, |conn| diesel::insert_into(timeline::table)
+    match rows {
+        [] => Ok(()),
+        [row] => crate::db!(db, |conn| diesel::insert_into(timeline::table)
             .values(row)
             .execute(conn)
-            .await)?;
+            .await
+            .map(drop)),
+        _ => crate::insert_rows!(db, timeline::table, rows.to_vec()).map(drop),
     }
-    Ok(())
 }
 
 /// A task's timeline, oldest first.
@@ -367,21 +371,6 @@ pub async fn lock_task(
     })
 }
 
-/// Locks the agent's row until the transaction ends, so concurrent claims of one agent
-/// count its held steps one after the other.
-pub async fn lock_agent(db: &mut Db<'_>, agent_id: &str) -> QueryResult<usize> {
-    if let Db::Sqlite(_) = db {
-        // One write transaction at a time on SQLite (see `lock_task`).
-        return Ok(1);
-    }
-    crate::db!(db, |conn| {
-        diesel::update(agents::table.find(agent_id))
-            .set(agents::max_concurrency.eq(agents::max_concurrency))
-            .execute(conn)
-            .await
-    })
-}
-
 pub async fn find_step(
     db: &mut Db<'_>,
     workspace_id: &str,
@@ -395,6 +384,41 @@ pub async fn find_step(
                     .and(steps::workspace_id.eq(workspace_id)),
             )
             .select(Step::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+/// A step of the workspace, whether `agent_id` is one of its assignees and whether
+/// the step has other assignees, in one statement (the claim, progress, log, submit and
+/// fail of an agent all start here; a claim tells the other assignees, if any).
+pub async fn find_step_for_agent(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    step_id: &str,
+    agent_id: &str,
+) -> QueryResult<Option<(Step, bool, bool)>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(
+                steps::id
+                    .eq(step_id)
+                    .and(steps::workspace_id.eq(workspace_id)),
+            )
+            .select((
+                Step::as_select(),
+                diesel::dsl::exists(
+                    step_assignees::table
+                        .filter(step_assignees::step_id.eq(steps::id))
+                        .filter(step_assignees::agent_id.eq(agent_id)),
+                ),
+                diesel::dsl::exists(
+                    step_assignees::table
+                        .filter(step_assignees::step_id.eq(steps::id))
+                        .filter(step_assignees::agent_id.ne(agent_id)),
+                ),
+            ))
             .first(conn)
             .await
             .optional()
@@ -500,21 +524,57 @@ pub async fn lock_expired_lease(
     Ok(n_rows == 1)
 }
 
-/// Renews the lease of a step the agent holds at `attempt`.
-pub async fn count_held_by(db: &mut Db<'_>, agent_id: &str) -> QueryResult<i64> {
+/// The agent's `max_concurrency` and how many steps it holds, for a claim; `None` when
+/// the agent is not in the workspace. On PostgreSQL the agent's row is locked first (so
+/// two claims of one agent on different hubs count one after the other) and the count is
+/// a statement of its own, whose snapshot sees a claim committed while it waited for the
+/// lock; on SQLite (one writer) both are one statement.
+pub async fn claim_capacity(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    agent_id: &str,
+) -> QueryResult<Option<(i32, i64)>> {
     // Literally the predicate of the partial index `idx_steps_held_by`: both databases
     // use a partial index only when the query's condition matches it, and bound values
     // would not.
     let held =
         diesel::dsl::sql::<diesel::sql_types::Bool>("status IN ('claimed', 'running', 'blocked')");
-    crate::db!(db, |conn| {
-        steps::table
-            .filter(steps::claimed_by.eq(agent_id))
-            .filter(held.clone())
-            .count()
-            .get_result(conn)
-            .await
-    })
+    match db {
+        Db::Sqlite(conn) => {
+            let held_by_agent = steps::table
+                .filter(steps::claimed_by.eq(agent_id))
+                .filter(held)
+                .count()
+                .single_value();
+            agents::table
+                .find(agent_id)
+                .filter(agents::workspace_id.eq(workspace_id))
+                .select((agents::max_concurrency, held_by_agent))
+                .get_result::<(i32, Option<i64>)>(conn)
+                .await
+                .optional()
+                .map(|found| found.map(|(max, held)| (max, held.unwrap_or(0))))
+        }
+        Db::Postgres(conn) => {
+            let max = diesel::update(agents::table.find(agent_id))
+                .filter(agents::workspace_id.eq(workspace_id))
+                .set(agents::max_concurrency.eq(agents::max_concurrency))
+                .returning(agents::max_concurrency)
+                .get_result::<i32>(conn)
+                .await
+                .optional()?;
+            let Some(max) = max else {
+                return Ok(None);
+            };
+            let held: i64 = steps::table
+                .filter(steps::claimed_by.eq(agent_id))
+                .filter(held)
+                .count()
+                .get_result(conn)
+                .await?;
+            Ok(Some((max, held)))
+        }
+    }
 }
 
 /// Steps whose lease ran out, oldest first.
@@ -705,21 +765,6 @@ pub async fn dependencies_of(
                 .await
         }),
     }
-}
-
-pub async fn is_assignee(db: &mut Db<'_>, step_id: &str, agent_id: &str) -> QueryResult<bool> {
-    let n_rows: i64 = crate::db!(db, |conn| {
-        step_assignees::table
-            .filter(
-                step_assignees::step_id
-                    .eq(step_id)
-                    .and(step_assignees::agent_id.eq(agent_id)),
-            )
-            .count()
-            .get_result(conn)
-            .await
-    })?;
-    Ok(n_rows > 0)
 }
 
 pub async fn delete_assignees(db: &mut Db<'_>, step_id: &str) -> QueryResult<usize> {

@@ -56,8 +56,16 @@ pub(crate) async fn settle(
     by: &By,
 ) -> Result<Settled> {
     let mut steps = model::steps_of_task(db, &task.id).await?;
-    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
-    let dependencies = model::dependencies_of(db, &ids).await?;
+    // Only pending and ready steps move here; without them the dependencies are not read.
+    let may_move = steps
+        .iter()
+        .any(|step| matches!(step_status(step), StepStatus::Pending | StepStatus::Ready));
+    let dependencies = if may_move {
+        let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+        model::dependencies_of(db, &ids).await?
+    } else {
+        Vec::new()
+    };
     let mut newly_ready = Vec::new();
     let open = matches!(task_status(task), TaskStatus::Active | TaskStatus::Paused);
     if open && steps.iter().any(fails_task) {
@@ -200,6 +208,19 @@ pub(crate) async fn end_if_finished(
     steps: &[Step],
     by: &By,
 ) -> Result<Option<Task>> {
+    end_if_finished_with(db, outbox, task, steps, by, None).await
+}
+
+/// [`end_if_finished`] with the assignees of every step in `steps`, (step id, agent id),
+/// when the caller has already read them.
+pub(crate) async fn end_if_finished_with(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    steps: &[Step],
+    by: &By,
+    assignees: Option<Vec<(String, String)>>,
+) -> Result<Option<Task>> {
     let from = task_status(task);
     let failures = first_failures(steps);
     let (to, outcome) = if let Some(failed) = failures.first() {
@@ -240,7 +261,7 @@ pub(crate) async fn end_if_finished(
         outcome.reason.as_deref(),
     )
     .await?;
-    let audiences = followers(db, &ended, steps).await?;
+    let audiences = followers_with(db, &ended, steps, assignees).await?;
     outbox.push_all(&audiences, &frames::task_updated(&ended));
     Ok(Some(ended))
 }
@@ -252,9 +273,22 @@ pub(crate) async fn followers(
     task: &Task,
     steps: &[Step],
 ) -> Result<Vec<Audience>> {
+    followers_with(db, task, steps, None).await
+}
+
+/// [`followers`], with the assignees of `steps` when they are already known.
+async fn followers_with(
+    db: &mut Db<'_>,
+    task: &Task,
+    steps: &[Step],
+    assignees: Option<Vec<(String, String)>>,
+) -> Result<Vec<Audience>> {
     let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
-    let mut agent_ids: Vec<String> = model::assignees_of(db, &ids)
-        .await?
+    let assignees = match assignees {
+        Some(known) => known,
+        None => model::assignees_of(db, &ids).await?,
+    };
+    let mut agent_ids: Vec<String> = assignees
         .into_iter()
         .map(|(_, agent_id)| agent_id)
         .collect();

@@ -117,6 +117,26 @@ pub(crate) async fn record_step(
     Ok(model::insert_timeline(db, &[row]).await?)
 }
 
+/// Records a step's moves `from` → `via` → its current status, in one insert.
+pub(crate) async fn record_step_via(
+    db: &mut Db<'_>,
+    step: &Step,
+    from: &str,
+    via: &str,
+    by: &By,
+) -> Result<()> {
+    let first = TimelineRow {
+        from_status: Some(from.to_string()),
+        to_status: via.to_string(),
+        ..step_row(step, by)
+    };
+    let second = TimelineRow {
+        from_status: Some(via.to_string()),
+        ..step_row(step, by)
+    };
+    Ok(model::insert_timeline(db, &[first, second]).await?)
+}
+
 /// Records the creation of a task and its steps, in one go.
 pub(crate) async fn record_created(
     db: &mut Db<'_>,

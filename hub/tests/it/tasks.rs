@@ -165,6 +165,34 @@ backend_test!(
     }
 );
 
+backend_test!(
+    async fn a_new_tasks_answer_is_the_task_as_read_back(store) {
+        let team = Team::new(&store).await;
+        // One assignee and at most one dependency per step: the answer is built from
+        // what the creation wrote; with approvers or a member assignee it is read back.
+        let chain = new_task(
+            "Chain",
+            vec![
+                new_step("outline", &["min"], &[]),
+                new_step("draft", &["duan-bot"], &["outline"]),
+                new_step("check", &["min"], &["draft"]),
+                new_step("aside", &["duan-bot"], &[]),
+            ],
+        );
+        let mut shared = new_step("both", &["min", "member:duan@example.com"], &[]);
+        shared.approvers = vec!["duan@example.com".into()];
+        let wide = new_task(
+            "Wide",
+            vec![shared, new_step("after", &["min"], &["both"]), new_step("join", &["min"], &["both", "after"])],
+        );
+        for new in [chain, wide, report_task()] {
+            let created = team.create(new).await;
+            let read = tasks::get_task(&team.ctx, &team.aurora, &created.task.id).await.unwrap();
+            assert_eq!(format!("{created:?}"), format!("{read:?}"), "{}", created.task.title);
+        }
+    }
+);
+
 // ---------------------------------------------------------------- the step state machine
 
 /// The states a step can be brought to through the domain functions.
