@@ -103,9 +103,9 @@ impl State {
 #[derive(Debug, Clone)]
 pub enum Waiting {
     /// An agent's question to its member (a blocked step).
-    Question(InputRequest),
+    Question(Box<InputRequest>),
     /// A result waiting for approval (the step, its current attempt).
-    Approval(tasks::Step),
+    Approval(Box<tasks::Step>),
 }
 
 /// A task as A2A sees it: the task with its steps, and its questions and approvals.
@@ -154,11 +154,14 @@ impl Snapshot {
             {
                 return (
                     State::InputRequired,
-                    Some(Waiting::Question(question.clone())),
+                    Some(Waiting::Question(Box::new(question.clone()))),
                 );
             }
             if status_of(step) == Some(StepStatus::AwaitingApproval) {
-                return (State::InputRequired, Some(Waiting::Approval(step.clone())));
+                return (
+                    State::InputRequired,
+                    Some(Waiting::Approval(Box::new(step.clone()))),
+                );
             }
         }
         let started = steps().any(|step| {

@@ -81,7 +81,6 @@ async fn sdk_python() -> Result<PathBuf, String> {
                         "-q",
                         "--disable-pip-version-check",
                         SDK,
-                        "uvicorn==0.55.0",
                     ],
                 )?;
                 std::fs::write(&marker, b"").map_err(|err| err.to_string())?;
@@ -760,6 +759,34 @@ async fn bad_a2a_requests_get_clear_errors() {
                 .unwrap()
                 .contains("TASK_STATE_SUBMITTED")
         );
+
+        // Cancelled over JSON-RPC, the task is over: a subscription is refused, naming
+        // its state, and GetTask with historyLength keeps the last messages only.
+        let (_, body) = hub
+            .rpc(Some(&key), "CancelTask", json!({"id": task_id}))
+            .await;
+        assert_eq!(
+            body["result"]["status"]["state"], "TASK_STATE_CANCELED",
+            "{body}"
+        );
+        let (_, body) = hub
+            .rpc(Some(&key), "SubscribeToTask", json!({"id": task_id}))
+            .await;
+        assert_eq!(body["error"]["code"], -32602, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("TASK_STATE_CANCELED")
+        );
+        let (_, body) = hub
+            .rpc(
+                Some(&key),
+                "GetTask",
+                json!({"id": task_id, "historyLength": 0}),
+            )
+            .await;
+        assert_eq!(body["result"]["history"], json!([]), "{body}");
 
         // Publishing: only the agent's member or an owner or admin; min may not publish
         // aurora's agent.

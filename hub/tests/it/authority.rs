@@ -211,6 +211,16 @@ pub const MATRIX: &[Row] = &[
     row("register an agent", "POST /v1/agents", SELF_SERVICE),
     row("rotate an agent's token", "POST /v1/agents/{id}/token", OWN),
     row("revoke an agent", "DELETE /v1/agents/{id}", OWN),
+    row(
+        "publish an agent on the A2A card",
+        "PUT /v1/agents/{id}/a2a",
+        OWN,
+    ),
+    row(
+        "take an agent off the A2A card",
+        "DELETE /v1/agents/{id}/a2a",
+        OWN,
+    ),
     row("read events", "GET /v1/events", LIST),
     row("upload a file", "PUT /v1/files", LIST),
     row("download a file", "GET /v1/files/{id}", READ),
@@ -798,6 +808,36 @@ impl World {
             "DELETE /v1/agents/{id}" => {
                 let agent_id = self.creators_agent().await;
                 (Method::DELETE, format!("/v1/agents/{agent_id}"), None)
+            }
+            "PUT /v1/agents/{id}/a2a" => {
+                let agent_id = self.creators_agent().await;
+                (
+                    Method::PUT,
+                    format!("/v1/agents/{agent_id}/a2a"),
+                    Some(json!({"description": "Writes notes."})),
+                )
+            }
+            "DELETE /v1/agents/{id}/a2a" => {
+                let agent_id = self.creators_agent().await;
+                let now = agenthub::store::now_ms();
+                let skill = agenthub::a2a::SkillRow {
+                    agent_id: agent_id.clone(),
+                    workspace_id: self.workspace_id.clone(),
+                    description: String::new(),
+                    examples: "[]".into(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                self.hub
+                    .ctx
+                    .store
+                    .transaction(async |db| {
+                        agenthub::a2a::model::upsert_skill(db, &skill).await?;
+                        Ok::<_, agenthub::error::Error>(())
+                    })
+                    .await
+                    .unwrap();
+                (Method::DELETE, format!("/v1/agents/{agent_id}/a2a"), None)
             }
             "PUT /v1/files" => {
                 let status = self.upload(who).await;
