@@ -801,7 +801,7 @@ pub async fn confirm(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<MeetingV
             let result = json!({"meeting": {"from": slot.from, "to": slot.to, "participants": emails}});
             let summary = format!("Meeting scheduled from {} to {}", slot.from, slot.to);
             let files = serde_json::to_string(&[&file.id])?;
-            let digest = crate::tasks::result_digest(Some(&summary), &result, &[file.id.clone()]);
+            let digest = crate::tasks::result_digest(Some(&summary), &result, std::slice::from_ref(&file.id));
             transition(
                 db,
                 &mut step,
