@@ -163,6 +163,10 @@ pub struct Config {
     pub claude: ClaudeConfig,
     pub claude_code: ClaudeCodeConfig,
     pub external: ExternalConfig,
+    /// Where a meeting's availability request is answered from; without it the person
+    /// answers in the hub's inbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<crate::calendar::CalendarConfig>,
 }
 
 /// Settings of the `claude` executor.
@@ -254,6 +258,7 @@ impl Default for Config {
             claude: ClaudeConfig::default(),
             claude_code: ClaudeCodeConfig::default(),
             external: ExternalConfig::default(),
+            calendar: None,
         }
     }
 }
@@ -361,6 +366,9 @@ impl Loaded {
                 "{} names `{secret}`, a secret of agentd that is never passed to the programs steps run; remove it",
                 paths.config_file.display()
             )));
+        }
+        if let Some(calendar) = &config.calendar {
+            calendar.hours()?;
         }
         if config.max_concurrency == 0 {
             return Err(Error::config(format!(

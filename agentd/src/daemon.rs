@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agenthub_protocol::{ClientFrame, PlanRequested, StepInfo, StepProgress};
+use agenthub_protocol::{
+    AvailabilityRequested, ClientFrame, PlanRequested, StepInfo, StepProgress,
+};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -282,6 +284,30 @@ impl Core {
             }
             (plan_id, 0)
         });
+    }
+
+    /// A meeting asks when this agent's person is free: with `[calendar]` configured the
+    /// answer is read from it, in a worker of its own (it ends as `(request id, 0)`);
+    /// otherwise the person answers in the hub's inbox.
+    pub fn answer_availability(&mut self, request: AvailabilityRequested) {
+        let request_id = request.request_id;
+        let calendar = self.executors.config.calendar.clone();
+        match (&request.window, calendar) {
+            (Some(_), Some(calendar)) => {
+                let outbound = self.outbound_tx.clone();
+                self.workers.spawn(async move {
+                    crate::calendar::answer(calendar, request, outbound).await;
+                    (request_id, 0)
+                });
+            }
+            _ => {
+                tracing::info!(
+                    %request_id,
+                    "asked: {}; answer in the hub's inbox (no [calendar] configured)",
+                    request.question
+                );
+            }
+        }
     }
 
     /// Updates what `agentd status` shows.

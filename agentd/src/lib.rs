@@ -2,6 +2,7 @@
 //! executes the steps pushed to this machine's agent, and lets its human approve,
 //! answer and create work from the command line.
 
+pub mod calendar;
 pub mod cmd;
 pub mod config;
 pub mod connection;

@@ -430,6 +430,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Meeting steps: participants' free time intersected into a slot.
+    meetings (step_id) {
+        step_id -> Text,
+        workspace_id -> Text,
+        task_id -> Text,
+        duration_minutes -> Integer,
+        window_from -> BigInt,
+        window_to -> BigInt,
+        status -> Text,
+        slot_from -> Nullable<BigInt>,
+        slot_to -> Nullable<BigInt>,
+        file_id -> Nullable<Text>,
+        confirmed_by -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The participants of a meeting and their free intervals (JSON).
+    meeting_participants (id) {
+        id -> Text,
+        step_id -> Text,
+        workspace_id -> Text,
+        position -> Integer,
+        email -> Text,
+        name -> Nullable<Text>,
+        member_id -> Nullable<Text>,
+        agent_id -> Nullable<Text>,
+        intervals -> Nullable<Text>,
+        responded_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(members -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(api_keys -> members (member_id));
@@ -518,6 +552,8 @@ diesel::joinable!(input_requests -> steps (step_id));
 diesel::joinable!(workflow_changes -> tasks (task_id));
 diesel::joinable!(plans -> tasks (task_id));
 diesel::joinable!(step_checks -> steps (step_id));
+diesel::joinable!(meetings -> steps (step_id));
+diesel::joinable!(meeting_participants -> meetings (step_id));
 diesel::joinable!(workflow_approvals -> tasks (task_id));
 diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
@@ -527,6 +563,8 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    meetings,
+    meeting_participants,
     workspaces,
     a2a_skills,
     members,

@@ -321,6 +321,18 @@ pub struct AvailabilityRespond {
     pub available: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For a meeting's request (one with a `window`): when the person is free, each
+    /// interval inside the window; required there, and may be empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Vec<Interval>>,
+}
+
+/// A span of time between two RFC 3339 timestamps that carry their offset
+/// (`2026-12-07T09:00:00+09:00`); `from` before `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    pub from: String,
+    pub to: String,
 }
 
 /// One step of a proposed plan, in the shape of a step of `POST /v1/tasks`.
@@ -427,6 +439,8 @@ pub enum ServerFrame {
     AvailabilityRequested(AvailabilityRequested),
     #[serde(rename = "plan.requested")]
     PlanRequested(Box<PlanRequested>),
+    #[serde(rename = "meeting.scheduled")]
+    MeetingScheduled(Box<MeetingScheduled>),
     #[serde(rename = "agent.online")]
     AgentOnline(AgentPresence),
     #[serde(rename = "agent.offline")]
@@ -458,6 +472,7 @@ impl ServerFrame {
         "input.timed_out",
         "availability.requested",
         "plan.requested",
+        "meeting.scheduled",
         "agent.online",
         "agent.offline",
     ];
@@ -483,6 +498,7 @@ impl ServerFrame {
             ServerFrame::InputTimedOut(_) => "input.timed_out",
             ServerFrame::AvailabilityRequested(_) => "availability.requested",
             ServerFrame::PlanRequested(_) => "plan.requested",
+            ServerFrame::MeetingScheduled(_) => "meeting.scheduled",
             ServerFrame::AgentOnline(_) => "agent.online",
             ServerFrame::AgentOffline(_) => "agent.offline",
             ServerFrame::Unknown => "unknown",
@@ -506,6 +522,7 @@ impl ServerFrame {
             ServerFrame::InputTimedOut(event) => Some(event.seq),
             ServerFrame::AvailabilityRequested(event) => Some(event.seq),
             ServerFrame::PlanRequested(event) => Some(event.seq),
+            ServerFrame::MeetingScheduled(event) => Some(event.seq),
             ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => Some(event.seq),
             ServerFrame::Welcome(_)
             | ServerFrame::Ok(_)
@@ -532,6 +549,7 @@ impl ServerFrame {
             ServerFrame::InputTimedOut(event) => &mut event.seq,
             ServerFrame::AvailabilityRequested(event) => &mut event.seq,
             ServerFrame::PlanRequested(event) => &mut event.seq,
+            ServerFrame::MeetingScheduled(event) => &mut event.seq,
             ServerFrame::AgentOnline(event) | ServerFrame::AgentOffline(event) => &mut event.seq,
             ServerFrame::Welcome(_)
             | ServerFrame::Ok(_)
@@ -956,6 +974,36 @@ pub struct AvailabilityRequested {
     )]
     pub task_id: Option<Uuid>,
     pub question: String,
+    /// The meeting step asking (with `window` and `duration_minutes`).
+    #[serde(
+        default,
+        deserialize_with = "strict::optional_step_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub step_id: Option<Uuid>,
+    /// For a meeting: the span to answer for, with free `intervals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Interval>,
+    /// For a meeting: how long it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<u32>,
+}
+
+/// A meeting step's slot was confirmed: the invitation, to every participant's agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeetingScheduled {
+    pub seq: u64,
+    #[serde(deserialize_with = "strict::task_id")]
+    pub task_id: Uuid,
+    #[serde(deserialize_with = "strict::step_id")]
+    pub step_id: Uuid,
+    pub title: String,
+    /// The meeting's start and end, in UTC.
+    pub slot: Interval,
+    /// Every participant's email.
+    pub participants: Vec<String>,
+    /// The invitation, an iCalendar (RFC 5545) document with one `VEVENT`.
+    pub ics: String,
 }
 
 /// An agent of the workspace, as a planner sees it.

@@ -664,6 +664,18 @@ where
             ServerFrame::PlanRequested(requested) => {
                 self.core.start_planner(*requested);
             }
+            ServerFrame::AvailabilityRequested(requested) => {
+                self.core.answer_availability(requested);
+            }
+            ServerFrame::MeetingScheduled(scheduled) => {
+                tracing::info!(
+                    step.id = %scheduled.step_id,
+                    from = %scheduled.slot.from,
+                    to = %scheduled.slot.to,
+                    "meeting \"{}\" scheduled; the invitation is attached to the step",
+                    scheduled.title
+                );
+            }
             ServerFrame::InputAnswered(answered) => {
                 if let Some(running) = self.core.running.get(&answered.step_id) {
                     let _ = running.answers.try_send(answered.answer);

@@ -14,6 +14,7 @@ mod files;
 mod full_text;
 mod hub;
 mod inbox;
+mod meetings;
 mod notify;
 mod plans;
 mod quickstart;

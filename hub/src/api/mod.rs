@@ -9,6 +9,7 @@ pub mod edge;
 pub mod events;
 pub mod extract;
 pub mod files;
+pub mod meetings;
 pub mod notifications;
 pub mod plans;
 pub mod serve;
@@ -75,6 +76,9 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
         tasks::retry_step,
         tasks::get_step,
         tasks::step_logs,
+        meetings::answer_availability,
+        meetings::confirm_meeting,
+        meetings::change_window,
         tasks::approve_step,
         tasks::reject_step,
         tasks::answer_input,
@@ -258,6 +262,18 @@ pub fn app(ctx: AppState) -> Router {
         .route("/v1/steps/{id}/approve", post(tasks::approve_step))
         .route("/v1/steps/{id}/reject", post(tasks::reject_step))
         .route("/v1/steps/{id}/retry", post(tasks::retry_step))
+        .route(
+            "/v1/steps/{id}/meeting/availability",
+            post(meetings::answer_availability),
+        )
+        .route(
+            "/v1/steps/{id}/meeting/confirm",
+            post(meetings::confirm_meeting),
+        )
+        .route(
+            "/v1/steps/{id}/meeting/window",
+            put(meetings::change_window),
+        )
         .route("/v1/input-requests/{id}/answer", post(tasks::answer_input))
         .route("/v1/me", get(agents::me))
         .route("/v1/me/inbox", get(tasks::inbox))

@@ -77,6 +77,14 @@ pub struct CreateStepRequest {
     /// unanswered), `escalate` (owners and admins may decide; default) or `fail`.
     #[serde(default)]
     pub on_timeout: Option<String>,
+    /// `task` (default) or `meeting`: the hub finds a slot that suits every participant
+    /// of `meeting`, and the step's assignee confirms it.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Who meets, how long, within which window; required with `"kind": "meeting"`,
+    /// refused otherwise.
+    #[serde(default)]
+    pub meeting: Option<crate::api::meetings::MeetingRequest>,
 }
 
 /// A deadline as a number of seconds or as text.
@@ -112,6 +120,36 @@ impl TryFrom<CreateStepRequest> for NewStep {
             None => approvals::OnTimeout::default(),
             Some(text) => text.parse().map_err(in_step)?,
         };
+        let meeting = match (req.kind.as_deref().unwrap_or("task"), req.meeting) {
+            ("task", None) => None,
+            ("meeting", Some(meeting)) => Some(meeting.try_into().map_err(|err| match err {
+                Error::Invalid { message, field } => Error::invalid_field(
+                    field.unwrap_or_default(),
+                    format!("step `{key}`: {message}"),
+                ),
+                other => other,
+            })?),
+            ("meeting", None) => {
+                return Err(Error::invalid_field(
+                    "steps.meeting",
+                    format!(
+                        "step `{key}`: a meeting step needs `meeting` (participants, duration_minutes)"
+                    ),
+                ));
+            }
+            ("task", Some(_)) => {
+                return Err(Error::invalid_field(
+                    "steps.meeting",
+                    format!("step `{key}`: `meeting` goes with `\"kind\": \"meeting\"`"),
+                ));
+            }
+            (other, _) => {
+                return Err(Error::invalid_field(
+                    "steps.kind",
+                    format!("step `{key}`: unknown kind `{other}`; use `task` or `meeting`"),
+                ));
+            }
+        };
         Ok(NewStep {
             key: req.key,
             title: req.title,
@@ -129,6 +167,7 @@ impl TryFrom<CreateStepRequest> for NewStep {
             continue_on_failure: req.continue_on_failure,
             decision_timeout,
             on_timeout,
+            meeting,
         })
     }
 }

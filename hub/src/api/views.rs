@@ -82,6 +82,9 @@ pub struct StepResponse {
     /// The agent's latest check of its result (`GET /v1/steps/{id}` only; null elsewhere
     /// and when none was sent): its suggestions are `GET /v1/tasks/{id}/workflow-approvals`.
     pub check: Option<CheckResponse>,
+    /// A meeting step's participants, their answers and the proposed slot
+    /// (`GET /v1/steps/{id}` only; null elsewhere and for other steps).
+    pub meeting: Option<crate::api::meetings::MeetingResponse>,
     /// Ids of attached files (`GET /v1/files/{id}`).
     pub files: Vec<String>,
     /// `sha256:` + hex of the canonical JSON of the result, summary and files
@@ -164,6 +167,7 @@ impl From<StepView> for StepResponse {
                 fits: check.fits,
                 reasons: check.reasons,
             }),
+            meeting: view.meeting.map(Into::into),
             files: serde_json::from_str(&step.files).unwrap_or_default(),
             digest: step.result_digest,
             decision_timeout: step

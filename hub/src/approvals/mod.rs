@@ -577,6 +577,9 @@ pub async fn request_availability(
                 request_id: uuid(&request.id),
                 task_id: task_id.map(uuid),
                 question: request.question.clone(),
+                step_id: None,
+                window: None,
+                duration_minutes: None,
             });
             outbox.push(Audience::Agent(agent.id), frame);
             outbox.flush(db, workspace_id).await?;

@@ -31,7 +31,8 @@ pub fn audience_id(task_id: &str) -> String {
 /// The task a frame names, or the step it names when it names only a step
 /// (`approval.resolved`, `input.answered`). Frames of no task (presence, availability,
 /// replies) are in no feed, nor is `plan.requested`, which carries the team for its one
-/// planner (the plan itself is `GET /v1/tasks/{id}/plan`).
+/// planner (the plan itself is `GET /v1/tasks/{id}/plan`), nor `meeting.scheduled`, one
+/// participant's invitation (the feed has the step's `step.completed`).
 pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
     let subject = match frame {
         // One agent's own view of a task's start; the feeds hold the members' frame.
@@ -50,6 +51,7 @@ pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
         ServerFrame::InputAnswered(event) => Subject::Step(event.step_id),
         ServerFrame::AvailabilityRequested(_)
         | ServerFrame::PlanRequested(_)
+        | ServerFrame::MeetingScheduled(_)
         | ServerFrame::AgentOnline(_)
         | ServerFrame::AgentOffline(_)
         | ServerFrame::Welcome(_)

@@ -854,14 +854,25 @@ impl Session {
                 Ok(OkReply::new(answer.id))
             }
             ClientFrame::AvailabilityRespond(respond) => {
-                approvals::respond_availability(
+                let request_id = respond.request_id.to_string();
+                // A meeting's participant first; otherwise a member's question.
+                if !tasks::meeting::respond_as_agent(
                     ctx,
                     agent,
-                    &respond.request_id.to_string(),
-                    respond.available,
-                    respond.note.as_deref(),
+                    &request_id,
+                    respond.intervals.as_deref(),
                 )
-                .await?;
+                .await?
+                {
+                    approvals::respond_availability(
+                        ctx,
+                        agent,
+                        &request_id,
+                        respond.available,
+                        respond.note.as_deref(),
+                    )
+                    .await?;
+                }
                 Ok(OkReply::new(respond.id))
             }
             ClientFrame::PlanSubmit(submit) => {

@@ -416,7 +416,7 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
                     kind: AVAILABILITY_REQUESTED.into(),
                     priority: Priority::Action,
                     task_id: event.task_id.map(|id| id.to_string()),
-                    step_id: None,
+                    step_id: event.step_id.map(|id| id.to_string()),
                     subject_id: Some(event.request_id.to_string()),
                     title: String::new(),
                     body: event.question.clone(),
@@ -424,6 +424,8 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
                         "request_id": event.request_id,
                         "agent_id": agent_id,
                         "question": content::excerpt(&event.question, content::EXCERPT_BYTES).0,
+                        "window": event.window,
+                        "duration_minutes": event.duration_minutes,
                     }),
                 },
             })

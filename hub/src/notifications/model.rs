@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{
-    agents, approvals, availability_requests, input_requests, notifications, steps,
+    agents, approvals, availability_requests, input_requests, meeting_participants, notifications,
+    steps,
 };
 use crate::store::Db;
 
@@ -347,7 +348,7 @@ pub async fn open_availability_requests(
     db: &mut Db<'_>,
     ids: &[String],
 ) -> QueryResult<Vec<String>> {
-    crate::db!(db, |conn| {
+    let mut open: Vec<String> = crate::db!(db, |conn| {
         availability_requests::table
             .filter(
                 availability_requests::id
@@ -357,7 +358,21 @@ pub async fn open_availability_requests(
             .select(availability_requests::id)
             .load(conn)
             .await
-    })
+    })?;
+    // A meeting's request to a participant's agent waits until it is answered.
+    let meetings: Vec<String> = crate::db!(db, |conn| {
+        meeting_participants::table
+            .filter(
+                meeting_participants::id
+                    .eq_any(ids)
+                    .and(meeting_participants::responded_at.is_null()),
+            )
+            .select(meeting_participants::id)
+            .load(conn)
+            .await
+    })?;
+    open.extend(meetings);
+    Ok(open)
 }
 
 /// (step id, status, attempt) of each of `ids` that exists.

@@ -11,6 +11,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox, feed};
 use crate::store::{Db, new_id, now_ms};
+use crate::tasks::meeting;
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
 use crate::tasks::timeline::{self, By};
@@ -161,6 +162,11 @@ pub async fn claim_step_at(
                 });
             }
             status.check(StepStatus::Claimed)?;
+            if meeting::is_meeting(db, &step.id).await? {
+                return Err(Error::conflict(
+                    "a meeting step is not claimed: the hub asks its participants, and its assignee confirms the slot",
+                ));
+            }
             let (max_concurrency, held) =
                 model::claim_capacity(db, &agent.workspace_id, &agent.agent_id)
                     .await?

@@ -7,6 +7,7 @@ pub mod dag;
 mod digest;
 mod frames;
 mod lifecycle;
+pub mod meeting;
 pub mod model;
 mod plan;
 mod retry;
@@ -44,6 +45,7 @@ pub use lifecycle::{
 pub(crate) use lifecycle::{
     block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,
 };
+pub use meeting::{MeetingView, NewMeeting, NewParticipant, ParticipantView};
 pub use model::{Plan, Step, StepLogRow, Task, WorkflowChangeRow};
 pub use plan::{
     PlanRequest, PlanView, accept_plan, get_plan, new_step_of, plan_step_of, revise_plan,
@@ -98,6 +100,8 @@ pub struct NewStep {
     pub decision_timeout: DecisionTimeout,
     /// What happens when nobody decides in time.
     pub on_timeout: OnTimeout,
+    /// A meeting step (`"kind": "meeting"`): the hub finds a slot for its participants.
+    pub meeting: Option<NewMeeting>,
 }
 
 /// Steps of one task, at its creation and after any workflow change.
@@ -186,6 +190,8 @@ pub struct StepView {
     pub depends_on: Vec<String>,
     /// Its agent's latest self-check (read by [`get_step`] only).
     pub check: Option<CheckView>,
+    /// Its meeting, for a meeting step (read by [`get_step`] only).
+    pub meeting: Option<MeetingView>,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +431,31 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
             ),
         ));
     }
+    if let Some(meeting) = &step.meeting {
+        if step.approval_level > 0 {
+            return Err(Error::invalid_field(
+                "steps.approval_level",
+                format!(
+                    "step `{key}`: a meeting step is confirmed by its assignee and takes no approval level"
+                ),
+            ));
+        }
+        if step.executor.is_some() {
+            return Err(Error::invalid_field(
+                "steps.executor",
+                format!(
+                    "step `{key}`: a meeting step is coordinated by the hub and names no executor"
+                ),
+            ));
+        }
+        if step.assignees.is_empty() {
+            return Err(Error::invalid_field(
+                "steps.assignees",
+                format!("step `{key}`: a meeting step needs an assignee, who confirms the slot"),
+            ));
+        }
+        meeting::validate(key, meeting, now_ms())?;
+    }
     Ok(())
 }
 
@@ -611,6 +642,11 @@ async fn insert_steps_written(
     if !dependency_rows.is_empty() {
         model::insert_dependencies(db, &dependency_rows).await?;
     }
+    for (row, new) in rows.iter().zip(new_steps) {
+        if let Some(new_meeting) = &new.meeting {
+            meeting::insert(db, task, &row.id, &new.key, new_meeting).await?;
+        }
+    }
     let written = Written {
         assignees: assignee_rows,
         agents: agents_read,
@@ -676,6 +712,7 @@ fn view_of_written(task: &Task, steps: &[Step], written: &Written) -> Option<Tas
                 .collect(),
             step: step.clone(),
             check: None,
+            meeting: None,
         })
         .collect();
     let involved_agents = agents
@@ -1001,6 +1038,7 @@ pub async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result
                 .collect(),
             step: step.clone(),
             check: None,
+            meeting: None,
         })
         .collect();
     let involved_agents = agents
@@ -1131,6 +1169,11 @@ pub(crate) async fn push_ready(
     task: &Task,
     step_view: &StepView,
 ) -> Result<()> {
+    let meetings =
+        meeting::start_ready(db, outbox, task, std::slice::from_ref(&step_view.step)).await?;
+    if !meetings.is_empty() {
+        return Ok(());
+    }
     let frame = frames::step_ready(db, task, &step_view.step).await?;
     let audiences: Vec<Audience> = step_view
         .assignees
@@ -1149,6 +1192,11 @@ pub(crate) async fn push_ready_steps(
     task: &Task,
     steps: &[Step],
 ) -> Result<()> {
+    let meetings = meeting::start_ready(db, outbox, task, steps).await?;
+    let steps: Vec<&Step> = steps
+        .iter()
+        .filter(|step| !meetings.contains(&step.id))
+        .collect();
     let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
     let assignees = model::assignees_of(db, &ids).await?;
     for step in steps {
@@ -1251,10 +1299,11 @@ pub async fn get_step(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<StepVie
                 .ok_or_else(|| Error::not_found("task"))?;
             let steps = model::steps_of_task(db, &task.id).await?;
             let check = model::latest_check(db, step_id).await?;
-            Ok::<_, Error>((load_view(db, &task, steps).await?, check))
+            let meeting = meeting::view_of(db, step_id).await?;
+            Ok::<_, Error>((load_view(db, &task, steps).await?, check, meeting))
         })
         .await?;
-    let (view, check) = view;
+    let (view, check, meeting) = view;
     let mut step_view = view
         .steps
         .into_iter()
@@ -1265,6 +1314,7 @@ pub async fn get_step(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<StepVie
         fits: check.fits,
         reasons: serde_json::from_str(&check.reasons).unwrap_or_default(),
     });
+    step_view.meeting = meeting;
     Ok(step_view)
 }
 

@@ -5,8 +5,9 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{
-    agents, plans, step_approvers, step_assignees, step_checks, step_dependencies, step_logs,
-    step_submissions, steps, tasks, timeline, usage, workflow_approvals, workflow_changes,
+    agents, meeting_participants, meetings, plans, step_approvers, step_assignees, step_checks,
+    step_dependencies, step_logs, step_submissions, steps, tasks, timeline, usage,
+    workflow_approvals, workflow_changes,
 };
 use crate::store::Db;
 
@@ -1104,4 +1105,175 @@ pub async fn decide_workflow_approval(
     ))
     .execute(conn)
     .await)
+}
+
+/// A meeting step's coordination.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = meetings, treat_none_as_default_value = false)]
+pub struct Meeting {
+    pub step_id: String,
+    pub workspace_id: String,
+    pub task_id: String,
+    pub duration_minutes: i32,
+    pub window_from: i64,
+    pub window_to: i64,
+    /// `waiting`, `collecting`, `proposed`, `no_fit` or `scheduled`.
+    pub status: String,
+    pub slot_from: Option<i64>,
+    pub slot_to: Option<i64>,
+    pub file_id: Option<String>,
+    pub confirmed_by: Option<String>,
+    pub updated_at: i64,
+}
+
+/// One participant of a meeting; `id` is the request id its agent answers.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = meeting_participants, treat_none_as_default_value = false)]
+pub struct MeetingParticipant {
+    pub id: String,
+    pub step_id: String,
+    pub workspace_id: String,
+    pub position: i32,
+    pub email: String,
+    pub name: Option<String>,
+    pub member_id: Option<String>,
+    pub agent_id: Option<String>,
+    /// JSON list of `{"from", "to"}`.
+    pub intervals: Option<String>,
+    pub responded_at: Option<i64>,
+}
+
+pub async fn insert_meeting(
+    db: &mut Db<'_>,
+    meeting: &Meeting,
+    participants: &[MeetingParticipant],
+) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(meetings::table)
+        .values(meeting)
+        .execute(conn)
+        .await)?;
+    for row in participants {
+        crate::db!(db, |conn| diesel::insert_into(meeting_participants::table)
+            .values(row)
+            .execute(conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+/// The meetings among `step_ids` (most steps are none).
+pub async fn meetings_among(db: &mut Db<'_>, step_ids: &[String]) -> QueryResult<Vec<Meeting>> {
+    match step_ids {
+        [] => Ok(Vec::new()),
+        [id] => crate::db!(db, |conn| {
+            meetings::table
+                .filter(meetings::step_id.eq(id))
+                .select(Meeting::as_select())
+                .load(conn)
+                .await
+        }),
+        _ => crate::db!(db, |conn| {
+            meetings::table
+                .filter(meetings::step_id.eq_any(step_ids))
+                .select(Meeting::as_select())
+                .load(conn)
+                .await
+        }),
+    }
+}
+
+pub async fn find_meeting(db: &mut Db<'_>, step_id: &str) -> QueryResult<Option<Meeting>> {
+    crate::db!(db, |conn| {
+        meetings::table
+            .filter(meetings::step_id.eq(step_id))
+            .select(Meeting::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn participants_of(
+    db: &mut Db<'_>,
+    step_id: &str,
+) -> QueryResult<Vec<MeetingParticipant>> {
+    crate::db!(db, |conn| {
+        meeting_participants::table
+            .filter(meeting_participants::step_id.eq(step_id))
+            .order(meeting_participants::position.asc())
+            .select(MeetingParticipant::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+pub async fn find_participant(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    id: &str,
+) -> QueryResult<Option<MeetingParticipant>> {
+    crate::db!(db, |conn| {
+        meeting_participants::table
+            .filter(
+                meeting_participants::id
+                    .eq(id)
+                    .and(meeting_participants::workspace_id.eq(workspace_id)),
+            )
+            .select(MeetingParticipant::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+}
+
+pub async fn set_intervals(
+    db: &mut Db<'_>,
+    participant_id: &str,
+    intervals: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(meeting_participants::table)
+            .filter(meeting_participants::id.eq(participant_id))
+            .set((
+                meeting_participants::intervals.eq(intervals),
+                meeting_participants::responded_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+    })
+}
+
+/// Writes the meeting's status, slot, invitation and confirmer.
+pub async fn update_meeting(db: &mut Db<'_>, meeting: &Meeting) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(meetings::table)
+            .filter(meetings::step_id.eq(&meeting.step_id))
+            .set((
+                meetings::status.eq(&meeting.status),
+                meetings::window_from.eq(meeting.window_from),
+                meetings::window_to.eq(meeting.window_to),
+                meetings::slot_from.eq(meeting.slot_from),
+                meetings::slot_to.eq(meeting.slot_to),
+                meetings::file_id.eq(&meeting.file_id),
+                meetings::confirmed_by.eq(&meeting.confirmed_by),
+                meetings::updated_at.eq(meeting.updated_at),
+            ))
+            .execute(conn)
+            .await
+    })
+}
+
+/// Drops every participant's answer (the window changed).
+pub async fn reset_participants(db: &mut Db<'_>, step_id: &str) -> QueryResult<usize> {
+    crate::db!(db, |conn| {
+        diesel::update(meeting_participants::table)
+            .filter(meeting_participants::step_id.eq(step_id))
+            .set((
+                meeting_participants::intervals.eq(None::<String>),
+                meeting_participants::responded_at.eq(None::<i64>),
+            ))
+            .execute(conn)
+            .await
+    })
 }

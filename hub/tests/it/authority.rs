@@ -110,6 +110,11 @@ const WEBHOOKS: Cells = [OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK]
 const MINE: Cells = [
     NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK, NOT_FOUND, NOT_FOUND,
 ];
+/// A meeting step of the creator assigned to their agent: its organizers (the creator,
+/// through their agent too), who also answer for its guest.
+const ORGANIZER: Cells = [
+    FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, NOT_FOUND,
+];
 /// A frame about the creator's agent's step.
 const ASSIGNED: Cells = [NONE, NONE, NONE, NONE, OK, FORBIDDEN, NOT_FOUND];
 
@@ -171,6 +176,21 @@ pub const MATRIX: &[Row] = &[
     row("read a step's logs", "GET /v1/steps/{id}/logs", READ),
     row("approve a step", "POST /v1/steps/{id}/approve", APPROVER),
     row("reject a step", "POST /v1/steps/{id}/reject", APPROVER),
+    row(
+        "answer for a meeting's guest",
+        "POST /v1/steps/{id}/meeting/availability",
+        ORGANIZER,
+    ),
+    row(
+        "confirm a meeting's slot",
+        "POST /v1/steps/{id}/meeting/confirm",
+        ORGANIZER,
+    ),
+    row(
+        "change a meeting's window",
+        "PUT /v1/steps/{id}/meeting/window",
+        ORGANIZER,
+    ),
     row(
         "answer a question",
         "POST /v1/input-requests/{id}/answer",
@@ -422,6 +442,63 @@ impl World {
         .await
         .unwrap();
         (view.task.id.clone(), view.steps[0].step.id.clone())
+    }
+
+    /// A task of the creator with a ready meeting step for `cy-bot` (participants mo and a
+    /// guest), both answered when `proposed`; the step id and its window.
+    async fn meeting(&self, proposed: bool) -> (String, Value) {
+        let now = agenthub::store::now_ms();
+        let (from, to) = (now + 24 * 3_600_000, now + 48 * 3_600_000);
+        let view = tasks::create_task(
+            &self.hub.ctx,
+            &self.creator,
+            NewTask {
+                title: "Meet".into(),
+                steps: vec![NewStep {
+                    key: "meet".into(),
+                    title: "Meet".into(),
+                    assignees: vec!["cy-bot".into()],
+                    meeting: Some(tasks::NewMeeting {
+                        participants: vec![
+                            tasks::NewParticipant {
+                                email: "mo@example.com".into(),
+                                name: None,
+                            },
+                            tasks::NewParticipant {
+                                email: "guest@outside.example".into(),
+                                name: Some("Guest".into()),
+                            },
+                        ],
+                        duration_minutes: 30,
+                        window: Some((from, to)),
+                    }),
+                    ..NewStep::default()
+                }],
+                ..NewTask::default()
+            },
+        )
+        .await
+        .unwrap();
+        let step_id = view.steps[0].step.id.clone();
+        let window = json!({
+            "from": tasks::meeting::utc_text(from),
+            "to": tasks::meeting::utc_text(to),
+        });
+        if proposed {
+            let all = [agenthub_protocol::Interval {
+                from: tasks::meeting::utc_text(from),
+                to: tasks::meeting::utc_text(to),
+            }];
+            for (who, email) in [
+                (&self.approver, "mo@example.com"),
+                (&self.creator, "guest@outside.example"),
+            ] {
+                tasks::meeting::respond(&self.hub.ctx, who, &step_id, email, &all)
+                    .await
+                    .unwrap();
+            }
+        }
+        (step_id, window)
     }
 
     /// A task of the creator in planning by `cy-bot`, with a proposal when `proposed`;
@@ -730,6 +807,30 @@ impl World {
                     Method::POST,
                     format!("/v1/tasks/{task_id}/plan/revise"),
                     Some(json!({"comment": "split the review"})),
+                )
+            }
+            "POST /v1/steps/{id}/meeting/availability" => {
+                let (step_id, window) = self.meeting(false).await;
+                (
+                    Method::POST,
+                    format!("/v1/steps/{step_id}/meeting/availability"),
+                    Some(json!({"participant": "guest@outside.example", "intervals": [window]})),
+                )
+            }
+            "POST /v1/steps/{id}/meeting/confirm" => {
+                let (step_id, _) = self.meeting(true).await;
+                (
+                    Method::POST,
+                    format!("/v1/steps/{step_id}/meeting/confirm"),
+                    None,
+                )
+            }
+            "PUT /v1/steps/{id}/meeting/window" => {
+                let (step_id, window) = self.meeting(false).await;
+                (
+                    Method::PUT,
+                    format!("/v1/steps/{step_id}/meeting/window"),
+                    Some(window),
                 )
             }
             "POST /v1/steps/{id}/retry" => {
@@ -1126,6 +1227,7 @@ impl World {
                         request_id,
                         available: true,
                         note: None,
+                        intervals: None,
                     })
                 })
             }

@@ -17,6 +17,7 @@ mod events;
 mod failover;
 mod gateway;
 mod lifecycle;
+mod meetings;
 mod notifications;
 mod plans;
 mod python_agent;

@@ -599,6 +599,8 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         plans,
         step_checks,
         workflow_approvals,
+        meetings,
+        meeting_participants,
         timeline,
         revoked_agent_tokens,
         events,

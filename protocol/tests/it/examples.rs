@@ -196,6 +196,10 @@ pub fn all() -> Vec<Frame> {
             request_id: id(0xb1),
             available: true,
             note: Some("free after 3pm".into()),
+            intervals: Some(vec![Interval {
+                from: "2026-12-07T15:00:00+09:00".into(),
+                to: "2026-12-07T17:00:00+09:00".into(),
+            }]),
         }),
         ClientFrame::PlanSubmit(PlanSubmit {
             id: 10,
@@ -385,7 +389,13 @@ pub fn all() -> Vec<Frame> {
             seq: 52,
             request_id: id(0xb1),
             task_id: Some(id(TASK)),
-            question: "Can you take the review this week?".into(),
+            question: "When are you free for \"Template review\" (60 minutes)?".into(),
+            step_id: Some(id(STEP)),
+            window: Some(Interval {
+                from: "2026-12-07T00:00:00Z".into(),
+                to: "2026-12-12T00:00:00Z".into(),
+            }),
+            duration_minutes: Some(60),
         }),
         ServerFrame::PlanRequested(Box::new(PlanRequested {
             seq: 57,
@@ -405,6 +415,18 @@ pub fn all() -> Vec<Frame> {
                 email: "min@example.com".into(),
                 role: "member".into(),
             }],
+        })),
+        ServerFrame::MeetingScheduled(Box::new(MeetingScheduled {
+            seq: 58,
+            task_id: id(TASK),
+            step_id: id(STEP),
+            title: "Template review".into(),
+            slot: Interval {
+                from: "2026-12-07T06:00:00Z".into(),
+                to: "2026-12-07T07:00:00Z".into(),
+            },
+            participants: vec!["min@example.com".into(), "duan@example.com".into()],
+            ics: "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n".into(),
         })),
         ServerFrame::AgentOnline(AgentPresence {
             seq: 53,

@@ -1,0 +1,2 @@
+DROP TABLE meeting_participants;
+DROP TABLE meetings;
