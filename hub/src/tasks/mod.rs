@@ -280,9 +280,12 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 if step_view.step.status != StepStatus::Ready.as_str() {
                     continue;
                 }
-                if step_view.depends_on.is_empty() {
+                let is_meeting = new.steps.iter().any(|new_step| {
+                    new_step.key == step_view.step.key && new_step.meeting.is_some()
+                });
+                if step_view.depends_on.is_empty() && !is_meeting {
                     // The view holds every step of the new task: this one depends on none,
-                    // so its push has no inputs to read.
+                    // so its push has no inputs to read (a meeting starts in `push_ready`).
                     let frame =
                         frames::step_ready_after(db, &task, &step_view.step, Vec::new()).await?;
                     let audiences: Vec<Audience> = step_view
