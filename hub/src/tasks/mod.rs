@@ -917,6 +917,44 @@ pub(crate) async fn transition(
     timeline::record_step(db, step, Some(from.as_str()), by, reason).await
 }
 
+/// Cancels one step of a task being cancelled, unless it is finished, and revokes it from
+/// the agent holding it. The task's lock does not stop an agent's claim or progress on
+/// PostgreSQL, so a step that moved since it was read is read again and cancelled as it
+/// now is.
+async fn cancel_step(db: &mut Db<'_>, outbox: &mut Outbox, mut step: Step, by: &By) -> Result<()> {
+    let mut tries_left = 3;
+    loop {
+        if step_status(&step).is_finished() {
+            return Ok(());
+        }
+        let holder = step.claimed_by.clone();
+        let attempt = step.attempt;
+        let change = model::StepChange {
+            lease_until: Some(None),
+            ..Default::default()
+        };
+        let reason = Some("the task was cancelled");
+        match transition(db, &mut step, StepStatus::Cancelled, change, by, reason).await {
+            Ok(()) => {
+                if let Some(agent_id) = holder {
+                    outbox.push(
+                        Audience::Agent(agent_id),
+                        frames::step_revoked(&step, attempt, "the task was cancelled"),
+                    );
+                }
+                return Ok(());
+            }
+            Err(Error::Conflict(_)) if tries_left > 1 => {
+                tries_left -= 1;
+                step = model::find_step(db, &step.workspace_id, &step.id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("step"))?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Moves `step` through `via` to `to` with one conditional update (a submit that
 /// completes its step, or asks for approval, at once), recording both moves in the
 /// timeline with one insert. `change` applies to the final state; the state machine must
@@ -1396,31 +1434,7 @@ pub async fn set_task_status(
             match action {
                 TaskAction::Cancel => {
                     for step_view in &view.steps {
-                        let mut step = step_view.step.clone();
-                        if step_status(&step).is_finished() {
-                            continue;
-                        }
-                        let holder = step.claimed_by.clone();
-                        let attempt = step.attempt;
-                        let change = model::StepChange {
-                            lease_until: Some(None),
-                            ..Default::default()
-                        };
-                        transition(
-                            db,
-                            &mut step,
-                            StepStatus::Cancelled,
-                            change,
-                            &by,
-                            Some("the task was cancelled"),
-                        )
-                        .await?;
-                        if let Some(agent_id) = holder {
-                            outbox.push(
-                                Audience::Agent(agent_id),
-                                frames::step_revoked(&step, attempt, "the task was cancelled"),
-                            );
-                        }
+                        cancel_step(db, &mut outbox, step_view.step.clone(), &by).await?;
                     }
                 }
                 TaskAction::Pause => {
