@@ -917,42 +917,68 @@ pub(crate) async fn transition(
     timeline::record_step(db, step, Some(from.as_str()), by, reason).await
 }
 
-/// Cancels one step of a task being cancelled, unless it is finished, and revokes it from
-/// the agent holding it. The task's lock does not stop an agent's claim or progress on
-/// PostgreSQL, so a step that moved since it was read is read again and cancelled as it
-/// now is.
-async fn cancel_step(db: &mut Db<'_>, outbox: &mut Outbox, mut step: Step, by: &By) -> Result<()> {
+/// What cancelling or pausing a task does to each of its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepStop {
+    /// Every unfinished step is cancelled and revoked from the agent holding it.
+    Cancel,
+    /// A held step returns to `ready` and is revoked from its holder (not a failure).
+    Pause,
+}
+
+/// Cancels or pauses one step of a task being cancelled or paused. The task's lock does
+/// not stop an agent's claim, progress or submit on PostgreSQL, so a step that moved
+/// since it was read is read again and stopped as it now is.
+async fn stop_step(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    mut step: Step,
+    stop: StepStop,
+    by: &By,
+) -> Result<()> {
     let mut tries_left = 3;
     loop {
-        if step_status(&step).is_finished() {
-            return Ok(());
-        }
-        let holder = step.claimed_by.clone();
-        let attempt = step.attempt;
-        let change = model::StepChange {
-            lease_until: Some(None),
-            ..Default::default()
-        };
-        let reason = Some("the task was cancelled");
-        match transition(db, &mut step, StepStatus::Cancelled, change, by, reason).await {
-            Ok(()) => {
-                if let Some(agent_id) = holder {
-                    outbox.push(
-                        Audience::Agent(agent_id),
-                        frames::step_revoked(&step, attempt, "the task was cancelled"),
-                    );
-                }
-                return Ok(());
+        let status = step_status(&step);
+        let stopped = match stop {
+            StepStop::Cancel if !status.is_finished() => {
+                cancel_step(db, outbox, &mut step, by).await
             }
+            StepStop::Pause if status.is_held() => {
+                let why = lifecycle::Requeue::Paused;
+                lifecycle::requeue_in_tx(db, outbox, task, &mut step, why, by).await
+            }
+            _ => return Ok(()),
+        };
+        match stopped {
             Err(Error::Conflict(_)) if tries_left > 1 => {
                 tries_left -= 1;
                 step = model::find_step(db, &step.workspace_id, &step.id)
                     .await?
                     .ok_or_else(|| Error::not_found("step"))?;
             }
-            Err(err) => return Err(err),
+            stopped => return stopped,
         }
     }
+}
+
+/// Cancels an unfinished step and revokes it from the agent holding it.
+async fn cancel_step(db: &mut Db<'_>, outbox: &mut Outbox, step: &mut Step, by: &By) -> Result<()> {
+    let holder = step.claimed_by.clone();
+    let attempt = step.attempt;
+    let change = model::StepChange {
+        lease_until: Some(None),
+        ..Default::default()
+    };
+    let reason = Some("the task was cancelled");
+    transition(db, step, StepStatus::Cancelled, change, by, reason).await?;
+    if let Some(agent_id) = holder {
+        outbox.push(
+            Audience::Agent(agent_id),
+            frames::step_revoked(step, attempt, "the task was cancelled"),
+        );
+    }
+    Ok(())
 }
 
 /// Moves `step` through `via` to `to` with one conditional update (a submit that
@@ -1432,26 +1458,15 @@ pub async fn set_task_status(
             let steps = model::steps_of_task(db, &task.id).await?;
             let view = load_view(db, &task, steps).await?;
             match action {
-                TaskAction::Cancel => {
+                TaskAction::Cancel | TaskAction::Pause => {
+                    let stop = if action == TaskAction::Cancel {
+                        StepStop::Cancel
+                    } else {
+                        StepStop::Pause
+                    };
                     for step_view in &view.steps {
-                        cancel_step(db, &mut outbox, step_view.step.clone(), &by).await?;
-                    }
-                }
-                TaskAction::Pause => {
-                    for step_view in &view.steps {
-                        let mut step = step_view.step.clone();
-                        if !step_status(&step).is_held() {
-                            continue;
-                        }
-                        lifecycle::requeue_in_tx(
-                            db,
-                            &mut outbox,
-                            &task,
-                            &mut step,
-                            lifecycle::Requeue::Paused,
-                            &by,
-                        )
-                        .await?;
+                        let step = step_view.step.clone();
+                        stop_step(db, &mut outbox, &task, step, stop, &by).await?;
                     }
                 }
                 TaskAction::Resume => {

@@ -481,26 +481,39 @@ pub async fn claim_step(
     lease_until: i64,
     now: i64,
 ) -> QueryResult<bool> {
-    let n_rows = crate::db!(db, |conn| {
-        diesel::update(steps::table)
-            .filter(steps::id.eq(step_id))
-            .filter(steps::status.eq("ready"))
-            // Correlated, so it reads one task row (an `IN (SELECT …)` read every
-            // active task of the hub on SQLite).
-            .filter(diesel::dsl::exists(
-                tasks::table
-                    .filter(tasks::id.eq(steps::task_id))
-                    .filter(tasks::status.eq("active")),
-            ))
-            .set((
-                steps::status.eq("claimed"),
-                steps::claimed_by.eq(agent_id),
-                steps::lease_until.eq(lease_until),
-                steps::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await
-    })?;
+    let claim = diesel::update(steps::table)
+        .filter(steps::id.eq(step_id))
+        .filter(steps::status.eq("ready"));
+    let set = (
+        steps::status.eq("claimed"),
+        steps::claimed_by.eq(agent_id),
+        steps::lease_until.eq(lease_until),
+        steps::updated_at.eq(now),
+    );
+    // The task must be active. The subquery is correlated, so it reads one task row (an
+    // `IN (SELECT …)` read every active task of the hub on SQLite).
+    let active = tasks::table
+        .filter(tasks::id.eq(steps::task_id))
+        .filter(tasks::status.eq("active"));
+    let n_rows = match db {
+        Db::Sqlite(conn) => {
+            claim
+                .filter(diesel::dsl::exists(active))
+                .set(set)
+                .execute(conn)
+                .await?
+        }
+        // On PostgreSQL the task row is share-locked: a claim waits for a pause or cancel
+        // of the task in flight (which holds the task's lock) and then sees the task as it
+        // committed, so no step is claimed in a task that has just stopped.
+        Db::Postgres(conn) => {
+            claim
+                .filter(diesel::dsl::exists(active.for_share()))
+                .set(set)
+                .execute(conn)
+                .await?
+        }
+    };
     Ok(n_rows == 1)
 }
 

@@ -573,6 +573,72 @@ backend_test!(
     }
 );
 
+backend_test!(
+    /// A task is paused while its agents claim one step and submit another at the same
+    /// moment: the pause succeeds and leaves no step held (a claim either lands before it
+    /// and is revoked, or is refused), and a submit either lands or is refused, 15 rounds.
+    async fn a_pause_racing_claims_and_submits_leaves_nothing_held(store) {
+        let team = Team::new(&store).await;
+        for round in 0..15 {
+            let view = team
+                .create(new_task(
+                    "Race",
+                    vec![new_step("open", &["min"], &[]), new_step("held", &["duan-bot"], &[])],
+                ))
+                .await;
+            let (open, held) = (step_id(&view, "open"), step_id(&view, "held"));
+            tasks::claim_step(&team.ctx, &team.duan_bot, &held).await.unwrap();
+            let barrier = Arc::new(Barrier::new(3));
+            let claim = {
+                let (ctx, agent, barrier) = (team.ctx.clone(), team.min.clone(), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tasks::claim_step(&ctx, &agent, &open).await.map(|_| ())
+                })
+            };
+            let submitted = {
+                let (ctx, agent, barrier) =
+                    (team.ctx.clone(), team.duan_bot.clone(), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    submit(&ctx, &agent, &held, 1).await.map(|_| ())
+                })
+            };
+            let pause = {
+                let (ctx, creator, barrier) = (team.ctx.clone(), team.aurora.clone(), Arc::clone(&barrier));
+                let task_id = view.task.id.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tasks::set_task_status(&ctx, &creator, &task_id, TaskAction::Pause).await
+                })
+            };
+            let paused = pause.await.unwrap();
+            assert_eq!(
+                paused.map(|view| view.task.status).unwrap(),
+                "paused",
+                "round {round} on {:?}",
+                store.backend()
+            );
+            for raced in [claim.await.unwrap(), submitted.await.unwrap()] {
+                if let Err(err) = raced {
+                    assert_eq!(err.code(), "conflict", "round {round}: {err}");
+                }
+            }
+            for (key, step) in [("open", step_id(&view, "open")), ("held", step_id(&view, "held"))] {
+                let status = team.step(&step).await.status;
+                assert!(
+                    ["ready", "done"].contains(&status.as_str()),
+                    "round {round} on {:?}: `{key}` is {status} in a paused task",
+                    store.backend()
+                );
+            }
+            tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Cancel)
+                .await
+                .unwrap();
+        }
+    }
+);
+
 // ---------------------------------------------------------------- claims
 
 backend_test!(
