@@ -2,8 +2,10 @@
 //! with the official Python SDK (hub/tests/a2a/server.py) on 127.0.0.1, and a real hub
 //! with its A2A worker on both backends: a result submitted and approved, the remote's
 //! question answered by the step's human through the API, a remote failure retried and
-//! then failing the step, a cancelled task cancelling the remote task; and the bad
-//! inputs (no or a bad card URL at create, an unreachable card, a card that is not one).
+//! then failing the step, a cancelled task cancelling the remote task (after another
+//! hub process took the call over from one that stopped); and the bad inputs (no or a
+//! bad card URL at create, an unreachable card, a card that is not one, an agent's
+//! claim).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -74,6 +76,7 @@ struct DelegatingHub {
     hub: Hub,
     team: Team,
     stop: CancellationToken,
+    worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for DelegatingHub {
@@ -96,9 +99,31 @@ impl DelegatingHub {
         };
         let hub = Hub::start(db, settings).await;
         let stop = CancellationToken::new();
-        tokio::spawn(run_worker(hub.ctx.clone(), stop.clone()));
+        let worker = Some(tokio::spawn(run_worker(hub.ctx.clone(), stop.clone())));
         let team = team(&hub.ctx).await;
-        DelegatingHub { hub, team, stop }
+        DelegatingHub {
+            hub,
+            team,
+            stop,
+            worker,
+        }
+    }
+
+    /// Stops the A2A worker (as a hub shutting down does) and starts another, as the
+    /// next hub process.
+    async fn restart_worker(&mut self) {
+        self.stop.cancel();
+        if let Some(worker) = self.worker.take() {
+            tokio::time::timeout(WAIT, worker)
+                .await
+                .expect("the A2A worker did not stop")
+                .unwrap();
+        }
+        self.stop = CancellationToken::new();
+        self.worker = Some(tokio::spawn(run_worker(
+            self.hub.ctx.clone(),
+            self.stop.clone(),
+        )));
     }
 
     /// Creates a one-step task delegated to the agent at `card_url`; the task's and the
@@ -166,7 +191,7 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
     };
     for db in TestDb::all(test_name).await {
         let remote = Remote::start(&python).await;
-        let hub = DelegatingHub::start(db).await;
+        let mut hub = DelegatingHub::start(db).await;
         let card = remote.card_url();
 
         // Completes: the artifact's text is the step's result, then aurora approves it.
@@ -287,6 +312,10 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
             })
             .unwrap()["taskId"]
             .clone();
+        // The hub stops; the next one goes on following the same remote task (it sends
+        // nothing again).
+        hub.restart_worker().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let (status, cancelled) = hub
             .hub
             .call(
@@ -318,6 +347,14 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
             "{texts:?}"
         );
         assert!(texts.contains(&"html"), "{texts:?}");
+        assert_eq!(
+            texts
+                .iter()
+                .filter(|text| text.starts_with("Run the slow migration"))
+                .count(),
+            1,
+            "{texts:?}"
+        );
         let step = hub.hub.step(&hub.team.key, &slow).await;
         assert_eq!(step["status"], "cancelled");
     }
