@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use crate::a2a::PROTOCOL_VERSION;
 use crate::webhooks::guard;
 
+/// The option that lets A2A calls reach non-public addresses.
+const ALLOW_PRIVATE_OPTION: &str = "--a2a-allow-private";
+
 /// Timings and limits of steps delegated to outside A2A agents.
 #[derive(Debug, Clone)]
 pub struct A2aClientSettings {
@@ -55,6 +58,7 @@ impl Caller {
                     .no_proxy()
                     .dns_resolver(guard::GuardedResolver {
                         allow_private: settings.allow_private,
+                        option: ALLOW_PRIVATE_OPTION,
                     })
                     .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
                     .user_agent(concat!("AgentHub-A2A/", env!("CARGO_PKG_VERSION")))
@@ -172,14 +176,7 @@ pub fn is_http_url(text: &str) -> bool {
 
 fn checked_url(text: &str, settings: &A2aClientSettings) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|err| format!("`{text}` is not a URL: {err}"))?;
-    guard::check_url(&url, settings.allow_private).map_err(|message| {
-        message.replace(
-            "webhooks reach only public addresses unless the hub runs with \
-             --webhook-allow-private",
-            "A2A agents are reached only at public addresses unless the hub runs with \
-             --a2a-allow-private",
-        )
-    })?;
+    guard::check_url_for(&url, settings.allow_private, ALLOW_PRIVATE_OPTION)?;
     Ok(url)
 }
 
