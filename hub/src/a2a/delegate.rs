@@ -567,15 +567,18 @@ impl Follower {
         Ok(Next::Soon)
     }
 
-    /// Renews the step's lease when a third of it is left or less (a claimed step
-    /// becomes running), with the remote's last words as the progress message.
+    /// Renews the step's lease (a claimed step becomes running), with the remote's last
+    /// words as the progress message, once two thirds of it or less are left, or less
+    /// than the longest round (the longest wait and one call) and a second.
     async fn keep_lease(&self, step: &tasks::Step, words: &str) -> Result<()> {
         let status = step_status(step);
-        let lease_ms = self.ctx.settings.lease_ms as i64;
+        let settings = &self.ctx.settings;
+        let lease_ms = settings.lease_ms as i64;
+        let round_ms = (settings.a2a.max_poll_ms + settings.a2a.timeout_ms + 1_000) as i64;
         let renew = status == StepStatus::Claimed
             || step
                 .lease_until
-                .is_some_and(|until| until - now_ms() < lease_ms * 2 / 3);
+                .is_some_and(|until| until - now_ms() < (lease_ms * 2 / 3).max(round_ms));
         if !status.is_held() || !renew {
             return Ok(());
         }
