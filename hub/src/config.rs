@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::a2a::client::A2aClientSettings;
 use crate::ctx::Settings;
 use crate::events::stream::StreamLimits;
 use crate::store::{Store, StoreOptions};
@@ -177,6 +178,49 @@ pub struct ServeArgs {
     pub streams: StreamArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    #[command(flatten)]
+    pub a2a: A2aArgs,
+}
+
+/// Steps delegated to outside A2A agents (`"executor": "a2a"`).
+#[derive(Debug, Clone, Args)]
+pub struct A2aArgs {
+    /// Allow Agent Cards and A2A endpoints on loopback, private, link-local, unique-local
+    /// and other non-public addresses (refused by default, after DNS resolution).
+    #[arg(long, env = "AGENTHUB_A2A_ALLOW_PRIVATE")]
+    pub a2a_allow_private: bool,
+    /// The first wait between two polls of a remote A2A task, in milliseconds (it doubles
+    /// while nothing changes, up to --a2a-max-poll-ms).
+    #[arg(
+        long,
+        env = "AGENTHUB_A2A_POLL_MS",
+        default_value_t = 1_000,
+        hide = true
+    )]
+    pub a2a_poll_ms: u64,
+    /// The longest wait between two polls of a remote A2A task, in milliseconds.
+    #[arg(
+        long,
+        env = "AGENTHUB_A2A_MAX_POLL_MS",
+        default_value_t = 5_000,
+        hide = true
+    )]
+    pub a2a_max_poll_ms: u64,
+    /// The deadline of one call to an outside A2A agent, in milliseconds.
+    #[arg(long, env = "AGENTHUB_A2A_TIMEOUT_MS", default_value_t = 15_000)]
+    pub a2a_timeout_ms: u64,
+}
+
+impl A2aArgs {
+    pub fn settings(&self) -> A2aClientSettings {
+        A2aClientSettings {
+            allow_private: self.a2a_allow_private,
+            poll_ms: self.a2a_poll_ms,
+            max_poll_ms: self.a2a_max_poll_ms,
+            timeout_ms: self.a2a_timeout_ms,
+            ..A2aClientSettings::default()
+        }
+    }
 }
 
 /// Webhook delivery (`/v1/webhooks`).
@@ -318,6 +362,7 @@ impl ServeArgs {
             notification_retention_days: self.notification_retention_days,
             streams: self.streams.limits(),
             webhooks: self.webhooks.settings(),
+            a2a: self.a2a.settings(),
             public_url: self.public_url(),
         }
     }

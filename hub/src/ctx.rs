@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::a2a::client::A2aClientSettings;
 use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
@@ -53,6 +54,8 @@ pub struct Settings {
     pub streams: StreamLimits,
     /// Timings and limits of webhook delivery.
     pub webhooks: WebhookSettings,
+    /// Timings and limits of steps delegated to outside A2A agents.
+    pub a2a: A2aClientSettings,
     /// The base URL people reach this hub at (sign-in links); an `https://` URL marks the
     /// session cookie `Secure`.
     pub public_url: String,
@@ -85,6 +88,7 @@ impl Default for Settings {
             notification_retention_days: 30,
             streams: StreamLimits::default(),
             webhooks: WebhookSettings::default(),
+            a2a: A2aClientSettings::default(),
             public_url: DEFAULT_PUBLIC_URL.to_string(),
         }
     }

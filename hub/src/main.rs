@@ -168,6 +168,11 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
         ctx.clone(),
         stop_webhooks.clone(),
     ));
+    let stop_a2a = tokio_util::sync::CancellationToken::new();
+    let a2a = tokio::spawn(agenthub::a2a::delegate::run_worker(
+        ctx.clone(),
+        stop_a2a.clone(),
+    ));
     match tls {
         Some(tls) => {
             api::serve_tls_with_listener(
@@ -193,6 +198,14 @@ async fn serve_hub(db: DbArgs, serve: ServeArgs) -> anyhow::Result<()> {
         .is_err()
     {
         tracing::warn!("the webhook worker did not stop in time; its leases expire");
+    }
+    // The A2A worker gives its calls up, so another hub follows them at once.
+    stop_a2a.cancel();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), a2a)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the A2A worker did not stop in time; its calls expire");
     }
     tracing::info!("agenthub stopped");
     Ok(())

@@ -507,6 +507,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Steps delegated to outside A2A agents, one row per attempt.
+    a2a_calls (step_id, attempt) {
+        step_id -> Text,
+        attempt -> Integer,
+        workspace_id -> Text,
+        agent_id -> Text,
+        agent_card_url -> Text,
+        endpoint -> Nullable<Text>,
+        remote_task_id -> Nullable<Text>,
+        input_request_id -> Nullable<Text>,
+        answered_status -> Nullable<Text>,
+        follower -> Nullable<Text>,
+        follow_until -> BigInt,
+        created_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     webhook_deliveries (id) {
         id -> Text,
         webhook_id -> Text,
@@ -559,6 +578,7 @@ diesel::joinable!(timeline -> tasks (task_id));
 diesel::joinable!(step_logs -> steps (step_id));
 diesel::joinable!(webhooks -> workspaces (workspace_id));
 diesel::joinable!(a2a_skills -> agents (agent_id));
+diesel::joinable!(a2a_calls -> steps (step_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
@@ -567,6 +587,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     meeting_participants,
     workspaces,
     a2a_skills,
+    a2a_calls,
     members,
     api_keys,
     agents,

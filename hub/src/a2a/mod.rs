@@ -1,4 +1,5 @@
-//! The A2A bridge (the Agent2Agent protocol, version 1.0): the hub as an A2A server.
+//! The A2A bridge (the Agent2Agent protocol, version 1.0): the hub as an A2A server,
+//! and as an A2A client for steps delegated to outside agents ([`delegate`]).
 //!
 //! Each workspace is one A2A agent: its Agent Card lists one skill per agent its member
 //! opted in ([`set_skill`]), and an A2A task is a hub task. A message without a task id
@@ -10,6 +11,8 @@
 //! history. Push notification configs are webhooks of one task (`a2a_token` set), so
 //! they are delivered by the webhook worker, in order and at least once.
 
+pub mod client;
+pub mod delegate;
 pub mod model;
 pub mod wire;
 
@@ -31,6 +34,8 @@ pub use model::SkillRow;
 
 /// The A2A protocol version served (the `A2A-Version` header, the card's interfaces).
 pub const PROTOCOL_VERSION: &str = "1.0";
+/// The executor of a step the hub delegates to an outside A2A agent.
+pub const EXECUTOR: &str = "a2a";
 /// The key of the one step of a task created by an A2A message.
 pub const STEP_KEY: &str = "a2a";
 /// The most examples one skill lists.

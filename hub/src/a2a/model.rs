@@ -1,13 +1,15 @@
-//! Rows and queries of the A2A bridge: the skills agents publish, and what a task's A2A
-//! view reads besides the task (its open questions and its approvals).
+//! Rows and queries of the A2A bridge: the skills agents publish, what a task's A2A
+//! view reads besides the task (its open questions and its approvals), and the calls
+//! of steps delegated to outside A2A agents.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::agents::Agent;
 use crate::approvals::{Approval, InputRequest};
-use crate::schema::{a2a_skills, agents, approvals, input_requests};
+use crate::schema::{a2a_calls, a2a_skills, agents, approvals, input_requests, steps, tasks};
 use crate::store::Db;
+use crate::tasks::model::Step;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = a2a_skills, treat_none_as_default_value = false)]
@@ -104,4 +106,159 @@ pub async fn approvals_of_steps(
         .select(Approval::as_select())
         .load(conn)
         .await)
+}
+
+/// A step delegated to an outside A2A agent, at one attempt.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = a2a_calls, treat_none_as_default_value = false)]
+pub struct CallRow {
+    pub step_id: String,
+    pub attempt: i32,
+    pub workspace_id: String,
+    pub agent_id: String,
+    pub agent_card_url: String,
+    pub endpoint: Option<String>,
+    pub remote_task_id: Option<String>,
+    pub input_request_id: Option<String>,
+    pub answered_status: Option<String>,
+    pub follower: Option<String>,
+    pub follow_until: i64,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// What a follower records about its call (`None`: left as it is).
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = a2a_calls)]
+pub struct CallChange {
+    pub endpoint: Option<Option<String>>,
+    pub remote_task_id: Option<Option<String>>,
+    pub input_request_id: Option<Option<String>>,
+    pub answered_status: Option<Option<String>>,
+    pub finished_at: Option<Option<i64>>,
+}
+
+/// Inserts a call; an existing row of the same step and attempt is left as it is.
+pub async fn insert_call(db: &mut Db<'_>, row: &CallRow) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::insert_into(a2a_calls::table)
+        .values(row)
+        .on_conflict((a2a_calls::step_id, a2a_calls::attempt))
+        .do_nothing()
+        .execute(conn)
+        .await)?;
+    Ok(())
+}
+
+pub async fn find_call(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+) -> QueryResult<Option<CallRow>> {
+    crate::db!(db, |conn| a2a_calls::table
+        .filter(a2a_calls::step_id.eq(step_id))
+        .filter(a2a_calls::attempt.eq(attempt))
+        .select(CallRow::as_select())
+        .first(conn)
+        .await
+        .optional())
+}
+
+/// Ready steps of active tasks that name the `a2a` executor, oldest first.
+pub async fn ready_a2a_steps(db: &mut Db<'_>, limit: i64) -> QueryResult<Vec<Step>> {
+    crate::db!(db, |conn| steps::table
+        .inner_join(tasks::table.on(tasks::id.eq(steps::task_id)))
+        .filter(steps::executor.eq(crate::a2a::EXECUTOR))
+        .filter(steps::status.eq("ready"))
+        .filter(tasks::status.eq("active"))
+        .order(steps::id.asc())
+        .limit(limit)
+        .select(Step::as_select())
+        .load(conn)
+        .await)
+}
+
+/// Unfinished calls nobody follows: never taken, or their follower's time ran out.
+pub async fn orphaned_calls(db: &mut Db<'_>, now: i64, limit: i64) -> QueryResult<Vec<CallRow>> {
+    crate::db!(db, |conn| a2a_calls::table
+        .filter(a2a_calls::finished_at.is_null())
+        .filter(a2a_calls::follow_until.lt(now))
+        .order(a2a_calls::follow_until.asc())
+        .limit(limit)
+        .select(CallRow::as_select())
+        .load(conn)
+        .await)
+}
+
+/// Takes or renews the following of an unfinished call for `owner` until `until`: only
+/// when nobody follows it, its follower's time ran out, or `owner` follows it already.
+/// One conditional update, so of hubs racing for it exactly one wins.
+pub async fn follow_call(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| diesel::update(
+        a2a_calls::table
+            .filter(a2a_calls::step_id.eq(step_id))
+            .filter(a2a_calls::attempt.eq(attempt))
+            .filter(a2a_calls::finished_at.is_null())
+            .filter(
+                a2a_calls::follower
+                    .is_null()
+                    .or(a2a_calls::follow_until.lt(now))
+                    .or(a2a_calls::follower.eq(owner))
+            )
+    )
+    .set((
+        a2a_calls::follower.eq(owner),
+        a2a_calls::follow_until.eq(until),
+    ))
+    .execute(conn)
+    .await)?;
+    Ok(n_rows == 1)
+}
+
+/// Records `change` while `owner` follows the call; `false` when it does not.
+pub async fn update_call(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+    owner: &str,
+    change: &CallChange,
+) -> QueryResult<bool> {
+    let n_rows = crate::db!(db, |conn| diesel::update(
+        a2a_calls::table
+            .filter(a2a_calls::step_id.eq(step_id))
+            .filter(a2a_calls::attempt.eq(attempt))
+            .filter(a2a_calls::follower.eq(owner))
+    )
+    .set(change)
+    .execute(conn)
+    .await)?;
+    Ok(n_rows == 1)
+}
+
+/// Gives the following of a call up, so another hub takes it at once.
+pub async fn release_call(
+    db: &mut Db<'_>,
+    step_id: &str,
+    attempt: i32,
+    owner: &str,
+) -> QueryResult<()> {
+    crate::db!(db, |conn| diesel::update(
+        a2a_calls::table
+            .filter(a2a_calls::step_id.eq(step_id))
+            .filter(a2a_calls::attempt.eq(attempt))
+            .filter(a2a_calls::follower.eq(owner))
+    )
+    .set((
+        a2a_calls::follower.eq(None::<String>),
+        a2a_calls::follow_until.eq(0),
+    ))
+    .execute(conn)
+    .await)?;
+    Ok(())
 }

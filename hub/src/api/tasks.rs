@@ -46,10 +46,13 @@ pub struct CreateStepRequest {
     /// Capability labels every assignee must have.
     #[serde(default)]
     pub required_capabilities: Vec<String>,
-    /// `claude`, `claude-code`, `shell`, `manual` or `external`; when absent, the agent's default.
+    /// `claude`, `claude-code`, `shell`, `manual`, `external` or `a2a`; when absent, the
+    /// agent's default. An `a2a` step is done by an outside A2A agent: the hub sends it to
+    /// the agent whose Agent Card is at `input.agent_card_url` (docs/a2a.md).
     #[serde(default)]
     pub executor: Option<String>,
-    /// Free JSON forwarded to the agent unchanged (e.g. `{"command": "make test"}`).
+    /// Free JSON forwarded to the agent unchanged (e.g. `{"command": "make test"}`); for
+    /// an `a2a` step, `agent_card_url` (required, an absolute http(s) URL) and `text`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub input: Value,
@@ -219,7 +222,7 @@ pub(crate) fn parse_timestamp(field: &str, text: &str) -> Result<i64> {
         (status = 201, description = "the task as created, with its steps", body = TaskResponse),
         (status = 400, description = "`bad_request`: the body is not JSON of this shape (malformed, a wrong type, an unknown field, a missing field), or `due_at` is not an RFC 3339 timestamp; `field` names it"),
         (status = 413, description = "`too_large`: the body is over 1 MiB, or the events the task would cause are too large (one over 1 MiB, or more than 32 MiB over all its steps' agents and followers); nothing is created"),
-        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a `member:` assignee without an agent that has the required capabilities, a dependency that is not a step of the task, a dependency cycle; with `plan`: a `planner` that is not an agent of the creator, or a creator without any agent; `field` names it"),
+        (status = 422, description = "`invalid`: the task breaks a rule: an empty title, no steps or more than 500, a text over its limit or holding NUL (docs/api.md, Limits), a step `input` nested deeper than 32 levels or over 256 KiB, a step key that is not 1-64 letters, digits, `-`, `_` or `.` or is used twice, a step without a title or an assignee, an approval level over 3 or above 0 without approvers, a `max_attempts` outside 1-100, a `decision_timeout` that is not `none`, seconds or a duration of 1 s to 365 days, an unknown `on_timeout`, an unknown executor, an `a2a` step without an absolute http(s) `input.agent_card_url`, an assignee or approver that is not in the workspace, an assignee that lacks a required capability, a `member:` assignee without an agent that has the required capabilities, a dependency that is not a step of the task, a dependency cycle; with `plan`: a `planner` that is not an agent of the creator, or a creator without any agent; `field` names it"),
     ))]
 pub async fn create_task(
     State(ctx): State<AppState>,

@@ -141,6 +141,27 @@ pub async fn claim_step_at(
     step_id: &str,
     attempt: Option<u32>,
 ) -> Result<Claimed> {
+    claim(ctx, agent, step_id, attempt, false).await
+}
+
+/// Takes a `ready` step the hub runs itself (an `a2a` step) at `attempt`, on behalf of
+/// its assignee `agent`: the claim is the lock, so of hubs racing for it one wins.
+pub async fn claim_for_hub(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+) -> Result<Claimed> {
+    claim(ctx, agent, step_id, Some(attempt), true).await
+}
+
+async fn claim(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: Option<u32>,
+    by_hub: bool,
+) -> Result<Claimed> {
     let lease_ms = ctx.settings.lease_ms;
     let mut outbox = Outbox::default();
     let claimed = ctx
@@ -154,8 +175,16 @@ pub async fn claim_step_at(
                     step.attempt
                 )));
             }
+            if crate::tasks::runs_in_hub(&step) != by_hub {
+                return Err(Error::conflict(if by_hub {
+                    "the hub runs only a2a steps itself"
+                } else {
+                    "an a2a step is not claimed: the hub sends it to the outside A2A agent \
+                     its input names"
+                }));
+            }
             // A repeated claim by the holder (e.g. after a reconnect) gets the same answer.
-            if status.is_held() && step.claimed_by.as_deref() == Some(agent.agent_id.as_str()) {
+            if !by_hub && status.is_held() && step.claimed_by.as_deref() == Some(agent.agent_id.as_str()) {
                 return Ok(Claimed {
                     attempt: step.attempt as u32,
                     lease_ms,

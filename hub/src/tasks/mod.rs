@@ -39,8 +39,8 @@ pub use check::{
 };
 pub use digest::result_digest;
 pub use lifecycle::{
-    Claimed, SubmitOutcome, Submitted, claim_step, claim_step_at, fail_step, log_step,
-    progress_step, submit_step, sweep_expired_leases,
+    Claimed, SubmitOutcome, Submitted, claim_for_hub, claim_step, claim_step_at, fail_step,
+    log_step, progress_step, submit_step, sweep_expired_leases,
 };
 pub(crate) use lifecycle::{
     block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,
@@ -59,7 +59,21 @@ pub use timeline::{By, TimelineEntry, timeline};
 pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
 
 /// The executors a step may name.
-pub const EXECUTORS: &[&str] = &["claude", "claude-code", "shell", "manual", "external"];
+/// `a2a` steps are run by the hub itself (see `a2a::delegate`): never pushed to agents.
+pub const EXECUTORS: &[&str] = &[
+    "claude",
+    "claude-code",
+    "shell",
+    "manual",
+    "external",
+    "a2a",
+];
+
+/// Whether the hub runs the step itself (an outside A2A agent does it) instead of
+/// pushing it to its assignees.
+pub fn runs_in_hub(step: &Step) -> bool {
+    step.executor.as_deref() == Some(crate::a2a::EXECUTOR)
+}
 
 /// A task to create, with its steps.
 #[derive(Debug, Clone, Default)]
@@ -283,6 +297,10 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 let is_meeting = new.steps.iter().any(|new_step| {
                     new_step.key == step_view.step.key && new_step.meeting.is_some()
                 });
+                if runs_in_hub(&step_view.step) {
+                    // The hub's A2A worker takes it; no agent is told.
+                    continue;
+                }
                 if step_view.depends_on.is_empty() && !is_meeting {
                     // The view holds every step of the new task: this one depends on none,
                     // so its push has no inputs to read (a meeting starts in `push_ready`).
@@ -433,6 +451,21 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
                 EXECUTORS.join(", ")
             ),
         ));
+    }
+    if step.executor.as_deref() == Some(crate::a2a::EXECUTOR) {
+        let card_url = step.input.get("agent_card_url");
+        let valid = card_url
+            .and_then(Value::as_str)
+            .is_some_and(crate::a2a::client::is_http_url);
+        if !valid {
+            return Err(Error::invalid_field(
+                "steps.input.agent_card_url",
+                format!(
+                    "step `{key}`: an a2a step needs `input.agent_card_url`, the absolute \
+                     http(s) URL of the outside agent's Agent Card"
+                ),
+            ));
+        }
     }
     if let Some(meeting) = &step.meeting {
         if step.approval_level > 0 {
@@ -1215,7 +1248,7 @@ pub(crate) async fn join_member_steps(
             }],
         )
         .await?;
-        if step_status(&step) != StepStatus::Ready {
+        if step_status(&step) != StepStatus::Ready || runs_in_hub(&step) {
             continue;
         }
         let Some(task) = model::find_task(db, &agent.workspace_id, &step.task_id).await? else {
@@ -1238,7 +1271,7 @@ pub(crate) async fn push_ready(
 ) -> Result<()> {
     let meetings =
         meeting::start_ready(db, outbox, task, std::slice::from_ref(&step_view.step)).await?;
-    if !meetings.is_empty() {
+    if !meetings.is_empty() || runs_in_hub(&step_view.step) {
         return Ok(());
     }
     let frame = frames::step_ready(db, task, &step_view.step).await?;
@@ -1262,7 +1295,7 @@ pub(crate) async fn push_ready_steps(
     let meetings = meeting::start_ready(db, outbox, task, steps).await?;
     let steps: Vec<&Step> = steps
         .iter()
-        .filter(|step| !meetings.contains(&step.id))
+        .filter(|step| !meetings.contains(&step.id) && !runs_in_hub(step))
         .collect();
     let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
     let assignees = model::assignees_of(db, &ids).await?;

@@ -58,6 +58,7 @@ impl Sender {
                     .no_proxy()
                     .dns_resolver(guard::GuardedResolver {
                         allow_private: settings.allow_private,
+                        option: guard::WEBHOOK_OPTION,
                     })
                     .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
                     .user_agent(concat!("AgentHub-Webhooks/", env!("CARGO_PKG_VERSION")))

@@ -1,6 +1,7 @@
-//! The guard against server-side request forgery: webhook targets may not reach the hub's
-//! own network (loopback, private, link-local, unique-local, CGNAT, multicast, …) unless
-//! the operator allows it (`--webhook-allow-private`).
+//! The guard against server-side request forgery: webhook targets (and the outside A2A
+//! agents of delegated steps) may not reach the hub's own network (loopback, private,
+//! link-local, unique-local, CGNAT, multicast, …) unless the operator allows it
+//! (`--webhook-allow-private`, `--a2a-allow-private`).
 //!
 //! The check runs after DNS resolution, on every attempt: [`GuardedResolver`] is the HTTP
 //! client's resolver and drops every address the guard refuses, so a name that resolves
@@ -80,6 +81,18 @@ fn refusal_v6(ip: Ipv6Addr) -> Option<&'static str> {
 /// Refuses a URL that names a refused address itself (`http://127.0.0.1/…`,
 /// `http://[::1]/…`); names are checked after resolution by [`GuardedResolver`].
 pub fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), String> {
+    check_url_for(url, allow_private, WEBHOOK_OPTION)
+}
+
+/// The option that lifts the guard for webhooks.
+pub const WEBHOOK_OPTION: &str = "--webhook-allow-private";
+
+/// [`check_url`] for another client, whose refusals name `option` as what lifts them.
+pub fn check_url_for(
+    url: &reqwest::Url,
+    allow_private: bool,
+    option: &'static str,
+) -> Result<(), String> {
     if allow_private {
         return Ok(());
     }
@@ -92,15 +105,15 @@ pub fn check_url(url: &reqwest::Url, allow_private: bool) -> Result<(), String> 
         return Ok(());
     };
     match refusal(ip) {
-        Some(reason) => Err(refused_message(ip, reason)),
+        Some(reason) => Err(refused_message(ip, reason, option)),
         None => Ok(()),
     }
 }
 
-fn refused_message(ip: IpAddr, reason: &str) -> String {
+fn refused_message(ip: IpAddr, reason: &str, option: &str) -> String {
     format!(
-        "the target address {ip} is {reason}; webhooks reach only public addresses unless \
-         the hub runs with --webhook-allow-private"
+        "the target address {ip} is {reason}; only public addresses are reached unless \
+         the hub runs with {option}"
     )
 }
 
@@ -109,11 +122,14 @@ fn refused_message(ip: IpAddr, reason: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct GuardedResolver {
     pub allow_private: bool,
+    /// The option that lifts the guard, named in refusals.
+    pub option: &'static str,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_private = self.allow_private;
+        let option = self.option;
         Box::pin(async move {
             let host = name.as_str().to_string();
             let resolved: Vec<SocketAddr> =
@@ -136,7 +152,7 @@ impl Resolve for GuardedResolver {
             if allowed.is_empty() {
                 let message = match refused {
                     Some((ip, reason)) => {
-                        format!("{host} resolves to {}", refused_message(ip, reason))
+                        format!("{host} resolves to {}", refused_message(ip, reason, option))
                     }
                     None => format!("{host} resolves to no address"),
                 };

@@ -44,7 +44,7 @@ static PYTHON: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 
 /// The Python with the SDK: `AGENTHUB_TEST_A2A_PYTHON`, else a virtualenv under the
 /// target directory, created once; `Err` says why there is none.
-async fn sdk_python() -> Result<PathBuf, String> {
+pub(crate) async fn sdk_python() -> Result<PathBuf, String> {
     PYTHON
         .get_or_init(|| async {
             if let Some(python) = std::env::var_os(PYTHON_VAR) {
@@ -93,7 +93,7 @@ async fn sdk_python() -> Result<PathBuf, String> {
         .clone()
 }
 
-fn skipped(test_name: &str, why: &str) {
+pub(crate) fn skipped(test_name: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {why} ({test_name})");
 }
 

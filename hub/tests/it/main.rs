@@ -1,6 +1,7 @@
 //! The one integration-test binary of `agenthub`: a module per area, `support` for helpers.
 
 mod a2a;
+mod a2a_delegate;
 mod accounts;
 mod admin;
 mod api;

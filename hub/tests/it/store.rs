@@ -614,6 +614,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         notifications,
         web_sessions,
         a2a_skills,
+        a2a_calls,
     );
     rendered
         .into_iter()
