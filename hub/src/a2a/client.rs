@@ -30,6 +30,27 @@ pub struct A2aClientSettings {
     pub max_errors: u32,
 }
 
+impl A2aClientSettings {
+    /// How long a hub holds a call it follows: longer than one round (two calls and the
+    /// longest wait). A hub that dies leaves its calls to another after this long.
+    pub fn hold_ms(&self) -> u64 {
+        3 * self.timeout_ms + 2 * self.max_poll_ms
+    }
+
+    /// The longest time between two looks at a call: the longest wait, one call and a
+    /// second.
+    pub fn round_ms(&self) -> u64 {
+        self.max_poll_ms + self.timeout_ms + 1_000
+    }
+
+    /// The least lease a followed step keeps: a hold and two rounds, so that when its
+    /// hub dies the hold runs out, and another hub takes the call over, before the lease
+    /// does.
+    pub fn lease_floor_ms(&self) -> u64 {
+        self.hold_ms() + 2 * self.round_ms()
+    }
+}
+
 impl Default for A2aClientSettings {
     fn default() -> Self {
         A2aClientSettings {

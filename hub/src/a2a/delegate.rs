@@ -163,11 +163,11 @@ async fn take_calls(ctx: &Ctx, owner: &str) -> Result<Vec<(CallRow, AgentActor)>
     Ok(taken)
 }
 
-/// How long a hub holds a call it follows: longer than one round (two calls and the
-/// longest wait).
+/// How long a hub holds a call it follows ([`A2aClientSettings::hold_ms`]).
+///
+/// [`A2aClientSettings::hold_ms`]: crate::a2a::client::A2aClientSettings::hold_ms
 fn follow_ms(ctx: &Ctx) -> i64 {
-    let settings = &ctx.settings.a2a;
-    (3 * settings.timeout_ms + 2 * settings.max_poll_ms) as i64
+    ctx.settings.a2a.hold_ms() as i64
 }
 
 /// The step's first assignee as the actor the hub claims, asks and submits for.
@@ -568,17 +568,18 @@ impl Follower {
     }
 
     /// Renews the step's lease (a claimed step becomes running), with the remote's last
-    /// words as the progress message, once two thirds of it or less are left, or less
-    /// than the longest round (the longest wait and one call) and a second.
+    /// words as the progress message, once less than its floor is left (a hold and two
+    /// rounds, [`A2aClientSettings::lease_floor_ms`]): the lease always outlasts this
+    /// hub's hold on the call.
+    ///
+    /// [`A2aClientSettings::lease_floor_ms`]: crate::a2a::client::A2aClientSettings::lease_floor_ms
     async fn keep_lease(&self, step: &tasks::Step, words: &str) -> Result<()> {
         let status = step_status(step);
-        let settings = &self.ctx.settings;
-        let lease_ms = settings.lease_ms as i64;
-        let round_ms = (settings.a2a.max_poll_ms + settings.a2a.timeout_ms + 1_000) as i64;
+        let floor_ms = self.ctx.settings.a2a.lease_floor_ms() as i64;
         let renew = status == StepStatus::Claimed
             || step
                 .lease_until
-                .is_some_and(|until| until - now_ms() < (lease_ms * 2 / 3).max(round_ms));
+                .is_some_and(|until| until - now_ms() < floor_ms);
         if !status.is_held() || !renew {
             return Ok(());
         }

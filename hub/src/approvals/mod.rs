@@ -432,7 +432,6 @@ pub async fn answer(
         ));
     }
     content::person_text("answer", answer, MAX_TEXT_BYTES)?;
-    let lease_ms = ctx.settings.lease_ms;
     let mut outbox = Outbox::default();
     let request = ctx
         .store
@@ -464,6 +463,7 @@ pub async fn answer(
             {
                 return Err(Error::conflict("this question was already answered"));
             }
+            let lease_ms = tasks::lease_ms_of(ctx, &step);
             tasks::unblock_in_tx(db, &mut step, lease_ms, &tasks::By::actor(actor)).await?;
             let frame = ServerFrame::InputAnswered(InputAnswered {
                 seq: 0,

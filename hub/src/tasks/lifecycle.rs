@@ -128,6 +128,18 @@ pub(crate) async fn lock_task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
         .ok_or_else(|| Error::not_found("task"))
 }
 
+/// How long a claim or a progress report holds `step`. A step the hub runs itself (an
+/// `a2a` step) is held for longer than a hub holds its call, so when that hub dies
+/// another takes the call over and goes on with the same attempt before the lease
+/// runs out.
+pub fn lease_ms_of(ctx: &Ctx, step: &Step) -> u64 {
+    if crate::tasks::runs_in_hub(step) {
+        ctx.settings.a2a.lease_floor_ms() + ctx.settings.lease_ms
+    } else {
+        ctx.settings.lease_ms
+    }
+}
+
 /// Takes a `ready` step at whatever attempt it is.
 pub async fn claim_step(ctx: &Ctx, agent: &AgentActor, step_id: &str) -> Result<Claimed> {
     claim_step_at(ctx, agent, step_id, None).await
@@ -162,12 +174,12 @@ async fn claim(
     attempt: Option<u32>,
     by_hub: bool,
 ) -> Result<Claimed> {
-    let lease_ms = ctx.settings.lease_ms;
     let mut outbox = Outbox::default();
     let claimed = ctx
         .store
         .transaction(async |db| {
             let (step, shared) = assigned_step_shared(db, agent, step_id).await?;
+            let lease_ms = lease_ms_of(ctx, &step);
             let status = step_status(&step);
             if let Some(attempt) = attempt.filter(|attempt| *attempt as i32 != step.attempt) {
                 return Err(Error::conflict(format!(
@@ -276,7 +288,6 @@ pub async fn progress_step(
     let message = message.map(|message| content::agent_text(message, MAX_TEXT_BYTES));
     let message = message.as_deref();
     let percent = percent.map(i32::from);
-    let lease_ms = ctx.settings.lease_ms;
     let mut outbox = Outbox::default();
     let lease_ms = ctx
         .store
@@ -289,6 +300,7 @@ pub async fn progress_step(
                 &[StepStatus::Claimed, StepStatus::Running],
             )
             .await?;
+            let lease_ms = lease_ms_of(ctx, &step);
             let lease_until = now_ms() + lease_ms as i64;
             if step_status(&step) == StepStatus::Claimed {
                 let change = StepChange {

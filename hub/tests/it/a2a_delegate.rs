@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use agenthub::a2a::client::A2aClientSettings;
 use agenthub::a2a::delegate::run_worker;
 use agenthub::ctx::Settings;
+use agenthub::tasks;
 
 use crate::a2a::{sdk_python, skipped};
 use crate::gateway::{Hub, Team, team};
@@ -92,9 +93,11 @@ impl DelegatingHub {
                 allow_private: true,
                 poll_ms: 50,
                 max_poll_ms: 200,
-                timeout_ms: 5_000,
+                timeout_ms: 3_000,
                 max_errors: 5,
             },
+            // Shorter than the time a dead hub's calls wait for another hub.
+            lease_ms: 1_000,
             ..Settings::default()
         };
         let hub = Hub::start(db, settings).await;
@@ -118,6 +121,20 @@ impl DelegatingHub {
                 .await
                 .expect("the A2A worker did not stop")
                 .unwrap();
+        }
+        self.stop = CancellationToken::new();
+        self.worker = Some(tokio::spawn(run_worker(
+            self.hub.ctx.clone(),
+            self.stop.clone(),
+        )));
+    }
+
+    /// Kills the A2A worker (as a hub process that dies: it gives nothing up) and starts
+    /// another, as the next hub process.
+    async fn crash_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.abort();
+            assert!(worker.await.unwrap_err().is_cancelled());
         }
         self.stop = CancellationToken::new();
         self.worker = Some(tokio::spawn(run_worker(
@@ -316,6 +333,20 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
         // nothing again).
         hub.restart_worker().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // The hub dies; the step's lease outlasts its hold on the call, so no sweep
+        // starts another attempt, and the next hub takes the call over once the hold
+        // has run out (it sends nothing again either).
+        hub.crash_worker().await;
+        let hold = hub.hub.ctx.settings.a2a.hold_ms();
+        tokio::time::sleep(Duration::from_millis(hub.hub.ctx.settings.lease_ms + 500)).await;
+        assert_eq!(tasks::sweep_expired_leases(&hub.hub.ctx).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(hold + 1_000)).await;
+        let step = hub.hub.step(&hub.team.key, &slow).await;
+        assert_eq!(
+            (step["status"].as_str(), step["attempt"].as_u64()),
+            (Some("running"), Some(1)),
+            "{step}"
+        );
         let (status, cancelled) = hub
             .hub
             .call(
