@@ -124,7 +124,8 @@ pub struct Create {
     /// With `--plan`: seconds to wait for a proposal
     #[arg(long, default_value_t = 300, requires = "plan")]
     pub wait: u64,
-    /// Executor of the step: claude, shell, manual, external
+    /// Executor of the step: claude, claude-code, shell, manual or external (a step done
+    /// by an outside A2A agent, `a2a`, needs `input.agent_card_url`: use --file)
     #[arg(long)]
     pub executor: Option<String>,
     /// Shell command of the step (sets input.command)
