@@ -460,27 +460,133 @@ async fn with_requests(ctx: &Ctx, view: TaskView) -> Result<Snapshot> {
     })
 }
 
-/// `ListTasks`: the workspace's newest tasks (at most `limit`, 1-100), those in `state`
-/// only when given.
+/// Hub tasks read per round of a `ListTasks` page.
+const LIST_ROUND: u32 = 100;
+/// The most hub tasks one `ListTasks` page looks at: with a state filter a page may hold
+/// fewer tasks than asked, and a next page token.
+pub const LIST_SCAN: u32 = 1_000;
+
+/// One page of `ListTasks`.
+#[derive(Debug)]
+pub struct TaskPage {
+    pub tasks: Vec<Snapshot>,
+    /// Where the next page starts (the last task looked at); none at the end.
+    pub next: Option<PageToken>,
+    /// The workspace's tasks in all (without a state filter), or those in the state
+    /// found up to the end of this page (with one): the states are not stored, so
+    /// counting them all would read every task.
+    pub total: u64,
+}
+
+/// Where a `ListTasks` page starts: after the task created at `created_at` with `id`
+/// (newest first), so tasks created meanwhile do not shift the pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken {
+    pub created_at: i64,
+    pub id: String,
+    /// Tasks in the filtered state on the pages before.
+    pub matched_before: u64,
+}
+
+impl PageToken {
+    /// The opaque text of the token: `<created_at>.<matched before>.<task id>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}", self.created_at, self.matched_before, self.id)
+    }
+
+    pub fn parse(text: &str) -> Result<PageToken> {
+        let invalid = || {
+            Error::invalid_field(
+                "pageToken",
+                "not a page token of this server: pass the `nextPageToken` of the page before",
+            )
+        };
+        let mut parts = text.splitn(3, '.');
+        let created_at = parts.next().and_then(|part| part.parse().ok());
+        let matched_before = parts.next().and_then(|part| part.parse().ok());
+        let id = parts.next().filter(|id| !id.is_empty() && id.len() <= 64);
+        match (created_at, matched_before, id) {
+            (Some(created_at), Some(matched_before), Some(id)) => Ok(PageToken {
+                created_at,
+                id: id.to_string(),
+                matched_before,
+            }),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// `ListTasks`: the workspace's tasks, newest first, `limit` (1-100) per page, only
+/// those in `state` when given, starting after `from`.
 pub async fn list_tasks(
     ctx: &Ctx,
     actor: &Actor,
     limit: u32,
     state: Option<State>,
-) -> Result<Vec<Snapshot>> {
-    let filter = TaskFilter::newest(if state.is_some() { 500 } else { limit });
-    let tasks = tasks::list_tasks(ctx, actor, &filter).await?;
+    from: Option<PageToken>,
+) -> Result<TaskPage> {
+    let limit = limit.clamp(1, 100);
+    let mut after = from
+        .as_ref()
+        .map(|token| (token.created_at, token.id.clone()));
+    let mut matched = from.as_ref().map_or(0, |token| token.matched_before);
     let mut snapshots = Vec::new();
-    for (task, _) in tasks {
-        let snap = snapshot(ctx, actor, &task.id).await?;
-        if state.is_none_or(|state| snap.state().0 == state) {
+    let mut looked_at = 0;
+    loop {
+        let round = if state.is_some() { LIST_ROUND } else { limit };
+        let filter = TaskFilter {
+            after: after.clone(),
+            ..TaskFilter::newest(round)
+        };
+        let tasks = tasks::list_tasks(ctx, actor, &filter).await?;
+        let fetched = tasks.len() as u32;
+        for (n, (task, _)) in tasks.iter().enumerate() {
+            after = Some((task.created_at, task.id.clone()));
+            looked_at += 1;
+            let snap = snapshot(ctx, actor, &task.id).await?;
+            if state.is_some_and(|state| snap.state().0 != state) {
+                continue;
+            }
             snapshots.push(snap);
+            matched += 1;
+            let more = n + 1 < tasks.len() || fetched == round;
+            if snapshots.len() as u32 == limit {
+                let next = more.then(|| token(after.as_ref(), matched));
+                return page(ctx, actor, state, snapshots, next, matched).await;
+            }
         }
-        if snapshots.len() >= limit as usize {
-            break;
+        if fetched < round {
+            return page(ctx, actor, state, snapshots, None, matched).await;
+        }
+        if looked_at >= LIST_SCAN {
+            let next = Some(token(after.as_ref(), matched));
+            return page(ctx, actor, state, snapshots, next, matched).await;
         }
     }
-    Ok(snapshots)
+}
+
+fn token(after: Option<&(i64, String)>, matched_before: u64) -> PageToken {
+    let (created_at, id) = after.cloned().unwrap_or_default();
+    PageToken {
+        created_at,
+        id,
+        matched_before,
+    }
+}
+
+async fn page(
+    ctx: &Ctx,
+    actor: &Actor,
+    state: Option<State>,
+    tasks: Vec<Snapshot>,
+    next: Option<PageToken>,
+    matched: u64,
+) -> Result<TaskPage> {
+    let total = match state {
+        Some(_) => matched,
+        None => tasks::count_tasks(ctx, actor).await?,
+    };
+    Ok(TaskPage { tasks, next, total })
 }
 
 /// `CancelTask`: cancels the hub task (its unfinished steps, and the agents' work).

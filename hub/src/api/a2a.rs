@@ -377,6 +377,8 @@ struct ListParams {
     #[serde(default)]
     page_size: Option<u32>,
     #[serde(default)]
+    page_token: Option<String>,
+    #[serde(default)]
     status: Option<String>,
     #[serde(default)]
     history_length: Option<usize>,
@@ -472,16 +474,21 @@ async fn call(
                 })?),
             };
             let page_size = list.page_size.unwrap_or(50).clamp(1, 100);
-            let tasks = a2a::list_tasks(ctx, actor, page_size, state).await?;
-            let tasks: Vec<Value> = tasks
+            let from = match list.page_token.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(a2a::PageToken::parse(text)?),
+            };
+            let page = a2a::list_tasks(ctx, actor, page_size, state, from).await?;
+            let tasks: Vec<Value> = page
+                .tasks
                 .iter()
                 .map(|snap| wire::task(snap, public_url, list.history_length))
                 .collect();
             Ok(Answer::Result(json!({
                 "tasks": tasks,
-                "nextPageToken": "",
+                "nextPageToken": page.next.map(|next| next.encode()).unwrap_or_default(),
                 "pageSize": page_size,
-                "totalSize": tasks.len(),
+                "totalSize": page.total,
             })))
         }
         "CancelTask" => {

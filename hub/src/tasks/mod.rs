@@ -1344,6 +1344,9 @@ pub struct TaskFilter {
     pub created_by: Option<String>,
     /// One of these tasks.
     pub ids: Option<Vec<String>>,
+    /// Only tasks listed after this one (its `created_at` and id): the next page of a
+    /// listing that new tasks do not shift.
+    pub after: Option<(i64, String)>,
     pub offset: u32,
     pub limit: u32,
 }
@@ -1356,6 +1359,16 @@ impl TaskFilter {
             ..TaskFilter::default()
         }
     }
+}
+
+/// How many tasks the caller's workspace holds.
+pub async fn count_tasks(ctx: &Ctx, actor: &Actor) -> Result<u64> {
+    let workspace_id = actor.workspace_id();
+    let count = ctx
+        .store
+        .read(async |db| Ok::<_, Error>(model::count_tasks(db, workspace_id).await?))
+        .await?;
+    Ok(count as u64)
 }
 
 pub async fn list_tasks(

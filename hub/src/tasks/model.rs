@@ -230,12 +230,30 @@ pub async fn list_tasks(
         if let Some(ids) = &filter.ids {
             query = query.filter(tasks::id.eq_any(ids));
         }
+        if let Some((created_at, id)) = &filter.after {
+            query = query.filter(
+                tasks::created_at
+                    .lt(*created_at)
+                    .or(tasks::created_at.eq(*created_at).and(tasks::id.lt(id))),
+            );
+        }
         query
             .order((tasks::created_at.desc(), tasks::id.desc()))
             .offset(i64::from(filter.offset))
             .limit(i64::from(filter.limit.clamp(1, 500)))
             .select(Task::as_select())
             .load(conn)
+            .await
+    })
+}
+
+/// How many tasks the workspace holds.
+pub async fn count_tasks(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<i64> {
+    crate::db!(db, |conn| {
+        tasks::table
+            .filter(tasks::workspace_id.eq(workspace_id))
+            .count()
+            .get_result(conn)
             .await
     })
 }

@@ -567,6 +567,131 @@ async fn a_push_notification_reaches_a_local_receiver_with_its_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn list_tasks_pages_through_the_workspace_newest_first() {
+    let test_name = "a2a::list_tasks_pages_through_the_workspace_newest_first";
+    for db in TestDb::all(test_name).await {
+        let hub = A2aHub::start(db).await;
+        let key = hub.team.key.clone();
+        for n in 0..5 {
+            hub.hub
+                .create_task(
+                    &key,
+                    crate::gateway::one_step(&format!("Work {n}"), &["spare"]),
+                )
+                .await;
+        }
+        let ids = |body: &Value| -> Vec<String> {
+            body["result"]["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|task| task["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (_, first) = hub
+            .rpc(Some(&key), "ListTasks", json!({"pageSize": 2}))
+            .await;
+        assert_eq!(ids(&first).len(), 2, "{first}");
+        assert_eq!(first["result"]["totalSize"], 5, "{first}");
+        let token = first["result"]["nextPageToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!token.is_empty(), "{first}");
+
+        // A task created meanwhile does not shift the pages that follow.
+        hub.hub
+            .create_task(&key, crate::gateway::one_step("Work late", &["spare"]))
+            .await;
+        let (_, second) = hub
+            .rpc(
+                Some(&key),
+                "ListTasks",
+                json!({"pageSize": 2, "pageToken": token}),
+            )
+            .await;
+        assert_eq!(ids(&second).len(), 2, "{second}");
+        assert_eq!(second["result"]["totalSize"], 6, "{second}");
+        let token = second["result"]["nextPageToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, third) = hub
+            .rpc(
+                Some(&key),
+                "ListTasks",
+                json!({"pageSize": 2, "pageToken": token}),
+            )
+            .await;
+        assert_eq!(ids(&third).len(), 1, "{third}");
+        assert_eq!(
+            third["result"]["nextPageToken"], "",
+            "the last page: {third}"
+        );
+        let mut paged: Vec<String> = [&first, &second, &third]
+            .into_iter()
+            .flat_map(ids)
+            .collect();
+        let (_, newest) = hub
+            .rpc(Some(&key), "ListTasks", json!({"pageSize": 1}))
+            .await;
+        let newest = ids(&newest);
+        assert!(
+            !paged.contains(&newest[0]),
+            "the late task is not paged: {paged:?}"
+        );
+        paged.sort();
+        paged.dedup();
+        assert_eq!(paged.len(), 5, "each task once: {paged:?}");
+
+        // A state filter pages the same way; every one of these tasks waits for its agent.
+        let (_, submitted) = hub
+            .rpc(
+                Some(&key),
+                "ListTasks",
+                json!({"pageSize": 4, "status": "TASK_STATE_SUBMITTED"}),
+            )
+            .await;
+        assert_eq!(ids(&submitted).len(), 4, "{submitted}");
+        let token = submitted["result"]["nextPageToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, rest) = hub
+            .rpc(
+                Some(&key),
+                "ListTasks",
+                json!({"pageSize": 4, "status": "TASK_STATE_SUBMITTED", "pageToken": token}),
+            )
+            .await;
+        assert_eq!(ids(&rest).len(), 2, "{rest}");
+        assert_eq!(rest["result"]["totalSize"], 6, "{rest}");
+        let (_, none) = hub
+            .rpc(
+                Some(&key),
+                "ListTasks",
+                json!({"status": "TASK_STATE_COMPLETED"}),
+            )
+            .await;
+        assert_eq!(ids(&none).len(), 0, "{none}");
+        assert_eq!(none["result"]["nextPageToken"], "", "{none}");
+
+        // A token this server did not give is refused, naming the parameter.
+        let (_, body) = hub
+            .rpc(Some(&key), "ListTasks", json!({"pageToken": "page-2"}))
+            .await;
+        assert_eq!(body["error"]["code"], -32602, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("page token"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_a2a_requests_get_clear_errors() {
     let test_name = "a2a::bad_a2a_requests_get_clear_errors";
     for db in TestDb::all(test_name).await {
