@@ -34,7 +34,7 @@ use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
 pub use check::{
-    CheckView, WorkflowApprovalView, check_of_step, decide_workflow_approval, record_check,
+    CheckView, WorkflowApprovalView, check_of_step, decide_workflow_approval, describe_suggestion,
     validate_check, workflow_approvals,
 };
 pub use digest::result_digest;

@@ -858,6 +858,7 @@ backend_test!(
                 result: json!({"ok": false}),
                 summary: Some("second try".into()),
                 self_check: None,
+                check: None,
                 files: Vec::new(),
                 usage: None,
             },
