@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox, feed};
 use crate::store::{Db, new_id, now_ms};
 use crate::tasks::check::{record_check_in_tx, validate_check};
-use crate::tasks::meeting;
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
 use crate::tasks::timeline::{self, By};
@@ -165,7 +164,7 @@ pub async fn claim_step_at(
                 });
             }
             status.check(StepStatus::Claimed)?;
-            if meeting::is_meeting(db, &step.id).await? {
+            if step.is_meeting() {
                 return Err(Error::conflict(
                     "a meeting step is not claimed: the hub asks its participants, and its assignee confirms the slot",
                 ));

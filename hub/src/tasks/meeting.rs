@@ -280,7 +280,15 @@ pub(crate) async fn start_ready(
     task: &Task,
     steps: &[Step],
 ) -> Result<Vec<String>> {
-    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    // The rows say which are meetings: most pushes read nothing more.
+    let ids: Vec<String> = steps
+        .iter()
+        .filter(|step| step.is_meeting())
+        .map(|step| step.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let meetings = model::meetings_among(db, &ids).await?;
     let mut meeting_ids = Vec::new();
     for mut meeting in meetings {
@@ -484,7 +492,14 @@ pub struct MeetingOfStep {
 
 /// The meetings among `steps` (steps of one task the caller read).
 pub async fn meetings_of(ctx: &Ctx, actor: &Actor, steps: &[Step]) -> Result<Vec<MeetingOfStep>> {
-    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    let ids: Vec<String> = steps
+        .iter()
+        .filter(|step| step.is_meeting())
+        .map(|step| step.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     ctx.store
         .read(async |db| {
             let mut found = Vec::new();
@@ -1037,9 +1052,4 @@ async fn view_in(db: &mut Db<'_>, step_id: &str) -> Result<MeetingView> {
         meeting,
         participants,
     })
-}
-
-/// Whether the step is a meeting (which agents do not claim).
-pub(crate) async fn is_meeting(db: &mut Db<'_>, step_id: &str) -> Result<bool> {
-    Ok(model::find_meeting(db, step_id).await?.is_some())
 }

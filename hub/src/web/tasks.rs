@@ -156,6 +156,8 @@ pub struct StepCard {
     pub awaiting_me: bool,
     /// A meeting step's coordination.
     pub meeting: Option<MeetingCard>,
+    /// `45 min`; empty without an estimate.
+    pub estimate: String,
 }
 
 /// A meeting step: the answers so far, the proposed slot, and whether the reader
@@ -389,6 +391,10 @@ pub async fn show(
                     .approvers
                     .iter()
                     .any(|(member_id, _)| member_id == actor.member_id()),
+            estimate: step
+                .estimate_minutes
+                .map(|minutes| format!("{minutes} min"))
+                .unwrap_or_default(),
             meeting: meetings
                 .iter()
                 .position(|found| found.view.meeting.step_id == step.id)

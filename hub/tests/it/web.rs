@@ -1970,6 +1970,18 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
         let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
         assert!(!html.contains("id=\"plan\""), "{html}");
         assert!(html.contains("id=\"step-review\""), "{html}");
+        // The plan's estimates stay with the steps.
+        assert_eq!(
+            view.steps
+                .iter()
+                .map(|step| step.step.estimate_minutes)
+                .collect::<Vec<_>>(),
+            [Some(45), Some(20)]
+        );
+        assert!(
+            html.contains("estimate <span class=\"estimate\">20 min</span>"),
+            "{html}"
+        );
     }
 }
 
