@@ -354,6 +354,9 @@ pub fn approval_notice(requested: &ApprovalRequested) -> Notice {
             shorten(&requested.result.to_string(), 300)
         ));
     }
+    if requested.fits == Some(false) {
+        body.push_str("\nIts agent says the result does not fit the task.");
+    }
     Notice {
         title: format!("Approve \"{}\"?", requested.step_title),
         body,

@@ -138,6 +138,10 @@ diesel::table! {
         decision_timeout_ms -> Nullable<BigInt>,
         /// `reject`, `escalate` or `fail`.
         on_timeout -> Text,
+        /// `task` or `meeting` (never claimed; the hub coordinates it).
+        kind -> Text,
+        /// A rough estimate in minutes (from a plan, or given at create).
+        estimate_minutes -> Nullable<Integer>,
     }
 }
 

@@ -881,6 +881,10 @@ pub struct ApprovalRequested {
     /// The result's files, as submitted.
     #[serde(default)]
     pub files: Vec<String>,
+    /// Whether the submitting agent judged its result to fit the step and the task (the
+    /// `fits` of its `step.submit` `check`); absent when the submit carried no check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fits: Option<bool>,
 }
 
 /// An approval was decided.

@@ -29,6 +29,7 @@ fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
         summary: Some("Three sections".into()),
         result: json!({"pages": 3}),
         files: Vec::new(),
+        fits: None,
     });
     assert_eq!(notice.title, "Approve \"Draft the outline\"?");
     assert_eq!(
@@ -50,6 +51,35 @@ fn an_approval_shows_the_step_and_its_result_and_decides_by_approval_id() {
         "a click decides on the result it showed"
     );
     assert!(reject.comment.is_some(), "a rejection carries a comment");
+}
+
+#[test]
+fn an_approval_says_when_its_agent_judged_the_result_not_to_fit() {
+    let requested = |fits| ApprovalRequested {
+        seq: 5,
+        approval_id: Uuid::now_v7(),
+        step_id: Uuid::now_v7(),
+        task_id: Uuid::now_v7(),
+        task_title: "Quarterly report".into(),
+        step_title: "Draft the outline".into(),
+        approval_level: 1,
+        attempt: 1,
+        digest: "sha256:00".into(),
+        summary: None,
+        result: serde_json::Value::Null,
+        files: Vec::new(),
+        fits,
+    };
+    assert_eq!(
+        approval_notice(&requested(Some(false))).body,
+        "Task: Quarterly report\nIts agent says the result does not fit the task."
+    );
+    for fits in [Some(true), None] {
+        assert_eq!(
+            approval_notice(&requested(fits)).body,
+            "Task: Quarterly report"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A meeting step end to end: the real hub asks three agents and one person outside the
 //! workspace when they are free; two daemons answer from their `[calendar]` (one with an
-//! ICS file) in their own UTC offsets, the third agent's person and the guest are
-//! answered over REST; the hub proposes the earliest common slot, the assignee's member
+//! ICS file) in their own UTC offsets, the third agent's person answers for herself and
+//! the guest with `agentd answer --free`; the hub proposes the earliest common slot, the assignee's member
 //! confirms, and every participant gets an invitation that parses as iCalendar.
 
 use std::str::FromStr;
@@ -13,7 +13,17 @@ use serde_json::{Value, json};
 use time::{Date, OffsetDateTime, Weekday};
 
 use crate::hub::Hub;
-use crate::support::{Agentd, spawn};
+use crate::support::{Agentd, spawn, text};
+
+/// Runs `agentd ARGS` to completion without blocking the runtime.
+async fn agentd_cmd(agentd: &Agentd, args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::from(agentd.command(args));
+    cmd.kill_on_drop(true);
+    tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("agentd answers in time")
+        .expect("run agentd")
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -142,7 +152,7 @@ async fn three_agents_and_a_guest_meet_at_the_earliest_slot_that_suits_everyone(
         &hub.team.duan_token,
         "[calendar]\nutc_offset = \"+05:30\"\nworking_hours = \"09:00-17:00\"\n",
     );
-    let (_aurora, _aurora_daemon) = daemon(&hub, &aurora_token, "");
+    let (aurora, _aurora_daemon) = daemon(&hub, &aurora_token, "");
 
     let (status, task) = hub
         .rest
@@ -207,31 +217,91 @@ async fn three_agents_and_a_guest_meet_at_the_earliest_slot_that_suits_everyone(
         .collect();
     assert!(kinds.contains(&"availability.requested"), "{inbox:#}");
     assert!(kinds.contains(&"meeting.availability"), "{inbox:#}");
+    let request_of = |kind: &str| {
+        inbox["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["kind"] == kind)
+            .unwrap()["subject_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (own_request, guest_request) = (
+        request_of("availability.requested"),
+        request_of("meeting.availability"),
+    );
 
+    // She answers from the terminal: a malformed interval is refused and changes nothing.
+    let out = agentd_cmd(&aurora, &["answer", &own_request, "--free", "tomorrow"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not FROM/TO"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = agentd_cmd(
+        &aurora,
+        &[
+            "answer",
+            &own_request,
+            "--free",
+            &format!("{d}T09:00:00Z/{d}T08:00:00Z"),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ends before it starts"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(meeting_of(&hub, &step_id).await["participants"][2]["answered_at"].is_null());
     // Aurora is in California; the guest answers in UTC.
     let sunday = ymd(sunday);
-    for (participant, intervals) in [
-        (
-            "aurora@example.com",
-            json!([{"from": format!("{sunday}T20:30:00-08:00"), "to": format!("{sunday}T23:00:00-08:00")}]),
-        ),
-        (
-            "pat@outside.example",
-            json!([{"from": format!("{d}T03:00:00Z"), "to": format!("{d}T04:00:00Z")},
-                   {"from": format!("{d}T05:00:00Z"), "to": format!("{d}T09:00:00Z")}]),
-        ),
-    ] {
-        let (status, body) = hub
-            .rest
-            .call(
-                Method::POST,
-                &format!("/v1/steps/{step_id}/meeting/availability"),
-                &hub.team.owner_key,
-                Some(json!({"participant": participant, "intervals": intervals})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    let out = agentd_cmd(
+        &aurora,
+        &[
+            "answer",
+            &own_request,
+            "--free",
+            &format!("{sunday}T20:30:00-08:00/{sunday}T23:00:00-08:00"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("answered for aurora@example.com; waiting for the others"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = agentd_cmd(
+        &aurora,
+        &[
+            "answer",
+            &guest_request,
+            "--free",
+            &format!("{d}T03:00:00Z/{d}T04:00:00Z"),
+            "--free",
+            &format!("{d}T05:00:00Z/{d}T09:00:00Z"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "answered for pat@outside.example; everyone answered: proposed {d}T05:00:00Z"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    let meeting = meeting_of(&hub, &step_id).await;
+    assert_eq!(
+        meeting["participants"][2]["intervals"],
+        json!([{"from": format!("{sunday}T20:30:00-08:00"), "to": format!("{sunday}T23:00:00-08:00")}]),
+        "{meeting:#}"
+    );
 
     // Free together: 05:00-07:00 UTC; the earliest hour is proposed.
     let meeting = meeting_of(&hub, &step_id).await;

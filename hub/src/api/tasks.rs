@@ -80,6 +80,9 @@ pub struct CreateStepRequest {
     /// unanswered), `escalate` (owners and admins may decide; default) or `fail`.
     #[serde(default)]
     pub on_timeout: Option<String>,
+    /// A rough estimate in minutes (1-527040), shown with the step.
+    #[serde(default)]
+    pub estimate_minutes: Option<u32>,
     /// `task` (default) or `meeting`: the hub finds a slot that suits every participant
     /// of `meeting`, and the step's assignee confirms it.
     #[serde(default)]
@@ -171,6 +174,7 @@ impl TryFrom<CreateStepRequest> for NewStep {
             decision_timeout,
             on_timeout,
             meeting,
+            estimate_minutes: req.estimate_minutes,
         })
     }
 }

@@ -117,6 +117,10 @@ pub struct StepResponse {
     pub decision_timeout: Option<String>,
     /// What happens when nobody decides in time: `reject`, `escalate` or `fail`.
     pub on_timeout: String,
+    /// `task` (an agent claims and runs it) or `meeting` (see `meeting`).
+    pub kind: String,
+    /// A rough estimate in minutes (from the plan, or given at create).
+    pub estimate_minutes: Option<i32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -174,6 +178,8 @@ impl From<StepView> for StepResponse {
                 .decision_timeout_ms
                 .map(crate::approvals::format_timeout),
             on_timeout: step.on_timeout,
+            kind: step.kind,
+            estimate_minutes: step.estimate_minutes,
             claimed_by: step.claimed_by,
             lease_until: step.lease_until.map(timestamp),
             attempt: step.attempt,

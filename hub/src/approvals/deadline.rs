@@ -328,10 +328,13 @@ async fn time_out_approval(
                 })
                 .collect();
             model::insert_approvals(db, &rows).await?;
+            let fits = task_model::find_check(db, &step.id, attempt)
+                .await?
+                .map(|check| check.fits);
             for approval in &rows {
                 outbox.push_all(
                     &human_audiences(db, &approval.approver_member_id).await?,
-                    &approval_requested(&task, &step, approval),
+                    &approval_requested(&task, &step, approval, fits),
                 );
             }
             let reason = format!("{NO_DECISION}; owners and admins may decide");

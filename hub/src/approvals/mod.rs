@@ -146,17 +146,27 @@ async fn ask_approvers(
         )));
     }
     model::insert_approvals(db, &rows).await?;
+    // The submitting agent's own judgment, recorded with the submit.
+    let fits = task_model::find_check(db, &step.id, step.attempt)
+        .await?
+        .map(|check| check.fits);
     for approval in &rows {
         outbox.push_all(
             &human_audiences(db, &approval.approver_member_id).await?,
-            &approval_requested(task, step, approval),
+            &approval_requested(task, step, approval, fits),
         );
     }
     Ok(())
 }
 
-/// `approval.requested` for one approval of the step's current result.
-fn approval_requested(task: &Task, step: &Step, approval: &Approval) -> ServerFrame {
+/// `approval.requested` for one approval of the step's current result; `fits`: the
+/// submitting agent's check of it, if any.
+fn approval_requested(
+    task: &Task,
+    step: &Step,
+    approval: &Approval,
+    fits: Option<bool>,
+) -> ServerFrame {
     ServerFrame::ApprovalRequested(ApprovalRequested {
         seq: 0,
         approval_id: uuid(&approval.id),
@@ -174,6 +184,7 @@ fn approval_requested(task: &Task, step: &Step, approval: &Approval) -> ServerFr
             .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default(),
         files: serde_json::from_str(&step.files).unwrap_or_default(),
+        fits,
     })
 }
 

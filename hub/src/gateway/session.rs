@@ -772,10 +772,6 @@ impl Session {
                 Ok(OkReply::new(log.id))
             }
             ClientFrame::StepSubmit(submit) => {
-                if let Some(check) = &submit.check {
-                    tasks::validate_check(check)?;
-                }
-                let step_id = submit.step_id.to_string();
                 let outcome = tasks::submit_step(
                     ctx,
                     agent,
@@ -785,15 +781,12 @@ impl Session {
                         result: submit.result,
                         summary: submit.summary,
                         self_check: submit.self_check,
+                        check: submit.check.map(|check| *check),
                         files: submit.files,
                         usage: submit.usage,
                     },
                 )
                 .await?;
-                // Recorded after the result; a resent submit records it if it is missing.
-                if let Some(check) = &submit.check {
-                    tasks::record_check(ctx, agent, &step_id, submit.attempt, check).await?;
-                }
                 Ok(OkReply {
                     status: Some(outcome.status),
                     ..OkReply::new(submit.id)

@@ -297,6 +297,9 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
                 let (shown, cut) = content::excerpt(&result, RESULT_EXCERPT_BYTES);
                 body.push_str(&format!("\nResult: {shown}{}", if cut { "…" } else { "" }));
             }
+            if event.fits == Some(false) {
+                body.push_str("\nIts agent says the result does not fit the task.");
+            }
             Some(Projected::Ready {
                 member_id: member_id.clone(),
                 seq,
@@ -316,6 +319,7 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
                         "task_title": event.task_title,
                         "step_title": event.step_title,
                         "files": event.files,
+                        "fits": event.fits,
                     }),
                 },
             })

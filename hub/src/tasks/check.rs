@@ -13,8 +13,8 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Outbox;
 use crate::notifications::{self, Notification, Priority};
-use crate::store::{new_id, now_ms};
-use crate::tasks::model::{self, StepCheck, WorkflowApproval};
+use crate::store::{Db, new_id, now_ms};
+use crate::tasks::model::{self, Step, StepCheck, Task, WorkflowApproval};
 use crate::tasks::plan::new_step_of;
 use crate::tasks::timeline::By;
 use crate::tasks::workflow::{change_in_tx, check_change};
@@ -98,128 +98,109 @@ fn op_of(suggestion: &Suggestion) -> Result<WorkflowOp> {
     })
 }
 
-/// Records the check of an attempt `agent` submitted (once per attempt: a resent submit
-/// changes nothing), makes each suggestion a workflow approval for the task's creator and
-/// flags a result that does not fit.
-pub async fn record_check(
-    ctx: &Ctx,
+/// Records the check of the attempt `agent` submitted, in the submit's transaction
+/// (once per attempt: a resent submit records it only when it is missing), makes each
+/// suggestion a workflow approval for the task's creator and flags a result that does
+/// not fit. The check was validated with [`validate_check`].
+pub(crate) async fn record_check_in_tx(
+    db: &mut Db<'_>,
     agent: &AgentActor,
-    step_id: &str,
+    task: &Task,
+    step: &Step,
     attempt: u32,
     check: &SelfCheck,
 ) -> Result<()> {
-    validate_check(check)?;
-    let mut outbox = Outbox::default();
-    ctx.store
-        .transaction(async |db| {
-            let step = model::find_step(db, &agent.workspace_id, step_id)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
-            let submission = model::find_submission(db, &step.id, attempt as i32).await?;
-            if submission.is_none_or(|submission| submission.agent_id != agent.agent_id) {
-                return Err(Error::conflict(format!(
-                    "attempt {attempt} of step `{}` has no result of this agent to check",
-                    step.key
-                )));
-            }
-            if model::find_check(db, &step.id, attempt as i32)
-                .await?
-                .is_some()
-            {
-                return Ok(());
-            }
-            let task = model::find_task(db, &agent.workspace_id, &step.task_id)
-                .await?
-                .ok_or_else(|| Error::not_found("task"))?;
-            let now = now_ms();
-            model::insert_check(
-                db,
-                &StepCheck {
-                    step_id: step.id.clone(),
-                    attempt: attempt as i32,
-                    workspace_id: step.workspace_id.clone(),
-                    task_id: task.id.clone(),
-                    agent_id: agent.agent_id.clone(),
-                    fits: check.fits,
-                    reasons: serde_json::to_string(&check.reasons)?,
-                    created_at: now,
-                },
-            )
-            .await?;
-            let Some(creator) = task.creator_member_id.clone() else {
-                return Ok(());
-            };
-            for suggestion in &check.suggestions {
-                let row = WorkflowApproval {
-                    id: new_id(),
-                    workspace_id: task.workspace_id.clone(),
-                    task_id: task.id.clone(),
-                    step_id: step.id.clone(),
-                    attempt: attempt as i32,
-                    agent_id: agent.agent_id.clone(),
-                    approver_member_id: creator.clone(),
-                    suggestion: serde_json::to_string(suggestion)?,
-                    status: "pending".into(),
-                    comment: None,
-                    decided_by: None,
-                    decided_at: None,
-                    created_at: now,
-                };
-                model::insert_workflow_approval(db, &row).await?;
-                notifications::notify(
-                    db,
-                    &task.workspace_id,
-                    &creator,
-                    Notification {
-                        kind: notifications::WORKFLOW_PROPOSED.into(),
-                        priority: Priority::Action,
-                        task_id: Some(task.id.clone()),
-                        step_id: Some(step.id.clone()),
-                        subject_id: Some(row.id.clone()),
-                        title: format!(
-                            "{} suggests to {} in \"{}\"",
-                            agent.agent_name,
-                            describe(suggestion),
-                            task.title
-                        ),
-                        body: suggestion.reason.clone(),
-                        data: json!({"workflow_approval_id": row.id, "suggestion": suggestion,
-                                     "step_key": step.key, "agent_name": agent.agent_name}),
-                    },
-                )
-                .await?;
-            }
-            if !check.fits {
-                notifications::notify(
-                    db,
-                    &task.workspace_id,
-                    &creator,
-                    Notification {
-                        kind: notifications::STEP_UNFIT.into(),
-                        priority: Priority::Info,
-                        task_id: Some(task.id.clone()),
-                        step_id: Some(step.id.clone()),
-                        subject_id: None,
-                        title: format!(
-                            "{} says the result of \"{}\" does not fit the task",
-                            agent.agent_name, step.title
-                        ),
-                        body: check.reasons.join("\n"),
-                        data: json!({"step_key": step.key, "attempt": attempt,
-                                     "reasons": check.reasons}),
-                    },
-                )
-                .await?;
-            }
-            outbox.flush(db, &task.workspace_id).await?;
-            Ok::<_, Error>(())
-        })
+    if model::find_check(db, &step.id, attempt as i32)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let now = now_ms();
+    model::insert_check(
+        db,
+        &StepCheck {
+            step_id: step.id.clone(),
+            attempt: attempt as i32,
+            workspace_id: step.workspace_id.clone(),
+            task_id: task.id.clone(),
+            agent_id: agent.agent_id.clone(),
+            fits: check.fits,
+            reasons: serde_json::to_string(&check.reasons)?,
+            created_at: now,
+        },
+    )
+    .await?;
+    let Some(creator) = task.creator_member_id.clone() else {
+        return Ok(());
+    };
+    for suggestion in &check.suggestions {
+        let row = WorkflowApproval {
+            id: new_id(),
+            workspace_id: task.workspace_id.clone(),
+            task_id: task.id.clone(),
+            step_id: step.id.clone(),
+            attempt: attempt as i32,
+            agent_id: agent.agent_id.clone(),
+            approver_member_id: creator.clone(),
+            suggestion: serde_json::to_string(suggestion)?,
+            status: "pending".into(),
+            comment: None,
+            decided_by: None,
+            decided_at: None,
+            created_at: now,
+        };
+        model::insert_workflow_approval(db, &row).await?;
+        notifications::notify(
+            db,
+            &task.workspace_id,
+            &creator,
+            Notification {
+                kind: notifications::WORKFLOW_PROPOSED.into(),
+                priority: Priority::Action,
+                task_id: Some(task.id.clone()),
+                step_id: Some(step.id.clone()),
+                subject_id: Some(row.id.clone()),
+                title: format!(
+                    "{} suggests to {} in \"{}\"",
+                    agent.agent_name,
+                    describe_suggestion(suggestion),
+                    task.title
+                ),
+                body: suggestion.reason.clone(),
+                data: json!({"workflow_approval_id": row.id, "suggestion": suggestion,
+                             "step_key": step.key, "agent_name": agent.agent_name}),
+            },
+        )
         .await?;
-    ctx.publish(outbox.into_notices());
+    }
+    if !check.fits {
+        notifications::notify(
+            db,
+            &task.workspace_id,
+            &creator,
+            Notification {
+                kind: notifications::STEP_UNFIT.into(),
+                priority: Priority::Info,
+                task_id: Some(task.id.clone()),
+                step_id: Some(step.id.clone()),
+                subject_id: None,
+                title: format!(
+                    "{} says the result of \"{}\" does not fit the task",
+                    agent.agent_name, step.title
+                ),
+                body: check.reasons.join("\n"),
+                data: json!({"step_key": step.key, "attempt": attempt,
+                             "reasons": check.reasons}),
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 
-fn describe(suggestion: &Suggestion) -> String {
+/// A suggestion in a few words: skip `review`, add the step "Summary", give `draft` to min.
+pub fn describe_suggestion(suggestion: &Suggestion) -> String {
     let step = suggestion.step.as_deref().unwrap_or_default();
     match suggestion.op {
         SuggestionOp::Insert => format!(

@@ -1,7 +1,7 @@
 //! The step lifecycle as seen from agents: claim, progress, log, submit, block, fail;
 //! lease expiry; completion and readiness propagation.
 
-use agenthub_protocol::{LogStream, StepRef, Usage};
+use agenthub_protocol::{LogStream, SelfCheck, StepRef, Usage};
 use serde_json::Value;
 
 use crate::accounts::AgentActor;
@@ -11,7 +11,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox, feed};
 use crate::store::{Db, new_id, now_ms};
-use crate::tasks::meeting;
+use crate::tasks::check::{record_check_in_tx, validate_check};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
 use crate::tasks::timeline::{self, By};
@@ -38,6 +38,8 @@ pub struct Submitted {
     pub result: Value,
     pub summary: Option<String>,
     pub self_check: Option<String>,
+    /// The agent's check of its result against the step and the task.
+    pub check: Option<SelfCheck>,
     pub files: Vec<String>,
     pub usage: Option<Usage>,
 }
@@ -203,7 +205,7 @@ async fn claim(
                 });
             }
             status.check(StepStatus::Claimed)?;
-            if meeting::is_meeting(db, &step.id).await? {
+            if step.is_meeting() {
                 return Err(Error::conflict(
                     "a meeting step is not claimed: the hub asks its participants, and its assignee confirms the slot",
                 ));
@@ -438,6 +440,9 @@ pub async fn submit_step(
         content::person_text("files", file, MAX_FILE_REF_BYTES)?;
     }
     content::json_value("result", &submitted.result, MAX_RESULT_BYTES)?;
+    if let Some(check) = &submitted.check {
+        validate_check(check)?;
+    }
     let submitted = Submitted {
         summary: submitted
             .summary
@@ -469,6 +474,11 @@ pub async fn submit_step(
                         "attempt {} was submitted by another agent",
                         submitted.attempt
                     )));
+                }
+                // A resent submit records a check the first one did not carry.
+                if let Some(check) = &submitted.check {
+                    let task = lock_task_of(db, &step).await?;
+                    record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
                 }
                 return Ok(SubmitOutcome {
                     status: previous.outcome,
@@ -516,6 +526,10 @@ pub async fn submit_step(
                 ..change
             };
             transition_via(db, &mut step, StepStatus::Submitted, status, change, &by).await?;
+            // Before the approval is asked, which says whether the result fits.
+            if let Some(check) = &submitted.check {
+                record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
+            }
             if let Some(usage) = &submitted.usage {
                 let row = model::UsageRow {
                     id: new_id(),

@@ -280,7 +280,15 @@ pub(crate) async fn start_ready(
     task: &Task,
     steps: &[Step],
 ) -> Result<Vec<String>> {
-    let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    // The rows say which are meetings: most pushes read nothing more.
+    let ids: Vec<String> = steps
+        .iter()
+        .filter(|step| step.is_meeting())
+        .map(|step| step.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let meetings = model::meetings_among(db, &ids).await?;
     let mut meeting_ids = Vec::new();
     for mut meeting in meetings {
@@ -428,17 +436,88 @@ pub async fn respond(
                         format!("`{email}` is not a participant of this meeting"),
                     )
                 })?;
-            let allowed = match &participant.member_id {
-                Some(member_id) => member_id == actor.member_id(),
-                None => task.creator_member_id.as_deref() == Some(actor.member_id()),
-            };
-            if !allowed {
-                return Err(Error::forbidden(
-                    "members answer for themselves, and the task's creator for people outside the workspace",
-                ));
-            }
+            may_answer_for(actor, &task, &participant)?;
             record(db, &participant, intervals).await?;
             view_in(db, step_id).await
+        })
+        .await
+}
+
+/// A member answers the availability request `request_id` (a participant's, as
+/// `availability.requested` and the inbox name it): for themselves, or as the task's
+/// creator for a guest.
+pub async fn respond_to_request(
+    ctx: &Ctx,
+    actor: &Actor,
+    request_id: &str,
+    intervals: &[Interval],
+) -> Result<MeetingView> {
+    ctx.store
+        .transaction(async |db| {
+            let participant = model::find_participant(db, actor.workspace_id(), request_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!("meeting availability request `{request_id}`"))
+                })?;
+            let (task, _step, _meeting) =
+                load(db, actor.workspace_id(), &participant.step_id).await?;
+            may_answer_for(actor, &task, &participant)?;
+            record(db, &participant, intervals).await?;
+            view_in(db, &participant.step_id).await
+        })
+        .await
+}
+
+/// Members answer for themselves, the task's creator for people outside the workspace.
+fn may_answer_for(actor: &Actor, task: &Task, participant: &MeetingParticipant) -> Result<()> {
+    let allowed = match &participant.member_id {
+        Some(member_id) => member_id == actor.member_id(),
+        None => task.creator_member_id.as_deref() == Some(actor.member_id()),
+    };
+    if !allowed {
+        return Err(Error::forbidden(
+            "members answer for themselves, and the task's creator for people outside the workspace",
+        ));
+    }
+    Ok(())
+}
+
+/// A meeting as a task's page shows it, with whether the reader confirms it.
+#[derive(Debug, Clone)]
+pub struct MeetingOfStep {
+    pub view: MeetingView,
+    /// The reader is the step's assignee (an assignee agent, or the member owning one).
+    pub may_confirm: bool,
+}
+
+/// The meetings among `steps` (steps of one task the caller read).
+pub async fn meetings_of(ctx: &Ctx, actor: &Actor, steps: &[Step]) -> Result<Vec<MeetingOfStep>> {
+    let ids: Vec<String> = steps
+        .iter()
+        .filter(|step| step.is_meeting())
+        .map(|step| step.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    ctx.store
+        .read(async |db| {
+            let mut found = Vec::new();
+            for meeting in model::meetings_among(db, &ids).await? {
+                let Some(step) = steps.iter().find(|step| step.id == meeting.step_id) else {
+                    continue;
+                };
+                let may_confirm = match confirming_agent(db, actor, step).await {
+                    Ok(_) => true,
+                    Err(Error::Forbidden(_)) => false,
+                    Err(other) => return Err(other),
+                };
+                found.push(MeetingOfStep {
+                    view: view_in(db, &step.id).await?,
+                    may_confirm,
+                });
+            }
+            Ok(found)
         })
         .await
 }
@@ -973,9 +1052,4 @@ async fn view_in(db: &mut Db<'_>, step_id: &str) -> Result<MeetingView> {
         meeting,
         participants,
     })
-}
-
-/// Whether the step is a meeting (which agents do not claim).
-pub(crate) async fn is_meeting(db: &mut Db<'_>, step_id: &str) -> Result<bool> {
-    Ok(model::find_meeting(db, step_id).await?.is_some())
 }

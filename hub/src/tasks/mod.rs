@@ -34,7 +34,7 @@ use crate::events::{Audience, Outbox};
 use crate::store::{Db, new_id, now_ms};
 
 pub use check::{
-    CheckView, WorkflowApprovalView, check_of_step, decide_workflow_approval, record_check,
+    CheckView, WorkflowApprovalView, check_of_step, decide_workflow_approval, describe_suggestion,
     validate_check, workflow_approvals,
 };
 pub use digest::result_digest;
@@ -116,7 +116,12 @@ pub struct NewStep {
     pub on_timeout: OnTimeout,
     /// A meeting step (`"kind": "meeting"`): the hub finds a slot for its participants.
     pub meeting: Option<NewMeeting>,
+    /// A rough estimate in minutes (1 to [`MAX_ESTIMATE_MINUTES`]).
+    pub estimate_minutes: Option<u32>,
 }
+
+/// The longest estimate a step may carry: a year, in minutes.
+pub const MAX_ESTIMATE_MINUTES: u32 = 366 * 24 * 60;
 
 /// Steps of one task, at its creation and after any workflow change.
 pub const MAX_STEPS: usize = 500;
@@ -294,14 +299,11 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 if step_view.step.status != StepStatus::Ready.as_str() {
                     continue;
                 }
-                let is_meeting = new.steps.iter().any(|new_step| {
-                    new_step.key == step_view.step.key && new_step.meeting.is_some()
-                });
                 if runs_in_hub(&step_view.step) {
                     // The hub's A2A worker takes it; no agent is told.
                     continue;
                 }
-                if step_view.depends_on.is_empty() && !is_meeting {
+                if step_view.depends_on.is_empty() && !step_view.step.is_meeting() {
                     // The view holds every step of the new task: this one depends on none,
                     // so its push has no inputs to read (a meeting starts in `push_ready`).
                     let frame =
@@ -409,6 +411,16 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
         content::person_text("steps.required_capabilities", label, MAX_TITLE_BYTES)?;
     }
     content::json_value("steps.input", &step.input, MAX_INPUT_BYTES)?;
+    if let Some(minutes) = step.estimate_minutes
+        && !(1..=MAX_ESTIMATE_MINUTES).contains(&minutes)
+    {
+        return Err(Error::invalid_field(
+            "steps.estimate_minutes",
+            format!(
+                "step `{key}`: an estimate is 1 to {MAX_ESTIMATE_MINUTES} minutes, not {minutes}"
+            ),
+        ));
+    }
     check_names("steps.assignees", &step.assignees)?;
     check_names("steps.approvers", &step.approvers)?;
     check_names("steps.depends_on", &step.depends_on)?;
@@ -648,6 +660,13 @@ async fn insert_steps_written(
             result_digest: None,
             decision_timeout_ms: new.decision_timeout.resolve(default_decision_timeout_ms),
             on_timeout: new.on_timeout.as_str().to_string(),
+            kind: if new.meeting.is_some() {
+                model::STEP_KIND_MEETING
+            } else {
+                model::STEP_KIND_TASK
+            }
+            .to_string(),
+            estimate_minutes: new.estimate_minutes.map(|minutes| minutes as i32),
         });
     }
     // Steps without unfinished dependencies start ready (`pending` → `ready` is the state

@@ -72,6 +72,21 @@ pub struct Step {
     pub decision_timeout_ms: Option<i64>,
     /// `reject`, `escalate` or `fail` (see [`crate::approvals::OnTimeout`]).
     pub on_timeout: String,
+    /// [`STEP_KIND_TASK`] or [`STEP_KIND_MEETING`].
+    pub kind: String,
+    /// A rough estimate in minutes.
+    pub estimate_minutes: Option<i32>,
+}
+
+/// A step an agent claims and runs.
+pub const STEP_KIND_TASK: &str = "task";
+/// A meeting step: never claimed; the hub asks its participants (see `tasks::meeting`).
+pub const STEP_KIND_MEETING: &str = "meeting";
+
+impl Step {
+    pub fn is_meeting(&self) -> bool {
+        self.kind == STEP_KIND_MEETING
+    }
 }
 
 /// The columns a state transition may change; `None` leaves a column alone, and

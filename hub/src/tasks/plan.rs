@@ -59,6 +59,7 @@ pub fn new_step_of(step: &PlanStep) -> NewStep {
         executor: step.executor.clone(),
         expected_inputs: step.expected_inputs.clone(),
         expected_outputs: step.expected_outputs.clone(),
+        estimate_minutes: step.estimate_minutes,
         ..NewStep::default()
     }
 }
@@ -77,7 +78,7 @@ pub fn plan_step_of(step: &NewStep) -> PlanStep {
         executor: step.executor.clone(),
         expected_inputs: step.expected_inputs.clone(),
         expected_outputs: step.expected_outputs.clone(),
-        estimate_minutes: None,
+        estimate_minutes: step.estimate_minutes,
     }
 }
 

@@ -1,9 +1,11 @@
 //! Home: the member's notification inbox. "Waiting on you" holds the open action items
 //! (approvals with the result and its digest, questions with their options, availability
-//! requests to their agents), each decided in one click; "For your information" the
-//! others. The decisions are the same domain calls and rules as
-//! `POST /v1/steps/{id}/approve|reject`, `/v1/input-requests/{id}/answer`, and the item
-//! acted on is marked read, as `POST /v1/me/notifications/{id}/read` does.
+//! requests to their agents, a meeting's question when they are free, answered with
+//! intervals, and workflow changes agents suggest for their tasks), each decided in one
+//! click; "For your information" the others. The decisions are the same domain calls and
+//! rules as `POST /v1/steps/{id}/approve|reject`, `/v1/input-requests/{id}/answer`,
+//! `/v1/steps/{id}/meeting/availability` and `/v1/workflow-approvals/{id}/approve|reject`,
+//! and the item acted on is marked read, as `POST /v1/me/notifications/{id}/read` does.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -14,7 +16,8 @@ use crate::api::AppState;
 use crate::approvals::{self, ApprovalRef, Verdict};
 use crate::error::Error;
 use crate::notifications::{self, ListQuery, ReadAll, model::NotificationRow};
-use crate::tasks;
+use crate::tasks::{self, meeting};
+use crate::web::tasks::SuggestionCard;
 use crate::web::{Layout, Page, PageError, PageForm, PageResult, excerpt, render, see_other, when};
 use agenthub_protocol::Decision;
 
@@ -35,6 +38,8 @@ pub struct ApprovalItem {
     pub result: String,
     pub may_reject: bool,
     pub asked: String,
+    /// The submitting agent's check says the result does not fit the task.
+    pub unfit: bool,
 }
 
 pub struct QuestionItem {
@@ -56,6 +61,20 @@ pub struct AvailabilityItem {
     pub asked: String,
 }
 
+/// A meeting's question when a participant is free: answered with intervals.
+pub struct MeetingItem {
+    pub notification: String,
+    /// The participant's request id.
+    pub id: String,
+    pub task_id: String,
+    pub title: String,
+    pub question: String,
+    /// The window, in UTC.
+    pub window: String,
+    pub duration_minutes: i64,
+    pub asked: String,
+}
+
 pub struct InfoItem {
     pub id: String,
     pub kind: String,
@@ -73,6 +92,8 @@ struct InboxPage {
     approvals: Vec<ApprovalItem>,
     questions: Vec<QuestionItem>,
     availability: Vec<AvailabilityItem>,
+    meetings: Vec<MeetingItem>,
+    suggestions: Vec<SuggestionCard>,
     /// Action items that wait on the member but are none of the above (a disabled
     /// webhook, or a kind this page does not know): shown by title and body.
     other_actions: Vec<InfoItem>,
@@ -126,6 +147,8 @@ pub async fn inbox(
     let mut approvals = Vec::new();
     let mut questions = Vec::new();
     let mut availability = Vec::new();
+    let mut meetings = Vec::new();
+    let mut suggestions = Vec::new();
     let mut other_actions = Vec::new();
     for row in actions.notifications {
         // An action item that no longer waits is history, not work.
@@ -164,6 +187,7 @@ pub async fn inbox(
                     result: excerpt(&pretty_json(step.result.as_deref()), RESULT_EXCERPT),
                     may_reject: level >= 2,
                     asked: when(row.created_at),
+                    unfit: data["fits"] == Value::Bool(false),
                     step_id,
                 });
             }
@@ -187,6 +211,51 @@ pub async fn inbox(
                     .unwrap_or_default(),
                 asked: when(row.created_at),
             }),
+            // A meeting's request (it names the window) asks for free intervals.
+            notifications::AVAILABILITY_REQUESTED | meeting::MEETING_AVAILABILITY
+                if data["window"].is_object() =>
+            {
+                meetings.push(MeetingItem {
+                    notification: row.id.clone(),
+                    id: row.subject_id.clone().unwrap_or_else(|| text("request_id")),
+                    task_id: row.task_id.clone().unwrap_or_default(),
+                    // An agent's request is the member's own question.
+                    title: if row.kind == notifications::AVAILABILITY_REQUESTED {
+                        "When are you free?".to_string()
+                    } else {
+                        row.title.clone()
+                    },
+                    question: row.body.clone(),
+                    window: format!(
+                        "{} – {}",
+                        data["window"]["from"].as_str().unwrap_or_default(),
+                        data["window"]["to"].as_str().unwrap_or_default()
+                    ),
+                    duration_minutes: data["duration_minutes"].as_i64().unwrap_or_default(),
+                    asked: when(row.created_at),
+                });
+            }
+            notifications::WORKFLOW_PROPOSED => {
+                let Some(id) = row.subject_id.clone() else {
+                    other_actions.push(info_item(&row));
+                    continue;
+                };
+                let what = serde_json::from_value(data["suggestion"].clone())
+                    .map(|suggestion| tasks::describe_suggestion(&suggestion))
+                    .unwrap_or_else(|_| row.title.clone());
+                suggestions.push(SuggestionCard {
+                    id,
+                    step_key: text("step_key"),
+                    agent: text("agent_name"),
+                    what,
+                    reason: row.body.clone(),
+                    status: "pending".into(),
+                    may_decide: true,
+                    notification: row.id.clone(),
+                    back: "/".into(),
+                    task_id: row.task_id.clone().unwrap_or_default(),
+                });
+            }
             notifications::AVAILABILITY_REQUESTED => availability.push(AvailabilityItem {
                 notification: row.id.clone(),
                 id: row.subject_id.clone().unwrap_or_else(|| text("request_id")),
@@ -212,6 +281,8 @@ pub async fn inbox(
         approvals,
         questions,
         availability,
+        meetings,
+        suggestions,
         other_actions,
         info,
         paged: query.before.is_some_and(|id| !id.is_empty()),
@@ -363,7 +434,7 @@ pub async fn mark_all_read(State(ctx): State<AppState>, form: PageForm) -> PageR
 
 /// The notification a decision was taken from (hidden field `notification`) is read
 /// now. The decision stands when the notification is gone (deleted by the sweep).
-async fn read_acted_on(ctx: &AppState, form: &PageForm) -> PageResult<()> {
+pub async fn read_acted_on(ctx: &AppState, form: &PageForm) -> PageResult<()> {
     let id = form.field("notification");
     if id.is_empty() {
         return Ok(());

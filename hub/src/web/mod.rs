@@ -12,6 +12,7 @@ pub mod dag_svg;
 mod files;
 mod home;
 mod live;
+mod proposals;
 mod session;
 mod settings;
 mod tasks;
@@ -65,6 +66,18 @@ pub fn routes(body_timeout: Option<Duration>) -> Router<AppState> {
         .route("/steps/{id}/reject", post(home::reject))
         .route("/questions/{id}/answer", post(home::answer))
         .route("/availability/{id}/answer", post(home::answer_availability))
+        .route(
+            "/meetings/{id}/availability",
+            post(proposals::answer_meeting),
+        )
+        .route(
+            "/workflow-approvals/{id}/approve",
+            post(proposals::approve_suggestion),
+        )
+        .route(
+            "/workflow-approvals/{id}/reject",
+            post(proposals::reject_suggestion),
+        )
         .route("/notifications/{id}/read", post(home::mark_read))
         .route("/notifications/read", post(home::mark_all_read))
         // Tasks.
@@ -73,7 +86,13 @@ pub fn routes(body_timeout: Option<Duration>) -> Router<AppState> {
         .route("/tasks/{id}", get(tasks::show))
         .route("/tasks/{id}/status", post(tasks::set_status))
         .route("/tasks/{id}/workflow", post(tasks::change_workflow))
+        .route("/tasks/{id}/plan/accept", post(proposals::accept_plan))
+        .route("/tasks/{id}/plan/revise", post(proposals::revise_plan))
         .route("/steps/{id}/retry", post(tasks::retry))
+        .route(
+            "/steps/{id}/meeting/confirm",
+            post(proposals::confirm_meeting),
+        )
         // Agents and settings.
         .route("/agents", get(agents::list))
         .route("/settings", get(settings::show))

@@ -13,7 +13,7 @@ use crate::approvals;
 use crate::error::Error;
 use crate::files;
 use crate::tasks::{
-    self, NewStep, NewTask, TaskAction, TaskFilter, TaskStatus, WorkflowChange, WorkflowOp,
+    self, NewStep, NewTask, TaskAction, TaskFilter, TaskStatus, WorkflowChange, WorkflowOp, meeting,
 };
 use crate::web::home::{in_page, pretty_json};
 use crate::web::{Layout, Page, PageForm, PageResult, dag_svg, render, see_other, when};
@@ -154,6 +154,73 @@ pub struct StepCard {
     /// Not started yet: a workflow change may skip, remove or reassign it.
     pub changeable: bool,
     pub awaiting_me: bool,
+    /// A meeting step's coordination.
+    pub meeting: Option<MeetingCard>,
+    /// `45 min`; empty without an estimate.
+    pub estimate: String,
+}
+
+/// A meeting step: the answers so far, the proposed slot, and whether the reader
+/// confirms it.
+pub struct MeetingCard {
+    pub status: String,
+    pub duration_minutes: i32,
+    pub window: String,
+    /// The proposed (or scheduled) slot; empty when there is none.
+    pub slot: String,
+    pub participants: Vec<ParticipantRow>,
+    pub may_confirm: bool,
+    /// The invitation, once scheduled.
+    pub file_id: String,
+}
+
+pub struct ParticipantRow {
+    pub who: String,
+    /// How they are asked: through their agent, in their inbox, or by the task's creator.
+    pub asked: String,
+    pub answered: bool,
+    /// Their free intervals as they gave them.
+    pub intervals: Vec<String>,
+}
+
+/// A planning round of a task in planning.
+pub struct PlanCard {
+    pub round: i32,
+    pub status: String,
+    pub planner: String,
+    pub comment: String,
+    pub note: String,
+    pub steps: Vec<PlanStepRow>,
+    /// A proposal waits and the reader may accept it or ask again.
+    pub may_decide: bool,
+}
+
+pub struct PlanStepRow {
+    pub key: String,
+    pub title: String,
+    pub description: String,
+    pub assignees: String,
+    pub depends_on: String,
+    pub approval_level: u8,
+    /// `90 min`; empty without an estimate.
+    pub estimate: String,
+}
+
+/// A workflow change an agent's self-check suggested.
+pub struct SuggestionCard {
+    pub id: String,
+    pub step_key: String,
+    pub agent: String,
+    pub what: String,
+    pub reason: String,
+    pub status: String,
+    /// Pending, and the reader may decide it.
+    pub may_decide: bool,
+    /// The inbox item it came from (read once decided); empty on the task page.
+    pub notification: String,
+    /// The page a decision goes back to.
+    pub back: String,
+    pub task_id: String,
 }
 
 /// A file named by a step: a download link when it is a file of the workspace, else
@@ -241,6 +308,8 @@ struct TaskPage {
     may_steer: bool,
     /// Assignees a workflow change may name (agents, then `member:` of each member).
     assignee_options: Vec<(String, String)>,
+    plan: Option<PlanCard>,
+    suggestions: Vec<SuggestionCard>,
 }
 
 /// `GET /tasks/{id}`.
@@ -266,6 +335,12 @@ pub async fn show(
         .cloned()
         .collect();
     let known = files::describe(&ctx, actor, &all_refs).await?;
+    let rows: Vec<tasks::Step> = view
+        .steps
+        .iter()
+        .map(|step_view| step_view.step.clone())
+        .collect();
+    let mut meetings = meeting::meetings_of(&ctx, actor, &rows).await?;
     let mut steps = Vec::new();
     for (step_view, (produced, attachments)) in view.steps.iter().zip(&refs) {
         let step = &step_view.step;
@@ -316,10 +391,28 @@ pub async fn show(
                     .approvers
                     .iter()
                     .any(|(member_id, _)| member_id == actor.member_id()),
+            estimate: step
+                .estimate_minutes
+                .map(|minutes| format!("{minutes} min"))
+                .unwrap_or_default(),
+            meeting: meetings
+                .iter()
+                .position(|found| found.view.meeting.step_id == step.id)
+                .map(|idx| meeting_card(meetings.swap_remove(idx))),
         });
     }
     let task = &view.task;
     let may_steer = authority::may_steer(actor, task).is_ok();
+    let plan = if task.status == TaskStatus::Draft.as_str() {
+        match tasks::get_plan(&ctx, actor, &task.id).await {
+            Ok(plan) => Some(plan_card(plan, may_steer)),
+            Err(Error::NotFound(_)) => None,
+            Err(other) => return Err(other.into()),
+        }
+    } else {
+        None
+    };
+    let suggestions = suggestion_cards(&ctx, actor, &view, may_steer).await?;
     let assignee_options = if may_steer {
         assignee_options(&ctx, actor).await?
     } else {
@@ -357,7 +450,119 @@ pub async fn show(
             .collect(),
         may_steer,
         assignee_options,
+        plan,
+        suggestions,
     })
+}
+
+fn meeting_card(found: meeting::MeetingOfStep) -> MeetingCard {
+    let meeting = found.view.meeting;
+    MeetingCard {
+        status: meeting.status,
+        duration_minutes: meeting.duration_minutes,
+        window: format!(
+            "{} – {}",
+            when(meeting.window_from),
+            when(meeting.window_to)
+        ),
+        slot: meeting
+            .slot_from
+            .zip(meeting.slot_to)
+            .map(|(from, to)| format!("{} – {}", when(from), when(to)))
+            .unwrap_or_default(),
+        participants: found
+            .view
+            .participants
+            .into_iter()
+            .map(|participant| ParticipantRow {
+                who: match &participant.row.name {
+                    Some(name) => format!("{name} <{}>", participant.row.email),
+                    None => participant.row.email.clone(),
+                },
+                asked: match (participant.asked, &participant.agent_name) {
+                    ("agent", Some(agent)) => format!("through {agent}"),
+                    ("guest", _) => "by the task's creator".to_string(),
+                    _ => "in their inbox".to_string(),
+                },
+                answered: participant.row.responded_at.is_some(),
+                intervals: participant
+                    .intervals
+                    .into_iter()
+                    .map(|interval| format!("{} – {}", interval.from, interval.to))
+                    .collect(),
+            })
+            .collect(),
+        may_confirm: found.may_confirm,
+        file_id: meeting.file_id.unwrap_or_default(),
+    }
+}
+
+fn plan_card(plan: tasks::PlanView, may_steer: bool) -> PlanCard {
+    PlanCard {
+        round: plan.plan.round,
+        may_decide: may_steer && plan.plan.status == "proposed",
+        status: plan.plan.status,
+        planner: plan.planner_name,
+        comment: plan.plan.comment.unwrap_or_default(),
+        note: plan.plan.note.unwrap_or_default(),
+        steps: plan
+            .steps
+            .into_iter()
+            .map(|step| PlanStepRow {
+                estimate: step
+                    .estimate_minutes
+                    .map(|minutes| format!("{minutes} min"))
+                    .unwrap_or_default(),
+                key: step.key,
+                title: step.title,
+                description: step.description,
+                assignees: step.assignees.join(", "),
+                depends_on: step.depends_on.join(", "),
+                approval_level: step.approval_level,
+            })
+            .collect(),
+    }
+}
+
+/// The workflow changes agents suggested for the task, newest first.
+async fn suggestion_cards(
+    ctx: &AppState,
+    actor: &accounts::Actor,
+    view: &tasks::TaskView,
+    may_steer: bool,
+) -> PageResult<Vec<SuggestionCard>> {
+    let approvals = tasks::workflow_approvals(ctx, actor, &view.task.id).await?;
+    if approvals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let agents = agents::list_agents(&ctx.store, &ctx.presence, actor.workspace_id()).await?;
+    Ok(approvals
+        .into_iter()
+        .rev()
+        .map(|approval| SuggestionCard {
+            step_key: view
+                .steps
+                .iter()
+                .find(|step_view| step_view.step.id == approval.row.step_id)
+                .map(|step_view| step_view.step.key.clone())
+                .unwrap_or_default(),
+            agent: agents
+                .iter()
+                .find(|agent| agent.agent.id == approval.row.agent_id)
+                .map_or_else(
+                    || approval.row.agent_id.clone(),
+                    |agent| agent.agent.name.clone(),
+                ),
+            what: tasks::describe_suggestion(&approval.suggestion),
+            reason: approval.suggestion.reason.clone(),
+            may_decide: may_steer && approval.row.status == "pending",
+            notification: String::new(),
+            back: format!("/tasks/{}", view.task.id),
+            task_id: view.task.id.clone(),
+            status: approval.row.status,
+            id: approval.row.id,
+        })
+        .collect())
 }
 
 /// Every assignee a step may get, as (value, label): the workspace's agents with their

@@ -239,6 +239,7 @@ async fn quick_start_task_answers_with_steps_and_involved_agents() {
             result: json!({"outline": ["a", "b"]}),
             summary: Some("outline".into()),
             self_check: None,
+            check: None,
             files: vec![],
             usage: None,
         };
@@ -751,6 +752,7 @@ async fn review_by_rest_approves_and_rejects_with_rework() {
             result: json!({"text": attempt}),
             summary: Some(format!("attempt {attempt}")),
             self_check: None,
+            check: None,
             files: vec![],
             usage: None,
         };

@@ -538,9 +538,6 @@ impl World {
     /// the task id and the workflow approval's id.
     async fn suggestion(&self) -> (String, String) {
         let (task_id, step_id, attempt) = self.claimed().await;
-        crate::support::submit(&self.hub.ctx, &self.creator_agent, &step_id, attempt)
-            .await
-            .unwrap();
         let check = agenthub_protocol::SelfCheck {
             fits: true,
             reasons: Vec::new(),
@@ -552,12 +549,12 @@ impl World {
                 reason: "one more".into(),
             }],
         };
-        tasks::record_check(
+        crate::support::submit_checked(
             &self.hub.ctx,
             &self.creator_agent,
             &step_id,
             attempt,
-            &check,
+            Some(check),
         )
         .await
         .unwrap();

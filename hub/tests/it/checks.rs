@@ -254,3 +254,84 @@ async fn suggestions_wait_for_the_creator_and_change_the_workflow_only_when_appr
         min.ready(review["id"].as_str().unwrap()).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approver_is_told_whether_the_agent_judged_its_result_to_fit() {
+    for hub in Hub::all(
+        "checks::the_approver_is_told_whether_the_agent_judged_its_result_to_fit",
+        Settings::default(),
+    )
+    .await
+    {
+        let team = team(&hub.ctx).await;
+        let mut min = Agent::connect(&hub, &team.min, Codec::MsgPack, 0).await;
+        let mut spare = Agent::connect(&hub, &team.spare, Codec::Json, 0).await;
+        let steps = hub
+            .create_task(
+                &team.min_key,
+                json!({"title": "Quarterly report", "steps": [
+                    {"key": "checked", "title": "Draft the outline", "assignees": ["min-laptop"],
+                     "approval_level": 1, "approvers": ["aurora@example.com"]},
+                    {"key": "unchecked", "title": "Another draft", "assignees": ["min-laptop"],
+                     "approval_level": 1, "approvers": ["aurora@example.com"]},
+                ]}),
+            )
+            .await;
+        for (key, check, fits) in [
+            ("checked", Some(check()), Some(false)),
+            ("unchecked", None, None),
+        ] {
+            let step_id = steps
+                .iter()
+                .find(|(step_key, _)| step_key == key)
+                .unwrap()
+                .1
+                .clone();
+            min.ready(&step_id).await;
+            expect_ok(&min.claim(&step_id).await, Some("claimed"));
+            expect_ok(
+                &submit(&mut min, &step_id, check).await,
+                Some("awaiting_approval"),
+            );
+            let step_uuid = Uuid::parse_str(&step_id).unwrap();
+            let requested = spare
+                .event(|frame| match frame {
+                    ServerFrame::ApprovalRequested(requested) if requested.step_id == step_uuid => {
+                        Some(requested.clone())
+                    }
+                    _ => None,
+                })
+                .await;
+            assert_eq!(requested.fits, fits, "{key}");
+            // The check came with the result: it is there when the approver looks.
+            let step = hub.step(&team.min_key, &step_id).await;
+            match fits {
+                Some(_) => assert_eq!(step["check"]["fits"], false, "{step}"),
+                None => assert!(step["check"].is_null(), "{step}"),
+            }
+        }
+        // Aurora's inbox item says the agent thinks the result does not fit.
+        let notifications = get(&hub, &team.key, "/v1/me/notifications").await;
+        let approvals: Vec<&Value> = notifications["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["kind"] == "approval.requested")
+            .collect();
+        assert_eq!(approvals.len(), 2, "{notifications:#}");
+        let unfit: Vec<bool> = approvals
+            .iter()
+            .map(|row| {
+                row["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("does not fit the task")
+            })
+            .collect();
+        assert_eq!(
+            unfit.iter().filter(|unfit| **unfit).count(),
+            1,
+            "{notifications:#}"
+        );
+    }
+}

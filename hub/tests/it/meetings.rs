@@ -469,3 +469,54 @@ backend_test! {
         assert!(tasks::get_step(&team.ctx, &team.aurora, &step).await.unwrap().meeting.is_some());
     }
 }
+
+backend_test! {
+    async fn a_meeting_step_without_dependencies_starts_when_its_task_is_created(store) {
+        let team = Team::new(&store).await;
+        let day = monday();
+        let participants = vec![person("aurora@example.com"), person("duan@example.com")];
+        // The meeting alone, and beside a step that runs at once.
+        for with_work in [false, true] {
+            let mut steps = vec![meeting_step(participants.clone(), 30, Some((day, day + DAY)))];
+            if with_work {
+                steps.push(new_step("work", &["duan-bot"], &[]));
+            }
+            let before_min = events(&store, &team.min.agent_id).await.len();
+            let before_duan = events(&store, &team.duan_bot.agent_id).await.len();
+            let task = team.create(new_task("Kick-off", steps)).await;
+            let meet = step_id(&task, "meet");
+            let step = team.step(&meet).await;
+            assert_eq!((step.status.as_str(), step.kind.as_str()), ("ready", "meeting"));
+            assert_eq!(view(&team, &meet).await.meeting.status, "collecting");
+            // Each participant's agent is asked; nobody gets the meeting to run.
+            for (agent, before) in [(&team.min, before_min), (&team.duan_bot, before_duan)] {
+                let frames = events(&store, &agent.agent_id).await[before..].to_vec();
+                let asked = frames
+                    .iter()
+                    .filter(|frame| matches!(frame, ServerFrame::AvailabilityRequested(asked)
+                        if asked.step_id == Some(uuid(&meet))))
+                    .count();
+                assert_eq!(asked, 1, "{frames:?}");
+                let ready: Vec<String> = frames
+                    .iter()
+                    .filter_map(|frame| match frame {
+                        ServerFrame::StepReady(ready) => Some(ready.step.step_id.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                let expected = if with_work && agent.agent_id == team.duan_bot.agent_id {
+                    vec![step_id(&task, "work")]
+                } else {
+                    Vec::new()
+                };
+                assert_eq!(ready, expected, "{frames:?}");
+            }
+            expect_err(
+                tasks::claim_step(&team.ctx, &team.min, &meet).await,
+                "conflict",
+                "meeting step is not claimed",
+            );
+            assert_eq!(team.step(&meet).await.status, "ready");
+        }
+    }
+}

@@ -226,6 +226,11 @@ async fn a_planned_task_is_proposed_by_the_creators_agent_and_starts_when_accept
             .map(|step| step["key"].as_str().unwrap())
             .collect();
         assert_eq!(keys, ["outline", "review"]);
+        // The planner's estimates stay with the steps.
+        for step in task["steps"].as_array().unwrap() {
+            assert_eq!(step["estimate_minutes"], 30, "{step}");
+            assert_eq!(step["kind"], "task", "{step}");
+        }
         let outline_id = task["steps"][0]["id"].as_str().unwrap().to_string();
 
         let created = min

@@ -445,6 +445,17 @@ pub async fn submit(
     step_id: &str,
     attempt: u32,
 ) -> Result<SubmitOutcome, Error> {
+    submit_checked(ctx, agent, step_id, attempt, None).await
+}
+
+/// [`submit`] with the agent's check of its result.
+pub async fn submit_checked(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    step_id: &str,
+    attempt: u32,
+    check: Option<agenthub_protocol::SelfCheck>,
+) -> Result<SubmitOutcome, Error> {
     tasks::submit_step(
         ctx,
         agent,
@@ -454,6 +465,7 @@ pub async fn submit(
             result: serde_json::json!({"ok": true}),
             summary: Some(format!("attempt {attempt}")),
             self_check: None,
+            check,
             files: Vec::new(),
             usage: None,
         },

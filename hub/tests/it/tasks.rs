@@ -924,6 +924,7 @@ backend_test!(
                 result: json!({"ok": false}),
                 summary: Some("second try".into()),
                 self_check: None,
+                check: None,
                 files: Vec::new(),
                 usage: None,
             },
@@ -1480,3 +1481,30 @@ backend_test!(
         assert_eq!(active.len(), 1);
     }
 );
+
+backend_test! {
+    async fn a_step_keeps_its_estimate_and_a_bad_one_is_refused(store) {
+        let team = Team::new(&store).await;
+        for minutes in [0, tasks::MAX_ESTIMATE_MINUTES + 1] {
+            let step = NewStep {
+                estimate_minutes: Some(minutes),
+                ..new_step("only", &["min"], &[])
+            };
+            let err = tasks::create_task(&team.ctx, &team.aurora, new_task("Estimated", vec![step]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Invalid { field: Some(field), message }
+                    if field == "steps.estimate_minutes" && message.contains("an estimate is 1 to")),
+                "{err:?}"
+            );
+        }
+        let step = NewStep {
+            estimate_minutes: Some(90),
+            ..new_step("only", &["min"], &[])
+        };
+        let task = team.create(new_task("Estimated", vec![step])).await;
+        let only = team.step(&step_id(&task, "only")).await;
+        assert_eq!((only.estimate_minutes, only.kind.as_str()), (Some(90), "task"));
+    }
+}

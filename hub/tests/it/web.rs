@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agenthub_protocol::Codec;
+use agenthub_protocol::{Codec, PlanStep, SuggestionOp};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
@@ -1797,4 +1797,575 @@ async fn step_id(hub: &Hub, key: &str, task_id: &str, step_key: &str) -> String 
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// A step of a plan for the dashboard tests.
+fn plan_step(key: &str, assignee: &str, depends_on: &[&str], minutes: u32) -> PlanStep {
+    PlanStep {
+        key: key.into(),
+        title: format!("Step {key}"),
+        description: format!("Do {key}."),
+        assignees: vec![assignee.into()],
+        depends_on: depends_on.iter().map(|dep| dep.to_string()).collect(),
+        approval_level: 0,
+        approvers: Vec::new(),
+        required_capabilities: Vec::new(),
+        executor: None,
+        expected_inputs: None,
+        expected_outputs: None,
+        estimate_minutes: Some(minutes),
+    }
+}
+
+/// A member's API key and a signed-in session: (key, cookie, CSRF token).
+async fn signed_in(hub: &Hub, team: &Team, email: &str) -> (String, String, String) {
+    let key = accounts::create_api_key(team.store(), &team.workspace_id, email, None)
+        .await
+        .unwrap()
+        .secret;
+    let http = plain_http();
+    let cookie = sign_in(hub, &http, &link_path(hub, &key).await).await;
+    let (_, html) = get_page(hub, &http, &cookie, "/").await;
+    let csrf = csrf_of(&html);
+    (key, cookie, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::the_creator_accepts_a_plan_or_asks_again_on_the_task_page"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = Team::new(&hub.ctx.store).await;
+        let http = plain_http();
+        let (_, cookie, csrf) = signed_in(&hub, &team, "aurora@example.com").await;
+        let (_, duan_cookie, duan_csrf) = signed_in(&hub, &team, "duan@example.com").await;
+        let planned = tasks::create_task(
+            &team.ctx,
+            &team.aurora,
+            tasks::NewTask {
+                title: "Quarterly report".into(),
+                description: "Min breaks down the report, then Duan reviews it".into(),
+                plan: Some(tasks::PlanRequest::default()),
+                ..tasks::NewTask::default()
+            },
+        )
+        .await
+        .unwrap();
+        let task_id = planned.task.id.clone();
+        let page_path = format!("/tasks/{task_id}");
+        let (status, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(
+            html.contains("Waiting for min to propose the steps."),
+            "{html}"
+        );
+        assert!(!html.contains("id=\"plan-accept\""), "{html}");
+
+        let propose = async |steps: Vec<PlanStep>| {
+            let plan = tasks::get_plan(&team.ctx, &team.aurora, &task_id)
+                .await
+                .unwrap();
+            tasks::submit_plan(
+                &team.ctx,
+                &team.min,
+                &plan.plan.id,
+                steps,
+                Some("min knows it"),
+            )
+            .await
+            .unwrap();
+        };
+        propose(vec![plan_step("outline", "min", &[], 45)]).await;
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(html.contains("id=\"plan-step-outline\""), "{html}");
+        assert!(html.contains("45 min"), "{html}");
+        assert!(html.contains("min knows it"), "{html}");
+        assert!(html.contains("id=\"plan-accept\""), "{html}");
+        // Only the creator (or an owner or admin) decides; duan sees the plan, no buttons,
+        // and is refused when he posts anyway.
+        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, &page_path).await;
+        assert!(
+            duan_html.contains("id=\"plan-step-outline\""),
+            "{duan_html}"
+        );
+        assert!(!duan_html.contains("id=\"plan-accept\""), "{duan_html}");
+        let accept_path = format!("/tasks/{task_id}/plan/accept");
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &accept_path,
+            &[("csrf", &duan_csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+
+        // Asking again needs a comment; without one nothing changes.
+        let revise_path = format!("/tasks/{task_id}/plan/revise");
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &revise_path,
+            &[("csrf", &csrf), ("comment", " ")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        let plan = tasks::get_plan(&team.ctx, &team.aurora, &task_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            (plan.plan.round, plan.plan.status.as_str()),
+            (1, "proposed")
+        );
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &revise_path,
+            &[("csrf", &csrf), ("comment", "Duan should review it")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let plan = tasks::get_plan(&team.ctx, &team.aurora, &task_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            (plan.plan.round, plan.plan.status.as_str()),
+            (2, "requested")
+        );
+        assert_eq!(plan.plan.comment.as_deref(), Some("Duan should review it"));
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(html.contains("Plan, round 2"), "{html}");
+        assert!(html.contains("Duan should review it"), "{html}");
+        // No proposal yet: nothing to accept.
+        let (status, html) =
+            post_form(&hub, &http, &cookie, &accept_path, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{html}");
+
+        propose(vec![
+            plan_step("outline", "min", &[], 45),
+            plan_step("review", "duan-bot", &["outline"], 20),
+        ])
+        .await;
+        let (status, html) =
+            post_form(&hub, &http, &cookie, &accept_path, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let view = tasks::get_task(&team.ctx, &team.aurora, &task_id)
+            .await
+            .unwrap();
+        assert_eq!(view.task.status, "active");
+        let keys: Vec<&str> = view
+            .steps
+            .iter()
+            .map(|step| step.step.key.as_str())
+            .collect();
+        assert_eq!(keys, ["outline", "review"]);
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(!html.contains("id=\"plan\""), "{html}");
+        assert!(html.contains("id=\"step-review\""), "{html}");
+        // The plan's estimates stay with the steps.
+        assert_eq!(
+            view.steps
+                .iter()
+                .map(|step| step.step.estimate_minutes)
+                .collect::<Vec<_>>(),
+            [Some(45), Some(20)]
+        );
+        assert!(
+            html.contains("estimate <span class=\"estimate\">20 min</span>"),
+            "{html}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggested_workflow_changes_are_accepted_or_refused_one_by_one() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::suggested_workflow_changes_are_accepted_or_refused_one_by_one"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = Team::new(&hub.ctx.store).await;
+        let http = plain_http();
+        let (_, cookie, csrf) = signed_in(&hub, &team, "aurora@example.com").await;
+        let (_, duan_cookie, duan_csrf) = signed_in(&hub, &team, "duan@example.com").await;
+        let task = team
+            .create(new_task(
+                "Report",
+                vec![
+                    new_step("outline", &["min"], &[]),
+                    new_step("review", &["duan-bot"], &["outline"]),
+                ],
+            ))
+            .await;
+        let outline = support::step_id(&task, "outline");
+        let claimed = tasks::claim_step(&team.ctx, &team.min, &outline)
+            .await
+            .unwrap();
+        let suggestion = |op, reason: &str| agenthub_protocol::Suggestion {
+            op,
+            step: None,
+            new_step: None,
+            assignees: Vec::new(),
+            reason: reason.into(),
+        };
+        let check = agenthub_protocol::SelfCheck {
+            fits: true,
+            reasons: Vec::new(),
+            suggestions: vec![
+                agenthub_protocol::Suggestion {
+                    step: Some("review".into()),
+                    ..suggestion(SuggestionOp::Skip, "the outline reviews itself")
+                },
+                agenthub_protocol::Suggestion {
+                    new_step: Some(plan_step("figures", "min", &["outline"], 15)),
+                    ..suggestion(SuggestionOp::Insert, "the figures are old")
+                },
+            ],
+        };
+        support::submit_checked(&team.ctx, &team.min, &outline, claimed.attempt, Some(check))
+            .await
+            .unwrap();
+        let approvals = tasks::workflow_approvals(&team.ctx, &team.aurora, &task.task.id)
+            .await
+            .unwrap();
+        let id_of = |op| {
+            approvals
+                .iter()
+                .find(|approval| approval.suggestion.op == op)
+                .unwrap()
+                .row
+                .id
+                .clone()
+        };
+        let (skip_id, insert_id) = (id_of(SuggestionOp::Skip), id_of(SuggestionOp::Insert));
+
+        // Both wait in the creator's inbox and on the task's page, with their reasons.
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        for id in [&skip_id, &insert_id] {
+            assert!(html.contains(&format!("id=\"suggestion-{id}\"")), "{html}");
+        }
+        assert!(html.contains("min suggests to skip `review`"), "{html}");
+        assert!(html.contains("the figures are old"), "{html}");
+        let page_path = format!("/tasks/{}", task.task.id);
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(
+            html.contains(&format!("action=\"/workflow-approvals/{skip_id}/reject\"")),
+            "{html}"
+        );
+        // Duan sees them, cannot decide them.
+        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, &page_path).await;
+        assert!(duan_html.contains(&format!("id=\"suggestion-{skip_id}\"")));
+        assert!(!duan_html.contains(&format!("/workflow-approvals/{skip_id}/approve")));
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &format!("/workflow-approvals/{skip_id}/approve"),
+            &[("csrf", &duan_csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+
+        // Refused: nothing changes. Accepted: the step is added.
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("/workflow-approvals/{skip_id}/reject"),
+            &[
+                ("csrf", &csrf),
+                ("comment", "duan reviews everything"),
+                ("back", &page_path),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("/workflow-approvals/{insert_id}/approve"),
+            &[("csrf", &csrf), ("back", &page_path)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        // A decided suggestion is not decided again.
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("/workflow-approvals/{skip_id}/approve"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{html}");
+        let view = team.task(&task.task.id).await;
+        let states: Vec<(&str, &str)> = view
+            .steps
+            .iter()
+            .map(|step| (step.step.key.as_str(), step.step.status.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("outline", "done"),
+                ("review", "ready"),
+                ("figures", "ready")
+            ]
+        );
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(
+            html.contains(&format!(
+                "id=\"suggestion-{skip_id}\" data-status=\"rejected\""
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!(
+                "id=\"suggestion-{insert_id}\" data-status=\"approved\""
+            )),
+            "{html}"
+        );
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert!(!html.contains("id=\"suggestion-"), "{html}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_it() {
+    for hub in Hub::all(
+        concat!(
+            module_path!(),
+            "::participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_it"
+        ),
+        Settings::default(),
+    )
+    .await
+    {
+        let team = Team::new(&hub.ctx.store).await;
+        let http = plain_http();
+        let (_, cookie, csrf) = signed_in(&hub, &team, "aurora@example.com").await;
+        let (_, duan_cookie, duan_csrf) = signed_in(&hub, &team, "duan@example.com").await;
+        // A Monday at least a week ahead, 00:00 UTC.
+        let day_ms = 24 * 60 * 60 * 1000;
+        let now = agenthub::store::now_ms();
+        let mut day = now - now.rem_euclid(day_ms) + 7 * day_ms;
+        while (day / day_ms + 3).rem_euclid(7) != 0 {
+            day += day_ms;
+        }
+        let date = &tasks::meeting::utc_text(day)[..10];
+        let person = |email: &str, name: Option<&str>| tasks::NewParticipant {
+            email: email.into(),
+            name: name.map(str::to_string),
+        };
+        let task = team
+            .create(new_task(
+                "Template review",
+                vec![tasks::NewStep {
+                    meeting: Some(tasks::NewMeeting {
+                        participants: vec![
+                            person("aurora@example.com", None),
+                            person("duan@example.com", None),
+                            person("pat@outside.example", Some("Pat Guest")),
+                        ],
+                        duration_minutes: 60,
+                        window: Some((day, day + day_ms)),
+                    }),
+                    ..new_step("meet", &["min"], &[])
+                }],
+            ))
+            .await;
+        let meet = support::step_id(&task, "meet");
+        let requests: Vec<String> = tasks::get_step(&team.ctx, &team.aurora, &meet)
+            .await
+            .unwrap()
+            .meeting
+            .unwrap()
+            .participants
+            .iter()
+            .map(|participant| participant.row.id.clone())
+            .collect();
+
+        // Aurora is asked for herself (through her agent) and for the guest: intervals
+        // forms, not the yes/no question of an agent's availability.
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        for id in [&requests[0], &requests[2]] {
+            assert!(
+                html.contains(&format!("id=\"meeting-availability-{id}\"")),
+                "{html}"
+            );
+        }
+        assert!(!html.contains("id=\"availability-"), "{html}");
+        assert!(html.contains("When is pat@outside.example free?"), "{html}");
+
+        // Bad answers are refused and record nothing.
+        let mine = format!("/meetings/{}/availability", requests[0]);
+        let from = format!("{date}T09:00");
+        let to = format!("{date}T17:00");
+        for (form, needle) in [
+            (
+                vec![
+                    ("from", from.as_str()),
+                    ("to", to.as_str()),
+                    ("offset", "Tokyo"),
+                ],
+                "not a UTC offset",
+            ),
+            (
+                vec![("from", from.as_str()), ("to", ""), ("offset", "+09:00")],
+                "row 1",
+            ),
+            (
+                vec![("from", ""), ("to", ""), ("offset", "+09:00")],
+                "at least one",
+            ),
+            (
+                vec![
+                    ("from", to.as_str()),
+                    ("to", from.as_str()),
+                    ("offset", "+09:00"),
+                ],
+                "ends before it starts",
+            ),
+        ] {
+            let mut fields = vec![("csrf", csrf.as_str())];
+            fields.extend(form);
+            let (status, html) = post_form(&hub, &http, &cookie, &mine, &fields).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+            assert!(html.contains(needle), "{needle}: {html}");
+        }
+        // Duan does not answer for aurora.
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &mine,
+            &[("csrf", &duan_csrf), ("from", &from), ("to", &to)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+        let view = tasks::get_step(&team.ctx, &team.aurora, &meet)
+            .await
+            .unwrap()
+            .meeting
+            .unwrap();
+        assert!(
+            view.participants
+                .iter()
+                .all(|participant| participant.row.responded_at.is_none())
+        );
+
+        // Aurora: 09:00-17:00 in Tokyo (00:00-08:00 UTC), one row of three; duan in UTC
+        // with offsets of his own; the guest's free time through aurora.
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &mine,
+            &[
+                ("csrf", &csrf),
+                ("from", ""),
+                ("to", ""),
+                ("from", &from),
+                ("to", &to),
+                ("offset", "+09:00"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, "/").await;
+        assert!(
+            duan_html.contains(&format!("id=\"meeting-availability-{}\"", requests[1])),
+            "{duan_html}"
+        );
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &format!("/meetings/{}/availability", requests[1]),
+            &[
+                ("csrf", &duan_csrf),
+                ("from", &format!("{date}T03:00:00Z")),
+                ("to", &format!("{date}T12:00:00Z")),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &cookie,
+            &format!("/meetings/{}/availability", requests[2]),
+            &[
+                ("csrf", &csrf),
+                ("from", &format!("{date}T05:30")),
+                ("to", &format!("{date}T07:00")),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        assert!(!html.contains("id=\"meeting-availability-"), "{html}");
+
+        // The task page shows every answer and the earliest common slot; only the
+        // step's assignee (aurora, through min) confirms.
+        let page_path = format!("/tasks/{}", task.task.id);
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(html.contains("data-meeting-status=\"proposed\""), "{html}");
+        assert!(
+            html.contains(&format!("{date}T09:00:00+09:00 – {date}T17:00:00+09:00")),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("{date}T03:00:00Z – {date}T12:00:00Z")),
+            "{html}"
+        );
+        assert!(
+            html.contains("Pat Guest &#60;pat@outside.example&#62;"),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("{date} 05:30 UTC – {date} 06:30 UTC")),
+            "{html}"
+        );
+        let confirm_path = format!("/steps/{meet}/meeting/confirm");
+        assert!(
+            html.contains(&format!("action=\"{confirm_path}\"")),
+            "{html}"
+        );
+        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, &page_path).await;
+        assert!(!duan_html.contains(&confirm_path), "{duan_html}");
+        let (status, html) = post_form(
+            &hub,
+            &http,
+            &duan_cookie,
+            &confirm_path,
+            &[("csrf", &duan_csrf)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+        let (status, html) =
+            post_form(&hub, &http, &cookie, &confirm_path, &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        assert_eq!(team.step(&meet).await.status, "done");
+        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        assert!(html.contains("data-meeting-status=\"scheduled\""), "{html}");
+        assert!(html.contains("Invitation (.ics)"), "{html}");
+        assert!(
+            !html.contains(&format!("action=\"{confirm_path}\"")),
+            "{html}"
+        );
+    }
 }

@@ -347,6 +347,7 @@ pub fn all() -> Vec<Frame> {
             summary: Some("Reviewed; two fixes".into()),
             result: json!({"ok": true}),
             files: vec![id(0xf1).to_string()],
+            fits: Some(true),
         }),
         ServerFrame::ApprovalResolved(ApprovalResolved {
             seq: 48,
