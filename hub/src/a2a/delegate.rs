@@ -614,6 +614,7 @@ impl Follower {
             result,
             summary: (!summary.is_empty()).then(|| summary.to_string()),
             self_check: None,
+            check: None,
             files: Vec::new(),
             usage: None,
         };
