@@ -9,7 +9,7 @@ use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
 use crate::events::stream::{StreamLimits, Streams};
-use crate::gateway::Sessions;
+use crate::gateway::registry::Sessions;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::webhooks::WebhookSettings;
@@ -99,8 +99,10 @@ impl Default for Settings {
 pub struct Ctx {
     pub store: Store,
     pub bus: Arc<Bus>,
-    pub presence: Arc<Presence>,
-    /// Live agent sessions of this hub process.
+    /// The live agent sessions of this hub process, as the domain reads them: the same
+    /// registry as `sessions`.
+    pub presence: Arc<dyn Presence>,
+    /// The live agent sessions of this hub process, for the gateway.
     pub sessions: Arc<Sessions>,
     /// Open event streams of this hub process.
     pub streams: Arc<Streams>,
@@ -114,11 +116,12 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(store: Store, settings: Settings) -> Self {
+        let sessions = Arc::new(Sessions::default());
         Ctx {
             store,
             bus: Arc::default(),
-            presence: Arc::default(),
-            sessions: Arc::default(),
+            presence: Arc::clone(&sessions) as Arc<dyn Presence>,
+            sessions,
             streams: Arc::default(),
             settings: Arc::new(settings),
             metrics: Arc::default(),

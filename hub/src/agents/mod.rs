@@ -168,7 +168,7 @@ fn token_row(agent_id: &str, new_token: &token::NewToken, now: i64) -> model::Ag
 
 pub async fn list_agents(
     store: &Store,
-    presence: &Presence,
+    presence: &dyn Presence,
     workspace_id: &str,
 ) -> Result<Vec<AgentView>> {
     let (agents, members, held) = store
@@ -194,7 +194,7 @@ pub async fn list_agents(
 
 pub async fn get_agent(
     store: &Store,
-    presence: &Presence,
+    presence: &dyn Presence,
     workspace_id: &str,
     id_or_name: &str,
 ) -> Result<AgentView> {
@@ -230,7 +230,7 @@ pub fn online_by_row(agent: &Agent) -> bool {
 fn view(
     agent: Agent,
     owner_email: String,
-    presence: &Presence,
+    presence: &dyn Presence,
     held: &[model::HeldStep],
 ) -> AgentView {
     let online = presence.is_online(&agent.id) || online_by_row(&agent);
@@ -314,7 +314,7 @@ pub async fn revoke_tokens_as(
 /// session watchers close theirs within a few seconds.
 pub fn close_sessions(ctx: &Ctx, token_hashes: &[String]) {
     if !token_hashes.is_empty() {
-        ctx.sessions.close_revoked(token_hashes);
+        ctx.presence.close_revoked(token_hashes);
     }
 }
 

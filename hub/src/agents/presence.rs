@@ -1,40 +1,35 @@
-//! Which agents have a live session on this hub. Presence is the existence of a session;
-//! the gateway registers and removes them.
+//! Which agents have a live session on this hub, as the domain reads it. Presence is the
+//! existence of a session: the gateway's registry of sessions implements [`Presence`].
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::fmt::Debug;
 
-/// Online agents of this hub process, with the time they were last heard from.
-#[derive(Debug, Default)]
-pub struct Presence {
-    online: RwLock<HashMap<String, i64>>,
+/// This hub's live agent sessions, as the domain sees them.
+pub trait Presence: Debug + Send + Sync {
+    /// When the agent's session on this hub opened (unix milliseconds), if it has one.
+    fn last_seen(&self, agent_id: &str) -> Option<i64>;
+
+    /// Whether the agent has a session on this hub.
+    fn is_online(&self, agent_id: &str) -> bool {
+        self.last_seen(agent_id).is_some()
+    }
+
+    /// Ends at once (`4001`) this hub's sessions authenticated by one of `token_hashes`,
+    /// which were revoked; returns how many.
+    fn close_revoked(&self, token_hashes: &[String]) -> usize;
 }
 
-impl Presence {
-    pub fn set_online(&self, agent_id: &str, now_ms: i64) {
-        self.online
-            .write()
-            .expect("presence lock")
-            .insert(agent_id.to_string(), now_ms);
+/// A shared registry is read as the registry itself (`&ctx.presence` where a
+/// `&dyn Presence` is asked for).
+impl<P: Presence + ?Sized> Presence for std::sync::Arc<P> {
+    fn last_seen(&self, agent_id: &str) -> Option<i64> {
+        (**self).last_seen(agent_id)
     }
 
-    pub fn set_offline(&self, agent_id: &str) {
-        self.online.write().expect("presence lock").remove(agent_id);
+    fn is_online(&self, agent_id: &str) -> bool {
+        (**self).is_online(agent_id)
     }
 
-    pub fn is_online(&self, agent_id: &str) -> bool {
-        self.online
-            .read()
-            .expect("presence lock")
-            .contains_key(agent_id)
-    }
-
-    /// When the agent was last heard from, if it is online.
-    pub fn last_seen(&self, agent_id: &str) -> Option<i64> {
-        self.online
-            .read()
-            .expect("presence lock")
-            .get(agent_id)
-            .copied()
+    fn close_revoked(&self, token_hashes: &[String]) -> usize {
+        (**self).close_revoked(token_hashes)
     }
 }

@@ -8,9 +8,12 @@ pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
+
+use crate::error::Result;
 
 /// One committed event for one audience.
 #[derive(Debug, Clone)]
@@ -21,6 +24,35 @@ pub struct Notice {
     pub payload: Arc<str>,
     /// When the event was committed (unix milliseconds), as stored in the outbox.
     pub created_at: i64,
+    /// The event frame as MessagePack, encoded once however many sessions send it.
+    msgpack: OnceLock<Bytes>,
+}
+
+impl Notice {
+    pub fn new(audience_id: String, seq: u64, payload: Arc<str>, created_at: i64) -> Notice {
+        Notice {
+            audience_id,
+            seq,
+            payload,
+            created_at,
+            msgpack: OnceLock::new(),
+        }
+    }
+
+    /// Gives the notice its MessagePack encoding (the outbox encodes an agent's events
+    /// as it writes them).
+    pub fn set_msgpack(&self, bytes: Bytes) {
+        let _set_before = self.msgpack.set(bytes);
+    }
+
+    /// The event as MessagePack: as set, or encoded from the JSON at the first call.
+    pub fn msgpack(&self) -> Result<Bytes> {
+        if let Some(bytes) = self.msgpack.get() {
+            return Ok(bytes.clone());
+        }
+        let bytes = crate::events::msgpack_of_json(&self.payload)?;
+        Ok(self.msgpack.get_or_init(|| bytes).clone())
+    }
 }
 
 type Senders = Vec<(u64, mpsc::Sender<Arc<Notice>>, Arc<AtomicBool>)>;

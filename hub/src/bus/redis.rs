@@ -235,12 +235,12 @@ async fn subscribe_loop(
             if wire.origin == origin {
                 continue;
             }
-            local.publish(vec![Notice {
-                audience_id: wire.audience_id.into_owned(),
-                seq: wire.seq,
-                payload: Arc::from(wire.payload.as_ref()),
-                created_at: wire.created_at,
-            }]);
+            local.publish(vec![Notice::new(
+                wire.audience_id.into_owned(),
+                wire.seq,
+                Arc::from(wire.payload.as_ref()),
+                wire.created_at,
+            )]);
         }
         // The stream ends when the connection drops (DEPS trap 11): reconnect.
         healthy.store(false, Ordering::Relaxed);

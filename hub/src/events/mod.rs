@@ -13,9 +13,11 @@ pub mod stream;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
-use agenthub_protocol::ServerFrame;
+use agenthub_protocol::{Codec, ServerFrame};
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::bus::Notice;
@@ -82,6 +84,16 @@ struct Queued {
     /// Where the `0` of `"seq":0` is in `json`, when it follows the type (every event
     /// frame of the protocol): each copy's JSON is then `json` with its number spliced in.
     seq_at: Option<usize>,
+    /// The frame as MessagePack with its `seq` at 0, encoded at the first copy for an
+    /// agent (the only audience that reads MessagePack); `None` when it has no such `seq`.
+    msgpack: OnceLock<Option<SeqTemplate>>,
+}
+
+/// An encoded frame whose `seq` is `0`, at `seq` in `bytes`.
+#[derive(Debug)]
+struct SeqTemplate {
+    bytes: Vec<u8>,
+    seq: Range<usize>,
 }
 
 impl Queued {
@@ -100,7 +112,29 @@ impl Queued {
             frame,
             json,
             seq_at,
+            msgpack: OnceLock::new(),
         }
+    }
+
+    /// The MessagePack of the copy numbered `seq`: the frame is encoded once and each
+    /// copy's number spliced in (a MessagePack map counts entries, not bytes, so a wider
+    /// number leaves the rest as it is). `None` when the frame cannot be encoded so; the
+    /// session then encodes the copy's JSON.
+    fn msgpack_at(&self, seq: u64) -> Option<Bytes> {
+        let template = self
+            .msgpack
+            .get_or_init(|| {
+                let bytes = Codec::MsgPack.encode(&self.frame).ok()?;
+                let at = Codec::MsgPack.peek_field(&bytes, "seq")?;
+                (bytes.get(at.clone())? == [0]).then_some(SeqTemplate { bytes, seq: at })
+            })
+            .as_ref()?;
+        let number = Codec::MsgPack.encode(&seq).ok()?;
+        let mut bytes = Vec::with_capacity(template.bytes.len() + number.len());
+        bytes.extend_from_slice(&template.bytes[..template.seq.start]);
+        bytes.extend_from_slice(&number);
+        bytes.extend_from_slice(&template.bytes[template.seq.end..]);
+        Some(Bytes::from(bytes))
     }
 
     /// The JSON of the copy numbered `seq`.
@@ -273,9 +307,13 @@ impl Outbox {
                 .ok_or(diesel::result::Error::NotFound)?;
             for (offset, pending) in frames.into_iter().enumerate() {
                 let seq = first + offset as i64;
+                let mut msgpack = None;
                 let (event_type, payload) = match pending {
                     Pending::Frame(queued) => {
                         projected.extend(notifications::project(audience, seq, &queued.frame));
+                        if let Audience::Agent(_) = audience {
+                            msgpack = queued.msgpack_at(seq as u64);
+                        }
                         (queued.frame.type_name(), queued.json_at(seq as u64)?)
                     }
                     Pending::Entry { event_type, body } => {
@@ -286,12 +324,16 @@ impl Outbox {
                         (event_type, serde_json::to_string(&object)?)
                     }
                 };
-                self.written.push(Notice {
-                    audience_id: audience.id().to_string(),
-                    seq: seq as u64,
-                    payload: Arc::from(payload.as_str()),
-                    created_at: now,
-                });
+                let notice = Notice::new(
+                    audience.id().to_string(),
+                    seq as u64,
+                    Arc::from(payload.as_str()),
+                    now,
+                );
+                if let Some(msgpack) = msgpack {
+                    notice.set_msgpack(msgpack);
+                }
+                self.written.push(notice);
                 rows.push(EventRow {
                     audience_id: audience.id().to_string(),
                     seq,
@@ -406,6 +448,24 @@ fn mirror_to_workspace_feed(
         .into_iter()
         .map(|queued| (audience.clone(), Pending::Frame(Arc::clone(queued))))
         .collect()
+}
+
+/// An outbox payload (an event frame as JSON) in MessagePack, with the keys in the
+/// order of the JSON, as [`Outbox::flush`] encodes a frame for its agents: a replayed
+/// event and a live one are the same bytes. A payload that does not read back as the
+/// same JSON through this hub's frames (written by another version: an unknown type or
+/// field) is carried over value by value, so nothing of it is lost.
+pub fn msgpack_of_json(payload: &str) -> Result<Bytes> {
+    let frame = serde_json::from_str::<ServerFrame>(payload)
+        .ok()
+        .filter(|frame| serde_json::to_string(frame).is_ok_and(|json| json == payload));
+    let encoded = match frame {
+        Some(frame) => Codec::MsgPack.encode(&frame),
+        None => Codec::MsgPack.encode(&serde_json::from_str::<Value>(payload)?),
+    };
+    encoded
+        .map(Bytes::from)
+        .map_err(|err| Error::internal(err.to_string()))
 }
 
 /// Events of one audience after `after`, oldest first, at most `limit`.

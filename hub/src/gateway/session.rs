@@ -1,13 +1,16 @@
 //! One agent session: handshake, replay then live events with no gap and no duplicate,
 //! requests dispatched to the domain, heartbeats, rate and abuse limits, backpressure.
 //!
-//! Written over a generic `Sink`/`Stream` of WebSocket messages. Two tasks: this one
-//! reads frames, receives bus notices and runs the timers; a writer task owns the sink
-//! and drains a bounded queue. A peer too slow to drain the queue is closed with `4002`;
-//! its events stay in the outbox for the resume.
+//! Written over a generic `Sink`/`Stream` of WebSocket messages, in one task: it reads
+//! frames, receives bus notices, runs the timers and writes its bounded queue of outgoing
+//! messages to the sink whenever the socket takes them. A peer too slow to drain the
+//! queue is closed with `4002`; its events stay in the outbox for the resume.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use agenthub_protocol::{
@@ -16,7 +19,7 @@ use agenthub_protocol::{
 };
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{MissedTickBehavior, sleep_until};
 use uuid::Uuid;
 
@@ -27,8 +30,8 @@ use crate::bus::{Notice, Subscription};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::events::{self, EventRow};
-use crate::gateway::Kick;
 use crate::gateway::limits::{Abuse, RateLimit};
+use crate::gateway::registry::Kick;
 use crate::store::now_ms;
 use crate::tasks::{self, Submitted};
 
@@ -38,19 +41,33 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE: u32 = 500;
 /// While the Redis bus is down, sessions poll the outbox this often.
 const POLL_WHEN_BUS_DOWN: Duration = Duration::from_secs(1);
-/// Time the writer gets to send a close frame, and the peer to stop sending after it.
+/// Time the peer gets to stop sending after the close frame went out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Silence after the close frame that shows the peer has stopped sending.
 const CLOSE_QUIET: Duration = Duration::from_millis(250);
-/// Time the writer gets to drain its queue once the session ended.
+/// Time the socket gets to take what is queued (and the close frame) once the session
+/// ended.
 const WRITER_GRACE: Duration = Duration::from_secs(10);
+/// Slots an emptied outgoing queue keeps; a burst's larger allocation is given back.
+const KEPT_SLOTS: usize = 64;
 
-/// What the writer task sends. Queued boxed: a channel allocates its first block of 32
-/// slots up front, so an idle session's queue costs 32 pointers instead of 32 messages.
+/// A queued outgoing message.
 #[derive(Debug)]
 enum Out {
     Message(Message),
     Close(u16, String),
+}
+
+/// The outgoing queue of a session: empty and unallocated while the session is idle.
+#[derive(Debug)]
+struct Outgoing {
+    queue: VecDeque<Out>,
+    /// Messages queued at most; one more means the peer reads too slowly.
+    capacity: usize,
+    /// Messages handed to the sink since its last flush.
+    unflushed: bool,
+    /// The close frame was handed to the sink: nothing more is sent.
+    closed: bool,
 }
 
 /// Why the session ends.
@@ -81,22 +98,20 @@ pub async fn run<S, R>(
     S: Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
     R: Stream<Item = Result<Message, axum::Error>> + Send + Unpin,
 {
-    let (out, queue) = mpsc::channel(ctx.settings.session_queue.max(16));
-    let (urgent, urgent_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(sink, queue, urgent_rx));
     let limits = Limits {
         max_frame_bytes: ctx.settings.max_frame_bytes,
         ..Limits::default()
     };
     let now = Instant::now();
     let rate = RateLimit::new(ctx.settings.max_frames_per_s, now);
+    let out = Outgoing::new(ctx.settings.session_queue.max(16));
     let mut session = Session {
         ctx,
         agent,
         codec,
         limits,
+        sink,
         out,
-        urgent: Some(urgent),
         next_seq: 1,
         rate,
         abuse: Abuse::new(now),
@@ -106,7 +121,7 @@ pub async fn run<S, R>(
     let hello = match session.handshake(&mut stream).await {
         Ok(hello) => hello,
         Err(close) => {
-            session.hang_up(close, writer, &mut stream).await;
+            session.hang_up(close, &mut stream).await;
             return;
         }
     };
@@ -115,14 +130,11 @@ pub async fn run<S, R>(
         &session.agent.agent_id,
         session.ctx.settings.session_queue.max(16),
     );
-    let registration = session
-        .ctx
-        .sessions
-        .register(&session.agent.agent_id, &token_hash);
-    session
-        .ctx
-        .presence
-        .set_online(&session.agent.agent_id, now_ms());
+    let registration =
+        session
+            .ctx
+            .sessions
+            .register(&session.agent.agent_id, &token_hash, now_ms());
     session.ctx.metrics.sessions_open.inc();
     tracing::info!(
         agent.id = %session.agent.agent_id,
@@ -142,9 +154,6 @@ pub async fn run<S, R>(
         .ctx
         .sessions
         .unregister(&session.agent.agent_id, registration.session_id);
-    if was_current {
-        session.ctx.presence.set_offline(&session.agent.agent_id);
-    }
     tracing::info!(
         agent.id = %session.agent.agent_id,
         code = end.as_ref().map(|close| close.code),
@@ -155,11 +164,8 @@ pub async fn run<S, R>(
         Box::pin(announce(&session.ctx, &session.agent, false)).await;
     }
     match end {
-        Some(close) => session.hang_up(close, writer, &mut stream).await,
-        None => {
-            drop(session);
-            finish(writer).await;
-        }
+        Some(close) => session.hang_up(close, &mut stream).await,
+        None => session.finish().await,
     }
 }
 
@@ -170,70 +176,79 @@ async fn announce(ctx: &Ctx, agent: &AgentActor, online: bool) {
     }
 }
 
-/// Waits for the writer to send what is queued; a peer that does not read for
-/// [`WRITER_GRACE`] is cut off.
-async fn finish(writer: tokio::task::JoinHandle<()>) {
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
-        abort.abort();
-    }
-}
-
-/// Owns the sink: sends queued messages in order; an urgent close jumps the queue.
-async fn write_loop<S>(
-    mut sink: S,
-    mut queue: mpsc::Receiver<Box<Out>>,
-    urgent: oneshot::Receiver<Box<Out>>,
-) where
-    S: Sink<Message, Error = axum::Error> + Unpin,
-{
-    // `None` once the urgent close arrived or can no longer arrive.
-    let mut urgent = Some(urgent);
-    loop {
-        let next = tokio::select! {
-            biased;
-            res = async { urgent.as_mut().expect("guarded").await }, if urgent.is_some() => {
-                urgent = None;
-                match res {
-                    Ok(out) => out,
-                    // The session ended without an urgent close: drain the queue.
-                    Err(_) => continue,
-                }
-            }
-            out = queue.recv() => match out {
-                Some(out) => out,
-                None => break,
-            },
-        };
-        match *next {
-            Out::Message(message) => {
-                if let Err(err) = sink.send(message).await {
-                    tracing::debug!(error = %err, "agent socket write failed; ending the session");
-                    break;
-                }
-            }
-            Out::Close(code, reason) => {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
-                };
-                let _peer_may_be_gone =
-                    tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))))
-                        .await;
-                break;
-            }
+impl Outgoing {
+    fn new(capacity: usize) -> Outgoing {
+        Outgoing {
+            queue: VecDeque::new(),
+            capacity,
+            unflushed: false,
+            closed: false,
         }
     }
+
+    /// Whether something waits to be written or flushed.
+    fn busy(&self) -> bool {
+        !self.queue.is_empty() || self.unflushed
+    }
+
+    fn is_full(&self) -> bool {
+        self.queue.len() >= self.capacity
+    }
+
+    /// Queues a close frame after what is queued, or instead of it when the queue is
+    /// full (the close jumps the queue; what it held is not sent).
+    fn close(&mut self, close: Close) {
+        if self.closed {
+            return;
+        }
+        if self.is_full() {
+            self.queue.clear();
+        }
+        self.queue.push_back(Out::Close(close.code, close.reason));
+    }
+
+    /// Hands queued messages to `sink` in order while it takes them, then flushes it.
+    /// Ready once everything queued is written and flushed (or the close frame is),
+    /// or with the error that broke the socket.
+    fn poll_write<S>(&mut self, sink: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>>
+    where
+        S: Sink<Message, Error = axum::Error> + Unpin,
+    {
+        while !self.closed && !self.queue.is_empty() {
+            ready!(sink.poll_ready_unpin(cx))?;
+            let message = match self.queue.pop_front() {
+                Some(Out::Message(message)) => message,
+                Some(Out::Close(code, reason)) => {
+                    self.closed = true;
+                    self.queue.clear();
+                    Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    }))
+                }
+                None => break,
+            };
+            sink.start_send_unpin(message)?;
+            self.unflushed = true;
+        }
+        if self.queue.is_empty() && self.queue.capacity() > KEPT_SLOTS {
+            self.queue.shrink_to(KEPT_SLOTS);
+        }
+        if self.unflushed {
+            ready!(sink.poll_flush_unpin(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
-struct Session {
+struct Session<S> {
     ctx: Ctx,
     agent: AgentActor,
     codec: Codec,
     limits: Limits,
-    out: mpsc::Sender<Box<Out>>,
-    /// Jumps the queue when it is full (used once, to close).
-    urgent: Option<oneshot::Sender<Box<Out>>>,
+    sink: S,
+    out: Outgoing,
     /// The seq of the next event to send.
     next_seq: u64,
     rate: RateLimit,
@@ -251,38 +266,51 @@ enum Incoming {
     Refused,
 }
 
-impl Session {
+impl<S> Session<S>
+where
+    S: Sink<Message, Error = axum::Error> + Send + Unpin,
+{
+    /// Writes what is queued until the socket has taken it all.
+    async fn write(&mut self) -> Result<(), axum::Error> {
+        poll_fn(|cx| self.out.poll_write(&mut self.sink, cx)).await
+    }
+
+    /// Writes what is queued once the session ended; a peer that does not read for
+    /// [`WRITER_GRACE`] is cut off.
+    async fn finish(mut self) {
+        let _cut_off_or_gone = tokio::time::timeout(WRITER_GRACE, self.write()).await;
+    }
+
     /// Sends `close` after what is queued and lets the socket go only once the peer has
-    /// had it and sends no more: while the writer sends the queued frames and the close
-    /// frame, the peer's frames are read and dropped; then until the peer's close reply,
-    /// or until it has been silent for [`CLOSE_QUIET`] (many clients never send the
-    /// reply), at most [`CLOSE_TIMEOUT`]. Closing a socket with unread input resets the
+    /// had it and sends no more: while the queued frames and the close frame are written,
+    /// the peer's frames are read and dropped; then until the peer's close reply, or
+    /// until it has been silent for [`CLOSE_QUIET`] (many clients never send the reply),
+    /// at most [`CLOSE_TIMEOUT`]. Closing a socket with unread input resets the
     /// connection, and the peer's system then discards what it had not read yet: every
     /// reply and the close frame would be lost (a burst of rate-limited frames ended
     /// with close `1006` instead of the errors and `1008`).
-    async fn hang_up<R>(mut self, close: Close, writer: tokio::task::JoinHandle<()>, stream: &mut R)
+    async fn hang_up<R>(mut self, close: Close, stream: &mut R)
     where
         R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         // A refused oversized frame stays unread in the socket and cannot be read past:
         // wait a moment for the peer to read the close frame instead.
         let linger = close.code == close_code::TOO_LARGE;
-        self.close(close);
-        drop(self);
+        self.out.close(close);
         if linger {
-            finish(writer).await;
+            let _cut_off_or_gone = tokio::time::timeout(WRITER_GRACE, self.write()).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
             return;
         }
-        let abort = writer.abort_handle();
-        let mut writer = writer;
-        // Set once the writer is done (the close frame is out).
+        // Set once the close frame is out (or the socket is gone).
         let mut close_sent_at: Option<tokio::time::Instant> = None;
         let mut peer_closed = false;
         let mut wait = Box::pin(sleep_until(tokio::time::Instant::now() + WRITER_GRACE));
         while !(close_sent_at.is_some() && peer_closed) {
             tokio::select! {
-                _ = &mut writer, if close_sent_at.is_none() => {
+                _written_or_gone = poll_fn(|cx| self.out.poll_write(&mut self.sink, cx)),
+                    if close_sent_at.is_none() =>
+                {
                     let now = tokio::time::Instant::now();
                     close_sent_at = Some(now);
                     wait.as_mut().reset(now + CLOSE_QUIET);
@@ -299,7 +327,6 @@ impl Session {
                 () = &mut wait => break,
             }
         }
-        abort.abort();
     }
 
     /// Waits for `hello` (within [`HANDSHAKE_TIMEOUT`]); anything else closes with `4004`.
@@ -375,14 +402,14 @@ impl Session {
         let mut bus_was_down = false;
         let res: Result<(), Close> = loop {
             let step = tokio::select! {
-                message = stream.next() => match message {
-                    Some(message) => self.handle(message).await,
-                    None => break Ok(()),
-                },
-                notice = subscription.receiver.recv() => match notice {
-                    Some(notice) => self.deliver(notice).await,
-                    None => break Ok(()),
-                },
+                // Queued messages go out before the next frame is handled.
+                biased;
+                written = poll_fn(|cx| self.out.poll_write(&mut self.sink, cx)), if self.out.busy() => {
+                    written.map_err(|err| {
+                        tracing::debug!(error = %err, "agent socket write failed; ending the session");
+                        Close::new(close_code::NORMAL, "the connection is gone")
+                    })
+                }
                 kick = &mut kicks => {
                     let kick = kick.unwrap_or(Kick {
                         code: close_code::INTERNAL,
@@ -397,6 +424,14 @@ impl Session {
                     }
                     break Err(Close::new(kick.code, kick.reason));
                 }
+                message = stream.next() => match message {
+                    Some(message) => self.handle(message).await,
+                    None => break Ok(()),
+                },
+                notice = subscription.receiver.recv() => match notice {
+                    Some(notice) => self.deliver(notice).await,
+                    None => break Ok(()),
+                },
                 _ = pings.tick() => {
                     if subscription.lagged.swap(false, Ordering::Relaxed) {
                         Box::pin(self.catch_up()).await
@@ -469,7 +504,10 @@ impl Session {
         if notice.seq > self.next_seq {
             return Box::pin(self.catch_up()).await;
         }
-        let message = self.event_message(&notice.payload)?;
+        let message = match self.codec {
+            Codec::Json => Message::Text(notice.payload.as_ref().into()),
+            Codec::MsgPack => Message::Binary(notice.msgpack().map_err(unencodable)?),
+        };
         self.next_seq += 1;
         self.push(message)
     }
@@ -504,54 +542,47 @@ impl Session {
     fn event_message(&self, payload: &str) -> Result<Message, Close> {
         match self.codec {
             Codec::Json => Ok(Message::Text(payload.into())),
-            Codec::MsgPack => {
-                let value: serde_json::Value = serde_json::from_str(payload).map_err(|err| {
-                    tracing::error!(error = %err, "unreadable event in the outbox");
-                    Close::new(close_code::INTERNAL, "unreadable event")
-                })?;
-                let bytes = self.codec.encode(&value).map_err(|err| {
-                    tracing::error!(error = %err, "cannot encode an event");
-                    Close::new(close_code::INTERNAL, "cannot encode an event")
-                })?;
-                Ok(Message::Binary(bytes.into()))
-            }
+            Codec::MsgPack => Ok(Message::Binary(
+                events::msgpack_of_json(payload).map_err(unencodable)?,
+            )),
         }
     }
 
     /// Queues a message; a full queue means the peer reads too slowly.
-    fn push(&self, message: Message) -> Result<(), Close> {
-        match self.out.try_send(Box::new(Out::Message(message))) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(Close::new(
+    fn push(&mut self, message: Message) -> Result<(), Close> {
+        if self.out.closed {
+            return Err(Close::new(close_code::NORMAL, "the connection is gone"));
+        }
+        if self.out.is_full() {
+            return Err(Close::new(
                 close_code::TOO_SLOW,
                 "the send queue overflowed; reconnect and resume",
-            )),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(Close::new(close_code::NORMAL, "the connection is gone"))
-            }
+            ));
         }
+        self.out.queue.push_back(Out::Message(message));
+        Ok(())
     }
 
-    /// Queues a message during replay, waiting for room for up to the heartbeat timeout.
-    async fn push_waiting(&self, message: Message) -> Result<(), Close> {
-        let patience = Duration::from_millis(self.ctx.settings.heartbeat_timeout_ms.max(1));
-        match self
-            .out
-            .send_timeout(Box::new(Out::Message(message)), patience)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(Close::new(
-                close_code::TOO_SLOW,
-                "the send queue overflowed; reconnect and resume",
-            )),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                Err(Close::new(close_code::NORMAL, "the connection is gone"))
+    /// Queues a message during replay; when the queue is full, first writes it out,
+    /// waiting for the peer to read for up to the heartbeat timeout.
+    async fn push_waiting(&mut self, message: Message) -> Result<(), Close> {
+        if self.out.is_full() {
+            let patience = Duration::from_millis(self.ctx.settings.heartbeat_timeout_ms.max(1));
+            match tokio::time::timeout(patience, self.write()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Close::new(close_code::NORMAL, "the connection is gone")),
+                Err(_) => {
+                    return Err(Close::new(
+                        close_code::TOO_SLOW,
+                        "the send queue overflowed; reconnect and resume",
+                    ));
+                }
             }
         }
+        self.push(message)
     }
 
-    fn send_frame(&self, frame: &ServerFrame) -> Result<(), Close> {
+    fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), Close> {
         let bytes = self.codec.encode(frame).map_err(|err| {
             tracing::error!(error = %err, "cannot encode a frame");
             Close::new(close_code::INTERNAL, "cannot encode a frame")
@@ -567,27 +598,21 @@ impl Session {
         self.push(message)
     }
 
-    fn reply_ok(&self, ok: OkReply) -> Result<(), Close> {
+    fn reply_ok(&mut self, ok: OkReply) -> Result<(), Close> {
         self.send_frame(&ServerFrame::Ok(ok))
     }
 
-    fn reply_error(&self, id: Option<RequestId>, code: &str, message: String) -> Result<(), Close> {
+    fn reply_error(
+        &mut self,
+        id: Option<RequestId>,
+        code: &str,
+        message: String,
+    ) -> Result<(), Close> {
         self.send_frame(&ServerFrame::Error(ErrorReply {
             id,
             code: code.to_string(),
             message,
         }))
-    }
-
-    /// Asks the writer to close the socket after what is queued (or at once, when the
-    /// queue is full).
-    fn close(&mut self, close: Close) {
-        let out = Box::new(Out::Close(close.code, close.reason));
-        if let Err(mpsc::error::TrySendError::Full(out)) = self.out.try_send(out)
-            && let Some(urgent) = self.urgent.take()
-        {
-            let _writer_gone = urgent.send(out);
-        }
     }
 
     fn ping(&mut self) -> Result<(), Close> {
@@ -888,6 +913,12 @@ impl Session {
             | ClientFrame::Unknown => Err(Error::internal("not a request")),
         }
     }
+}
+
+/// An event that cannot be sent in MessagePack: logged, and the session ends.
+fn unencodable(err: Error) -> Close {
+    tracing::error!(error = %err, "cannot encode an event");
+    Close::new(close_code::INTERNAL, "cannot encode an event")
 }
 
 /// The protocol error code and message of a domain error; 5xx details stay in the log.

@@ -1325,12 +1325,7 @@ async fn a_consumer_too_slow_is_disconnected_and_resumes_without_loss() {
                           "assignees": ["min-laptop"], "input": {"blob": big}}]});
         hub.create_task(&team.key, body).await;
         n_tasks += 1;
-        if n % 10 == 9
-            && !hub
-                .ctx
-                .sessions
-                .is_connected(&min_agent_id(&hub, &team).await)
-        {
+        if n % 10 == 9 && !hub.ctx.presence.is_online(&min_agent_id(&hub, &team).await) {
             break;
         }
     }

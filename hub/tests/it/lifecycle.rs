@@ -2070,8 +2070,8 @@ backend_test!(
             "holding a step without a session"
         );
 
-        ctx.presence.set_online(&team.min.agent_id, 1);
-        ctx.presence.set_online(&team.duan_bot.agent_id, 1);
+        let min_session = ctx.sessions.register(&team.min.agent_id, "", 1);
+        let _duan_bot_session = ctx.sessions.register(&team.duan_bot.agent_id, "", 1);
         assert_eq!(status(&team.duan_bot).await, "idle");
         assert_eq!(status(&team.min).await, "working");
         tasks::claim_step(ctx, &team.min, &two).await.unwrap();
@@ -2120,7 +2120,8 @@ backend_test!(
         .await
         .unwrap();
         assert_eq!(status(&team.min).await, "idle");
-        ctx.presence.set_offline(&team.min.agent_id);
+        ctx.sessions
+            .unregister(&team.min.agent_id, min_session.session_id);
         assert_eq!(status(&team.min).await, "offline");
     }
 );
@@ -2183,11 +2184,12 @@ backend_test!(
                     _ => false,
                 })
         };
-        ctx.presence.set_online(&team.min.agent_id, 1);
+        let min_session = ctx.sessions.register(&team.min.agent_id, "", 1);
         agents::announce_presence(ctx, &team.min, true)
             .await
             .unwrap();
-        ctx.presence.set_offline(&team.min.agent_id);
+        ctx.sessions
+            .unregister(&team.min.agent_id, min_session.session_id);
         agents::announce_presence(ctx, &team.min, false)
             .await
             .unwrap();
