@@ -3,8 +3,6 @@
 //! Every failure is a sentence that names the URL and what was wrong with the answer,
 //! ready to be a step's failure reason.
 
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -63,31 +61,22 @@ impl Default for A2aClientSettings {
     }
 }
 
-/// The HTTP client of A2A calls, built on first use: rustls, no proxy, no redirects,
-/// the webhook SSRF guard as its resolver, the call deadline.
+/// The HTTP client of A2A calls: the SSRF guard's client ([`guard::GuardedClient`])
+/// with the call deadline.
 #[derive(Debug, Default)]
 pub struct Caller {
-    client: OnceLock<Result<reqwest::Client, String>>,
+    client: guard::GuardedClient,
 }
 
 impl Caller {
     fn client(&self, settings: &A2aClientSettings) -> Result<&reqwest::Client, String> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .dns_resolver(guard::GuardedResolver {
-                        allow_private: settings.allow_private,
-                        option: ALLOW_PRIVATE_OPTION,
-                    })
-                    .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
-                    .user_agent(concat!("AgentHub-A2A/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|err| format!("cannot build the A2A client: {err}"))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        self.client.get(guard::ClientSpec {
+            allow_private: settings.allow_private,
+            option: ALLOW_PRIVATE_OPTION,
+            timeout_ms: settings.timeout_ms,
+            user_agent: concat!("AgentHub-A2A/", env!("CARGO_PKG_VERSION")),
+            what: "A2A",
+        })
     }
 
     /// Fetches the Agent Card at `card_url` and returns the URL of its JSON-RPC

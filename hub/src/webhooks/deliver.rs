@@ -21,7 +21,7 @@
 //! its cursor left before that event, so enabling it again resumes there.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -42,31 +42,22 @@ const MAX_CONCURRENT: usize = 32;
 /// Events of a feed read per query.
 const PAGE: u32 = 100;
 
-/// The HTTP client of webhook deliveries, built on first use: rustls, no proxy, no
-/// redirects, the SSRF guard as its resolver, the attempt deadline.
+/// The HTTP client of webhook deliveries: the SSRF guard's client
+/// ([`guard::GuardedClient`]) with the attempt deadline.
 #[derive(Debug, Default)]
 pub struct Sender {
-    client: OnceLock<std::result::Result<reqwest::Client, String>>,
+    client: guard::GuardedClient,
 }
 
 impl Sender {
     fn client(&self, settings: &WebhookSettings) -> std::result::Result<&reqwest::Client, String> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .dns_resolver(guard::GuardedResolver {
-                        allow_private: settings.allow_private,
-                        option: guard::WEBHOOK_OPTION,
-                    })
-                    .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
-                    .user_agent(concat!("AgentHub-Webhooks/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|err| format!("cannot build the webhook client: {err}"))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        self.client.get(guard::ClientSpec {
+            allow_private: settings.allow_private,
+            option: guard::WEBHOOK_OPTION,
+            timeout_ms: settings.timeout_ms,
+            user_agent: concat!("AgentHub-Webhooks/", env!("CARGO_PKG_VERSION")),
+            what: "webhook",
+        })
     }
 }
 

@@ -10,8 +10,53 @@
 //! and proxies are not used, so the checked address is the one connected to.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// How a [`GuardedClient`] calls.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSpec {
+    pub allow_private: bool,
+    /// The option that lifts the guard, named in refusals.
+    pub option: &'static str,
+    /// The deadline of one call, in milliseconds.
+    pub timeout_ms: u64,
+    pub user_agent: &'static str,
+    /// What the client is for, in the error when it cannot be built.
+    pub what: &'static str,
+}
+
+/// An HTTP client for addresses people give (webhook targets, outside A2A agents), built
+/// on first use: rustls, no proxy, no redirects, [`GuardedResolver`] as its resolver, a
+/// deadline per call.
+#[derive(Debug, Default)]
+pub struct GuardedClient {
+    client: OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl GuardedClient {
+    /// The client, built with `spec` on the first call (later calls reuse it).
+    pub fn get(&self, spec: ClientSpec) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .dns_resolver(GuardedResolver {
+                        allow_private: spec.allow_private,
+                        option: spec.option,
+                    })
+                    .timeout(Duration::from_millis(spec.timeout_ms.max(1)))
+                    .user_agent(spec.user_agent)
+                    .build()
+                    .map_err(|err| format!("cannot build the {} client: {err}", spec.what))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
 
 /// Why an address is refused, or `None` when it is a public unicast address.
 pub fn refusal(ip: IpAddr) -> Option<&'static str> {
