@@ -522,7 +522,16 @@ pub(crate) async fn record(
                 let Some((owner, name)) = model::agent_owner(db, &agent_id).await? else {
                     continue;
                 };
-                notification.title = format!("Can {name} take on work?");
+                // A meeting's request carries its window.
+                let meeting = notification
+                    .data
+                    .get("window")
+                    .is_some_and(|window| !window.is_null());
+                notification.title = if meeting {
+                    format!("When is {name} free to meet?")
+                } else {
+                    format!("Can {name} take on work?")
+                };
                 if let Some(data) = notification.data.as_object_mut() {
                     data.insert("agent_name".into(), Value::from(name));
                 }

@@ -478,6 +478,19 @@ fn validate_new_step(step: &NewStep) -> Result<()> {
                 ),
             ));
         }
+        if step
+            .assignees
+            .iter()
+            .all(|assignee| assignee.starts_with("member:"))
+        {
+            return Err(Error::invalid_field(
+                "steps.assignees",
+                format!(
+                    "step `{key}`: the hub runs an a2a step for an agent, whose member answers \
+                     the outside agent's questions: name an agent among its assignees"
+                ),
+            ));
+        }
     }
     if let Some(meeting) = &step.meeting {
         if step.approval_level > 0 {

@@ -432,6 +432,27 @@ async fn a_bad_agent_card_url_is_refused_or_fails_the_step_with_the_reason() {
                 "{err}"
             );
         }
+        // Only members as assignees: no agent for the hub to run it for.
+        let (status, err) = hub
+            .hub
+            .call(
+                Method::POST,
+                "/v1/tasks",
+                &hub.team.key,
+                Some(json!({"title": "Bad", "steps": [{"key": "only", "title": "Bad",
+                    "assignees": ["member:aurora@example.com"], "executor": "a2a",
+                    "input": {"agent_card_url": remote.card_url()}}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        assert_eq!(err["error"]["field"], "steps.assignees", "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("name an agent"),
+            "{err}"
+        );
         let (_, tasks) = hub
             .hub
             .call(Method::GET, "/v1/tasks", &hub.team.key, None)

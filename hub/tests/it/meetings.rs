@@ -168,6 +168,25 @@ backend_test! {
         // Li has no agent: her inbox asks her; the guest is asked of the task's creator.
         assert!(kinds_of(&team, &li).await.contains(&"meeting.availability".to_string()));
         assert!(kinds_of(&team, &team.aurora).await.contains(&"meeting.availability".to_string()));
+        // Aurora's agent's request is in her inbox as a meeting's, not as a question of work.
+        let inbox = notifications::list(
+            &team.ctx,
+            &team.aurora,
+            &ListQuery {
+                unread: true,
+                limit: 50,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        let titles: Vec<&str> = inbox
+            .notifications
+            .iter()
+            .filter(|item| item.kind == "availability.requested")
+            .map(|item| item.title.as_str())
+            .collect();
+        assert_eq!(titles, ["When is min free to meet?"]);
         expect_err(
             tasks::claim_step(&team.ctx, &team.min, &step).await,
             "conflict",
