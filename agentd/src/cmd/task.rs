@@ -523,6 +523,9 @@ pub fn show_task(task: &Value, timeline: &Value) -> String {
             step["attempt"],
             assignees.join(", ")
         ));
+        if let Some(minutes) = step["estimate_minutes"].as_u64() {
+            text.push_str(&format!("      estimate: ~{minutes} min\n"));
+        }
         if let Some(reason) = step["status_reason"].as_str() {
             text.push_str(&format!("      why: {reason}\n"));
         }

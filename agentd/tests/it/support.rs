@@ -411,6 +411,7 @@ fn failed_task() -> Value {
              "assignees": [{"id": "01935a7e-0000-7000-8000-0000000000a9", "name": "min-laptop"}]},
             {"id": FAILED_STEP_ID, "key": "review", "title": "Review the outline", "status": "failed",
              "attempt": 3, "max_attempts": 3, "status_reason": "`make review` exited with status 2",
+             "estimate_minutes": 90,
              "progress": {"percent": 80, "message": "checking figures"},
              "assignees": [{"id": "01935a7e-0000-7000-8000-0000000000b1", "name": "duan-desktop"}]}
         ],

@@ -25,6 +25,7 @@ outcome:  failed: step `review` failed: `make review` exited with status 2 (by d
 steps:
   {DONE_STEP_ID}  draft        done              attempt 1  min-laptop
   {FAILED_STEP_ID}  review       failed            attempt 3  duan-desktop
+      estimate: ~90 min
       why: `make review` exited with status 2
 
 timeline:

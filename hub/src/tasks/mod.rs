@@ -1444,7 +1444,11 @@ pub async fn get_step(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<StepVie
                 .ok_or_else(|| Error::not_found("task"))?;
             let steps = model::steps_of_task(db, &task.id).await?;
             let check = model::latest_check(db, step_id).await?;
-            let meeting = meeting::view_of(db, step_id).await?;
+            let meeting = if step.is_meeting() {
+                meeting::view_of(db, step_id).await?
+            } else {
+                None
+            };
             Ok::<_, Error>((load_view(db, &task, steps).await?, check, meeting))
         })
         .await?;
