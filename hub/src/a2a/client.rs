@@ -3,7 +3,6 @@
 //! Every failure is a sentence that names the URL and what was wrong with the answer,
 //! ready to be a step's failure reason.
 
-
 use serde_json::{Value, json};
 
 use crate::a2a::PROTOCOL_VERSION;

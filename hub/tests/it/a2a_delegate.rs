@@ -439,9 +439,11 @@ async fn a_bad_agent_card_url_is_refused_or_fails_the_step_with_the_reason() {
                 Method::POST,
                 "/v1/tasks",
                 &hub.team.key,
-                Some(json!({"title": "Bad", "steps": [{"key": "only", "title": "Bad",
+                Some(
+                    json!({"title": "Bad", "steps": [{"key": "only", "title": "Bad",
                     "assignees": ["member:aurora@example.com"], "executor": "a2a",
-                    "input": {"agent_card_url": remote.card_url()}}]})),
+                    "input": {"agent_card_url": remote.card_url()}}]}),
+                ),
             )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
