@@ -271,6 +271,15 @@ async fn answering_agent(db: &mut Db<'_>, member_id: &str) -> Result<Option<Stri
     Ok(agents.into_iter().next().map(|agent| agent.id))
 }
 
+/// The ids of the meeting steps among `steps`, as their rows say.
+fn meeting_step_ids(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|step| step.is_meeting())
+        .map(|step| step.id.clone())
+        .collect()
+}
+
 /// Of `steps` (ready steps of an active task), starts the meetings not started yet:
 /// every participant is asked. Returns the ids of the steps that are meetings, which get
 /// no `step.ready`.
@@ -281,11 +290,7 @@ pub(crate) async fn start_ready(
     steps: &[Step],
 ) -> Result<Vec<String>> {
     // The rows say which are meetings: most pushes read nothing more.
-    let ids: Vec<String> = steps
-        .iter()
-        .filter(|step| step.is_meeting())
-        .map(|step| step.id.clone())
-        .collect();
+    let ids = meeting_step_ids(steps);
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -492,11 +497,7 @@ pub struct MeetingOfStep {
 
 /// The meetings among `steps` (steps of one task the caller read).
 pub async fn meetings_of(ctx: &Ctx, actor: &Actor, steps: &[Step]) -> Result<Vec<MeetingOfStep>> {
-    let ids: Vec<String> = steps
-        .iter()
-        .filter(|step| step.is_meeting())
-        .map(|step| step.id.clone())
-        .collect();
+    let ids = meeting_step_ids(steps);
     if ids.is_empty() {
         return Ok(Vec::new());
     }
