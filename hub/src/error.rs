@@ -151,9 +151,27 @@ impl From<diesel::result::Error> for Error {
                     info,
                 )))
             }
+            // PostgreSQL ending the session (an administrator or a shutdown terminating
+            // the backend) is the database going away, not a fault of the request.
+            Diesel::DatabaseError(kind, info) if is_session_ended(info.message()) => {
+                Error::Unavailable(StoreError::Query(Diesel::DatabaseError(kind, info)))
+            }
             other => Error::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether a database error says the server ended the session (SQLSTATE class 57:
+/// terminated by an administrator, shutting down, crashed, not accepting connections).
+fn is_session_ended(message: &str) -> bool {
+    [
+        "terminating connection",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "connection closed",
+    ]
+    .iter()
+    .any(|said| message.contains(said))
 }
 
 impl From<StoreError> for Error {
