@@ -44,7 +44,7 @@ pub async fn reserve_seqs(
     let lasts: Vec<(String, i64)> = match db.reborrow() {
         Db::Sqlite(conn) => {
             // diesel-async builds no multi-row insert for SQLite (see `insert_rows!`).
-            conn.spawn_blocking(move |conn| {
+            conn.with_sync(move |conn| {
                 diesel::RunQueryDsl::get_results(
                     diesel::insert_into(audience_seqs::table)
                         .values(rows)

@@ -80,6 +80,7 @@
 //! transactions run at the default `READ COMMITTED` level: write conditional updates
 //! (`... WHERE status = 'ready'`) or atomic increments rather than read-modify-write.
 
+mod sqlite;
 mod url;
 mod writer;
 
@@ -99,11 +100,9 @@ use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -248,7 +247,7 @@ pub const ROWS_PER_INSERT: usize = 500;
 /// `INSERT … VALUES (…), (…)` per [`ROWS_PER_INSERT`] rows, where a loop would run one
 /// statement per row, and evaluates to the `QueryResult` of the number of rows inserted.
 /// diesel-async builds no multi-row insert for SQLite, so on SQLite the statement runs
-/// through diesel's synchronous API on the same connection (in place, see [`InPlace`]).
+/// through diesel's synchronous API on the same connection (in place, see [`sqlite`]).
 ///
 /// ```ignore
 /// crate::insert_rows!(db, events::table, rows)?;
@@ -264,7 +263,7 @@ macro_rules! insert_rows {
             let chunk = std::mem::replace(&mut rows, rest);
             let res = match $crate::store::Db::reborrow($db) {
                 $crate::store::Db::Sqlite(conn) => {
-                    conn.spawn_blocking(move |conn| {
+                    conn.with_sync(move |conn| {
                         diesel::RunQueryDsl::execute(
                             diesel::insert_into($table).values(chunk),
                             conn,
@@ -517,33 +516,7 @@ impl Db<'_> {
     }
 }
 
-type SqliteConn = SyncConnectionWrapper<SqliteConnection, InPlace>;
-
-/// Runs each SQLite call on the task that awaits it, instead of handing it to tokio's
-/// blocking pool (diesel-async's default). A statement on a local file with
-/// `synchronous=NORMAL` takes microseconds and never waits for the disk (checkpoints run
-/// on their own thread, see [`Checkpointer`]), so the hand-off (two thread wake-ups per
-/// statement) cost more than the statement: it was most of the hub's CPU per step. A
-/// call that does wait is a write while another process (the admin CLI) holds the write
-/// lock, for at most `busy_timeout`, on the one writer connection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InPlace;
-
-impl SpawnBlocking for InPlace {
-    fn spawn_blocking<'a, R>(
-        &mut self,
-        task: impl FnOnce() -> R + Send + 'static,
-    ) -> BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
-    where
-        R: Send + 'static,
-    {
-        async move { Ok(task()) }.boxed()
-    }
-
-    fn get_runtime() -> Self {
-        InPlace
-    }
-}
+pub use sqlite::SqliteConn;
 
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
@@ -687,8 +660,12 @@ fn sqlite_pool(
     match role {
         SqliteRole::Reader => pragmas.push_str(" PRAGMA query_only = ON;"),
         // Checkpoints belong to the `Checkpointer` thread; a reset WAL is cut to 64 MiB.
-        SqliteRole::Writer => pragmas
-            .push_str(" PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"),
+        // Each transaction of a group runs in a savepoint, whose sub-journal SQLite would
+        // spill to a new temporary file (open, write, unlink) past 64 KiB: kept in memory.
+        SqliteRole::Writer => pragmas.push_str(
+            " PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864; \
+             PRAGMA temp_store = MEMORY;",
+        ),
     }
     let pragmas: Arc<str> = Arc::from(pragmas);
     let mut config = ManagerConfig::<SqliteConn>::default();

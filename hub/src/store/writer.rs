@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use diesel::connection::AnsiTransactionManager;
 use diesel_async::TransactionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::sync_connection_wrapper::SyncTransactionManagerWrapper;
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use super::{Db, DbFn, SqliteConn, StoreError};
 
-type Manager = SyncTransactionManagerWrapper<AnsiTransactionManager>;
+type Manager = super::sqlite::InPlaceTransactionManager;
 
 /// Most transactions committed together.
 const MAX_GROUP: usize = 64;
@@ -169,7 +168,7 @@ impl Writer {
         self.recover(slot).await?;
         if slot.group.is_none() {
             let conn = slot.conn.as_mut().expect("connected above");
-            conn.spawn_blocking(|conn| {
+            conn.with_sync(|conn| {
                 AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
             })
             .await?;
