@@ -13,7 +13,10 @@
 //! `input.text`, the rest of the input as data) with `SendMessage`, and polls `GetTask`
 //! with backoff, renewing the step's lease while the remote works. `input-required` asks
 //! the assignee's member the remote's question ([`approvals::ask`]); the answer goes
-//! back as a follow-up message. `completed` submits the artifacts as the step's result
+//! back as a follow-up message. A remote that goes on without the answer (working or
+//! completed while the question waits) has its question withdrawn
+//! ([`approvals::withdraw_question`]): the step runs again and the question leaves the
+//! member's inbox. `completed` submits the artifacts as the step's result
 //! (the approval level then applies as for any step); `failed`, `rejected`, `canceled`,
 //! an unreachable card or endpoint and bad answers fail the attempt with the reason
 //! (retried per `max_attempts`). A step cancelled, requeued or paused while its remote
@@ -405,6 +408,13 @@ impl Follower {
                 .and_then(|message| message.get("parts")),
         );
         let remote_id = self.call.remote_task_id.clone().unwrap_or_default();
+        if matches!(
+            state,
+            "TASK_STATE_COMPLETED" | "TASK_STATE_SUBMITTED" | "TASK_STATE_WORKING"
+        ) && !self.withdraw_question().await?
+        {
+            return Ok(Next::Soon);
+        }
         match state {
             "TASK_STATE_COMPLETED" => {
                 let artifacts = task.get("artifacts").cloned().unwrap_or(json!([]));
@@ -565,6 +575,34 @@ impl Follower {
         self.call.input_request_id = None;
         self.call.answered_status = Some(key.to_string());
         Ok(Next::Soon)
+    }
+
+    /// The remote went on without the answer to its question (it works or finished): the
+    /// question is withdrawn, so it leaves the member's inbox and the step runs again
+    /// for the result. False when an answer or a deadline got there first: the next
+    /// round sees how the step moved.
+    async fn withdraw_question(&mut self) -> Result<bool> {
+        let Some(request_id) = self.call.input_request_id.clone() else {
+            return Ok(true);
+        };
+        let reason = "the A2A agent went on without an answer";
+        match approvals::withdraw_question(&self.ctx, &self.agent, &request_id, reason).await {
+            Ok(withdrawn) => {
+                if withdrawn {
+                    tracing::info!(step.id = %self.call.step_id, input_request.id = %request_id,
+                        "the A2A agent went on without an answer; its question was withdrawn");
+                }
+            }
+            Err(Error::Conflict(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        }
+        self.record(CallChange {
+            input_request_id: Some(None),
+            ..CallChange::default()
+        })
+        .await?;
+        self.call.input_request_id = None;
+        Ok(true)
     }
 
     /// Renews the step's lease (a claimed step becomes running), with the remote's last

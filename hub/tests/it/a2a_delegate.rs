@@ -1,7 +1,8 @@
 //! Steps delegated to an outside A2A agent (`"executor": "a2a"`), against an agent built
 //! with the official Python SDK (hub/tests/a2a/server.py) on 127.0.0.1, and a real hub
 //! with its A2A worker on both backends: a result submitted and approved, the remote's
-//! question answered by the step's human through the API, a remote failure retried and
+//! question answered by the step's human through the API (or withdrawn when the remote
+//! completes without the answer), a remote failure retried and
 //! then failing the step, a cancelled task cancelling the remote task (after another
 //! hub process took the call over from one that stopped); and the bad inputs (no or a
 //! bad card URL at create, an unreachable card, a card that is not one, an agent's
@@ -167,6 +168,35 @@ impl DelegatingHub {
         )
     }
 
+    /// The question about `step_id` in the inbox of aurora (the member of `spare`, the
+    /// steps' assignee), if there is one.
+    async fn question_in_inbox(&self, step_id: &str) -> Option<Value> {
+        let (status, inbox) = self
+            .hub
+            .call(Method::GET, "/v1/me/inbox", &self.team.key, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{inbox}");
+        inbox["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|question| question["step_id"] == step_id)
+            .cloned()
+    }
+
+    /// Answers a question as aurora.
+    async fn answer(&self, question: &Value, answer: &str) -> (StatusCode, Value) {
+        let question_id = question["id"].as_str().unwrap();
+        self.hub
+            .call(
+                Method::POST,
+                &format!("/v1/input-requests/{question_id}/answer"),
+                &self.team.key,
+                Some(json!({"answer": answer})),
+            )
+            .await
+    }
+
     /// The step once `done(step)` holds.
     async fn step_until(&self, step_id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
@@ -270,30 +300,12 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
 
         hub.step_until(&asking, |step| step["status"] == "blocked")
             .await;
-        let (_, inbox) = hub
-            .hub
-            .call(Method::GET, "/v1/me/inbox", &hub.team.key, None)
-            .await;
-        let question = inbox["questions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|question| question["step_id"] == asking.as_str())
-            .unwrap_or_else(|| panic!("no question in {inbox}"))
-            .clone();
+        let question = hub
+            .question_in_inbox(&asking)
+            .await
+            .expect("the question is in aurora's inbox");
         assert_eq!(question["question"], "Which format, markdown or html?");
-        let (status, answered) = hub
-            .hub
-            .call(
-                Method::POST,
-                &format!(
-                    "/v1/input-requests/{}/answer",
-                    question["id"].as_str().unwrap()
-                ),
-                &hub.team.key,
-                Some(json!({"answer": "html"})),
-            )
-            .await;
+        let (status, answered) = hub.answer(&question, "html").await;
         assert_eq!(status, StatusCode::OK, "{answered}");
         let step = hub
             .step_until(&asking, |step| step["status"] == "done")
@@ -388,6 +400,67 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
         );
         let step = hub.hub.step(&hub.team.key, &slow).await;
         assert_eq!(step["status"], "cancelled");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_that_completes_without_the_answer_withdraws_its_question() {
+    let test_name =
+        "a2a_delegate::a_remote_that_completes_without_the_answer_withdraws_its_question";
+    let python = match sdk_python().await {
+        Ok(python) => python,
+        Err(why) => return skipped(test_name, &format!("no a2a-sdk: {why}")),
+    };
+    for db in TestDb::all(test_name).await {
+        let remote = Remote::start(&python).await;
+        let hub = DelegatingHub::start(db).await;
+        let (task_id, step_id) = hub
+            .delegate(
+                "Convert the impatient log",
+                json!({"agent_card_url": remote.card_url()}),
+                json!({}),
+            )
+            .await;
+        hub.step_until(&step_id, |step| step["status"] == "blocked")
+            .await;
+        let question = hub
+            .question_in_inbox(&step_id)
+            .await
+            .expect("the question is in aurora's inbox");
+        assert_eq!(question["question"], "Which format, markdown or html?");
+
+        // The remote completes while nobody has answered: the result is the step's, and
+        // the question is no longer open.
+        reqwest::get(format!("{}/go", remote.base)).await.unwrap();
+        let step = hub
+            .step_until(&step_id, |step| step["status"] == "done")
+            .await;
+        assert_eq!(step["result"]["text"], "Formatted as markdown.");
+        assert_eq!(hub.question_in_inbox(&step_id).await, None);
+        let (status, refused) = hub.answer(&question, "html").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+        let (_, timeline) = hub
+            .hub
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{task_id}/timeline"),
+                &hub.team.key,
+                None,
+            )
+            .await;
+        assert!(
+            timeline
+                .to_string()
+                .contains("the A2A agent went on without an answer"),
+            "{timeline}"
+        );
+        // The remote was sent the step once and no answer.
+        let log = remote.log().await;
+        let messages: Vec<&Value> = log
+            .iter()
+            .filter(|entry| entry["kind"] == "message")
+            .collect();
+        assert_eq!(messages.len(), 1, "{log:?}");
     }
 }
 
