@@ -489,6 +489,18 @@ async fn an_a2a_client_discovers_the_team_hands_it_work_and_answers_its_question
             "{canceled}"
         );
 
+        // ListTasks shows each task as GetTask does: its questions, approvals and
+        // history read for the whole page at once come out the same.
+        let (_, listed) = hub.rpc(Some(&key), "ListTasks", json!({})).await;
+        let listed = listed["result"]["tasks"].as_array().unwrap();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        for task in listed {
+            let (_, got) = hub
+                .rpc(Some(&key), "GetTask", json!({"id": task["id"]}))
+                .await;
+            assert_eq!(got["result"], *task);
+        }
+
         agent.abort();
     }
 }
