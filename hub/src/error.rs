@@ -151,27 +151,14 @@ impl From<diesel::result::Error> for Error {
                     info,
                 )))
             }
-            // PostgreSQL ending the session (an administrator or a shutdown terminating
-            // the backend) is the database going away, not a fault of the request.
-            Diesel::DatabaseError(kind, info) if is_session_ended(info.message()) => {
-                Error::Unavailable(StoreError::Query(Diesel::DatabaseError(kind, info)))
-            }
+            // PostgreSQL ending the session (SQLSTATE class 57) or a lost connection
+            // (class 08) arrives here as `Unknown` or `UnableToSendCommand`, without its
+            // SQLSTATE (diesel-async drops it): the store recognises it by the connection
+            // it broke and answers `StoreError::SessionEnded` instead (see
+            // `store::session_ended`), which becomes `Unavailable` below.
             other => Error::Internal(other.to_string()),
         }
     }
-}
-
-/// Whether a database error says the server ended the session (SQLSTATE class 57:
-/// terminated by an administrator, shutting down, crashed, not accepting connections).
-fn is_session_ended(message: &str) -> bool {
-    [
-        "terminating connection",
-        "the database system is shutting down",
-        "the database system is starting up",
-        "connection closed",
-    ]
-    .iter()
-    .any(|said| message.contains(said))
 }
 
 impl From<StoreError> for Error {

@@ -22,3 +22,4 @@ pub mod store;
 pub mod tasks;
 pub mod web;
 pub mod webhooks;
+pub mod worker;

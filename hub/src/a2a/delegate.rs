@@ -13,18 +13,19 @@
 //! `input.text`, the rest of the input as data) with `SendMessage`, and polls `GetTask`
 //! with backoff, renewing the step's lease while the remote works. `input-required` asks
 //! the assignee's member the remote's question ([`approvals::ask`]); the answer goes
-//! back as a follow-up message. `completed` submits the artifacts as the step's result
+//! back as a follow-up message. A remote that goes on without the answer (working or
+//! completed while the question waits) has its question withdrawn
+//! ([`approvals::withdraw_question`]): the step runs again and the question leaves the
+//! member's inbox. `completed` submits the artifacts as the step's result
 //! (the approval level then applies as for any step); `failed`, `rejected`, `canceled`,
 //! an unreachable card or endpoint and bad answers fail the attempt with the reason
 //! (retried per `max_attempts`). A step cancelled, requeued or paused while its remote
 //! task runs gets `CancelTask` sent to the remote.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::a2a::client::Caller;
@@ -37,6 +38,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::store::now_ms;
 use crate::tasks::{self, StepStatus, Submitted, step_status};
+use crate::worker::{self, LeasedWork};
 
 /// Steps one hub follows at once.
 const MAX_CONCURRENT: usize = 64;
@@ -48,46 +50,51 @@ const SUMMARY_BYTES: usize = 500;
 /// Runs the A2A worker of this hub until `shutdown`: then it stops and gives up the
 /// calls it follows, so another hub goes on with them at once.
 pub async fn run_worker(ctx: Ctx, shutdown: CancellationToken) {
-    let owner = format!("hub-{}", uuid::Uuid::new_v4());
-    let caller = Arc::new(Caller::default());
-    let in_flight: Arc<Mutex<HashSet<(String, i32)>>> = Arc::default();
-    let mut followers = JoinSet::new();
-    let mut ticker = tokio::time::interval(Duration::from_millis(ctx.settings.a2a.poll_ms.max(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-            () = ctx.bus.workspace_feed_notice() => {}
-        }
-        while followers.try_join_next().is_some() {}
-        let calls = match take_calls(&ctx, &owner).await {
-            Ok(calls) => calls,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot look for A2A steps; retrying");
-                continue;
-            }
-        };
-        for (call, agent) in calls {
-            if followers.len() >= MAX_CONCURRENT {
-                break;
-            }
-            let key = (call.step_id.clone(), call.attempt);
-            if !in_flight.lock().expect("in-flight lock").insert(key) {
-                continue;
-            }
-            let follower = Follower {
-                ctx: ctx.clone(),
-                caller: Arc::clone(&caller),
-                owner: owner.clone(),
-                call,
-                agent,
-                in_flight: Arc::clone(&in_flight),
-            };
-            followers.spawn(follower.run(shutdown.clone()));
-        }
+    let steps = DelegatedSteps {
+        caller: Arc::default(),
+    };
+    worker::run_leased(ctx, steps, shutdown).await;
+}
+
+/// The A2A worker's work: the calls of delegated steps, each followed by a [`Follower`].
+struct DelegatedSteps {
+    caller: Arc<Caller>,
+}
+
+impl LeasedWork for DelegatedSteps {
+    type Item = (CallRow, AgentActor);
+    type Key = (String, i32);
+    const WHAT: &'static str = "A2A steps";
+    const MAX_CONCURRENT: usize = MAX_CONCURRENT;
+
+    fn poll_ms(ctx: &Ctx) -> u64 {
+        ctx.settings.a2a.poll_ms
     }
-    while followers.join_next().await.is_some() {}
+
+    fn key((call, _): &(CallRow, AgentActor)) -> (String, i32) {
+        (call.step_id.clone(), call.attempt)
+    }
+
+    async fn candidates(&self, ctx: &Ctx, owner: &str) -> Result<Vec<(CallRow, AgentActor)>> {
+        take_calls(ctx, owner).await
+    }
+
+    fn run(
+        &self,
+        ctx: Ctx,
+        owner: String,
+        (call, agent): (CallRow, AgentActor),
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let follower = Follower {
+            ctx,
+            caller: Arc::clone(&self.caller),
+            owner,
+            call,
+            agent,
+        };
+        follower.run(shutdown)
+    }
 }
 
 /// Claims the ready `a2a` steps (recording a call for each) and takes the calls nobody
@@ -225,7 +232,6 @@ struct Follower {
     owner: String,
     call: CallRow,
     agent: AgentActor,
-    in_flight: Arc<Mutex<HashSet<(String, i32)>>>,
 }
 
 impl Follower {
@@ -267,10 +273,6 @@ impl Follower {
                 () = tokio::time::sleep(Duration::from_millis(wait)) => {}
             }
         }
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .remove(&(self.call.step_id.clone(), self.call.attempt));
     }
 
     /// One round: hold the call, read the step, take the next step of the exchange.
@@ -405,6 +407,13 @@ impl Follower {
                 .and_then(|message| message.get("parts")),
         );
         let remote_id = self.call.remote_task_id.clone().unwrap_or_default();
+        if matches!(
+            state,
+            "TASK_STATE_COMPLETED" | "TASK_STATE_SUBMITTED" | "TASK_STATE_WORKING"
+        ) && !self.withdraw_question().await?
+        {
+            return Ok(Next::Soon);
+        }
         match state {
             "TASK_STATE_COMPLETED" => {
                 let artifacts = task.get("artifacts").cloned().unwrap_or(json!([]));
@@ -565,6 +574,34 @@ impl Follower {
         self.call.input_request_id = None;
         self.call.answered_status = Some(key.to_string());
         Ok(Next::Soon)
+    }
+
+    /// The remote went on without the answer to its question (it works or finished): the
+    /// question is withdrawn, so it leaves the member's inbox and the step runs again
+    /// for the result. False when an answer or a deadline got there first: the next
+    /// round sees how the step moved.
+    async fn withdraw_question(&mut self) -> Result<bool> {
+        let Some(request_id) = self.call.input_request_id.clone() else {
+            return Ok(true);
+        };
+        let reason = "the A2A agent went on without an answer";
+        match approvals::withdraw_question(&self.ctx, &self.agent, &request_id, reason).await {
+            Ok(withdrawn) => {
+                if withdrawn {
+                    tracing::info!(step.id = %self.call.step_id, input_request.id = %request_id,
+                        "the A2A agent went on without an answer; its question was withdrawn");
+                }
+            }
+            Err(Error::Conflict(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        }
+        self.record(CallChange {
+            input_request_id: Some(None),
+            ..CallChange::default()
+        })
+        .await?;
+        self.call.input_request_id = None;
+        Ok(true)
     }
 
     /// Renews the step's lease (a claimed step becomes running), with the remote's last

@@ -16,6 +16,8 @@ pub mod delegate;
 pub mod model;
 pub mod wire;
 
+use std::collections::HashSet;
+
 use agenthub_protocol::Decision;
 use serde_json::{Value, json};
 
@@ -443,8 +445,20 @@ pub async fn snapshot(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Snapsho
 }
 
 async fn with_requests(ctx: &Ctx, view: TaskView) -> Result<Snapshot> {
-    let step_ids: Vec<String> = view.steps.iter().map(|step| step.step.id.clone()).collect();
-    let (questions, approvals) = ctx
+    let mut snapshots = with_requests_of_all(ctx, vec![view]).await?;
+    snapshots
+        .pop()
+        .ok_or_else(|| Error::internal("a task's snapshot went missing"))
+}
+
+/// The tasks' snapshots, with one query for the questions and one for the approvals of
+/// all of them.
+async fn with_requests_of_all(ctx: &Ctx, views: Vec<TaskView>) -> Result<Vec<Snapshot>> {
+    let step_ids: Vec<String> = views
+        .iter()
+        .flat_map(|view| view.steps.iter().map(|step| step.step.id.clone()))
+        .collect();
+    let (mut questions, mut approvals) = ctx
         .store
         .read(async |db| {
             Ok::<_, Error>((
@@ -453,11 +467,28 @@ async fn with_requests(ctx: &Ctx, view: TaskView) -> Result<Snapshot> {
             ))
         })
         .await?;
-    Ok(Snapshot {
-        view,
-        questions,
-        approvals,
-    })
+    let mut snapshots = Vec::with_capacity(views.len());
+    for view in views {
+        let of_task: HashSet<&str> = view
+            .steps
+            .iter()
+            .map(|step| step.step.id.as_str())
+            .collect();
+        let (task_questions, others) = questions
+            .into_iter()
+            .partition(|question| of_task.contains(question.step_id.as_str()));
+        questions = others;
+        let (task_approvals, others) = approvals
+            .into_iter()
+            .partition(|approval| of_task.contains(approval.step_id.as_str()));
+        approvals = others;
+        snapshots.push(Snapshot {
+            view,
+            questions: task_questions,
+            approvals: task_approvals,
+        });
+    }
+    Ok(snapshots)
 }
 
 /// Hub tasks read per round of a `ListTasks` page.
@@ -538,29 +569,32 @@ pub async fn list_tasks(
             after: after.clone(),
             ..TaskFilter::newest(round)
         };
-        let tasks = tasks::list_tasks(ctx, actor, &filter).await?;
-        let fetched = tasks.len() as u32;
-        for (n, (task, _)) in tasks.iter().enumerate() {
-            after = Some((task.created_at, task.id.clone()));
+        let views = tasks::list_views(ctx, actor, &filter).await?;
+        let fetched = views.len() as u32;
+        for (n, snap) in with_requests_of_all(ctx, views)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            after = Some((snap.view.task.created_at, snap.view.task.id.clone()));
             looked_at += 1;
-            let snap = snapshot(ctx, actor, &task.id).await?;
             if state.is_some_and(|state| snap.state().0 != state) {
                 continue;
             }
             snapshots.push(snap);
             matched += 1;
-            let more = n + 1 < tasks.len() || fetched == round;
+            let more = n + 1 < fetched as usize || fetched == round;
             if snapshots.len() as u32 == limit {
                 let next = more.then(|| token(after.as_ref(), matched));
-                return page(ctx, actor, state, snapshots, next, matched).await;
+                return page(ctx, actor, from.as_ref(), state, snapshots, next, matched).await;
             }
         }
         if fetched < round {
-            return page(ctx, actor, state, snapshots, None, matched).await;
+            return page(ctx, actor, from.as_ref(), state, snapshots, None, matched).await;
         }
         if looked_at >= LIST_SCAN {
             let next = Some(token(after.as_ref(), matched));
-            return page(ctx, actor, state, snapshots, next, matched).await;
+            return page(ctx, actor, from.as_ref(), state, snapshots, next, matched).await;
         }
     }
 }
@@ -577,14 +611,17 @@ fn token(after: Option<&(i64, String)>, matched_before: u64) -> PageToken {
 async fn page(
     ctx: &Ctx,
     actor: &Actor,
+    from: Option<&PageToken>,
     state: Option<State>,
     tasks: Vec<Snapshot>,
     next: Option<PageToken>,
     matched: u64,
 ) -> Result<TaskPage> {
-    let total = match state {
-        Some(_) => matched,
-        None => tasks::count_tasks(ctx, actor).await?,
+    let total = match (state, from, &next) {
+        (Some(_), _, _) => matched,
+        // The first page holds every task: they are counted already.
+        (None, None, None) => tasks.len() as u64,
+        (None, _, _) => tasks::count_tasks(ctx, actor).await?,
     };
     Ok(TaskPage { tasks, next, total })
 }

@@ -475,7 +475,8 @@ pub async fn answer(
                 return Err(Error::conflict("this question was already answered"));
             }
             let lease_ms = tasks::lease_ms_of(ctx, &step);
-            tasks::unblock_in_tx(db, &mut step, lease_ms, &tasks::By::actor(actor)).await?;
+            let by = tasks::By::actor(actor);
+            tasks::unblock_in_tx(db, &mut step, lease_ms, &by, "answered").await?;
             let frame = ServerFrame::InputAnswered(InputAnswered {
                 seq: 0,
                 input_request_id: uuid(&request.id),
@@ -495,6 +496,47 @@ pub async fn answer(
         .await?;
     ctx.publish(outbox.into_notices());
     Ok(request)
+}
+
+/// The agent that asked goes on without the answer (an outside A2A agent finished while
+/// its question waited): the blocked step runs again for it with a fresh lease, so, as
+/// when a step is cancelled, the question leaves its member's inbox and can no longer be
+/// answered. False when nothing waits on it any more: it was answered or closed, or its
+/// step moved on.
+pub async fn withdraw_question(
+    ctx: &Ctx,
+    agent: &AgentActor,
+    input_request_id: &str,
+    reason: &str,
+) -> Result<bool> {
+    ctx.store
+        .transaction(async |db| {
+            let Some(request) =
+                model::find_input_request(db, &agent.workspace_id, input_request_id).await?
+            else {
+                return Ok::<_, Error>(false);
+            };
+            if request.agent_id != agent.agent_id
+                || request.answer.is_some()
+                || request.expired_at.is_some()
+            {
+                return Ok(false);
+            }
+            let Some(mut step) =
+                task_model::find_step(db, &request.workspace_id, &request.step_id).await?
+            else {
+                return Ok(false);
+            };
+            // An answer or a deadline racing this one: the conditional update of the step
+            // lets one of them through, the other gets `conflict`.
+            if step.status != StepStatus::Blocked.as_str() || step.attempt != request.attempt {
+                return Ok(false);
+            }
+            let lease_ms = tasks::lease_ms_of(ctx, &step);
+            tasks::unblock_in_tx(db, &mut step, lease_ms, &By::agent(agent), reason).await?;
+            Ok(true)
+        })
+        .await
 }
 
 /// Pending approvals of steps awaiting them, and open questions of blocked steps.

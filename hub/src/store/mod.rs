@@ -98,7 +98,7 @@ use diesel::{Connection, ConnectionError, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -220,6 +220,11 @@ pub enum StoreError {
     /// A blocking task (migrations) panicked or was cancelled.
     #[error("blocking database task failed")]
     Blocking(#[from] tokio::task::JoinError),
+    /// PostgreSQL ended the session while a query ran on it (an administrator or a
+    /// shutdown terminated the backend, the server crashed, the connection was lost):
+    /// the query's error, whatever it says, is the database going away.
+    #[error("the database ended the session: {0}")]
+    SessionEnded(String),
 }
 
 /// Runs `$body` with `$conn` bound to the concrete connection of the backend behind `$db`
@@ -442,7 +447,7 @@ impl Store {
     where
         F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send> + Send,
         T: Send,
-        E: From<diesel::result::Error> + From<StoreError> + Send,
+        E: From<diesel::result::Error> + From<StoreError> + fmt::Display + Send,
     {
         if in_transaction() {
             return Err(StoreError::NestedTransaction.into());
@@ -452,11 +457,13 @@ impl Store {
                 Pools::Sqlite(sqlite) => sqlite.writer.transaction(f).await,
                 Pools::Postgres(pg) => {
                     let mut conn = pg.pool.get().await.map_err(StoreError::from)?;
-                    conn.transaction(async move |conn| {
-                        let mut db = Db::Postgres(conn);
-                        f(&mut db).await
-                    })
-                    .await
+                    let res = conn
+                        .transaction(async move |conn| {
+                            let mut db = Db::Postgres(conn);
+                            f(&mut db).await
+                        })
+                        .await;
+                    session_ended(&mut conn, res)
                 }
             }
         };
@@ -469,7 +476,7 @@ impl Store {
     where
         F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send> + Send,
         T: Send,
-        E: From<StoreError> + Send,
+        E: From<StoreError> + fmt::Display + Send,
     {
         if in_transaction() {
             return Err(StoreError::NestedTransaction.into());
@@ -483,9 +490,37 @@ impl Store {
             Pools::Postgres(pg) => {
                 let mut conn = pg.pool.get().await.map_err(StoreError::from)?;
                 let mut db = Db::Postgres(&mut conn);
-                f(&mut db).await
+                let res = f(&mut db).await;
+                session_ended(&mut conn, res)
             }
         }
+    }
+}
+
+/// `res`, or [`StoreError::SessionEnded`] when it failed on a connection that can no
+/// longer be used (the pool drops it): PostgreSQL ended the session (SQLSTATE class 57,
+/// operator intervention: `57P01` admin_shutdown, `57P02` crash_shutdown, `57P03`
+/// cannot_connect_now, after which the server closes the connection) or the connection
+/// was lost (class 08, connection exception: tokio-postgres then closes it too).
+///
+/// The SQLSTATE itself cannot be read here: diesel-async turns a tokio-postgres error
+/// with a code into `DatabaseError(kind, info)` with a kind for eight codes only (unique
+/// and foreign key violations, serialization failure, …; `Unknown` for every other, 57P01
+/// among them) and an `info` that carries the server's message but not the code, and an
+/// error without a code (a closed connection) into `UnableToSendCommand` with its text.
+/// The connection's state does tell, and diesel-async reports it: closed, or its
+/// transaction could not be rolled back. That holds whatever the query's error says and
+/// in whatever language the server speaks (`lc_messages`), where matching the message
+/// would not.
+fn session_ended<T, E>(conn: &mut PgConn, res: Result<T, E>) -> Result<T, E>
+where
+    E: From<StoreError> + fmt::Display,
+{
+    match res {
+        Err(err) if PoolableConnection::is_broken(conn) => {
+            Err(StoreError::SessionEnded(err.to_string()).into())
+        }
+        res => res,
     }
 }
 

@@ -602,13 +602,20 @@ pub async fn block_step_in_tx(
     Ok((task, step))
 }
 
-/// A blocked step runs again with a fresh lease (`by`: who answered).
-pub async fn unblock_in_tx(db: &mut Db<'_>, step: &mut Step, lease_ms: u64, by: &By) -> Result<()> {
+/// A blocked step runs again with a fresh lease (`by`: who answered, or the agent that
+/// went on without an answer; `reason`: which of the two).
+pub async fn unblock_in_tx(
+    db: &mut Db<'_>,
+    step: &mut Step,
+    lease_ms: u64,
+    by: &By,
+    reason: &str,
+) -> Result<()> {
     let change = StepChange {
         lease_until: Some(Some(now_ms() + lease_ms as i64)),
         ..Default::default()
     };
-    transition(db, step, StepStatus::Running, change, by, Some("answered")).await
+    transition(db, step, StepStatus::Running, change, by, Some(reason)).await
 }
 
 /// The step could not be done: back to `ready` for another attempt when `retryable`

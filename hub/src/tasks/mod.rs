@@ -220,6 +220,17 @@ pub struct InvolvedAgent {
     pub online: bool,
 }
 
+impl InvolvedAgent {
+    /// The agent as its row says (online when a hub renewed it lately).
+    fn of(agent: &Agent) -> InvolvedAgent {
+        InvolvedAgent {
+            id: agent.id.clone(),
+            name: agent.name.clone(),
+            online: crate::agents::online_by_row(agent),
+        }
+    }
+}
+
 /// What `PATCH /v1/tasks/{id}` may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskAction {
@@ -783,14 +794,7 @@ fn view_of_written(task: &Task, steps: &[Step], written: &Written) -> Option<Tas
             meeting: None,
         })
         .collect();
-    let involved_agents = agents
-        .iter()
-        .map(|agent| InvolvedAgent {
-            id: agent.id.clone(),
-            name: agent.name.clone(),
-            online: crate::agents::online_by_row(agent),
-        })
-        .collect();
+    let involved_agents = agents.into_iter().map(InvolvedAgent::of).collect();
     Some(TaskView {
         task: task.clone(),
         progress: Progress::of(steps),
@@ -1108,7 +1112,39 @@ fn apply_change(step: &mut Step, change: &model::StepChange) {
 
 /// The task with its steps, assignees, approvers, dependencies and involved agents.
 pub async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result<TaskView> {
-    let step_ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
+    let mut views = views_of(db, vec![(task, steps)]).await?;
+    views
+        .pop()
+        .ok_or_else(|| Error::internal("a task's view went missing"))
+}
+
+/// [`load_view`] of several tasks with one query per kind for all of them: `steps` holds
+/// the steps of every task (in position order); the views come in the order of `tasks`.
+pub async fn load_views(
+    db: &mut Db<'_>,
+    tasks: &[Task],
+    steps: Vec<Step>,
+) -> Result<Vec<TaskView>> {
+    let mut steps_by_task: HashMap<String, Vec<Step>> = HashMap::new();
+    for step in steps {
+        steps_by_task
+            .entry(step.task_id.clone())
+            .or_default()
+            .push(step);
+    }
+    let groups = tasks
+        .iter()
+        .map(|task| (task, steps_by_task.remove(&task.id).unwrap_or_default()))
+        .collect();
+    views_of(db, groups).await
+}
+
+/// The views of tasks, each with the steps given for it.
+async fn views_of(db: &mut Db<'_>, groups: Vec<(&Task, Vec<Step>)>) -> Result<Vec<TaskView>> {
+    let step_ids: Vec<String> = groups
+        .iter()
+        .flat_map(|(_, steps)| steps.iter().map(|step| step.id.clone()))
+        .collect();
     let assignees = model::assignees_of(db, &step_ids).await?;
     let approvers = model::approvers_of(db, &step_ids).await?;
     let assigned_members = model::member_assignees_of(db, &step_ids).await?;
@@ -1122,11 +1158,18 @@ pub async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result
     let mut agents = agents::model::agents_by_ids(db, &agent_ids).await?;
     agents.sort_by(|left, right| left.name.cmp(&right.name));
     // The members are read for the approvers' and assigned members' emails only.
-    let members = if approvers.is_empty() && assigned_members.is_empty() {
-        Vec::new()
-    } else {
-        accounts::model::list_members(db, &task.workspace_id).await?
-    };
+    let mut members = Vec::new();
+    if !approvers.is_empty() || !assigned_members.is_empty() {
+        let mut workspace_ids: Vec<&str> = groups
+            .iter()
+            .map(|(task, _)| task.workspace_id.as_str())
+            .collect();
+        workspace_ids.sort_unstable();
+        workspace_ids.dedup();
+        for workspace_id in workspace_ids {
+            members.extend(accounts::model::list_members(db, workspace_id).await?);
+        }
+    }
     let agent_name = |id: &str| {
         agents
             .iter()
@@ -1141,52 +1184,72 @@ pub async fn load_view(db: &mut Db<'_>, task: &Task, steps: Vec<Step>) -> Result
             .map(|member| member.email.clone())
             .unwrap_or_default()
     };
-    let key_of: HashMap<&str, &str> = steps
-        .iter()
-        .map(|step| (step.id.as_str(), step.key.as_str()))
-        .collect();
-    let step_views = steps
-        .iter()
-        .map(|step| StepView {
-            assignees: assignees
-                .iter()
-                .filter(|(step_id, _)| step_id == &step.id)
-                .map(|(_, agent_id)| (agent_id.clone(), agent_name(agent_id)))
-                .collect(),
-            approvers: approvers
-                .iter()
-                .filter(|(step_id, _)| step_id == &step.id)
-                .map(|(_, member_id)| (member_id.clone(), member_email(member_id)))
-                .collect(),
-            assigned_members: assigned_members
-                .iter()
-                .filter(|(step_id, _)| step_id == &step.id)
-                .map(|(_, member_id)| (member_id.clone(), member_email(member_id)))
-                .collect(),
-            depends_on: dependencies
-                .iter()
-                .filter(|(step_id, _)| step_id == &step.id)
-                .filter_map(|(_, dep)| key_of.get(dep.as_str()).map(|key| key.to_string()))
-                .collect(),
-            step: step.clone(),
-            check: None,
-            meeting: None,
-        })
-        .collect();
-    let involved_agents = agents
-        .iter()
-        .map(|agent| InvolvedAgent {
-            id: agent.id.clone(),
-            name: agent.name.clone(),
-            online: crate::agents::online_by_row(agent),
-        })
-        .collect();
-    Ok(TaskView {
-        task: task.clone(),
-        progress: Progress::of(&steps),
-        steps: step_views,
-        involved_agents,
-    })
+    let assignees = by_step(&assignees);
+    let approvers = by_step(&approvers);
+    let assigned_members = by_step(&assigned_members);
+    let dependencies = by_step(&dependencies);
+    // The ids a step's rows name, each with what `name_of` finds for it.
+    let named = |rows: &HashMap<&str, Vec<&str>>, step: &Step, name_of: &dyn Fn(&str) -> String| {
+        rows.get(step.id.as_str())
+            .into_iter()
+            .flatten()
+            .map(|id| (id.to_string(), name_of(id)))
+            .collect::<Vec<_>>()
+    };
+    let mut views = Vec::with_capacity(groups.len());
+    for (task, steps) in groups {
+        let key_of: HashMap<&str, &str> = steps
+            .iter()
+            .map(|step| (step.id.as_str(), step.key.as_str()))
+            .collect();
+        let step_views: Vec<StepView> = steps
+            .iter()
+            .map(|step| StepView {
+                step: step.clone(),
+                check: None,
+                meeting: None,
+                assignees: named(&assignees, step, &agent_name),
+                approvers: named(&approvers, step, &member_email),
+                assigned_members: named(&assigned_members, step, &member_email),
+                depends_on: dependencies
+                    .get(step.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|dep| key_of.get(dep).map(|key| key.to_string()))
+                    .collect(),
+            })
+            .collect();
+        let involved_agents = agents
+            .iter()
+            .filter(|agent| {
+                step_views.iter().any(|view| {
+                    view.assignees
+                        .iter()
+                        .any(|(agent_id, _)| *agent_id == agent.id)
+                })
+            })
+            .map(InvolvedAgent::of)
+            .collect();
+        views.push(TaskView {
+            task: task.clone(),
+            progress: Progress::of(&steps),
+            steps: step_views,
+            involved_agents,
+        });
+    }
+    Ok(views)
+}
+
+/// (step id, other id) rows grouped by step, each group in the rows' order.
+fn by_step(rows: &[(String, String)]) -> HashMap<&str, Vec<&str>> {
+    let mut grouped: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (step_id, other_id) in rows {
+        grouped
+            .entry(step_id.as_str())
+            .or_default()
+            .push(other_id.as_str());
+    }
+    grouped
 }
 
 /// Queues `task.created` for those who hear of a task's creation (or publication): each
@@ -1429,6 +1492,24 @@ pub async fn list_tasks(
                 .collect())
         })
         .await
+}
+
+/// The tasks [`list_tasks`] lists, each as [`get_task`] shows it, read with one query per
+/// kind for all of them.
+pub async fn list_views(ctx: &Ctx, actor: &Actor, filter: &TaskFilter) -> Result<Vec<TaskView>> {
+    let views = ctx
+        .store
+        .read(async |db| {
+            let tasks = model::list_tasks(db, actor.workspace_id(), filter).await?;
+            let ids: Vec<String> = tasks.iter().map(|task| task.id.clone()).collect();
+            let steps = model::steps_of_tasks(db, &ids).await?;
+            load_views(db, &tasks, steps).await
+        })
+        .await?;
+    Ok(views
+        .into_iter()
+        .map(|view| with_presence(ctx, view))
+        .collect())
 }
 
 /// A step of the caller's workspace.

@@ -20,12 +20,9 @@
 //! failing for [`WebhookSettings::max_age_ms`] is marked failed and the webhook disabled,
 //! its cursor left before that event, so enabling it again resumes there.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::Rng;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::Ctx;
@@ -36,6 +33,7 @@ use crate::webhooks::{
     self, Attempt, Delivery, DeliveryView, MAX_EXCERPT_BYTES, Webhook, WebhookSettings, guard,
     model,
 };
+use crate::worker::{self, LeasedWork};
 
 /// Webhooks one hub works on at once.
 const MAX_CONCURRENT: usize = 32;
@@ -82,47 +80,44 @@ impl Outcome {
 /// Runs the delivery worker of this hub until `shutdown`: then it stops, gives up its
 /// leases (an attempt under way is dropped and retried by the next holder) and returns.
 pub async fn run_worker(ctx: Ctx, shutdown: CancellationToken) {
-    let owner = format!("hub-{}", uuid::Uuid::new_v4());
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut tasks = JoinSet::new();
-    let mut ticker =
-        tokio::time::interval(Duration::from_millis(ctx.settings.webhooks.poll_ms.max(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-            () = ctx.bus.workspace_feed_notice() => {}
-        }
-        while tasks.try_join_next().is_some() {}
-        let candidates = match candidates(&ctx, &owner).await {
-            Ok(candidates) => candidates,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot look for webhook deliveries; retrying");
-                continue;
-            }
-        };
-        for webhook_id in candidates {
-            if tasks.len() >= MAX_CONCURRENT {
-                break;
-            }
-            if !in_flight
-                .lock()
-                .expect("in-flight lock")
-                .insert(webhook_id.clone())
-            {
-                continue;
-            }
-            let worker = Worker {
-                ctx: ctx.clone(),
-                owner: owner.clone(),
-                webhook_id,
-                in_flight: Arc::clone(&in_flight),
-            };
-            tasks.spawn(worker.run(shutdown.clone()));
-        }
+    worker::run_leased(ctx, Deliveries, shutdown).await;
+}
+
+/// The delivery worker's work: webhooks with events to send, each sent by a [`Worker`].
+struct Deliveries;
+
+impl LeasedWork for Deliveries {
+    type Item = String;
+    type Key = String;
+    const WHAT: &'static str = "webhook deliveries";
+    const MAX_CONCURRENT: usize = MAX_CONCURRENT;
+
+    fn poll_ms(ctx: &Ctx) -> u64 {
+        ctx.settings.webhooks.poll_ms
     }
-    while tasks.join_next().await.is_some() {}
+
+    fn key(webhook_id: &String) -> String {
+        webhook_id.clone()
+    }
+
+    async fn candidates(&self, ctx: &Ctx, owner: &str) -> Result<Vec<String>> {
+        candidates(ctx, owner).await
+    }
+
+    fn run(
+        &self,
+        ctx: Ctx,
+        owner: String,
+        webhook_id: String,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let worker = Worker {
+            ctx,
+            owner,
+            webhook_id,
+        };
+        worker.run(shutdown)
+    }
 }
 
 /// The enabled webhooks this hub may take whose feed has events after their cursor.
@@ -161,7 +156,6 @@ struct Worker {
     ctx: Ctx,
     owner: String,
     webhook_id: String,
-    in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Why a pass over a webhook stopped.
@@ -192,10 +186,6 @@ impl Worker {
         if let Err(err) = released {
             tracing::debug!(webhook.id = %self.webhook_id, error = %err, "cannot release a webhook lease; it expires");
         }
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .remove(&self.webhook_id);
     }
 
     /// Sends the webhook's events after its cursor, in order, until it is caught up or

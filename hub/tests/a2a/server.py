@@ -8,12 +8,14 @@ Run by hub/tests/it/a2a.rs:
 It listens on a free port of 127.0.0.1 and prints {"port": N} on its first line. The
 Agent Card is at /.well-known/agent-card.json, the JSON-RPC endpoint at /rpc, and
 GET /log answers what the agent saw: every message (its task, text and data) and every
-CancelTask. What the agent does is chosen by the first message's text:
+CancelTask; GET /go lets an "impatient" task go on. What the agent does is chosen by the first message's text:
 
 - "question": asks "Which format, markdown or html?" (input-required), then completes
   with an artifact that uses the answer;
 - "fail": fails with "the printer is on fire";
 - "slow": works until it is cancelled;
+- "impatient": asks "Which format, markdown or html?" (input-required), then, without
+  an answer, completes with "Formatted as markdown." once GET /go is called;
 - anything else: completes with the artifact "Release notes for: <text>".
 
 The SDK serves the card and JSON-RPC as Starlette routes; the few lines of HTTP/1.1
@@ -49,6 +51,7 @@ from a2a.types.a2a_pb2 import (
 )
 
 LOG = []
+GO = asyncio.Event()
 
 
 def agent_message(text, task_id, context_id):
@@ -84,6 +87,14 @@ class Executor(AgentExecutor):
             answer = get_message_text(message)
             await updater.start_work()
             await updater.add_artifact([new_text_part(f"Formatted as {answer}.")], name="notes")
+            await updater.complete()
+            return
+        if "impatient" in first:
+            await updater.requires_input(
+                agent_message("Which format, markdown or html?", task.id, task.context_id)
+            )
+            await GO.wait()
+            await updater.add_artifact([new_text_part("Formatted as markdown.")], name="notes")
             await updater.complete()
             return
         await updater.start_work()
@@ -133,6 +144,11 @@ def card(port):
 
 async def log(_request):
     return JSONResponse(LOG)
+
+
+async def go(_request):
+    GO.set()
+    return JSONResponse({"go": True})
 
 
 async def next_event(conn, reader):
@@ -232,6 +248,7 @@ async def main():
     )
     routes = create_agent_card_routes(agent_card) + create_jsonrpc_routes(handler, "/rpc")
     routes.append(Route("/log", log, methods=["GET"]))
+    routes.append(Route("/go", go, methods=["GET"]))
     app_box["app"] = Starlette(routes=routes)
     print(json.dumps({"port": port}), flush=True)
     async with server:

@@ -97,6 +97,18 @@ pub(crate) fn skipped(test_name: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "skipped: {why} ({test_name})");
 }
 
+/// The Python with the SDK, or `None` when there is none: then the test was skipped and
+/// it says why.
+pub(crate) async fn sdk_or_skip(test_name: &str) -> Option<PathBuf> {
+    match sdk_python().await {
+        Ok(python) => Some(python),
+        Err(why) => {
+            skipped(test_name, &format!("no a2a-sdk: {why}"));
+            None
+        }
+    }
+}
+
 /// Runs a scenario of hub/tests/a2a/client.py; its JSON output.
 async fn client(python: &Path, scenario: &str, base: &str, token: &str, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/a2a/client.py");
@@ -199,6 +211,29 @@ impl A2aHub {
         (resp.status(), resp.json().await.unwrap())
     }
 
+    /// A JSON-RPC call as aurora (the team's API key): the answer, with HTTP 200.
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let (status, body) = self.rpc(Some(&self.team.key), method, params).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// A request to a JSON-RPC endpoint (`url`) with aurora's key, and `A2A-Version`
+    /// when given: for the requests [`A2aHub::rpc`] would not send.
+    fn raw_rpc(&self, url: &str, version: Option<&str>) -> reqwest::RequestBuilder {
+        let req = self.hub.http.post(url).bearer_auth(&self.team.key);
+        match version {
+            Some(version) => req.header("A2A-Version", version),
+            None => req,
+        }
+    }
+
+    /// A one-step task for `spare` created over REST with `key`: its id.
+    async fn create_task(&self, key: &str, title: &str) -> String {
+        let one_step = crate::gateway::one_step(title, &["spare"]);
+        self.hub.create_task_ids(key, one_step).await.0
+    }
+
     /// Runs the WebSocket agent `spare` until the hub closes its session: it claims
     /// every step pushed to it; one titled "… slow …" it keeps without an answer, one
     /// titled "… question …" it asks about once and submits with the answer; any other
@@ -259,6 +294,21 @@ impl A2aHub {
     }
 }
 
+/// Asserts a JSON-RPC error: its code, and words of its message.
+fn expect_rpc_error(body: &Value, code: i64, words: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(words), "{body}");
+}
+
+/// The `nextPageToken` of a `ListTasks` answer.
+fn next_page_token(body: &Value) -> String {
+    body["result"]["nextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn states(events: &Value) -> Vec<String> {
     events
         .as_array()
@@ -289,9 +339,8 @@ fn last_state(events: &Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_a2a_client_discovers_the_team_hands_it_work_and_answers_its_questions() {
     let test_name = "a2a::an_a2a_client_discovers_the_team_hands_it_work_and_answers_its_questions";
-    let python = match sdk_python().await {
-        Ok(python) => python,
-        Err(why) => return skipped(test_name, &format!("no a2a-sdk: {why}")),
+    let Some(python) = sdk_or_skip(test_name).await else {
+        return;
     };
     for db in TestDb::all(test_name).await {
         let hub = A2aHub::start(db).await;
@@ -489,6 +538,16 @@ async fn an_a2a_client_discovers_the_team_hands_it_work_and_answers_its_question
             "{canceled}"
         );
 
+        // ListTasks shows each task as GetTask does: its questions, approvals and
+        // history read for the whole page at once come out the same.
+        let listed = hub.call("ListTasks", json!({})).await;
+        let listed = listed["result"]["tasks"].as_array().unwrap();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        for task in listed {
+            let got = hub.call("GetTask", json!({"id": task["id"]})).await;
+            assert_eq!(got["result"], *task);
+        }
+
         agent.abort();
     }
 }
@@ -509,9 +568,8 @@ async fn receive(State(pushed): State<Pushed>, headers: HeaderMap, body: Bytes) 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_notification_reaches_a_local_receiver_with_its_token() {
     let test_name = "a2a::a_push_notification_reaches_a_local_receiver_with_its_token";
-    let python = match sdk_python().await {
-        Ok(python) => python,
-        Err(why) => return skipped(test_name, &format!("no a2a-sdk: {why}")),
+    let Some(python) = sdk_or_skip(test_name).await else {
+        return;
     };
     for db in TestDb::all(test_name).await {
         let hub = A2aHub::start(db).await;
@@ -573,12 +631,7 @@ async fn list_tasks_pages_through_the_workspace_newest_first() {
         let hub = A2aHub::start(db).await;
         let key = hub.team.key.clone();
         for n in 0..5 {
-            hub.hub
-                .create_task(
-                    &key,
-                    crate::gateway::one_step(&format!("Work {n}"), &["spare"]),
-                )
-                .await;
+            hub.create_task(&key, &format!("Work {n}")).await;
         }
         let ids = |body: &Value| -> Vec<String> {
             body["result"]["tasks"]
@@ -588,40 +641,22 @@ async fn list_tasks_pages_through_the_workspace_newest_first() {
                 .map(|task| task["id"].as_str().unwrap().to_string())
                 .collect()
         };
-        let (_, first) = hub
-            .rpc(Some(&key), "ListTasks", json!({"pageSize": 2}))
-            .await;
+        let first = hub.call("ListTasks", json!({"pageSize": 2})).await;
         assert_eq!(ids(&first).len(), 2, "{first}");
         assert_eq!(first["result"]["totalSize"], 5, "{first}");
-        let token = first["result"]["nextPageToken"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = next_page_token(&first);
         assert!(!token.is_empty(), "{first}");
 
         // A task created meanwhile does not shift the pages that follow.
-        hub.hub
-            .create_task(&key, crate::gateway::one_step("Work late", &["spare"]))
-            .await;
-        let (_, second) = hub
-            .rpc(
-                Some(&key),
-                "ListTasks",
-                json!({"pageSize": 2, "pageToken": token}),
-            )
+        hub.create_task(&key, "Work late").await;
+        let second = hub
+            .call("ListTasks", json!({"pageSize": 2, "pageToken": token}))
             .await;
         assert_eq!(ids(&second).len(), 2, "{second}");
         assert_eq!(second["result"]["totalSize"], 6, "{second}");
-        let token = second["result"]["nextPageToken"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (_, third) = hub
-            .rpc(
-                Some(&key),
-                "ListTasks",
-                json!({"pageSize": 2, "pageToken": token}),
-            )
+        let token = next_page_token(&second);
+        let third = hub
+            .call("ListTasks", json!({"pageSize": 2, "pageToken": token}))
             .await;
         assert_eq!(ids(&third).len(), 1, "{third}");
         assert_eq!(
@@ -632,9 +667,7 @@ async fn list_tasks_pages_through_the_workspace_newest_first() {
             .into_iter()
             .flat_map(ids)
             .collect();
-        let (_, newest) = hub
-            .rpc(Some(&key), "ListTasks", json!({"pageSize": 1}))
-            .await;
+        let newest = hub.call("ListTasks", json!({"pageSize": 1})).await;
         let newest = ids(&newest);
         assert!(
             !paged.contains(&newest[0]),
@@ -645,49 +678,31 @@ async fn list_tasks_pages_through_the_workspace_newest_first() {
         assert_eq!(paged.len(), 5, "each task once: {paged:?}");
 
         // A state filter pages the same way; every one of these tasks waits for its agent.
-        let (_, submitted) = hub
-            .rpc(
-                Some(&key),
+        let submitted = hub
+            .call(
                 "ListTasks",
                 json!({"pageSize": 4, "status": "TASK_STATE_SUBMITTED"}),
             )
             .await;
         assert_eq!(ids(&submitted).len(), 4, "{submitted}");
-        let token = submitted["result"]["nextPageToken"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (_, rest) = hub
-            .rpc(
-                Some(&key),
+        let token = next_page_token(&submitted);
+        let rest = hub
+            .call(
                 "ListTasks",
                 json!({"pageSize": 4, "status": "TASK_STATE_SUBMITTED", "pageToken": token}),
             )
             .await;
         assert_eq!(ids(&rest).len(), 2, "{rest}");
         assert_eq!(rest["result"]["totalSize"], 6, "{rest}");
-        let (_, none) = hub
-            .rpc(
-                Some(&key),
-                "ListTasks",
-                json!({"status": "TASK_STATE_COMPLETED"}),
-            )
+        let none = hub
+            .call("ListTasks", json!({"status": "TASK_STATE_COMPLETED"}))
             .await;
         assert_eq!(ids(&none).len(), 0, "{none}");
         assert_eq!(none["result"]["nextPageToken"], "", "{none}");
 
         // A token this server did not give is refused, naming the parameter.
-        let (_, body) = hub
-            .rpc(Some(&key), "ListTasks", json!({"pageToken": "page-2"}))
-            .await;
-        assert_eq!(body["error"]["code"], -32602, "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("page token"),
-            "{body}"
-        );
+        let body = hub.call("ListTasks", json!({"pageToken": "page-2"})).await;
+        expect_rpc_error(&body, -32602, "page token");
     }
 }
 
@@ -709,29 +724,20 @@ async fn bad_a2a_requests_get_clear_errors() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-        let resp = http
-            .post(format!("{}/a2a/nowhere", hub.hub.base))
-            .header("A2A-Version", "1.0")
-            .bearer_auth(&key)
+        let resp = hub
+            .raw_rpc(&format!("{}/a2a/nowhere", hub.hub.base), Some("1.0"))
             .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}))
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         let body: Value = resp.json().await.unwrap();
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("workspace"),
-            "{body}"
-        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("workspace"), "{body}");
 
         // Not JSON, not JSON-RPC, an unknown method: JSON-RPC errors with HTTP 200.
-        let resp = http
-            .post(&hub.base)
-            .header("A2A-Version", "1.0")
-            .bearer_auth(&key)
+        let resp = hub
+            .raw_rpc(&hub.base, Some("1.0"))
             .body("{not json")
             .send()
             .await
@@ -739,10 +745,8 @@ async fn bad_a2a_requests_get_clear_errors() {
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], -32700);
-        let resp = http
-            .post(&hub.base)
-            .header("A2A-Version", "1.0")
-            .bearer_auth(&key)
+        let resp = hub
+            .raw_rpc(&hub.base, Some("1.0"))
             .json(&json!({"jsonrpc": "1.0", "id": 2, "method": "GetTask"}))
             .send()
             .await
@@ -750,33 +754,16 @@ async fn bad_a2a_requests_get_clear_errors() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], -32600, "{body}");
         assert_eq!(body["id"], 2);
-        let (status, body) = hub.rpc(Some(&key), "message/send", json!({})).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["error"]["code"], -32601, "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("SendMessage")
-        );
+        let body = hub.call("message/send", json!({})).await;
+        expect_rpc_error(&body, -32601, "SendMessage");
 
         // A missing or other version: -32009, naming the version to send.
         for version in [None, Some("0.3")] {
-            let mut req = http
-                .post(&hub.base)
-                .bearer_auth(&key)
+            let req = hub
+                .raw_rpc(&hub.base, version)
                 .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "ListTasks", "params": {}}));
-            if let Some(version) = version {
-                req = req.header("A2A-Version", version);
-            }
             let body: Value = req.send().await.unwrap().json().await.unwrap();
-            assert_eq!(body["error"]["code"], -32009, "{body}");
-            assert!(
-                body["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("A2A-Version: 1.0")
-            );
+            expect_rpc_error(&body, -32009, "A2A-Version: 1.0");
         }
 
         // No token, an unknown token: 401; another workspace's token: 403.
@@ -801,27 +788,8 @@ async fn bad_a2a_requests_get_clear_errors() {
         );
 
         // Another workspace's task is not found here.
-        let steps = hub
-            .hub
-            .create_task(
-                &other.key,
-                crate::gateway::one_step("Globex work", &["spare"]),
-            )
-            .await;
-        let (_, globex_task) = hub
-            .hub
-            .call(
-                Method::GET,
-                &format!("/v1/steps/{}", steps[0].1),
-                &other.key,
-                None,
-            )
-            .await;
-        let globex_task_id = globex_task["task_id"].as_str().unwrap();
-        let (status, body) = hub
-            .rpc(Some(&key), "GetTask", json!({"id": globex_task_id}))
-            .await;
-        assert_eq!(status, StatusCode::OK);
+        let globex_task_id = hub.create_task(&other.key, "Globex work").await;
+        let body = hub.call("GetTask", json!({"id": globex_task_id})).await;
         assert_eq!(body["error"]["code"], -32001, "{body}");
 
         // An agent that is not published, a message without text, params of a wrong shape.
@@ -829,9 +797,8 @@ async fn bad_a2a_requests_get_clear_errors() {
             json!({"message": {"messageId": "m1", "role": "ROLE_USER", "parts": parts,
                 "metadata": metadata}})
         };
-        let (_, body) = hub
-            .rpc(
-                Some(&key),
+        let body = hub
+            .call(
                 "SendMessage",
                 message(json!({"agent": "min-laptop"}), json!([{"text": "Do it"}])),
             )
@@ -842,27 +809,19 @@ async fn bad_a2a_requests_get_clear_errors() {
             text.contains("min-laptop") && text.contains("`spare`"),
             "{text}"
         );
-        let (_, body) = hub
-            .rpc(
-                Some(&key),
+        let body = hub
+            .call(
                 "SendMessage",
                 message(json!({"agent": "spare"}), json!([{"data": {"x": 1}}])),
             )
             .await;
-        assert_eq!(body["error"]["code"], -32602, "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("no text part")
-        );
-        let (_, body) = hub.rpc(Some(&key), "GetTask", json!({"task": 1})).await;
+        expect_rpc_error(&body, -32602, "no text part");
+        let body = hub.call("GetTask", json!({"task": 1})).await;
         assert_eq!(body["error"]["code"], -32602, "{body}");
 
         // A follow-up on a task that waits for nobody is refused; nothing changes.
-        let (_, sent) = hub
-            .rpc(
-                Some(&key),
+        let sent = hub
+            .call(
                 "SendMessage",
                 json!({"message": {"messageId": "m2", "role": "ROLE_USER",
                     "parts": [{"text": "Sort the backlog"}], "metadata": {"agent": "spare"}},
@@ -874,47 +833,26 @@ async fn bad_a2a_requests_get_clear_errors() {
             sent["result"]["task"]["status"]["state"], "TASK_STATE_SUBMITTED",
             "{sent}"
         );
-        let (_, body) = hub
-            .rpc(
-                Some(&key),
+        let body = hub
+            .call(
                 "SendMessage",
                 json!({"message": {"messageId": "m3", "role": "ROLE_USER", "taskId": task_id,
                     "parts": [{"text": "approve"}]}}),
             )
             .await;
-        assert_eq!(body["error"]["code"], -32602, "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("TASK_STATE_SUBMITTED")
-        );
+        expect_rpc_error(&body, -32602, "TASK_STATE_SUBMITTED");
 
         // Cancelled over JSON-RPC, the task is over: a subscription is refused, naming
         // its state, and GetTask with historyLength keeps the last messages only.
-        let (_, body) = hub
-            .rpc(Some(&key), "CancelTask", json!({"id": task_id}))
-            .await;
+        let body = hub.call("CancelTask", json!({"id": task_id})).await;
         assert_eq!(
             body["result"]["status"]["state"], "TASK_STATE_CANCELED",
             "{body}"
         );
-        let (_, body) = hub
-            .rpc(Some(&key), "SubscribeToTask", json!({"id": task_id}))
-            .await;
-        assert_eq!(body["error"]["code"], -32602, "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("TASK_STATE_CANCELED")
-        );
-        let (_, body) = hub
-            .rpc(
-                Some(&key),
-                "GetTask",
-                json!({"id": task_id, "historyLength": 0}),
-            )
+        let body = hub.call("SubscribeToTask", json!({"id": task_id})).await;
+        expect_rpc_error(&body, -32602, "TASK_STATE_CANCELED");
+        let body = hub
+            .call("GetTask", json!({"id": task_id, "historyLength": 0}))
             .await;
         assert_eq!(body["result"]["history"], json!([]), "{body}");
 
@@ -950,9 +888,8 @@ async fn bad_a2a_requests_get_clear_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_reports_the_hubs_errors() {
     let test_name = "a2a::the_sdk_reports_the_hubs_errors";
-    let python = match sdk_python().await {
-        Ok(python) => python,
-        Err(why) => return skipped(test_name, &format!("no a2a-sdk: {why}")),
+    let Some(python) = sdk_or_skip(test_name).await else {
+        return;
     };
     let Some(db) = TestDb::all(test_name).await.into_iter().next() else {
         return;

@@ -1,7 +1,8 @@
 //! Steps delegated to an outside A2A agent (`"executor": "a2a"`), against an agent built
 //! with the official Python SDK (hub/tests/a2a/server.py) on 127.0.0.1, and a real hub
 //! with its A2A worker on both backends: a result submitted and approved, the remote's
-//! question answered by the step's human through the API, a remote failure retried and
+//! question answered by the step's human through the API (or withdrawn when the remote
+//! completes without the answer), a remote failure retried and
 //! then failing the step, a cancelled task cancelling the remote task (after another
 //! hub process took the call over from one that stopped); and the bad inputs (no or a
 //! bad card URL at create, an unreachable card, a card that is not one, an agent's
@@ -21,7 +22,7 @@ use agenthub::a2a::delegate::run_worker;
 use agenthub::ctx::Settings;
 use agenthub::tasks;
 
-use crate::a2a::{sdk_python, skipped};
+use crate::a2a::sdk_or_skip;
 use crate::gateway::{Hub, Team, team};
 use crate::support::TestDb;
 
@@ -151,20 +152,69 @@ impl DelegatingHub {
         for (name, value) in extra.as_object().unwrap() {
             step[name] = value.clone();
         }
-        let (status, task) = self
+        let (task_id, steps) = self
+            .hub
+            .create_task_ids(&self.team.key, json!({"title": title, "steps": [step]}))
+            .await;
+        (task_id, steps[0].1.clone())
+    }
+
+    /// A one-step task with `step` is refused at create, naming `field`, with `words` in
+    /// its message.
+    async fn expect_refused(&self, step: Value, field: &str, words: &str) {
+        let (status, err) = self
             .hub
             .call(
                 Method::POST,
                 "/v1/tasks",
                 &self.team.key,
-                Some(json!({"title": title, "steps": [step]})),
+                Some(json!({"title": "Bad", "steps": [step]})),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{task}");
-        (
-            task["id"].as_str().unwrap().to_string(),
-            task["steps"][0]["id"].as_str().unwrap().to_string(),
-        )
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{step}: {err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{err}");
+    }
+
+    /// The task's timeline, as one text.
+    async fn timeline(&self, task_id: &str) -> String {
+        let path = format!("/v1/tasks/{task_id}/timeline");
+        let (status, timeline) = self
+            .hub
+            .call(Method::GET, &path, &self.team.key, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{timeline}");
+        timeline.to_string()
+    }
+
+    /// The question about `step_id` in the inbox of aurora (the member of `spare`, the
+    /// steps' assignee), if there is one.
+    async fn question_in_inbox(&self, step_id: &str) -> Option<Value> {
+        let (status, inbox) = self
+            .hub
+            .call(Method::GET, "/v1/me/inbox", &self.team.key, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{inbox}");
+        inbox["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|question| question["step_id"] == step_id)
+            .cloned()
+    }
+
+    /// Answers a question as aurora.
+    async fn answer(&self, question: &Value, answer: &str) -> (StatusCode, Value) {
+        let question_id = question["id"].as_str().unwrap();
+        self.hub
+            .call(
+                Method::POST,
+                &format!("/v1/input-requests/{question_id}/answer"),
+                &self.team.key,
+                Some(json!({"answer": answer})),
+            )
+            .await
     }
 
     /// The step once `done(step)` holds.
@@ -202,9 +252,8 @@ async fn until_logged(remote: &Remote, found: impl Fn(&[Value]) -> bool) -> Vec<
 #[tokio::test(flavor = "multi_thread")]
 async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_cancelled() {
     let test_name = "a2a_delegate::a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_cancelled";
-    let python = match sdk_python().await {
-        Ok(python) => python,
-        Err(why) => return skipped(test_name, &format!("no a2a-sdk: {why}")),
+    let Some(python) = sdk_or_skip(test_name).await else {
+        return;
     };
     for db in TestDb::all(test_name).await {
         let remote = Remote::start(&python).await;
@@ -270,30 +319,12 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
 
         hub.step_until(&asking, |step| step["status"] == "blocked")
             .await;
-        let (_, inbox) = hub
-            .hub
-            .call(Method::GET, "/v1/me/inbox", &hub.team.key, None)
-            .await;
-        let question = inbox["questions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|question| question["step_id"] == asking.as_str())
-            .unwrap_or_else(|| panic!("no question in {inbox}"))
-            .clone();
+        let question = hub
+            .question_in_inbox(&asking)
+            .await
+            .expect("the question is in aurora's inbox");
         assert_eq!(question["question"], "Which format, markdown or html?");
-        let (status, answered) = hub
-            .hub
-            .call(
-                Method::POST,
-                &format!(
-                    "/v1/input-requests/{}/answer",
-                    question["id"].as_str().unwrap()
-                ),
-                &hub.team.key,
-                Some(json!({"answer": "html"})),
-            )
-            .await;
+        let (status, answered) = hub.answer(&question, "html").await;
         assert_eq!(status, StatusCode::OK, "{answered}");
         let step = hub
             .step_until(&asking, |step| step["status"] == "done")
@@ -392,12 +423,61 @@ async fn a_step_delegated_to_an_outside_a2a_agent_completes_asks_fails_and_is_ca
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_remote_that_completes_without_the_answer_withdraws_its_question() {
+    let test_name =
+        "a2a_delegate::a_remote_that_completes_without_the_answer_withdraws_its_question";
+    let Some(python) = sdk_or_skip(test_name).await else {
+        return;
+    };
+    for db in TestDb::all(test_name).await {
+        let remote = Remote::start(&python).await;
+        let hub = DelegatingHub::start(db).await;
+        let (task_id, step_id) = hub
+            .delegate(
+                "Convert the impatient log",
+                json!({"agent_card_url": remote.card_url()}),
+                json!({}),
+            )
+            .await;
+        hub.step_until(&step_id, |step| step["status"] == "blocked")
+            .await;
+        let question = hub
+            .question_in_inbox(&step_id)
+            .await
+            .expect("the question is in aurora's inbox");
+        assert_eq!(question["question"], "Which format, markdown or html?");
+
+        // The remote completes while nobody has answered: the result is the step's, and
+        // the question is no longer open.
+        reqwest::get(format!("{}/go", remote.base)).await.unwrap();
+        let step = hub
+            .step_until(&step_id, |step| step["status"] == "done")
+            .await;
+        assert_eq!(step["result"]["text"], "Formatted as markdown.");
+        assert_eq!(hub.question_in_inbox(&step_id).await, None);
+        let (status, refused) = hub.answer(&question, "html").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+        let timeline = hub.timeline(&task_id).await;
+        assert!(
+            timeline.contains("the A2A agent went on without an answer"),
+            "{timeline}"
+        );
+        // The remote was sent the step once and no answer.
+        let log = remote.log().await;
+        let messages: Vec<&Value> = log
+            .iter()
+            .filter(|entry| entry["kind"] == "message")
+            .collect();
+        assert_eq!(messages.len(), 1, "{log:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_bad_agent_card_url_is_refused_or_fails_the_step_with_the_reason() {
     let test_name =
         "a2a_delegate::a_bad_agent_card_url_is_refused_or_fails_the_step_with_the_reason";
-    let python = match sdk_python().await {
-        Ok(python) => python,
-        Err(why) => return skipped(test_name, &format!("no a2a-sdk: {why}")),
+    let Some(python) = sdk_or_skip(test_name).await else {
+        return;
     };
     for db in TestDb::all(test_name).await {
         let remote = Remote::start(&python).await;
@@ -410,51 +490,17 @@ async fn a_bad_agent_card_url_is_refused_or_fails_the_step_with_the_reason() {
             json!({"agent_card_url": "/.well-known/agent-card.json"}),
             json!({"agent_card_url": "ftp://agents.example.com/card.json"}),
         ] {
-            let (status, err) = hub
-                .hub
-                .call(
-                    Method::POST,
-                    "/v1/tasks",
-                    &hub.team.key,
-                    Some(
-                        json!({"title": "Bad", "steps": [{"key": "only", "title": "Bad",
-                        "assignees": ["spare"], "executor": "a2a", "input": input}]}),
-                    ),
-                )
+            let step = json!({"key": "only", "title": "Bad", "assignees": ["spare"],
+                "executor": "a2a", "input": input});
+            hub.expect_refused(step, "steps.input.agent_card_url", "agent_card_url")
                 .await;
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{input}: {err}");
-            assert_eq!(err["error"]["field"], "steps.input.agent_card_url", "{err}");
-            assert!(
-                err["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("agent_card_url"),
-                "{err}"
-            );
         }
         // Only members as assignees: no agent for the hub to run it for.
-        let (status, err) = hub
-            .hub
-            .call(
-                Method::POST,
-                "/v1/tasks",
-                &hub.team.key,
-                Some(
-                    json!({"title": "Bad", "steps": [{"key": "only", "title": "Bad",
-                    "assignees": ["member:aurora@example.com"], "executor": "a2a",
-                    "input": {"agent_card_url": remote.card_url()}}]}),
-                ),
-            )
+        let step = json!({"key": "only", "title": "Bad",
+            "assignees": ["member:aurora@example.com"], "executor": "a2a",
+            "input": {"agent_card_url": remote.card_url()}});
+        hub.expect_refused(step, "steps.assignees", "name an agent")
             .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
-        assert_eq!(err["error"]["field"], "steps.assignees", "{err}");
-        assert!(
-            err["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("name an agent"),
-            "{err}"
-        );
         let (_, tasks) = hub
             .hub
             .call(Method::GET, "/v1/tasks", &hub.team.key, None)

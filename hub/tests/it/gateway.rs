@@ -133,11 +133,16 @@ impl Hub {
 
     /// Creates a task over REST and returns the ids of its steps by key.
     pub async fn create_task(&self, key: &str, body: Value) -> Vec<(String, String)> {
+        self.create_task_ids(key, body).await.1
+    }
+
+    /// Creates a task over REST: its id, and the ids of its steps by key.
+    pub async fn create_task_ids(&self, key: &str, body: Value) -> (String, Vec<(String, String)>) {
         let (status, task) = self
             .call(reqwest::Method::POST, "/v1/tasks", key, Some(body))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{task}");
-        task["steps"]
+        let steps = task["steps"]
             .as_array()
             .unwrap()
             .iter()
@@ -147,7 +152,8 @@ impl Hub {
                     step["id"].as_str().unwrap().to_string(),
                 )
             })
-            .collect()
+            .collect();
+        (task["id"].as_str().unwrap().to_string(), steps)
     }
 
     pub async fn step(&self, key: &str, step_id: &str) -> Value {

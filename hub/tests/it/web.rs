@@ -71,14 +71,7 @@ async fn get_page(
     cookie: &str,
     path: &str,
 ) -> (StatusCode, String) {
-    let resp = http
-        .get(format!("{}{path}", hub.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.text().await.unwrap())
+    page_of(http.get(format!("{}{path}", hub.base)), cookie).await
 }
 
 async fn post_form(
@@ -88,31 +81,53 @@ async fn post_form(
     path: &str,
     form: &[(&str, &str)],
 ) -> (StatusCode, String) {
-    let resp = http
+    let request = http
         .post(format!("{}{path}", hub.base))
-        .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(form).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.text().await.unwrap())
+        .body(serde_urlencoded::to_string(form).unwrap());
+    page_of(request, cookie).await
 }
 
-/// Creates a task over REST; returns its id and the ids of its steps by key.
-async fn create_task(hub: &Hub, key: &str, body: Value) -> (String, Vec<(String, String)>) {
-    let steps = hub.create_task(key, body).await;
-    let (status, step) = hub
-        .call(
-            reqwest::Method::GET,
-            &format!("/v1/steps/{}", steps[0].1),
-            key,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{step}");
-    (step["task_id"].as_str().unwrap().to_string(), steps)
+/// A signed-in session as a browser holds it: its cookie and the CSRF token of its forms.
+struct Session {
+    base: String,
+    http: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    fn new(hub: &Hub, http: &reqwest::Client, cookie: &str, csrf: &str) -> Session {
+        Session {
+            base: hub.base.clone(),
+            http: http.clone(),
+            cookie: cookie.to_string(),
+            csrf: csrf.to_string(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        page_of(self.http.get(format!("{}{path}", self.base)), &self.cookie).await
+    }
+
+    /// Posts a form with the session's CSRF token and `fields`.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut form = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).unwrap());
+        page_of(request, &self.cookie).await
+    }
+}
+
+/// Sends `request` with the session `cookie`: the status and the page.
+async fn page_of(request: reqwest::RequestBuilder, cookie: &str) -> (StatusCode, String) {
+    let resp = request.header("cookie", cookie).send().await.unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
 }
 
 /// The CSRF token of a page's forms.
@@ -219,16 +234,17 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
     {
         let team = team(&hub.ctx).await;
         let http = plain_http();
-        let (task_id, _) = create_task(
-            &hub,
-            &team.key,
-            crate::gateway::one_step("Write", &["min-laptop"]),
-        )
-        .await;
+        let (task_id, _) = hub
+            .create_task_ids(
+                &team.key,
+                crate::gateway::one_step("Write", &["min-laptop"]),
+            )
+            .await;
         let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
         let (status, html) = get_page(&hub, &http, &cookie, &format!("/tasks/{task_id}")).await;
         assert_eq!(status, StatusCode::OK);
         let csrf = csrf_of(&html);
+        let browser = Session::new(&hub, &http, &cookie, &csrf);
 
         // No token, or another one: 403, and the task is unchanged.
         let status_path = format!("/tasks/{task_id}/status");
@@ -251,14 +267,7 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
         assert_eq!(task["status"], "active");
 
         // With the session's token the form works; the header is accepted too.
-        let (status, _) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &status_path,
-            &[("action", "pause"), ("csrf", &csrf)],
-        )
-        .await;
+        let (status, _) = browser.post(&status_path, &[("action", "pause")]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         let resp = http
             .post(format!("{}{status_path}", hub.base))
@@ -294,14 +303,7 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
 
         // A bad action is a clear error; the domain's rules apply (a member who did not
         // create the task may not steer it).
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &status_path,
-            &[("action", "explode"), ("csrf", &csrf)],
-        )
-        .await;
+        let (status, html) = browser.post(&status_path, &[("action", "explode")]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(html.contains("unknown action"), "{html}");
         let min_cookie = sign_in(&hub, &http, &link_path(&hub, &team.min_key).await).await;
@@ -342,14 +344,7 @@ async fn page_forms_need_the_sessions_csrf_token_and_sign_out_ends_the_session()
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        let (status, _) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &status_path,
-            &[("action", "pause"), ("csrf", &csrf)],
-        )
-        .await;
+        let (status, _) = browser.post(&status_path, &[("action", "pause")]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }
@@ -359,12 +354,12 @@ async fn pages_allow_only_their_own_assets_and_stay_in_the_workspace() {
     let hub = Hub::start(TestDb::sqlite().await, Settings::default()).await;
     let team = team(&hub.ctx).await;
     let other = team_named(&hub.ctx, "globex").await;
-    let (foreign_task, _) = create_task(
-        &hub,
-        &other.key,
-        crate::gateway::one_step("Secret", &["min-laptop"]),
-    )
-    .await;
+    let (foreign_task, _) = hub
+        .create_task_ids(
+            &other.key,
+            crate::gateway::one_step("Secret", &["min-laptop"]),
+        )
+        .await;
     let http = plain_http();
     let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
 
@@ -502,6 +497,7 @@ async fn attachments_upload_from_the_form_and_download_from_the_task_page() {
         let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
         let (_, form) = get_page(&hub, &http, &cookie, "/tasks/new").await;
         let csrf = csrf_of(&form);
+        let browser = Session::new(&hub, &http, &cookie, &csrf);
         assert!(
             form.contains(r#"<option value="member:min@example.com">"#),
             "a member can be the assignee: {form}"
@@ -599,7 +595,7 @@ async fn attachments_upload_from_the_form_and_download_from_the_task_page() {
 
         // The task page links the attachment by name; the link downloads it as an
         // attachment that never renders as a page of the hub.
-        let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
+        let (_, html) = browser.get(&task_path).await;
         assert!(
             html.contains(&format!(
                 r#"href="/files/{file_id}" download>notes &#60;b&#62;.html</a>"#
@@ -634,7 +630,7 @@ async fn attachments_upload_from_the_form_and_download_from_the_task_page() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        let (status, _) = get_page(&hub, &http, &cookie, &format!("/files/{foreign_id}")).await;
+        let (status, _) = browser.get(&format!("/files/{foreign_id}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
@@ -645,8 +641,7 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
     let team = team(&hub.ctx).await;
     let http = plain_http();
     let cookie = sign_in(&hub, &http, &link_path(&hub, &team.key).await).await;
-    let (task_id, _) = create_task(
-        &hub,
+    let (task_id, _) = hub.create_task_ids(
         &team.key,
         json!({"title": "Launch", "steps": [
             {"key": "write", "title": "Write", "assignees": ["min-laptop"]},
@@ -656,6 +651,7 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
     let task_path = format!("/tasks/{task_id}");
     let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
     let csrf = csrf_of(&html);
+    let browser = Session::new(&hub, &http, &cookie, &csrf);
     assert!(
         html.contains("Change this step") && html.contains("Add a step"),
         "{html}"
@@ -663,24 +659,14 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
     let workflow = format!("/tasks/{task_id}/workflow");
 
     // A change needs a reason; a refused change is shown and changes nothing.
-    let (status, html) = post_form(
-        &hub,
-        &http,
-        &cookie,
-        &workflow,
-        &[("csrf", &csrf), ("op", "skip"), ("step", "review")],
-    )
-    .await;
+    let (status, html) = browser
+        .post(&workflow, &[("op", "skip"), ("step", "review")])
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
     assert!(html.contains("needs a reason"), "{html}");
-    let (status, html) = post_form(
-        &hub,
-        &http,
-        &cookie,
-        &workflow,
-        &[("csrf", &csrf), ("op", "launch"), ("reason", "x")],
-    )
-    .await;
+    let (status, html) = browser
+        .post(&workflow, &[("op", "launch"), ("reason", "x")])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
 
     // Add a step after `review`, reassign `review` to a member, then skip it.
@@ -705,9 +691,7 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
             ("reason", "reviewed in the meeting"),
         ],
     ] {
-        let mut form = form;
-        form.push(("csrf", &csrf));
-        let (status, html) = post_form(&hub, &http, &cookie, &workflow, &form).await;
+        let (status, html) = browser.post(&workflow, &form).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{form:?}: {html}");
     }
     let (_, task) = hub
@@ -737,7 +721,7 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
         json!(["review"]),
         "{task}"
     );
-    let (_, html) = get_page(&hub, &http, &cookie, &task_path).await;
+    let (_, html) = browser.get(&task_path).await;
     assert!(
         html.contains("reviewed in the meeting"),
         "the timeline says why: {html}"
@@ -751,13 +735,13 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
         )
         .await;
     }
-    let (_, first) = get_page(&hub, &http, &cookie, "/tasks").await;
+    let (_, first) = browser.get("/tasks").await;
     assert!(
         first.contains("Chore 29") && !first.contains(">Launch<"),
         "{first}"
     );
     assert!(first.contains(r#"rel="next""#), "{first}");
-    let (_, second) = get_page(&hub, &http, &cookie, "/tasks?page=2").await;
+    let (_, second) = browser.get("/tasks?page=2").await;
     assert!(
         second.contains(">Launch<") && second.contains("Chore 00"),
         "{second}"
@@ -766,14 +750,14 @@ async fn the_task_page_changes_the_workflow_and_the_list_filters_and_pages() {
         !second.contains("Chore 29") && !second.contains(r#"rel="next""#),
         "{second}"
     );
-    let (_, mine) = get_page(&hub, &http, &cookie, "/tasks?filter=mine").await;
+    let (_, mine) = browser.get("/tasks?filter=mine").await;
     assert!(
         mine.contains(">Launch<") && !mine.contains("Chore"),
         "{mine}"
     );
-    let (_, waiting) = get_page(&hub, &http, &cookie, "/tasks?filter=waiting").await;
+    let (_, waiting) = browser.get("/tasks?filter=waiting").await;
     assert!(waiting.contains("No tasks here"), "{waiting}");
-    let (status, _) = get_page(&hub, &http, &cookie, "/tasks?page=999999999999").await;
+    let (status, _) = browser.get("/tasks?page=999999999999").await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -935,6 +919,7 @@ async fn the_inbox_shows_unread_counts_and_acting_or_reading_clears_them() {
         let (_, tasks_html) = get_page(&hub, &http, &cookie, "/tasks").await;
         assert_eq!(header_counts(&tasks_html), (2, 1));
         let csrf = csrf_of(&html);
+        let browser = Session::new(&hub, &http, &cookie, &csrf);
 
         let (items, _) = api_inbox(&hub, &aurora_key).await;
         let id_of = |kind: &str| {
@@ -960,21 +945,16 @@ async fn the_inbox_shows_unread_counts_and_acting_or_reading_clears_them() {
             .into_iter()
             .chain(["00000000-0000-4000-8000-000000000000".to_string()])
         {
-            let (status, html) = post_form(
-                &hub,
-                &http,
-                &cookie,
-                &format!("/notifications/{id}/read"),
-                &[("csrf", &csrf)],
-            )
-            .await;
+            let (status, html) = browser
+                .post(&format!("/notifications/{id}/read"), &[])
+                .await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
         }
         let (_, page) = api_inbox(&hub, &aurora_key).await;
         assert_eq!(page["meta"]["unread"], json!({"action": 2, "info": 1}));
-        let (status, _) = post_form(&hub, &http, &cookie, &read_path, &[("csrf", &csrf)]).await;
+        let (status, _) = browser.post(&read_path, &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        let (_, html) = browser.get("/").await;
         assert_eq!(header_counts(&html), (2, 0), "{html}");
         assert!(
             html.contains("Task finished: Weekly report"),
@@ -984,27 +964,19 @@ async fn the_inbox_shows_unread_counts_and_acting_or_reading_clears_them() {
         // Answering for her agent: a bad answer is refused and loses nothing; then the
         // answer is taken once, and the item is read and no longer waits.
         let answer_path = format!("/availability/{request_id}/answer");
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &answer_path,
-            &[("csrf", &csrf), ("available", "maybe")],
-        )
-        .await;
+        let (status, html) = browser.post(&answer_path, &[("available", "maybe")]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
         assert!(html.contains("`yes` or `no`"), "{html}");
         let (_, page) = api_inbox(&hub, &aurora_key).await;
         assert_eq!(page["meta"]["unread"]["action"], 2);
         let answer = [
-            ("csrf", csrf.as_str()),
             ("notification", availability_id.as_str()),
             ("available", "yes"),
             ("note", "after 3pm"),
         ];
-        let (status, html) = post_form(&hub, &http, &cookie, &answer_path, &answer).await;
+        let (status, html) = browser.post(&answer_path, &answer).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let (status, html) = post_form(&hub, &http, &cookie, &answer_path, &answer).await;
+        let (status, html) = browser.post(&answer_path, &answer).await;
         assert_eq!(status, StatusCode::CONFLICT, "{html}");
         let (items, page) = api_inbox(&hub, &aurora_key).await;
         assert_eq!(page["meta"]["unread"], json!({"action": 1, "info": 0}));
@@ -1023,7 +995,7 @@ async fn the_inbox_shows_unread_counts_and_acting_or_reading_clears_them() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
 
         // Approving from the inbox marks the item read; the header drops to nothing.
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        let (_, html) = browser.get("/").await;
         assert!(!html.contains(&format!("id=\"availability-{request_id}\"")));
         let approval = &page["notifications"]
             .as_array()
@@ -1032,24 +1004,21 @@ async fn the_inbox_shows_unread_counts_and_acting_or_reading_clears_them() {
             .find(|item| item["id"] == approval_id.as_str())
             .unwrap()["data"];
         let attempt = approval["attempt"].to_string();
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("/steps/{draft}/approve"),
-            &[
-                ("csrf", &csrf),
-                ("notification", &approval_id),
-                ("attempt", &attempt),
-                ("digest", approval["digest"].as_str().unwrap()),
-            ],
-        )
-        .await;
+        let (status, html) = browser
+            .post(
+                &format!("/steps/{draft}/approve"),
+                &[
+                    ("notification", &approval_id),
+                    ("attempt", &attempt),
+                    ("digest", approval["digest"].as_str().unwrap()),
+                ],
+            )
+            .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
         let (items, page) = api_inbox(&hub, &aurora_key).await;
         assert_eq!(page["meta"]["unread"], json!({"action": 0, "info": 0}));
         assert!(items.iter().any(|item| item.0 == approval_id && item.2));
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        let (_, html) = browser.get("/").await;
         assert_eq!(header_counts(&html), (0, 0));
         assert!(html.contains("Nothing is waiting on you."), "{html}");
 
@@ -1121,6 +1090,7 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains(r#"id="webhooks""#), "{html}");
         let csrf = csrf_of(&html);
+        let browser = Session::new(&hub, &http, &cookie, &csrf);
         let listed = async || {
             let (status, list) = hub
                 .call(reqwest::Method::GET, "/v1/webhooks", &aurora_key, None)
@@ -1134,33 +1104,28 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
             ("not a url", "", "url"),
             (url.as_str(), "task.created, no.such.event", "no.such.event"),
         ] {
-            let (status, html) = post_form(
-                &hub,
-                &http,
-                &cookie,
-                "/settings/webhooks",
-                &[("csrf", &csrf), ("url", bad_url), ("events", events)],
-            )
-            .await;
+            let (status, html) = browser
+                .post(
+                    "/settings/webhooks",
+                    &[("url", bad_url), ("events", events)],
+                )
+                .await;
             assert!(status.is_client_error(), "{status} {html}");
             assert!(html.contains(says), "{html}");
         }
         assert!(listed().await.is_empty());
 
         // Created: the signing secret is shown on that answer only.
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            "/settings/webhooks",
-            &[
-                ("csrf", &csrf),
-                ("url", &url),
-                ("events", "task.created, approval.requested"),
-                ("description", "ops bot"),
-            ],
-        )
-        .await;
+        let (status, html) = browser
+            .post(
+                "/settings/webhooks",
+                &[
+                    ("url", &url),
+                    ("events", "task.created, approval.requested"),
+                    ("description", "ops bot"),
+                ],
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{html}");
         assert!(html.contains(r#"id="new-webhook-secret">whsec_"#), "{html}");
         let webhooks = listed().await;
@@ -1171,7 +1136,7 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
         );
         assert_eq!(webhooks[0]["description"], "ops bot");
         let webhook_id = webhooks[0]["id"].as_str().unwrap().to_string();
-        let (_, html) = get_page(&hub, &http, &cookie, "/settings").await;
+        let (_, html) = browser.get("/settings").await;
         assert!(!html.contains("whsec_"), "shown once");
         assert!(html.contains(&format!(r#"id="webhook-{webhook_id}""#)));
 
@@ -1180,22 +1145,18 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
         let (_, duan_html) = get_page(&hub, &http, &duan_cookie, "/settings").await;
         assert!(!duan_html.contains(r#"id="webhooks""#));
         let duan_csrf = csrf_of(&duan_html);
+        let duan_browser = Session::new(&hub, &http, &duan_cookie, &duan_csrf);
         let webhook_page = format!("/settings/webhooks/{webhook_id}");
-        let (status, _) = get_page(&hub, &http, &duan_cookie, &webhook_page).await;
+        let (status, _) = duan_browser.get(&webhook_page).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         for path in [
             "/settings/webhooks".to_string(),
             format!("{webhook_page}/delete"),
             format!("{webhook_page}/enabled"),
         ] {
-            let (status, _) = post_form(
-                &hub,
-                &http,
-                &duan_cookie,
-                &path,
-                &[("csrf", &duan_csrf), ("url", &url), ("enabled", "no")],
-            )
-            .await;
+            let (status, _) = duan_browser
+                .post(&path, &[("url", &url), ("enabled", "no")])
+                .await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         }
         let webhooks = listed().await;
@@ -1209,30 +1170,16 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
             ("no", StatusCode::SEE_OTHER, false),
             ("yes", StatusCode::SEE_OTHER, true),
         ] {
-            let (status, html) = post_form(
-                &hub,
-                &http,
-                &cookie,
-                &enabled_path,
-                &[("csrf", &csrf), ("enabled", value)],
-            )
-            .await;
+            let (status, html) = browser.post(&enabled_path, &[("enabled", value)]).await;
             assert_eq!(status, expect, "{html}");
             assert_eq!(listed().await[0]["enabled"], enabled);
         }
 
         // A ping fails to connect; the log shows the attempt, and a redelivery is a new
         // delivery of the log.
-        let (status, _) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("{webhook_page}/ping"),
-            &[("csrf", &csrf)],
-        )
-        .await;
+        let (status, _) = browser.post(&format!("{webhook_page}/ping"), &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
-        let (status, html) = get_page(&hub, &http, &cookie, &webhook_page).await;
+        let (status, html) = browser.get(&webhook_page).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             html.contains(r#"<span class="badge delivery-status">failed</span>"#),
@@ -1255,18 +1202,11 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
         let ping_id = log["deliveries"][0]["id"].as_str().unwrap().to_string();
         assert!(html.contains(&format!(r#"id="delivery-{ping_id}""#)));
         let redeliver = format!("/settings/deliveries/{ping_id}/redeliver");
-        let (status, _) = post_form(
-            &hub,
-            &http,
-            &duan_cookie,
-            &redeliver,
-            &[("csrf", &duan_csrf)],
-        )
-        .await;
+        let (status, _) = duan_browser.post(&redeliver, &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _) = post_form(&hub, &http, &cookie, &redeliver, &[("csrf", &csrf)]).await;
+        let (status, _) = browser.post(&redeliver, &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
-        let (_, html) = get_page(&hub, &http, &cookie, &webhook_page).await;
+        let (_, html) = browser.get(&webhook_page).await;
         assert_eq!(
             html.matches(r#"class="card delivery""#).count(),
             2,
@@ -1275,17 +1215,10 @@ async fn owners_manage_webhooks_and_read_their_delivery_log_in_settings() {
         assert!(html.contains("redeliver"), "{html}");
 
         // Deleted: gone from the list, its page not found.
-        let (status, _) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("{webhook_page}/delete"),
-            &[("csrf", &csrf)],
-        )
-        .await;
+        let (status, _) = browser.post(&format!("{webhook_page}/delete"), &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(listed().await.is_empty());
-        let (status, _) = get_page(&hub, &http, &cookie, &webhook_page).await;
+        let (status, _) = browser.get(&webhook_page).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
@@ -1676,12 +1609,12 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 
     // Another workspace's task is not found; a form without its CSRF token is refused.
     let other = team_named(&hub.ctx, "globex").await;
-    let (foreign_task, _) = create_task(
-        &hub,
-        &other.key,
-        crate::gateway::one_step("Secret", &["min-laptop"]),
-    )
-    .await;
+    let (foreign_task, _) = hub
+        .create_task_ids(
+            &other.key,
+            crate::gateway::one_step("Secret", &["min-laptop"]),
+        )
+        .await;
     client
         .goto(&format!("{}/tasks/{foreign_task}", hub.base))
         .await
@@ -1708,8 +1641,7 @@ async fn a_teammate_follows_decides_and_starts_work_in_the_browser() {
 
     // A workflow change from the task page: a step not started yet is skipped, with
     // the reason in the timeline.
-    let (offsite, _) = create_task(
-        &hub,
+    let (offsite, _) = hub.create_task_ids(
         &team.key,
         json!({"title": "Offsite", "steps": [
             {"key": "book", "title": "Book the venue", "assignees": ["min-laptop"]},
@@ -1817,8 +1749,8 @@ fn plan_step(key: &str, assignee: &str, depends_on: &[&str], minutes: u32) -> Pl
     }
 }
 
-/// A member's API key and a signed-in session: (key, cookie, CSRF token).
-async fn signed_in(hub: &Hub, team: &Team, email: &str) -> (String, String, String) {
+/// A member's API key and a signed-in session.
+async fn signed_in(hub: &Hub, team: &Team, email: &str) -> (String, Session) {
     let key = accounts::create_api_key(team.store(), &team.workspace_id, email, None)
         .await
         .unwrap()
@@ -1826,8 +1758,7 @@ async fn signed_in(hub: &Hub, team: &Team, email: &str) -> (String, String, Stri
     let http = plain_http();
     let cookie = sign_in(hub, &http, &link_path(hub, &key).await).await;
     let (_, html) = get_page(hub, &http, &cookie, "/").await;
-    let csrf = csrf_of(&html);
-    (key, cookie, csrf)
+    (key, Session::new(hub, &http, &cookie, &csrf_of(&html)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1842,9 +1773,8 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
     .await
     {
         let team = Team::new(&hub.ctx.store).await;
-        let http = plain_http();
-        let (_, cookie, csrf) = signed_in(&hub, &team, "aurora@example.com").await;
-        let (_, duan_cookie, duan_csrf) = signed_in(&hub, &team, "duan@example.com").await;
+        let (_, browser) = signed_in(&hub, &team, "aurora@example.com").await;
+        let (_, duan_browser) = signed_in(&hub, &team, "duan@example.com").await;
         let planned = tasks::create_task(
             &team.ctx,
             &team.aurora,
@@ -1859,7 +1789,7 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
         .unwrap();
         let task_id = planned.task.id.clone();
         let page_path = format!("/tasks/{task_id}");
-        let (status, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (status, html) = browser.get(&page_path).await;
         assert_eq!(status, StatusCode::OK, "{html}");
         assert!(
             html.contains("Waiting for min to propose the steps."),
@@ -1882,40 +1812,26 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
             .unwrap();
         };
         propose(vec![plan_step("outline", "min", &[], 45)]).await;
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(html.contains("id=\"plan-step-outline\""), "{html}");
         assert!(html.contains("45 min"), "{html}");
         assert!(html.contains("min knows it"), "{html}");
         assert!(html.contains("id=\"plan-accept\""), "{html}");
         // Only the creator (or an owner or admin) decides; duan sees the plan, no buttons,
         // and is refused when he posts anyway.
-        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, &page_path).await;
+        let (_, duan_html) = duan_browser.get(&page_path).await;
         assert!(
             duan_html.contains("id=\"plan-step-outline\""),
             "{duan_html}"
         );
         assert!(!duan_html.contains("id=\"plan-accept\""), "{duan_html}");
         let accept_path = format!("/tasks/{task_id}/plan/accept");
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &duan_cookie,
-            &accept_path,
-            &[("csrf", &duan_csrf)],
-        )
-        .await;
+        let (status, html) = duan_browser.post(&accept_path, &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
 
         // Asking again needs a comment; without one nothing changes.
         let revise_path = format!("/tasks/{task_id}/plan/revise");
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &revise_path,
-            &[("csrf", &csrf), ("comment", " ")],
-        )
-        .await;
+        let (status, html) = browser.post(&revise_path, &[("comment", " ")]).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
         let plan = tasks::get_plan(&team.ctx, &team.aurora, &task_id)
             .await
@@ -1924,14 +1840,9 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
             (plan.plan.round, plan.plan.status.as_str()),
             (1, "proposed")
         );
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &revise_path,
-            &[("csrf", &csrf), ("comment", "Duan should review it")],
-        )
-        .await;
+        let (status, html) = browser
+            .post(&revise_path, &[("comment", "Duan should review it")])
+            .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
         let plan = tasks::get_plan(&team.ctx, &team.aurora, &task_id)
             .await
@@ -1941,12 +1852,11 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
             (2, "requested")
         );
         assert_eq!(plan.plan.comment.as_deref(), Some("Duan should review it"));
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(html.contains("Plan, round 2"), "{html}");
         assert!(html.contains("Duan should review it"), "{html}");
         // No proposal yet: nothing to accept.
-        let (status, html) =
-            post_form(&hub, &http, &cookie, &accept_path, &[("csrf", &csrf)]).await;
+        let (status, html) = browser.post(&accept_path, &[]).await;
         assert_eq!(status, StatusCode::CONFLICT, "{html}");
 
         propose(vec![
@@ -1954,8 +1864,7 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
             plan_step("review", "duan-bot", &["outline"], 20),
         ])
         .await;
-        let (status, html) =
-            post_form(&hub, &http, &cookie, &accept_path, &[("csrf", &csrf)]).await;
+        let (status, html) = browser.post(&accept_path, &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
         let view = tasks::get_task(&team.ctx, &team.aurora, &task_id)
             .await
@@ -1967,7 +1876,7 @@ async fn the_creator_accepts_a_plan_or_asks_again_on_the_task_page() {
             .map(|step| step.step.key.as_str())
             .collect();
         assert_eq!(keys, ["outline", "review"]);
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(!html.contains("id=\"plan\""), "{html}");
         assert!(html.contains("id=\"step-review\""), "{html}");
         // The plan's estimates stay with the steps.
@@ -1997,9 +1906,8 @@ async fn suggested_workflow_changes_are_accepted_or_refused_one_by_one() {
     .await
     {
         let team = Team::new(&hub.ctx.store).await;
-        let http = plain_http();
-        let (_, cookie, csrf) = signed_in(&hub, &team, "aurora@example.com").await;
-        let (_, duan_cookie, duan_csrf) = signed_in(&hub, &team, "duan@example.com").await;
+        let (_, browser) = signed_in(&hub, &team, "aurora@example.com").await;
+        let (_, duan_browser) = signed_in(&hub, &team, "duan@example.com").await;
         let task = team
             .create(new_task(
                 "Report",
@@ -2052,64 +1960,46 @@ async fn suggested_workflow_changes_are_accepted_or_refused_one_by_one() {
         let (skip_id, insert_id) = (id_of(SuggestionOp::Skip), id_of(SuggestionOp::Insert));
 
         // Both wait in the creator's inbox and on the task's page, with their reasons.
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        let (_, html) = browser.get("/").await;
         for id in [&skip_id, &insert_id] {
             assert!(html.contains(&format!("id=\"suggestion-{id}\"")), "{html}");
         }
         assert!(html.contains("min suggests to skip `review`"), "{html}");
         assert!(html.contains("the figures are old"), "{html}");
         let page_path = format!("/tasks/{}", task.task.id);
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(
             html.contains(&format!("action=\"/workflow-approvals/{skip_id}/reject\"")),
             "{html}"
         );
         // Duan sees them, cannot decide them.
-        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, &page_path).await;
+        let (_, duan_html) = duan_browser.get(&page_path).await;
         assert!(duan_html.contains(&format!("id=\"suggestion-{skip_id}\"")));
         assert!(!duan_html.contains(&format!("/workflow-approvals/{skip_id}/approve")));
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &duan_cookie,
-            &format!("/workflow-approvals/{skip_id}/approve"),
-            &[("csrf", &duan_csrf)],
-        )
-        .await;
+        let (status, html) = duan_browser
+            .post(&format!("/workflow-approvals/{skip_id}/approve"), &[])
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
 
         // Refused: nothing changes. Accepted: the step is added.
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("/workflow-approvals/{skip_id}/reject"),
-            &[
-                ("csrf", &csrf),
-                ("comment", "duan reviews everything"),
-                ("back", &page_path),
-            ],
-        )
-        .await;
+        let (status, html) = browser
+            .post(
+                &format!("/workflow-approvals/{skip_id}/reject"),
+                &[("comment", "duan reviews everything"), ("back", &page_path)],
+            )
+            .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("/workflow-approvals/{insert_id}/approve"),
-            &[("csrf", &csrf), ("back", &page_path)],
-        )
-        .await;
+        let (status, html) = browser
+            .post(
+                &format!("/workflow-approvals/{insert_id}/approve"),
+                &[("back", &page_path)],
+            )
+            .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
         // A decided suggestion is not decided again.
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("/workflow-approvals/{skip_id}/approve"),
-            &[("csrf", &csrf)],
-        )
-        .await;
+        let (status, html) = browser
+            .post(&format!("/workflow-approvals/{skip_id}/approve"), &[])
+            .await;
         assert_eq!(status, StatusCode::CONFLICT, "{html}");
         let view = team.task(&task.task.id).await;
         let states: Vec<(&str, &str)> = view
@@ -2125,7 +2015,7 @@ async fn suggested_workflow_changes_are_accepted_or_refused_one_by_one() {
                 ("figures", "ready")
             ]
         );
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(
             html.contains(&format!(
                 "id=\"suggestion-{skip_id}\" data-status=\"rejected\""
@@ -2138,7 +2028,7 @@ async fn suggested_workflow_changes_are_accepted_or_refused_one_by_one() {
             )),
             "{html}"
         );
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        let (_, html) = browser.get("/").await;
         assert!(!html.contains("id=\"suggestion-"), "{html}");
     }
 }
@@ -2155,9 +2045,8 @@ async fn participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_
     .await
     {
         let team = Team::new(&hub.ctx.store).await;
-        let http = plain_http();
-        let (_, cookie, csrf) = signed_in(&hub, &team, "aurora@example.com").await;
-        let (_, duan_cookie, duan_csrf) = signed_in(&hub, &team, "duan@example.com").await;
+        let (_, browser) = signed_in(&hub, &team, "aurora@example.com").await;
+        let (_, duan_browser) = signed_in(&hub, &team, "duan@example.com").await;
         // A Monday at least a week ahead, 00:00 UTC.
         let day_ms = 24 * 60 * 60 * 1000;
         let now = agenthub::store::now_ms();
@@ -2200,7 +2089,7 @@ async fn participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_
 
         // Aurora is asked for herself (through her agent) and for the guest: intervals
         // forms, not the yes/no question of an agent's availability.
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        let (_, html) = browser.get("/").await;
         for id in [&requests[0], &requests[2]] {
             assert!(
                 html.contains(&format!("id=\"meeting-availability-{id}\"")),
@@ -2240,21 +2129,14 @@ async fn participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_
                 "ends before it starts",
             ),
         ] {
-            let mut fields = vec![("csrf", csrf.as_str())];
-            fields.extend(form);
-            let (status, html) = post_form(&hub, &http, &cookie, &mine, &fields).await;
+            let (status, html) = browser.post(&mine, &form).await;
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
             assert!(html.contains(needle), "{needle}: {html}");
         }
         // Duan does not answer for aurora.
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &duan_cookie,
-            &mine,
-            &[("csrf", &duan_csrf), ("from", &from), ("to", &to)],
-        )
-        .await;
+        let (status, html) = duan_browser
+            .post(&mine, &[("from", &from), ("to", &to)])
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
         let view = tasks::get_step(&team.ctx, &team.aurora, &meet)
             .await
@@ -2269,60 +2151,40 @@ async fn participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_
 
         // Aurora: 09:00-17:00 in Tokyo (00:00-08:00 UTC), one row of three; duan in UTC
         // with offsets of his own; the guest's free time through aurora.
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &mine,
-            &[
-                ("csrf", &csrf),
-                ("from", ""),
-                ("to", ""),
-                ("from", &from),
-                ("to", &to),
-                ("offset", "+09:00"),
-            ],
-        )
-        .await;
+        let (status, html) = browser
+            .post(
+                &mine,
+                &[
+                    ("from", ""),
+                    ("to", ""),
+                    ("from", &from),
+                    ("to", &to),
+                    ("offset", "+09:00"),
+                ],
+            )
+            .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, "/").await;
+        let (_, duan_html) = duan_browser.get("/").await;
         assert!(
             duan_html.contains(&format!("id=\"meeting-availability-{}\"", requests[1])),
             "{duan_html}"
         );
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &duan_cookie,
-            &format!("/meetings/{}/availability", requests[1]),
-            &[
-                ("csrf", &duan_csrf),
-                ("from", &format!("{date}T03:00:00Z")),
-                ("to", &format!("{date}T12:00:00Z")),
-            ],
-        )
-        .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &cookie,
-            &format!("/meetings/{}/availability", requests[2]),
-            &[
-                ("csrf", &csrf),
-                ("from", &format!("{date}T05:30")),
-                ("to", &format!("{date}T07:00")),
-            ],
-        )
-        .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
-        let (_, html) = get_page(&hub, &http, &cookie, "/").await;
+        for (session, request_id, from, to) in [
+            (&duan_browser, &requests[1], "T03:00:00Z", "T12:00:00Z"),
+            (&browser, &requests[2], "T05:30", "T07:00"),
+        ] {
+            let path = format!("/meetings/{request_id}/availability");
+            let (from, to) = (format!("{date}{from}"), format!("{date}{to}"));
+            let (status, html) = session.post(&path, &[("from", &from), ("to", &to)]).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        }
+        let (_, html) = browser.get("/").await;
         assert!(!html.contains("id=\"meeting-availability-"), "{html}");
 
         // The task page shows every answer and the earliest common slot; only the
         // step's assignee (aurora, through min) confirms.
         let page_path = format!("/tasks/{}", task.task.id);
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(html.contains("data-meeting-status=\"proposed\""), "{html}");
         assert!(
             html.contains(&format!("{date}T09:00:00+09:00 – {date}T17:00:00+09:00")),
@@ -2345,22 +2207,14 @@ async fn participants_answer_a_meeting_with_intervals_and_the_assignee_confirms_
             html.contains(&format!("action=\"{confirm_path}\"")),
             "{html}"
         );
-        let (_, duan_html) = get_page(&hub, &http, &duan_cookie, &page_path).await;
+        let (_, duan_html) = duan_browser.get(&page_path).await;
         assert!(!duan_html.contains(&confirm_path), "{duan_html}");
-        let (status, html) = post_form(
-            &hub,
-            &http,
-            &duan_cookie,
-            &confirm_path,
-            &[("csrf", &duan_csrf)],
-        )
-        .await;
+        let (status, html) = duan_browser.post(&confirm_path, &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
-        let (status, html) =
-            post_form(&hub, &http, &cookie, &confirm_path, &[("csrf", &csrf)]).await;
+        let (status, html) = browser.post(&confirm_path, &[]).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
         assert_eq!(team.step(&meet).await.status, "done");
-        let (_, html) = get_page(&hub, &http, &cookie, &page_path).await;
+        let (_, html) = browser.get(&page_path).await;
         assert!(html.contains("data-meeting-status=\"scheduled\""), "{html}");
         assert!(html.contains("Invitation (.ics)"), "{html}");
         assert!(
