@@ -62,8 +62,10 @@ type Senders = Vec<(u64, mpsc::Sender<Arc<Notice>>, Arc<AtomicBool>)>;
 pub struct Bus {
     subscribers: RwLock<HashMap<String, Senders>>,
     next_subscription: std::sync::atomic::AtomicU64,
-    /// Woken by every notice of a workspace feed (the webhook worker waits on it).
-    workspace_feeds: tokio::sync::Notify,
+    /// Counts the publishes that carried a notice of a workspace feed: each leased worker
+    /// (webhooks, A2A) watches it with a receiver of its own, so every worker sees every
+    /// wake-up (a `Notify` woke only one of them).
+    workspace_feeds: tokio::sync::watch::Sender<u64>,
 }
 
 /// A subscription; dropping it (or calling [`Bus::unsubscribe`]) ends delivery.
@@ -90,8 +92,8 @@ impl Bus {
                 .audience_id
                 .starts_with(crate::events::feed::WORKSPACE_PREFIX)
         }) {
-            // Stores a permit when nobody waits: a wake-up between two waits is not lost.
-            self.workspace_feeds.notify_one();
+            // A change between two waits of a receiver is seen by its next wait.
+            self.workspace_feeds.send_modify(|n| *n = n.wrapping_add(1));
         }
         let subscribers = self.subscribers.read().expect("bus lock");
         for notice in notices {
@@ -128,10 +130,11 @@ impl Bus {
         }
     }
 
-    /// Resolves after the next notice of any workspace feed (at once when one came since
-    /// the last call). For the one webhook worker of this hub.
-    pub async fn workspace_feed_notice(&self) {
-        self.workspace_feeds.notified().await;
+    /// A receiver that sees each publish carrying a notice of a workspace feed
+    /// (`changed()` resolves at once when one came since the last look). For the leased
+    /// workers of this hub.
+    pub fn workspace_feed_notices(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.workspace_feeds.subscribe()
     }
 
     pub fn unsubscribe(&self, audience_id: &str, subscription_id: u64) {
