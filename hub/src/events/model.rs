@@ -43,22 +43,24 @@ pub async fn reserve_seqs(
         .collect();
     let lasts: Vec<(String, i64)> = match db.reborrow() {
         Db::Sqlite(conn) => {
-            // diesel-async builds no multi-row insert for SQLite (see `insert_rows!`).
-            conn.with_sync(move |conn| {
-                diesel::RunQueryDsl::get_results(
+            // One cached single-row upsert per audience (see `insert_rows!`).
+            let mut lasts = Vec::with_capacity(rows.len());
+            for row in rows {
+                lasts.push(
                     diesel::insert_into(audience_seqs::table)
-                        .values(rows)
+                        .values(row)
                         .on_conflict(audience_seqs::audience_id)
                         .do_update()
                         .set(
                             audience_seqs::last_seq
                                 .eq(audience_seqs::last_seq + excluded(audience_seqs::last_seq)),
                         )
-                        .returning((audience_seqs::audience_id, audience_seqs::last_seq)),
-                    conn,
-                )
-            })
-            .await?
+                        .returning((audience_seqs::audience_id, audience_seqs::last_seq))
+                        .get_result(conn)
+                        .await?,
+                );
+            }
+            lasts
         }
         Db::Postgres(conn) => {
             diesel::insert_into(audience_seqs::table)

@@ -244,15 +244,16 @@ macro_rules! db {
     };
 }
 
-/// Rows in one multi-row `INSERT` of [`insert_rows!`](crate::insert_rows) (SQLite allows
-/// 32,766 bound values per statement; the widest table inserted this way has 64 columns).
+/// Rows in one multi-row `INSERT` of [`insert_rows!`](crate::insert_rows) on PostgreSQL
+/// (the widest table inserted this way has 64 columns; 65,535 bound values at most).
 pub const ROWS_PER_INSERT: usize = 500;
 
-/// Inserts `$rows` (a `Vec` of one `Insertable` row type) into `$table` with one
-/// `INSERT … VALUES (…), (…)` per [`ROWS_PER_INSERT`] rows, where a loop would run one
-/// statement per row, and evaluates to the `QueryResult` of the number of rows inserted.
-/// diesel-async builds no multi-row insert for SQLite, so on SQLite the statement runs
-/// through diesel's synchronous API on the same connection (in place, see [`sqlite`]).
+/// Inserts `$rows` (a `Vec` of one `Insertable` row type) into `$table` and evaluates to
+/// the `QueryResult` of the number of rows inserted. On PostgreSQL one
+/// `INSERT … VALUES (…), (…)` per [`ROWS_PER_INSERT`] rows saves a round trip per row; on
+/// SQLite, where a statement is a function call, one single-row `INSERT` per row reuses
+/// one prepared statement (see [`sqlite`]), where a multi-row one would be parsed and
+/// planned again for each count of rows.
 ///
 /// ```ignore
 /// crate::insert_rows!(db, events::table, rows)?;
@@ -263,32 +264,39 @@ macro_rules! insert_rows {
         let mut rows = $rows;
         let mut inserted: usize = 0;
         let mut failed: Option<diesel::result::Error> = None;
-        while !rows.is_empty() {
-            let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
-            let chunk = std::mem::replace(&mut rows, rest);
-            let res = match $crate::store::Db::reborrow($db) {
-                $crate::store::Db::Sqlite(conn) => {
-                    conn.with_sync(move |conn| {
-                        diesel::RunQueryDsl::execute(
-                            diesel::insert_into($table).values(chunk),
-                            conn,
-                        )
-                    })
+        match $crate::store::Db::reborrow($db) {
+            $crate::store::Db::Sqlite(conn) => {
+                for row in rows {
+                    match diesel_async::RunQueryDsl::execute(
+                        diesel::insert_into($table).values(row),
+                        conn,
+                    )
                     .await
+                    {
+                        Ok(n_rows) => inserted += n_rows,
+                        Err(err) => {
+                            failed = Some(err);
+                            break;
+                        }
+                    }
                 }
-                $crate::store::Db::Postgres(conn) => {
-                    diesel_async::RunQueryDsl::execute(
+            }
+            $crate::store::Db::Postgres(conn) => {
+                while !rows.is_empty() {
+                    let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
+                    let chunk = std::mem::replace(&mut rows, rest);
+                    match diesel_async::RunQueryDsl::execute(
                         diesel::insert_into($table).values(chunk),
                         conn,
                     )
                     .await
-                }
-            };
-            match res {
-                Ok(n_rows) => inserted += n_rows,
-                Err(err) => {
-                    failed = Some(err);
-                    break;
+                    {
+                        Ok(n_rows) => inserted += n_rows,
+                        Err(err) => {
+                            failed = Some(err);
+                            break;
+                        }
+                    }
                 }
             }
         }
