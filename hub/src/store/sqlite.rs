@@ -14,27 +14,35 @@
 //! diesel also refuses to keep the prepared statement of any `UPDATE`, upsert, `IN (…)`
 //! list or SQL literal (their SQL may vary with the values, and its cache would key them
 //! by type): SQLite parsed and planned those again at every execution, about a sixth of
-//! the hub's CPU per step. Here such a statement is kept by its SQL text instead (the
-//! text, not the type, says which statement it is), for up to [`MAX_KEPT_BY_SQL`]
-//! distinct texts per connection; past that they are prepared per execution as before.
+//! the hub's CPU per step. Here such a statement is rendered with its binds copied (as the
+//! wrapper did for every statement) and kept by its SQL text (the text, not the type, says
+//! which statement it is), for up to [`MAX_KEPT_BY_SQL`] distinct texts per connection;
+//! past that they are prepared per execution as before.
 //!
 //! A call that does wait is a write while another process (the admin CLI) holds the write
 //! lock, for at most `busy_timeout`, on the one writer connection.
 
-use diesel::connection::{
-    AnsiTransactionManager, CacheSize, Connection, Instrumentation, LoadConnection,
-    SimpleConnection, TransactionManagerStatus,
-};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
-use diesel::query_builder::{AsQuery, AstPass, Query, QueryBuilder, QueryFragment, QueryId};
+use diesel::backend::Backend;
+use diesel::connection::{
+    AnsiTransactionManager, CacheSize, Connection, Instrumentation, LoadConnection,
+    SimpleConnection, TransactionManagerStatus, WithMetadataLookup,
+};
+use diesel::query_builder::{
+    AsQuery, AstPass, CollectedQuery, MoveableBindCollector, Query, QueryBuilder, QueryFragment,
+    QueryId,
+};
 use diesel::row::IntoOwnedRow;
 use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
 use diesel::{ConnectionResult, QueryResult, SqliteConnection};
 use diesel_async::{AsyncConnection, AsyncConnectionCore, SimpleAsyncConnection};
-use futures_util::stream::BoxStream;
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+/// The bind values of a query, owned.
+type BindData =
+    <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
 
 /// A row read from SQLite, owned (it outlives the statement that read it).
 type OwnedRow = <<SqliteConnection as LoadConnection>::Row<'static, 'static> as IntoOwnedRow<
@@ -62,25 +70,32 @@ impl SqliteConn {
         }
     }
 
-    /// Whether to keep the prepared statement of `query` by its SQL text: diesel would not
-    /// keep it, and the connection keeps fewer than [`MAX_KEPT_BY_SQL`] texts or this one.
-    fn keeps_by_sql<Q: QueryFragment<Sqlite>>(&mut self, query: &Q) -> QueryResult<bool> {
+    /// `query` as SQL text and bind values, when its prepared statement is to be kept by
+    /// that text: diesel would not keep it, and the connection keeps fewer than
+    /// [`MAX_KEPT_BY_SQL`] texts or this one. (Only a query built from its text can say it
+    /// is safe to keep: diesel asks a query through a reference, which walks the original.)
+    fn kept_by_sql<Q: QueryFragment<Sqlite>>(
+        &mut self,
+        query: &Q,
+    ) -> QueryResult<Option<CollectedQuery<BindData>>> {
         if query.is_safe_to_cache_prepared(&Sqlite)? {
-            return Ok(false);
+            return Ok(None);
         }
         let mut builder = SqliteQueryBuilder::new();
         query.to_sql(&mut builder, &Sqlite)?;
+        let sql = builder.finish();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        builder.finish().hash(&mut hasher);
+        sql.hash(&mut hasher);
         let hash = hasher.finish();
-        if self.kept_by_sql.contains(&hash) {
-            return Ok(true);
+        if !self.kept_by_sql.contains(&hash) {
+            if self.kept_by_sql.len() >= MAX_KEPT_BY_SQL {
+                return Ok(None);
+            }
+            self.kept_by_sql.insert(hash);
         }
-        if self.kept_by_sql.len() >= MAX_KEPT_BY_SQL {
-            return Ok(false);
-        }
-        self.kept_by_sql.insert(hash);
-        Ok(true)
+        let mut binds = <Sqlite as Backend>::BindCollector::<'_>::default();
+        query.collect_binds(&mut binds, self.inner.metadata_lookup(), &Sqlite)?;
+        Ok(Some(CollectedQuery::new(sql, true, binds.moveable())))
     }
 
     /// Runs `f` on the underlying synchronous connection, for what diesel-async's query
@@ -110,29 +125,6 @@ impl<Q: QueryId> QueryId for Run<Q> {
 }
 
 impl<Q> Query for Run<Q> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-/// A query as [`Run`], whose prepared statement is kept by its SQL text although diesel
-/// would not keep it (see the module docs): no query id, so the cache keys it by text.
-struct BySql<Q>(Q);
-
-impl<Q: QueryFragment<Sqlite>> QueryFragment<Sqlite> for BySql<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &Sqlite) -> QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q> QueryId for BySql<Q> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q> Query for BySql<Q> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
@@ -167,12 +159,9 @@ impl AsyncConnectionCore for SqliteConn {
         T::Query: QueryFragment<Self::Backend> + QueryId + 'query,
     {
         let query = source.as_query();
-        let rows = (|| {
-            if self.keeps_by_sql(&query)? {
-                owned_rows(self.inner.load(BySql(query))?)
-            } else {
-                owned_rows(self.inner.load(Run(query))?)
-            }
+        let rows = (|| match self.kept_by_sql(&query)? {
+            Some(collected) => owned_rows(self.inner.load(collected)?),
+            None => owned_rows(self.inner.load(Run(query))?),
         })();
         std::future::ready(rows)
     }
@@ -184,12 +173,9 @@ impl AsyncConnectionCore for SqliteConn {
     where
         T: QueryFragment<Self::Backend> + QueryId + 'query,
     {
-        let count = (|| {
-            if self.keeps_by_sql(&source)? {
-                self.inner.execute_returning_count(&BySql(source))
-            } else {
-                self.inner.execute_returning_count(&source)
-            }
+        let count = (|| match self.kept_by_sql(&source)? {
+            Some(collected) => self.inner.execute_returning_count(&collected),
+            None => self.inner.execute_returning_count(&source),
         })();
         std::future::ready(count)
     }
@@ -252,5 +238,90 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
 
     fn transaction_manager_status_mut(conn: &mut SqliteConn) -> &mut TransactionManagerStatus {
         <AnsiTransactionManager as diesel::connection::TransactionManager<SqliteConnection>>::transaction_manager_status_mut(&mut conn.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    use super::SqliteConn;
+
+    diesel::table! {
+        items (id) {
+            id -> Text,
+            state -> Text,
+            n -> BigInt,
+        }
+    }
+
+    /// The SQL texts SQLite was asked to prepare for the cache.
+    #[derive(Clone, Default)]
+    struct Prepared(Arc<Mutex<Vec<String>>>);
+
+    impl Instrumentation for Prepared {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                self.0.lock().unwrap().push(sql.to_string());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn updates_and_in_lists_are_prepared_once_per_sql_text() {
+        let mut conn = SqliteConn::establish(":memory:").await.unwrap();
+        conn.batch_execute(
+            "CREATE TABLE items (id TEXT PRIMARY KEY, state TEXT NOT NULL, n BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        let prepared = Prepared::default();
+        conn.set_instrumentation(prepared.clone());
+        for i in 0..5_i64 {
+            diesel::insert_into(items::table)
+                .values((
+                    items::id.eq(format!("i{i}")),
+                    items::state.eq("ready"),
+                    items::n.eq(i),
+                ))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        for i in 0..5_i64 {
+            let moved = diesel::update(items::table)
+                .filter(items::id.eq(format!("i{i}")))
+                .filter(items::state.eq("ready"))
+                .set((items::state.eq("claimed"), items::n.eq(items::n + 1)))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(moved, 1);
+        }
+        for _ in 0..3 {
+            let ids: Vec<String> = items::table
+                .filter(items::id.eq_any(["i1", "i3"]))
+                .select(items::id)
+                .order(items::id)
+                .load(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(ids, ["i1", "i3"]);
+        }
+        let prepared = prepared.0.lock().unwrap().clone();
+        let updates = prepared
+            .iter()
+            .filter(|sql| sql.starts_with("UPDATE"))
+            .count();
+        let lists = prepared.iter().filter(|sql| sql.contains(" IN (")).count();
+        assert_eq!(
+            (updates, lists),
+            (1, 1),
+            "prepared for the cache: {prepared:#?}"
+        );
     }
 }
