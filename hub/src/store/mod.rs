@@ -80,6 +80,7 @@
 //! transactions run at the default `READ COMMITTED` level: write conditional updates
 //! (`... WHERE status = 'ready'`) or atomic increments rather than read-modify-write.
 
+mod pg;
 mod sqlite;
 mod url;
 mod writer;
@@ -417,11 +418,12 @@ impl Store {
                 tokio::task::spawn_blocking(move || {
                     // Inside spawn_blocking the wrapper drives the async connection with
                     // `Handle::block_on` on the caller's runtime.
-                    let mut conn = <AsyncConnectionWrapper<PgConn> as Connection>::establish(&url)
-                        .map_err(|source| StoreError::Connect {
-                            url: redacted,
-                            source,
-                        })?;
+                    let mut conn =
+                        <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+                            .map_err(|source| StoreError::Connect {
+                                url: redacted,
+                                source,
+                            })?;
                     let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})");
                     SimpleConnection::batch_execute(&mut conn, &lock)?;
                     let res = run_migrations(&mut conn, PG_MIGRATIONS);
@@ -626,7 +628,7 @@ fn checkpoint(
     conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
     Ok(())
 }
-type PgConn = AsyncPgConnection;
+pub use pg::PgConn;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
