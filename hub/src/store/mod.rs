@@ -630,6 +630,29 @@ fn checkpoint(
 }
 pub use pg::PgConn;
 
+/// The SQL texts whose prepared statements a connection keeps although diesel would not
+/// (see [`sqlite`] and [`pg`]): at most [`KeptTexts::MAX`] of them. The hub's statements
+/// come from a fixed set of query shapes; the bound matters for `IN (…)` lists and
+/// multi-row inserts of many lengths.
+#[derive(Default)]
+struct KeptTexts(std::collections::HashSet<u64>);
+
+impl KeptTexts {
+    const MAX: usize = 1024;
+
+    /// Whether the statement of `sql` is (now) kept: it already was, or there was room.
+    fn keep(&mut self, sql: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        sql.hash(&mut hasher);
+        let hash = hasher.finish();
+        if self.0.contains(&hash) {
+            return true;
+        }
+        self.0.len() < Self::MAX && self.0.insert(hash)
+    }
+}
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 

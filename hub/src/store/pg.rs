@@ -7,11 +7,8 @@
 //! step moves through several of them (its transitions, the claim, the sequence
 //! counters, the outbox and timeline inserts). This connection is diesel-async's own,
 //! with those statements marked safe to keep and keyed by their SQL text (the text, not
-//! the type, says which statement it is), for up to [`MAX_KEPT_BY_SQL`] distinct texts
-//! per connection; past that they are prepared per execution as before.
-
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+//! the type, says which statement it is), for up to 1,024 distinct texts
+//! per connection ([`KeptTexts`]); past that they are prepared per execution as before.
 
 use diesel::connection::{CacheSize, Instrumentation};
 use diesel::pg::{Pg, PgQueryBuilder};
@@ -23,22 +20,18 @@ use diesel_async::{
     SimpleAsyncConnection,
 };
 
-/// Distinct SQL texts whose statements one connection keeps although diesel would not.
-/// The hub's statements come from a fixed set of query shapes; the bound matters for
-/// `IN (…)` lists and multi-row inserts of many lengths.
-const MAX_KEPT_BY_SQL: usize = 1024;
+use super::KeptTexts;
 
 /// diesel-async's PostgreSQL connection, keeping more prepared statements (see the module
 /// docs).
 pub struct PgConn {
     inner: AsyncPgConnection,
-    /// Hashes of the SQL texts kept by text.
-    kept_by_sql: HashSet<u64>,
+    kept_by_sql: KeptTexts,
 }
 
 impl PgConn {
     /// Whether to keep the prepared statement of `query` by its SQL text: diesel would not
-    /// keep it, and the connection keeps fewer than [`MAX_KEPT_BY_SQL`] texts or this one.
+    /// keep it, and the connection keeps this text or has room for it ([`KeptTexts`]).
     fn keeps_by_sql<Q: QueryFragment<Pg>>(&mut self, query: &Q) -> bool {
         if query.is_safe_to_cache_prepared(&Pg).unwrap_or(true) {
             return false;
@@ -48,16 +41,7 @@ impl PgConn {
             // The statement fails as it would have; nothing to keep.
             return false;
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        builder.finish().hash(&mut hasher);
-        let hash = hasher.finish();
-        if self.kept_by_sql.contains(&hash) {
-            return true;
-        }
-        if self.kept_by_sql.len() >= MAX_KEPT_BY_SQL {
-            return false;
-        }
-        self.kept_by_sql.insert(hash)
+        self.kept_by_sql.keep(&builder.finish())
     }
 }
 
@@ -135,7 +119,7 @@ impl AsyncConnection for PgConn {
         let inner = AsyncPgConnection::establish(database_url).await?;
         Ok(PgConn {
             inner,
-            kept_by_sql: HashSet::new(),
+            kept_by_sql: KeptTexts::default(),
         })
     }
 
@@ -164,31 +148,17 @@ impl PoolableConnection for PgConn {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use diesel::connection::{Instrumentation, InstrumentationEvent};
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
     use super::PgConn;
+    use crate::store::tests::Prepared;
 
     diesel::table! {
         kept_items (id) {
             id -> Text,
             state -> Text,
             n -> BigInt,
-        }
-    }
-
-    /// The SQL texts PostgreSQL was asked to prepare for the cache.
-    #[derive(Clone, Default)]
-    struct Prepared(Arc<Mutex<Vec<String>>>);
-
-    impl Instrumentation for Prepared {
-        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
-                self.0.lock().unwrap().push(sql.to_string());
-            }
         }
     }
 
@@ -245,19 +215,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(claimed, 3);
-        let prepared = prepared.0.lock().unwrap().clone();
-        let updates = prepared
-            .iter()
-            .filter(|sql| sql.starts_with("UPDATE"))
-            .count();
-        let inserts = prepared
-            .iter()
-            .filter(|sql| sql.starts_with("INSERT"))
-            .count();
         assert_eq!(
-            (updates, inserts),
+            (
+                prepared.starting_with("UPDATE"),
+                prepared.starting_with("INSERT")
+            ),
             (1, 1),
-            "prepared for the cache: {prepared:#?}"
+            "prepared for the cache: {:#?}",
+            prepared.all()
         );
     }
 }

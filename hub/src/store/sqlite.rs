@@ -16,14 +16,11 @@
 //! by type): SQLite parsed and planned those again at every execution, about a sixth of
 //! the hub's CPU per step. Here such a statement is rendered with its binds copied (as the
 //! wrapper did for every statement) and kept by its SQL text (the text, not the type, says
-//! which statement it is), for up to [`MAX_KEPT_BY_SQL`] distinct texts per connection;
+//! which statement it is), for up to 1,024 distinct texts per connection ([`KeptTexts`]);
 //! past that they are prepared per execution as before.
 //!
 //! A call that does wait is a write while another process (the admin CLI) holds the write
 //! lock, for at most `busy_timeout`, on the one writer connection.
-
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 
 use diesel::backend::Backend;
 use diesel::connection::{
@@ -40,6 +37,8 @@ use diesel::{ConnectionResult, QueryResult, SqliteConnection};
 use diesel_async::{AsyncConnection, AsyncConnectionCore, SimpleAsyncConnection};
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use super::KeptTexts;
+
 /// The bind values of a query, owned.
 type BindData =
     <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
@@ -50,29 +49,23 @@ type OwnedRow = <<SqliteConnection as LoadConnection>::Row<'static, 'static> as 
     Sqlite,
 >>::OwnedRow;
 
-/// Distinct SQL texts whose statements one connection keeps although diesel would not
-/// (see the module docs). The hub's statements come from a fixed set of query shapes; the
-/// bound only matters for `IN (…)` lists of many lengths.
-const MAX_KEPT_BY_SQL: usize = 1024;
-
 /// A SQLite connection whose statements run where they are awaited (see the module docs).
 pub struct SqliteConn {
     inner: SqliteConnection,
-    /// Hashes of the SQL texts kept by text.
-    kept_by_sql: HashSet<u64>,
+    kept_by_sql: KeptTexts,
 }
 
 impl SqliteConn {
     fn new(inner: SqliteConnection) -> SqliteConn {
         SqliteConn {
             inner,
-            kept_by_sql: HashSet::new(),
+            kept_by_sql: KeptTexts::default(),
         }
     }
 
     /// `query` as SQL text and bind values, when its prepared statement is to be kept by
-    /// that text: diesel would not keep it, and the connection keeps fewer than
-    /// [`MAX_KEPT_BY_SQL`] texts or this one. (Only a query built from its text can say it
+    /// that text: diesel would not keep it, and the connection keeps this text or has
+    /// room for it ([`KeptTexts`]). (Only a query built from its text can say it
     /// is safe to keep: diesel asks a query through a reference, which walks the original.)
     fn kept_by_sql<Q: QueryFragment<Sqlite>>(
         &mut self,
@@ -84,14 +77,8 @@ impl SqliteConn {
         let mut builder = SqliteQueryBuilder::new();
         query.to_sql(&mut builder, &Sqlite)?;
         let sql = builder.finish();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        sql.hash(&mut hasher);
-        let hash = hasher.finish();
-        if !self.kept_by_sql.contains(&hash) {
-            if self.kept_by_sql.len() >= MAX_KEPT_BY_SQL {
-                return Ok(None);
-            }
-            self.kept_by_sql.insert(hash);
+        if !self.kept_by_sql.keep(&sql) {
+            return Ok(None);
         }
         let mut binds = <Sqlite as Backend>::BindCollector::<'_>::default();
         query.collect_binds(&mut binds, self.inner.metadata_lookup(), &Sqlite)?;
@@ -243,31 +230,17 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use diesel::connection::{Instrumentation, InstrumentationEvent};
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
     use super::SqliteConn;
+    use crate::store::tests::Prepared;
 
     diesel::table! {
         items (id) {
             id -> Text,
             state -> Text,
             n -> BigInt,
-        }
-    }
-
-    /// The SQL texts SQLite was asked to prepare for the cache.
-    #[derive(Clone, Default)]
-    struct Prepared(Arc<Mutex<Vec<String>>>);
-
-    impl Instrumentation for Prepared {
-        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
-                self.0.lock().unwrap().push(sql.to_string());
-            }
         }
     }
 
@@ -312,16 +285,16 @@ mod tests {
                 .unwrap();
             assert_eq!(ids, ["i1", "i3"]);
         }
-        let prepared = prepared.0.lock().unwrap().clone();
-        let updates = prepared
+        let lists = prepared
+            .all()
             .iter()
-            .filter(|sql| sql.starts_with("UPDATE"))
+            .filter(|sql| sql.contains(" IN ("))
             .count();
-        let lists = prepared.iter().filter(|sql| sql.contains(" IN (")).count();
         assert_eq!(
-            (updates, lists),
+            (prepared.starting_with("UPDATE"), lists),
             (1, 1),
-            "prepared for the cache: {prepared:#?}"
+            "prepared for the cache: {:#?}",
+            prepared.all()
         );
     }
 }

@@ -112,3 +112,27 @@ fn now_ms_is_unix_milliseconds() {
         "{now}"
     );
 }
+
+/// Records the SQL texts a connection prepared for its statement cache.
+#[derive(Clone, Default)]
+pub(super) struct Prepared(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Prepared {
+    /// How many texts starting with `prefix` (`"UPDATE"`, `"INSERT"`, …) were prepared.
+    pub(super) fn starting_with(&self, prefix: &str) -> usize {
+        let texts = self.0.lock().unwrap();
+        texts.iter().filter(|sql| sql.starts_with(prefix)).count()
+    }
+
+    pub(super) fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl diesel::connection::Instrumentation for Prepared {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::CacheQuery { sql, .. } = event {
+            self.0.lock().unwrap().push(sql.to_string());
+        }
+    }
+}
