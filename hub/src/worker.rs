@@ -1,7 +1,8 @@
 //! The loop of the hub's leased workers (webhook deliveries, steps delegated to outside
 //! A2A agents): one per hub process, woken by a timer and by the notices of workspace
-//! feeds (at most one look per [`MIN_NOTICE_GAP`]), it looks for the work this hub may take and runs each item in a task of its
-//! own, at most [`LeasedWork::MAX_CONCURRENT`] at once and never one item twice at once.
+//! feeds (at most one look per [`MIN_NOTICE_GAP`]), it looks for the work this hub may
+//! take and runs each item in a task of its own, at most [`LeasedWork::MAX_CONCURRENT`]
+//! at once and never one item twice at once.
 //! Which hub works on an item is decided by the item's own lease (a conditional update
 //! each kind of work writes), under the owner id the loop gives it.
 
@@ -10,9 +11,8 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::Ctx;

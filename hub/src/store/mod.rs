@@ -261,51 +261,36 @@ pub const ROWS_PER_INSERT: usize = 500;
 /// ```
 #[macro_export]
 macro_rules! insert_rows {
-    ($db:expr, $table:expr, $rows:expr $(,)?) => {{
-        let mut rows = $rows;
-        let mut inserted: usize = 0;
-        let mut failed: Option<diesel::result::Error> = None;
-        match $crate::store::Db::reborrow($db) {
-            $crate::store::Db::Sqlite(conn) => {
-                for row in rows {
-                    match diesel_async::RunQueryDsl::execute(
-                        diesel::insert_into($table).values(row),
-                        conn,
-                    )
-                    .await
-                    {
-                        Ok(n_rows) => inserted += n_rows,
-                        Err(err) => {
-                            failed = Some(err);
-                            break;
-                        }
+    ($db:expr, $table:expr, $rows:expr $(,)?) => {
+        async {
+            let mut rows = $rows;
+            let mut inserted: usize = 0;
+            match $crate::store::Db::reborrow($db) {
+                $crate::store::Db::Sqlite(conn) => {
+                    for row in rows {
+                        inserted += diesel_async::RunQueryDsl::execute(
+                            diesel::insert_into($table).values(row),
+                            conn,
+                        )
+                        .await?;
+                    }
+                }
+                $crate::store::Db::Postgres(conn) => {
+                    while !rows.is_empty() {
+                        let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
+                        let chunk = std::mem::replace(&mut rows, rest);
+                        inserted += diesel_async::RunQueryDsl::execute(
+                            diesel::insert_into($table).values(chunk),
+                            conn,
+                        )
+                        .await?;
                     }
                 }
             }
-            $crate::store::Db::Postgres(conn) => {
-                while !rows.is_empty() {
-                    let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
-                    let chunk = std::mem::replace(&mut rows, rest);
-                    match diesel_async::RunQueryDsl::execute(
-                        diesel::insert_into($table).values(chunk),
-                        conn,
-                    )
-                    .await
-                    {
-                        Ok(n_rows) => inserted += n_rows,
-                        Err(err) => {
-                            failed = Some(err);
-                            break;
-                        }
-                    }
-                }
-            }
+            Ok::<usize, diesel::result::Error>(inserted)
         }
-        match failed {
-            Some(err) => Err::<usize, diesel::result::Error>(err),
-            None => Ok(inserted),
-        }
-    }};
+        .await
+    };
 }
 
 /// A new id: a UUIDv7 string (time-ordered, so ids sort by creation).

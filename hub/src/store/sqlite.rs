@@ -25,7 +25,7 @@
 use diesel::backend::Backend;
 use diesel::connection::{
     AnsiTransactionManager, CacheSize, Connection, Instrumentation, LoadConnection,
-    SimpleConnection, TransactionManagerStatus, WithMetadataLookup,
+    SimpleConnection, TransactionManager, TransactionManagerStatus, WithMetadataLookup,
 };
 use diesel::query_builder::{
     AsQuery, AstPass, CollectedQuery, MoveableBindCollector, Query, QueryBuilder, QueryFragment,
@@ -85,13 +85,11 @@ impl SqliteConn {
         Ok(Some(CollectedQuery::new(sql, true, binds.moveable())))
     }
 
-    /// Runs `f` on the underlying synchronous connection, for what diesel-async's query
-    /// DSL does not build for SQLite (multi-row inserts, `BEGIN IMMEDIATE`).
-    pub fn with_sync<R>(
-        &mut self,
-        f: impl FnOnce(&mut SqliteConnection) -> QueryResult<R>,
-    ) -> std::future::Ready<QueryResult<R>> {
-        std::future::ready(f(&mut self.inner))
+    /// Opens a write transaction that takes SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`, which diesel-async's transaction manager does not issue), for the
+    /// writer's groups.
+    pub(super) fn begin_immediate(&mut self) -> QueryResult<()> {
+        AnsiTransactionManager::begin_transaction_sql(&mut self.inner, "BEGIN IMMEDIATE")
     }
 }
 
@@ -206,25 +204,21 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
     type TransactionStateData = AnsiTransactionManager;
 
     fn begin_transaction(conn: &mut SqliteConn) -> impl Future<Output = QueryResult<()>> + Send {
-        std::future::ready(<AnsiTransactionManager as diesel::connection::TransactionManager<
-            SqliteConnection,
-        >>::begin_transaction(&mut conn.inner))
+        std::future::ready(AnsiTransactionManager::begin_transaction(&mut conn.inner))
     }
 
     fn rollback_transaction(conn: &mut SqliteConn) -> impl Future<Output = QueryResult<()>> + Send {
-        std::future::ready(<AnsiTransactionManager as diesel::connection::TransactionManager<
-            SqliteConnection,
-        >>::rollback_transaction(&mut conn.inner))
+        std::future::ready(AnsiTransactionManager::rollback_transaction(
+            &mut conn.inner,
+        ))
     }
 
     fn commit_transaction(conn: &mut SqliteConn) -> impl Future<Output = QueryResult<()>> + Send {
-        std::future::ready(<AnsiTransactionManager as diesel::connection::TransactionManager<
-            SqliteConnection,
-        >>::commit_transaction(&mut conn.inner))
+        std::future::ready(AnsiTransactionManager::commit_transaction(&mut conn.inner))
     }
 
     fn transaction_manager_status_mut(conn: &mut SqliteConn) -> &mut TransactionManagerStatus {
-        <AnsiTransactionManager as diesel::connection::TransactionManager<SqliteConnection>>::transaction_manager_status_mut(&mut conn.inner)
+        AnsiTransactionManager::transaction_manager_status_mut(&mut conn.inner)
     }
 }
 

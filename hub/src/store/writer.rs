@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::connection::AnsiTransactionManager;
 use diesel_async::TransactionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use tokio::sync::{Mutex, MutexGuard, watch};
@@ -168,10 +167,7 @@ impl Writer {
         self.recover(slot).await?;
         if slot.group.is_none() {
             let conn = slot.conn.as_mut().expect("connected above");
-            conn.with_sync(|conn| {
-                AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
-            })
-            .await?;
+            conn.begin_immediate()?;
             let (outcome, _) = watch::channel(None);
             slot.group = Some(Group {
                 id: self.next_group.fetch_add(1, Ordering::Relaxed),
