@@ -21,10 +21,11 @@ pub struct EventRow {
     pub created_at: i64,
 }
 
-/// Reserves the next sequence numbers of several audiences in one statement: for each
-/// (audience id, count) the first of its `count` new numbers, by audience id. The counter
-/// rows are updated in the caller's transaction, so numbers are gap-free; they are
-/// written in the order given (sort it, so concurrent transactions lock them in one order).
+/// Reserves the next sequence numbers of several audiences: for each (audience id, count)
+/// the first of its `count` new numbers, by audience id. The counter rows are updated in
+/// the caller's transaction, so numbers are gap-free: on PostgreSQL in one statement, in
+/// the order given (sort it, so concurrent transactions lock them in one order); in a
+/// SQLite writer's group by the connection, which writes them as the group commits.
 pub async fn reserve_seqs(
     db: &mut Db<'_>,
     counts: &[(&str, i64)],
@@ -43,6 +44,10 @@ pub async fn reserve_seqs(
         .collect();
     let lasts: Vec<(String, i64)> = match db.reborrow() {
         Db::Sqlite(conn) => {
+            if let Some(firsts) = conn.reserve_seqs(counts)? {
+                // The writer's group keeps the counters and writes them as it commits.
+                return Ok(firsts);
+            }
             // One cached single-row upsert per audience (see `insert_rows!`).
             let mut lasts = Vec::with_capacity(rows.len());
             for row in rows {

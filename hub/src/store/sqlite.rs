@@ -21,6 +21,11 @@
 //!
 //! A call that does wait is a write while another process (the admin CLI) holds the write
 //! lock, for at most `busy_timeout`, on the one writer connection.
+//!
+//! The writer's connection also keeps the outbox's sequence counters of the group it has
+//! open ([`SqliteConn::reserve_seqs`]): a reservation takes the numbers from memory and
+//! each counter touched is written once, when the group commits, instead of one upsert
+//! per audience per transaction. A rolled back transaction gives its numbers back.
 
 use diesel::backend::Backend;
 use diesel::connection::{
@@ -37,7 +42,15 @@ use diesel::{ConnectionResult, QueryResult, SqliteConnection};
 use diesel_async::{AsyncConnection, AsyncConnectionCore, SimpleAsyncConnection};
 use futures_util::stream::{self, BoxStream, StreamExt};
 
+use std::collections::HashMap;
+
+use diesel::RunQueryDsl as _;
+use diesel::prelude::{ExpressionMethods, OptionalExtension, QueryDsl};
+use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::upsert::excluded;
+
 use super::KeptTexts;
+use crate::schema::audience_seqs;
 
 /// The bind values of a query, owned.
 type BindData =
@@ -53,6 +66,39 @@ type OwnedRow = <<SqliteConnection as LoadConnection>::Row<'static, 'static> as 
 pub struct SqliteConn {
     inner: SqliteConnection,
     kept_by_sql: KeptTexts,
+    seqs: Seqs,
+}
+
+/// The sequence counters of the writer's open group (see the module docs).
+#[derive(Debug, Default)]
+struct Seqs {
+    /// A group is open (`BEGIN IMMEDIATE`): reservations are kept here until it commits.
+    open: bool,
+    /// The last seq of each audience known here: committed, or reserved in the open group.
+    /// Valid while no other connection writes; cleared when one did (`data_version`).
+    last: HashMap<String, i64>,
+    /// What each reservation of the open group changed, to give it back when its
+    /// transaction (a savepoint at `depth`) rolls back; also which counters to write.
+    journal: Vec<Reserved>,
+    /// SQLite's `PRAGMA data_version` when the last group began: another connection's
+    /// commit (the admin CLI) changes it.
+    data_version: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Reserved {
+    depth: u32,
+    audience_id: String,
+    before: Option<i64>,
+}
+
+/// Most counters kept between groups; past that they are read again.
+const MAX_KEPT_SEQS: usize = 8_192;
+
+#[derive(diesel::QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    data_version: i64,
 }
 
 impl SqliteConn {
@@ -60,6 +106,120 @@ impl SqliteConn {
         SqliteConn {
             inner,
             kept_by_sql: KeptTexts::default(),
+            seqs: Seqs::default(),
+        }
+    }
+
+    /// Open transactions and savepoints.
+    fn depth(&mut self) -> u32 {
+        AnsiTransactionManager::transaction_manager_status_mut(&mut self.inner)
+            .transaction_depth()
+            .ok()
+            .flatten()
+            .map_or(0, |depth| depth.get())
+    }
+
+    /// Reserves `count` new numbers for each audience in the open group and returns the
+    /// first of each, by audience id; `None` when no group is open (the caller then
+    /// reserves them in the database). The counters are written when the group commits.
+    pub(crate) fn reserve_seqs(
+        &mut self,
+        counts: &[(&str, i64)],
+    ) -> QueryResult<Option<HashMap<String, i64>>> {
+        let depth = self.depth();
+        if !self.seqs.open || depth < 2 {
+            return Ok(None);
+        }
+        let mut firsts = HashMap::with_capacity(counts.len());
+        for &(audience_id, count) in counts {
+            let before = self.seqs.last.get(audience_id).copied();
+            let last = match before {
+                Some(last) => last,
+                None => audience_seqs::table
+                    .find(audience_id)
+                    .select(audience_seqs::last_seq)
+                    .first::<i64>(&mut self.inner)
+                    .optional()?
+                    .unwrap_or(0),
+            };
+            firsts.insert(audience_id.to_string(), last + 1);
+            self.seqs.last.insert(audience_id.to_string(), last + count);
+            self.seqs.journal.push(Reserved {
+                depth,
+                audience_id: audience_id.to_string(),
+                before,
+            });
+        }
+        Ok(Some(firsts))
+    }
+
+    /// Writes the counters the open group moved (before its commit).
+    fn write_seqs(&mut self) -> QueryResult<()> {
+        let mut rows: Vec<(String, i64)> = Vec::new();
+        let mut written = std::collections::HashSet::new();
+        for reserved in self.seqs.journal.drain(..) {
+            if written.insert(reserved.audience_id.clone())
+                && let Some(last) = self.seqs.last.get(&reserved.audience_id)
+            {
+                rows.push((reserved.audience_id, *last));
+            }
+        }
+        rows.sort();
+        for chunk in rows.chunks(super::ROWS_PER_INSERT) {
+            let values: Vec<_> = chunk
+                .iter()
+                .map(|(audience_id, last)| {
+                    (
+                        audience_seqs::audience_id.eq(audience_id),
+                        audience_seqs::last_seq.eq(last),
+                    )
+                })
+                .collect();
+            ExecuteDsl::execute(
+                diesel::insert_into(audience_seqs::table)
+                    .values(values)
+                    .on_conflict(audience_seqs::audience_id)
+                    .do_update()
+                    .set(audience_seqs::last_seq.eq(excluded(audience_seqs::last_seq))),
+                &mut self.inner,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Gives back what the transactions at `depth` and deeper reserved.
+    fn give_back_seqs(&mut self, depth: u32) {
+        while self
+            .seqs
+            .journal
+            .last()
+            .is_some_and(|reserved| reserved.depth >= depth)
+        {
+            let reserved = self.seqs.journal.pop().expect("checked above");
+            match reserved.before {
+                Some(before) => self.seqs.last.insert(reserved.audience_id, before),
+                None => self.seqs.last.remove(&reserved.audience_id),
+            };
+        }
+    }
+
+    /// After a savepoint at `depth` is released its reservations belong to the one
+    /// around it.
+    fn keep_seqs(&mut self, depth: u32) {
+        for reserved in &mut self.seqs.journal {
+            if reserved.depth >= depth {
+                reserved.depth = depth - 1;
+            }
+        }
+    }
+
+    /// Ends the group's counters: `committed` or rolled back (then nothing here is known
+    /// to be on disk, and all is read again).
+    fn end_group(&mut self, committed: bool) {
+        self.seqs.open = false;
+        self.seqs.journal.clear();
+        if !committed || self.seqs.last.len() > MAX_KEPT_SEQS {
+            self.seqs.last.clear();
         }
     }
 
@@ -89,7 +249,19 @@ impl SqliteConn {
     /// IMMEDIATE`, which diesel-async's transaction manager does not issue), for the
     /// writer's groups.
     pub(super) fn begin_immediate(&mut self) -> QueryResult<()> {
-        AnsiTransactionManager::begin_transaction_sql(&mut self.inner, "BEGIN IMMEDIATE")
+        AnsiTransactionManager::begin_transaction_sql(&mut self.inner, "BEGIN IMMEDIATE")?;
+        // With the write lock held nobody else writes until the group ends; whether
+        // somebody did since the last group says whether the kept counters still hold.
+        let version = diesel::sql_query("PRAGMA data_version")
+            .get_result::<DataVersion>(&mut self.inner)?
+            .data_version;
+        if self.seqs.data_version != Some(version) {
+            self.seqs.last.clear();
+            self.seqs.data_version = Some(version);
+        }
+        self.seqs.open = true;
+        self.seqs.journal.clear();
+        Ok(())
     }
 }
 
@@ -208,13 +380,27 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
     }
 
     fn rollback_transaction(conn: &mut SqliteConn) -> impl Future<Output = QueryResult<()>> + Send {
-        std::future::ready(AnsiTransactionManager::rollback_transaction(
-            &mut conn.inner,
-        ))
+        let depth = conn.depth();
+        let rolled_back = AnsiTransactionManager::rollback_transaction(&mut conn.inner);
+        if depth <= 1 {
+            conn.end_group(false);
+        } else {
+            conn.give_back_seqs(depth);
+        }
+        std::future::ready(rolled_back)
     }
 
     fn commit_transaction(conn: &mut SqliteConn) -> impl Future<Output = QueryResult<()>> + Send {
-        std::future::ready(AnsiTransactionManager::commit_transaction(&mut conn.inner))
+        let depth = conn.depth();
+        let committed = if depth == 1 && conn.seqs.open {
+            conn.write_seqs()
+                .and_then(|()| AnsiTransactionManager::commit_transaction(&mut conn.inner))
+                .inspect(|()| conn.end_group(true))
+        } else {
+            AnsiTransactionManager::commit_transaction(&mut conn.inner)
+                .inspect(|()| conn.keep_seqs(depth))
+        };
+        std::future::ready(committed)
     }
 
     fn transaction_manager_status_mut(conn: &mut SqliteConn) -> &mut TransactionManagerStatus {
@@ -290,5 +476,94 @@ mod tests {
             "prepared for the cache: {:#?}",
             prepared.all()
         );
+    }
+}
+
+#[cfg(test)]
+mod seq_tests {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection, TransactionManager};
+
+    use super::{InPlaceTransactionManager as Manager, SqliteConn};
+    use crate::schema::audience_seqs;
+
+    async fn open(path: &str) -> SqliteConn {
+        let mut conn = SqliteConn::establish(path).await.unwrap();
+        conn.batch_execute(
+            "CREATE TABLE IF NOT EXISTS audience_seqs \
+             (audience_id TEXT NOT NULL PRIMARY KEY, last_seq BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        conn
+    }
+
+    async fn stored(conn: &mut SqliteConn) -> Vec<(String, i64)> {
+        audience_seqs::table
+            .order(audience_seqs::audience_id)
+            .load(conn)
+            .await
+            .unwrap()
+    }
+
+    /// One member of the open group: reserves `counts`, then commits or rolls back.
+    async fn member(conn: &mut SqliteConn, counts: &[(&str, i64)], commit: bool) -> Vec<i64> {
+        Manager::begin_transaction(conn).await.unwrap();
+        let firsts = conn.reserve_seqs(counts).unwrap().expect("a group is open");
+        if commit {
+            Manager::commit_transaction(conn).await.unwrap();
+        } else {
+            Manager::rollback_transaction(conn).await.unwrap();
+        }
+        counts.iter().map(|(id, _)| firsts[*id]).collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_numbers_gap_free_gives_back_rolled_back_numbers_and_writes_at_commit() {
+        let mut conn = open(":memory:").await;
+        // Outside a group the caller reserves in the database.
+        assert!(conn.reserve_seqs(&[("a", 1)]).unwrap().is_none());
+        conn.begin_immediate().unwrap();
+        assert_eq!(member(&mut conn, &[("a", 2), ("b", 1)], true).await, [1, 1]);
+        assert_eq!(
+            member(&mut conn, &[("a", 1), ("c", 5)], false).await,
+            [3, 1]
+        );
+        assert_eq!(member(&mut conn, &[("a", 1)], true).await, [3]);
+        // Nothing is written before the group commits ...
+        assert_eq!(stored(&mut conn).await, []);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        // ... and then each counter moved once; the rolled back `c` not at all.
+        assert_eq!(stored(&mut conn).await, [("a".into(), 3), ("b".into(), 1)]);
+        conn.begin_immediate().unwrap();
+        assert_eq!(member(&mut conn, &[("b", 1)], true).await, [2]);
+        // A group rolled back as a whole leaves the counters as committed.
+        Manager::rollback_transaction(&mut conn).await.unwrap();
+        conn.begin_immediate().unwrap();
+        assert_eq!(member(&mut conn, &[("b", 1), ("a", 1)], true).await, [2, 4]);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 2)]);
+    }
+
+    #[tokio::test]
+    async fn counters_moved_by_another_connection_are_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seqs.db");
+        let path = path.to_str().unwrap();
+        let mut writer = open(path).await;
+        writer.begin_immediate().unwrap();
+        assert_eq!(member(&mut writer, &[("a", 1)], true).await, [1]);
+        Manager::commit_transaction(&mut writer).await.unwrap();
+        // Another process (the admin CLI) numbers events of `a` meanwhile.
+        let mut other = open(path).await;
+        diesel::update(audience_seqs::table.find("a"))
+            .set(audience_seqs::last_seq.eq(10))
+            .execute(&mut other)
+            .await
+            .unwrap();
+        writer.begin_immediate().unwrap();
+        assert_eq!(member(&mut writer, &[("a", 1)], true).await, [11]);
+        Manager::commit_transaction(&mut writer).await.unwrap();
+        assert_eq!(stored(&mut other).await, [("a".into(), 11)]);
     }
 }
