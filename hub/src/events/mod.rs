@@ -288,6 +288,10 @@ impl Outbox {
             }
             frames.push(frame);
         }
+        // What needs no sequence number goes first: on PostgreSQL the counters below are
+        // row locks held to the commit, which every transaction that writes events for
+        // the same audience (the workspace's feed: all of them) waits for.
+        notifications::settle(db, &task_ids).await?;
         let now = now_ms();
         let mut rows = Vec::new();
         // A fixed order of counter updates keeps concurrent transactions from deadlocking.

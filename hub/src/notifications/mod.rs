@@ -438,14 +438,30 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
     }
 }
 
-/// Writes what [`project`] found and resolves the open action items of `task_ids` that
-/// no longer wait. Runs in the flush's transaction.
+/// Resolves the open action items of `task_ids` that no longer wait. Runs in the
+/// flush's transaction, before its events are numbered ([`record`] does it again when it
+/// adds action items).
+pub(crate) async fn settle(db: &mut Db<'_>, task_ids: &[String]) -> Result<()> {
+    if task_ids.is_empty() {
+        return Ok(());
+    }
+    resolve_settled(db, task_ids).await
+}
+
+/// Writes what [`project`] found; when that adds action items, resolves those of
+/// `task_ids` that no longer wait (as [`settle`]). Runs in the flush's transaction.
 pub(crate) async fn record(
     db: &mut Db<'_>,
     workspace_id: &str,
     projected: Vec<Projected>,
     task_ids: &[String],
 ) -> Result<()> {
+    let adds_actions = projected.iter().any(|item| match item {
+        Projected::Ready { notification, .. } | Projected::Availability { notification, .. } => {
+            notification.priority == Priority::Action
+        }
+        Projected::AgentOffline { .. } => false,
+    });
     for item in projected {
         match item {
             Projected::Ready {
@@ -539,8 +555,8 @@ pub(crate) async fn record(
             }
         }
     }
-    if !task_ids.is_empty() {
-        resolve_settled(db, task_ids).await?;
+    if adds_actions {
+        settle(db, task_ids).await?;
     }
     Ok(())
 }

@@ -393,9 +393,13 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
     fn commit_transaction(conn: &mut SqliteConn) -> impl Future<Output = QueryResult<()>> + Send {
         let depth = conn.depth();
         let committed = if depth == 1 && conn.seqs.open {
-            conn.write_seqs()
-                .and_then(|()| AnsiTransactionManager::commit_transaction(&mut conn.inner))
-                .inspect(|()| conn.end_group(true))
+            let committed = conn
+                .write_seqs()
+                .and_then(|()| AnsiTransactionManager::commit_transaction(&mut conn.inner));
+            // A failed commit may have rolled back already: nothing kept is known to be
+            // on disk then.
+            conn.end_group(committed.is_ok());
+            committed
         } else {
             AnsiTransactionManager::commit_transaction(&mut conn.inner)
                 .inspect(|()| conn.keep_seqs(depth))
