@@ -26,8 +26,11 @@ type Manager = super::sqlite::InPlaceTransactionManager;
 /// Most transactions committed together.
 const MAX_GROUP: usize = 64;
 /// A group stops taking members once it is this old, so its first member is not kept
-/// waiting for long.
-const MAX_GROUP_AGE: Duration = Duration::from_millis(2);
+/// waiting for long. Only a saturated writer reaches it (a group ends as soon as nobody
+/// waits), and there a caller already waits its turn behind dozens of transactions: 8 ms
+/// against 2 ms gave W2 on SQLite 5 % more steps per second at 10 % less CPU per step
+/// (fewer commits, each writing pages the group's transactions share).
+const MAX_GROUP_AGE: Duration = Duration::from_millis(8);
 /// How long a member waits for its group's commit before committing the group itself
 /// (the transaction it handed the group to may have been dropped while queued).
 const GROUP_PATIENCE: Duration = Duration::from_millis(50);
