@@ -33,6 +33,12 @@ pub async fn reserve_seqs(
     if counts.is_empty() {
         return Ok(HashMap::new());
     }
+    if let Db::Sqlite(conn) = db.reborrow()
+        && let Some(firsts) = conn.reserve_seqs(counts)?
+    {
+        // The writer's group keeps the counters and writes them as it commits.
+        return Ok(firsts);
+    }
     let rows: Vec<_> = counts
         .iter()
         .map(|(audience_id, count)| {
@@ -44,11 +50,7 @@ pub async fn reserve_seqs(
         .collect();
     let lasts: Vec<(String, i64)> = match db.reborrow() {
         Db::Sqlite(conn) => {
-            if let Some(firsts) = conn.reserve_seqs(counts)? {
-                // The writer's group keeps the counters and writes them as it commits.
-                return Ok(firsts);
-            }
-            // One cached single-row upsert per audience (see `insert_rows!`).
+            // Outside a writer's group: one cached single-row upsert per audience (see `insert_rows!`).
             let mut lasts = Vec::with_capacity(rows.len());
             for row in rows {
                 lasts.push(

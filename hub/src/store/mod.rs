@@ -625,6 +625,28 @@ struct KeptTexts(std::collections::HashSet<u64>);
 impl KeptTexts {
     const MAX: usize = 1024;
 
+    /// The SQL text of `query` when its prepared statement is to be kept by that text:
+    /// diesel would not keep it, and this text is kept already or there is room for it.
+    fn text_to_keep<DB, Q>(
+        &mut self,
+        query: &Q,
+        backend: &DB,
+    ) -> diesel::QueryResult<Option<String>>
+    where
+        DB: diesel::backend::Backend,
+        DB::QueryBuilder: Default,
+        Q: diesel::query_builder::QueryFragment<DB>,
+    {
+        use diesel::query_builder::QueryBuilder;
+        if query.is_safe_to_cache_prepared(backend)? {
+            return Ok(None);
+        }
+        let mut builder = DB::QueryBuilder::default();
+        query.to_sql(&mut builder, backend)?;
+        let sql = builder.finish();
+        Ok(self.keep(&sql).then_some(sql))
+    }
+
     /// Whether the statement of `sql` is (now) kept: it already was, or there was room.
     fn keep(&mut self, sql: &str) -> bool {
         use std::hash::{Hash, Hasher};

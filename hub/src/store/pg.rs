@@ -11,8 +11,8 @@
 //! per connection ([`KeptTexts`]); past that they are prepared per execution as before.
 
 use diesel::connection::{CacheSize, Instrumentation};
-use diesel::pg::{Pg, PgQueryBuilder};
-use diesel::query_builder::{AsQuery, AstPass, Query, QueryBuilder, QueryFragment, QueryId};
+use diesel::pg::Pg;
+use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
 use diesel::{ConnectionResult, QueryResult};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{
@@ -33,15 +33,8 @@ impl PgConn {
     /// Whether to keep the prepared statement of `query` by its SQL text: diesel would not
     /// keep it, and the connection keeps this text or has room for it ([`KeptTexts`]).
     fn keeps_by_sql<Q: QueryFragment<Pg>>(&mut self, query: &Q) -> bool {
-        if query.is_safe_to_cache_prepared(&Pg).unwrap_or(true) {
-            return false;
-        }
-        let mut builder = PgQueryBuilder::default();
-        if query.to_sql(&mut builder, &Pg).is_err() {
-            // The statement fails as it would have; nothing to keep.
-            return false;
-        }
-        self.kept_by_sql.keep(&builder.finish())
+        // A statement that cannot be rendered fails as it would have; nothing to keep.
+        matches!(self.kept_by_sql.text_to_keep(query, &Pg), Ok(Some(_)))
     }
 }
 

@@ -32,22 +32,20 @@ use diesel::connection::{
     AnsiTransactionManager, CacheSize, Connection, Instrumentation, LoadConnection,
     SimpleConnection, TransactionManager, TransactionManagerStatus, WithMetadataLookup,
 };
-use diesel::query_builder::{
-    AsQuery, AstPass, CollectedQuery, MoveableBindCollector, Query, QueryBuilder, QueryFragment,
-    QueryId,
-};
-use diesel::row::IntoOwnedRow;
-use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
-use diesel::{ConnectionResult, QueryResult, SqliteConnection};
-use diesel_async::{AsyncConnection, AsyncConnectionCore, SimpleAsyncConnection};
-use futures_util::stream::{self, BoxStream, StreamExt};
-
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use diesel::RunQueryDsl as _;
 use diesel::prelude::{ExpressionMethods, OptionalExtension, QueryDsl};
+use diesel::query_builder::{
+    AsQuery, AstPass, CollectedQuery, MoveableBindCollector, Query, QueryFragment, QueryId,
+};
 use diesel::query_dsl::methods::ExecuteDsl;
+use diesel::row::IntoOwnedRow;
+use diesel::sqlite::Sqlite;
 use diesel::upsert::excluded;
+use diesel::{ConnectionResult, QueryResult, SqliteConnection};
+use diesel_async::{AsyncConnection, AsyncConnectionCore, SimpleAsyncConnection};
+use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::KeptTexts;
 use crate::schema::audience_seqs;
@@ -111,7 +109,7 @@ impl SqliteConn {
     }
 
     /// Open transactions and savepoints.
-    fn depth(&mut self) -> u32 {
+    pub(super) fn depth(&mut self) -> u32 {
         AnsiTransactionManager::transaction_manager_status_mut(&mut self.inner)
             .transaction_depth()
             .ok()
@@ -155,16 +153,19 @@ impl SqliteConn {
 
     /// Writes the counters the open group moved (before its commit).
     fn write_seqs(&mut self) -> QueryResult<()> {
-        let mut rows: Vec<(String, i64)> = Vec::new();
-        let mut written = std::collections::HashSet::new();
-        for reserved in self.seqs.journal.drain(..) {
-            if written.insert(reserved.audience_id.clone())
-                && let Some(last) = self.seqs.last.get(&reserved.audience_id)
-            {
-                rows.push((reserved.audience_id, *last));
-            }
-        }
-        rows.sort();
+        let moved: BTreeSet<String> = self
+            .seqs
+            .journal
+            .drain(..)
+            .map(|reserved| reserved.audience_id)
+            .collect();
+        let rows: Vec<(String, i64)> = moved
+            .into_iter()
+            .filter_map(|audience_id| {
+                let last = *self.seqs.last.get(&audience_id)?;
+                Some((audience_id, last))
+            })
+            .collect();
         for chunk in rows.chunks(super::ROWS_PER_INSERT) {
             let values: Vec<_> = chunk
                 .iter()
@@ -231,15 +232,9 @@ impl SqliteConn {
         &mut self,
         query: &Q,
     ) -> QueryResult<Option<CollectedQuery<BindData>>> {
-        if query.is_safe_to_cache_prepared(&Sqlite)? {
+        let Some(sql) = self.kept_by_sql.text_to_keep(query, &Sqlite)? else {
             return Ok(None);
-        }
-        let mut builder = SqliteQueryBuilder::new();
-        query.to_sql(&mut builder, &Sqlite)?;
-        let sql = builder.finish();
-        if !self.kept_by_sql.keep(&sql) {
-            return Ok(None);
-        }
+        };
         let mut binds = <Sqlite as Backend>::BindCollector::<'_>::default();
         query.collect_binds(&mut binds, self.inner.metadata_lookup(), &Sqlite)?;
         Ok(Some(CollectedQuery::new(sql, true, binds.moveable())))

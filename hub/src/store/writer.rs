@@ -189,7 +189,7 @@ impl Writer {
         let Some(conn) = slot.conn.as_mut() else {
             return Ok(());
         };
-        let held = depth(conn);
+        let held = conn.depth();
         match &mut slot.group {
             Some(group) if group.member_running => {
                 if held > 1 {
@@ -207,19 +207,10 @@ impl Writer {
 
 /// Rolls back every open savepoint and the transaction.
 async fn rollback_all(conn: &mut SqliteConn) -> Result<(), diesel::result::Error> {
-    while depth(conn) > 0 {
+    while conn.depth() > 0 {
         Manager::rollback_transaction(conn).await?;
     }
     Ok(())
-}
-
-/// Open transactions and savepoints on the connection.
-fn depth(conn: &mut SqliteConn) -> u32 {
-    <Manager as TransactionManager<SqliteConn>>::transaction_manager_status_mut(conn)
-        .transaction_depth()
-        .ok()
-        .flatten()
-        .map_or(0, |depth| depth.get())
 }
 
 /// Commits the open group and tells its members.
@@ -233,7 +224,7 @@ async fn commit_group(slot: &mut Slot) -> Result<(), StoreError> {
             Ok(())
         }
         Err(err) => {
-            if depth(conn) > 0 {
+            if conn.depth() > 0 {
                 let _rolled_back_with_the_connection = Manager::rollback_transaction(conn).await;
             }
             let reason: Arc<str> = Arc::from(format!("the commit failed: {err}"));
