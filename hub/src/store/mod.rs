@@ -91,6 +91,7 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool::Runtime;
@@ -322,10 +323,12 @@ impl Store {
                     reason: "sqlite path is not valid UTF-8".to_owned(),
                 })?;
                 let shared_path: Arc<Path> = Arc::from(path.as_path());
+                let wal_restart = Arc::new(AtomicBool::new(false));
                 Pools::Sqlite(SqlitePools {
                     writer: Arc::new(writer::Writer::new(
                         sqlite_pool(path_str, 1, SqliteRole::Writer, opts)?,
                         opts.acquire_timeout,
+                        Arc::clone(&wal_restart),
                     )),
                     readers: sqlite_pool(
                         path_str,
@@ -336,6 +339,7 @@ impl Store {
                     _checkpointer: Arc::new(Checkpointer::spawn(
                         Arc::clone(&shared_path),
                         opts.sqlite_busy_timeout,
+                        wal_restart,
                     )),
                     path: shared_path,
                     busy_timeout: opts.sqlite_busy_timeout,
@@ -557,13 +561,34 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// commits). The writer connection runs with `wal_autocheckpoint = 0`; this thread runs
 /// a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`], which never blocks readers or the
 /// writer, and a last one when the store is dropped.
+///
+/// A checkpoint alone does not shrink the WAL: SQLite writes it from the start again
+/// only when a write transaction begins with every frame already copied, and under a
+/// steady load the writer commits again while each checkpoint runs, so the WAL grew by
+/// every page every commit wrote (1.3 GB in 8 s of W1 on `docs/benchmarks.md`'s machine),
+/// each append extending the file. Once the WAL holds [`WAL_RESTART_FRAMES`], this thread
+/// checkpoints once more at once (what was committed meanwhile) and, when at most
+/// [`WAL_WRITER_FRAMES`] are left, asks the writer (`wal_restart`) to copy them between
+/// two groups ([`SqliteConn::checkpoint`]), after which the next group writes the WAL
+/// from its start. The WAL then holds about what is written in [`CHECKPOINT_INTERVAL`]
+/// (~40 MB under W1), and W1 on SQLite took 0.9x the hub's CPU per step and 0.9x the
+/// p50 latency.
 struct Checkpointer {
     /// Dropped with the last clone of the store: the thread checkpoints once more and ends.
     _stop: std::sync::mpsc::Sender<()>,
 }
 
+/// WAL frames (pages of 4 KiB) past which the writer is asked to let the WAL restart.
+const WAL_RESTART_FRAMES: i64 = 1_024;
+/// The writer is asked only when at most this many frames are left for it to copy.
+const WAL_WRITER_FRAMES: i64 = 256;
+
 impl Checkpointer {
-    fn spawn(path: Arc<Path>, busy_timeout: Duration) -> Checkpointer {
+    fn spawn(
+        path: Arc<Path>,
+        busy_timeout: Duration,
+        wal_restart: Arc<AtomicBool>,
+    ) -> Checkpointer {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -574,9 +599,28 @@ impl Checkpointer {
                         stopped.recv_timeout(CHECKPOINT_INTERVAL),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                     );
-                    if let Err(err) = checkpoint(&mut conn, &path, busy_timeout) {
-                        tracing::debug!(error = %err, "WAL checkpoint failed; retrying");
-                        conn = None;
+                    match checkpoint(&mut conn, &path, busy_timeout) {
+                        Ok(result) if result.log >= WAL_RESTART_FRAMES => {
+                            // What was committed while that one ran, so that what the
+                            // writer copies itself (holding up its callers) is little.
+                            match checkpoint(&mut conn, &path, busy_timeout) {
+                                Ok(result)
+                                    if result.log - result.checkpointed <= WAL_WRITER_FRAMES =>
+                                {
+                                    wal_restart.store(true, Ordering::Release);
+                                }
+                                // A reader of an older snapshot held it back: next time.
+                                Ok(_) => {}
+                                Err(err) => {
+                                    tracing::debug!(error = %err, "WAL checkpoint failed");
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::debug!(error = %err, "WAL checkpoint failed; retrying");
+                            conn = None;
+                        }
                     }
                     if last {
                         break;
@@ -591,13 +635,28 @@ impl Checkpointer {
     }
 }
 
+/// What `PRAGMA wal_checkpoint` reports.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct CheckpointResult {
+    /// The frames in the WAL (-1 when not in WAL mode).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) log: i64,
+    /// The frames of the WAL now in the database file.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) checkpointed: i64,
+}
+
+/// A `PASSIVE` checkpoint (nothing when there is no database yet).
 fn checkpoint(
     conn: &mut Option<SqliteConnection>,
     path: &Path,
     busy_timeout: Duration,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<CheckpointResult, Box<dyn std::error::Error>> {
     if !path.exists() {
-        return Ok(());
+        return Ok(CheckpointResult {
+            log: 0,
+            checkpointed: 0,
+        });
     }
     let conn = match conn {
         Some(conn) => conn,
@@ -610,8 +669,10 @@ fn checkpoint(
             conn.insert(new_conn)
         }
     };
-    conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
-    Ok(())
+    Ok(diesel::RunQueryDsl::get_result(
+        diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)"),
+        conn,
+    )?)
 }
 pub use pg::PgConn;
 

@@ -240,6 +240,16 @@ impl SqliteConn {
         Ok(Some(CollectedQuery::new(sql, true, binds.moveable())))
     }
 
+    /// Copies the WAL frames no checkpoint has copied yet into the database file (`PRAGMA
+    /// wal_checkpoint(PASSIVE)`), between two of the writer's groups, so that the next one
+    /// begins with every frame copied and writes the WAL from its start. `false` when a
+    /// reader still reading an older snapshot kept some frames from being copied.
+    pub(super) fn checkpoint(&mut self) -> QueryResult<bool> {
+        let result: super::CheckpointResult =
+            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(&mut self.inner)?;
+        Ok(result.checkpointed == result.log)
+    }
+
     /// Opens a write transaction that takes SQLite's write lock at once (`BEGIN
     /// IMMEDIATE`, which diesel-async's transaction manager does not issue), for the
     /// writer's groups.

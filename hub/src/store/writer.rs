@@ -12,7 +12,7 @@
 //! A transaction alone (no waiters) commits at once, exactly as without grouping.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::TransactionManager;
@@ -47,6 +47,10 @@ pub(super) struct Writer {
     waiting: AtomicUsize,
     next_group: AtomicU64,
     acquire_timeout: Duration,
+    /// Set by the checkpoint thread when the WAL has grown: the next group first copies
+    /// what that thread's checkpoint missed, so that it writes the WAL from its start
+    /// (see `Checkpointer`).
+    wal_restart: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -66,13 +70,18 @@ struct Group {
 }
 
 impl Writer {
-    pub(super) fn new(pool: Pool<SqliteConn>, acquire_timeout: Duration) -> Writer {
+    pub(super) fn new(
+        pool: Pool<SqliteConn>,
+        acquire_timeout: Duration,
+        wal_restart: Arc<AtomicBool>,
+    ) -> Writer {
         Writer {
             pool,
             slot: Mutex::new(Slot::default()),
             waiting: AtomicUsize::new(0),
             next_group: AtomicU64::new(1),
             acquire_timeout,
+            wal_restart,
         }
     }
 
@@ -170,6 +179,18 @@ impl Writer {
         self.recover(slot).await?;
         if slot.group.is_none() {
             let conn = slot.conn.as_mut().expect("connected above");
+            if self.wal_restart.swap(false, Ordering::AcqRel) {
+                match conn.checkpoint() {
+                    Ok(true) => {}
+                    // A reader of an older snapshot is still reading: the next group
+                    // tries again.
+                    Ok(false) => self.wal_restart.store(true, Ordering::Release),
+                    // Busy (another checkpoint runs): the checkpoint thread asks again.
+                    Err(err) => {
+                        tracing::debug!(error = %err, "WAL checkpoint between groups failed");
+                    }
+                }
+            }
             conn.begin_immediate()?;
             let (outcome, _) = watch::channel(None);
             slot.group = Some(Group {
