@@ -454,20 +454,7 @@ async fn sqlite_wal_stays_bounded_under_a_steady_write_load() {
                         (&workspace_id, &audience_id, &payload);
                     store
                         .transaction(async |db| {
-                            db!(db, |conn| {
-                                diesel::insert_into(events::table)
-                                    .values((
-                                        events::audience_id.eq(audience_id),
-                                        events::seq.eq(seq),
-                                        events::workspace_id.eq(workspace_id),
-                                        events::audience_kind.eq("member"),
-                                        events::event_type.eq("task.updated"),
-                                        events::payload.eq(payload),
-                                        events::created_at.eq(now_ms()),
-                                    ))
-                                    .execute(conn)
-                                    .await
-                            })?;
+                            insert_event_with(db, workspace_id, audience_id, seq, payload).await?;
                             Ok::<_, StoreError>(())
                         })
                         .await
@@ -894,6 +881,17 @@ async fn insert_event(
     audience_id: &str,
     seq: i64,
 ) -> QueryResult<()> {
+    let payload = format!(r#"{{"seq":{seq}}}"#);
+    insert_event_with(db, workspace_id, audience_id, seq, &payload).await
+}
+
+async fn insert_event_with(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    audience_id: &str,
+    seq: i64,
+    payload: &str,
+) -> QueryResult<()> {
     db!(db, |conn| {
         diesel::insert_into(events::table)
             .values((
@@ -902,7 +900,7 @@ async fn insert_event(
                 events::workspace_id.eq(workspace_id),
                 events::audience_kind.eq("member"),
                 events::event_type.eq("task.updated"),
-                events::payload.eq(format!(r#"{{"seq":{seq}}}"#)),
+                events::payload.eq(payload),
                 events::created_at.eq(now_ms()),
             ))
             .execute(conn)
