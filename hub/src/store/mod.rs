@@ -555,8 +555,8 @@ pub use sqlite::SqliteConn;
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Checkpoints the SQLite WAL on a thread of its own, so no commit waits for the
-/// checkpoint's `fsync`s (SQLite's automatic checkpoint runs inside the commit that
+/// Checkpoints the SQLite WAL on a thread of its own, so commits do not wait for the
+/// checkpoints' `fsync`s (SQLite's automatic checkpoint runs inside the commit that
 /// crosses 1,000 WAL pages, on the one writer connection: 15-45 ms every few hundred
 /// commits). The writer connection runs with `wal_autocheckpoint = 0`; this thread runs
 /// a `PASSIVE` checkpoint every [`CHECKPOINT_INTERVAL`], which never blocks readers or the
@@ -569,10 +569,11 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// each append extending the file. Once the WAL holds [`WAL_RESTART_FRAMES`], this thread
 /// checkpoints once more at once (what was committed meanwhile) and, when at most
 /// [`WAL_WRITER_FRAMES`] are left, asks the writer (`wal_restart`) to copy them between
-/// two groups ([`SqliteConn::checkpoint`]), after which the next group writes the WAL
-/// from its start. The WAL then holds about what is written in [`CHECKPOINT_INTERVAL`]
-/// (~40 MB under W1), and W1 on SQLite took 0.9x the hub's CPU per step and 0.9x the
-/// p50 latency.
+/// two groups ([`SqliteConn::checkpoint`], which holds up the writer's callers for that
+/// copy and its two `fsync`s), after which the next group writes the WAL from its start,
+/// unless a reader still reads the WAL at that moment (then the thread asks again).
+/// Under W1 the WAL stays at ~40 MB, and W1 on SQLite took 0.9x the hub's CPU per step
+/// and 0.9x the p50 latency.
 struct Checkpointer {
     /// Dropped with the last clone of the store: the thread checkpoints once more and ends.
     _stop: std::sync::mpsc::Sender<()>,
@@ -605,11 +606,14 @@ impl Checkpointer {
                             // writer copies itself (holding up its callers) is little.
                             match checkpoint(&mut conn, &path, busy_timeout) {
                                 Ok(result)
-                                    if result.log - result.checkpointed <= WAL_WRITER_FRAMES =>
+                                    if result
+                                        .left()
+                                        .is_some_and(|left| left <= WAL_WRITER_FRAMES) =>
                                 {
                                     wal_restart.store(true, Ordering::Release);
                                 }
-                                // A reader of an older snapshot held it back: next time.
+                                // More was committed meanwhile, or a reader of an older
+                                // snapshot held frames back: next time.
                                 Ok(_) => {}
                                 Err(err) => {
                                     tracing::debug!(error = %err, "WAL checkpoint failed");
@@ -637,13 +641,23 @@ impl Checkpointer {
 
 /// What `PRAGMA wal_checkpoint` reports.
 #[derive(diesel::QueryableByName)]
-pub(crate) struct CheckpointResult {
-    /// The frames in the WAL (-1 when not in WAL mode).
+struct CheckpointResult {
+    /// 1 when another connection's checkpoint held the checkpoint lock.
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub(crate) log: i64,
-    /// The frames of the WAL now in the database file.
+    busy: i64,
+    /// The frames in the WAL (-1 when not in WAL mode or busy).
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub(crate) checkpointed: i64,
+    log: i64,
+    /// The frames of the WAL now in the database file (-1 likewise).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    checkpointed: i64,
+}
+
+impl CheckpointResult {
+    /// The frames left to copy; `None` when the checkpoint did not run.
+    fn left(&self) -> Option<i64> {
+        (self.busy == 0 && self.log >= 0).then_some(self.log - self.checkpointed)
+    }
 }
 
 /// A `PASSIVE` checkpoint (nothing when there is no database yet).
@@ -654,6 +668,7 @@ fn checkpoint(
 ) -> Result<CheckpointResult, Box<dyn std::error::Error>> {
     if !path.exists() {
         return Ok(CheckpointResult {
+            busy: 0,
             log: 0,
             checkpointed: 0,
         });

@@ -5,7 +5,8 @@
 //! renders the statement's SQL, copies its binds into an owned form, locks the connection
 //! behind an `Arc<Mutex<_>>`, and the connection then finds its prepared statement by that
 //! SQL text. With the hand-off gone (a statement on a local file with `synchronous=NORMAL`
-//! takes microseconds and never waits for the disk; checkpoints run on their own thread),
+//! takes microseconds and never waits for the disk; checkpoints run on their own thread,
+//! but for the few frames the writer copies now and then so that the WAL can restart),
 //! none of that is needed: here the statement goes straight to
 //! [`SqliteConnection`], which finds a statement of a static query type in its cache by
 //! type, without rendering any SQL. Rendering and copying were about a fifth of the hub's
@@ -241,13 +242,11 @@ impl SqliteConn {
     }
 
     /// Copies the WAL frames no checkpoint has copied yet into the database file (`PRAGMA
-    /// wal_checkpoint(PASSIVE)`), between two of the writer's groups, so that the next one
-    /// begins with every frame copied and writes the WAL from its start. `false` when a
-    /// reader still reading an older snapshot kept some frames from being copied.
-    pub(super) fn checkpoint(&mut self) -> QueryResult<bool> {
-        let result: super::CheckpointResult =
-            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(&mut self.inner)?;
-        Ok(result.checkpointed == result.log)
+    /// wal_checkpoint(PASSIVE)`: it never waits for a lock, but writes those pages and
+    /// `fsync`s both files), between two of the writer's groups, so that the next one can
+    /// begin with every frame copied and write the WAL from its start.
+    pub(super) fn checkpoint(&mut self) -> QueryResult<()> {
+        self.inner.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
     }
 
     /// Opens a write transaction that takes SQLite's write lock at once (`BEGIN

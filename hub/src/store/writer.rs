@@ -48,8 +48,8 @@ pub(super) struct Writer {
     next_group: AtomicU64,
     acquire_timeout: Duration,
     /// Set by the checkpoint thread when the WAL has grown: the next group first copies
-    /// what that thread's checkpoint missed, so that it writes the WAL from its start
-    /// (see `Checkpointer`).
+    /// the few frames that thread's checkpoints missed, so that it can write the WAL from
+    /// its start (see `Checkpointer`).
     wal_restart: Arc<AtomicBool>,
 }
 
@@ -179,17 +179,14 @@ impl Writer {
         self.recover(slot).await?;
         if slot.group.is_none() {
             let conn = slot.conn.as_mut().expect("connected above");
-            if self.wal_restart.swap(false, Ordering::AcqRel) {
-                match conn.checkpoint() {
-                    Ok(true) => {}
-                    // A reader of an older snapshot is still reading: the next group
-                    // tries again.
-                    Ok(false) => self.wal_restart.store(true, Ordering::Release),
-                    // Busy (another checkpoint runs): the checkpoint thread asks again.
-                    Err(err) => {
-                        tracing::debug!(error = %err, "WAL checkpoint between groups failed");
-                    }
-                }
+            // Whatever keeps this from copying every frame or the group from restarting
+            // the WAL (a reader of an older snapshot, another checkpoint), the checkpoint
+            // thread asks again once little is left: not asking again here keeps the
+            // copy the callers wait for small.
+            if self.wal_restart.swap(false, Ordering::AcqRel)
+                && let Err(err) = conn.checkpoint()
+            {
+                tracing::debug!(error = %err, "WAL checkpoint between groups failed");
             }
             conn.begin_immediate()?;
             let (outcome, _) = watch::channel(None);
