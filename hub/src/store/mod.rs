@@ -567,7 +567,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// steady load the writer commits again while each checkpoint runs, so the WAL grew by
 /// every page every commit wrote (1.3 GB in 8 s of W1 on `docs/benchmarks.md`'s machine),
 /// each append extending the file. Once the WAL holds [`WAL_RESTART_FRAMES`], this thread
-/// checkpoints once more at once (what was committed meanwhile) and, when at most
+/// checkpoints again at once (what was committed meanwhile, [`checkpoint_round`]) and,
+/// when at most
 /// [`WAL_WRITER_FRAMES`] are left, asks the writer (`wal_restart`) to copy them between
 /// two groups ([`SqliteConn::checkpoint`], which holds up the writer's callers for that
 /// copy and its two `fsync`s), after which the next group writes the WAL from its start,
@@ -600,27 +601,9 @@ impl Checkpointer {
                         stopped.recv_timeout(CHECKPOINT_INTERVAL),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                     );
-                    match checkpoint(&mut conn, &path, busy_timeout) {
-                        Ok(result) if result.log >= WAL_RESTART_FRAMES => {
-                            // What was committed while that one ran, so that what the
-                            // writer copies itself (holding up its callers) is little.
-                            match checkpoint(&mut conn, &path, busy_timeout) {
-                                Ok(result)
-                                    if result
-                                        .left()
-                                        .is_some_and(|left| left <= WAL_WRITER_FRAMES) =>
-                                {
-                                    wal_restart.store(true, Ordering::Release);
-                                }
-                                // More was committed meanwhile, or a reader of an older
-                                // snapshot held frames back: next time.
-                                Ok(_) => {}
-                                Err(err) => {
-                                    tracing::debug!(error = %err, "WAL checkpoint failed");
-                                }
-                            }
-                        }
-                        Ok(_) => {}
+                    match checkpoint_round(&mut conn, &path, busy_timeout) {
+                        Ok(true) => wal_restart.store(true, Ordering::Release),
+                        Ok(false) => {}
                         Err(err) => {
                             tracing::debug!(error = %err, "WAL checkpoint failed; retrying");
                             conn = None;
@@ -638,6 +621,33 @@ impl Checkpointer {
         Checkpointer { _stop: stop }
     }
 }
+
+/// One round of the checkpoint thread: a checkpoint and, once the WAL holds
+/// [`WAL_RESTART_FRAMES`], up to [`WAL_CATCH_UP_PASSES`] more for what was committed
+/// while the one before ran, so that what the writer copies itself (holding up its
+/// callers) is little. `true` when the
+/// writer should copy the rest: at most [`WAL_WRITER_FRAMES`] are left (more were
+/// committed meanwhile, or a reader of an older snapshot held frames back: next round).
+fn checkpoint_round(
+    conn: &mut Option<SqliteConnection>,
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    if checkpoint(conn, path, busy_timeout)?.log < WAL_RESTART_FRAMES {
+        return Ok(false);
+    }
+    for _ in 0..WAL_CATCH_UP_PASSES {
+        let result = checkpoint(conn, path, busy_timeout)?;
+        if result.left().is_some_and(|left| left <= WAL_WRITER_FRAMES) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Checkpoints a round runs at most after its first, each copying what was committed
+/// while the one before ran, until at most [`WAL_WRITER_FRAMES`] are left.
+const WAL_CATCH_UP_PASSES: usize = 4;
 
 /// What `PRAGMA wal_checkpoint` reports.
 #[derive(diesel::QueryableByName)]
