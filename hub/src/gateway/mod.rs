@@ -57,11 +57,9 @@ pub async fn connect(
         .write_buffer_size(0)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
-        .on_upgrade(move |socket: WebSocket| async move {
-            let sessions = std::sync::Arc::clone(&ctx.sessions);
-            let _running = sessions.running();
+        .on_upgrade(move |socket: WebSocket| {
             let (sink, stream) = socket.split();
-            session::run(ctx, agent, token_hash, codec, sink, stream).await;
+            session::run(ctx, agent, token_hash, codec, sink, stream)
         });
     response.headers_mut().insert(
         SEC_WEBSOCKET_PROTOCOL,

@@ -86,17 +86,24 @@ impl Close {
     }
 }
 
-/// Runs the session until it ends; never panics on peer input.
-pub async fn run<S, R>(
+/// The session's future: runs it until it ends; never panics on peer input.
+///
+/// A plain function building the session before its future, so that the future holds each
+/// part once: an `async fn` keeps its arguments beside the locals they move into for as
+/// long as it runs, and this future lives as long as the connection. What only a session's
+/// end runs (the close handshake) is boxed when it starts, so that an idle session does not
+/// carry its room (W3 in docs/benchmarks.md).
+pub fn run<S, R>(
     ctx: Ctx,
     agent: AgentActor,
     token_hash: String,
     codec: Codec,
     sink: S,
     mut stream: R,
-) where
-    S: Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
-    R: Stream<Item = Result<Message, axum::Error>> + Send + Unpin,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: Sink<Message, Error = axum::Error> + Send + Sync + Unpin + 'static,
+    R: Stream<Item = Result<Message, axum::Error>> + Send + Unpin + 'static,
 {
     let limits = Limits {
         max_frame_bytes: ctx.settings.max_frame_bytes,
@@ -118,54 +125,51 @@ pub async fn run<S, R>(
         last_heard: now,
         ping_nonce: 0,
     };
-    let hello = match session.handshake(&mut stream).await {
-        Ok(hello) => hello,
-        Err(close) => {
-            session.hang_up(close, &mut stream).await;
-            return;
-        }
-    };
-    // Subscribe before reading the last seq: nothing committed from here on is missed.
-    let mut subscription = session.ctx.bus.subscribe(
-        &session.agent.agent_id,
-        session.ctx.settings.session_queue.max(16),
-    );
-    let registration =
+    async move {
+        let sessions = Arc::clone(&session.ctx.sessions);
+        let _running = sessions.running();
+        let hello = match session.handshake(&mut stream).await {
+            Ok(hello) => hello,
+            Err(close) => {
+                Box::pin(session.hang_up(close, &mut stream)).await;
+                return;
+            }
+        };
+        // Subscribe before reading the last seq: nothing committed from here on is missed.
+        let mut subscription = session.ctx.bus.subscribe(
+            &session.agent.agent_id,
+            session.ctx.settings.session_queue.max(16),
+        );
+        let registration = sessions.register(&session.agent.agent_id, &token_hash, now_ms());
+        session.ctx.metrics.sessions_open.inc();
+        tracing::info!(
+            agent.id = %session.agent.agent_id,
+            agent.name = %session.agent.agent_name,
+            last_seq = hello.last_seq,
+            "agent session opened"
+        );
+        let end = session
+            .serve(&hello, &mut stream, &mut subscription, registration.kicks)
+            .await;
         session
             .ctx
-            .sessions
-            .register(&session.agent.agent_id, &token_hash, now_ms());
-    session.ctx.metrics.sessions_open.inc();
-    tracing::info!(
-        agent.id = %session.agent.agent_id,
-        agent.name = %session.agent.agent_name,
-        last_seq = hello.last_seq,
-        "agent session opened"
-    );
-    let end = session
-        .serve(&hello, &mut stream, &mut subscription, registration.kicks)
-        .await;
-    session
-        .ctx
-        .bus
-        .unsubscribe(&subscription.audience_id, subscription.id);
-    session.ctx.metrics.sessions_open.dec();
-    let was_current = session
-        .ctx
-        .sessions
-        .unregister(&session.agent.agent_id, registration.session_id);
-    tracing::info!(
-        agent.id = %session.agent.agent_id,
-        code = end.as_ref().map(|close| close.code),
-        reason = end.as_ref().map(|close| close.reason.as_str()),
-        "agent session closed"
-    );
-    if was_current {
-        Box::pin(announce(&session.ctx, &session.agent, false)).await;
-    }
-    match end {
-        Some(close) => session.hang_up(close, &mut stream).await,
-        None => session.finish().await,
+            .bus
+            .unsubscribe(&subscription.audience_id, subscription.id);
+        session.ctx.metrics.sessions_open.dec();
+        let was_current = sessions.unregister(&session.agent.agent_id, registration.session_id);
+        tracing::info!(
+            agent.id = %session.agent.agent_id,
+            code = end.as_ref().map(|close| close.code),
+            reason = end.as_ref().map(|close| close.reason.as_str()),
+            "agent session closed"
+        );
+        if was_current {
+            Box::pin(announce(&session.ctx, &session.agent, false)).await;
+        }
+        match end {
+            Some(close) => Box::pin(session.hang_up(close, &mut stream)).await,
+            None => Box::pin(session.finish()).await,
+        }
     }
 }
 
@@ -425,7 +429,12 @@ where
                     break Err(Close::new(kick.code, kick.reason));
                 }
                 message = stream.next() => match message {
-                    Some(message) => self.handle(message).await,
+                    // Boxed: the session's future stays small while it waits.
+                    Some(message) => match self.handle(message) {
+                        Ok(Some(request)) => Box::pin(self.request(request)).await,
+                        Ok(None) => Ok(()),
+                        Err(close) => Err(close),
+                    },
                     None => break Ok(()),
                 },
                 notice = subscription.receiver.recv() => match notice {
@@ -721,40 +730,39 @@ where
         }
     }
 
-    /// Handles one message of an open session.
-    async fn handle(&mut self, message: Result<Message, axum::Error>) -> Result<(), Close> {
+    /// Handles one message of an open session; a request to the domain is returned to be
+    /// answered by [`Self::request`].
+    fn handle(&mut self, message: Result<Message, axum::Error>) -> Result<Option<ClientFrame>, Close> {
         let frame = match self.receive(message)? {
-            Incoming::Control | Incoming::Refused => return Ok(()),
+            Incoming::Control | Incoming::Refused => return Ok(None),
             Incoming::Frame(frame) => frame,
         };
-        let id = frame.request_id();
         match frame {
             ClientFrame::Hello(_) => self.reply_error(
                 None,
                 error_code::BAD_FRAME,
                 "hello after the handshake is ignored".into(),
-            ),
-            ClientFrame::Ack(ack) => {
-                if ack.seq >= self.next_seq {
-                    return self.reply_error(
-                        None,
-                        error_code::BAD_FRAME,
-                        format!("ack of seq {} that was not sent", ack.seq),
-                    );
-                }
-                // Resume is driven by `hello.last_seq`; an ack needs nothing more.
-                Ok(())
-            }
-            ClientFrame::Pong(_) | ClientFrame::Unknown => Ok(()),
-            request => {
-                let id = id.unwrap_or_default();
-                match Box::pin(self.dispatch(request)).await {
-                    Ok(ok) => self.reply_ok(ok),
-                    Err(err) => {
-                        let (code, message) = wire_error(&err);
-                        self.reply_error(Some(id), code, message)
-                    }
-                }
+            )?,
+            ClientFrame::Ack(ack) if ack.seq >= self.next_seq => self.reply_error(
+                None,
+                error_code::BAD_FRAME,
+                format!("ack of seq {} that was not sent", ack.seq),
+            )?,
+            // Resume is driven by `hello.last_seq`; an ack needs nothing more.
+            ClientFrame::Ack(_) | ClientFrame::Pong(_) | ClientFrame::Unknown => {}
+            request => return Ok(Some(request)),
+        }
+        Ok(None)
+    }
+
+    /// Answers one request with the outcome of its domain call.
+    async fn request(&mut self, frame: ClientFrame) -> Result<(), Close> {
+        let id = frame.request_id().unwrap_or_default();
+        match self.dispatch(frame).await {
+            Ok(ok) => self.reply_ok(ok),
+            Err(err) => {
+                let (code, message) = wire_error(&err);
+                self.reply_error(Some(id), code, message)
             }
         }
     }
