@@ -166,7 +166,10 @@ impl Connection {
             Some(acceptor) => {
                 tokio::select! {
                     res = acceptor.accept(stream) => match res {
-                        Ok(stream) => Either::Right(stream),
+                        // Boxed: a plain connection's socket (and an upgraded agent
+                        // session's) would otherwise carry the room of a TLS session
+                        // (~1.2 KiB) for as long as it is open.
+                        Ok(stream) => Either::Right(Box::new(stream)),
                         Err(err) => {
                             tracing::debug!(error = %err, "TLS handshake failed");
                             return;

@@ -48,8 +48,6 @@ const CLOSE_QUIET: Duration = Duration::from_millis(250);
 /// Time the socket gets to take what is queued (and the close frame) once the session
 /// ended.
 const WRITER_GRACE: Duration = Duration::from_secs(10);
-/// Slots an emptied outgoing queue keeps; a burst's larger allocation is given back.
-const KEPT_SLOTS: usize = 64;
 
 /// A queued outgoing message.
 #[derive(Debug)]
@@ -235,8 +233,9 @@ impl Outgoing {
             sink.start_send_unpin(message)?;
             self.unflushed = true;
         }
-        if self.queue.is_empty() && self.queue.capacity() > KEPT_SLOTS {
-            self.queue.shrink_to(KEPT_SLOTS);
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            // Written out: an idle session holds no queue (one allocation per burst).
+            self.queue = VecDeque::new();
         }
         if self.unflushed {
             ready!(sink.poll_flush_unpin(cx))?;
@@ -732,7 +731,10 @@ where
 
     /// Handles one message of an open session; a request to the domain is returned to be
     /// answered by [`Self::request`].
-    fn handle(&mut self, message: Result<Message, axum::Error>) -> Result<Option<ClientFrame>, Close> {
+    fn handle(
+        &mut self,
+        message: Result<Message, axum::Error>,
+    ) -> Result<Option<ClientFrame>, Close> {
         let frame = match self.receive(message)? {
             Incoming::Control | Incoming::Refused => return Ok(None),
             Incoming::Frame(frame) => frame,
