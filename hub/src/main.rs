@@ -61,6 +61,11 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+/// mimalloc instead of the system allocator: glibc's `malloc` and `free` were ~12 % of the
+/// hub's CPU on the W2 benchmark (docs/benchmarks.md, eighth wave).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
