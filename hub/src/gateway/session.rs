@@ -89,8 +89,10 @@ impl Close {
 /// A plain function building the session before its future, so that the future holds each
 /// part once: an `async fn` keeps its arguments beside the locals they move into for as
 /// long as it runs, and this future lives as long as the connection. What only a session's
-/// end runs (the close handshake) is boxed when it starts, so that an idle session does not
-/// carry its room (W3 in docs/benchmarks.md).
+/// end runs (the close handshake, the last write-out) and each request are boxed when they
+/// start, so that an idle session does not carry their room (W3 in docs/benchmarks.md).
+///
+/// `S` is `Sync` because a request's domain call borrows the session across its awaits.
 pub fn run<S, R>(
     ctx: Ctx,
     agent: AgentActor,
@@ -234,7 +236,7 @@ impl Outgoing {
             self.unflushed = true;
         }
         if self.queue.is_empty() && self.queue.capacity() > 0 {
-            // Written out: an idle session holds no queue (one allocation per burst).
+            // Written out: an idle session holds no queue (a burst allocates it anew).
             self.queue = VecDeque::new();
         }
         if self.unflushed {
