@@ -568,9 +568,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// every page every commit wrote (1.3 GB in 8 s of W1 on `docs/benchmarks.md`'s machine),
 /// each append extending the file. Once the WAL holds [`WAL_RESTART_FRAMES`], this thread
 /// checkpoints again at once (what was committed meanwhile, [`checkpoint_round`]) and,
-/// when at most
-/// [`WAL_WRITER_FRAMES`] are left, asks the writer (`wal_restart`) to copy them between
-/// two groups ([`SqliteConn::checkpoint`], which holds up the writer's callers for that
+/// when at most [`WAL_WRITER_FRAMES`] are left, asks the writer (`wal_restart`) to copy
+/// them between two groups ([`SqliteConn::checkpoint`], which holds up the writer's callers for that
 /// copy and its two `fsync`s), after which the next group writes the WAL from its start,
 /// unless a reader still reads the WAL at that moment (then the thread asks again).
 /// Under W1 the WAL stays at ~40 MB, and W1 on SQLite took 0.9x the hub's CPU per step
@@ -625,9 +624,9 @@ impl Checkpointer {
 /// One round of the checkpoint thread: a checkpoint and, once the WAL holds
 /// [`WAL_RESTART_FRAMES`], up to [`WAL_CATCH_UP_PASSES`] more for what was committed
 /// while the one before ran, so that what the writer copies itself (holding up its
-/// callers) is little. `true` when the
-/// writer should copy the rest: at most [`WAL_WRITER_FRAMES`] are left (more were
-/// committed meanwhile, or a reader of an older snapshot held frames back: next round).
+/// callers) is little. `true` when the writer should copy the rest: at most
+/// [`WAL_WRITER_FRAMES`] are left (more were committed meanwhile, or a reader of an older
+/// snapshot held frames back: next round).
 fn checkpoint_round(
     conn: &mut Option<SqliteConnection>,
     path: &Path,
@@ -648,6 +647,10 @@ fn checkpoint_round(
 /// Checkpoints a round runs at most after its first, each copying what was committed
 /// while the one before ran, until at most [`WAL_WRITER_FRAMES`] are left.
 const WAL_CATCH_UP_PASSES: usize = 4;
+
+/// The checkpoint both the checkpoint thread and the writer run: it never waits for a
+/// lock, and copies what it can.
+const PASSIVE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
 /// What `PRAGMA wal_checkpoint` reports.
 #[derive(diesel::QueryableByName)]
@@ -695,7 +698,7 @@ fn checkpoint(
         }
     };
     Ok(diesel::RunQueryDsl::get_result(
-        diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)"),
+        diesel::sql_query(PASSIVE_CHECKPOINT),
         conn,
     )?)
 }

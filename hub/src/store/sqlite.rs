@@ -246,7 +246,7 @@ impl SqliteConn {
     /// `fsync`s both files), between two of the writer's groups, so that the next one can
     /// begin with every frame copied and write the WAL from its start.
     pub(super) fn checkpoint(&mut self) -> QueryResult<()> {
-        self.inner.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self.inner.batch_execute(super::PASSIVE_CHECKPOINT)
     }
 
     /// Opens a write transaction that takes SQLite's write lock at once (`BEGIN

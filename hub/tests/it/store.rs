@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
@@ -426,16 +427,14 @@ async fn sqlite_wal_stays_bounded_under_a_steady_write_load() {
     let store = test_db.store();
     let workspace_id = new_workspace(&store, "steady").await;
     let payload = "x".repeat(16 * 1024);
-    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reading = Arc::new(AtomicBool::new(true));
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let store = store.clone();
             let reading = Arc::clone(&reading);
             tokio::spawn(async move {
-                while std::sync::atomic::AtomicBool::load(
-                    &reading,
-                    std::sync::atomic::Ordering::Relaxed,
-                ) {
+                // Not `reading.load(..)`: diesel's `RunQueryDsl::load` would be picked.
+                while AtomicBool::load(&reading, Ordering::Relaxed) {
                     count_workspaces(&store).await;
                 }
             })
@@ -474,7 +473,7 @@ async fn sqlite_wal_stays_bounded_under_a_steady_write_load() {
     .expect("the WAL header");
     let restarts = u32::from_be_bytes(header[12..16].try_into().unwrap());
     let wal_bytes = std::fs::metadata(&wal_path).expect("the WAL file").len();
-    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    reading.store(false, Ordering::Relaxed);
     for reader in readers {
         reader.await.unwrap();
     }
