@@ -1,0 +1,1 @@
+DROP INDEX idx_steps_a2a;
