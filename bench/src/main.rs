@@ -55,6 +55,11 @@ enum Workload {
         agents: usize,
         #[arg(long, default_value_t = 5000)]
         steps: usize,
+        /// Write every measured create to FILE as CSV: when it was sent (unix µs), and
+        /// how long its HTTP answer and its `step.ready` took (µs); each repeat replaces
+        /// the one before.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
     /// W2 throughput: N steps over M agents, each claimed, submitted and completed.
     W2 {
@@ -143,7 +148,11 @@ async fn main() -> anyhow::Result<()> {
         report: Report::new(cli.out),
     };
     let res = match cli.workload {
-        Workload::W1 { agents, steps } => workloads::w1(&run, agents, steps).await,
+        Workload::W1 {
+            agents,
+            steps,
+            trace,
+        } => workloads::w1(&run, agents, steps, trace.as_deref()).await,
         Workload::W2 {
             agents,
             steps,
@@ -174,7 +183,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// Every workload, tiny.
 async fn smoke_all(run: &workloads::Run) -> anyhow::Result<()> {
-    workloads::w1(run, 4, 40).await?;
+    let trace = tempfile::NamedTempFile::new()?;
+    workloads::w1(run, 4, 40, Some(trace.path())).await?;
+    let lines = std::fs::read_to_string(trace.path())?.lines().count();
+    anyhow::ensure!(
+        lines == 41,
+        "the W1 trace has {lines} lines, not a header and 40 creates"
+    );
     workloads::w2(run, 4, 200, 4).await?;
     workloads::w3(run, 50).await?;
     if matches!(run.db, Db::Postgres(_)) && run.redis_url.is_some() {

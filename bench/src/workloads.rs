@@ -4,10 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -186,17 +186,21 @@ async fn paced_latencies(
     received: &mut mpsc::UnboundedReceiver<Seen>,
     n_steps: usize,
     tag: &str,
+    trace: Option<&Path>,
 ) -> anyhow::Result<Vec<f64>> {
     let http = reqwest::Client::new();
     let n_agents = names.len();
     let body = "x".repeat(100);
     let mut latencies = Vec::with_capacity(n_steps);
+    let mut traced = String::from("sent_unix_us,answered_us,ready_us\n");
     // One unmeasured warm-up step per agent, then the measured ones.
     for idx in 0..(n_agents + n_steps) {
         let agent_name = names[idx % n_agents].as_str();
         let title = format!("{tag}-{idx}");
+        let sent_unix = SystemTime::now();
         let sent = Instant::now();
         create_step(&http, create_base, api_key, &title, &[agent_name], &body).await?;
+        let answered = sent.elapsed();
         let seen = tokio::time::timeout(Duration::from_secs(10), received.recv())
             .await
             .with_context(|| format!("step.ready of {title} did not arrive within 10 s"))?
@@ -205,8 +209,22 @@ async fn paced_latencies(
             bail!("expected {title}, got {}", seen.title);
         }
         if idx >= n_agents {
-            latencies.push(seen.at.duration_since(sent).as_secs_f64() * 1e6);
+            let ready = seen.at.duration_since(sent);
+            latencies.push(ready.as_secs_f64() * 1e6);
+            if trace.is_some() {
+                let sent_us = sent_unix.duration_since(UNIX_EPOCH).unwrap_or_default();
+                traced.push_str(&format!(
+                    "{},{},{}\n",
+                    sent_us.as_micros(),
+                    answered.as_micros(),
+                    ready.as_micros()
+                ));
+            }
         }
+    }
+    if let Some(path) = trace {
+        std::fs::write(path, traced)
+            .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
     Ok(latencies)
@@ -223,7 +241,12 @@ fn latency_metrics(latencies: &[f64]) -> Vec<(&'static str, f64)> {
 
 /// W1: M connected agents; steps created one at a time, step `i` for agent `i % M`;
 /// latency from just before the create call to the agent decoding `step.ready`.
-pub async fn w1(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()> {
+pub async fn w1(
+    run: &Run,
+    n_agents: usize,
+    n_steps: usize,
+    trace: Option<&Path>,
+) -> anyhow::Result<()> {
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
         let fixture = setup::create(&database, n_agents, 1024).await?;
@@ -240,6 +263,7 @@ pub async fn w1(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
             &mut received,
             n_steps,
             "w1",
+            trace,
         )
         .await?;
         run.emit(Line {
@@ -418,6 +442,7 @@ pub async fn w4(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
             &mut received,
             n_steps,
             "w4",
+            None,
         )
         .await?;
         run.emit(Line {
