@@ -3,6 +3,7 @@
 //! shows medians over the repeats.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -192,7 +193,7 @@ async fn paced_latencies(
     let n_agents = names.len();
     let body = "x".repeat(100);
     let mut latencies = Vec::with_capacity(n_steps);
-    let mut traced = String::from("sent_unix_us,answered_us,ready_us\n");
+    let mut traced = trace.map(|_| String::from("sent_unix_us,answered_us,ready_us\n"));
     // One unmeasured warm-up step per agent, then the measured ones.
     for idx in 0..(n_agents + n_steps) {
         let agent_name = names[idx % n_agents].as_str();
@@ -211,18 +212,19 @@ async fn paced_latencies(
         if idx >= n_agents {
             let ready = seen.at.duration_since(sent);
             latencies.push(ready.as_secs_f64() * 1e6);
-            if trace.is_some() {
+            if let Some(traced) = &mut traced {
                 let sent_us = sent_unix.duration_since(UNIX_EPOCH).unwrap_or_default();
-                traced.push_str(&format!(
-                    "{},{},{}\n",
+                writeln!(
+                    traced,
+                    "{},{},{}",
                     sent_us.as_micros(),
                     answered.as_micros(),
                     ready.as_micros()
-                ));
+                )?;
             }
         }
     }
-    if let Some(path) = trace {
+    if let (Some(path), Some(traced)) = (trace, traced) {
         std::fs::write(path, traced)
             .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }

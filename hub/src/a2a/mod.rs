@@ -36,8 +36,17 @@ pub use model::SkillRow;
 
 /// The A2A protocol version served (the `A2A-Version` header, the card's interfaces).
 pub const PROTOCOL_VERSION: &str = "1.0";
+/// The executor of a step the hub delegates to an outside A2A agent, as a literal (the
+/// partial index of those steps is found through SQL text: `model::ready_a2a_steps`).
+macro_rules! executor {
+    () => {
+        "a2a"
+    };
+}
+pub(crate) use executor;
+
 /// The executor of a step the hub delegates to an outside A2A agent.
-pub const EXECUTOR: &str = "a2a";
+pub const EXECUTOR: &str = executor!();
 /// The key of the one step of a task created by an A2A message.
 pub const STEP_KEY: &str = "a2a";
 /// The most examples one skill lists.

@@ -166,15 +166,11 @@ pub async fn find_call(
 /// The condition of the partial index `idx_steps_a2a` (the `a2a` executor), as SQL: a
 /// query finds that index through this text, not through a bound value, which neither
 /// SQLite nor a generic PostgreSQL plan can match against the index's condition.
-const A2A_STEP: &str = "steps.executor = 'a2a'";
+const A2A_STEP: &str = concat!("steps.executor = '", crate::a2a::executor!(), "'");
 
 /// Ready steps of active tasks that name the `a2a` executor, oldest first: read from the
 /// partial index of those steps, so the look costs nothing however many others are ready.
 pub async fn ready_a2a_steps(db: &mut Db<'_>, limit: i64) -> QueryResult<Vec<Step>> {
-    debug_assert_eq!(
-        A2A_STEP,
-        format!("steps.executor = '{}'", crate::a2a::EXECUTOR)
-    );
     crate::db!(db, |conn| steps::table
         .inner_join(tasks::table.on(tasks::id.eq(steps::task_id)))
         .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(A2A_STEP))

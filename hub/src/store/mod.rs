@@ -569,11 +569,12 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// each append extending the file. Once the WAL holds [`WAL_RESTART_FRAMES`], this thread
 /// checkpoints again at once (what was committed meanwhile, [`checkpoint_round`]) and,
 /// when at most [`WAL_WRITER_FRAMES`] are left, asks the writer (`wal_restart`) to copy
-/// them between two groups ([`SqliteConn::checkpoint`], which holds up the writer's callers for that
-/// copy and its two `fsync`s), after which the next group writes the WAL from its start,
-/// unless a reader still reads the WAL at that moment (then the thread asks again).
-/// Under W1 the WAL stays at ~40 MB, and W1 on SQLite took 0.9x the hub's CPU per step
-/// and 0.9x the p50 latency.
+/// them between two groups ([`SqliteConn::checkpoint`], which holds up the writer's
+/// callers for that copy and its two `fsync`s), after which the next group writes the WAL
+/// from its start, unless a reader still reads the WAL at that moment (then the thread
+/// asks again). Under W1 the WAL stays at ~40 MB, and W1 on SQLite took 0.9x the hub's CPU
+/// per step and 0.9x the p50 latency. A failing checkpoint is logged as a warning when the
+/// failures begin, and again when they end.
 struct Checkpointer {
     /// Dropped with the last clone of the store: the thread checkpoints once more and ends.
     _stop: std::sync::mpsc::Sender<()>,
@@ -595,16 +596,37 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 let mut conn: Option<SqliteConnection> = None;
+                // Whether the last round failed: a lasting failure (a full disk) is said
+                // once, when it begins, and once when it ends.
+                let mut failing = false;
                 loop {
                     let last = !matches!(
                         stopped.recv_timeout(CHECKPOINT_INTERVAL),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                     );
                     match checkpoint_round(&mut conn, &path, busy_timeout) {
-                        Ok(true) => wal_restart.store(true, Ordering::Release),
-                        Ok(false) => {}
+                        Ok(restart) => {
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("WAL checkpoints succeed again");
+                            }
+                            if restart {
+                                wal_restart.store(true, Ordering::Release);
+                            }
+                        }
+                        Err(err) if failing => {
+                            tracing::debug!(error = %err, "WAL checkpoint failed again; retrying");
+                            conn = None;
+                        }
                         Err(err) => {
-                            tracing::debug!(error = %err, "WAL checkpoint failed; retrying");
+                            tracing::warn!(
+                                error = %err,
+                                path = %path.display(),
+                                "WAL checkpoint failed: the WAL file grows until one succeeds \
+                                 (check the disk's free space and the file's permissions); \
+                                 retrying every {} ms",
+                                CHECKPOINT_INTERVAL.as_millis()
+                            );
+                            failing = true;
                             conn = None;
                         }
                     }
