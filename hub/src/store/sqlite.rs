@@ -125,8 +125,10 @@ impl SqliteConn {
         &mut self,
         counts: &[(&str, i64)],
     ) -> QueryResult<Option<HashMap<String, i64>>> {
+        // The group's first member runs in the group's transaction itself (depth 1), the
+        // others each in a savepoint.
         let depth = self.depth();
-        if !self.seqs.open || depth < 2 {
+        if !self.seqs.open || depth == 0 {
             return Ok(None);
         }
         let mut firsts = HashMap::with_capacity(counts.len());
@@ -551,6 +553,33 @@ mod seq_tests {
         assert_eq!(member(&mut conn, &[("b", 1), ("a", 1)], true).await, [2, 4]);
         Manager::commit_transaction(&mut conn).await.unwrap();
         assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 2)]);
+    }
+
+    /// The group's first member runs without a savepoint of its own (the writer rolls
+    /// the whole group back when it fails): its numbers are the group's like any other's.
+    #[tokio::test]
+    async fn a_first_member_without_a_savepoint_numbers_within_the_group() {
+        let mut conn = open(":memory:").await;
+        conn.begin_immediate().unwrap();
+        let first = conn
+            .reserve_seqs(&[("a", 2)])
+            .unwrap()
+            .expect("a group is open");
+        assert_eq!(first["a"], 1);
+        assert_eq!(member(&mut conn, &[("a", 1)], false).await, [3]);
+        assert_eq!(member(&mut conn, &[("a", 1), ("b", 1)], true).await, [3, 1]);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert_eq!(stored(&mut conn).await, [("a".into(), 3), ("b".into(), 1)]);
+        // A first member that fails takes the group with it: nothing it numbered stays.
+        conn.begin_immediate().unwrap();
+        conn.reserve_seqs(&[("a", 5)])
+            .unwrap()
+            .expect("a group is open");
+        Manager::rollback_transaction(&mut conn).await.unwrap();
+        conn.begin_immediate().unwrap();
+        assert_eq!(member(&mut conn, &[("a", 1)], true).await, [4]);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 1)]);
     }
 
     #[tokio::test]

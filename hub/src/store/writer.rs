@@ -6,8 +6,11 @@
 //! transaction does not commit: it releases its savepoint and hands the still open
 //! transaction to the next one, up to [`MAX_GROUP`] transactions or [`MAX_GROUP_AGE`]. The
 //! last one commits the group and tells the others how it went; each caller gets its answer
-//! only after the commit that made its changes durable. Each transaction runs inside its own
-//! savepoint, so one that fails is rolled back alone; a failed commit fails every member.
+//! only after the commit that made its changes durable. Each transaction after a group's
+//! first runs inside its own savepoint, so one that fails is rolled back alone; the first
+//! needs none (rolling back the group's transaction then undoes it and nothing else), which
+//! spares it SQLite's copy of every page it changes into the savepoint's journal. A failed
+//! commit fails every member.
 //!
 //! A transaction alone (no waiters) commits at once, exactly as without grouping.
 
@@ -63,10 +66,21 @@ struct Group {
     id: u64,
     members: usize,
     started: Instant,
-    /// Set while a member runs inside its savepoint: still set when the next holder
-    /// arrives means that member's future was dropped halfway.
-    member_running: bool,
+    /// Set while a member runs: still set when the next holder arrives means that
+    /// member's future was dropped halfway.
+    running: Running,
     outcome: watch::Sender<Outcome>,
+}
+
+/// Which member of a group runs now, and how to undo it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Running {
+    Nobody,
+    /// The group's first member, directly in the group's transaction: undone by rolling
+    /// back the whole group, which holds nothing else.
+    First,
+    /// A later member, in its own savepoint.
+    InSavepoint,
 }
 
 impl Writer {
@@ -102,10 +116,15 @@ impl Writer {
             unreachable!("prepare leaves a connection with an open group");
         };
         group.members += 1;
-        group.member_running = true;
+        let first = group.members == 1;
+        group.running = if first {
+            Running::First
+        } else {
+            Running::InSavepoint
+        };
         let group_id = group.id;
         let mut outcome = group.outcome.subscribe();
-        if let Err(err) = Manager::begin_transaction(conn).await {
+        if !first && let Err(err) = Manager::begin_transaction(conn).await {
             fail_group(&mut slot, &err).await;
             return Err(err.into());
         }
@@ -113,11 +132,19 @@ impl Writer {
             let mut db = Db::Sqlite(conn);
             f(&mut db).await
         };
-        let ended = match &result {
-            Ok(_) => Manager::commit_transaction(conn).await,
-            Err(_) => Manager::rollback_transaction(conn).await,
+        group.running = Running::Nobody;
+        if first && result.is_err() {
+            // The group holds this transaction alone: it ends with it.
+            if let Err(err) = end_group_alone(&mut slot).await {
+                tracing::warn!(error = %err, "rolling back a failed transaction failed; the connection is opened again");
+            }
+            return result;
+        }
+        let ended = match (&result, first) {
+            (Ok(_), true) => Ok(()),
+            (Ok(_), false) => Manager::commit_transaction(conn).await,
+            (Err(_), _) => Manager::rollback_transaction(conn).await,
         };
-        group.member_running = false;
         if let Err(err) = ended {
             fail_group(&mut slot, &err).await;
             return Err(err.into());
@@ -194,7 +221,7 @@ impl Writer {
                 id: self.next_group.fetch_add(1, Ordering::Relaxed),
                 members: 0,
                 started: Instant::now(),
-                member_running: false,
+                running: Running::Nobody,
                 outcome,
             });
         }
@@ -202,25 +229,43 @@ impl Writer {
     }
 
     /// Undoes what a transaction whose future was dropped halfway left on the connection:
-    /// its savepoint inside an open group, or a transaction without a group.
+    /// its savepoint inside an open group, the group it was first in, or a transaction
+    /// without a group.
     async fn recover(&self, slot: &mut Slot) -> Result<(), StoreError> {
         let Some(conn) = slot.conn.as_mut() else {
             return Ok(());
         };
         let held = conn.depth();
-        match &mut slot.group {
-            Some(group) if group.member_running => {
+        match slot.group.as_ref().map(|group| group.running) {
+            Some(Running::InSavepoint) => {
                 if held > 1 {
                     Manager::rollback_transaction(conn).await?;
                 }
-                group.member_running = false;
+                if let Some(group) = slot.group.as_mut() {
+                    group.running = Running::Nobody;
+                }
             }
-            Some(_) => {}
+            Some(Running::First) => end_group_alone(slot).await?,
+            Some(Running::Nobody) => {}
             None if held > 0 => rollback_all(conn).await?,
             None => {}
         }
         Ok(())
     }
+}
+
+/// Rolls back a group whose only member failed (or was dropped halfway) and ends it.
+async fn end_group_alone(slot: &mut Slot) -> Result<(), StoreError> {
+    slot.group = None;
+    let Some(conn) = slot.conn.as_mut() else {
+        return Ok(());
+    };
+    if let Err(err) = rollback_all(conn).await {
+        // The connection is unusable: a new one is opened for the next transaction.
+        slot.conn = None;
+        return Err(err.into());
+    }
+    Ok(())
 }
 
 /// Rolls back every open savepoint and the transaction.

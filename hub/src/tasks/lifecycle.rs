@@ -452,6 +452,15 @@ pub async fn submit_step(
             .map(|self_check| content::agent_text(&self_check, MAX_TEXT_BYTES)),
         ..submitted
     };
+    // What the result is stored as, before the writer is taken: it depends on the
+    // submit alone.
+    let result = serde_json::to_string(&submitted.result)?;
+    let files = serde_json::to_string(&submitted.files)?;
+    let digest = crate::tasks::result_digest(
+        submitted.summary.as_deref(),
+        &submitted.result,
+        &submitted.files,
+    );
     let mut outbox = Outbox::default();
     let outcome = ctx
         .store
@@ -492,13 +501,6 @@ pub async fn submit_step(
             )?;
             let task = lock_task_of(db, &step).await?;
             let now = now_ms();
-            let result = serde_json::to_string(&submitted.result)?;
-            let files = serde_json::to_string(&submitted.files)?;
-            let digest = crate::tasks::result_digest(
-                submitted.summary.as_deref(),
-                &submitted.result,
-                &submitted.files,
-            );
             let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
                 (usage.input_tokens as i64, usage.output_tokens as i64)
             });
@@ -507,7 +509,7 @@ pub async fn submit_step(
                 summary: Some(submitted.summary.clone()),
                 self_check: Some(submitted.self_check.clone()),
                 files: Some(files.clone()),
-                result_digest: Some(Some(digest)),
+                result_digest: Some(Some(digest.clone())),
                 lease_until: Some(None),
                 started_at: Some(Some(step.started_at.unwrap_or(now))),
                 input_tokens: Some(step.input_tokens + input_tokens),
@@ -552,10 +554,10 @@ pub async fn submit_step(
                 step_id: step.id.clone(),
                 attempt: step.attempt,
                 agent_id: agent.agent_id.clone(),
-                result,
+                result: result.clone(),
                 summary: submitted.summary.clone(),
                 self_check: submitted.self_check.clone(),
-                files,
+                files: files.clone(),
                 outcome: status.as_str().to_string(),
                 created_at: now,
             };
