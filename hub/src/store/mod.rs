@@ -250,11 +250,12 @@ macro_rules! db {
 /// (the widest table inserted this way has 64 columns; 65,535 bound values at most).
 pub const ROWS_PER_INSERT: usize = 500;
 
-/// Inserts `$rows` (a `Vec` of one `Insertable` row type) into `$table` and evaluates to
-/// the `QueryResult` of the number of rows inserted. On PostgreSQL one
+/// Inserts `$rows` (a `Vec` of one `Insertable` row type that sets every column: no
+/// `Option` field, or `treat_none_as_default_value = false`) into `$table` and evaluates
+/// to the `QueryResult` of the number of rows inserted. On PostgreSQL one
 /// `INSERT … VALUES (…), (…)` per [`ROWS_PER_INSERT`] rows saves a round trip per row; on
 /// SQLite, where a statement is a function call, one single-row `INSERT` per row reuses
-/// one prepared statement (see [`sqlite`]), where a multi-row one would be parsed and
+/// one prepared statement, kept by its type ([`Fixed`]), where a multi-row one would be parsed and
 /// planned again for each count of rows.
 ///
 /// ```ignore
@@ -270,7 +271,7 @@ macro_rules! insert_rows {
                 $crate::store::Db::Sqlite(conn) => {
                     for row in rows {
                         inserted += diesel_async::RunQueryDsl::execute(
-                            diesel::insert_into($table).values(row),
+                            $crate::store::Fixed(diesel::insert_into($table).values(row)),
                             conn,
                         )
                         .await?;
@@ -726,6 +727,55 @@ fn checkpoint(
 }
 pub use pg::PgConn;
 
+/// A statement whose SQL text cannot vary with its values: no `IN (…)` list, no optional
+/// field a changeset or an insert leaves out (rows derive `Insertable` with
+/// `treat_none_as_default_value = false`), no SQL built from a value. diesel keeps no
+/// `UPDATE`'s or `INSERT`'s prepared statement by its type, so [`KeptTexts`] renders the
+/// statement's SQL at every execution to find it by its text: about a tenth of the hub's
+/// CPU on the W2 benchmark. A `Fixed` statement's text is not rendered to decide that:
+/// on SQLite it is rendered once per Rust type of the statement ([`sqlite`]), and debug
+/// builds render it at every execution and panic if the text changed (a statement
+/// wrongly called fixed fails the test suite, not a user); on PostgreSQL diesel-async
+/// keeps it by the text it renders anyway.
+///
+/// ```ignore
+/// crate::db!(db, |conn| Fixed(diesel::insert_into(tasks::table).values(row))
+///     .execute(conn)
+///     .await)?;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Fixed<Q>(pub Q);
+
+impl<Q: diesel::query_builder::QueryId> diesel::query_builder::QueryId for Fixed<Q> {
+    type QueryId = Fixed<Q::QueryId>;
+    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+}
+
+impl<DB, Q> diesel::query_builder::QueryFragment<DB> for Fixed<Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB> + diesel::query_builder::QueryId,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        pass: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    /// Asked directly (as diesel-async and the hub's SQLite connection ask) it may be kept.
+    /// Asked through a reference (as diesel's SQLite connection asks) it is the statement
+    /// it wraps, which diesel would not keep: that difference is how the SQLite
+    /// connection tells a `Fixed` statement ([`sqlite`]).
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Fixed<Q> {
+    type SqlType = Q::SqlType;
+}
+
 /// The SQL texts whose prepared statements a connection keeps although diesel would not
 /// (see [`sqlite`] and [`pg`]): at most [`KeptTexts::MAX`] of them. The hub's statements
 /// come from a fixed set of query shapes; the bound matters for `IN (…)` lists and
@@ -748,13 +798,24 @@ impl KeptTexts {
         DB::QueryBuilder: Default,
         Q: diesel::query_builder::QueryFragment<DB>,
     {
-        use diesel::query_builder::QueryBuilder;
         if query.is_safe_to_cache_prepared(backend)? {
             return Ok(None);
         }
-        let mut builder = DB::QueryBuilder::default();
-        query.to_sql(&mut builder, backend)?;
-        let sql = builder.finish();
+        self.rendered_to_keep(query, backend)
+    }
+
+    /// The SQL text of `query`, which diesel would not keep, when it is to be kept.
+    fn rendered_to_keep<DB, Q>(
+        &mut self,
+        query: &Q,
+        backend: &DB,
+    ) -> diesel::QueryResult<Option<String>>
+    where
+        DB: diesel::backend::Backend,
+        DB::QueryBuilder: Default,
+        Q: diesel::query_builder::QueryFragment<DB>,
+    {
+        let sql = render(query, backend)?;
         Ok(self.keep(&sql).then_some(sql))
     }
 
@@ -769,6 +830,19 @@ impl KeptTexts {
         }
         self.0.len() < Self::MAX && self.0.insert(hash)
     }
+}
+
+/// The SQL text of `query`.
+fn render<DB, Q>(query: &Q, backend: &DB) -> diesel::QueryResult<String>
+where
+    DB: diesel::backend::Backend,
+    DB::QueryBuilder: Default,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    use diesel::query_builder::QueryBuilder;
+    let mut builder = DB::QueryBuilder::default();
+    query.to_sql(&mut builder, backend)?;
+    Ok(builder.finish())
 }
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");

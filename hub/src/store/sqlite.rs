@@ -65,6 +65,10 @@ type OwnedRow = <<SqliteConnection as LoadConnection>::Row<'static, 'static> as 
 pub struct SqliteConn {
     inner: SqliteConnection,
     kept_by_sql: KeptTexts,
+    /// The SQL text of each [`Fixed`](super::Fixed) statement run here, by its Rust type
+    /// (the address of its `type_name`: a type whose name is found at two addresses
+    /// is merely rendered twice).
+    fixed: HashMap<usize, String>,
     seqs: Seqs,
 }
 
@@ -105,6 +109,7 @@ impl SqliteConn {
         SqliteConn {
             inner,
             kept_by_sql: KeptTexts::default(),
+            fixed: HashMap::new(),
             seqs: Seqs::default(),
         }
     }
@@ -229,18 +234,51 @@ impl SqliteConn {
 
     /// `query` as SQL text and bind values, when its prepared statement is to be kept by
     /// that text: diesel would not keep it, and the connection keeps this text or has
-    /// room for it ([`KeptTexts`]). (Only a query built from its text can say it
-    /// is safe to keep: diesel asks a query through a reference, which walks the original.)
-    fn kept_by_sql<Q: QueryFragment<Sqlite>>(
+    /// room for it ([`KeptTexts`]), or it is a [`Fixed`](super::Fixed) statement, whose
+    /// text is rendered once per type. (Only a query built from its text can say it is
+    /// safe to keep: diesel asks a query through a reference, which walks the original.)
+    fn kept_by_sql<Q: QueryFragment<Sqlite> + QueryId>(
         &mut self,
         query: &Q,
     ) -> QueryResult<Option<CollectedQuery<BindData>>> {
-        let Some(sql) = self.kept_by_sql.text_to_keep(query, &Sqlite)? else {
-            return Ok(None);
+        let sql = if Q::is_safe_to_cache_prepared(query, &Sqlite)? {
+            // diesel keeps it by its type, unless it is `Fixed`: asked through a reference,
+            // as diesel asks, a `Fixed` statement is the one it wraps, which diesel would not.
+            if <&Q as QueryFragment<Sqlite>>::is_safe_to_cache_prepared(&query, &Sqlite)? {
+                return Ok(None);
+            }
+            self.fixed_sql(std::any::type_name::<Q>().as_ptr() as usize, query)?
+        } else {
+            match self.kept_by_sql.rendered_to_keep(query, &Sqlite)? {
+                Some(sql) => sql,
+                None => return Ok(None),
+            }
         };
         let mut binds = <Sqlite as Backend>::BindCollector::<'_>::default();
         query.collect_binds(&mut binds, self.inner.metadata_lookup(), &Sqlite)?;
         Ok(Some(CollectedQuery::new(sql, true, binds.moveable())))
+    }
+
+    /// The SQL text of the [`Fixed`](super::Fixed) statement `query` of the type `key`,
+    /// rendered once; debug builds render it every time and check that it did not change.
+    fn fixed_sql<Q: QueryFragment<Sqlite>>(
+        &mut self,
+        key: usize,
+        query: &Q,
+    ) -> QueryResult<String> {
+        if let Some(sql) = self.fixed.get(&key) {
+            if cfg!(debug_assertions) {
+                let rendered = super::render(query, &Sqlite)?;
+                assert_eq!(
+                    &rendered, sql,
+                    "a `Fixed` statement's SQL changed with its values: it is not fixed"
+                );
+            }
+            return Ok(sql.clone());
+        }
+        let sql = super::render(query, &Sqlite)?;
+        self.fixed.insert(key, sql.clone());
+        Ok(sql)
     }
 
     /// Copies the WAL frames no checkpoint has copied yet into the database file (`PRAGMA
@@ -486,6 +524,123 @@ mod tests {
             "prepared for the cache: {:#?}",
             prepared.all()
         );
+    }
+}
+
+#[cfg(test)]
+mod fixed_tests {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    use super::SqliteConn;
+    use crate::store::Fixed;
+    use crate::store::tests::Prepared;
+
+    diesel::table! {
+        fixed_items (id) {
+            id -> Text,
+            state -> Text,
+            n -> BigInt,
+        }
+    }
+
+    async fn open() -> (SqliteConn, Prepared) {
+        let mut conn = SqliteConn::establish(":memory:").await.unwrap();
+        conn.batch_execute(
+            "CREATE TABLE fixed_items (id TEXT PRIMARY KEY, state TEXT NOT NULL, n BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        let prepared = Prepared::default();
+        conn.set_instrumentation(prepared.clone());
+        (conn, prepared)
+    }
+
+    /// Inserts, updates and a select marked fixed run with their own values each time,
+    /// from one prepared statement each; an update's SQL is rendered once (`fixed`).
+    #[tokio::test]
+    async fn fixed_statements_run_their_own_values_from_one_prepared_statement() {
+        let (mut conn, prepared) = open().await;
+        for i in 0..4_i64 {
+            Fixed(diesel::insert_into(fixed_items::table).values((
+                fixed_items::id.eq(format!("i{i}")),
+                fixed_items::state.eq("ready"),
+                fixed_items::n.eq(i),
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        for i in [1_i64, 3] {
+            let moved = Fixed(
+                diesel::update(fixed_items::table)
+                    .filter(fixed_items::id.eq(format!("i{i}")))
+                    .filter(fixed_items::state.eq("ready"))
+                    .set((
+                        fixed_items::state.eq("claimed"),
+                        fixed_items::n.eq(fixed_items::n * 10),
+                    )),
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(moved, 1);
+        }
+        let mut rows = Vec::new();
+        for i in 0..4_i64 {
+            let row: (String, i64) = Fixed(
+                fixed_items::table
+                    .filter(fixed_items::id.eq(format!("i{i}")))
+                    .select((fixed_items::state, fixed_items::n))
+                    .limit(1),
+            )
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            rows.push(row);
+        }
+        assert_eq!(
+            rows,
+            [
+                ("ready".to_string(), 0),
+                ("claimed".to_string(), 10),
+                ("ready".to_string(), 2),
+                ("claimed".to_string(), 30),
+            ]
+        );
+        assert_eq!(
+            (
+                prepared.starting_with("INSERT"),
+                prepared.starting_with("UPDATE"),
+                prepared.starting_with("SELECT"),
+            ),
+            (1, 1, 1),
+            "prepared for the cache: {:#?}",
+            prepared.all()
+        );
+        // The update's text was rendered once; diesel keeps this insert and this select by
+        // their types itself (no optional column, no `UPDATE`).
+        let fixed: Vec<&str> = conn.fixed.values().map(|sql| &sql[..6]).collect();
+        assert_eq!(fixed, ["UPDATE"], "{:#?}", conn.fixed);
+    }
+
+    /// A statement whose SQL varies with its values (an `IN (…)` list of another
+    /// length) must not be marked fixed: debug builds, which the tests run, refuse it.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    #[should_panic(expected = "it is not fixed")]
+    async fn a_statement_marked_fixed_whose_sql_varies_panics_in_debug_builds() {
+        let (mut conn, _prepared) = open().await;
+        for ids in [vec!["a"], vec!["a", "b"]] {
+            let _: Vec<String> = Fixed(
+                fixed_items::table
+                    .filter(fixed_items::id.eq_any(ids))
+                    .select(fixed_items::id),
+            )
+            .load(&mut conn)
+            .await
+            .unwrap();
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::schema::{
     step_dependencies, step_logs, step_submissions, steps, tasks, timeline, usage,
     workflow_approvals, workflow_changes,
 };
-use crate::store::Db;
+use crate::store::{Db, Fixed};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = tasks, treat_none_as_default_value = false)]
@@ -189,20 +189,22 @@ pub struct UsageRow {
 }
 
 pub async fn insert_task(db: &mut Db<'_>, row: &Task) -> QueryResult<()> {
-    crate::db!(db, |conn| diesel::insert_into(tasks::table)
-        .values(row)
-        .execute(conn)
-        .await)?;
+    crate::db!(db, |conn| Fixed(
+        diesel::insert_into(tasks::table).values(row)
+    )
+    .execute(conn)
+    .await)?;
     Ok(())
 }
 
 pub async fn insert_steps(db: &mut Db<'_>, rows: &[Step]) -> QueryResult<()> {
     // One statement per row: diesel has no multi-row VALUES for SQLite through diesel-async.
     for row in rows {
-        crate::db!(db, |conn| diesel::insert_into(steps::table)
-            .values(row)
-            .execute(conn)
-            .await)?;
+        crate::db!(db, |conn| Fixed(
+            diesel::insert_into(steps::table).values(row)
+        )
+        .execute(conn)
+        .await)?;
     }
     Ok(())
 }
@@ -301,11 +303,12 @@ pub async fn set_task_status(
 pub async fn insert_timeline(db: &mut Db<'_>, rows: &[TimelineRow]) -> QueryResult<()> {
     match rows {
         [] => Ok(()),
-        [row] => crate::db!(db, |conn| diesel::insert_into(timeline::table)
-            .values(row)
-            .execute(conn)
-            .await
-            .map(drop)),
+        [row] => crate::db!(db, |conn| Fixed(
+            diesel::insert_into(timeline::table).values(row)
+        )
+        .execute(conn)
+        .await
+        .map(drop)),
         _ => crate::insert_rows!(db, timeline::table, rows.to_vec()).map(drop),
     }
 }
@@ -435,28 +438,31 @@ pub async fn find_step_for_agent(
     agent_id: &str,
 ) -> QueryResult<Option<(Step, bool, bool)>> {
     crate::db!(db, |conn| {
-        steps::table
-            .filter(
-                steps::id
-                    .eq(step_id)
-                    .and(steps::workspace_id.eq(workspace_id)),
-            )
-            .select((
-                Step::as_select(),
-                diesel::dsl::exists(
-                    step_assignees::table
-                        .filter(step_assignees::step_id.eq(steps::id))
-                        .filter(step_assignees::agent_id.eq(agent_id)),
-                ),
-                diesel::dsl::exists(
-                    step_assignees::table
-                        .filter(step_assignees::step_id.eq(steps::id))
-                        .filter(step_assignees::agent_id.ne(agent_id)),
-                ),
-            ))
-            .first(conn)
-            .await
-            .optional()
+        Fixed(
+            steps::table
+                .filter(
+                    steps::id
+                        .eq(step_id)
+                        .and(steps::workspace_id.eq(workspace_id)),
+                )
+                .select((
+                    Step::as_select(),
+                    diesel::dsl::exists(
+                        step_assignees::table
+                            .filter(step_assignees::step_id.eq(steps::id))
+                            .filter(step_assignees::agent_id.eq(agent_id)),
+                    ),
+                    diesel::dsl::exists(
+                        step_assignees::table
+                            .filter(step_assignees::step_id.eq(steps::id))
+                            .filter(step_assignees::agent_id.ne(agent_id)),
+                    ),
+                ))
+                .limit(1),
+        )
+        .get_result(conn)
+        .await
+        .optional()
     })
 }
 
@@ -531,9 +537,7 @@ pub async fn claim_step(
         .filter(tasks::status.eq("active"));
     let n_rows = match db {
         Db::Sqlite(conn) => {
-            claim
-                .filter(diesel::dsl::exists(active))
-                .set(set)
+            Fixed(claim.filter(diesel::dsl::exists(active)).set(set))
                 .execute(conn)
                 .await?
         }
@@ -541,11 +545,13 @@ pub async fn claim_step(
         // of the task in flight (which holds the task's lock) and then sees the task as it
         // committed, so no step is claimed in a task that has just stopped.
         Db::Postgres(conn) => {
-            claim
-                .filter(diesel::dsl::exists(active.for_share()))
-                .set(set)
-                .execute(conn)
-                .await?
+            Fixed(
+                claim
+                    .filter(diesel::dsl::exists(active.for_share()))
+                    .set(set),
+            )
+            .execute(conn)
+            .await?
         }
     };
     Ok(n_rows == 1)
@@ -651,10 +657,11 @@ pub struct AssigneeRow {
 
 pub async fn insert_assignees(db: &mut Db<'_>, rows: &[AssigneeRow]) -> QueryResult<()> {
     for row in rows {
-        crate::db!(db, |conn| diesel::insert_into(step_assignees::table)
-            .values(row)
-            .execute(conn)
-            .await)?;
+        crate::db!(db, |conn| Fixed(
+            diesel::insert_into(step_assignees::table).values(row)
+        )
+        .execute(conn)
+        .await)?;
     }
     Ok(())
 }
@@ -858,10 +865,11 @@ pub async fn find_submission(
 }
 
 pub async fn insert_submission(db: &mut Db<'_>, row: &Submission) -> QueryResult<()> {
-    crate::db!(db, |conn| diesel::insert_into(step_submissions::table)
-        .values(row)
-        .execute(conn)
-        .await)?;
+    crate::db!(db, |conn| Fixed(
+        diesel::insert_into(step_submissions::table).values(row)
+    )
+    .execute(conn)
+    .await)?;
     Ok(())
 }
 
