@@ -786,26 +786,10 @@ struct KeptTexts(std::collections::HashSet<u64>);
 impl KeptTexts {
     const MAX: usize = 1024;
 
-    /// The SQL text of `query` when its prepared statement is to be kept by that text:
-    /// diesel would not keep it, and this text is kept already or there is room for it.
+    /// The SQL text of `query`, which diesel would not keep (the caller asked it), when
+    /// its prepared statement is to be kept by that text: this text is kept already or
+    /// there is room for it.
     fn text_to_keep<DB, Q>(
-        &mut self,
-        query: &Q,
-        backend: &DB,
-    ) -> diesel::QueryResult<Option<String>>
-    where
-        DB: diesel::backend::Backend,
-        DB::QueryBuilder: Default,
-        Q: diesel::query_builder::QueryFragment<DB>,
-    {
-        if query.is_safe_to_cache_prepared(backend)? {
-            return Ok(None);
-        }
-        self.rendered_to_keep(query, backend)
-    }
-
-    /// The SQL text of `query`, which diesel would not keep, when it is to be kept.
-    fn rendered_to_keep<DB, Q>(
         &mut self,
         query: &Q,
         backend: &DB,

@@ -31,10 +31,13 @@ pub struct PgConn {
 
 impl PgConn {
     /// Whether to keep the prepared statement of `query` by its SQL text: diesel would not
-    /// keep it, and the connection keeps this text or has room for it ([`KeptTexts`]).
+    /// keep it, and the connection keeps this text or has room for it ([`KeptTexts`]). A
+    /// [`Fixed`](super::Fixed) statement says it may be kept: diesel-async keeps it by the
+    /// text it renders anyway.
     fn keeps_by_sql<Q: QueryFragment<Pg>>(&mut self, query: &Q) -> bool {
         // A statement that cannot be rendered fails as it would have; nothing to keep.
-        matches!(self.kept_by_sql.text_to_keep(query, &Pg), Ok(Some(_)))
+        matches!(query.is_safe_to_cache_prepared(&Pg), Ok(false))
+            && matches!(self.kept_by_sql.text_to_keep(query, &Pg), Ok(Some(_)))
     }
 }
 
