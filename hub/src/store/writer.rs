@@ -256,16 +256,21 @@ impl Writer {
 
 /// Rolls back a group whose only member failed (or was dropped halfway) and ends it.
 async fn end_group_alone(slot: &mut Slot) -> Result<(), StoreError> {
-    slot.group = None;
-    let Some(conn) = slot.conn.as_mut() else {
-        return Ok(());
+    roll_back_group(slot).await.1.map_err(StoreError::from)
+}
+
+/// Rolls back the open transaction with its savepoints and takes the group from the
+/// slot. A connection that cannot roll back is dropped: a new one is opened for the next
+/// transaction.
+async fn roll_back_group(slot: &mut Slot) -> (Option<Group>, Result<(), diesel::result::Error>) {
+    let rolled_back = match slot.conn.as_mut() {
+        Some(conn) => rollback_all(conn).await,
+        None => Ok(()),
     };
-    if let Err(err) = rollback_all(conn).await {
-        // The connection is unusable: a new one is opened for the next transaction.
+    if rolled_back.is_err() {
         slot.conn = None;
-        return Err(err.into());
     }
-    Ok(())
+    (slot.group.take(), rolled_back)
 }
 
 /// Rolls back every open savepoint and the transaction.
@@ -299,13 +304,7 @@ async fn commit_group(slot: &mut Slot) -> Result<(), StoreError> {
 
 /// Rolls the whole group back after `err` and tells its members.
 async fn fail_group(slot: &mut Slot, err: &diesel::result::Error) {
-    if let Some(conn) = slot.conn.as_mut()
-        && rollback_all(conn).await.is_err()
-    {
-        // The connection is unusable: a new one is opened for the next transaction.
-        slot.conn = None;
-    }
-    if let Some(group) = slot.group.take() {
+    if let (Some(group), _rolled_back_or_reconnected) = roll_back_group(slot).await {
         group
             .outcome
             .send_replace(Some(Err(Arc::from(format!("a statement failed: {err}")))));
