@@ -1,0 +1,2 @@
+DROP INDEX idx_notifications_subject;
+CREATE INDEX idx_notifications_subject ON notifications (subject_id) WHERE resolved_at IS NULL;
