@@ -1,0 +1,3 @@
+DROP INDEX idx_notifications_staged;
+DROP INDEX idx_events_staged;
+DROP SEQUENCE staged_event_ids;

@@ -1,0 +1,2 @@
+DROP INDEX idx_notifications_staged;
+DROP INDEX idx_events_staged;
