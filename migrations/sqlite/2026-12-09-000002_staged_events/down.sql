@@ -1,2 +1,0 @@
-DROP INDEX idx_notifications_staged;
-DROP INDEX idx_events_staged;
