@@ -152,10 +152,12 @@ backend_test!(
         for handle in handles {
             handle.await.unwrap();
         }
+        let workspace_feed = events::feed::workspace_audience_id(&team.workspace_id);
         for audience in [
             alpha.agent_id.as_str(),
             beta.agent_id.as_str(),
             team.aurora.member_id(),
+            workspace_feed.as_str(),
         ] {
             let numbers = seqs(&store, audience).await;
             let n_events = numbers.len() as u64;
