@@ -8,6 +8,7 @@ use crate::a2a::client::A2aClientSettings;
 use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
+use crate::events::staged::Numberer;
 use crate::events::stream::{StreamLimits, Streams};
 use crate::gateway::registry::Sessions;
 use crate::metrics::Metrics;
@@ -112,6 +113,8 @@ pub struct Ctx {
     pub remote: Option<Arc<RedisBus>>,
     /// The HTTP client of webhook deliveries.
     pub webhook_sender: Arc<Sender>,
+    /// Numbers the events this hub's changes staged ([`crate::events::staged`]).
+    pub numberer: Arc<Numberer>,
 }
 
 impl Ctx {
@@ -127,6 +130,7 @@ impl Ctx {
             metrics: Arc::default(),
             remote: None,
             webhook_sender: Arc::default(),
+            numberer: Arc::default(),
         }
     }
 
@@ -136,8 +140,23 @@ impl Ctx {
         Ok(self)
     }
 
-    /// Publishes committed events to live sessions.
-    pub fn publish(&self, notices: Vec<Notice>) {
+    /// Publishes committed events to live sessions, and numbers the events staged for
+    /// numbering ([`crate::events::staged`]): returns once they are numbered and
+    /// published too, so whoever asked for the change finds its events.
+    pub async fn publish(&self, notices: Vec<Notice>) {
+        if !notices.iter().any(Notice::is_staged) {
+            return self.publish_numbered(notices);
+        }
+        let (staged, numbered): (Vec<Notice>, Vec<Notice>) =
+            notices.into_iter().partition(Notice::is_staged);
+        self.publish_numbered(numbered);
+        self.numberer
+            .number(self, staged.into_iter().map(|notice| notice.audience_id))
+            .await;
+    }
+
+    /// Publishes committed, numbered events to live sessions.
+    pub fn publish_numbered(&self, notices: Vec<Notice>) {
         self.metrics.events_written.inc_by(notices.len() as u64);
         if let Some(remote) = &self.remote {
             remote.publish(&notices);

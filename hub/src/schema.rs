@@ -304,6 +304,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// How far a feed numbered after the commit (PostgreSQL) is numbered: every
+    /// placeholder id up to `floor_id` is numbered or gone; `mark_id` becomes the floor once
+    /// every transaction older than `mark_xmax` has ended (`events::staged`).
+    staged_floors (audience_id) {
+        audience_id -> Text,
+        floor_id -> BigInt,
+        mark_id -> BigInt,
+        mark_xmax -> BigInt,
+    }
+}
+
+diesel::table! {
     step_logs (id) {
         id -> Text,
         step_id -> Text,
@@ -613,6 +625,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     revoked_agent_tokens,
     events,
     audience_seqs,
+    staged_floors,
     step_logs,
     files,
     usage,

@@ -273,7 +273,7 @@ pub async fn register_agent(
         },
     )
     .await?;
-    ctx.publish(created.notices.clone());
+    ctx.publish(created.notices.clone()).await;
     Ok(created)
 }
 
@@ -422,7 +422,7 @@ pub async fn announce_presence(ctx: &Ctx, agent: &AgentActor, online: bool) -> R
             outbox.flush(db, &agent.workspace_id).await
         })
         .await?;
-    ctx.publish(outbox.into_notices());
+    ctx.publish(outbox.into_notices()).await;
     Ok(())
 }
 

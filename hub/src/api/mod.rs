@@ -528,8 +528,9 @@ pub async fn load_tls(
     axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await
 }
 
-/// Returns leases that expired to `ready` and applies the deadlines of approvals and
-/// questions, every `interval`, until the process ends; once an hour it also deletes
+/// Returns leases that expired to `ready`, applies the deadlines of approvals and
+/// questions and numbers events left staged (`events::staged`), every `interval`, until
+/// the process ends; once an hour it also deletes
 /// notifications read longer ago than the retention.
 pub async fn run_sweeper(ctx: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
@@ -546,6 +547,9 @@ pub async fn run_sweeper(ctx: AppState, interval: Duration) {
         }
         if let Err(err) = crate::approvals::sweep_overdue(&ctx).await {
             tracing::warn!(error = %err, "deadline sweep failed; retrying");
+        }
+        if let Err(err) = crate::events::staged::number_all(&ctx).await {
+            tracing::warn!(error = %err, "numbering staged events failed; retrying");
         }
         let retention_days = ctx.settings.notification_retention_days;
         if retention_days > 0 && last_retention.is_none_or(|at| at.elapsed() >= RETENTION_SWEEP) {

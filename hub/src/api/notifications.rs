@@ -45,7 +45,9 @@ pub struct NotificationResponse {
     /// `options` of a question, the agent and its held steps of `agent.offline`, ….
     #[schema(value_type = Object)]
     pub data: Value,
-    /// The `seq` of the caller's event it was made from (`GET /v1/events`), if any.
+    /// The `seq` of the caller's event it was made from (`GET /v1/events`), if any. On
+    /// PostgreSQL a member's events are numbered just after their change commits: an item
+    /// read in between shows `null`.
     pub event_seq: Option<i64>,
     pub created_at: String,
     pub read_at: Option<String>,
@@ -69,7 +71,8 @@ impl From<NotificationRow> for NotificationResponse {
             step_id: row.step_id,
             subject_id: row.subject_id,
             data: serde_json::from_str(&row.data).unwrap_or(Value::Null),
-            event_seq: row.event_seq,
+            // A placeholder (negative) is not a seq yet (`events::staged`).
+            event_seq: row.event_seq.filter(|seq| *seq > 0),
             created_at: timestamp(row.created_at),
             read_at: row.read_at.map(timestamp),
             resolved_at: row.resolved_at.map(timestamp),

@@ -212,7 +212,7 @@ pub async fn sweep_overdue_at(ctx: &Ctx, now: i64) -> Result<usize> {
                 Ok::<_, Error>(())
             })
             .await;
-        n_acted += settle_sweep(ctx, res, outbox)?;
+        n_acted += settle_sweep(ctx, res, outbox).await?;
     }
     let overdue = ctx
         .store
@@ -228,7 +228,7 @@ pub async fn sweep_overdue_at(ctx: &Ctx, now: i64) -> Result<usize> {
                 Ok::<_, Error>(())
             })
             .await;
-        n_acted += settle_sweep(ctx, res, outbox)?;
+        n_acted += settle_sweep(ctx, res, outbox).await?;
     }
     if n_acted > 0 {
         tracing::info!(n_acted, "applied the deadlines of approvals and questions");
@@ -237,10 +237,10 @@ pub async fn sweep_overdue_at(ctx: &Ctx, now: i64) -> Result<usize> {
 }
 
 /// Publishes what one expiry committed; a conflict means someone else acted first.
-fn settle_sweep(ctx: &Ctx, res: Result<()>, outbox: Outbox) -> Result<usize> {
+async fn settle_sweep(ctx: &Ctx, res: Result<()>, outbox: Outbox) -> Result<usize> {
     match res {
         Ok(()) => {
-            ctx.publish(outbox.into_notices());
+            ctx.publish(outbox.into_notices()).await;
             Ok(1)
         }
         // Another hub's sweep, a decision or an answer got there first.

@@ -7,6 +7,7 @@
 
 pub mod feed;
 pub mod model;
+pub mod staged;
 pub mod stream;
 
 #[cfg(test)]
@@ -98,20 +99,10 @@ struct SeqTemplate {
 
 impl Queued {
     fn new(frame: ServerFrame, json: String) -> Queued {
-        let seq_at = json
-            .strip_prefix(r#"{"type":""#)
-            .and_then(|rest| rest.find('"'))
-            .map(|end_of_type| r#"{"type":""#.len() + end_of_type + r#"","seq":"#.len())
-            .filter(|&at| {
-                json.get(..at)
-                    .is_some_and(|head| head.ends_with(r#"","seq":"#))
-                    && json.get(at..).is_some_and(|tail| tail.starts_with('0'))
-                    && matches!(json.as_bytes().get(at + 1), Some(b',' | b'}'))
-            });
         Queued {
+            seq_at: seq_position(&json),
             frame,
             json,
-            seq_at,
             msgpack: OnceLock::new(),
         }
     }
@@ -140,17 +131,51 @@ impl Queued {
     /// The JSON of the copy numbered `seq`.
     fn json_at(&self, seq: u64) -> Result<String> {
         if let Some(at) = self.seq_at {
-            let number = seq.to_string();
-            let mut json = String::with_capacity(self.json.len() + number.len());
-            json.push_str(&self.json[..at]);
-            json.push_str(&number);
-            json.push_str(&self.json[at + 1..]);
-            return Ok(json);
+            return Ok(splice_seq(&self.json, at, seq));
         }
         let mut frame = self.frame.clone();
         frame.set_seq(seq);
         Ok(serde_json::to_string(&frame)?)
     }
+}
+
+/// Where the `0` of `"seq":0` is in an event frame's JSON, when it follows the type
+/// (every event frame of the protocol).
+fn seq_position(json: &str) -> Option<usize> {
+    json.strip_prefix(r#"{"type":""#)
+        .and_then(|rest| rest.find('"'))
+        .map(|end_of_type| r#"{"type":""#.len() + end_of_type + r#"","seq":"#.len())
+        .filter(|&at| {
+            json.get(..at)
+                .is_some_and(|head| head.ends_with(r#"","seq":"#))
+                && json.get(at..).is_some_and(|tail| tail.starts_with('0'))
+                && matches!(json.as_bytes().get(at + 1), Some(b',' | b'}'))
+        })
+}
+
+/// An event frame's JSON written with `"seq":0` ([`staged`]), numbered `seq`: the number
+/// spliced in, or the frame read and written again when its `seq` is elsewhere.
+pub(crate) fn with_seq(json: &str, seq: u64) -> String {
+    if let Some(at) = seq_position(json) {
+        return splice_seq(json, at, seq);
+    }
+    match serde_json::from_str::<ServerFrame>(json) {
+        Ok(mut frame) => {
+            frame.set_seq(seq);
+            serde_json::to_string(&frame).unwrap_or_else(|_| json.to_string())
+        }
+        Err(_) => json.to_string(),
+    }
+}
+
+/// `json` with `seq` in place of the `0` at `at` ([`seq_position`]).
+fn splice_seq(json: &str, at: usize, seq: u64) -> String {
+    let number = seq.to_string();
+    let mut numbered = String::with_capacity(json.len() + number.len());
+    numbered.push_str(&json[..at]);
+    numbered.push_str(&number);
+    numbered.push_str(&json[at + 1..]);
+    numbered
 }
 
 /// Events collected during one transaction. [`Outbox::flush`] writes them (still inside
@@ -266,7 +291,10 @@ impl Outbox {
 
     /// Assigns sequence numbers and writes the queued events. Call it last in the
     /// transaction: one statement reserves the numbers of every audience, one inserts
-    /// the events (per 500), and each frame was encoded once when queued.
+    /// the events (per 500), and each frame was encoded once when queued. On PostgreSQL
+    /// the workspace's feed and the members' feeds get placeholders instead, numbered
+    /// after the commit ([`staged`]); [`Outbox::into_notices`] then holds a
+    /// [`Notice::staged`] for each.
     pub async fn flush(&mut self, db: &mut Db<'_>, workspace_id: &str) -> Result<()> {
         if let Some(refused) = &self.refused {
             return Err(Error::TooLarge(refused.clone()));
@@ -288,29 +316,50 @@ impl Outbox {
             }
             frames.push(frame);
         }
-        // What needs no sequence number goes first: on PostgreSQL the counters below are
-        // row locks held to the commit, which every transaction that writes events for
-        // the same audience (the workspace's feed: all of them) waits for.
+        // What needs no sequence number goes first: on PostgreSQL the counters below (of
+        // agents and task feeds) are row locks held to the commit, which every
+        // transaction that writes events for the same audience waits for.
         notifications::settle(db, &task_ids).await?;
         let now = now_ms();
         let mut rows = Vec::new();
         // A fixed order of counter updates keeps concurrent transactions from deadlocking.
         order.sort_by(|left, right| left.id().cmp(right.id()));
-        let counts: Vec<(&str, i64)> = order
+        // The hot feeds of a PostgreSQL workspace get placeholders, numbered after the
+        // commit ([`staged`]); the others their seqs now.
+        let (deferred, numbered): (Vec<Audience>, Vec<Audience>) = order
+            .into_iter()
+            .partition(|audience| staged::defers(db, audience));
+        let n_events = |audience: &Audience| by_audience.get(audience).map_or(0, Vec::len);
+        let counts: Vec<(&str, i64)> = numbered
             .iter()
-            .map(|audience| {
-                let n_events = by_audience.get(audience).map_or(0, Vec::len);
-                (audience.id(), n_events as i64)
-            })
+            .map(|audience| (audience.id(), n_events(audience) as i64))
             .collect();
         let firsts = model::reserve_seqs(db, &counts).await?;
-        for audience in &order {
+        let n_deferred: usize = deferred.iter().map(n_events).sum();
+        let mut placeholders = if n_deferred > 0 {
+            staged::placeholders(db, n_deferred).await?.into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        for audience in numbered.iter().chain(&deferred) {
             let frames = by_audience.remove(audience).unwrap_or_default();
-            let first = *firsts
-                .get(audience.id())
-                .ok_or(diesel::result::Error::NotFound)?;
+            let is_staged = staged::defers(db, audience);
+            if is_staged {
+                self.written.push(Notice::staged(audience.id().to_string()));
+            }
+            let first = if is_staged {
+                0
+            } else {
+                *firsts
+                    .get(audience.id())
+                    .ok_or(diesel::result::Error::NotFound)?
+            };
             for (offset, pending) in frames.into_iter().enumerate() {
-                let seq = first + offset as i64;
+                let seq = if is_staged {
+                    placeholders.next().ok_or(diesel::result::Error::NotFound)?
+                } else {
+                    first + offset as i64
+                };
                 let mut msgpack = None;
                 let (event_type, payload) = match pending {
                     Pending::Frame(queued) => {
@@ -318,7 +367,9 @@ impl Outbox {
                         if let Audience::Agent(_) = audience {
                             msgpack = queued.msgpack_at(seq as u64);
                         }
-                        (queued.frame.type_name(), queued.json_at(seq as u64)?)
+                        // A placeholder is not written into the frame: it says `"seq":0`.
+                        let json_seq = if is_staged { 0 } else { seq as u64 };
+                        (queued.frame.type_name(), queued.json_at(json_seq)?)
                     }
                     Pending::Entry { event_type, body } => {
                         let mut object = Map::new();
@@ -328,16 +379,18 @@ impl Outbox {
                         (event_type, serde_json::to_string(&object)?)
                     }
                 };
-                let notice = Notice::new(
-                    audience.id().to_string(),
-                    seq as u64,
-                    Arc::from(payload.as_str()),
-                    now,
-                );
-                if let Some(msgpack) = msgpack {
-                    notice.set_msgpack(msgpack);
+                if !is_staged {
+                    let notice = Notice::new(
+                        audience.id().to_string(),
+                        seq as u64,
+                        Arc::from(payload.as_str()),
+                        now,
+                    );
+                    if let Some(msgpack) = msgpack {
+                        notice.set_msgpack(msgpack);
+                    }
+                    self.written.push(notice);
                 }
-                self.written.push(notice);
                 rows.push(EventRow {
                     audience_id: audience.id().to_string(),
                     seq,

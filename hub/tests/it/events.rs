@@ -109,7 +109,9 @@ backend_test!(
 
 backend_test!(
     /// Eight writers create tasks for the same agents and creator at the same time:
-    /// every audience's seqs are still 1..=n with no gap and no duplicate.
+    /// every audience's seqs are still 1..=n with no gap and no duplicate (on PostgreSQL
+    /// the creator's and the workspace's feeds are numbered after each commit, and each
+    /// change returns once they are).
     async fn concurrent_changes_keep_each_audiences_seqs_gap_free(store) {
         const N_WRITERS: usize = 8;
         const N_TASKS_PER_WRITER: usize = 6;
@@ -321,3 +323,275 @@ backend_test!(
         assert!(events::list_after(&store, "unknown-audience", 0, 10).await.unwrap().is_empty());
     }
 );
+
+/// On PostgreSQL a workspace's feed and its members' feeds are numbered after the change
+/// commits. Events a hub committed but did not number (it stopped in between) are
+/// numbered by the next sweep of any hub: after what was numbered, in the order they
+/// were staged, with their seq in the payload, published live, and the notifications made
+/// from them learn their seq. Before that, nobody reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep() {
+    use agenthub::store::StoreError;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+
+    let Some(test_db) = crate::support::TestDb::postgres().await else {
+        crate::support::report_skipped(concat!(
+            module_path!(),
+            "::events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep"
+        ));
+        return;
+    };
+    let store = test_db.store();
+    let team = Team::new(&store).await;
+    let view = team.create(report_task()).await;
+    team.run_step(&team.min, &step_id(&view, "draft")).await;
+    let feed = events::feed::workspace_audience_id(&team.workspace_id);
+    let member = team.aurora.member_id().to_string();
+    let numbered = events(&store, &feed).await;
+    let n_feed = numbered.len() as u64;
+    assert!(n_feed >= 3, "{:?}", types(&numbered));
+    assert_eq!(seqs(&store, &feed).await, (1..=n_feed).collect::<Vec<_>>());
+    let n_member = seqs(&store, &member).await.len() as u64;
+    assert!(n_member >= 1);
+
+    // What a hub that stopped after its commit leaves: two frames of the workspace's
+    // feed and one of aurora's with placeholders, and a notification made from hers.
+    let unnumbered = |frame: &ServerFrame| {
+        let mut frame = frame.clone();
+        frame.set_seq(0);
+        serde_json::to_string(&frame).unwrap()
+    };
+    let staged = [
+        (feed.clone(), "workspace", &numbered[0]),
+        (feed.clone(), "workspace", &numbered[1]),
+        (member.clone(), "member", &numbered[0]),
+    ];
+    let mut placeholders = Vec::new();
+    for (audience_id, kind, frame) in &staged {
+        let payload = unnumbered(frame);
+        let placeholder: Vec<Placeholder> = store
+            .transaction(async |db| {
+                let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
+                    unreachable!("a PostgreSQL store");
+                };
+                Ok::<_, StoreError>(
+                    diesel::sql_query(
+                        "INSERT INTO events (audience_id, seq, workspace_id, audience_kind, \
+                     event_type, payload, created_at) \
+                     VALUES ($1, -nextval('staged_event_ids'), $2, $3, $4, $5, 0) \
+                     RETURNING seq",
+                    )
+                    .bind::<Text, _>(audience_id)
+                    .bind::<Text, _>(&team.workspace_id)
+                    .bind::<Text, _>(*kind)
+                    .bind::<Text, _>(frame.type_name())
+                    .bind::<Text, _>(&payload)
+                    .load(conn)
+                    .await?,
+                )
+            })
+            .await
+            .unwrap();
+        placeholders.push(placeholder[0].seq);
+    }
+    store
+        .transaction(async |db| {
+            let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
+                unreachable!("a PostgreSQL store");
+            };
+            Ok::<_, StoreError>(
+                diesel::sql_query(
+                    "INSERT INTO notifications (id, workspace_id, member_id, kind, priority, \
+                 title, body, data, event_seq, created_at) \
+                 VALUES ('staged-notification', $1, $2, 'task.completed', 'info', 't', '', \
+                 '{}', $3, 0)",
+                )
+                .bind::<Text, _>(&team.workspace_id)
+                .bind::<Text, _>(&member)
+                .bind::<BigInt, _>(placeholders[2])
+                .execute(conn)
+                .await?,
+            )
+        })
+        .await
+        .unwrap();
+    // Unnumbered events are not read: not listed, not counted.
+    assert_eq!(seqs(&store, &feed).await.len() as u64, n_feed);
+    assert_eq!(events::last_seq(&store, &feed).await.unwrap(), n_feed);
+
+    let mut live = team.ctx.bus.subscribe(&feed, 16);
+    assert_eq!(events::staged::number_all(&team.ctx).await.unwrap(), 3);
+    let frames = events(&store, &feed).await;
+    assert_eq!(
+        seqs(&store, &feed).await,
+        (1..=n_feed + 2).collect::<Vec<_>>()
+    );
+    // In the order staged, each with its own seq in its payload (`events` checks it).
+    assert_eq!(
+        [&frames[n_feed as usize], &frames[n_feed as usize + 1]].map(&unnumbered),
+        [unnumbered(&numbered[0]), unnumbered(&numbered[1])]
+    );
+    assert_eq!(
+        seqs(&store, &member).await,
+        (1..=n_member + 1).collect::<Vec<_>>()
+    );
+    for seq in [n_feed + 1, n_feed + 2] {
+        let notice = live.receiver.recv().await.unwrap();
+        assert_eq!(
+            (notice.audience_id.as_str(), notice.seq),
+            (feed.as_str(), seq)
+        );
+        assert!(
+            notice.payload.contains(&format!(r#""seq":{seq}"#)),
+            "{}",
+            notice.payload
+        );
+    }
+    let event_seq: Vec<Placeholder> = store
+        .read(async |db| {
+            let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
+                unreachable!("a PostgreSQL store");
+            };
+            Ok::<_, StoreError>(
+                diesel::sql_query(
+                    "SELECT event_seq AS seq FROM notifications WHERE id = 'staged-notification'",
+                )
+                .load(conn)
+                .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(event_seq[0].seq, (n_member + 1) as i64);
+    // Nothing is left, and a second sweep numbers nothing.
+    assert_eq!(events::staged::number_all(&team.ctx).await.unwrap(), 0);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Placeholder {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+}
+
+/// A numbering round reads only the placeholders above its feed's floor, and the floor
+/// never passes a placeholder whose transaction is still open: rounds that run meanwhile
+/// leave it, and it is numbered once its transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_waits_for_a_placeholder_whose_transaction_is_still_open() {
+    use agenthub::store::StoreError;
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+
+    let Some(test_db) = crate::support::TestDb::postgres().await else {
+        crate::support::report_skipped(concat!(
+            module_path!(),
+            "::the_floor_waits_for_a_placeholder_whose_transaction_is_still_open"
+        ));
+        return;
+    };
+    let store = test_db.store();
+    let team = Team::new(&store).await;
+    let feed = events::feed::workspace_audience_id(&team.workspace_id);
+    team.create(new_task("first", vec![new_step("s", &["min"], &[])]))
+        .await;
+    let first = events(&store, &feed).await;
+
+    // A change that took its placeholder and has not committed yet.
+    let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+    let (taken, placeholder) = tokio::sync::oneshot::channel::<i64>();
+    let open = {
+        let (store, feed, workspace_id) = (store.clone(), feed.clone(), team.workspace_id.clone());
+        let payload = {
+            let mut frame = first[0].clone();
+            frame.set_seq(0);
+            serde_json::to_string(&frame).unwrap()
+        };
+        let event_type = first[0].type_name();
+        tokio::spawn(async move {
+            store
+                .transaction(async |db| {
+                    let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
+                        unreachable!("a PostgreSQL store");
+                    };
+                    // As a change's flush: the transaction has its id before its placeholders.
+                    diesel::sql_query("SELECT pg_current_xact_id()::text::bigint AS seq")
+                        .load::<Placeholder>(conn)
+                        .await?;
+                    let rows: Vec<Placeholder> = diesel::sql_query(
+                        "INSERT INTO events (audience_id, seq, workspace_id, audience_kind, \
+                         event_type, payload, created_at) \
+                         VALUES ($1, -nextval('staged_event_ids'), $2, 'workspace', $3, $4, 0) \
+                         RETURNING seq",
+                    )
+                    .bind::<Text, _>(&feed)
+                    .bind::<Text, _>(&workspace_id)
+                    .bind::<Text, _>(event_type)
+                    .bind::<Text, _>(&payload)
+                    .load(conn)
+                    .await?;
+                    taken.send(rows[0].seq).unwrap();
+                    committed.await.unwrap();
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+        })
+    };
+    let placeholder = placeholder.await.unwrap();
+    // Later changes are numbered round after round meanwhile.
+    for idx in 0..4 {
+        team.create(new_task(
+            &format!("later {idx}"),
+            vec![new_step("s", &["min"], &[])],
+        ))
+        .await;
+    }
+    let floor = async || -> i64 {
+        let floors: Vec<Placeholder> = store
+            .read(async |db| {
+                let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
+                    unreachable!("a PostgreSQL store");
+                };
+                Ok::<_, StoreError>(
+                    diesel::sql_query(
+                        "SELECT floor_id AS seq FROM staged_floors WHERE audience_id = $1",
+                    )
+                    .bind::<Text, _>(&feed)
+                    .load(conn)
+                    .await?,
+                )
+            })
+            .await
+            .unwrap();
+        floors.as_slice().first().map_or(0, |row| row.seq)
+    };
+    assert!(
+        floor().await < -placeholder,
+        "the floor passed an open transaction's placeholder"
+    );
+    let n_before = seqs(&store, &feed).await.len() as u64;
+
+    commit.send(()).unwrap();
+    open.await.unwrap();
+    assert_eq!(events::staged::number_all(&team.ctx).await.unwrap(), 1);
+    let numbered = events(&store, &feed).await;
+    assert_eq!(
+        seqs(&store, &feed).await,
+        (1..=n_before + 1).collect::<Vec<_>>()
+    );
+    assert_eq!(numbered.last().unwrap().type_name(), first[0].type_name());
+    // With nothing open any more, rounds move the floor past every placeholder so far.
+    for idx in 0..3 {
+        team.create(new_task(
+            &format!("after {idx}"),
+            vec![new_step("s", &["min"], &[])],
+        ))
+        .await;
+    }
+    assert!(
+        floor().await >= -placeholder,
+        "the floor never moved: {}",
+        floor().await
+    );
+}

@@ -703,6 +703,7 @@ fn schema_rs_columns() -> BTreeMap<String, BTreeSet<String>> {
         revoked_agent_tokens,
         events,
         audience_seqs,
+        staged_floors,
         step_logs,
         files,
         usage,

@@ -1,0 +1,3 @@
+DROP TABLE staged_floors;
+DROP INDEX idx_notifications_staged;
+DROP INDEX idx_events_staged;
