@@ -341,9 +341,12 @@ impl Outbox {
         } else {
             Vec::new().into_iter()
         };
-        for audience in numbered.iter().chain(&deferred) {
+        let audiences = numbered
+            .iter()
+            .map(|audience| (audience, false))
+            .chain(deferred.iter().map(|audience| (audience, true)));
+        for (audience, is_staged) in audiences {
             let frames = by_audience.remove(audience).unwrap_or_default();
-            let is_staged = staged::defers(db, audience);
             if is_staged {
                 self.written.push(Notice::staged(audience.id().to_string()));
             }
