@@ -8,6 +8,7 @@ use crate::a2a::client::A2aClientSettings;
 use crate::agents::Presence;
 use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, Notice};
+use crate::events::Written;
 use crate::events::staged::Numberer;
 use crate::events::stream::{StreamLimits, Streams};
 use crate::gateway::registry::Sessions;
@@ -143,16 +144,11 @@ impl Ctx {
     /// Publishes committed events to live sessions, and numbers the events staged for
     /// numbering ([`crate::events::staged`]): returns once they are numbered and
     /// published too, so whoever asked for the change finds its events.
-    pub async fn publish(&self, notices: Vec<Notice>) {
-        if !notices.iter().any(Notice::is_staged) {
-            return self.publish_numbered(notices);
+    pub async fn publish(&self, written: Written) {
+        self.publish_numbered(written.notices);
+        if !written.staged_feeds.is_empty() {
+            self.numberer.number(self, written.staged_feeds).await;
         }
-        let (staged, numbered): (Vec<Notice>, Vec<Notice>) =
-            notices.into_iter().partition(Notice::is_staged);
-        self.publish_numbered(numbered);
-        self.numberer
-            .number(self, staged.into_iter().map(|notice| notice.audience_id))
-            .await;
     }
 
     /// Publishes committed, numbered events to live sessions.

@@ -347,7 +347,7 @@ pub async fn remove_member(
             Ok::<_, Error>((member, token_hashes))
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     crate::agents::close_sessions(ctx, &token_hashes);
     Ok(member)
 }

@@ -90,7 +90,7 @@ pub struct CreatedAgent {
     pub token: String,
     /// The `step.ready` events of the steps assigned to the agent's member that it joined,
     /// to publish.
-    pub notices: Vec<crate::bus::Notice>,
+    pub written: crate::events::Written,
 }
 
 pub async fn create_agent(store: &Store, new: NewAgent<'_>) -> Result<CreatedAgent> {
@@ -148,7 +148,7 @@ pub async fn create_agent(store: &Store, new: NewAgent<'_>) -> Result<CreatedAge
             Ok(CreatedAgent {
                 agent,
                 token: new_token.secret.clone(),
-                notices: outbox.into_notices(),
+                written: outbox.into_written(),
             })
         })
         .await
@@ -273,7 +273,7 @@ pub async fn register_agent(
         },
     )
     .await?;
-    ctx.publish(created.notices.clone()).await;
+    ctx.publish(created.written.clone()).await;
     Ok(created)
 }
 
@@ -422,7 +422,7 @@ pub async fn announce_presence(ctx: &Ctx, agent: &AgentActor, online: bool) -> R
             outbox.flush(db, &agent.workspace_id).await
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(())
 }
 

@@ -240,7 +240,7 @@ pub async fn sweep_overdue_at(ctx: &Ctx, now: i64) -> Result<usize> {
 async fn settle_sweep(ctx: &Ctx, res: Result<()>, outbox: Outbox) -> Result<usize> {
     match res {
         Ok(()) => {
-            ctx.publish(outbox.into_notices()).await;
+            ctx.publish(outbox.into_written()).await;
             Ok(1)
         }
         // Another hub's sweep, a decision or an answer got there first.

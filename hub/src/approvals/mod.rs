@@ -318,7 +318,7 @@ pub async fn decide(
             })
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(decided)
 }
 
@@ -425,7 +425,7 @@ pub async fn ask(
             Ok::<_, Error>(request.id)
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(request_id)
 }
 
@@ -494,7 +494,7 @@ pub async fn answer(
             })
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(request)
 }
 
@@ -639,7 +639,7 @@ pub async fn request_availability(
             Ok::<_, Error>(request)
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(request)
 }
 

@@ -26,9 +26,6 @@ pub struct Notice {
     pub created_at: i64,
     /// The event frame as MessagePack, encoded once however many sessions send it.
     msgpack: OnceLock<Bytes>,
-    /// Not an event: the feed `audience_id` has events waiting for their numbers
-    /// ([`Notice::staged`]).
-    staged: bool,
 }
 
 impl Notice {
@@ -39,22 +36,7 @@ impl Notice {
             payload,
             created_at,
             msgpack: OnceLock::new(),
-            staged: false,
         }
-    }
-
-    /// Tells the publisher that the feed `audience_id` got events written with
-    /// placeholder seqs ([`crate::events::staged`]): they are published once numbered.
-    pub fn staged(audience_id: String) -> Notice {
-        Notice {
-            staged: true,
-            ..Notice::new(audience_id, 0, Arc::from(""), 0)
-        }
-    }
-
-    /// Whether this notice stands for staged events rather than being one.
-    pub fn is_staged(&self) -> bool {
-        self.staged
     }
 
     /// Gives the notice its MessagePack encoding (the outbox encodes an agent's events

@@ -179,7 +179,7 @@ fn splice_seq(json: &str, at: usize, seq: u64) -> String {
 }
 
 /// Events collected during one transaction. [`Outbox::flush`] writes them (still inside
-/// the transaction); after the commit the caller publishes [`Outbox::into_notices`].
+/// the transaction); after the commit the caller publishes [`Outbox::into_written`].
 ///
 /// Every event must decode within the protocol's limits: one larger than
 /// [`MAX_EVENT_BYTES`] in either codec makes `flush` refuse the change with `too_large`.
@@ -188,7 +188,7 @@ fn splice_seq(json: &str, at: usize, seq: u64) -> String {
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: Vec<(Audience, Pending)>,
-    written: Vec<Notice>,
+    written: Written,
     /// The fan-out limit, for an outbox of a request that may fan out widely.
     max_bytes: Option<usize>,
     /// The JSON bytes queued so far, over every audience.
@@ -293,8 +293,7 @@ impl Outbox {
     /// transaction: one statement reserves the numbers of every audience, one inserts
     /// the events (per 500), and each frame was encoded once when queued. On PostgreSQL
     /// the workspace's feed and the members' feeds get placeholders instead, numbered
-    /// after the commit ([`staged`]); [`Outbox::into_notices`] then holds a
-    /// [`Notice::staged`] for each.
+    /// after the commit ([`staged`]); [`Outbox::into_written`] then names those feeds.
     pub async fn flush(&mut self, db: &mut Db<'_>, workspace_id: &str) -> Result<()> {
         if let Some(refused) = &self.refused {
             return Err(Error::TooLarge(refused.clone()));
@@ -348,7 +347,7 @@ impl Outbox {
         for (audience, is_staged) in audiences {
             let frames = by_audience.remove(audience).unwrap_or_default();
             if is_staged {
-                self.written.push(Notice::staged(audience.id().to_string()));
+                self.written.staged_feeds.push(audience.id().to_string());
             }
             let first = if is_staged {
                 0
@@ -392,7 +391,7 @@ impl Outbox {
                     if let Some(msgpack) = msgpack {
                         notice.set_msgpack(msgpack);
                     }
-                    self.written.push(notice);
+                    self.written.notices.push(notice);
                 }
                 rows.push(EventRow {
                     audience_id: audience.id().to_string(),
@@ -409,11 +408,20 @@ impl Outbox {
         notifications::record(db, workspace_id, projected, &task_ids).await
     }
 
-    /// The written events, to publish after the commit.
-    pub fn into_notices(self) -> Vec<Notice> {
+    /// The written events, to publish after the commit ([`crate::ctx::Ctx::publish`]).
+    pub fn into_written(self) -> Written {
         debug_assert!(self.pending.is_empty(), "outbox events pushed after flush");
         self.written
     }
+}
+
+/// What an [`Outbox`] wrote, to publish after the commit: the numbered events, and the
+/// feeds whose events wait for their numbers ([`staged`]), published once numbered.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    pub notices: Vec<Notice>,
+    /// The audience ids of the feeds with placeholders, each once.
+    pub staged_feeds: Vec<String>,
 }
 
 /// One copy of each distinct frame about a task, for the task's feed, in the order the

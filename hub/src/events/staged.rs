@@ -170,26 +170,47 @@ pub async fn number_feed(ctx: &Ctx, feed: &str) -> Result<usize> {
 
 /// Numbers the placeholders of every feed that has some (a hub that stopped before
 /// numbering what it staged, or a command that wrote events and ended); returns how many.
+///
+/// A staged feed is a workspace's or a member's, so the feeds are found from those tables:
+/// one look per feed for a placeholder above its floor, each reading only the feed's
+/// unnumbered placeholders, never the dead versions its numbered ones left below the floor
+/// until a vacuum (a scan of every `seq < 0` would walk them all, once per sweep). The
+/// placeholders of a deleted member's feed stay unnumbered: nobody reads that feed.
 pub async fn number_all(ctx: &Ctx) -> Result<usize> {
+    #[derive(QueryableByName)]
+    struct Feed {
+        #[diesel(sql_type = Text)]
+        audience_id: String,
+    }
     if ctx.store.backend() != crate::store::Backend::Postgres {
         return Ok(0);
     }
-    let feeds: Vec<String> = ctx
+    let feeds: Vec<Feed> = ctx
         .store
         .read(async |db| {
-            Ok::<_, crate::error::Error>(crate::db!(db, |conn| {
-                events::table
-                    .filter(events::seq.lt(0))
-                    .select(events::audience_id)
-                    .distinct()
-                    .load(conn)
-                    .await
-            })?)
+            let Db::Postgres(conn) = db.reborrow() else {
+                return Ok(Vec::new());
+            };
+            Ok::<_, crate::error::Error>(
+                diesel::sql_query(
+                    // LATERAL … LIMIT 1: one index probe per feed, whatever the plan.
+                    "SELECT a.audience_id FROM ( \
+                     SELECT $1 || id AS audience_id FROM workspaces \
+                     UNION ALL SELECT id FROM members) AS a \
+                     LEFT JOIN staged_floors AS f ON f.audience_id = a.audience_id \
+                     CROSS JOIN LATERAL (SELECT 1 FROM events AS e \
+                     WHERE e.audience_id = a.audience_id \
+                     AND e.seq < 0 AND e.seq < -COALESCE(f.floor_id, 0) LIMIT 1) AS p",
+                )
+                .bind::<Text, _>(WORKSPACE_PREFIX)
+                .load(conn)
+                .await?,
+            )
         })
         .await?;
     let mut n_numbered = 0;
     for feed in feeds {
-        n_numbered += number_feed(ctx, &feed).await?;
+        n_numbered += number_feed(ctx, &feed.audience_id).await?;
     }
     Ok(n_numbered)
 }

@@ -333,6 +333,6 @@ pub async fn decide_workflow_approval(
             view(row)
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(decided)
 }

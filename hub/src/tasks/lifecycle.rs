@@ -270,7 +270,7 @@ async fn claim(
             })
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(claimed)
 }
 
@@ -343,7 +343,7 @@ pub async fn progress_step(
             Ok::<_, Error>(lease_ms)
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(lease_ms)
 }
 
@@ -420,7 +420,7 @@ pub async fn log_step(
             Ok::<_, Error>(())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(())
 }
 
@@ -568,7 +568,7 @@ pub async fn submit_step(
             })
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(outcome)
 }
 
@@ -660,7 +660,7 @@ pub async fn fail_step(
             Ok::<_, Error>(step.status.clone())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(status)
 }
 
@@ -794,7 +794,7 @@ pub async fn sweep_expired_leases(ctx: &Ctx) -> Result<usize> {
         match res {
             Ok(()) => {
                 n_requeued += 1;
-                ctx.publish(outbox.into_notices()).await;
+                ctx.publish(outbox.into_written()).await;
             }
             // Another sweeper, a late progress or a submit got there first.
             Err(Error::Conflict(_)) => {}

@@ -794,7 +794,7 @@ pub async fn change_window(
             view_in(db, step_id).await
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(view)
 }
 
@@ -947,7 +947,7 @@ pub async fn confirm(ctx: &Ctx, actor: &Actor, step_id: &str) -> Result<MeetingV
             view_in(db, step_id).await
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(view)
 }
 

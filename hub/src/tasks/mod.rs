@@ -333,7 +333,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
             Ok::<_, Error>(view)
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(with_presence(ctx, view))
 }
 
@@ -1659,6 +1659,6 @@ pub async fn set_task_status(
             Ok::<_, Error>(())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     get_task(ctx, actor, task_id).await
 }

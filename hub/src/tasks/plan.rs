@@ -388,7 +388,7 @@ pub async fn submit_plan(
             Ok::<_, Error>(())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(())
 }
 
@@ -503,7 +503,7 @@ pub async fn accept_plan(
             Ok::<_, Error>(())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     get_task(ctx, actor, task_id).await
 }
 
@@ -567,7 +567,7 @@ pub async fn revise_plan(
                 plan_view(db, next).await
             })
             .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     Ok(view)
 }
 

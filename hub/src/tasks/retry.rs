@@ -46,7 +46,7 @@ pub async fn publish_task(ctx: &Ctx, actor: &Actor, task_id: &str) -> Result<Tas
             Ok(())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     get_task(ctx, actor, task_id).await
 }
 
@@ -196,7 +196,7 @@ pub async fn retry_step(
             Ok::<_, Error>(task.id)
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     get_task(ctx, actor, &task_id).await
 }
 

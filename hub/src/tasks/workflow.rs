@@ -76,7 +76,7 @@ pub async fn change_workflow(
             Ok::<_, Error>(())
         })
         .await?;
-    ctx.publish(outbox.into_notices()).await;
+    ctx.publish(outbox.into_written()).await;
     get_task(ctx, actor, task_id).await
 }
 

@@ -331,15 +331,14 @@ backend_test!(
 /// from them learn their seq. Before that, nobody reads them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep() {
-    use agenthub::store::StoreError;
     use diesel::sql_types::{BigInt, Text};
-    use diesel_async::RunQueryDsl;
 
-    let Some(test_db) = crate::support::TestDb::postgres().await else {
-        crate::support::report_skipped(concat!(
-            module_path!(),
-            "::events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep"
-        ));
+    let Some(test_db) = crate::support::TestDb::postgres_or_skip(concat!(
+        module_path!(),
+        "::events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep"
+    ))
+    .await
+    else {
         return;
     };
     let store = test_db.store();
@@ -370,52 +369,36 @@ async fn events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep() {
     let mut placeholders = Vec::new();
     for (audience_id, kind, frame) in &staged {
         let payload = unnumbered(frame);
-        let placeholder: Vec<Placeholder> = store
-            .transaction(async |db| {
-                let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
-                    unreachable!("a PostgreSQL store");
-                };
-                Ok::<_, StoreError>(
-                    diesel::sql_query(
-                        "INSERT INTO events (audience_id, seq, workspace_id, audience_kind, \
-                     event_type, payload, created_at) \
-                     VALUES ($1, -nextval('staged_event_ids'), $2, $3, $4, $5, 0) \
-                     RETURNING seq",
-                    )
-                    .bind::<Text, _>(audience_id)
-                    .bind::<Text, _>(&team.workspace_id)
-                    .bind::<Text, _>(*kind)
-                    .bind::<Text, _>(frame.type_name())
-                    .bind::<Text, _>(&payload)
-                    .load(conn)
-                    .await?,
-                )
-            })
-            .await
-            .unwrap();
+        let placeholder: Vec<Placeholder> = on_postgres(
+            &store,
+            diesel::sql_query(
+                "INSERT INTO events (audience_id, seq, workspace_id, audience_kind, \
+                 event_type, payload, created_at) \
+                 VALUES ($1, -nextval('staged_event_ids'), $2, $3, $4, $5, 0) \
+                 RETURNING seq",
+            )
+            .bind::<Text, _>(audience_id)
+            .bind::<Text, _>(&team.workspace_id)
+            .bind::<Text, _>(*kind)
+            .bind::<Text, _>(frame.type_name())
+            .bind::<Text, _>(&payload),
+        )
+        .await;
         placeholders.push(placeholder[0].seq);
     }
-    store
-        .transaction(async |db| {
-            let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
-                unreachable!("a PostgreSQL store");
-            };
-            Ok::<_, StoreError>(
-                diesel::sql_query(
-                    "INSERT INTO notifications (id, workspace_id, member_id, kind, priority, \
-                 title, body, data, event_seq, created_at) \
-                 VALUES ('staged-notification', $1, $2, 'task.completed', 'info', 't', '', \
-                 '{}', $3, 0)",
-                )
-                .bind::<Text, _>(&team.workspace_id)
-                .bind::<Text, _>(&member)
-                .bind::<BigInt, _>(placeholders[2])
-                .execute(conn)
-                .await?,
-            )
-        })
-        .await
-        .unwrap();
+    on_postgres::<Placeholder, _>(
+        &store,
+        diesel::sql_query(
+            "INSERT INTO notifications (id, workspace_id, member_id, kind, priority, \
+             title, body, data, event_seq, created_at) \
+             VALUES ('staged-notification', $1, $2, 'task.completed', 'info', 't', '', \
+             '{}', $3, 0) RETURNING event_seq AS seq",
+        )
+        .bind::<Text, _>(&team.workspace_id)
+        .bind::<Text, _>(&member)
+        .bind::<BigInt, _>(placeholders[2]),
+    )
+    .await;
     // Unnumbered events are not read: not listed, not counted.
     assert_eq!(seqs(&store, &feed).await.len() as u64, n_feed);
     assert_eq!(events::last_seq(&store, &feed).await.unwrap(), n_feed);
@@ -448,21 +431,13 @@ async fn events_a_stopped_hub_left_unnumbered_are_numbered_by_the_next_sweep() {
             notice.payload
         );
     }
-    let event_seq: Vec<Placeholder> = store
-        .read(async |db| {
-            let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
-                unreachable!("a PostgreSQL store");
-            };
-            Ok::<_, StoreError>(
-                diesel::sql_query(
-                    "SELECT event_seq AS seq FROM notifications WHERE id = 'staged-notification'",
-                )
-                .load(conn)
-                .await?,
-            )
-        })
-        .await
-        .unwrap();
+    let event_seq: Vec<Placeholder> = on_postgres(
+        &store,
+        diesel::sql_query(
+            "SELECT event_seq AS seq FROM notifications WHERE id = 'staged-notification'",
+        ),
+    )
+    .await;
     assert_eq!(event_seq[0].seq, (n_member + 1) as i64);
     // Nothing is left, and a second sweep numbers nothing.
     assert_eq!(events::staged::number_all(&team.ctx).await.unwrap(), 0);
@@ -474,6 +449,24 @@ struct Placeholder {
     seq: i64,
 }
 
+/// The rows of one raw statement run on a PostgreSQL store, in a transaction of its own.
+async fn on_postgres<'q, T, Q>(store: &agenthub::store::Store, query: Q) -> Vec<T>
+where
+    T: Send,
+    Q: diesel_async::methods::LoadQuery<'q, agenthub::store::PgConn, T> + Send + 'q,
+{
+    use diesel_async::RunQueryDsl;
+    store
+        .transaction(async move |db| {
+            let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
+                unreachable!("a PostgreSQL store");
+            };
+            Ok::<_, agenthub::store::StoreError>(query.load(conn).await?)
+        })
+        .await
+        .unwrap()
+}
+
 /// A numbering round reads only the placeholders above its feed's floor, and the floor
 /// never passes a placeholder whose transaction is still open: rounds that run meanwhile
 /// leave it, and it is numbered once its transaction commits.
@@ -483,11 +476,12 @@ async fn the_floor_waits_for_a_placeholder_whose_transaction_is_still_open() {
     use diesel::sql_types::Text;
     use diesel_async::RunQueryDsl;
 
-    let Some(test_db) = crate::support::TestDb::postgres().await else {
-        crate::support::report_skipped(concat!(
-            module_path!(),
-            "::the_floor_waits_for_a_placeholder_whose_transaction_is_still_open"
-        ));
+    let Some(test_db) = crate::support::TestDb::postgres_or_skip(concat!(
+        module_path!(),
+        "::the_floor_waits_for_a_placeholder_whose_transaction_is_still_open"
+    ))
+    .await
+    else {
         return;
     };
     let store = test_db.store();
@@ -548,22 +542,12 @@ async fn the_floor_waits_for_a_placeholder_whose_transaction_is_still_open() {
         .await;
     }
     let floor = async || -> i64 {
-        let floors: Vec<Placeholder> = store
-            .read(async |db| {
-                let agenthub::store::Db::Postgres(conn) = db.reborrow() else {
-                    unreachable!("a PostgreSQL store");
-                };
-                Ok::<_, StoreError>(
-                    diesel::sql_query(
-                        "SELECT floor_id AS seq FROM staged_floors WHERE audience_id = $1",
-                    )
-                    .bind::<Text, _>(&feed)
-                    .load(conn)
-                    .await?,
-                )
-            })
-            .await
-            .unwrap();
+        let floors: Vec<Placeholder> = on_postgres(
+            &store,
+            diesel::sql_query("SELECT floor_id AS seq FROM staged_floors WHERE audience_id = $1")
+                .bind::<Text, _>(&feed),
+        )
+        .await;
         floors.as_slice().first().map_or(0, |row| row.seq)
     };
     assert!(

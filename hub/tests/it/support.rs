@@ -48,6 +48,16 @@ impl TestDb {
         }
     }
 
+    /// [`TestDb::postgres`], reporting `test_name` skipped ([`report_skipped`]) when it
+    /// is `None`.
+    pub async fn postgres_or_skip(test_name: &str) -> Option<TestDb> {
+        let db = TestDb::postgres().await;
+        if db.is_none() {
+            report_skipped(test_name);
+        }
+        db
+    }
+
     /// A PostgreSQL store on a new database `agenthub_test_<random>`, or `None` when
     /// `AGENTHUB_TEST_DATABASE_URL` is not set.
     pub async fn postgres() -> Option<TestDb> {
