@@ -85,13 +85,11 @@ pub struct Numberer {
     feeds: Mutex<HashMap<String, Rounds>>,
 }
 
-/// The rounds of one feed.
+/// The rounds of one feed, while a task numbers it (the task removes them when it ends).
 #[derive(Debug)]
 struct Rounds {
     /// Rounds asked for so far.
     asked: u64,
-    /// Whether a task is numbering the feed.
-    running: bool,
     /// The last round asked for when the latest finished round started.
     done: watch::Sender<u64>,
 }
@@ -105,14 +103,13 @@ impl Numberer {
         for feed in feeds {
             let (asked, mut done, start) = {
                 let mut all = self.feeds.lock().expect("numberer lock");
+                // No rounds yet: no task numbers the feed, so this call starts one.
+                let start = !all.contains_key(&feed);
                 let rounds = all.entry(feed.clone()).or_insert_with(|| Rounds {
                     asked: 0,
-                    running: false,
                     done: watch::Sender::new(0),
                 });
                 rounds.asked += 1;
-                let start = !rounds.running;
-                rounds.running = true;
                 (rounds.asked, rounds.done.subscribe(), start)
             };
             if start {
@@ -170,6 +167,7 @@ pub async fn number_feed(ctx: &Ctx, feed: &str) -> Result<usize> {
 
 /// Numbers the placeholders of every feed that has some (a hub that stopped before
 /// numbering what it staged, or a command that wrote events and ended); returns how many.
+/// Fails only when the feeds cannot be listed; a feed that fails is logged and skipped.
 ///
 /// A staged feed is a workspace's or a member's, so the feeds are found from those tables:
 /// one look per feed for a placeholder above its floor, each reading only the feed's
@@ -208,9 +206,17 @@ pub async fn number_all(ctx: &Ctx) -> Result<usize> {
             )
         })
         .await?;
+    // A feed that fails is logged and left to the next sweep; the others are numbered.
     let mut n_numbered = 0;
     for feed in feeds {
-        n_numbered += number_feed(ctx, &feed.audience_id).await?;
+        match number_feed(ctx, &feed.audience_id).await {
+            Ok(n_feed) => n_numbered += n_feed,
+            Err(err) => tracing::warn!(
+                feed = feed.audience_id,
+                error = %err,
+                "numbering staged events failed; the next sweep retries"
+            ),
+        }
     }
     Ok(n_numbered)
 }
@@ -273,10 +279,9 @@ async fn number_batch(db: &mut Db<'_>, feed: &str) -> QueryResult<Vec<Notice>> {
     let last = locked.last_seq;
     let staged: Vec<(i64, String, i64)> = events::table
         .filter(
-            events::audience_id
-                .eq(feed)
-                .and(events::seq.lt(0))
-                .and(events::seq.lt(-floor)),
+            // The floor is never negative: this reads placeholders only, a range of the
+            // primary key (audience_id, seq) below the numbered rows' dead versions.
+            events::audience_id.eq(feed).and(events::seq.lt(-floor)),
         )
         .order(events::seq.desc())
         .limit(BATCH)
