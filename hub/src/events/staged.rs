@@ -8,12 +8,14 @@
 //! commit one at a time, at about 300 per second whatever the hubs and database cores.
 //! So a change writes those events with a placeholder seq instead, the negative of a
 //! number from the sequence `staged_event_ids`, taken in the order it queued them, and
-//! has this hub's [`Numberer`] number them after its commit, before it answers. The numberer gives every committed
-//! placeholder of a feed its number in one short transaction (the counter row is held
-//! for a few statements, not for a change), oldest placeholder first, and publishes the
-//! numbered events. Two changes that touch the same rows commit one after the other, and
-//! the later one takes its placeholders after the earlier one committed: their events are
-//! numbered in the order of the changes.
+//! has this hub's [`Numberer`] number them after its commit, before it answers. The
+//! numberer gives every committed placeholder of the feeds asked for its number in one
+//! short transaction (the counter rows are held for a few statements, not for a change),
+//! oldest placeholder first, and publishes the numbered events. A round costs the same
+//! six statements and one commit whatever it holds: the rounds of a busy hub grow with
+//! the load instead of multiplying. Two changes that touch the same rows commit one after
+//! the other, and the later one takes its placeholders after the earlier one committed:
+//! their events are numbered in the order of the changes.
 //!
 //! Numbering a row updates its `seq`, so its old version stays in the indexes until a
 //! vacuum; a round reads only the placeholders above the feed's floor (`staged_floors`),
@@ -22,14 +24,15 @@
 //! Readers never see a placeholder: every read asks for `seq > n` with n >= 0. A hub that
 //! stops between a commit and the numbering leaves placeholders behind; each hub's
 //! sweeper numbers what it finds ([`number_all`]), so nothing is lost. The numberers of
-//! several hubs on one database take the counter row in turn. SQLite's single writer
-//! keeps the counters in memory and numbers every event in its change's transaction.
+//! several hubs on one database take the counter rows in turn, each round locking its
+//! feeds in the same order. SQLite's single writer keeps the counters in memory and
+//! numbers every event in its change's transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use tokio::sync::watch;
 
@@ -38,7 +41,6 @@ use super::feed::WORKSPACE_PREFIX;
 use crate::bus::Notice;
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::schema::{audience_seqs, events, staged_floors};
 use crate::store::Db;
 
 /// Placeholders numbered in one transaction at most.
@@ -77,92 +79,110 @@ pub(crate) async fn placeholders(db: &mut Db<'_>, count: usize) -> QueryResult<V
     Ok(taken.into_iter().map(|taken| -taken.id).collect())
 }
 
-/// The numberer of this hub: one round at a time per feed, each numbering everything of
-/// the feed committed when it starts, so a round's batch grows with the load (what is
-/// staged while a round runs waits for the next, however many changes staged it).
-#[derive(Debug, Default)]
+/// The numberer of this hub: one round at a time, each numbering every feed asked for
+/// before it started in one transaction, so a round's batch grows with the load (what is
+/// staged while a round runs waits for the next, however many changes and feeds staged
+/// it) and a round costs the same few statements and one commit however much it holds.
+#[derive(Debug)]
 pub struct Numberer {
-    feeds: Mutex<HashMap<String, Rounds>>,
+    rounds: Mutex<Rounds>,
 }
 
-/// The rounds of one feed, while a task numbers it (the task removes them when it ends).
+/// What the rounds of this hub are asked for.
 #[derive(Debug)]
 struct Rounds {
-    /// Rounds asked for so far.
+    /// The feeds asked for since the running round took its own.
+    feeds: BTreeSet<String>,
+    /// Asks so far.
     asked: u64,
-    /// The last round asked for when the latest finished round started.
+    /// Whether a task runs rounds: it stops when it would start one with no feed asked.
+    running: bool,
+    /// The last ask made before the latest finished round took its feeds.
     done: watch::Sender<u64>,
+}
+
+impl Default for Numberer {
+    fn default() -> Self {
+        Numberer {
+            rounds: Mutex::new(Rounds {
+                feeds: BTreeSet::new(),
+                asked: 0,
+                running: false,
+                done: watch::Sender::new(0),
+            }),
+        }
+    }
 }
 
 impl Numberer {
     /// Returns once `feeds` are numbered up to what was committed before this call: after
-    /// a round of each that started later. A round that fails is logged and left to the
-    /// sweeper ([`number_all`]); this returns then too.
+    /// a round that took them later. A round that fails is logged and left to the sweeper
+    /// ([`number_all`]); this returns then too.
     pub(crate) async fn number(&self, ctx: &Ctx, feeds: impl IntoIterator<Item = String>) {
-        let mut waits = Vec::new();
-        for feed in feeds {
-            let (asked, mut done, start) = {
-                let mut all = self.feeds.lock().expect("numberer lock");
-                // No rounds yet: no task numbers the feed, so this call starts one.
-                let start = !all.contains_key(&feed);
-                let rounds = all.entry(feed.clone()).or_insert_with(|| Rounds {
-                    asked: 0,
-                    done: watch::Sender::new(0),
-                });
-                rounds.asked += 1;
-                (rounds.asked, rounds.done.subscribe(), start)
-            };
-            if start {
-                tokio::spawn(run_rounds(ctx.clone(), feed));
+        let (asked, mut done, start) = {
+            let mut rounds = self.rounds.lock().expect("numberer lock");
+            rounds.feeds.extend(feeds);
+            rounds.asked += 1;
+            let start = !std::mem::replace(&mut rounds.running, true);
+            (rounds.asked, rounds.done.subscribe(), start)
+        };
+        if start {
+            tokio::spawn(run_rounds(ctx.clone()));
+        }
+        // The sender lives as long as this numberer.
+        let _done = done.wait_for(|done| *done >= asked).await;
+    }
+}
+
+/// Numbers round after round the feeds asked for meanwhile, while there are some.
+async fn run_rounds(ctx: Ctx) {
+    loop {
+        let (asked, feeds) = {
+            let mut rounds = ctx.numberer.rounds.lock().expect("numberer lock");
+            let asked = rounds.asked;
+            if rounds.feeds.is_empty() {
+                rounds.done.send_replace(asked);
+                rounds.running = false;
+                return;
             }
-            waits.push(async move {
-                // A dropped sender has sent its last round first.
-                let _done = done.wait_for(|done| *done >= asked).await;
-            });
+            (asked, std::mem::take(&mut rounds.feeds))
+        };
+        let feeds: Vec<String> = feeds.into_iter().collect();
+        if let Err(err) = number_feeds(&ctx, &feeds).await {
+            tracing::warn!(
+                n_feeds = feeds.len(),
+                error = %err,
+                "numbering staged events failed; the sweeper retries"
+            );
         }
-        futures_util::future::join_all(waits).await;
+        ctx.numberer
+            .rounds
+            .lock()
+            .expect("numberer lock")
+            .done
+            .send_replace(asked);
     }
 }
 
-/// Numbers `feed` round after round while rounds are asked for.
-async fn run_rounds(ctx: Ctx, feed: String) {
-    loop {
-        let asked = match ctx.numberer.feeds.lock().expect("numberer lock").get(&feed) {
-            Some(rounds) => rounds.asked,
-            None => return,
-        };
-        if let Err(err) = number_feed(&ctx, &feed).await {
-            tracing::warn!(feed, error = %err, "numbering staged events failed; the sweeper retries");
-        }
-        let mut all = ctx.numberer.feeds.lock().expect("numberer lock");
-        let Some(rounds) = all.get_mut(&feed) else {
-            return;
-        };
-        rounds.done.send_replace(asked);
-        if rounds.asked == asked {
-            // Nothing asked since this round started: the feed's state goes.
-            all.remove(&feed);
-            return;
-        }
-    }
-}
-
-/// Numbers every committed placeholder of `feed` and publishes the events; returns how
-/// many it numbered.
-pub async fn number_feed(ctx: &Ctx, feed: &str) -> Result<usize> {
+/// Numbers every committed placeholder of `feeds`, all of them in each transaction, and
+/// publishes the events; returns how many it numbered.
+pub async fn number_feeds(ctx: &Ctx, feeds: &[String]) -> Result<usize> {
+    // In one order on every hub: the rounds of two hubs lock shared counters in turn,
+    // never each waiting for the other.
+    let mut feeds = feeds.to_vec();
+    feeds.sort();
+    feeds.dedup();
     let mut n_numbered = 0;
-    loop {
-        let notices = ctx
+    while !feeds.is_empty() {
+        let round = ctx
             .store
-            .transaction(async |db| Ok::<_, crate::error::Error>(number_batch(db, feed).await?))
+            .transaction(async |db| Ok::<_, crate::error::Error>(number_batch(db, &feeds).await?))
             .await?;
-        let n_batch = notices.len();
-        n_numbered += n_batch;
-        ctx.publish_numbered(notices);
-        if (n_batch as i64) < BATCH {
-            return Ok(n_numbered);
-        }
+        n_numbered += round.notices.len();
+        ctx.publish_numbered(round.notices);
+        feeds = round.full;
     }
+    Ok(n_numbered)
 }
 
 /// Numbers the placeholders of every feed that has some (a hub that stopped before
@@ -198,7 +218,7 @@ pub async fn number_all(ctx: &Ctx) -> Result<usize> {
                      LEFT JOIN staged_floors AS f ON f.audience_id = a.audience_id \
                      CROSS JOIN LATERAL (SELECT 1 FROM events AS e \
                      WHERE e.audience_id = a.audience_id \
-                     AND e.seq < 0 AND e.seq < -COALESCE(f.floor_id, 0) LIMIT 1) AS p",
+                     AND e.seq < -COALESCE(f.floor_id, 0) LIMIT 1) AS p",
                 )
                 .bind::<Text, _>(WORKSPACE_PREFIX)
                 .load(conn)
@@ -206,13 +226,20 @@ pub async fn number_all(ctx: &Ctx) -> Result<usize> {
             )
         })
         .await?;
-    // A feed that fails is logged and left to the next sweep; the others are numbered.
+    let feeds: Vec<String> = feeds.into_iter().map(|feed| feed.audience_id).collect();
+    let err = match number_feeds(ctx, &feeds).await {
+        Ok(n_numbered) => return Ok(n_numbered),
+        Err(err) => err,
+    };
+    // The feeds are numbered together, so one that fails fails them all: each alone now,
+    // the one that fails logged and left to the next sweep.
+    tracing::warn!(error = %err, "numbering the staged feeds together failed; numbering each alone");
     let mut n_numbered = 0;
     for feed in feeds {
-        match number_feed(ctx, &feed.audience_id).await {
+        match number_feeds(ctx, std::slice::from_ref(&feed)).await {
             Ok(n_feed) => n_numbered += n_feed,
             Err(err) => tracing::warn!(
-                feed = feed.audience_id,
+                feed,
                 error = %err,
                 "numbering staged events failed; the next sweep retries"
             ),
@@ -221,159 +248,288 @@ pub async fn number_all(ctx: &Ctx) -> Result<usize> {
     Ok(n_numbered)
 }
 
-/// One batch of `feed`'s oldest placeholders, numbered in the caller's transaction: the
-/// counter row is locked first, so the placeholders read after it are every one committed
-/// before, and no other numberer takes them.
+/// What one transaction numbered.
+struct Round {
+    /// The numbered events, to publish after the commit.
+    notices: Vec<Notice>,
+    /// The feeds with a full batch of placeholders: more may wait.
+    full: Vec<String>,
+}
+
+/// What a round sees of one feed.
+struct Seen {
+    floor_id: i64,
+    /// The floor's row as it is, if the feed has one.
+    stored: Option<(i64, i64, i64)>,
+    /// Placeholders above the floor: (placeholder seq, payload, created_at).
+    staged: Vec<(i64, String, i64)>,
+}
+
+/// One batch of the oldest placeholders of each of `feeds` (sorted, without repeats),
+/// numbered in the caller's transaction with the same few statements however many feeds
+/// and events it holds: the counter rows are locked first, so the placeholders read after
+/// are every one committed before, and no other numberer takes them.
 ///
-/// Only placeholders above the feed's floor are read: numbering leaves each row's old
+/// Only placeholders above a feed's floor are read: numbering leaves each row's old
 /// version (with its placeholder) in the indexes until a vacuum, and below the floor there
 /// are only those. The floor moves up to the mark (the last placeholder id taken when the
 /// mark was set) once the oldest running transaction is younger than the mark's: every
 /// transaction that took a placeholder up to the mark has then ended, so this round sees
 /// all of them that committed, and numbers them if it numbers everything it sees.
-async fn number_batch(db: &mut Db<'_>, feed: &str) -> QueryResult<Vec<Notice>> {
+async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
     #[derive(QueryableByName)]
     struct Locked {
+        #[diesel(sql_type = Text)]
+        audience_id: String,
         #[diesel(sql_type = BigInt)]
         last_seq: i64,
         #[diesel(sql_type = BigInt)]
         last_id: i64,
     }
     #[derive(QueryableByName)]
-    struct Horizon {
+    struct Row {
+        #[diesel(sql_type = Text)]
+        audience_id: String,
         #[diesel(sql_type = BigInt)]
         xmin: i64,
         #[diesel(sql_type = BigInt)]
         xmax: i64,
-        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        #[diesel(sql_type = Nullable<BigInt>)]
         floor_id: Option<i64>,
-        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        #[diesel(sql_type = Nullable<BigInt>)]
         mark_id: Option<i64>,
-        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        #[diesel(sql_type = Nullable<BigInt>)]
         mark_xmax: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        seq: Option<i64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        payload: Option<String>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        created_at: Option<i64>,
     }
     let Db::Postgres(conn) = db.reborrow() else {
-        return Ok(Vec::new());
+        return Ok(Round {
+            notices: Vec::new(),
+            full: Vec::new(),
+        });
     };
-    // Locks the counter row; the last placeholder id taken is read before the snapshot
-    // below is (the mark's guarantee needs that order).
-    let locked: Locked = diesel::sql_query(
-        "INSERT INTO audience_seqs (audience_id, last_seq) VALUES ($1, 0) \
+    // Locks the counter rows, in the order given; the last placeholder id taken is read
+    // before the snapshot of the next statement is (the mark's guarantee needs that order).
+    let locked: Vec<Locked> = diesel::sql_query(
+        "INSERT INTO audience_seqs (audience_id, last_seq) \
+         SELECT feed, 0 FROM unnest($1) AS f(feed) \
          ON CONFLICT (audience_id) DO UPDATE SET last_seq = audience_seqs.last_seq \
-         RETURNING last_seq, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END \
-         FROM staged_event_ids) AS last_id",
+         RETURNING audience_id, last_seq, (SELECT CASE WHEN is_called THEN last_value \
+         ELSE 0 END FROM staged_event_ids) AS last_id",
     )
-    .bind::<Text, _>(feed)
-    .get_result(conn)
+    .bind::<Array<Text>, _>(feeds)
+    .load(conn)
     .await?;
-    let horizon: Horizon = diesel::sql_query(
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
+    let last_id = locked
+        .iter()
+        .map(|locked| locked.last_id)
+        .min()
+        .unwrap_or(0);
+    let mut last_seqs: HashMap<String, i64> = locked
+        .into_iter()
+        .map(|locked| (locked.audience_id, locked.last_seq))
+        .collect();
+    // Each feed's floor and the placeholders above it, under one snapshot, whose horizon
+    // moves the floors. A feed with none has one row without an event.
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT a.audience_id, \
+         pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
          pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
-         f.floor_id, f.mark_id, f.mark_xmax \
-         FROM (SELECT 1) AS one LEFT JOIN staged_floors AS f ON f.audience_id = $1",
+         f.floor_id, f.mark_id, f.mark_xmax, e.seq, e.payload, e.created_at \
+         FROM unnest($1) AS a(audience_id) \
+         LEFT JOIN staged_floors AS f ON f.audience_id = a.audience_id \
+         LEFT JOIN LATERAL (SELECT seq, payload, created_at FROM events \
+         WHERE events.audience_id = a.audience_id \
+         AND events.seq < -COALESCE(f.floor_id, 0) \
+         ORDER BY seq DESC LIMIT $2) AS e ON true",
     )
-    .bind::<Text, _>(feed)
-    .get_result(conn)
+    .bind::<Array<Text>, _>(feeds)
+    .bind::<BigInt, _>(BATCH)
+    .load(conn)
     .await?;
-    let floor = horizon.floor_id.unwrap_or(0);
-    let last = locked.last_seq;
-    let staged: Vec<(i64, String, i64)> = events::table
-        .filter(
-            // The floor is never negative: this reads placeholders only, a range of the
-            // primary key (audience_id, seq) below the numbered rows' dead versions.
-            events::audience_id.eq(feed).and(events::seq.lt(-floor)),
-        )
-        .order(events::seq.desc())
-        .limit(BATCH)
-        .select((events::seq, events::payload, events::created_at))
-        .load(conn)
-        .await?;
-    let n_staged = staged.len();
-    // The floor moves only after a round that numbered everything it saw.
-    let (floor, mark_id, mark_xmax) = match (horizon.mark_id, horizon.mark_xmax) {
-        _ if n_staged as i64 >= BATCH => (
-            floor,
-            horizon.mark_id.unwrap_or(0),
-            horizon.mark_xmax.unwrap_or(0),
-        ),
-        (Some(mark_id), Some(mark_xmax)) if horizon.xmin < mark_xmax => (floor, mark_id, mark_xmax),
-        (Some(mark_id), Some(_)) => (mark_id.max(floor), locked.last_id, horizon.xmax),
-        _ => (floor, locked.last_id, horizon.xmax),
+    let Some((xmin, xmax)) = rows.as_slice().first().map(|row| (row.xmin, row.xmax)) else {
+        return Ok(Round {
+            notices: Vec::new(),
+            full: Vec::new(),
+        });
     };
-    diesel::insert_into(staged_floors::table)
-        .values((
-            staged_floors::audience_id.eq(feed),
-            staged_floors::floor_id.eq(floor),
-            staged_floors::mark_id.eq(mark_id),
-            staged_floors::mark_xmax.eq(mark_xmax),
-        ))
-        .on_conflict(staged_floors::audience_id)
-        .do_update()
-        .set((
-            staged_floors::floor_id.eq(floor),
-            staged_floors::mark_id.eq(mark_id),
-            staged_floors::mark_xmax.eq(mark_xmax),
-        ))
+    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    for row in rows {
+        let feed = seen.entry(row.audience_id).or_insert_with(|| Seen {
+            floor_id: row.floor_id.unwrap_or(0),
+            stored: row
+                .floor_id
+                .zip(row.mark_id)
+                .zip(row.mark_xmax)
+                .map(|((floor_id, mark_id), mark_xmax)| (floor_id, mark_id, mark_xmax)),
+            staged: Vec::new(),
+        });
+        if let (Some(seq), Some(payload), Some(created_at)) = (row.seq, row.payload, row.created_at)
+        {
+            feed.staged.push((seq, payload, created_at));
+        }
+    }
+
+    let mut round = Round {
+        notices: Vec::new(),
+        full: Vec::new(),
+    };
+    let mut floors = Floors::default();
+    let mut numbered = Numbered::default();
+    let mut counters: (Vec<String>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (
+        feed,
+        Seen {
+            floor_id,
+            stored,
+            mut staged,
+        },
+    ) in seen
+    {
+        // Oldest first: a placeholder is the negative of its id, taken in order.
+        staged.sort_by_key(|(old, ..)| std::cmp::Reverse(*old));
+        let full = staged.len() as i64 >= BATCH;
+        // The floor moves only after a round that numbered everything it saw.
+        let moved = match stored {
+            _ if full => stored.unwrap_or((floor_id, 0, 0)),
+            Some((_, mark_id, mark_xmax)) if xmin < mark_xmax => (floor_id, mark_id, mark_xmax),
+            Some((_, mark_id, _)) => (mark_id.max(floor_id), last_id, xmax),
+            None => (floor_id, last_id, xmax),
+        };
+        if stored != Some(moved) {
+            floors.push(&feed, moved);
+        }
+        if staged.is_empty() {
+            continue;
+        }
+        let mut last = last_seqs.remove(&feed).unwrap_or(0);
+        let member = !feed.starts_with(WORKSPACE_PREFIX);
+        for (old, payload, created_at) in staged {
+            last += 1;
+            let payload = super::with_seq(&payload, last as u64);
+            round.notices.push(Notice::new(
+                feed.clone(),
+                last as u64,
+                Arc::from(payload.as_str()),
+                created_at,
+            ));
+            numbered.push(&feed, old, last, payload, member);
+        }
+        counters.0.push(feed.clone());
+        counters.1.push(last);
+        if full {
+            round.full.push(feed);
+        }
+    }
+
+    if !floors.feeds.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO staged_floors (audience_id, floor_id, mark_id, mark_xmax) \
+             SELECT * FROM unnest($1, $2, $3, $4) \
+             ON CONFLICT (audience_id) DO UPDATE SET floor_id = excluded.floor_id, \
+             mark_id = excluded.mark_id, mark_xmax = excluded.mark_xmax",
+        )
+        .bind::<Array<Text>, _>(&floors.feeds)
+        .bind::<Array<BigInt>, _>(&floors.floor_ids)
+        .bind::<Array<BigInt>, _>(&floors.mark_ids)
+        .bind::<Array<BigInt>, _>(&floors.mark_xmaxes)
         .execute(conn)
         .await?;
-    if staged.is_empty() {
-        return Ok(Vec::new());
     }
-    let mut olds = Vec::with_capacity(staged.len());
-    let mut seqs = Vec::with_capacity(staged.len());
-    let mut payloads = Vec::with_capacity(staged.len());
-    let mut notices = Vec::with_capacity(staged.len());
-    for (offset, (old, payload, created_at)) in staged.into_iter().enumerate() {
-        let seq = last + 1 + offset as i64;
-        let payload = super::with_seq(&payload, seq as u64);
-        notices.push(Notice::new(
-            feed.to_string(),
-            seq as u64,
-            Arc::from(payload.as_str()),
-            created_at,
-        ));
-        olds.push(old);
-        seqs.push(seq);
-        payloads.push(payload);
+    if numbered.olds.is_empty() {
+        return Ok(round);
     }
-    let last = last + olds.len() as i64;
     // The batch's range of placeholders, so that whatever plan runs the updates below
-    // (one kept per connection) reads only it, not the feed's numbered rows or the dead
-    // versions below the floor.
-    let lowest = olds.iter().copied().min().unwrap_or(0);
-    let highest = olds.iter().copied().max().unwrap_or(0);
+    // (one kept per connection) reads only it, not the feeds' numbered rows or the dead
+    // versions below the floors.
+    let lowest = numbered.olds.iter().copied().min().unwrap_or(0);
+    let highest = numbered.olds.iter().copied().max().unwrap_or(0);
     diesel::sql_query(
         "UPDATE events AS e SET seq = m.seq, payload = m.payload \
-         FROM unnest($2, $3, $4) AS m(old, seq, payload) \
-         WHERE e.audience_id = $1 AND e.seq BETWEEN $5 AND $6 AND e.seq = m.old",
+         FROM unnest($1, $2, $3, $4) AS m(audience_id, old, seq, payload) \
+         WHERE e.audience_id = m.audience_id AND e.seq BETWEEN $5 AND $6 AND e.seq = m.old",
     )
-    .bind::<Text, _>(feed)
-    .bind::<Array<BigInt>, _>(&olds)
-    .bind::<Array<BigInt>, _>(&seqs)
-    .bind::<Array<Text>, _>(&payloads)
+    .bind::<Array<Text>, _>(&numbered.feeds)
+    .bind::<Array<BigInt>, _>(&numbered.olds)
+    .bind::<Array<BigInt>, _>(&numbered.seqs)
+    .bind::<Array<Text>, _>(&numbered.payloads)
     .bind::<BigInt, _>(lowest)
     .bind::<BigInt, _>(highest)
     .execute(conn)
     .await?;
-    if !feed.starts_with(WORKSPACE_PREFIX) {
-        // A member's feed: the notifications made from these events learn their seqs.
+    if !numbered.members.is_empty() {
+        // Members' feeds: the notifications made from these events learn their seqs.
         diesel::sql_query(
             "UPDATE notifications AS n SET event_seq = m.seq \
-             FROM unnest($2, $3) AS m(old, seq) \
-             WHERE n.member_id = $1 AND n.event_seq < 0 AND n.event_seq BETWEEN $4 AND $5 \
-             AND n.event_seq = m.old",
+             FROM unnest($1, $2, $3) AS m(member_id, old, seq) \
+             WHERE n.member_id = m.member_id AND n.event_seq < 0 \
+             AND n.event_seq BETWEEN $4 AND $5 AND n.event_seq = m.old",
         )
-        .bind::<Text, _>(feed)
-        .bind::<Array<BigInt>, _>(&olds)
-        .bind::<Array<BigInt>, _>(&seqs)
+        .bind::<Array<Text>, _>(&numbered.members)
+        .bind::<Array<BigInt>, _>(&numbered.member_olds)
+        .bind::<Array<BigInt>, _>(&numbered.member_seqs)
         .bind::<BigInt, _>(lowest)
         .bind::<BigInt, _>(highest)
         .execute(conn)
         .await?;
     }
-    diesel::update(audience_seqs::table.find(feed))
-        .set(audience_seqs::last_seq.eq(last))
-        .execute(conn)
-        .await?;
-    Ok(notices)
+    diesel::sql_query(
+        "UPDATE audience_seqs AS a SET last_seq = m.last_seq \
+         FROM unnest($1, $2) AS m(audience_id, last_seq) WHERE a.audience_id = m.audience_id",
+    )
+    .bind::<Array<Text>, _>(&counters.0)
+    .bind::<Array<BigInt>, _>(&counters.1)
+    .execute(conn)
+    .await?;
+    Ok(round)
+}
+
+/// The floors a round moves, as the columns of one statement.
+#[derive(Default)]
+struct Floors {
+    feeds: Vec<String>,
+    floor_ids: Vec<i64>,
+    mark_ids: Vec<i64>,
+    mark_xmaxes: Vec<i64>,
+}
+
+impl Floors {
+    fn push(&mut self, feed: &str, (floor_id, mark_id, mark_xmax): (i64, i64, i64)) {
+        self.feeds.push(feed.to_string());
+        self.floor_ids.push(floor_id);
+        self.mark_ids.push(mark_id);
+        self.mark_xmaxes.push(mark_xmax);
+    }
+}
+
+/// The events a round numbers, as the columns of its updates: every event, and those of
+/// members' feeds again for their notifications.
+#[derive(Default)]
+struct Numbered {
+    feeds: Vec<String>,
+    olds: Vec<i64>,
+    seqs: Vec<i64>,
+    payloads: Vec<String>,
+    members: Vec<String>,
+    member_olds: Vec<i64>,
+    member_seqs: Vec<i64>,
+}
+
+impl Numbered {
+    fn push(&mut self, feed: &str, old: i64, seq: i64, payload: String, member: bool) {
+        self.feeds.push(feed.to_string());
+        self.olds.push(old);
+        self.seqs.push(seq);
+        self.payloads.push(payload);
+        if member {
+            self.members.push(feed.to_string());
+            self.member_olds.push(old);
+            self.member_seqs.push(seq);
+        }
+    }
 }

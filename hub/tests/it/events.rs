@@ -575,7 +575,9 @@ async fn the_floor_waits_for_a_placeholder_whose_transaction_is_still_open() {
             "the floor never moved: {}",
             floor().await
         );
-        events::staged::number_feed(&team.ctx, &feed).await.unwrap();
+        events::staged::number_feeds(&team.ctx, std::slice::from_ref(&feed))
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -1,0 +1,1 @@
+CREATE INDEX idx_events_staged ON events (audience_id, seq) WHERE seq < 0;
