@@ -195,6 +195,9 @@ pub struct Outbox {
     queued_bytes: usize,
     /// Why `flush` must refuse: an oversized event or too much fan-out.
     refused: Option<String>,
+    /// Tasks created in this transaction: no notification about them was open before
+    /// it, so `flush` looks for none to resolve.
+    created_tasks: Vec<String>,
 }
 
 impl Outbox {
@@ -205,6 +208,12 @@ impl Outbox {
             max_bytes: Some(MAX_FANOUT_BYTES),
             ..Outbox::default()
         }
+    }
+
+    /// Notes that `task_id` was created in this transaction ([`Outbox::flush`] then
+    /// spares the look for its open notifications).
+    pub fn created_task(&mut self, task_id: &str) {
+        self.created_tasks.push(task_id.to_string());
     }
 
     /// Queues `frame` for `audience`; its `seq` is assigned by [`Outbox::flush`].
@@ -318,7 +327,12 @@ impl Outbox {
         // What needs no sequence number goes first: on PostgreSQL the counters below (of
         // agents and task feeds) are row locks held to the commit, which every
         // transaction that writes events for the same audience waits for.
-        notifications::settle(db, &task_ids).await?;
+        let settled: Vec<String> = task_ids
+            .iter()
+            .filter(|task_id| !self.created_tasks.contains(task_id))
+            .cloned()
+            .collect();
+        notifications::settle(db, &settled).await?;
         let now = now_ms();
         let mut rows = Vec::new();
         // A fixed order of counter updates keeps concurrent transactions from deadlocking.

@@ -286,6 +286,7 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
                 outcome: None,
             };
             model::insert_task(db, &task).await?;
+            outbox.created_task(&task.id);
             if let Some(request) = &new.plan {
                 // The given steps are where the planner starts; the plan makes the steps.
                 let start: Vec<_> = new.steps.iter().map(plan_step_of).collect();
