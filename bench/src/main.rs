@@ -10,6 +10,7 @@ mod setup;
 mod workloads;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -60,6 +61,11 @@ enum Workload {
         /// the one before.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Start creates at least this many µs apart (default: each as soon as the one
+        /// before was answered and its `step.ready` decoded), so that two hubs whose
+        /// answers take different times are measured at the same rate.
+        #[arg(long, value_name = "US")]
+        period_us: Option<u64>,
     },
     /// W2 throughput: N steps over M agents, each claimed, submitted and completed.
     W2 {
@@ -152,7 +158,11 @@ async fn main() -> anyhow::Result<()> {
             agents,
             steps,
             trace,
-        } => workloads::w1(&run, agents, steps, trace.as_deref()).await,
+            period_us,
+        } => {
+            let period = period_us.map(Duration::from_micros);
+            workloads::w1(&run, agents, steps, trace.as_deref(), period).await
+        }
         Workload::W2 {
             agents,
             steps,
@@ -184,7 +194,14 @@ async fn main() -> anyhow::Result<()> {
 /// Every workload, tiny.
 async fn smoke_all(run: &workloads::Run) -> anyhow::Result<()> {
     let trace = tempfile::NamedTempFile::new()?;
-    workloads::w1(run, 4, 40, Some(trace.path())).await?;
+    workloads::w1(
+        run,
+        4,
+        40,
+        Some(trace.path()),
+        Some(Duration::from_millis(2)),
+    )
+    .await?;
     let lines = std::fs::read_to_string(trace.path())?.lines().count();
     anyhow::ensure!(
         lines == 41,

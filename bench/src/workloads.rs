@@ -179,7 +179,9 @@ async fn create_many(
 }
 
 /// Paced dispatch latency: step `i` for agent `i % M`, the next create only once the
-/// agent has decoded the previous `step.ready`. Returns sorted latencies in µs.
+/// agent has decoded the previous `step.ready` (and, with a `period`, no sooner than that
+/// after the previous create started). Returns sorted latencies in µs.
+#[allow(clippy::too_many_arguments)]
 async fn paced_latencies(
     create_base: &str,
     api_key: &str,
@@ -188,18 +190,24 @@ async fn paced_latencies(
     n_steps: usize,
     tag: &str,
     trace: Option<&Path>,
+    period: Option<Duration>,
 ) -> anyhow::Result<Vec<f64>> {
     let http = reqwest::Client::new();
     let n_agents = names.len();
     let body = "x".repeat(100);
     let mut latencies = Vec::with_capacity(n_steps);
     let mut traced = trace.map(|_| String::from("sent_unix_us,answered_us,ready_us\n"));
+    let mut last_sent: Option<tokio::time::Instant> = None;
     // One unmeasured warm-up step per agent, then the measured ones.
     for idx in 0..(n_agents + n_steps) {
         let agent_name = names[idx % n_agents].as_str();
         let title = format!("{tag}-{idx}");
+        if let (Some(period), Some(last)) = (period, last_sent) {
+            tokio::time::sleep_until(last + period).await;
+        }
         let sent_unix = SystemTime::now();
         let sent = Instant::now();
+        last_sent = Some(tokio::time::Instant::from_std(sent));
         create_step(&http, create_base, api_key, &title, &[agent_name], &body).await?;
         let answered = sent.elapsed();
         let seen = tokio::time::timeout(Duration::from_secs(10), received.recv())
@@ -248,6 +256,7 @@ pub async fn w1(
     n_agents: usize,
     n_steps: usize,
     trace: Option<&Path>,
+    period: Option<Duration>,
 ) -> anyhow::Result<()> {
     for repeat in 0..run.repeats {
         let database = Database::create(&run.db)?;
@@ -266,6 +275,7 @@ pub async fn w1(
             n_steps,
             "w1",
             trace,
+            period,
         )
         .await?;
         run.emit(Line {
@@ -277,7 +287,11 @@ pub async fn w1(
             client_cpu_s: client_cpu() - client_before,
             wall_s: started.elapsed().as_secs_f64(),
             config: format!(
-                "M={n_agents} N={n_steps}; REST POST /v1/tasks (one-step task, 100 B description) per step, paced on receipt, 1 warm-up step per agent; agents: Rust, MessagePack over WebSocket, one process; {}",
+                "M={n_agents} N={n_steps}; REST POST /v1/tasks (one-step task, 100 B description) per step, paced on receipt{}, 1 warm-up step per agent; agents: Rust, MessagePack over WebSocket, one process; {}",
+                period.map_or(String::new(), |period| format!(
+                    " and at least {} µs apart",
+                    period.as_micros()
+                )),
                 run.durability
             ),
             extra: json!({}),
@@ -444,6 +458,7 @@ pub async fn w4(run: &Run, n_agents: usize, n_steps: usize) -> anyhow::Result<()
             &mut received,
             n_steps,
             "w4",
+            None,
             None,
         )
         .await?;
