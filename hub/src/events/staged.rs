@@ -249,6 +249,7 @@ pub async fn number_all(ctx: &Ctx) -> Result<usize> {
 }
 
 /// What one transaction numbered.
+#[derive(Default)]
 struct Round {
     /// The numbered events, to publish after the commit.
     notices: Vec<Notice>,
@@ -258,8 +259,7 @@ struct Round {
 
 /// What a round sees of one feed.
 struct Seen {
-    floor_id: i64,
-    /// The floor's row as it is, if the feed has one.
+    /// The feed's floor row as it is (floor id, mark id, mark xmax), if it has one.
     stored: Option<(i64, i64, i64)>,
     /// Placeholders above the floor: (placeholder seq, payload, created_at).
     staged: Vec<(i64, String, i64)>,
@@ -308,10 +308,7 @@ async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
         created_at: Option<i64>,
     }
     let Db::Postgres(conn) = db.reborrow() else {
-        return Ok(Round {
-            notices: Vec::new(),
-            full: Vec::new(),
-        });
+        return Ok(Round::default());
     };
     // Locks the counter rows, in the order given; the last placeholder id taken is read
     // before the snapshot of the next statement is (the mark's guarantee needs that order).
@@ -353,15 +350,11 @@ async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
     .load(conn)
     .await?;
     let Some((xmin, xmax)) = rows.as_slice().first().map(|row| (row.xmin, row.xmax)) else {
-        return Ok(Round {
-            notices: Vec::new(),
-            full: Vec::new(),
-        });
+        return Ok(Round::default());
     };
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     for row in rows {
         let feed = seen.entry(row.audience_id).or_insert_with(|| Seen {
-            floor_id: row.floor_id.unwrap_or(0),
             stored: row
                 .floor_id
                 .zip(row.mark_id)
@@ -375,22 +368,12 @@ async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
         }
     }
 
-    let mut round = Round {
-        notices: Vec::new(),
-        full: Vec::new(),
-    };
+    let mut round = Round::default();
     let mut floors = Floors::default();
     let mut numbered = Numbered::default();
     let mut counters: (Vec<String>, Vec<i64>) = (Vec::new(), Vec::new());
-    for (
-        feed,
-        Seen {
-            floor_id,
-            stored,
-            mut staged,
-        },
-    ) in seen
-    {
+    for (feed, Seen { stored, mut staged }) in seen {
+        let floor_id = stored.map_or(0, |(floor_id, ..)| floor_id);
         // Oldest first: a placeholder is the negative of its id, taken in order.
         staged.sort_by_key(|(old, ..)| std::cmp::Reverse(*old));
         let full = staged.len() as i64 >= BATCH;
@@ -407,7 +390,10 @@ async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
         if staged.is_empty() {
             continue;
         }
-        let mut last = last_seqs.remove(&feed).unwrap_or(0);
+        // Every feed's counter was locked (and made) above.
+        let mut last = last_seqs
+            .remove(&feed)
+            .ok_or(diesel::result::Error::NotFound)?;
         let member = !feed.starts_with(WORKSPACE_PREFIX);
         for (old, payload, created_at) in staged {
             last += 1;
