@@ -94,8 +94,7 @@ pub async fn reserve_seqs(
 
 /// Writes outbox rows: one statement per [`crate::store::ROWS_PER_INSERT`] rows.
 pub async fn insert_events(db: &mut Db<'_>, rows: Vec<EventRow>) -> QueryResult<()> {
-    crate::insert_rows!(db, events::table, rows)?;
-    Ok(())
+    crate::insert_rows_deferred!(db, events::table, rows)
 }
 
 pub async fn events_after(

@@ -413,19 +413,20 @@ async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
         }
     }
 
+    // The writes below need no answer: they go with the round's COMMIT (`PgConn::defer`).
     if !floors.feeds.is_empty() {
-        diesel::sql_query(
-            "INSERT INTO staged_floors (audience_id, floor_id, mark_id, mark_xmax) \
+        conn.defer(
+            diesel::sql_query(
+                "INSERT INTO staged_floors (audience_id, floor_id, mark_id, mark_xmax) \
              SELECT * FROM unnest($1, $2, $3, $4) \
              ON CONFLICT (audience_id) DO UPDATE SET floor_id = excluded.floor_id, \
              mark_id = excluded.mark_id, mark_xmax = excluded.mark_xmax",
-        )
-        .bind::<Array<Text>, _>(&floors.feeds)
-        .bind::<Array<BigInt>, _>(&floors.floor_ids)
-        .bind::<Array<BigInt>, _>(&floors.mark_ids)
-        .bind::<Array<BigInt>, _>(&floors.mark_xmaxes)
-        .execute(conn)
-        .await?;
+            )
+            .bind::<Array<Text>, _>(floors.feeds)
+            .bind::<Array<BigInt>, _>(floors.floor_ids)
+            .bind::<Array<BigInt>, _>(floors.mark_ids)
+            .bind::<Array<BigInt>, _>(floors.mark_xmaxes),
+        );
     }
     if numbered.olds.is_empty() {
         return Ok(round);
@@ -435,43 +436,52 @@ async fn number_batch(db: &mut Db<'_>, feeds: &[String]) -> QueryResult<Round> {
     // versions below the floors.
     let lowest = numbered.olds.iter().copied().min().unwrap_or(0);
     let highest = numbered.olds.iter().copied().max().unwrap_or(0);
-    diesel::sql_query(
-        "UPDATE events AS e SET seq = m.seq, payload = m.payload \
+    let Numbered {
+        feeds,
+        olds,
+        seqs,
+        payloads,
+        members,
+        member_olds,
+        member_seqs,
+    } = numbered;
+    conn.defer(
+        diesel::sql_query(
+            "UPDATE events AS e SET seq = m.seq, payload = m.payload \
          FROM unnest($1, $2, $3, $4) AS m(audience_id, old, seq, payload) \
          WHERE e.audience_id = m.audience_id AND e.seq BETWEEN $5 AND $6 AND e.seq = m.old",
-    )
-    .bind::<Array<Text>, _>(&numbered.feeds)
-    .bind::<Array<BigInt>, _>(&numbered.olds)
-    .bind::<Array<BigInt>, _>(&numbered.seqs)
-    .bind::<Array<Text>, _>(&numbered.payloads)
-    .bind::<BigInt, _>(lowest)
-    .bind::<BigInt, _>(highest)
-    .execute(conn)
-    .await?;
-    if !numbered.members.is_empty() {
+        )
+        .bind::<Array<Text>, _>(feeds)
+        .bind::<Array<BigInt>, _>(olds)
+        .bind::<Array<BigInt>, _>(seqs)
+        .bind::<Array<Text>, _>(payloads)
+        .bind::<BigInt, _>(lowest)
+        .bind::<BigInt, _>(highest),
+    );
+    if !members.is_empty() {
         // Members' feeds: the notifications made from these events learn their seqs.
-        diesel::sql_query(
-            "UPDATE notifications AS n SET event_seq = m.seq \
+        conn.defer(
+            diesel::sql_query(
+                "UPDATE notifications AS n SET event_seq = m.seq \
              FROM unnest($1, $2, $3) AS m(member_id, old, seq) \
              WHERE n.member_id = m.member_id AND n.event_seq < 0 \
              AND n.event_seq BETWEEN $4 AND $5 AND n.event_seq = m.old",
-        )
-        .bind::<Array<Text>, _>(&numbered.members)
-        .bind::<Array<BigInt>, _>(&numbered.member_olds)
-        .bind::<Array<BigInt>, _>(&numbered.member_seqs)
-        .bind::<BigInt, _>(lowest)
-        .bind::<BigInt, _>(highest)
-        .execute(conn)
-        .await?;
+            )
+            .bind::<Array<Text>, _>(members)
+            .bind::<Array<BigInt>, _>(member_olds)
+            .bind::<Array<BigInt>, _>(member_seqs)
+            .bind::<BigInt, _>(lowest)
+            .bind::<BigInt, _>(highest),
+        );
     }
-    diesel::sql_query(
-        "UPDATE audience_seqs AS a SET last_seq = m.last_seq \
+    conn.defer(
+        diesel::sql_query(
+            "UPDATE audience_seqs AS a SET last_seq = m.last_seq \
          FROM unnest($1, $2) AS m(audience_id, last_seq) WHERE a.audience_id = m.audience_id",
-    )
-    .bind::<Array<Text>, _>(&counters.0)
-    .bind::<Array<BigInt>, _>(&counters.1)
-    .execute(conn)
-    .await?;
+        )
+        .bind::<Array<Text>, _>(counters.0)
+        .bind::<Array<BigInt>, _>(counters.1),
+    );
     Ok(round)
 }
 

@@ -51,11 +51,7 @@ pub struct Filter<'a> {
 }
 
 pub async fn insert(db: &mut Db<'_>, row: &NotificationRow) -> QueryResult<()> {
-    crate::db!(db, |conn| diesel::insert_into(notifications::table)
-        .values(row)
-        .execute(conn)
-        .await)?;
-    Ok(())
+    crate::insert_deferred!(db, notifications::table, row)
 }
 
 /// A member's notifications matching `filter`, newest first, at most `limit`.

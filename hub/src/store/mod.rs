@@ -246,6 +246,67 @@ macro_rules! db {
     };
 }
 
+/// Inserts the row `$row` (a reference to an `Insertable` row type that sets every column,
+/// as for [`Fixed`]) into `$table` inside a transaction, when nothing reads the insert's
+/// result and its failure is the transaction's (a timeline row, a submission, a task):
+/// a `QueryResult<()>`. On SQLite it runs at once; on PostgreSQL a copy of the row is sent
+/// together with the transaction's next statement ([`PgConn::defer`]): no round trip of
+/// its own, and a failure surfaces at that statement.
+///
+/// ```ignore
+/// crate::insert_deferred!(db, tasks::table, row)?;
+/// ```
+#[macro_export]
+macro_rules! insert_deferred {
+    ($db:expr, $table:expr, $row:expr $(,)?) => {
+        match $crate::store::Db::reborrow($db) {
+            $crate::store::Db::Sqlite(conn) => diesel_async::RunQueryDsl::execute(
+                $crate::store::Fixed(diesel::insert_into($table).values($row)),
+                conn,
+            )
+            .await
+            .map(drop),
+            $crate::store::Db::Postgres(conn) => {
+                conn.defer($crate::store::Fixed(
+                    diesel::insert_into($table).values(Clone::clone($row)),
+                ));
+                Ok::<(), diesel::result::Error>(())
+            }
+        }
+    };
+}
+
+/// [`insert_rows!`](crate::insert_rows) with PostgreSQL's statements deferred
+/// ([`insert_deferred!`](crate::insert_deferred)): a `QueryResult<()>`.
+#[macro_export]
+macro_rules! insert_rows_deferred {
+    ($db:expr, $table:expr, $rows:expr $(,)?) => {
+        async {
+            let mut rows = $rows;
+            match $crate::store::Db::reborrow($db) {
+                $crate::store::Db::Sqlite(conn) => {
+                    for row in rows {
+                        diesel_async::RunQueryDsl::execute(
+                            $crate::store::Fixed(diesel::insert_into($table).values(row)),
+                            conn,
+                        )
+                        .await?;
+                    }
+                }
+                $crate::store::Db::Postgres(conn) => {
+                    while !rows.is_empty() {
+                        let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
+                        let chunk = std::mem::replace(&mut rows, rest);
+                        conn.defer(diesel::insert_into($table).values(chunk));
+                    }
+                }
+            }
+            Ok::<(), diesel::result::Error>(())
+        }
+        .await
+    };
+}
+
 /// Rows in one multi-row `INSERT` of [`insert_rows!`](crate::insert_rows) on PostgreSQL
 /// (the widest table inserted this way has 64 columns; 65,535 bound values at most).
 pub const ROWS_PER_INSERT: usize = 500;

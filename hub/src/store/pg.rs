@@ -9,16 +9,32 @@
 //! with those statements marked safe to keep and keyed by their SQL text (the text, not
 //! the type, says which statement it is), for up to 1,024 distinct texts
 //! per connection ([`KeptTexts`]); past that they are prepared per execution as before.
+//!
+//! It also holds the writes of a transaction whose results nothing reads (the timeline's
+//! rows, the outbox's events, a submission, …): [`PgConn::defer`] keeps such a statement
+//! and sends it together with the transaction's next statement, which goes out right
+//! behind it on the same connection without waiting for its answer (pipelining, as
+//! diesel-async does for futures polled together). PostgreSQL still runs them one after
+//! the other in the order sent, so the next statement sees the deferred writes; what is
+//! saved is a round trip, and the server's and the hub's wake-ups for it, per deferred
+//! write. A deferred write that fails fails the statement it went with (with its own
+//! error: the statement after it only saw the transaction aborted); `ROLLBACK` drops the
+//! writes not yet sent, and `COMMIT` sends them first.
+
+use std::sync::{Arc, Mutex};
 
 use diesel::connection::{CacheSize, Instrumentation};
 use diesel::pg::Pg;
 use diesel::query_builder::{AsQuery, AstPass, Query, QueryFragment, QueryId};
+use diesel::result::DatabaseErrorKind;
 use diesel::{ConnectionResult, QueryResult};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{
     AnsiTransactionManager, AsyncConnection, AsyncConnectionCore, AsyncPgConnection,
     SimpleAsyncConnection,
 };
+use futures_util::future::{BoxFuture, try_join_all};
+use futures_util::{FutureExt, TryFutureExt};
 
 use super::KeptTexts;
 
@@ -27,7 +43,18 @@ use super::KeptTexts;
 pub struct PgConn {
     inner: AsyncPgConnection,
     kept_by_sql: KeptTexts,
+    /// Writes kept by [`PgConn::defer`], in the order given, not sent yet.
+    deferred: Vec<Deferred>,
+    /// The first deferred write of the open transaction that failed, if one did: that
+    /// transaction cannot commit, whatever became of the error of the statement it went
+    /// with (PostgreSQL would answer the `COMMIT` of an aborted transaction with a
+    /// `ROLLBACK`, and no error).
+    failed_write: Arc<Mutex<Option<String>>>,
 }
+
+/// A deferred write: builds the write's future on the connection when it is sent.
+type Deferred =
+    Box<dyn for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<usize>> + Send>;
 
 impl PgConn {
     /// Whether to keep the prepared statement of `query` by its SQL text: diesel would not
@@ -39,6 +66,103 @@ impl PgConn {
         matches!(query.is_safe_to_cache_prepared(&Pg), Ok(false))
             && matches!(self.kept_by_sql.text_to_keep(query, &Pg), Ok(Some(_)))
     }
+
+    /// Keeps `write` (a statement whose result nothing reads) to send with the next
+    /// statement of this connection (see the module docs). Only inside a transaction:
+    /// `COMMIT` is what guarantees it is sent.
+    pub fn defer<Q>(&mut self, write: Q)
+    where
+        Q: QueryFragment<Pg> + QueryId + Send + 'static,
+    {
+        debug_assert!(
+            matches!(
+                <AnsiTransactionManager as diesel_async::TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(&mut self.inner)
+                    .transaction_depth(),
+                Ok(Some(_))
+            ),
+            "a write is deferred only inside a transaction"
+        );
+        let keep = self.keeps_by_sql(&write);
+        self.deferred
+            .push(Box::new(move |conn: &AsyncPgConnection| {
+                let mut conn = conn;
+                if keep {
+                    conn.execute_returning_count(Kept(write))
+                } else {
+                    conn.execute_returning_count(write)
+                }
+            }));
+    }
+
+    /// The deferred writes' futures, in order (none kept any more), and the connection
+    /// to send what goes behind them on.
+    fn take_deferred(&mut self) -> (Vec<BoxFuture<'_, QueryResult<usize>>>, &AsyncPgConnection) {
+        let PgConn {
+            inner,
+            deferred,
+            failed_write,
+            ..
+        } = self;
+        let inner = &*inner;
+        let writes = deferred
+            .drain(..)
+            .map(|write| {
+                let failed_write = Arc::clone(failed_write);
+                write(inner)
+                    .inspect_err(move |err| {
+                        let mut failed = failed_write.lock().unwrap_or_else(|e| e.into_inner());
+                        failed.get_or_insert_with(|| err.to_string());
+                    })
+                    .boxed()
+            })
+            .collect();
+        (writes, inner)
+    }
+
+    /// The failure of a deferred write of the transaction, forgotten here.
+    fn take_failed_write(&self) -> Option<String> {
+        self.failed_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// `COMMIT`, sent right behind the deferred writes as a prepared statement (it then
+    /// queues behind a write still being prepared; see [`PgConn::batch_execute`]).
+    async fn commit_after_writes(&mut self) -> QueryResult<()> {
+        let (writes, mut conn) = self.take_deferred();
+        let commit = conn.execute_returning_count(Kept(diesel::sql_query("COMMIT")));
+        let committed = after_writes(writes, commit).await;
+        match self.take_failed_write() {
+            // The server ended the aborted transaction on the `COMMIT` (as a rollback).
+            Some(failure) => Err(failed_write_error(failure)),
+            None => committed.map(drop),
+        }
+    }
+}
+
+/// The error a transaction's commit reports when one of its deferred writes failed.
+fn failed_write_error(failure: String) -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(
+        DatabaseErrorKind::Unknown,
+        Box::new(format!(
+            "a write of the transaction failed, nothing was committed: {failure}"
+        )),
+    )
+}
+
+/// `then` sent right behind `writes` (pipelined: each future sends its request when first
+/// polled, and they are polled in this order); a failed write's error comes first.
+fn after_writes<'c, T: Send + 'c>(
+    writes: Vec<BoxFuture<'c, QueryResult<usize>>>,
+    then: BoxFuture<'c, QueryResult<T>>,
+) -> BoxFuture<'c, QueryResult<T>> {
+    async move {
+        let (written, then) = futures_util::future::join(try_join_all(writes), then).await;
+        written?;
+        then
+    }
+    .boxed()
 }
 
 /// A query whose prepared statement is kept by its SQL text: safe to keep, and no query
@@ -66,7 +190,36 @@ impl<Q: Query> Query for Kept<Q> {
 }
 
 impl SimpleAsyncConnection for PgConn {
+    /// `BEGIN`, `COMMIT`, `ROLLBACK` and the like. A `ROLLBACK` drops the deferred writes.
+    /// A `COMMIT` goes right behind them as a prepared statement, and fails (having ended
+    /// the transaction) when one of the transaction's deferred writes failed. Anything
+    /// else waits for them: a simple query does not queue behind a write whose statement
+    /// is still being prepared, so sent alongside it could overtake the write.
     async fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
+        if query == "BEGIN" {
+            // Sent with the transaction's first statement, as a deferred write is.
+            self.deferred.push(Box::new(|conn: &AsyncPgConnection| {
+                let mut conn = conn;
+                conn.execute_returning_count(Kept(diesel::sql_query("BEGIN")))
+            }));
+            return Ok(());
+        }
+        if query.starts_with("ROLLBACK") {
+            self.deferred.clear();
+            if query == "ROLLBACK" {
+                self.take_failed_write();
+            }
+        } else if query == "COMMIT" {
+            if !self.deferred.is_empty() {
+                return self.commit_after_writes().await;
+            }
+            if let Some(failure) = self.take_failed_write() {
+                self.inner.batch_execute("ROLLBACK").await?;
+                return Err(failed_write_error(failure));
+            }
+        } else if !self.deferred.is_empty() {
+            try_join_all(self.take_deferred().0).await?;
+        }
         self.inner.batch_execute(query).await
     }
 }
@@ -86,11 +239,21 @@ impl AsyncConnectionCore for PgConn {
         T::Query: QueryFragment<Self::Backend> + QueryId + 'query,
     {
         let query = source.as_query();
-        if self.keeps_by_sql(&query) {
-            self.inner.load(Kept(query))
-        } else {
-            self.inner.load(query)
+        let keep = self.keeps_by_sql(&query);
+        if self.deferred.is_empty() {
+            return if keep {
+                self.inner.load(Kept(query))
+            } else {
+                self.inner.load(query)
+            };
         }
+        let (writes, mut conn) = self.take_deferred();
+        let load = if keep {
+            conn.load(Kept(query))
+        } else {
+            conn.load(query)
+        };
+        after_writes(writes, load)
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -100,11 +263,21 @@ impl AsyncConnectionCore for PgConn {
     where
         T: QueryFragment<Self::Backend> + QueryId + 'query,
     {
-        if self.keeps_by_sql(&source) {
-            self.inner.execute_returning_count(Kept(source))
-        } else {
-            self.inner.execute_returning_count(source)
+        let keep = self.keeps_by_sql(&source);
+        if self.deferred.is_empty() {
+            return if keep {
+                self.inner.execute_returning_count(Kept(source))
+            } else {
+                self.inner.execute_returning_count(source)
+            };
         }
+        let (writes, mut conn) = self.take_deferred();
+        let execute = if keep {
+            conn.execute_returning_count(Kept(source))
+        } else {
+            conn.execute_returning_count(source)
+        };
+        after_writes(writes, execute)
     }
 }
 
@@ -116,6 +289,8 @@ impl AsyncConnection for PgConn {
         Ok(PgConn {
             inner,
             kept_by_sql: KeptTexts::default(),
+            deferred: Vec::new(),
+            failed_write: Arc::default(),
         })
     }
 
@@ -220,5 +395,146 @@ mod tests {
             "prepared for the cache: {:#?}",
             prepared.all()
         );
+    }
+
+    /// A connection with the session's own `kept_items` table, or `None` (skipped) without
+    /// a database.
+    async fn connection_with_table(test: &str) -> Option<PgConn> {
+        let Ok(url) = std::env::var("AGENTHUB_TEST_DATABASE_URL") else {
+            eprintln!("skipped store::pg::tests::{test}: AGENTHUB_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let mut conn = PgConn::establish(&url).await.unwrap();
+        conn.batch_execute(
+            "CREATE TEMPORARY TABLE kept_items (id TEXT PRIMARY KEY, state TEXT NOT NULL, n BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        Some(conn)
+    }
+
+    fn item(
+        id: &str,
+        n: i64,
+    ) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
+    + diesel::query_builder::QueryId
+    + Send
+    + 'static {
+        diesel::insert_into(kept_items::table).values((
+            kept_items::id.eq(id.to_string()),
+            kept_items::state.eq("ready"),
+            kept_items::n.eq(n),
+        ))
+    }
+
+    async fn ids(conn: &mut PgConn) -> Vec<String> {
+        kept_items::table
+            .select(kept_items::id)
+            .order(kept_items::id)
+            .load(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deferred_writes_are_seen_by_the_next_statement_and_committed_in_order() {
+        let test = "deferred_writes_are_seen_by_the_next_statement_and_committed_in_order";
+        let Some(mut conn) = connection_with_table(test).await else {
+            return;
+        };
+        let seen = conn
+            .transaction(async |conn| {
+                conn.defer(item("a", 1));
+                // The second write depends on the first (it updates the row the first wrote).
+                conn.defer(
+                    diesel::update(kept_items::table.find("a".to_string()))
+                        .set(kept_items::n.eq(kept_items::n + 1)),
+                );
+                let seen: i64 = kept_items::table
+                    .find("a")
+                    .select(kept_items::n)
+                    .first(conn)
+                    .await?;
+                // Written last, sent with the COMMIT.
+                conn.defer(item("b", 3));
+                Ok::<_, diesel::result::Error>(seen)
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, 2, "the read saw both deferred writes, in order");
+        assert_eq!(ids(&mut conn).await, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_deferred_write_fails_the_next_statement_and_commits_nothing() {
+        let test = "a_failed_deferred_write_fails_the_next_statement_and_commits_nothing";
+        let Some(mut conn) = connection_with_table(test).await else {
+            return;
+        };
+        diesel::sql_query("INSERT INTO kept_items VALUES ('taken', 'ready', 0)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        // The failure surfaces at the statement the write went with, as the write's own.
+        let err = conn
+            .transaction(async |conn| {
+                conn.defer(item("c", 1));
+                conn.defer(item("taken", 1));
+                kept_items::table.count().get_result::<i64>(conn).await
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                )
+            ),
+            "{err:?}"
+        );
+        // A caller that drops that error still cannot commit.
+        let err = conn
+            .transaction(async |conn| {
+                conn.defer(item("d", 1));
+                conn.defer(item("taken", 1));
+                let _ignored = kept_items::table.count().get_result::<i64>(conn).await;
+                Ok::<_, diesel::result::Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        // Nor when the failing write was the last one, sent with the COMMIT.
+        let err = conn
+            .transaction(async |conn| {
+                conn.defer(item("e", 1));
+                conn.defer(item("taken", 1));
+                Ok::<_, diesel::result::Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        assert_eq!(
+            ids(&mut conn).await,
+            ["taken"],
+            "nothing of those transactions"
+        );
+        // A rolled-back transaction's unsent writes are dropped, not sent with the next one.
+        let err = conn
+            .transaction(async |conn| {
+                conn.defer(item("f", 1));
+                Err::<(), _>(diesel::result::Error::RollbackTransaction)
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, diesel::result::Error::RollbackTransaction));
+        conn.transaction(async |conn| {
+            conn.defer(item("g", 1));
+            Ok::<_, diesel::result::Error>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(ids(&mut conn).await, ["g", "taken"]);
     }
 }

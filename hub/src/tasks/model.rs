@@ -189,22 +189,13 @@ pub struct UsageRow {
 }
 
 pub async fn insert_task(db: &mut Db<'_>, row: &Task) -> QueryResult<()> {
-    crate::db!(db, |conn| Fixed(
-        diesel::insert_into(tasks::table).values(row)
-    )
-    .execute(conn)
-    .await)?;
-    Ok(())
+    crate::insert_deferred!(db, tasks::table, row)
 }
 
 pub async fn insert_steps(db: &mut Db<'_>, rows: &[Step]) -> QueryResult<()> {
     // One statement per row: diesel has no multi-row VALUES for SQLite through diesel-async.
     for row in rows {
-        crate::db!(db, |conn| Fixed(
-            diesel::insert_into(steps::table).values(row)
-        )
-        .execute(conn)
-        .await)?;
+        crate::insert_deferred!(db, steps::table, row)?;
     }
     Ok(())
 }
@@ -303,13 +294,8 @@ pub async fn set_task_status(
 pub async fn insert_timeline(db: &mut Db<'_>, rows: &[TimelineRow]) -> QueryResult<()> {
     match rows {
         [] => Ok(()),
-        [row] => crate::db!(db, |conn| Fixed(
-            diesel::insert_into(timeline::table).values(row)
-        )
-        .execute(conn)
-        .await
-        .map(drop)),
-        _ => crate::insert_rows!(db, timeline::table, rows.to_vec()).map(drop),
+        [row] => crate::insert_deferred!(db, timeline::table, row),
+        _ => crate::insert_rows_deferred!(db, timeline::table, rows.to_vec()),
     }
 }
 
@@ -657,11 +643,7 @@ pub struct AssigneeRow {
 
 pub async fn insert_assignees(db: &mut Db<'_>, rows: &[AssigneeRow]) -> QueryResult<()> {
     for row in rows {
-        crate::db!(db, |conn| Fixed(
-            diesel::insert_into(step_assignees::table).values(row)
-        )
-        .execute(conn)
-        .await)?;
+        crate::insert_deferred!(db, step_assignees::table, row)?;
     }
     Ok(())
 }
@@ -865,12 +847,7 @@ pub async fn find_submission(
 }
 
 pub async fn insert_submission(db: &mut Db<'_>, row: &Submission) -> QueryResult<()> {
-    crate::db!(db, |conn| Fixed(
-        diesel::insert_into(step_submissions::table).values(row)
-    )
-    .execute(conn)
-    .await)?;
-    Ok(())
+    crate::insert_deferred!(db, step_submissions::table, row)
 }
 
 pub async fn insert_workflow_change(db: &mut Db<'_>, row: &WorkflowChangeRow) -> QueryResult<()> {
@@ -918,11 +895,7 @@ pub async fn logs_of(db: &mut Db<'_>, step_id: &str) -> QueryResult<Vec<StepLogR
 }
 
 pub async fn insert_usage(db: &mut Db<'_>, row: &UsageRow) -> QueryResult<()> {
-    crate::db!(db, |conn| diesel::insert_into(usage::table)
-        .values(row)
-        .execute(conn)
-        .await)?;
-    Ok(())
+    crate::insert_deferred!(db, usage::table, row)
 }
 
 /// A planning round of a task.
