@@ -50,7 +50,7 @@ pub async fn reserve_seqs(
         .collect();
     let lasts: Vec<(String, i64)> = match db.reborrow() {
         Db::Sqlite(conn) => {
-            // Outside a writer's group: one cached single-row upsert per audience (see `insert_rows!`).
+            // Outside a writer's group: one cached single-row upsert per audience (see `insert_rows_deferred!`).
             let mut lasts = Vec::with_capacity(rows.len());
             for row in rows {
                 lasts.push(

@@ -276,8 +276,18 @@ macro_rules! insert_deferred {
     };
 }
 
-/// [`insert_rows!`](crate::insert_rows) with PostgreSQL's statements deferred
-/// ([`insert_deferred!`](crate::insert_deferred)): a `QueryResult<()>`.
+/// Inserts `$rows` (a `Vec` of one `Insertable` row type that sets every column: no
+/// `Option` field, or `treat_none_as_default_value = false`) into `$table` inside a
+/// transaction, when nothing reads the inserts' results (the outbox's events, timeline
+/// rows): a `QueryResult<()>`. On PostgreSQL one `INSERT … VALUES (…), (…)` per
+/// [`ROWS_PER_INSERT`] rows, each deferred ([`insert_deferred!`](crate::insert_deferred)); on
+/// SQLite, where a statement is a function call, one single-row `INSERT` per row at once,
+/// reusing one prepared statement kept by its type ([`Fixed`]), where a multi-row one would
+/// be parsed and planned again for each count of rows.
+///
+/// ```ignore
+/// crate::insert_rows_deferred!(db, events::table, rows)?;
+/// ```
 #[macro_export]
 macro_rules! insert_rows_deferred {
     ($db:expr, $table:expr, $rows:expr $(,)?) => {
@@ -307,54 +317,9 @@ macro_rules! insert_rows_deferred {
     };
 }
 
-/// Rows in one multi-row `INSERT` of [`insert_rows!`](crate::insert_rows) on PostgreSQL
+/// Rows in one multi-row `INSERT` of [`insert_rows_deferred!`](crate::insert_rows_deferred) on PostgreSQL
 /// (the widest table inserted this way has 64 columns; 65,535 bound values at most).
 pub const ROWS_PER_INSERT: usize = 500;
-
-/// Inserts `$rows` (a `Vec` of one `Insertable` row type that sets every column: no
-/// `Option` field, or `treat_none_as_default_value = false`) into `$table` and evaluates
-/// to the `QueryResult` of the number of rows inserted. On PostgreSQL one
-/// `INSERT … VALUES (…), (…)` per [`ROWS_PER_INSERT`] rows saves a round trip per row; on
-/// SQLite, where a statement is a function call, one single-row `INSERT` per row reuses
-/// one prepared statement, kept by its type ([`Fixed`]), where a multi-row one would be parsed and
-/// planned again for each count of rows.
-///
-/// ```ignore
-/// crate::insert_rows!(db, events::table, rows)?;
-/// ```
-#[macro_export]
-macro_rules! insert_rows {
-    ($db:expr, $table:expr, $rows:expr $(,)?) => {
-        async {
-            let mut rows = $rows;
-            let mut inserted: usize = 0;
-            match $crate::store::Db::reborrow($db) {
-                $crate::store::Db::Sqlite(conn) => {
-                    for row in rows {
-                        inserted += diesel_async::RunQueryDsl::execute(
-                            $crate::store::Fixed(diesel::insert_into($table).values(row)),
-                            conn,
-                        )
-                        .await?;
-                    }
-                }
-                $crate::store::Db::Postgres(conn) => {
-                    while !rows.is_empty() {
-                        let rest = rows.split_off(rows.len().min($crate::store::ROWS_PER_INSERT));
-                        let chunk = std::mem::replace(&mut rows, rest);
-                        inserted += diesel_async::RunQueryDsl::execute(
-                            diesel::insert_into($table).values(chunk),
-                            conn,
-                        )
-                        .await?;
-                    }
-                }
-            }
-            Ok::<usize, diesel::result::Error>(inserted)
-        }
-        .await
-    };
-}
 
 /// A new id: a UUIDv7 string (time-ordered, so ids sort by creation).
 pub fn new_id() -> String {

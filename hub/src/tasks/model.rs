@@ -290,7 +290,7 @@ pub async fn set_task_status(
 
 /// Inserts timeline rows: one row as one statement of a static type (cached without
 /// rendering its SQL on either backend), more (a task's creation, a step moved twice at
-/// once) through [`insert_rows!`](crate::insert_rows).
+/// once) through [`insert_rows_deferred!`](crate::insert_rows_deferred).
 pub async fn insert_timeline(db: &mut Db<'_>, rows: &[TimelineRow]) -> QueryResult<()> {
     match rows {
         [] => Ok(()),
