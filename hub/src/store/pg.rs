@@ -18,10 +18,14 @@
 //! the other in the order sent, so the next statement sees the deferred writes; what is
 //! saved is a round trip, and the server's and the hub's wake-ups for it, per deferred
 //! write. A deferred write that fails fails the statement it went with (with its own
-//! error: the statement after it only saw the transaction aborted); `ROLLBACK` drops the
-//! writes not yet sent, and `COMMIT` sends them first.
+//! error: the statement after it only saw the transaction aborted), and the transaction's
+//! `COMMIT` (with the write's kind of error) whatever the caller did with that error;
+//! `ROLLBACK` drops the writes not yet sent, and `COMMIT` goes right behind them. The
+//! transaction's `BEGIN` is deferred the same way.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use diesel::connection::{CacheSize, Instrumentation};
 use diesel::pg::Pg;
@@ -33,7 +37,7 @@ use diesel_async::{
     AnsiTransactionManager, AsyncConnection, AsyncConnectionCore, AsyncPgConnection,
     SimpleAsyncConnection,
 };
-use futures_util::future::{BoxFuture, try_join_all};
+use futures_util::future::{BoxFuture, MaybeDone, maybe_done, poll_fn};
 use futures_util::{FutureExt, TryFutureExt};
 
 use super::KeptTexts;
@@ -45,16 +49,26 @@ pub struct PgConn {
     kept_by_sql: KeptTexts,
     /// Writes kept by [`PgConn::defer`], in the order given, not sent yet.
     deferred: Vec<Deferred>,
-    /// The first deferred write of the open transaction that failed, if one did: that
-    /// transaction cannot commit, whatever became of the error of the statement it went
-    /// with (PostgreSQL would answer the `COMMIT` of an aborted transaction with a
-    /// `ROLLBACK`, and no error).
-    failed_write: Arc<Mutex<Option<String>>>,
+    /// The transaction's `BEGIN` is among `deferred`: nothing of it reached the server.
+    begin_deferred: bool,
+    /// The first deferred write of the open transaction that failed (or was dropped
+    /// unsent), if one did: that transaction cannot commit, whatever became of the error
+    /// of the statement it went with (PostgreSQL would answer the `COMMIT` of an aborted
+    /// transaction with a `ROLLBACK`, and no error).
+    failed_write: FailedWrite,
 }
 
 /// A deferred write: builds the write's future on the connection when it is sent.
 type Deferred =
     Box<dyn for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<usize>> + Send>;
+
+/// Where the deferred writes sent with a statement record their failure.
+type FailedWrite = Arc<Mutex<Option<(DatabaseErrorKind, String)>>>;
+
+fn record_failure(failed_write: &FailedWrite, kind: DatabaseErrorKind, message: String) {
+    let mut failed = failed_write.lock().unwrap_or_else(|e| e.into_inner());
+    failed.get_or_insert((kind, message));
+}
 
 impl PgConn {
     /// Whether to keep the prepared statement of `query` by its SQL text: diesel would not
@@ -67,19 +81,24 @@ impl PgConn {
             && matches!(self.kept_by_sql.text_to_keep(query, &Pg), Ok(Some(_)))
     }
 
+    fn in_transaction(&mut self) -> bool {
+        matches!(
+            <AnsiTransactionManager as diesel_async::TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(&mut self.inner)
+                .transaction_depth(),
+            Ok(Some(_))
+        )
+    }
+
     /// Keeps `write` (a statement whose result nothing reads) to send with the next
     /// statement of this connection (see the module docs). Only inside a transaction:
-    /// `COMMIT` is what guarantees it is sent.
+    /// `COMMIT` is what guarantees it is sent (a connection holding writes outside one is
+    /// broken, and the pool drops it).
     pub fn defer<Q>(&mut self, write: Q)
     where
         Q: QueryFragment<Pg> + QueryId + Send + 'static,
     {
         debug_assert!(
-            matches!(
-                <AnsiTransactionManager as diesel_async::TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(&mut self.inner)
-                    .transaction_depth(),
-                Ok(Some(_))
-            ),
+            self.in_transaction(),
             "a write is deferred only inside a transaction"
         );
         let keep = self.keeps_by_sql(&write);
@@ -94,15 +113,17 @@ impl PgConn {
             }));
     }
 
-    /// The deferred writes' futures, in order (none kept any more), and the connection
-    /// to send what goes behind them on.
+    /// The deferred writes' futures, in order (none kept any more), each recording its
+    /// failure, and the connection to send what goes behind them on.
     fn take_deferred(&mut self) -> (Vec<BoxFuture<'_, QueryResult<usize>>>, &AsyncPgConnection) {
         let PgConn {
             inner,
             deferred,
+            begin_deferred,
             failed_write,
             ..
         } = self;
+        *begin_deferred = false;
         let inner = &*inner;
         let writes = deferred
             .drain(..)
@@ -110,8 +131,11 @@ impl PgConn {
                 let failed_write = Arc::clone(failed_write);
                 write(inner)
                     .inspect_err(move |err| {
-                        let mut failed = failed_write.lock().unwrap_or_else(|e| e.into_inner());
-                        failed.get_or_insert_with(|| err.to_string());
+                        let kind = match err {
+                            diesel::result::Error::DatabaseError(kind, _) => *kind,
+                            _ => DatabaseErrorKind::Unknown,
+                        };
+                        record_failure(&failed_write, kind, err.to_string());
                     })
                     .boxed()
             })
@@ -119,8 +143,26 @@ impl PgConn {
         (writes, inner)
     }
 
+    /// `then` sent right behind the deferred writes (see [`after_writes`]).
+    fn behind_writes<'c, T: Send + 'c>(
+        &'c mut self,
+        then: impl FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>>,
+    ) -> BoxFuture<'c, QueryResult<T>> {
+        let failed_write = Arc::clone(&self.failed_write);
+        let (writes, conn) = self.take_deferred();
+        let sent = after_writes(writes, then(conn), failed_write);
+        async move {
+            match sent.await {
+                (Err(err), _) => Err(err),
+                (Ok(()), Some(then)) => then,
+                (Ok(()), None) => unreachable!("`then` is sent unless a write failed"),
+            }
+        }
+        .boxed()
+    }
+
     /// The failure of a deferred write of the transaction, forgotten here.
-    fn take_failed_write(&self) -> Option<String> {
+    fn take_failed_write(&self) -> Option<(DatabaseErrorKind, String)> {
         self.failed_write
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -130,9 +172,18 @@ impl PgConn {
     /// `COMMIT`, sent right behind the deferred writes as a prepared statement (it then
     /// queues behind a write still being prepared; see [`PgConn::batch_execute`]).
     async fn commit_after_writes(&mut self) -> QueryResult<()> {
+        let failed_write = Arc::clone(&self.failed_write);
         let (writes, mut conn) = self.take_deferred();
         let commit = conn.execute_returning_count(Kept(diesel::sql_query("COMMIT")));
-        let committed = after_writes(writes, commit).await;
+        let (_, committed) = after_writes(writes, commit, failed_write).await;
+        let Some(committed) = committed else {
+            // A write failed before it was sent: the `COMMIT` was not sent either.
+            self.inner.batch_execute("ROLLBACK").await?;
+            let failure = self.take_failed_write();
+            return Err(failed_write_error(failure.unwrap_or_else(|| {
+                (DatabaseErrorKind::Unknown, "a write was not sent".into())
+            })));
+        };
         match self.take_failed_write() {
             // The server ended the aborted transaction on the `COMMIT` (as a rollback).
             Some(failure) => Err(failed_write_error(failure)),
@@ -141,28 +192,83 @@ impl PgConn {
     }
 }
 
-/// The error a transaction's commit reports when one of its deferred writes failed.
-fn failed_write_error(failure: String) -> diesel::result::Error {
+/// The error a transaction's commit reports when one of its deferred writes failed: of
+/// the write's kind (a unique violation stays one).
+fn failed_write_error((kind, failure): (DatabaseErrorKind, String)) -> diesel::result::Error {
     diesel::result::Error::DatabaseError(
-        DatabaseErrorKind::Unknown,
+        kind,
         Box::new(format!(
             "a write of the transaction failed, nothing was committed: {failure}"
         )),
     )
 }
 
-/// `then` sent right behind `writes` (pipelined: each future sends its request when first
-/// polled, and they are polled in this order); a failed write's error comes first.
-fn after_writes<'c, T: Send + 'c>(
+/// Sends `then` right behind `writes` and waits for all of them: the writes' first error
+/// (or `Ok`), and `then`'s answer unless it was not sent.
+///
+/// Every pass polls the writes in order before `then`: each sends its request when first
+/// polled, or queues on diesel-async's statement cache behind the one being prepared, so
+/// `then` reaches the server after every write. A write that failed before it was sent
+/// (its values could not be bound) keeps `then` from being sent at all: the server would
+/// run it without that write. Dropped before it is done, the whole counts as a failed
+/// write (its writes may not have been sent), so the transaction cannot commit.
+async fn after_writes<'c, T>(
     writes: Vec<BoxFuture<'c, QueryResult<usize>>>,
     then: BoxFuture<'c, QueryResult<T>>,
-) -> BoxFuture<'c, QueryResult<T>> {
-    async move {
-        let (written, then) = futures_util::future::join(try_join_all(writes), then).await;
-        written?;
-        then
+    failed_write: FailedWrite,
+) -> (QueryResult<()>, Option<QueryResult<T>>) {
+    /// Records a failure when dropped before [`Unfinished::done`].
+    struct Unfinished(Option<FailedWrite>);
+    impl Unfinished {
+        fn done(mut self) {
+            self.0 = None;
+        }
     }
-    .boxed()
+    impl Drop for Unfinished {
+        fn drop(&mut self) {
+            if let Some(failed_write) = &self.0 {
+                let message = "a statement with deferred writes was dropped before it was answered";
+                record_failure(failed_write, DatabaseErrorKind::Unknown, message.into());
+            }
+        }
+    }
+    let unfinished = Unfinished(Some(failed_write));
+    let mut writes: Vec<MaybeDone<_>> = writes.into_iter().map(maybe_done).collect();
+    let mut then = Some(maybe_done(then));
+    let mut first_pass = true;
+    poll_fn(|cx| {
+        let mut pending = false;
+        for write in &mut writes {
+            pending |= Pin::new(write).poll(cx).is_pending();
+        }
+        if std::mem::take(&mut first_pass)
+            && writes
+                .iter()
+                .any(|write| matches!(write, MaybeDone::Done(Err(_))))
+        {
+            then = None;
+        }
+        if let Some(then) = &mut then {
+            pending |= Pin::new(then).poll(cx).is_pending();
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    unfinished.done();
+    let mut written = Ok(());
+    for write in &mut writes {
+        if let Some(Err(err)) = Pin::new(write).take_output() {
+            if written.is_ok() {
+                written = Err(err);
+            }
+        }
+    }
+    let then = then.and_then(|mut then| Pin::new(&mut then).take_output());
+    (written, then)
 }
 
 /// A query whose prepared statement is kept by its SQL text: safe to keep, and no query
@@ -190,24 +296,30 @@ impl<Q: Query> Query for Kept<Q> {
 }
 
 impl SimpleAsyncConnection for PgConn {
-    /// `BEGIN`, `COMMIT`, `ROLLBACK` and the like. A `ROLLBACK` drops the deferred writes.
-    /// A `COMMIT` goes right behind them as a prepared statement, and fails (having ended
+    /// `BEGIN`, `COMMIT`, `ROLLBACK` and the like. `BEGIN` is deferred, as a write is. A
+    /// `ROLLBACK` drops the deferred writes (and is not sent when the `BEGIN` was not). A
+    /// `COMMIT` goes right behind them as a prepared statement, and fails (having ended
     /// the transaction) when one of the transaction's deferred writes failed. Anything
     /// else waits for them: a simple query does not queue behind a write whose statement
     /// is still being prepared, so sent alongside it could overtake the write.
     async fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
         if query == "BEGIN" {
-            // Sent with the transaction's first statement, as a deferred write is.
+            self.take_failed_write();
             self.deferred.push(Box::new(|conn: &AsyncPgConnection| {
                 let mut conn = conn;
                 conn.execute_returning_count(Kept(diesel::sql_query("BEGIN")))
             }));
+            self.begin_deferred = true;
             return Ok(());
         }
         if query.starts_with("ROLLBACK") {
             self.deferred.clear();
             if query == "ROLLBACK" {
                 self.take_failed_write();
+                if std::mem::take(&mut self.begin_deferred) {
+                    // Nothing of the transaction reached the server.
+                    return Ok(());
+                }
             }
         } else if query == "COMMIT" {
             if !self.deferred.is_empty() {
@@ -218,7 +330,10 @@ impl SimpleAsyncConnection for PgConn {
                 return Err(failed_write_error(failure));
             }
         } else if !self.deferred.is_empty() {
-            try_join_all(self.take_deferred().0).await?;
+            let failed_write = Arc::clone(&self.failed_write);
+            let (writes, _) = self.take_deferred();
+            let no_statement = async { Ok(()) }.boxed();
+            after_writes(writes, no_statement, failed_write).await.0?;
         }
         self.inner.batch_execute(query).await
     }
@@ -247,13 +362,13 @@ impl AsyncConnectionCore for PgConn {
                 self.inner.load(query)
             };
         }
-        let (writes, mut conn) = self.take_deferred();
-        let load = if keep {
-            conn.load(Kept(query))
-        } else {
-            conn.load(query)
-        };
-        after_writes(writes, load)
+        self.behind_writes(move |mut conn| {
+            if keep {
+                conn.load(Kept(query))
+            } else {
+                conn.load(query)
+            }
+        })
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -271,13 +386,13 @@ impl AsyncConnectionCore for PgConn {
                 self.inner.execute_returning_count(source)
             };
         }
-        let (writes, mut conn) = self.take_deferred();
-        let execute = if keep {
-            conn.execute_returning_count(Kept(source))
-        } else {
-            conn.execute_returning_count(source)
-        };
-        after_writes(writes, execute)
+        self.behind_writes(move |mut conn| {
+            if keep {
+                conn.execute_returning_count(Kept(source))
+            } else {
+                conn.execute_returning_count(source)
+            }
+        })
     }
 }
 
@@ -290,6 +405,7 @@ impl AsyncConnection for PgConn {
             inner,
             kept_by_sql: KeptTexts::default(),
             deferred: Vec::new(),
+            begin_deferred: false,
             failed_write: Arc::default(),
         })
     }
@@ -312,8 +428,9 @@ impl AsyncConnection for PgConn {
 }
 
 impl PoolableConnection for PgConn {
+    /// Broken as diesel-async's connection is, or holding writes no transaction will send.
     fn is_broken(&mut self) -> bool {
-        self.inner.is_broken()
+        self.inner.is_broken() || !self.deferred.is_empty() && !self.in_transaction()
     }
 }
 
@@ -455,14 +572,18 @@ mod tests {
                     .select(kept_items::n)
                     .first(conn)
                     .await?;
-                // Written last, sent with the COMMIT.
-                conn.defer(item("b", 3));
+                // Written last, sent with the COMMIT: more than a join polls in one go.
+                for i in 0..40 {
+                    conn.defer(item(&format!("b{i:02}"), i));
+                }
                 Ok::<_, diesel::result::Error>(seen)
             })
             .await
             .unwrap();
         assert_eq!(seen, 2, "the read saw both deferred writes, in order");
-        assert_eq!(ids(&mut conn).await, ["a", "b"]);
+        let mut expected = vec!["a".to_string()];
+        expected.extend((0..40).map(|i| format!("b{i:02}")));
+        assert_eq!(ids(&mut conn).await, expected);
     }
 
     #[tokio::test]
@@ -504,7 +625,16 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        assert!(
+            matches!(
+                &err,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                )
+            ) && err.to_string().contains("nothing was committed"),
+            "the write's own kind of error: {err:?}"
+        );
         // Nor when the failing write was the last one, sent with the COMMIT.
         let err = conn
             .transaction(async |conn| {
@@ -514,7 +644,16 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        assert!(
+            matches!(
+                &err,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                )
+            ) && err.to_string().contains("nothing was committed"),
+            "the write's own kind of error: {err:?}"
+        );
         assert_eq!(
             ids(&mut conn).await,
             ["taken"],
