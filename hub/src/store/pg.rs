@@ -261,10 +261,10 @@ async fn after_writes<'c, T>(
     unfinished.done();
     let mut written = Ok(());
     for write in &mut writes {
-        if let Some(Err(err)) = Pin::new(write).take_output() {
-            if written.is_ok() {
-                written = Err(err);
-            }
+        if let Some(Err(err)) = Pin::new(write).take_output()
+            && written.is_ok()
+        {
+            written = Err(err);
         }
     }
     let then = then.and_then(|mut then| Pin::new(&mut then).take_output());
@@ -355,20 +355,17 @@ impl AsyncConnectionCore for PgConn {
     {
         let query = source.as_query();
         let keep = self.keeps_by_sql(&query);
-        if self.deferred.is_empty() {
-            return if keep {
-                self.inner.load(Kept(query))
-            } else {
-                self.inner.load(query)
-            };
-        }
-        self.behind_writes(move |mut conn| {
+        let load = move |mut conn: &'conn AsyncPgConnection| {
             if keep {
                 conn.load(Kept(query))
             } else {
                 conn.load(query)
             }
-        })
+        };
+        if self.deferred.is_empty() {
+            return load(&self.inner);
+        }
+        self.behind_writes(load)
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -379,20 +376,17 @@ impl AsyncConnectionCore for PgConn {
         T: QueryFragment<Self::Backend> + QueryId + 'query,
     {
         let keep = self.keeps_by_sql(&source);
-        if self.deferred.is_empty() {
-            return if keep {
-                self.inner.execute_returning_count(Kept(source))
-            } else {
-                self.inner.execute_returning_count(source)
-            };
-        }
-        self.behind_writes(move |mut conn| {
+        let execute = move |mut conn: &'conn AsyncPgConnection| {
             if keep {
                 conn.execute_returning_count(Kept(source))
             } else {
                 conn.execute_returning_count(source)
             }
-        })
+        };
+        if self.deferred.is_empty() {
+            return execute(&self.inner);
+        }
+        self.behind_writes(execute)
     }
 }
 
