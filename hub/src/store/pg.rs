@@ -547,6 +547,20 @@ mod tests {
             .unwrap()
     }
 
+    /// The failed write's own kind of error (a duplicate id).
+    fn assert_unique_violation(err: &diesel::result::Error) {
+        assert!(
+            matches!(
+                err,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                )
+            ),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn deferred_writes_are_seen_by_the_next_statement_and_committed_in_order() {
         let test = "deferred_writes_are_seen_by_the_next_statement_and_committed_in_order";
@@ -599,16 +613,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _
-                )
-            ),
-            "{err:?}"
-        );
+        assert_unique_violation(&err);
         // A caller that drops that error still cannot commit.
         let err = conn
             .transaction(async |conn| {
@@ -619,16 +624,8 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _
-                )
-            ) && err.to_string().contains("nothing was committed"),
-            "the write's own kind of error: {err:?}"
-        );
+        assert_unique_violation(&err);
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
         // Nor when the failing write was the last one, sent with the COMMIT.
         let err = conn
             .transaction(async |conn| {
@@ -638,16 +635,8 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _
-                )
-            ) && err.to_string().contains("nothing was committed"),
-            "the write's own kind of error: {err:?}"
-        );
+        assert_unique_violation(&err);
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
         assert_eq!(
             ids(&mut conn).await,
             ["taken"],
