@@ -113,6 +113,22 @@ impl PgConn {
             }));
     }
 
+    /// Runs `statements` (which may send several statements on the connection at once,
+    /// polling their futures together, e.g. with `join!`: they are then pipelined, and
+    /// the server runs them in the order they were first polled) right behind the
+    /// deferred writes. For reads that do not depend on each other's answers: a
+    /// transaction's independent reads, or a row lock and the read that must follow it,
+    /// in one round trip instead of one each.
+    pub fn pipelined<'c, T: Send + 'c>(
+        &'c mut self,
+        statements: impl FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>>,
+    ) -> BoxFuture<'c, QueryResult<T>> {
+        if self.deferred.is_empty() {
+            return statements(&self.inner);
+        }
+        self.behind_writes(statements)
+    }
+
     /// The deferred writes' futures, in order (none kept any more), each recording its
     /// failure, and the connection to send what goes behind them on.
     fn take_deferred(&mut self) -> (Vec<BoxFuture<'_, QueryResult<usize>>>, &AsyncPgConnection) {

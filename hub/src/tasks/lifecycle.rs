@@ -465,7 +465,7 @@ pub async fn submit_step(
     let outcome = ctx
         .store
         .transaction(async |db| {
-            let step = assigned_step(db, agent, &submitted.step_id).await?;
+            let (step, shared) = assigned_step_shared(db, agent, &submitted.step_id).await?;
             // A step leaves `claimed`/`running` at an attempt for good when that attempt is
             // submitted (every way back to an agent starts a new attempt), so while the
             // caller still holds it at this attempt there is no earlier submit to answer.
@@ -546,7 +546,9 @@ pub async fn submit_step(
                 model::insert_usage(db, &row).await?;
             }
             if status == StepStatus::Done {
-                completed_in_tx(db, &mut outbox, &task, &step, &by).await?;
+                // Without other assignees the submitting agent is the step's only one.
+                let assignees = (!shared).then(|| vec![(step.id.clone(), agent.agent_id.clone())]);
+                completed_in_tx(db, &mut outbox, &task, &step, &by, assignees).await?;
             } else {
                 approvals::request_in_tx(db, &mut outbox, &task, &step).await?;
             }
@@ -828,21 +830,26 @@ pub async fn complete_in_tx(
         None,
     )
     .await?;
-    completed_in_tx(db, outbox, task, step, by).await
+    completed_in_tx(db, outbox, task, step, by, None).await
 }
 
 /// What follows a step's move to `done`: readiness propagation, `step.completed` for
 /// everyone concerned and, after it, the task's end if this was its last step.
+/// `assignees`: the step's (step id, agent id) pairs when the caller knows them.
 async fn completed_in_tx(
     db: &mut Db<'_>,
     outbox: &mut Outbox,
     task: &Task,
     step: &Step,
     by: &By,
+    assignees: Option<Vec<(String, String)>>,
 ) -> Result<()> {
     let settled = settle::settle(db, outbox, task, by).await?;
     let newly_ready = &settled.newly_ready;
-    let assignees = model::assignees_of(db, std::slice::from_ref(&step.id)).await?;
+    let assignees = match assignees {
+        Some(known) => known,
+        None => model::assignees_of(db, std::slice::from_ref(&step.id)).await?,
+    };
     let next_assignees = model::assignees_of(
         db,
         &newly_ready

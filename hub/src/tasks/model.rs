@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use futures_util::FutureExt;
 
 use crate::schema::{
     agents, meeting_participants, meetings, plans, step_approvers, step_assignees, step_checks,
@@ -374,25 +375,24 @@ pub async fn lock_task(
     workspace_id: &str,
     task_id: &str,
 ) -> QueryResult<Option<Task>> {
-    if let Db::Sqlite(_) = db {
+    let Db::Postgres(conn) = db else {
         // SQLite runs one write transaction at a time (`BEGIN IMMEDIATE` on the single
-        // writer connection): reading the row is enough, and a no-op update would cost
-        // more pages in the commit.
+        // writer connection): reading the row is enough.
         return find_task(db, workspace_id, task_id).await;
-    }
-    crate::db!(db, |conn| {
-        diesel::update(tasks::table)
-            .filter(
-                tasks::id
-                    .eq(task_id)
-                    .and(tasks::workspace_id.eq(workspace_id)),
-            )
-            .set(tasks::updated_at.eq(tasks::updated_at))
-            .returning(Task::as_returning())
-            .get_result(conn)
-            .await
-            .optional()
-    })
+    };
+    // The lock an update of the row would take (a claim's share lock on the task waits
+    // for it), without writing a new version of the row.
+    tasks::table
+        .filter(
+            tasks::id
+                .eq(task_id)
+                .and(tasks::workspace_id.eq(workspace_id)),
+        )
+        .select(Task::as_select())
+        .for_no_key_update()
+        .get_result(*conn)
+        .await
+        .optional()
 }
 
 pub async fn find_step(
@@ -596,23 +596,35 @@ pub async fn claim_capacity(
                 .map(|found| found.map(|(max, held)| (max, held.unwrap_or(0))))
         }
         Db::Postgres(conn) => {
-            let max = diesel::update(agents::table.find(agent_id))
-                .filter(agents::workspace_id.eq(workspace_id))
-                .set(agents::max_concurrency.eq(agents::max_concurrency))
-                .returning(agents::max_concurrency)
-                .get_result::<i32>(conn)
-                .await
-                .optional()?;
-            let Some(max) = max else {
-                return Ok(None);
-            };
-            let held: i64 = steps::table
-                .filter(steps::claimed_by.eq(agent_id))
-                .filter(held)
-                .count()
-                .get_result(conn)
+            let lock = Fixed(
+                agents::table
+                    .find(agent_id.to_string())
+                    .filter(agents::workspace_id.eq(workspace_id.to_string()))
+                    .select(agents::max_concurrency)
+                    .for_no_key_update(),
+            );
+            let count = Fixed(
+                steps::table
+                    .filter(steps::claimed_by.eq(agent_id.to_string()))
+                    .filter(held)
+                    .count(),
+            );
+            // The count goes right behind the lock without waiting for it: the server
+            // runs it once the lock is granted, with a snapshot taken then.
+            let (max, held) = conn
+                .pipelined(move |mut conn| {
+                    async move {
+                        let mut behind = conn;
+                        let (max, held) = futures_util::join!(
+                            lock.get_result::<i32>(&mut conn),
+                            count.get_result::<i64>(&mut behind),
+                        );
+                        Ok((max.optional()?, held?))
+                    }
+                    .boxed()
+                })
                 .await?;
-            Ok(Some((max, held)))
+            Ok(max.map(|max| (max, held)))
         }
     }
 }

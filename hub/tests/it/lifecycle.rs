@@ -2221,3 +2221,51 @@ backend_test!(
         }
     }
 );
+
+backend_test!(
+    /// An agent that may hold one step claims two ready steps at the same moment, 10
+    /// rounds: one claim wins and the other is a conflict naming the limit (on
+    /// PostgreSQL the agent's row is locked and its held steps counted behind the lock).
+    async fn concurrent_claims_of_one_agent_respect_its_max_concurrency(store) {
+        let team = Team::new(&store).await;
+        let solo = team.add_agent("solo", "aurora@example.com", &[], 1).await;
+        for round in 0..10 {
+            let view = team
+                .create(new_task(
+                    "Two at once",
+                    vec![new_step("a", &["solo"], &[]), new_step("b", &["solo"], &[])],
+                ))
+                .await;
+            let steps = [step_id(&view, "a"), step_id(&view, "b")];
+            let barrier = Arc::new(Barrier::new(2));
+            let handles = steps.clone().map(|step| {
+                let ctx = team.ctx.clone();
+                let barrier = Arc::clone(&barrier);
+                let agent = solo.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tasks::claim_step(&ctx, &agent, &step).await
+                })
+            });
+            let mut won = Vec::new();
+            for (handle, step) in handles.into_iter().zip(&steps) {
+                match handle.await.unwrap() {
+                    Ok(_) => won.push(step.clone()),
+                    Err(err) => {
+                        assert_eq!(err.code(), "conflict", "{err}");
+                        assert!(err.to_string().contains("max concurrency 1"), "{err}");
+                    }
+                }
+            }
+            let on = format!("round {round} on {:?}", store.backend());
+            assert_eq!(won.len(), 1, "{on}");
+            for step in &steps {
+                let expected = if won.contains(step) { "claimed" } else { "ready" };
+                assert_eq!(team.step(step).await.status, expected, "{on}");
+            }
+            tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Cancel)
+                .await
+                .unwrap();
+        }
+    }
+);
