@@ -195,7 +195,13 @@ pub async fn set_decision_timeout(
 /// The workspace's default deadline of approvals and questions (`None`: no deadline).
 pub async fn decision_timeout(store: &Store, workspace_id: &str) -> Result<Option<i64>> {
     store
-        .read(async |db| Ok(model::decision_timeout_of(db, workspace_id).await?))
+        .read(async |db| {
+            let timeout = model::decision_timeout_of(db, workspace_id).await;
+            Ok(timeout
+                .get(db)
+                .await?
+                .ok_or(diesel::result::Error::NotFound)?)
+        })
         .await
 }
 

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{api_keys, members, workspaces};
-use crate::store::Db;
+use crate::store::{Ahead, Db};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = workspaces, treat_none_as_default_value = false)]
@@ -76,14 +76,20 @@ pub async fn find_workspace(db: &mut Db<'_>, id_or_name: &str) -> QueryResult<Op
     })
 }
 
-/// The workspace's default deadline of approvals and questions (`None`: no deadline).
-pub async fn decision_timeout_of(db: &mut Db<'_>, workspace_id: &str) -> QueryResult<Option<i64>> {
-    crate::db!(db, |conn| {
+/// The workspace's default deadline of approvals and questions (`None`: no deadline; the
+/// outer `None`: no such workspace), started ahead ([`ahead!`](crate::ahead)).
+pub async fn decision_timeout_of(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+) -> Ahead<Option<Option<i64>>> {
+    let workspace_id = workspace_id.to_string();
+    crate::ahead!(db, |conn| async move {
         workspaces::table
             .filter(workspaces::id.eq(workspace_id))
             .select(workspaces::decision_timeout_ms)
             .first(conn)
             .await
+            .optional()
     })
 }
 

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::schema::{agent_tokens, agents, members, revoked_agent_tokens};
-use crate::store::Db;
+use crate::store::{Ahead, Db};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = agents, treat_none_as_default_value = false)]
@@ -115,6 +115,17 @@ pub async fn agents_of_member(db: &mut Db<'_>, member_id: &str) -> QueryResult<V
         agents::table
             .filter(agents::owner_member_id.eq(member_id))
             .select(Agent::as_select())
+            .load(conn)
+            .await
+    })
+}
+
+/// The ids of the agents bound to `member_id`, started ahead ([`ahead!`](crate::ahead)).
+pub async fn agent_ids_of_member(db: &mut Db<'_>, member_id: String) -> Ahead<Vec<String>> {
+    crate::ahead!(db, |conn| async move {
+        agents::table
+            .filter(agents::owner_member_id.eq(member_id))
+            .select(agents::id)
             .load(conn)
             .await
     })

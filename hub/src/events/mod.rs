@@ -332,7 +332,9 @@ impl Outbox {
             .filter(|task_id| !self.created_tasks.contains(task_id))
             .cloned()
             .collect();
-        notifications::settle(db, &settled).await?;
+        // On PostgreSQL its read, and the placeholders' numbers below, go out with the
+        // counters' statement.
+        let settling = notifications::settle_ahead(db, &settled).await;
         let now = now_ms();
         let mut rows = Vec::new();
         // A fixed order of counter updates keeps concurrent transactions from deadlocking.
@@ -347,12 +349,17 @@ impl Outbox {
             .iter()
             .map(|audience| (audience.id(), n_events(audience) as i64))
             .collect();
-        let firsts = model::reserve_seqs(db, &counts).await?;
         let n_deferred: usize = deferred.iter().map(n_events).sum();
-        let mut placeholders = if n_deferred > 0 {
-            staged::placeholders(db, n_deferred).await?.into_iter()
+        let placeholders = if n_deferred > 0 {
+            Some(staged::placeholders(db, n_deferred).await)
         } else {
-            Vec::new().into_iter()
+            None
+        };
+        let firsts = model::reserve_seqs(db, &counts).await?;
+        settling.finish(db).await?;
+        let mut placeholders = match placeholders {
+            Some(placeholders) => placeholders.get(db).await?.into_iter(),
+            None => Vec::new().into_iter(),
         };
         let audiences = numbered
             .iter()

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
+use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use super::Audience;
@@ -41,7 +42,7 @@ use super::feed::WORKSPACE_PREFIX;
 use crate::bus::Notice;
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::store::Db;
+use crate::store::{Ahead, Db, Fixed};
 
 /// Placeholders numbered in one transaction at most.
 const BATCH: i64 = 1_000;
@@ -53,30 +54,36 @@ pub(crate) fn defers(db: &Db<'_>, audience: &Audience) -> bool {
 }
 
 /// `count` placeholder seqs, each the negative of a new number of `staged_event_ids`,
-/// in the order taken (so the numberer, going from the least negative, keeps it).
-pub(crate) async fn placeholders(db: &mut Db<'_>, count: usize) -> QueryResult<Vec<i64>> {
+/// in the order taken (so the numberer, going from the least negative, keeps it). Started
+/// ahead ([`ahead!`](crate::ahead)): the numbers are taken with the transaction's next
+/// statement.
+pub(crate) async fn placeholders(db: &mut Db<'_>, count: usize) -> Ahead<Vec<i64>> {
     #[derive(QueryableByName)]
     struct Taken {
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
     let Db::Postgres(conn) = db.reborrow() else {
-        return Err(diesel::result::Error::QueryBuilderError(
+        return Ahead::answered(Err(diesel::result::Error::QueryBuilderError(
             "placeholder seqs are taken on PostgreSQL only".into(),
-        ));
+        )));
     };
-    let mut taken: Vec<Taken> =
-        // The transaction's id is taken first (the filter runs once, before any row): the
-        // numberer's floor relies on every placeholder's transaction having one by then.
-        diesel::sql_query(
-            "SELECT nextval('staged_event_ids') AS id FROM generate_series(1, $1) \
-             WHERE pg_current_xact_id() IS NOT NULL",
-        )
-            .bind::<BigInt, _>(count as i64)
-            .load(conn)
-            .await?;
-    taken.sort_by_key(|taken| taken.id);
-    Ok(taken.into_iter().map(|taken| -taken.id).collect())
+    // The transaction's id is taken first (the filter runs once, before any row): the
+    // numberer's floor relies on every placeholder's transaction having one by then.
+    let query = diesel::sql_query(
+        "SELECT nextval('staged_event_ids') AS id FROM generate_series(1, $1) \
+         WHERE pg_current_xact_id() IS NOT NULL",
+    )
+    .bind::<BigInt, _>(count as i64);
+    Ahead::sent(conn.ahead(move |mut conn| {
+        async move {
+            let taken: Vec<Taken> = Fixed(query).load(&mut conn).await?;
+            let mut ids: Vec<i64> = taken.into_iter().map(|taken| taken.id).collect();
+            ids.sort_unstable();
+            Ok(ids.into_iter().map(|id| -id).collect())
+        }
+        .boxed()
+    }))
 }
 
 /// The numberer of this hub: one round at a time, each numbering every feed asked for

@@ -24,7 +24,7 @@ use crate::content;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Audience;
-use crate::store::{Db, Store, new_id, now_ms};
+use crate::store::{Ahead, Db, Store, new_id, now_ms};
 
 use model::{Filter, NotificationRow};
 
@@ -442,10 +442,32 @@ pub(crate) fn project(audience: &Audience, seq: i64, frame: &ServerFrame) -> Opt
 /// flush's transaction, before its events are numbered ([`record`] does it again when it
 /// adds action items).
 pub(crate) async fn settle(db: &mut Db<'_>, task_ids: &[String]) -> Result<()> {
+    settle_ahead(db, task_ids).await.finish(db).await
+}
+
+/// [`settle`], started ahead: on PostgreSQL its first read goes out with the
+/// transaction's next statement, and [`Settling::finish`] resolves what it found.
+pub(crate) async fn settle_ahead(db: &mut Db<'_>, task_ids: &[String]) -> Settling {
     if task_ids.is_empty() {
-        return Ok(());
+        return Settling(None);
     }
-    resolve_settled(db, task_ids).await
+    Settling(Some(model::open_items_of_tasks(db, task_ids).await))
+}
+
+/// A [`settle`] whose first read was started ahead ([`settle_ahead`]).
+#[must_use = "settling ends with `finish`"]
+pub(crate) struct Settling(Option<Ahead<Vec<model::OpenItem>>>);
+
+impl Settling {
+    pub(crate) async fn finish(self, db: &mut Db<'_>) -> Result<()> {
+        match self.0 {
+            Some(open) => {
+                let open = open.get(db).await?;
+                resolve_open(db, open).await
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Writes what [`project`] found; when that adds action items, resolves those of
@@ -562,8 +584,8 @@ pub(crate) async fn record(
 }
 
 /// Resolves the open action items of `task_ids` whose subject no longer waits.
-async fn resolve_settled(db: &mut Db<'_>, task_ids: &[String]) -> Result<()> {
-    let open = model::open_items_of_tasks(db, task_ids).await?;
+/// Resolves the items of `open` that no longer wait.
+async fn resolve_open(db: &mut Db<'_>, open: Vec<model::OpenItem>) -> Result<()> {
     if open.is_empty() {
         return Ok(());
     }

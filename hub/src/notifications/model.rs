@@ -2,12 +2,13 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use futures_util::FutureExt;
 
 use crate::schema::{
     agents, approvals, availability_requests, input_requests, meeting_participants, notifications,
     steps,
 };
-use crate::store::Db;
+use crate::store::{Ahead, Db, Fixed};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = notifications, treat_none_as_default_value = false)]
@@ -168,28 +169,30 @@ pub async fn mark_read(
     })
 }
 
-/// Open action items about any of `task_ids`.
-pub async fn open_items_of_tasks(
-    db: &mut Db<'_>,
-    task_ids: &[String],
-) -> QueryResult<Vec<OpenItem>> {
+/// Open action items about any of `task_ids`, started ahead
+/// ([`ahead!`](crate::ahead)): on PostgreSQL the read goes out with the transaction's
+/// next statement.
+pub async fn open_items_of_tasks(db: &mut Db<'_>, task_ids: &[String]) -> Ahead<Vec<OpenItem>> {
     // Literally the predicate of the partial index `idx_notifications_waiting`: with the
     // priority bound as a value neither database can use it, and SQLite walks every
     // unresolved notification of the hub (every ended task's) on every step change.
     let waiting =
         diesel::dsl::sql::<diesel::sql_types::Bool>("resolved_at IS NULL AND priority = 'action'");
-    crate::db!(db, |conn| {
-        notifications::table
-            .filter(notifications::task_id.eq_any(task_ids))
-            .filter(waiting.clone())
-            .select((
-                notifications::id,
-                notifications::kind,
-                notifications::subject_id,
-            ))
-            .load(conn)
-            .await
-    })
+    let query = notifications::table
+        .filter(notifications::task_id.eq_any(task_ids.to_vec()))
+        .filter(waiting)
+        .select((
+            notifications::id,
+            notifications::kind,
+            notifications::subject_id,
+        ));
+    match db {
+        Db::Sqlite(conn) => Ahead::answered(query.load(*conn).await),
+        // `= ANY($1)` on PostgreSQL: one text whatever the number of tasks, kept.
+        Db::Postgres(conn) => Ahead::sent(
+            conn.ahead(move |mut conn| async move { Fixed(query).load(&mut conn).await }.boxed()),
+        ),
+    }
 }
 
 /// Marks notifications resolved at `now`.

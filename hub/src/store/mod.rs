@@ -317,6 +317,72 @@ macro_rules! insert_rows_deferred {
     };
 }
 
+/// Starts a read inside a transaction whose answer is wanted later, and evaluates to an
+/// [`Ahead`] that gives the answer ([`Ahead::get`]). `$read` is a future of a
+/// `QueryResult`, with `$conn` bound as in [`db!`](crate::db); it owns what it binds
+/// (it may be sent after the caller's borrows end). On SQLite it runs at once; on
+/// PostgreSQL it goes out with the transaction's next statement ([`PgConn::ahead`]), so
+/// reads that do not depend on each other's answers share one round trip. It should fail
+/// only when the transaction cannot go on: a row not found is an answer (`optional()`).
+///
+/// ```ignore
+/// let agent_id = agent_id.to_string();
+/// let max = crate::ahead!(db, |conn| async move {
+///     agents::table.find(agent_id).select(agents::max_concurrency)
+///         .get_result::<i32>(conn).await.optional()
+/// });
+/// let step = find_step(db, step_id).await?; // the read above goes out with this one
+/// let max = max.get(db).await?;
+/// ```
+#[macro_export]
+macro_rules! ahead {
+    ($db:expr, |$conn:ident| $read:expr $(,)?) => {
+        match $crate::store::Db::reborrow($db) {
+            $crate::store::Db::Sqlite($conn) => $crate::store::Ahead::answered($read.await),
+            $crate::store::Db::Postgres(pg) => $crate::store::Ahead::sent(pg.ahead(move |pg| {
+                ::std::boxed::Box::pin(async move {
+                    let mut pg = pg;
+                    let $conn = &mut pg;
+                    $read.await
+                })
+            })),
+        }
+    };
+}
+
+/// The answer of a read started with [`ahead!`](crate::ahead).
+#[must_use = "a read sent ahead is meant to be answered"]
+pub struct Ahead<T>(AheadState<T>);
+
+enum AheadState<T> {
+    Answered(diesel::QueryResult<T>),
+    Sent(pg::AheadSlot<T>),
+}
+
+impl<T> Ahead<T> {
+    #[doc(hidden)]
+    pub fn answered(answer: diesel::QueryResult<T>) -> Ahead<T> {
+        Ahead(AheadState::Answered(answer))
+    }
+
+    #[doc(hidden)]
+    pub fn sent(slot: pg::AheadSlot<T>) -> Ahead<T> {
+        Ahead(AheadState::Sent(slot))
+    }
+
+    /// The read's answer, on the connection it was started on (sent now if no statement
+    /// since took it along).
+    pub async fn get(self, db: &mut Db<'_>) -> diesel::QueryResult<T> {
+        match (self.0, db) {
+            (AheadState::Answered(answer), _) => answer,
+            (AheadState::Sent(slot), Db::Postgres(conn)) => conn.answer(slot).await,
+            (AheadState::Sent(_), Db::Sqlite(_)) => Err(diesel::result::Error::QueryBuilderError(
+                "a read sent ahead on PostgreSQL is answered on its own connection".into(),
+            )),
+        }
+    }
+}
+
 /// Rows in one multi-row `INSERT` of [`insert_rows_deferred!`](crate::insert_rows_deferred) on PostgreSQL
 /// (the widest table inserted this way has 64 columns; 65,535 bound values at most).
 pub const ROWS_PER_INSERT: usize = 500;
@@ -751,7 +817,7 @@ fn checkpoint(
         conn,
     )?)
 }
-pub use pg::PgConn;
+pub use pg::{AheadSlot, PgConn};
 
 /// A statement whose SQL text cannot vary with its values: no `IN (…)` list, no optional
 /// field a changeset or an insert leaves out (rows derive `Insertable` with

@@ -62,6 +62,9 @@ pub struct PgConn {
 type Deferred =
     Box<dyn for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<usize>> + Send>;
 
+/// Where a read sent ahead ([`PgConn::ahead`]) leaves its answer.
+pub type AheadSlot<T> = Arc<Mutex<Option<QueryResult<T>>>>;
+
 /// Where the deferred writes sent with a statement record their failure.
 type FailedWrite = Arc<Mutex<Option<(DatabaseErrorKind, String)>>>;
 
@@ -113,20 +116,60 @@ impl PgConn {
             }));
     }
 
-    /// Runs `statements` (which may send several statements on the connection at once,
-    /// polling their futures together, e.g. with `join!`: they are then pipelined, and
-    /// the server runs them in the order they were first polled) right behind the
-    /// deferred writes. For reads that do not depend on each other's answers: a
-    /// transaction's independent reads, or a row lock and the read that must follow it,
-    /// in one round trip instead of one each.
-    pub fn pipelined<'c, T: Send + 'c>(
-        &'c mut self,
-        statements: impl FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>>,
-    ) -> BoxFuture<'c, QueryResult<T>> {
-        if self.deferred.is_empty() {
-            return statements(&self.inner);
+    /// Keeps `read` (a statement whose answer is wanted later in the transaction) to send
+    /// with the next statement of this connection, as [`PgConn::defer`] keeps a write: its
+    /// answer waits in the returned slot, and [`PgConn::answer`] takes it (sending the
+    /// read first if nothing else did). `read` fails only when the transaction cannot go
+    /// on (a row it does not find is an answer, e.g. `optional()`): its failure fails the
+    /// statement it went with and the transaction's `COMMIT`, as a write's does. Outside
+    /// a transaction the read waits for its answer to be asked (a connection given back
+    /// to the pool with it unsent is broken, and dropped).
+    pub fn ahead<T: Send + 'static>(
+        &mut self,
+        read: impl for<'c> FnOnce(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>>
+        + Send
+        + 'static,
+    ) -> AheadSlot<T> {
+        let slot: AheadSlot<T> = Arc::default();
+        let answer = Arc::clone(&slot);
+        self.deferred
+            .push(Box::new(move |conn: &AsyncPgConnection| {
+                let read = read(conn);
+                async move {
+                    let result = read.await;
+                    let sent = match &result {
+                        Ok(_) => Ok(0),
+                        Err(diesel::result::Error::DatabaseError(kind, info)) => {
+                            Err(diesel::result::Error::DatabaseError(
+                                *kind,
+                                Box::new(info.message().to_string()),
+                            ))
+                        }
+                        Err(err) => Err(diesel::result::Error::QueryBuilderError(
+                            err.to_string().into(),
+                        )),
+                    };
+                    *answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                    sent
+                }
+                .boxed()
+            }));
+        slot
+    }
+
+    /// The answer of a read sent ahead ([`PgConn::ahead`]); sends what is kept first when
+    /// the read is still among it.
+    pub async fn answer<T>(&mut self, slot: AheadSlot<T>) -> QueryResult<T> {
+        let taken = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(answer) = taken() {
+            return answer;
         }
-        self.behind_writes(statements)
+        self.send_deferred().await?;
+        taken().unwrap_or_else(|| {
+            Err(diesel::result::Error::QueryBuilderError(
+                "a read sent ahead was not sent: the transaction ended before it".into(),
+            ))
+        })
     }
 
     /// The deferred writes' futures, in order (none kept any more), each recording its
@@ -175,6 +218,17 @@ impl PgConn {
             }
         }
         .boxed()
+    }
+
+    /// Sends the deferred writes (and reads sent ahead) alone, and waits for them.
+    async fn send_deferred(&mut self) -> QueryResult<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let failed_write = Arc::clone(&self.failed_write);
+        let (writes, _) = self.take_deferred();
+        let no_statement = async { Ok(()) }.boxed();
+        after_writes(writes, no_statement, failed_write).await.0
     }
 
     /// The failure of a deferred write of the transaction, forgotten here.
@@ -345,11 +399,8 @@ impl SimpleAsyncConnection for PgConn {
                 self.inner.batch_execute("ROLLBACK").await?;
                 return Err(failed_write_error(failure));
             }
-        } else if !self.deferred.is_empty() {
-            let failed_write = Arc::clone(&self.failed_write);
-            let (writes, _) = self.take_deferred();
-            let no_statement = async { Ok(()) }.boxed();
-            after_writes(writes, no_statement, failed_write).await.0?;
+        } else {
+            self.send_deferred().await?;
         }
         self.inner.batch_execute(query).await
     }
@@ -448,6 +499,7 @@ impl PoolableConnection for PgConn {
 mod tests {
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+    use futures_util::FutureExt;
 
     use super::PgConn;
     use crate::store::tests::Prepared;
@@ -674,5 +726,92 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(ids(&mut conn).await, ["g", "taken"]);
+    }
+
+    #[tokio::test]
+    async fn reads_sent_ahead_go_with_the_next_statement_and_answer_after_it() {
+        let test = "reads_sent_ahead_go_with_the_next_statement_and_answer_after_it";
+        let Some(mut conn) = connection_with_table(test).await else {
+            return;
+        };
+        diesel::sql_query("INSERT INTO kept_items VALUES ('a', 'ready', 1), ('b', 'ready', 2)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (first, missing, before, count, after) = conn
+            .transaction(async |conn| {
+                let first = conn.ahead(|mut conn| {
+                    async move {
+                        kept_items::table
+                            .find("a")
+                            .select(kept_items::n)
+                            .get_result::<i64>(&mut conn)
+                            .await
+                    }
+                    .boxed()
+                });
+                let missing = conn.ahead(|mut conn| {
+                    async move {
+                        kept_items::table
+                            .find("nobody")
+                            .select(kept_items::n)
+                            .get_result::<i64>(&mut conn)
+                            .await
+                            .optional()
+                    }
+                    .boxed()
+                });
+                let before = conn.ahead(|mut conn| {
+                    async move { kept_items::table.count().get_result::<i64>(&mut conn).await }
+                        .boxed()
+                });
+                // Kept after the reads: sent after them, so they do not see it; the
+                // statement it goes with does.
+                conn.defer(item("c", 3));
+                let count: i64 = kept_items::table.count().get_result(conn).await?;
+                let first = conn.answer(first).await?;
+                let missing = conn.answer(missing).await?;
+                let before = conn.answer(before).await?;
+                // A read sent ahead with nothing after it is sent when its answer is asked.
+                let after = conn.ahead(|mut conn| {
+                    async move { kept_items::table.count().get_result::<i64>(&mut conn).await }
+                        .boxed()
+                });
+                let after = conn.answer(after).await?;
+                Ok::<_, diesel::result::Error>((first, missing, before, count, after))
+            })
+            .await
+            .unwrap();
+        assert_eq!((first, missing, before, count, after), (1, None, 2, 3, 3));
+        assert_eq!(ids(&mut conn).await, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_sent_ahead_fails_the_next_statement_and_commits_nothing() {
+        let test = "a_failed_read_sent_ahead_fails_the_next_statement_and_commits_nothing";
+        let Some(mut conn) = connection_with_table(test).await else {
+            return;
+        };
+        let err = conn
+            .transaction(async |conn| {
+                conn.defer(item("a", 1));
+                // Division by zero: the transaction cannot go on.
+                let broken = conn.ahead(|mut conn| {
+                    async move {
+                        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>("1 / 0"))
+                            .get_result::<i64>(&mut conn)
+                            .await
+                    }
+                    .boxed()
+                });
+                let _ignored = kept_items::table.count().get_result::<i64>(conn).await;
+                let answer = conn.answer(broken).await;
+                assert!(answer.is_err(), "{answer:?}");
+                Ok::<_, diesel::result::Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        assert!(ids(&mut conn).await.is_empty());
     }
 }

@@ -180,6 +180,8 @@ async fn claim(
     let claimed = ctx
         .store
         .transaction(async |db| {
+            // Goes out with the step's read.
+            let capacity = model::claim_capacity(db, &agent.workspace_id, &agent.agent_id).await;
             let (step, shared) = assigned_step_shared(db, agent, step_id).await?;
             let lease_ms = lease_ms_of(ctx, &step);
             let status = step_status(&step);
@@ -210,10 +212,10 @@ async fn claim(
                     "a meeting step is not claimed: the hub asks its participants, and its assignee confirms the slot",
                 ));
             }
-            let (max_concurrency, held) =
-                model::claim_capacity(db, &agent.workspace_id, &agent.agent_id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("agent"))?;
+            let (max_concurrency, held) = capacity
+                .get(db)
+                .await?
+                .ok_or_else(|| Error::not_found("agent"))?;
             if held >= i64::from(max_concurrency) {
                 return Err(Error::conflict(format!(
                     "agent `{}` already holds {held} steps (max concurrency {max_concurrency})",

@@ -580,14 +580,16 @@ async fn insert_steps_written(
         .iter()
         .map(|step| (step.key.clone(), step.id.clone()))
         .collect();
-    let default_decision_timeout_ms = if new_steps
+    // Goes out with the first assignees' read, and is answered after it.
+    let mut decision_timeout_of = if new_steps
         .iter()
         .any(|new| new.decision_timeout == DecisionTimeout::WorkspaceDefault)
     {
-        accounts::model::decision_timeout_of(db, &task.workspace_id).await?
+        Some(accounts::model::decision_timeout_of(db, &task.workspace_id).await)
     } else {
         None
     };
+    let mut default_decision_timeout_ms = None;
     let mut rows = Vec::new();
     let mut assignee_rows = Vec::new();
     let mut agents_read = Vec::new();
@@ -620,6 +622,12 @@ async fn insert_steps_written(
             )
             .await?,
         );
+        if let Some(timeout) = decision_timeout_of.take() {
+            default_decision_timeout_ms = timeout
+                .get(db)
+                .await?
+                .ok_or(diesel::result::Error::NotFound)?;
+        }
         for name in dedup(&new.approvers) {
             let member = accounts::model::find_member(db, &task.workspace_id, name)
                 .await?

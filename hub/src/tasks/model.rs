@@ -10,7 +10,7 @@ use crate::schema::{
     step_dependencies, step_logs, step_submissions, steps, tasks, timeline, usage,
     workflow_approvals, workflow_changes,
 };
-use crate::store::{Db, Fixed};
+use crate::store::{Ahead, Db, Fixed};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = tasks, treat_none_as_default_value = false)]
@@ -565,66 +565,55 @@ pub async fn lock_expired_lease(
 }
 
 /// The agent's `max_concurrency` and how many steps it holds, for a claim; `None` when
-/// the agent is not in the workspace. On PostgreSQL the agent's row is locked first (so
-/// two claims of one agent on different hubs count one after the other) and the count is
-/// a statement of its own, whose snapshot sees a claim committed while it waited for the
-/// lock; on SQLite (one writer) both are one statement.
+/// the agent is not in the workspace. Started ahead ([`ahead!`](crate::ahead)): on
+/// PostgreSQL it goes out with the claim's next statement. There the agent's row is
+/// locked first (so two claims of one agent on different hubs count one after the other)
+/// and the count is a statement of its own, sent right behind the lock: the server runs
+/// it once the lock is granted, with a snapshot that sees a claim committed while it
+/// waited. On SQLite (one writer) both are one statement.
 pub async fn claim_capacity(
     db: &mut Db<'_>,
     workspace_id: &str,
     agent_id: &str,
-) -> QueryResult<Option<(i32, i64)>> {
+) -> Ahead<Option<(i32, i64)>> {
     // Literally the predicate of the partial index `idx_steps_held_by`: both databases
     // use a partial index only when the query's condition matches it, and bound values
     // would not.
     let held =
         diesel::dsl::sql::<diesel::sql_types::Bool>("status IN ('claimed', 'running', 'blocked')");
+    let held_by_agent = steps::table
+        .filter(steps::claimed_by.eq(agent_id.to_string()))
+        .filter(held);
+    let agent = agents::table
+        .find(agent_id.to_string())
+        .filter(agents::workspace_id.eq(workspace_id.to_string()));
     match db {
-        Db::Sqlite(conn) => {
-            let held_by_agent = steps::table
-                .filter(steps::claimed_by.eq(agent_id))
-                .filter(held)
-                .count()
-                .single_value();
-            agents::table
-                .find(agent_id)
-                .filter(agents::workspace_id.eq(workspace_id))
-                .select((agents::max_concurrency, held_by_agent))
-                .get_result::<(i32, Option<i64>)>(conn)
+        Db::Sqlite(conn) => Ahead::answered(
+            agent
+                .select((
+                    agents::max_concurrency,
+                    held_by_agent.count().single_value(),
+                ))
+                .get_result::<(i32, Option<i64>)>(*conn)
                 .await
                 .optional()
-                .map(|found| found.map(|(max, held)| (max, held.unwrap_or(0))))
-        }
+                .map(|found| found.map(|(max, held)| (max, held.unwrap_or(0)))),
+        ),
         Db::Postgres(conn) => {
-            let lock = Fixed(
-                agents::table
-                    .find(agent_id.to_string())
-                    .filter(agents::workspace_id.eq(workspace_id.to_string()))
-                    .select(agents::max_concurrency)
-                    .for_no_key_update(),
-            );
-            let count = Fixed(
-                steps::table
-                    .filter(steps::claimed_by.eq(agent_id.to_string()))
-                    .filter(held)
-                    .count(),
-            );
-            // The count goes right behind the lock without waiting for it: the server
-            // runs it once the lock is granted, with a snapshot taken then.
-            let (max, held) = conn
-                .pipelined(move |mut conn| {
-                    async move {
-                        let mut behind = conn;
-                        let (max, held) = futures_util::join!(
-                            lock.get_result::<i32>(&mut conn),
-                            count.get_result::<i64>(&mut behind),
-                        );
-                        Ok((max.optional()?, held?))
-                    }
-                    .boxed()
-                })
-                .await?;
-            Ok(max.map(|max| (max, held)))
+            let lock = Fixed(agent.select(agents::max_concurrency).for_no_key_update());
+            let count = Fixed(held_by_agent.count());
+            Ahead::sent(conn.ahead(move |mut conn| {
+                async move {
+                    let mut behind = conn;
+                    let (max, held) = futures_util::join!(
+                        lock.get_result::<i32>(&mut conn),
+                        count.get_result::<i64>(&mut behind),
+                    );
+                    let (max, held) = (max.optional()?, held?);
+                    Ok(max.map(|max| (max, held)))
+                }
+                .boxed()
+            }))
         }
     }
 }

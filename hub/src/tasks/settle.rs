@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::agents;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox};
-use crate::store::{Db, now_ms};
+use crate::store::{Ahead, Db, now_ms};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::timeline::{self, By};
 use crate::tasks::{
@@ -252,6 +252,8 @@ pub(crate) async fn end_if_finished_with(
         return Ok(None);
     };
     let outcome_json = outcome.to_json().to_string();
+    // Goes out with the task's update.
+    let creator_agents = creator_agents(db, task).await;
     let ended = move_task(
         db,
         task,
@@ -261,7 +263,7 @@ pub(crate) async fn end_if_finished_with(
         outcome.reason.as_deref(),
     )
     .await?;
-    let audiences = followers_with(db, &ended, steps, assignees).await?;
+    let audiences = followers_with(db, &ended, steps, assignees, creator_agents).await?;
     outbox.push_all(&audiences, &frames::task_updated(&ended));
     Ok(Some(ended))
 }
@@ -273,15 +275,25 @@ pub(crate) async fn followers(
     task: &Task,
     steps: &[Step],
 ) -> Result<Vec<Audience>> {
-    followers_with(db, task, steps, None).await
+    let creator_agents = creator_agents(db, task).await;
+    followers_with(db, task, steps, None, creator_agents).await
 }
 
-/// [`followers`], with the assignees of `steps` when they are already known.
+/// The ids of the agents bound to the task's creator, started ahead
+/// ([`ahead!`](crate::ahead)); `None` without a creator.
+async fn creator_agents(db: &mut Db<'_>, task: &Task) -> Option<Ahead<Vec<String>>> {
+    let creator = task.creator_member_id.clone()?;
+    Some(agents::model::agent_ids_of_member(db, creator).await)
+}
+
+/// [`followers`], with the assignees of `steps` when they are already known, and the
+/// creator's agents' read ([`creator_agents`]).
 async fn followers_with(
     db: &mut Db<'_>,
     task: &Task,
     steps: &[Step],
     assignees: Option<Vec<(String, String)>>,
+    creator_agents: Option<Ahead<Vec<String>>>,
 ) -> Result<Vec<Audience>> {
     let ids: Vec<String> = steps.iter().map(|step| step.id.clone()).collect();
     let assignees = match assignees {
@@ -293,13 +305,8 @@ async fn followers_with(
         .map(|(_, agent_id)| agent_id)
         .collect();
     let mut member_ids: Vec<String> = task.creator_member_id.iter().cloned().collect();
-    if let Some(creator) = &task.creator_member_id {
-        agent_ids.extend(
-            agents::model::agents_of_member(db, creator)
-                .await?
-                .into_iter()
-                .map(|agent| agent.id),
-        );
+    if let Some(creator_agents) = creator_agents {
+        agent_ids.extend(creator_agents.get(db).await?);
     }
     if steps.iter().any(|step| step.approval_level > 0) {
         member_ids.extend(
