@@ -10,7 +10,7 @@ use crate::content::{self, MAX_FILE_REF_BYTES, MAX_RESULT_BYTES, MAX_TEXT_BYTES}
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox, feed};
-use crate::store::{Db, new_id, now_ms};
+use crate::store::{Ahead, Db, new_id, now_ms};
 use crate::tasks::check::{record_check_in_tx, validate_check};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
@@ -127,6 +127,15 @@ async fn task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
 pub(crate) async fn lock_task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
     model::lock_task(db, &step.workspace_id, &step.task_id)
         .await?
+        .ok_or_else(|| Error::not_found("task"))
+}
+
+/// The step's task from its lock started ahead ([`model::lock_task_of_step`]).
+async fn locked_task(db: &mut Db<'_>, locked: Ahead<Option<Task>>, step: &Step) -> Result<Task> {
+    locked
+        .get(db)
+        .await?
+        .filter(|task| task.id == step.task_id)
         .ok_or_else(|| Error::not_found("task"))
 }
 
@@ -467,6 +476,9 @@ pub async fn submit_step(
     let outcome = ctx
         .store
         .transaction(async |db| {
+            // The step's task, locked: goes out with the step's read.
+            let locked =
+                model::lock_task_of_step(db, &agent.workspace_id, &submitted.step_id).await;
             let (step, shared) = assigned_step_shared(db, agent, &submitted.step_id).await?;
             // A step leaves `claimed`/`running` at an attempt for good when that attempt is
             // submitted (every way back to an agent starts a new attempt), so while the
@@ -488,7 +500,7 @@ pub async fn submit_step(
                 }
                 // A resent submit records a check the first one did not carry.
                 if let Some(check) = &submitted.check {
-                    let task = lock_task_of(db, &step).await?;
+                    let task = locked_task(db, locked, &step).await?;
                     record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
                 }
                 return Ok(SubmitOutcome {
@@ -501,7 +513,7 @@ pub async fn submit_step(
                 submitted.attempt,
                 &[StepStatus::Claimed, StepStatus::Running],
             )?;
-            let task = lock_task_of(db, &step).await?;
+            let task = locked_task(db, locked, &step).await?;
             let now = now_ms();
             let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
                 (usage.input_tokens as i64, usage.output_tokens as i64)

@@ -395,6 +395,37 @@ pub async fn lock_task(
         .optional()
 }
 
+/// The task of the workspace's step `step_id`, locked as [`lock_task`] locks it; started
+/// ahead ([`ahead!`](crate::ahead)): on PostgreSQL the lock goes out with the
+/// transaction's next statement (a submit's read of the step, which then sees the step as
+/// it is once its task is locked).
+pub async fn lock_task_of_step(
+    db: &mut Db<'_>,
+    workspace_id: &str,
+    step_id: &str,
+) -> Ahead<Option<Task>> {
+    let task_of_step = steps::table
+        .filter(steps::id.eq(step_id.to_string()))
+        .filter(steps::workspace_id.eq(workspace_id.to_string()))
+        .select(steps::task_id)
+        .single_value();
+    let task = tasks::table.filter(tasks::id.nullable().eq(task_of_step));
+    match db {
+        Db::Sqlite(conn) => Ahead::answered(
+            task.select(Task::as_select())
+                .get_result(*conn)
+                .await
+                .optional(),
+        ),
+        Db::Postgres(conn) => {
+            let query = Fixed(task.select(Task::as_select()).for_no_key_update());
+            Ahead::sent(conn.ahead(move |mut conn| {
+                async move { query.get_result(&mut conn).await.optional() }.boxed()
+            }))
+        }
+    }
+}
+
 pub async fn find_step(
     db: &mut Db<'_>,
     workspace_id: &str,
