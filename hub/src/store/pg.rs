@@ -592,6 +592,16 @@ mod tests {
         Some(conn)
     }
 
+    /// [`connection_with_table`], the table holding `rows` (SQL `VALUES` tuples).
+    async fn connection_with_rows(test: &str, rows: &str) -> Option<PgConn> {
+        let mut conn = connection_with_table(test).await?;
+        diesel::sql_query(format!("INSERT INTO kept_items VALUES {rows}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Some(conn)
+    }
+
     fn item(
         id: &str,
         n: i64,
@@ -665,13 +675,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_deferred_write_fails_the_next_statement_and_commits_nothing() {
         let test = "a_failed_deferred_write_fails_the_next_statement_and_commits_nothing";
-        let Some(mut conn) = connection_with_table(test).await else {
+        let Some(mut conn) = connection_with_rows(test, "('taken', 'ready', 0)").await else {
             return;
         };
-        diesel::sql_query("INSERT INTO kept_items VALUES ('taken', 'ready', 0)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
         // The failure surfaces at the statement the write went with, as the write's own.
         let err = conn
             .transaction(async |conn| {
@@ -731,13 +737,10 @@ mod tests {
     #[tokio::test]
     async fn reads_sent_ahead_go_with_the_next_statement_and_answer_after_it() {
         let test = "reads_sent_ahead_go_with_the_next_statement_and_answer_after_it";
-        let Some(mut conn) = connection_with_table(test).await else {
+        let rows = "('a', 'ready', 1), ('b', 'ready', 2)";
+        let Some(mut conn) = connection_with_rows(test, rows).await else {
             return;
         };
-        diesel::sql_query("INSERT INTO kept_items VALUES ('a', 'ready', 1), ('b', 'ready', 2)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
         let (first, missing, before, count, after) = conn
             .transaction(async |conn| {
                 let first = conn.ahead(|mut conn| {

@@ -201,18 +201,31 @@ pub async fn insert_steps(db: &mut Db<'_>, rows: &[Step]) -> QueryResult<()> {
     Ok(())
 }
 
+/// A query for one task of a workspace ([`task_in`]).
+type TaskIn<'a> = diesel::dsl::Filter<
+    tasks::table,
+    diesel::dsl::And<
+        diesel::dsl::Eq<tasks::id, &'a str>,
+        diesel::dsl::Eq<tasks::workspace_id, &'a str>,
+    >,
+>;
+
+/// The task `task_id` of the workspace.
+fn task_in<'a>(workspace_id: &'a str, task_id: &'a str) -> TaskIn<'a> {
+    tasks::table.filter(
+        tasks::id
+            .eq(task_id)
+            .and(tasks::workspace_id.eq(workspace_id)),
+    )
+}
+
 pub async fn find_task(
     db: &mut Db<'_>,
     workspace_id: &str,
     task_id: &str,
 ) -> QueryResult<Option<Task>> {
     crate::db!(db, |conn| {
-        tasks::table
-            .filter(
-                tasks::id
-                    .eq(task_id)
-                    .and(tasks::workspace_id.eq(workspace_id)),
-            )
+        task_in(workspace_id, task_id)
             .select(Task::as_select())
             .first(conn)
             .await
@@ -382,12 +395,7 @@ pub async fn lock_task(
     };
     // The lock an update of the row would take (a claim's share lock on the task waits
     // for it), without writing a new version of the row.
-    tasks::table
-        .filter(
-            tasks::id
-                .eq(task_id)
-                .and(tasks::workspace_id.eq(workspace_id)),
-        )
+    task_in(workspace_id, task_id)
         .select(Task::as_select())
         .for_no_key_update()
         .get_result(*conn)
