@@ -324,16 +324,16 @@ impl Outbox {
             }
             frames.push(frame);
         }
-        // What needs no sequence number goes first: on PostgreSQL the counters below (of
-        // agents and task feeds) are row locks held to the commit, which every
-        // transaction that writes events for the same audience waits for.
+        // On PostgreSQL the counters below (of agents and task feeds) are row locks held
+        // to the commit, which every transaction that writes events for the same audience
+        // waits for: what needs no sequence number goes out with them, not after. The
+        // open action items are read in the counters' round trip; resolving them (only
+        // when some are open: an approval or a question answered) follows it.
         let settled: Vec<String> = task_ids
             .iter()
             .filter(|task_id| !self.created_tasks.contains(task_id))
             .cloned()
             .collect();
-        // On PostgreSQL its read, and the placeholders' numbers below, go out with the
-        // counters' statement.
         let settling = notifications::settle_ahead(db, &settled).await;
         let now = now_ms();
         let mut rows = Vec::new();

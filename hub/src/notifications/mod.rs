@@ -583,8 +583,7 @@ pub(crate) async fn record(
     Ok(())
 }
 
-/// Resolves the open action items of `task_ids` whose subject no longer waits.
-/// Resolves the items of `open` that no longer wait.
+/// Resolves the open action items of `open` whose subject no longer waits.
 async fn resolve_open(db: &mut Db<'_>, open: Vec<model::OpenItem>) -> Result<()> {
     if open.is_empty() {
         return Ok(());

@@ -489,7 +489,8 @@ impl AsyncConnection for PgConn {
 }
 
 impl PoolableConnection for PgConn {
-    /// Broken as diesel-async's connection is, or holding writes no transaction will send.
+    /// Broken as diesel-async's connection is, or holding writes (or reads sent ahead)
+    /// no transaction will send.
     fn is_broken(&mut self) -> bool {
         self.inner.is_broken() || !self.deferred.is_empty() && !self.in_transaction()
     }

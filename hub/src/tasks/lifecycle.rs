@@ -131,11 +131,10 @@ pub(crate) async fn lock_task_of(db: &mut Db<'_>, step: &Step) -> Result<Task> {
 }
 
 /// The step's task from its lock started ahead ([`model::lock_task_of_step`]).
-async fn locked_task(db: &mut Db<'_>, locked: Ahead<Option<Task>>, step: &Step) -> Result<Task> {
+async fn locked_task(db: &mut Db<'_>, locked: Ahead<Option<Task>>) -> Result<Task> {
     locked
         .get(db)
         .await?
-        .filter(|task| task.id == step.task_id)
         .ok_or_else(|| Error::not_found("task"))
 }
 
@@ -500,7 +499,7 @@ pub async fn submit_step(
                 }
                 // A resent submit records a check the first one did not carry.
                 if let Some(check) = &submitted.check {
-                    let task = locked_task(db, locked, &step).await?;
+                    let task = locked_task(db, locked).await?;
                     record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
                 }
                 return Ok(SubmitOutcome {
@@ -513,7 +512,7 @@ pub async fn submit_step(
                 submitted.attempt,
                 &[StepStatus::Claimed, StepStatus::Running],
             )?;
-            let task = locked_task(db, locked, &step).await?;
+            let task = locked_task(db, locked).await?;
             let now = now_ms();
             let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
                 (usage.input_tokens as i64, usage.output_tokens as i64)
