@@ -34,9 +34,10 @@ pub fn audience_id(task_id: &str) -> String {
 /// planner (the plan itself is `GET /v1/tasks/{id}/plan`), nor `meeting.scheduled`, one
 /// participant's invitation (the feed has the step's `step.completed`).
 pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
+    if is_own_view(frame) {
+        return None;
+    }
     let subject = match frame {
-        // One agent's own view of a task's start; the feeds hold the members' frame.
-        ServerFrame::TaskCreated(event) if !event.your_steps.is_empty() => return None,
         ServerFrame::TaskCreated(event) => Subject::Task(event.task.task_id),
         ServerFrame::TaskUpdated(event) => Subject::Task(event.task.task_id),
         ServerFrame::StepReady(event) => Subject::Task(event.step.task_id),
@@ -61,6 +62,13 @@ pub(crate) fn subject_of(frame: &ServerFrame) -> Option<Subject> {
         | ServerFrame::Unknown => return None,
     };
     Some(subject)
+}
+
+/// Whether a frame is one agent's own view of an event (`task.created` with its
+/// `your_steps`): the task's and the workspace's feeds hold the frame without, which the
+/// members receive, once.
+pub(crate) fn is_own_view(frame: &ServerFrame) -> bool {
+    matches!(frame, ServerFrame::TaskCreated(event) if !event.your_steps.is_empty())
 }
 
 /// What a frame is about.

@@ -515,8 +515,8 @@ async fn mirror_to_feeds(
 }
 
 /// One copy of each distinct frame of the transaction (those queued for agents and
-/// members; a task feed's own entries are not), for the workspace's feed, in the order
-/// the frames were queued.
+/// members, but not an agent's own view of one, [`feed::is_own_view`]; a task feed's own
+/// entries are not), for the workspace's feed, in the order the frames were queued.
 fn mirror_to_workspace_feed(
     workspace_id: &str,
     pending: &[(Audience, Pending)],
@@ -527,6 +527,7 @@ fn mirror_to_workspace_feed(
         // Copies of one frame, and equal frames queued apart, are mirrored once.
         if let (Audience::Agent(_) | Audience::Member(_), Pending::Frame(queued)) =
             (audience, pending)
+            && !feed::is_own_view(&queued.frame)
             && seen.insert(queued.json.as_str())
         {
             frames.push(queued);

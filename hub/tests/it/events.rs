@@ -282,6 +282,42 @@ backend_test!(
 );
 
 backend_test!(
+    /// Each agent of a new task hears of it with its own steps (`your_steps`); the task's
+    /// feed and the workspace's feed (which the webhooks follow) hold its start once,
+    /// as its members receive it.
+    async fn the_feeds_hold_a_tasks_start_once_without_any_agents_own_steps(store) {
+        let team = Team::new(&store).await;
+        let view = team
+            .create(new_task(
+                "Two agents",
+                vec![new_step("a", &["min"], &[]), new_step("b", &["duan-bot"], &["a"])],
+            ))
+            .await;
+        let own_steps = |frames: &[ServerFrame]| -> Vec<Vec<String>> {
+            frames
+                .iter()
+                .filter_map(|frame| match frame {
+                    ServerFrame::TaskCreated(created) => {
+                        Some(created.your_steps.iter().map(|own| own.key.clone()).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(own_steps(&events(&store, &team.min.agent_id).await), [["a"]]);
+        assert_eq!(own_steps(&events(&store, &team.duan_bot.agent_id).await), [["b"]]);
+        let no_own_steps: [Vec<String>; 1] = [vec![]];
+        assert_eq!(own_steps(&events(&store, team.aurora.member_id()).await), no_own_steps);
+        let task_feed = events::feed::audience_id(&view.task.id);
+        assert_eq!(own_steps(&events(&store, &task_feed).await), no_own_steps);
+        let workspace_feed = events::feed::workspace_audience_id(&team.workspace_id);
+        let workspace_frames = events(&store, &workspace_feed).await;
+        assert_eq!(own_steps(&workspace_frames), no_own_steps);
+        assert_eq!(types(&workspace_frames), ["task.created", "step.ready"]);
+    }
+);
+
+backend_test!(
     async fn list_after_pages_through_an_audience_in_order(store) {
         let team = Team::new(&store).await;
         // 12 one-step tasks: task.created + step.ready each, 24 events for min.
