@@ -94,6 +94,14 @@ pub async fn reserve_seqs(
 
 /// Writes outbox rows: one statement per [`crate::store::ROWS_PER_INSERT`] rows.
 pub async fn insert_events(db: &mut Db<'_>, rows: Vec<EventRow>) -> QueryResult<()> {
+    // On SQLite the writer's open group keeps them, to insert them all as it commits.
+    let rows = match db.reborrow() {
+        Db::Sqlite(conn) => match conn.keep_events(rows) {
+            Some(rows) => rows,
+            None => return Ok(()),
+        },
+        Db::Postgres(_) => rows,
+    };
     crate::insert_rows_deferred!(db, events::table, rows)
 }
 

@@ -26,7 +26,12 @@
 //! The writer's connection also keeps the outbox's sequence counters of the group it has
 //! open ([`SqliteConn::reserve_seqs`]): a reservation takes the numbers from memory and
 //! each counter touched is written once, when the group commits, instead of one upsert
-//! per audience per transaction. A rolled back transaction gives its numbers back.
+//! per audience per transaction. A rolled back transaction gives its numbers back. The
+//! group keeps its transactions' event rows too ([`SqliteConn::keep_events`]): nothing in
+//! a transaction reads them back, so they are inserted just before the group's commit,
+//! in the order of their audience and number, a few dozen rows per statement, instead of
+//! one statement per row inside each transaction's savepoint (whose journal copies every
+//! page the rows change). A rolled back transaction's rows are dropped.
 
 use diesel::backend::Backend;
 use diesel::connection::{
@@ -49,7 +54,8 @@ use diesel_async::{AsyncConnection, AsyncConnectionCore, SimpleAsyncConnection};
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::KeptTexts;
-use crate::schema::audience_seqs;
+use crate::events::EventRow;
+use crate::schema::{audience_seqs, events};
 
 /// The bind values of a query, owned.
 type BindData =
@@ -86,6 +92,9 @@ struct Seqs {
     /// SQLite's `PRAGMA data_version` when the last group began: another connection's
     /// commit (the admin CLI) changes it.
     data_version: Option<i64>,
+    /// The event rows of the open group's transactions, each with the depth of the
+    /// transaction that wrote it, inserted just before the group commits.
+    events: Vec<(u32, EventRow)>,
 }
 
 #[derive(Debug)]
@@ -159,6 +168,51 @@ impl SqliteConn {
         Ok(Some(firsts))
     }
 
+    /// Keeps the outbox's `rows` in the open group, to be inserted just before it commits
+    /// (see the module docs), or gives them back when no group is open (the caller then
+    /// inserts them).
+    pub(crate) fn keep_events(&mut self, rows: Vec<EventRow>) -> Option<Vec<EventRow>> {
+        let depth = self.depth();
+        if !self.seqs.open || depth == 0 {
+            return Some(rows);
+        }
+        self.seqs
+            .events
+            .extend(rows.into_iter().map(|row| (depth, row)));
+        None
+    }
+
+    /// Inserts the event rows the open group kept (before its commit), in the order of
+    /// their audience and number: rows that share an index page go in together.
+    fn write_events(&mut self) -> QueryResult<()> {
+        let mut rows: Vec<EventRow> = self.seqs.events.drain(..).map(|(_, row)| row).collect();
+        rows.sort_unstable_by(|left, right| {
+            (&left.audience_id, left.seq).cmp(&(&right.audience_id, right.seq))
+        });
+        let mut rows = rows.into_iter();
+        // Each size is one statement SQLite prepares once (an array's length is part of
+        // its type); a remainder goes in the smaller ones.
+        self.insert_events::<64>(&mut rows)?;
+        self.insert_events::<16>(&mut rows)?;
+        self.insert_events::<4>(&mut rows)?;
+        self.insert_events::<1>(&mut rows)
+    }
+
+    /// Inserts the rows left in `rows`, `N` per statement, while `N` are left.
+    fn insert_events<const N: usize>(
+        &mut self,
+        rows: &mut std::vec::IntoIter<EventRow>,
+    ) -> QueryResult<()> {
+        while rows.len() >= N {
+            let chunk: [EventRow; N] = std::array::from_fn(|_| rows.next().expect("counted"));
+            ExecuteDsl::execute(
+                diesel::insert_into(events::table).values(chunk),
+                &mut self.inner,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Writes the counters the open group moved (before its commit).
     fn write_seqs(&mut self) -> QueryResult<()> {
         let moved: BTreeSet<String> = self
@@ -196,8 +250,12 @@ impl SqliteConn {
         Ok(())
     }
 
-    /// Gives back what the transactions at `depth` and deeper reserved.
+    /// Gives back what the transactions at `depth` and deeper reserved, and drops the
+    /// event rows they wrote.
     fn give_back_seqs(&mut self, depth: u32) {
+        self.seqs
+            .events
+            .retain(|(written_at, _)| *written_at < depth);
         while self
             .seqs
             .journal
@@ -220,6 +278,11 @@ impl SqliteConn {
                 reserved.depth = depth - 1;
             }
         }
+        for (written_at, _) in &mut self.seqs.events {
+            if *written_at >= depth {
+                *written_at = depth - 1;
+            }
+        }
     }
 
     /// Ends the group's counters: `committed` or rolled back (then nothing here is known
@@ -227,6 +290,7 @@ impl SqliteConn {
     fn end_group(&mut self, committed: bool) {
         self.seqs.open = false;
         self.seqs.journal.clear();
+        self.seqs.events.clear();
         if !committed || self.seqs.last.len() > MAX_KEPT_SEQS {
             self.seqs.last.clear();
         }
@@ -305,6 +369,7 @@ impl SqliteConn {
         }
         self.seqs.open = true;
         self.seqs.journal.clear();
+        self.seqs.events.clear();
         Ok(())
     }
 }
@@ -438,7 +503,8 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
         let depth = conn.depth();
         let committed = if depth == 1 && conn.seqs.open {
             let committed = conn
-                .write_seqs()
+                .write_events()
+                .and_then(|()| conn.write_seqs())
                 .and_then(|()| AnsiTransactionManager::commit_transaction(&mut conn.inner));
             // A failed commit may have rolled back already: nothing kept is known to be
             // on disk then.
@@ -630,7 +696,8 @@ mod seq_tests {
     use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection, TransactionManager};
 
     use super::{InPlaceTransactionManager as Manager, SqliteConn};
-    use crate::schema::audience_seqs;
+    use crate::events::EventRow;
+    use crate::schema::{audience_seqs, events};
 
     async fn open(path: &str) -> SqliteConn {
         let mut conn = SqliteConn::establish(path).await.unwrap();
@@ -715,6 +782,73 @@ mod seq_tests {
         assert_eq!(member(&mut conn, &[("a", 1)], true).await, [4]);
         Manager::commit_transaction(&mut conn).await.unwrap();
         assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 1)]);
+    }
+
+    fn event(audience_id: &str, seq: i64) -> EventRow {
+        EventRow {
+            audience_id: audience_id.into(),
+            seq,
+            workspace_id: "w".into(),
+            audience_kind: "agent".into(),
+            event_type: "step.ready".into(),
+            payload: format!("{{\"type\":\"step.ready\",\"seq\":{seq}}}"),
+            created_at: 0,
+        }
+    }
+
+    async fn stored_events(conn: &mut SqliteConn) -> Vec<(String, i64)> {
+        events::table
+            .order((events::audience_id, events::seq))
+            .select((events::audience_id, events::seq))
+            .load(conn)
+            .await
+            .unwrap()
+    }
+
+    /// A group's event rows are inserted as it commits, those of a rolled back member not
+    /// at all, and a group rolled back as a whole writes none.
+    #[tokio::test]
+    async fn a_groups_event_rows_are_written_at_its_commit_without_a_rolled_back_members() {
+        let mut conn = open(":memory:").await;
+        conn.batch_execute(
+            "CREATE TABLE events (audience_id TEXT NOT NULL, seq BIGINT NOT NULL, \
+             workspace_id TEXT NOT NULL, audience_kind TEXT NOT NULL, event_type TEXT NOT NULL, \
+             payload TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (audience_id, seq))",
+        )
+        .await
+        .unwrap();
+        // Outside a group the caller inserts them itself.
+        assert_eq!(
+            conn.keep_events(vec![event("a", 1)]).map(|rows| rows.len()),
+            Some(1)
+        );
+        conn.begin_immediate().unwrap();
+        // The first member, in the group's transaction; then one rolled back, and 90 rows
+        // of a third (more than one statement's worth, and a remainder).
+        assert!(
+            conn.keep_events(vec![event("b", 1), event("a", 1)])
+                .is_none()
+        );
+        Manager::begin_transaction(&mut conn).await.unwrap();
+        assert!(conn.keep_events(vec![event("a", 2)]).is_none());
+        Manager::rollback_transaction(&mut conn).await.unwrap();
+        Manager::begin_transaction(&mut conn).await.unwrap();
+        assert!(
+            conn.keep_events((2..92).map(|seq| event("a", seq)).collect())
+                .is_none()
+        );
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert_eq!(stored_events(&mut conn).await, []);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        let mut expected: Vec<(String, i64)> = (1..92).map(|seq| ("a".into(), seq)).collect();
+        expected.push(("b".into(), 1));
+        assert_eq!(stored_events(&mut conn).await, expected);
+        conn.begin_immediate().unwrap();
+        assert!(conn.keep_events(vec![event("b", 2)]).is_none());
+        Manager::rollback_transaction(&mut conn).await.unwrap();
+        conn.begin_immediate().unwrap();
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert_eq!(stored_events(&mut conn).await, expected);
     }
 
     #[tokio::test]
