@@ -32,6 +32,13 @@ use crate::store::now_ms;
 /// to the frame's size while it is read (up to the frame size limit), 1 KiB per read.
 const READ_BUFFER_BYTES: usize = 1024;
 
+/// How many bytes of written frames a session collects before it hands them to the
+/// socket: the frames a session has queued go out together with its flush (a task's
+/// `task.created` and `step.ready`, a submit's `ok` and the events it caused), one system
+/// call instead of one per frame. A frame larger than this is written at once, as with
+/// no buffer; an idle session writes nothing, so the buffer costs it nothing.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Upgrades an agent connection (see docs/protocol.md §3-§6): the agent token first
 /// (`401` before upgrading), then the sub-protocol (`400` naming the supported ones).
 #[tracing::instrument(skip_all)]
@@ -54,7 +61,7 @@ pub async fn connect(
     let max_frame = ctx.settings.max_frame_bytes;
     let mut response = upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
         .on_upgrade(move |socket: WebSocket| {
