@@ -27,11 +27,13 @@
 //! open ([`SqliteConn::reserve_seqs`]): a reservation takes the numbers from memory and
 //! each counter touched is written once, when the group commits, instead of one upsert
 //! per audience per transaction. A rolled back transaction gives its numbers back. The
-//! group keeps its transactions' event rows too ([`SqliteConn::keep_events`]): nothing in
-//! a transaction reads them back, so they are inserted just before the group's commit,
-//! in the order of their audience and number, a few dozen rows per statement, instead of
-//! one statement per row inside each transaction's savepoint (whose journal copies every
-//! page the rows change). A rolled back transaction's rows are dropped.
+//! group keeps its transactions' event and timeline rows too ([`SqliteConn::keep_events`],
+//! [`SqliteConn::keep_timeline`]): nothing in a transaction reads events back, and the one
+//! read of the timeline inside a transaction (who last moved a step) looks at the kept
+//! rows first ([`SqliteConn::kept_timeline`]), so they are inserted just before the
+//! group's commit, a few dozen rows per statement, instead of one statement per row (or
+//! per transaction) inside each transaction's savepoint, whose journal copies every page
+//! they change. A rolled back transaction's rows are dropped.
 
 use diesel::backend::Backend;
 use diesel::connection::{
@@ -55,7 +57,8 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 
 use super::KeptTexts;
 use crate::events::EventRow;
-use crate::schema::{audience_seqs, events};
+use crate::schema::{audience_seqs, events, timeline};
+use crate::tasks::model::TimelineRow;
 
 /// The bind values of a query, owned.
 type BindData =
@@ -92,9 +95,57 @@ struct Seqs {
     /// SQLite's `PRAGMA data_version` when the last group began: another connection's
     /// commit (the admin CLI) changes it.
     data_version: Option<i64>,
-    /// The event rows of the open group's transactions, each with the depth of the
-    /// transaction that wrote it, inserted just before the group commits.
+    /// The rows the open group's transactions wrote and nothing in them reads back.
+    kept: Kept,
+}
+
+/// The rows the writer's open group keeps until its commit, each with the depth of the
+/// transaction that wrote it, in the order written.
+#[derive(Debug, Default)]
+struct Kept {
     events: Vec<(u32, EventRow)>,
+    timeline: Vec<(u32, TimelineRow)>,
+}
+
+impl Kept {
+    /// Drops the rows of the transactions at `depth` and deeper (rolled back).
+    fn drop_from(&mut self, depth: u32) {
+        self.events.retain(|(written_at, _)| *written_at < depth);
+        self.timeline.retain(|(written_at, _)| *written_at < depth);
+    }
+
+    /// Hands the rows of the savepoint at `depth`, released, to the one around it.
+    fn lift(&mut self, depth: u32) {
+        let events = self.events.iter_mut().map(|(written_at, _)| written_at);
+        let timeline = self.timeline.iter_mut().map(|(written_at, _)| written_at);
+        for written_at in events.chain(timeline) {
+            if *written_at >= depth {
+                *written_at = depth - 1;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.timeline.clear();
+    }
+}
+
+/// Inserts the rows left in `$rows` (an exact-size iterator of one `Insertable` row
+/// type) into `$table`, `$n` per statement while `$n` are left, for each `$n` in turn:
+/// each length is a statement SQLite prepares once (an array's length is part of its
+/// type).
+macro_rules! insert_in_arrays {
+    ($conn:expr, $table:expr, $rows:expr, $($n:literal),+) => {{
+        let mut rows = $rows;
+        $(
+            while rows.len() >= $n {
+                let chunk: [_; $n] = std::array::from_fn(|_| rows.next().expect("counted"));
+                ExecuteDsl::execute(diesel::insert_into($table).values(chunk), $conn)?;
+            }
+        )+
+        Ok::<(), diesel::result::Error>(())
+    }};
 }
 
 #[derive(Debug)]
@@ -139,12 +190,9 @@ impl SqliteConn {
         &mut self,
         counts: &[(&str, i64)],
     ) -> QueryResult<Option<HashMap<String, i64>>> {
-        // The group's first member runs in the group's transaction itself (depth 1), the
-        // others each in a savepoint.
-        let depth = self.depth();
-        if !self.seqs.open || depth == 0 {
+        let Some(depth) = self.group_depth() else {
             return Ok(None);
-        }
+        };
         let mut firsts = HashMap::with_capacity(counts.len());
         for &(audience_id, count) in counts {
             let before = self.seqs.last.get(audience_id).copied();
@@ -172,45 +220,53 @@ impl SqliteConn {
     /// (see the module docs), or gives them back when no group is open (the caller then
     /// inserts them).
     pub(crate) fn keep_events(&mut self, rows: Vec<EventRow>) -> Option<Vec<EventRow>> {
-        let depth = self.depth();
-        if !self.seqs.open || depth == 0 {
+        let Some(depth) = self.group_depth() else {
             return Some(rows);
-        }
-        self.seqs
-            .events
-            .extend(rows.into_iter().map(|row| (depth, row)));
+        };
+        let kept = rows.into_iter().map(|row| (depth, row));
+        self.seqs.kept.events.extend(kept);
         None
     }
 
-    /// Inserts the event rows the open group kept (before its commit), in the order of
-    /// their audience and number: rows that share an index page go in together.
-    fn write_events(&mut self) -> QueryResult<()> {
-        let mut rows: Vec<EventRow> = self.seqs.events.drain(..).map(|(_, row)| row).collect();
-        rows.sort_unstable_by(|left, right| {
-            (&left.audience_id, left.seq).cmp(&(&right.audience_id, right.seq))
-        });
-        let mut rows = rows.into_iter();
-        // Each size is one statement SQLite prepares once (an array's length is part of
-        // its type); a remainder goes in the smaller ones.
-        self.insert_events::<64>(&mut rows)?;
-        self.insert_events::<16>(&mut rows)?;
-        self.insert_events::<4>(&mut rows)?;
-        self.insert_events::<1>(&mut rows)
+    /// Keeps timeline `rows` in the open group, as [`SqliteConn::keep_events`] keeps
+    /// events; `false` when no group is open (the caller then inserts them).
+    pub(crate) fn keep_timeline(&mut self, rows: &[TimelineRow]) -> bool {
+        let Some(depth) = self.group_depth() else {
+            return false;
+        };
+        let kept = rows.iter().map(|row| (depth, row.clone()));
+        self.seqs.kept.timeline.extend(kept);
+        true
     }
 
-    /// Inserts the rows left in `rows`, `N` per statement, while `N` are left.
-    fn insert_events<const N: usize>(
-        &mut self,
-        rows: &mut std::vec::IntoIter<EventRow>,
-    ) -> QueryResult<()> {
-        while rows.len() >= N {
-            let chunk: [EventRow; N] = std::array::from_fn(|_| rows.next().expect("counted"));
-            ExecuteDsl::execute(
-                diesel::insert_into(events::table).values(chunk),
-                &mut self.inner,
-            )?;
-        }
-        Ok(())
+    /// The timeline rows the open group keeps, oldest first: newer than every row in the
+    /// database, and not in it until the group commits.
+    pub(crate) fn kept_timeline(&self) -> impl DoubleEndedIterator<Item = &TimelineRow> {
+        self.seqs.kept.timeline.iter().map(|(_, row)| row)
+    }
+
+    /// The depth of the transaction running in the writer's open group, if one is: the
+    /// group's first member runs in the group's transaction itself (depth 1), the others
+    /// each in a savepoint.
+    fn group_depth(&mut self) -> Option<u32> {
+        let depth = self.depth();
+        (self.seqs.open && depth > 0).then_some(depth)
+    }
+
+    /// Inserts the rows the open group kept (before its commit): the events in the order
+    /// of their audience and number (rows that share an index page go in together), the
+    /// timeline's in the order written.
+    fn write_kept(&mut self) -> QueryResult<()> {
+        let kept = std::mem::take(&mut self.seqs.kept);
+        let mut events: Vec<EventRow> = kept.events.into_iter().map(|(_, row)| row).collect();
+        events.sort_unstable_by(|left, right| {
+            (&left.audience_id, left.seq).cmp(&(&right.audience_id, right.seq))
+        });
+        let conn = &mut self.inner;
+        insert_in_arrays!(conn, events::table, events.into_iter(), 64, 16, 4, 1)?;
+        let timeline = kept.timeline.into_iter().map(|(_, row)| row);
+        let timeline: Vec<TimelineRow> = timeline.collect();
+        insert_in_arrays!(conn, timeline::table, timeline.into_iter(), 32, 8, 2, 1)
     }
 
     /// Writes the counters the open group moved (before its commit).
@@ -251,11 +307,9 @@ impl SqliteConn {
     }
 
     /// Gives back what the transactions at `depth` and deeper reserved, and drops the
-    /// event rows they wrote.
+    /// rows they wrote that the group kept.
     fn give_back_seqs(&mut self, depth: u32) {
-        self.seqs
-            .events
-            .retain(|(written_at, _)| *written_at < depth);
+        self.seqs.kept.drop_from(depth);
         while self
             .seqs
             .journal
@@ -278,11 +332,7 @@ impl SqliteConn {
                 reserved.depth = depth - 1;
             }
         }
-        for (written_at, _) in &mut self.seqs.events {
-            if *written_at >= depth {
-                *written_at = depth - 1;
-            }
-        }
+        self.seqs.kept.lift(depth);
     }
 
     /// Ends the group's counters: `committed` or rolled back (then nothing here is known
@@ -290,7 +340,7 @@ impl SqliteConn {
     fn end_group(&mut self, committed: bool) {
         self.seqs.open = false;
         self.seqs.journal.clear();
-        self.seqs.events.clear();
+        self.seqs.kept.clear();
         if !committed || self.seqs.last.len() > MAX_KEPT_SEQS {
             self.seqs.last.clear();
         }
@@ -369,7 +419,7 @@ impl SqliteConn {
         }
         self.seqs.open = true;
         self.seqs.journal.clear();
-        self.seqs.events.clear();
+        self.seqs.kept.clear();
         Ok(())
     }
 }
@@ -503,7 +553,7 @@ impl diesel_async::TransactionManager<SqliteConn> for InPlaceTransactionManager 
         let depth = conn.depth();
         let committed = if depth == 1 && conn.seqs.open {
             let committed = conn
-                .write_events()
+                .write_kept()
                 .and_then(|()| conn.write_seqs())
                 .and_then(|()| AnsiTransactionManager::commit_transaction(&mut conn.inner));
             // A failed commit may have rolled back already: nothing kept is known to be
@@ -697,7 +747,8 @@ mod seq_tests {
 
     use super::{InPlaceTransactionManager as Manager, SqliteConn};
     use crate::events::EventRow;
-    use crate::schema::{audience_seqs, events};
+    use crate::schema::{audience_seqs, events, timeline};
+    use crate::tasks::model::TimelineRow;
 
     async fn open(path: &str) -> SqliteConn {
         let mut conn = SqliteConn::establish(path).await.unwrap();
@@ -849,6 +900,82 @@ mod seq_tests {
         conn.begin_immediate().unwrap();
         Manager::commit_transaction(&mut conn).await.unwrap();
         assert_eq!(stored_events(&mut conn).await, expected);
+    }
+
+    fn entry(step_id: &str, to_status: &str) -> TimelineRow {
+        TimelineRow {
+            id: crate::store::new_id(),
+            workspace_id: "w".into(),
+            task_id: "t".into(),
+            step_id: Some(step_id.into()),
+            from_status: None,
+            to_status: to_status.into(),
+            reason: None,
+            attempt: Some(1),
+            actor_kind: "agent".into(),
+            actor_id: None,
+            actor_name: None,
+            created_at: 0,
+        }
+    }
+
+    fn kept(conn: &SqliteConn) -> Vec<(String, String)> {
+        conn.kept_timeline()
+            .map(|row| {
+                (
+                    row.step_id.clone().unwrap_or_default(),
+                    row.to_status.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// A group's timeline rows are seen as kept (the newest) until it commits, then
+    /// inserted in the order written; a rolled back member's are dropped.
+    #[tokio::test]
+    async fn a_groups_timeline_rows_are_kept_until_its_commit_without_a_rolled_back_members() {
+        let mut conn = open(":memory:").await;
+        conn.batch_execute(
+            "CREATE TABLE timeline (id TEXT NOT NULL PRIMARY KEY, workspace_id TEXT NOT NULL, \
+             task_id TEXT NOT NULL, step_id TEXT, from_status TEXT, to_status TEXT NOT NULL, \
+             reason TEXT, attempt INTEGER, actor_kind TEXT NOT NULL, actor_id TEXT, \
+             actor_name TEXT, created_at BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        let stored_timeline = async |conn: &mut SqliteConn| -> Vec<(String, String)> {
+            timeline::table
+                .order(timeline::id)
+                .select((timeline::step_id.assume_not_null(), timeline::to_status))
+                .load(conn)
+                .await
+                .unwrap()
+        };
+        assert!(!conn.keep_timeline(&[entry("a", "claimed")]));
+        conn.begin_immediate().unwrap();
+        assert!(conn.keep_timeline(&[entry("a", "claimed")]));
+        Manager::begin_transaction(&mut conn).await.unwrap();
+        assert!(conn.keep_timeline(&[entry("a", "failed")]));
+        assert_eq!(
+            kept(&conn),
+            [
+                ("a".into(), "claimed".into()),
+                ("a".into(), "failed".into())
+            ]
+        );
+        Manager::rollback_transaction(&mut conn).await.unwrap();
+        assert_eq!(kept(&conn), [("a".into(), "claimed".into())]);
+        Manager::begin_transaction(&mut conn).await.unwrap();
+        let many: Vec<TimelineRow> = (0..43).map(|_| entry("b", "ready")).collect();
+        assert!(conn.keep_timeline(&many));
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert_eq!(kept(&conn).len(), 44);
+        assert!(stored_timeline(&mut conn).await.is_empty());
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        assert!(kept(&conn).is_empty());
+        let mut expected = vec![("a".to_string(), "claimed".to_string())];
+        expected.extend((0..43).map(|_| ("b".to_string(), "ready".to_string())));
+        assert_eq!(stored_timeline(&mut conn).await, expected);
     }
 
     #[tokio::test]

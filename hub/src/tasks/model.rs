@@ -306,6 +306,13 @@ pub async fn set_task_status(
 /// rendering its SQL on either backend), more (a task's creation, a step moved twice at
 /// once) through [`insert_rows_deferred!`](crate::insert_rows_deferred).
 pub async fn insert_timeline(db: &mut Db<'_>, rows: &[TimelineRow]) -> QueryResult<()> {
+    // On SQLite the writer's open group keeps them, to insert them all as it commits.
+    if let Db::Sqlite(conn) = db.reborrow()
+        && !rows.is_empty()
+        && conn.keep_timeline(rows)
+    {
+        return Ok(());
+    }
     match rows {
         [] => Ok(()),
         [row] => crate::insert_deferred!(db, timeline::table, row),
@@ -332,6 +339,16 @@ pub async fn last_timeline_of_step(
     step_id: &str,
     status: &str,
 ) -> QueryResult<Option<TimelineRow>> {
+    // On SQLite the rows the writer's open group keeps are the newest (not inserted yet).
+    if let Db::Sqlite(conn) = db.reborrow()
+        && let Some(row) = conn.kept_timeline().rev().find(|row| {
+            row.task_id == task_id
+                && row.step_id.as_deref() == Some(step_id)
+                && row.to_status == status
+        })
+    {
+        return Ok(Some(row.clone()));
+    }
     crate::db!(db, |conn| {
         timeline::table
             .filter(timeline::task_id.eq(task_id))
