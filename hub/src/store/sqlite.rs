@@ -81,7 +81,8 @@ pub struct SqliteConn {
     seqs: Seqs,
 }
 
-/// The sequence counters of the writer's open group (see the module docs).
+/// The sequence counters of the writer's open group, and the rows it keeps until its
+/// commit (see the module docs).
 #[derive(Debug, Default)]
 struct Seqs {
     /// A group is open (`BEGIN IMMEDIATE`): reservations are kept here until it commits.
@@ -265,8 +266,7 @@ impl SqliteConn {
         let conn = &mut self.inner;
         insert_in_arrays!(conn, events::table, events.into_iter(), 64, 16, 4, 1)?;
         let timeline = kept.timeline.into_iter().map(|(_, row)| row);
-        let timeline: Vec<TimelineRow> = timeline.collect();
-        insert_in_arrays!(conn, timeline::table, timeline.into_iter(), 32, 8, 2, 1)
+        insert_in_arrays!(conn, timeline::table, timeline, 32, 8, 2, 1)
     }
 
     /// Writes the counters the open group moved (before its commit).
