@@ -126,7 +126,15 @@ pub async fn events_after(
     })
 }
 
+/// The last number given in `audience_id`'s feed (0 before its first): what a cursor
+/// created now starts after.
 pub async fn last_seq(db: &mut Db<'_>, audience_id: &str) -> QueryResult<i64> {
+    // On SQLite the writer's open group numbers in memory until its commit.
+    if let Db::Sqlite(conn) = db.reborrow()
+        && let Some(last) = conn.last_seq_in_group(audience_id)
+    {
+        return Ok(last);
+    }
     let last: Option<i64> = crate::db!(db, |conn| {
         audience_seqs::table
             .find(audience_id)

@@ -26,7 +26,9 @@
 //! The writer's connection also keeps the outbox's sequence counters of the group it has
 //! open ([`SqliteConn::reserve_seqs`]): a reservation takes the numbers from memory and
 //! each counter touched is written once, when the group commits, instead of one upsert
-//! per audience per transaction. A rolled back transaction gives its numbers back. The
+//! per audience per transaction. A rolled back transaction gives its numbers back; a
+//! feed's last number read inside the group ([`SqliteConn::last_seq_in_group`], where a
+//! new webhook's cursor starts) counts the group's own. The
 //! group keeps its transactions' event and timeline rows too ([`SqliteConn::keep_events`],
 //! [`SqliteConn::keep_timeline`]): nothing in a transaction reads events back, and the one
 //! read of the timeline inside a transaction (who last moved a step) looks at the kept
@@ -238,6 +240,14 @@ impl SqliteConn {
         let kept = rows.iter().map(|row| (depth, row.clone()));
         self.seqs.kept.timeline.extend(kept);
         true
+    }
+
+    /// The last number of `audience_id` as the open group sees it, its own reservations
+    /// included (they are written to `audience_seqs` at its commit); `None` when no group
+    /// is open or the group reserved none of it (the table holds the last one then).
+    pub(crate) fn last_seq_in_group(&mut self, audience_id: &str) -> Option<i64> {
+        self.group_depth()?;
+        self.seqs.last.get(audience_id).copied()
     }
 
     /// The timeline rows the open group keeps, oldest first: newer than every row in the
@@ -833,6 +843,29 @@ mod seq_tests {
         assert_eq!(member(&mut conn, &[("a", 1)], true).await, [4]);
         Manager::commit_transaction(&mut conn).await.unwrap();
         assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 1)]);
+    }
+
+    /// A cursor set inside the group (a webhook's, created while the group has numbered
+    /// events of its feed) starts after the group's numbers, not the table's: it must not
+    /// receive events from before it was created.
+    #[tokio::test]
+    async fn a_feeds_last_number_read_inside_a_group_counts_the_groups_reservations() {
+        use crate::events::model::last_seq;
+        use crate::store::Db;
+        let mut conn = open(":memory:").await;
+        conn.begin_immediate().unwrap();
+        assert_eq!(member(&mut conn, &[("a", 3)], true).await, [1]);
+        Manager::begin_transaction(&mut conn).await.unwrap();
+        assert_eq!(last_seq(&mut Db::Sqlite(&mut conn), "a").await.unwrap(), 3);
+        assert_eq!(last_seq(&mut Db::Sqlite(&mut conn), "b").await.unwrap(), 0);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        // A rolled back member's numbers are given back, and so are not counted.
+        member(&mut conn, &[("a", 2)], false).await;
+        assert_eq!(last_seq(&mut Db::Sqlite(&mut conn), "a").await.unwrap(), 3);
+        Manager::commit_transaction(&mut conn).await.unwrap();
+        // After the commit the table holds them.
+        assert_eq!(last_seq(&mut Db::Sqlite(&mut conn), "a").await.unwrap(), 3);
+        assert_eq!(stored(&mut conn).await, [("a".into(), 3)]);
     }
 
     fn event(audience_id: &str, seq: i64) -> EventRow {
