@@ -182,6 +182,104 @@ async fn postgres_migrates_on_a_current_thread_runtime() {
     );
 }
 
+/// A hub on its database's machine connects over PostgreSQL's Unix socket (the URL's host
+/// is the socket's directory, percent-encoded), as docs/operations.md recommends: the
+/// store works there as over TCP, and the connection really is the socket's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_is_reached_over_its_unix_socket() {
+    const NAME: &str = "store::postgres_is_reached_over_its_unix_socket";
+    #[derive(QueryableByName)]
+    struct Server {
+        #[diesel(sql_type = Text)]
+        socket_dir: String,
+        #[diesel(sql_type = Text)]
+        port: String,
+        #[diesel(sql_type = Text)]
+        database: String,
+        #[diesel(sql_type = Text)]
+        login: String,
+    }
+    #[derive(QueryableByName)]
+    struct Peer {
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        address: Option<String>,
+    }
+    let Some(test_db) = TestDb::postgres().await else {
+        report_skipped(NAME);
+        return;
+    };
+    let over_tcp = test_db.store();
+    let server = over_tcp
+        .read(async |db| {
+            db!(db, |conn| {
+                diesel::sql_query(
+                    "SELECT split_part(current_setting('unix_socket_directories'), ',', 1) \
+                     AS socket_dir, current_setting('port') AS port, \
+                     current_database() AS database, current_user::text AS login",
+                )
+                .get_result::<Server>(conn)
+                .await
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    let socket_dir = server.socket_dir.trim();
+    if socket_dir.is_empty() {
+        // A server that listens on TCP alone.
+        report_skipped(NAME);
+        return;
+    }
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        server.login,
+        socket_dir.replace('/', "%2F"),
+        server.port,
+        server.database
+    );
+    let opts = agenthub::store::StoreOptions {
+        pg_pool_size: 1,
+        ..agenthub::store::StoreOptions::default()
+    };
+    let over_socket = Store::connect(&url, &opts).unwrap();
+    assert_eq!(over_socket.migrate().await.unwrap(), Vec::<String>::new());
+    let workspace_id = over_socket
+        .transaction(async |db| {
+            insert_workspace(db, "over the socket")
+                .await
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    let name: String = over_tcp
+        .read(async |db| {
+            db!(db, |conn| {
+                workspaces::table
+                    .find(&workspace_id)
+                    .select(workspaces::name)
+                    .first(conn)
+                    .await
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(name, "over the socket");
+    // A connection over a Unix socket has no client address.
+    let peer = over_socket
+        .read(async |db| {
+            db!(db, |conn| {
+                diesel::sql_query("SELECT inet_client_addr()::text AS address")
+                    .get_result::<Peer>(conn)
+                    .await
+            })
+            .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(peer.address, None);
+}
+
 // ---------------------------------------------------------------- queries, transactions
 
 backend_test!(
