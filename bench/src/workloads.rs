@@ -249,6 +249,27 @@ fn latency_metrics(latencies: &[f64]) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The SQLite writer's counters from the hub's `/metrics` (`agenthub_sqlite_writer_*`,
+/// by the rest of their names); `None` on PostgreSQL, which has no single writer.
+async fn writer_counters(base: &str) -> Option<HashMap<String, f64>> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let counters: HashMap<String, f64> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line
+                .strip_prefix("agenthub_sqlite_writer_")?
+                .split_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect();
+    (!counters.is_empty()).then_some(counters)
+}
+
 /// W1: M connected agents; steps created one at a time, step `i` for agent `i % M`;
 /// latency from just before the create call to the agent decoding `step.ready`.
 pub async fn w1(
@@ -326,6 +347,7 @@ pub async fn w2(
         })
         .await?;
         let titles: Vec<String> = (0..n_steps).map(|idx| format!("w2-{idx}")).collect();
+        let writer_before = writer_counters(&hub.base).await;
         let cpu_before = hub.cpu_secs();
         let client_before = client_cpu();
         let started = Instant::now();
@@ -349,7 +371,9 @@ pub async fn w2(
         let wall = started.elapsed().as_secs_f64();
         let hub_cpu = hub.cpu_secs() - cpu_before;
         let client_cpu_s = client_cpu() - client_before;
-        // Where the work goes, per step (PostgreSQL only; includes the fixture and start).
+        let writer_after = writer_counters(&hub.base).await;
+        // Where the work goes, per step: PostgreSQL's counters (including the fixture and
+        // the start), or the SQLite writer's over the run.
         let per_step = |value: f64| (value / n_steps as f64 * 10.0).round() / 10.0;
         let db_work = match hubproc::pg_counters(&database) {
             Some(
@@ -369,7 +393,26 @@ pub async fn w2(
                 "pg_rows_read_per_step": per_step(rows_read),
                 "pg_rows_written_per_step": per_step(rows_written),
             }),
-            None => json!(null),
+            None => match (writer_before, writer_after) {
+                (Some(before), Some(after)) => {
+                    let grew = |name: &str| {
+                        after.get(name).copied().unwrap_or(f64::NAN)
+                            - before.get(name).copied().unwrap_or(0.0)
+                    };
+                    let busy = grew("busy_seconds_total");
+                    let transactions = grew("transactions_total");
+                    json!({
+                        "sqlite_writer_busy_share": (busy / wall * 1000.0).round() / 1000.0,
+                        "sqlite_writer_busy_us_per_step": per_step(busy * 1e6),
+                        "sqlite_transactions_per_step": per_step(transactions),
+                        "sqlite_transactions_per_commit":
+                            (transactions / grew("commits_total") * 10.0).round() / 10.0,
+                        "sqlite_writer_wait_us_per_transaction":
+                            (grew("wait_seconds_total") * 1e6 / transactions).round(),
+                    })
+                }
+                _ => json!(null),
+            },
         };
         run.emit(Line {
             peer: run.peer(),

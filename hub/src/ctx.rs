@@ -121,6 +121,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(store: Store, settings: Settings) -> Self {
         let sessions = Arc::new(Sessions::default());
+        let metrics = Arc::new(Metrics::for_store(&store));
         Ctx {
             store,
             bus: Arc::default(),
@@ -128,7 +129,7 @@ impl Ctx {
             sessions,
             streams: Arc::default(),
             settings: Arc::new(settings),
-            metrics: Arc::default(),
+            metrics,
             remote: None,
             webhook_sender: Arc::default(),
             numberer: Arc::default(),

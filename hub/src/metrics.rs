@@ -1,10 +1,13 @@
 //! Prometheus metrics, rendered in the text format on `GET /metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::store::Store;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -68,10 +71,73 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The hub's metrics, with those of `store` read at each scrape.
+    pub fn for_store(store: &Store) -> Metrics {
+        let mut metrics = Metrics::default();
+        metrics
+            .registry
+            .register_collector(Box::new(StoreCollector(store.clone())));
+        metrics
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// The store's own counters, read when scraped: on SQLite, the writer's
+/// ([`crate::store::WriterStats`]). Its busy seconds per second say how near the hub is to
+/// what one writer carries; transactions per commit, how large its groups are.
+#[derive(Debug)]
+struct StoreCollector(Store);
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.writer_stats() else {
+            return Ok(());
+        };
+        let seconds = [
+            (
+                "sqlite_writer_busy",
+                "Time the SQLite writer connection was held by transactions and commits",
+                stats.busy.as_secs_f64(),
+            ),
+            (
+                "sqlite_writer_wait",
+                "Time callers waited for the SQLite writer, summed over the callers",
+                stats.waited.as_secs_f64(),
+            ),
+        ];
+        for (name, help, value) in seconds {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(
+                name,
+                help,
+                Some(&Unit::Seconds),
+                counter.metric_type(),
+            )?;
+            counter.encode(metric)?;
+        }
+        let counts = [
+            (
+                "sqlite_writer_transactions",
+                "Write transactions run on SQLite, grouped or alone",
+                stats.transactions,
+            ),
+            (
+                "sqlite_writer_commits",
+                "Commits of the SQLite writer (each commits a group of transactions)",
+                stats.commits,
+            ),
+        ];
+        for (name, help, value) in counts {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }

@@ -467,6 +467,15 @@ impl Store {
         }
     }
 
+    /// What the SQLite writer has done so far (`None` on PostgreSQL, whose transactions
+    /// run side by side on the pool's connections).
+    pub fn writer_stats(&self) -> Option<WriterStats> {
+        match &self.pools {
+            Pools::Sqlite(pools) => Some(pools.writer.stats()),
+            Pools::Postgres(_) => None,
+        }
+    }
+
     /// Applies the pending embedded migrations of this backend and returns their versions.
     ///
     /// Runs diesel_migrations' sync harness on a dedicated connection inside
@@ -644,6 +653,7 @@ impl Db<'_> {
 }
 
 pub use sqlite::SqliteConn;
+pub use writer::WriterStats;
 
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);

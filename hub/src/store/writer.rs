@@ -13,6 +13,10 @@
 //! commit fails every member.
 //!
 //! A transaction alone (no waiters) commits at once, exactly as without grouping.
+//!
+//! The writer counts what it does ([`WriterStats`], on `GET /metrics`): how long its
+//! connection was held and how long callers queued for it, so that a hub whose writer is
+//! busy nearly all the time can be told apart from one whose time goes elsewhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +45,63 @@ const GROUP_PATIENCE: Duration = Duration::from_millis(50);
 /// How a group's commit went, for its waiting members.
 type Outcome = Option<Result<(), Arc<str>>>;
 
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions run, grouped or alone.
+    pub transactions: u64,
+    /// Commits: of a group, or of a transaction alone.
+    pub commits: u64,
+    /// How long the connection was held: transactions, commits and checkpoints run there.
+    pub busy: Duration,
+    /// How long callers waited for the connection, summed over the callers (several wait
+    /// at once when it is busy).
+    pub waited: Duration,
+}
+
+/// The counters behind [`WriterStats`].
+#[derive(Debug, Default)]
+struct Counters {
+    transactions: AtomicU64,
+    commits: AtomicU64,
+    busy_ns: AtomicU64,
+    waited_ns: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// The writer's slot, held: adds the time it was held to the busy counter when dropped.
+struct Held<'a> {
+    slot: MutexGuard<'a, Slot>,
+    since: Instant,
+    counters: &'a Counters,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        &mut self.slot
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        Counters::add(&self.counters.busy_ns, self.since.elapsed());
+    }
+}
+
 /// The writer connection and its open group. Cheap to share (`Arc`).
 pub(super) struct Writer {
     /// Creates the connection (with its pragmas) on first use; it is then kept here.
@@ -54,6 +115,7 @@ pub(super) struct Writer {
     /// the few frames that thread's checkpoints missed, so that it can write the WAL from
     /// its start (see `Checkpointer`).
     wal_restart: Arc<AtomicBool>,
+    counters: Counters,
 }
 
 #[derive(Default)]
@@ -96,6 +158,18 @@ impl Writer {
             next_group: AtomicU64::new(1),
             acquire_timeout,
             wal_restart,
+            counters: Counters::default(),
+        }
+    }
+
+    /// What this writer has done so far.
+    pub(super) fn stats(&self) -> WriterStats {
+        let counters = &self.counters;
+        WriterStats {
+            transactions: counters.transactions.load(Ordering::Relaxed),
+            commits: counters.commits.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(counters.busy_ns.load(Ordering::Relaxed)),
+            waited: Duration::from_nanos(counters.waited_ns.load(Ordering::Relaxed)),
         }
     }
 
@@ -116,6 +190,7 @@ impl Writer {
             unreachable!("prepare leaves a connection with an open group");
         };
         group.members += 1;
+        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
         let first = group.members == 1;
         group.running = if first {
             Running::First
@@ -153,7 +228,7 @@ impl Writer {
             && group.members < MAX_GROUP
             && group.started.elapsed() < MAX_GROUP_AGE;
         if !hand_over {
-            let committed = commit_group(&mut slot).await;
+            let committed = commit_group(&mut slot, &self.counters).await;
             drop(slot);
             let value = result?;
             committed?;
@@ -182,7 +257,7 @@ impl Writer {
                         .is_some_and(|group| group.id == group_id)
                     {
                         self.recover(&mut slot).await?;
-                        commit_group(&mut slot).await?;
+                        commit_group(&mut slot, &self.counters).await?;
                     }
                 }
             }
@@ -190,11 +265,19 @@ impl Writer {
     }
 
     /// Takes the writer, counting this caller as waiting meanwhile.
-    async fn lock(&self) -> Result<MutexGuard<'_, Slot>, StoreError> {
+    async fn lock(&self) -> Result<Held<'_>, StoreError> {
+        let asked = Instant::now();
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let locked = tokio::time::timeout(self.acquire_timeout, self.slot.lock()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
-        locked.map_err(|_| StoreError::WriterTimeout(self.acquire_timeout))
+        let since = Instant::now();
+        Counters::add(&self.counters.waited_ns, since - asked);
+        let slot = locked.map_err(|_| StoreError::WriterTimeout(self.acquire_timeout))?;
+        Ok(Held {
+            slot,
+            since,
+            counters: &self.counters,
+        })
     }
 
     /// Makes sure the slot holds a connection with an open group (`BEGIN IMMEDIATE` when
@@ -282,12 +365,13 @@ async fn rollback_all(conn: &mut SqliteConn) -> Result<(), diesel::result::Error
 }
 
 /// Commits the open group and tells its members.
-async fn commit_group(slot: &mut Slot) -> Result<(), StoreError> {
+async fn commit_group(slot: &mut Slot, counters: &Counters) -> Result<(), StoreError> {
     let (Some(conn), Some(group)) = (slot.conn.as_mut(), slot.group.take()) else {
         return Ok(());
     };
     match Manager::commit_transaction(conn).await {
         Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
             group.outcome.send_replace(Some(Ok(())));
             Ok(())
         }

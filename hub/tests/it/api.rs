@@ -1,6 +1,8 @@
 //! The REST API against a real hub on 127.0.0.1: the quick start, bad input, workspace
 //! isolation on every route, uploads and the operational endpoints, on both backends.
 
+use std::collections::HashMap;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -10,6 +12,7 @@ use agenthub::accounts::{self, AgentActor, Role};
 use agenthub::agents::{self, NewAgent};
 use agenthub::api;
 use agenthub::ctx::{Ctx, Settings};
+use agenthub::store::Backend;
 use agenthub::tasks::{self, Submitted};
 
 use crate::support::TestDb;
@@ -1025,6 +1028,64 @@ async fn operational_endpoints_answer() {
             "{metrics}"
         );
     }
+}
+
+/// On SQLite `/metrics` says how busy the one writer is and how large its groups are
+/// (transactions per commit); on PostgreSQL, which has no single writer, those are absent.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sqlite_writers_load_is_in_the_metrics() {
+    const WRITER: &str = "agenthub_sqlite_writer_";
+    for server in servers(
+        "api::the_sqlite_writers_load_is_in_the_metrics",
+        Settings::default(),
+    )
+    .await
+    {
+        let team = team(&server.ctx, "acme").await;
+        let before = writer_metrics(&server).await;
+        // Eight creates at once: a write transaction each, committed alone or together.
+        let creates = (0..8).map(|_| {
+            server.call(
+                Method::POST,
+                "/v1/tasks",
+                Some(&team.key),
+                Some(report_body()),
+            )
+        });
+        for (status, task) in futures_util::future::join_all(creates).await {
+            assert_eq!(status, StatusCode::CREATED, "{task}");
+        }
+        let after = writer_metrics(&server).await;
+        if server.ctx.store.backend() == Backend::Postgres {
+            assert!(before.is_empty() && after.is_empty(), "{after:?}");
+            continue;
+        }
+        let grew = |name: &str| {
+            let name = format!("{WRITER}{name}");
+            after[&name] - before.get(&name).copied().unwrap_or(0.0)
+        };
+        let transactions = grew("transactions_total");
+        let commits = grew("commits_total");
+        assert!(transactions >= 8.0, "{after:?}");
+        assert!((1.0..=transactions).contains(&commits), "{after:?}");
+        assert!(grew("busy_seconds_total") > 0.0, "{after:?}");
+        assert!(grew("wait_seconds_total") >= 0.0, "{after:?}");
+    }
+}
+
+/// The `agenthub_sqlite_writer_*` samples of `/metrics`, by name.
+async fn writer_metrics(server: &Server) -> HashMap<String, f64> {
+    let (status, text) = server.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    text.as_str()
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("agenthub_sqlite_writer_"))
+        .map(|line| {
+            let (name, value) = line.split_once(' ').unwrap();
+            (name.to_string(), value.parse().unwrap())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
