@@ -466,7 +466,7 @@ pub async fn w3(run: &Run, n_connections: usize) -> anyhow::Result<()> {
         client_cpu_s: client_cpu() - client_before,
         wall_s: started.elapsed().as_secs_f64(),
         config: format!(
-            "K={n_connections}; hello/welcome then idle (pings answered); hub WebSocket read buffer 1 KiB, write buffer 0 (frames written through); VmRSS of a fresh hub, then after K connections + 2 s"
+            "K={n_connections}; hello/welcome then idle (pings answered); hub WebSocket read buffer 1 KiB, write buffer 8 KiB (what a session queued leaves in one write; an idle one holds none); VmRSS of a fresh hub, then after K connections + 2 s"
         ),
         extra: json!({"rss_before_kib": before, "rss_after_kib": after, "connect_s": connect_s}),
     })?;
