@@ -1,7 +1,9 @@
 //! Prometheus metrics, rendered in the text format on `GET /metrics`.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeLabelSet, EncodeMetric,
+};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -99,45 +101,47 @@ impl Collector for StoreCollector {
         let Some(stats) = self.0.writer_stats() else {
             return Ok(());
         };
-        let seconds = [
-            (
-                "sqlite_writer_busy",
-                "Time the SQLite writer connection was held by transactions and commits",
-                stats.busy.as_secs_f64(),
-            ),
-            (
-                "sqlite_writer_wait",
-                "Time callers waited for the SQLite writer, summed over the callers",
-                stats.waited.as_secs_f64(),
-            ),
-        ];
-        for (name, help, value) in seconds {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(
-                name,
-                help,
-                Some(&Unit::Seconds),
-                counter.metric_type(),
-            )?;
-            counter.encode(metric)?;
-        }
-        let counts = [
-            (
-                "sqlite_writer_transactions",
-                "Write transactions run on SQLite, grouped or alone",
-                stats.transactions,
-            ),
-            (
-                "sqlite_writer_commits",
-                "Commits of the SQLite writer (each commits a group of transactions)",
-                stats.commits,
-            ),
-        ];
-        for (name, help, value) in counts {
-            let counter = ConstCounter::new(value);
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
+        let seconds = Some(&Unit::Seconds);
+        encode_counter(
+            &mut encoder,
+            "sqlite_writer_busy",
+            "Time the SQLite writer connection was held by transactions and commits",
+            seconds,
+            stats.busy.as_secs_f64(),
+        )?;
+        encode_counter(
+            &mut encoder,
+            "sqlite_writer_wait",
+            "Time callers waited for the SQLite writer, summed over the callers",
+            seconds,
+            stats.waited.as_secs_f64(),
+        )?;
+        encode_counter(
+            &mut encoder,
+            "sqlite_writer_transactions",
+            "Write transactions run on SQLite, grouped or alone",
+            None,
+            stats.transactions,
+        )?;
+        encode_counter(
+            &mut encoder,
+            "sqlite_writer_commits",
+            "Commits of the SQLite writer (each commits a group of transactions)",
+            None,
+            stats.commits,
+        )
     }
+}
+
+/// Writes one counter whose value is read at the scrape.
+fn encode_counter<N: EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: N,
+) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(value);
+    let metric = encoder.encode_descriptor(name, help, unit, counter.metric_type())?;
+    counter.encode(metric)
 }

@@ -244,7 +244,8 @@ impl SqliteConn {
 
     /// The last number of `audience_id` as the open group sees it, its own reservations
     /// included (they are written to `audience_seqs` at its commit); `None` when no group
-    /// is open or the group reserved none of it (the table holds the last one then).
+    /// is open or this connection has not read the audience's counter since the last
+    /// commit by another connection (then the table holds the last number).
     pub(crate) fn last_seq_in_group(&mut self, audience_id: &str) -> Option<i64> {
         self.group_depth()?;
         self.seqs.last.get(audience_id).copied()
