@@ -95,6 +95,19 @@ impl Error {
     }
 
     /// The stable code, shared with the agent protocol's `error` frames.
+    /// What the other operations of a batch are answered when `err` failed it: nothing
+    /// of theirs was stored either. The database's own failure is said as such
+    /// (`unavailable`, try again); anything else is an internal error.
+    pub fn shared_failure(err: &Error) -> Self {
+        let reason = format!("an operation run in the same transaction failed: {err}");
+        match err {
+            Error::Unavailable(source) => Error::Unavailable(StoreError::GroupCommit(
+                std::sync::Arc::from(format!("{reason} ({source})")),
+            )),
+            _ => Error::Internal(reason),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest { .. } => "bad_request",

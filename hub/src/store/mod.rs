@@ -80,6 +80,7 @@
 //! transactions run at the default `READ COMMITTED` level: write conditional updates
 //! (`... WHERE status = 'ready'`) or atomic increments rather than read-modify-write.
 
+mod batch;
 mod pg;
 mod sqlite;
 mod url;
@@ -652,6 +653,7 @@ impl Db<'_> {
     }
 }
 
+pub use batch::{Batch, Batcher};
 pub use sqlite::SqliteConn;
 pub use writer::WriterStats;
 

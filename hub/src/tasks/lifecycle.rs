@@ -9,8 +9,8 @@ use crate::approvals;
 use crate::content::{self, MAX_FILE_REF_BYTES, MAX_RESULT_BYTES, MAX_TEXT_BYTES};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::events::{Audience, Outbox, feed};
-use crate::store::{Ahead, Db, new_id, now_ms};
+use crate::events::{Audience, Outbox, Written, feed};
+use crate::store::{Ahead, Backend, Batch, Db, new_id, now_ms};
 use crate::tasks::check::{record_check_in_tx, validate_check};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
@@ -61,10 +61,20 @@ async fn assigned_step_shared(
     agent: &AgentActor,
     step_id: &str,
 ) -> Result<(Step, bool)> {
+    let found =
+        model::find_step_for_agent(db, &agent.workspace_id, step_id, &agent.agent_id).await?;
+    check_assigned(found, agent, step_id)
+}
+
+/// The step [`model::find_step_for_agent`] found, if it is assigned to the agent, and
+/// whether it has other assignees too.
+fn check_assigned(
+    found: Option<(Step, bool, bool)>,
+    agent: &AgentActor,
+    step_id: &str,
+) -> Result<(Step, bool)> {
     let (step, assigned, shared) =
-        model::find_step_for_agent(db, &agent.workspace_id, step_id, &agent.agent_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
+        found.ok_or_else(|| Error::not_found(format!("step `{step_id}`")))?;
     if !assigned {
         return Err(Error::forbidden(format!(
             "step `{step_id}` is not assigned to agent `{}`",
@@ -177,6 +187,15 @@ pub async fn claim_for_hub(
     claim(ctx, agent, step_id, Some(attempt), true).await
 }
 
+/// A claim as data: what a batch of claims runs ([`Ctx::claims`]).
+#[derive(Debug, Clone)]
+pub struct ClaimOp {
+    agent: AgentActor,
+    step_id: String,
+    attempt: Option<u32>,
+    by_hub: bool,
+}
+
 async fn claim(
     ctx: &Ctx,
     agent: &AgentActor,
@@ -184,104 +203,190 @@ async fn claim(
     attempt: Option<u32>,
     by_hub: bool,
 ) -> Result<Claimed> {
-    let mut outbox = Outbox::default();
-    let claimed = ctx
+    let op = ClaimOp {
+        agent: agent.clone(),
+        step_id: step_id.to_string(),
+        attempt,
+        by_hub,
+    };
+    match ctx.store.backend() {
+        // One writer: the claims that queue while a batch runs run as one transaction.
+        Backend::Sqlite => {
+            ctx.claims
+                .run(op, async |batch: &mut ClaimBatch| {
+                    run_claims(ctx, batch).await
+                })
+                .await
+        }
+        // Claims of several hubs in one transaction each could wait for each other's
+        // locks (a shared step's, its agents'): one claim per transaction.
+        Backend::Postgres => run_claims(ctx, &mut Batch::one(op))
+            .await
+            .pop()
+            .expect("one outcome per claim"),
+    }
+}
+
+/// A batch of claims ([`Ctx::claims`]).
+type ClaimBatch = Batch<ClaimOp, Result<Claimed>>;
+
+/// Runs a batch of claims in one transaction, in their order, and answers each: a claim
+/// that is refused writes nothing and fails alone; when the database fails, every claim
+/// of the batch fails (none is stored), the first with the database's error.
+async fn run_claims(ctx: &Ctx, batch: &mut ClaimBatch) -> Vec<Result<Claimed>> {
+    let mut written = Vec::new();
+    let ran = ctx
         .store
         .transaction(async |db| {
-            // Goes out with the step's read.
-            let capacity = model::claim_capacity(db, &agent.workspace_id, &agent.agent_id).await;
-            let (step, shared) = assigned_step_shared(db, agent, step_id).await?;
-            let lease_ms = lease_ms_of(ctx, &step);
-            let status = step_status(&step);
-            if let Some(attempt) = attempt.filter(|attempt| *attempt as i32 != step.attempt) {
-                return Err(Error::conflict(format!(
-                    "step is {status} at attempt {}; the push of attempt {attempt} is stale",
-                    step.attempt
-                )));
+            // Taken once the writer is held: the claims that queued meanwhile join.
+            let ops = batch.ops();
+            let mut answers = Vec::with_capacity(ops.len());
+            for op in ops {
+                answers.push(claim_in_tx(ctx, db, op, &mut written).await?);
             }
-            if crate::tasks::runs_in_hub(&step) != by_hub {
-                return Err(Error::conflict(if by_hub {
-                    "the hub runs only a2a steps itself"
-                } else {
-                    "an a2a step is not claimed: the hub sends it to the outside A2A agent \
-                     its input names"
-                }));
-            }
-            // A repeated claim by the holder (e.g. after a reconnect) gets the same answer.
-            if !by_hub && status.is_held() && step.claimed_by.as_deref() == Some(agent.agent_id.as_str()) {
-                return Ok(Claimed {
-                    attempt: step.attempt as u32,
-                    lease_ms,
-                });
-            }
-            status.check(StepStatus::Claimed)?;
-            if step.is_meeting() {
-                return Err(Error::conflict(
-                    "a meeting step is not claimed: the hub asks its participants, and its assignee confirms the slot",
-                ));
-            }
-            let (max_concurrency, held) = capacity
-                .get(db)
-                .await?
-                .ok_or_else(|| Error::not_found("agent"))?;
-            if held >= i64::from(max_concurrency) {
-                return Err(Error::conflict(format!(
-                    "agent `{}` already holds {held} steps (max concurrency {max_concurrency})",
-                    agent.agent_name
-                )));
-            }
-            let now = now_ms();
-            if !model::claim_step(db, &step.id, &agent.agent_id, now + lease_ms as i64, now).await?
-            {
-                let current = model::find_step(db, &agent.workspace_id, &step.id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("step"))?;
-                let task = task_of(db, &current).await?;
-                if current.status == StepStatus::Ready.as_str()
-                    && task_status(&task) != TaskStatus::Active
-                {
-                    return Err(Error::conflict(format!(
-                        "task is {}; its steps cannot be claimed",
-                        task.status
-                    )));
-                }
-                return Err(Error::conflict(format!(
-                    "step is {}; it cannot become claimed",
-                    current.status
-                )));
-            }
-            let claimed = Step {
-                status: StepStatus::Claimed.as_str().to_string(),
-                claimed_by: Some(agent.agent_id.clone()),
-                ..step.clone()
-            };
-            timeline::record_step(db, &claimed, Some(status.as_str()), &By::agent(agent), None)
-                .await?;
-            // Other assignees drop the step from their ready list.
-            let assignees = if shared {
-                model::assignees_of(db, std::slice::from_ref(&step.id)).await?
-            } else {
-                Vec::new()
-            };
-            let reason = format!("claimed by {}", agent.agent_name);
-            for (_, other) in assignees
-                .into_iter()
-                .filter(|(_, other)| other != &agent.agent_id)
-            {
-                outbox.push(
-                    Audience::Agent(other),
-                    frames::step_revoked(&step, step.attempt, &reason),
-                );
-            }
-            outbox.flush(db, &agent.workspace_id).await?;
-            Ok::<_, Error>(Claimed {
-                attempt: step.attempt as u32,
-                lease_ms,
-            })
+            Ok::<_, Error>(answers)
         })
-        .await?;
-    ctx.publish(outbox.into_written()).await;
-    Ok(claimed)
+        .await;
+    match ran {
+        Ok(answers) => {
+            for written in written {
+                ctx.publish(written).await;
+            }
+            answers
+        }
+        Err(err) => {
+            let mut answers: Vec<Result<Claimed>> = (1..batch.len())
+                .map(|_| Err(Error::shared_failure(&err)))
+                .collect();
+            answers.insert(0, Err(err));
+            answers
+        }
+    }
+}
+
+/// One claim of a batch: `Ok(Err(refusal))` when it is refused (nothing is written),
+/// `Err` when the database failed (the batch rolls back). The events it causes are added
+/// to `written`, for after the commit.
+async fn claim_in_tx(
+    ctx: &Ctx,
+    db: &mut Db<'_>,
+    op: &ClaimOp,
+    written: &mut Vec<Written>,
+) -> Result<Result<Claimed>> {
+    let ClaimOp {
+        agent,
+        step_id,
+        attempt,
+        by_hub,
+    } = op;
+    // Goes out with the step's read.
+    let capacity = model::claim_capacity(db, &agent.workspace_id, &agent.agent_id).await;
+    let found =
+        model::find_step_for_agent(db, &agent.workspace_id, step_id, &agent.agent_id).await?;
+    let (step, shared) = match check_assigned(found, agent, step_id) {
+        Ok(found) => found,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let lease_ms = lease_ms_of(ctx, &step);
+    let status = step_status(&step);
+    match check_claim(&step, agent, *attempt, *by_hub) {
+        Ok(None) => {}
+        Ok(Some(attempt)) => return Ok(Ok(Claimed { attempt, lease_ms })),
+        Err(refused) => return Ok(Err(refused)),
+    }
+    let Some((max_concurrency, held)) = capacity.get(db).await? else {
+        return Ok(Err(Error::not_found("agent")));
+    };
+    if held >= i64::from(max_concurrency) {
+        return Ok(Err(Error::conflict(format!(
+            "agent `{}` already holds {held} steps (max concurrency {max_concurrency})",
+            agent.agent_name
+        ))));
+    }
+    let now = now_ms();
+    if !model::claim_step(db, &step.id, &agent.agent_id, now + lease_ms as i64, now).await? {
+        let Some(current) = model::find_step(db, &agent.workspace_id, &step.id).await? else {
+            return Ok(Err(Error::not_found("step")));
+        };
+        let Some(task) = model::find_task(db, &current.workspace_id, &current.task_id).await?
+        else {
+            return Ok(Err(Error::not_found("task")));
+        };
+        if current.status == StepStatus::Ready.as_str() && task_status(&task) != TaskStatus::Active
+        {
+            return Ok(Err(Error::conflict(format!(
+                "task is {}; its steps cannot be claimed",
+                task.status
+            ))));
+        }
+        return Ok(Err(Error::conflict(format!(
+            "step is {}; it cannot become claimed",
+            current.status
+        ))));
+    }
+    let claimed = Step {
+        status: StepStatus::Claimed.as_str().to_string(),
+        claimed_by: Some(agent.agent_id.clone()),
+        ..step.clone()
+    };
+    timeline::record_step(db, &claimed, Some(status.as_str()), &By::agent(agent), None).await?;
+    // Other assignees drop the step from their ready list.
+    if shared {
+        let mut outbox = Outbox::default();
+        let reason = format!("claimed by {}", agent.agent_name);
+        for (_, other) in model::assignees_of(db, std::slice::from_ref(&step.id))
+            .await?
+            .into_iter()
+            .filter(|(_, other)| other != &agent.agent_id)
+        {
+            outbox.push(
+                Audience::Agent(other),
+                frames::step_revoked(&step, step.attempt, &reason),
+            );
+        }
+        outbox.flush(db, &agent.workspace_id).await?;
+        written.push(outbox.into_written());
+    }
+    Ok(Ok(Claimed {
+        attempt: step.attempt as u32,
+        lease_ms,
+    }))
+}
+
+/// Whether `step` may be claimed by `agent` as asked: `Ok(None)` to go on, `Ok(Some(attempt))`
+/// when the agent holds it already (a repeated claim, e.g. after a reconnect, gets the
+/// same answer), else why not.
+fn check_claim(
+    step: &Step,
+    agent: &AgentActor,
+    attempt: Option<u32>,
+    by_hub: bool,
+) -> Result<Option<u32>> {
+    let status = step_status(step);
+    if let Some(attempt) = attempt.filter(|attempt| *attempt as i32 != step.attempt) {
+        return Err(Error::conflict(format!(
+            "step is {status} at attempt {}; the push of attempt {attempt} is stale",
+            step.attempt
+        )));
+    }
+    if crate::tasks::runs_in_hub(step) != by_hub {
+        return Err(Error::conflict(if by_hub {
+            "the hub runs only a2a steps itself"
+        } else {
+            "an a2a step is not claimed: the hub sends it to the outside A2A agent \
+             its input names"
+        }));
+    }
+    if !by_hub && status.is_held() && step.claimed_by.as_deref() == Some(agent.agent_id.as_str()) {
+        return Ok(Some(step.attempt as u32));
+    }
+    status.check(StepStatus::Claimed)?;
+    if step.is_meeting() {
+        return Err(Error::conflict(
+            "a meeting step is not claimed: the hub asks its participants, and its assignee confirms the slot",
+        ));
+    }
+    Ok(None)
 }
 
 /// Renews the lease and keeps the last percent and message; the first progress moves a

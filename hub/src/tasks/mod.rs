@@ -39,8 +39,8 @@ pub use check::{
 };
 pub use digest::result_digest;
 pub use lifecycle::{
-    Claimed, SubmitOutcome, Submitted, claim_for_hub, claim_step, claim_step_at, fail_step,
-    lease_ms_of, log_step, progress_step, submit_step, sweep_expired_leases,
+    ClaimOp, Claimed, SubmitOutcome, Submitted, claim_for_hub, claim_step, claim_step_at,
+    fail_step, lease_ms_of, log_step, progress_step, submit_step, sweep_expired_leases,
 };
 pub(crate) use lifecycle::{
     block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,

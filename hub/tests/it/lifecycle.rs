@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Notify};
 
 use agenthub::accounts::{Actor, AgentActor, Role};
 use agenthub::agents;
@@ -2262,6 +2262,154 @@ backend_test!(
             for step in &steps {
                 let expected = if won.contains(step) { "claimed" } else { "ready" };
                 assert_eq!(team.step(step).await.status, expected, "{on}");
+            }
+            tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Cancel)
+                .await
+                .unwrap();
+        }
+    }
+);
+
+backend_test!(
+    /// Fourteen claims at the same moment, 10 rounds: eight agents each claim a step of
+    /// their own (one of them twice), three race for one shared step, and an agent that
+    /// may hold one step claims two. Each claimer gets its own answer: every own step is
+    /// won (the repeated claim answered the same), the shared step by one, the limited
+    /// agent's by one with the other refused for its limit, and what is stored says the
+    /// same. On SQLite, where the writer is held until all of them queued, the claims ran
+    /// as one transaction.
+    async fn claims_at_the_same_moment_each_get_their_own_answer(store) {
+        let team = Team::new(&store).await;
+        let mut agents = Vec::new();
+        for n in 0..8 {
+            agents.push(
+                team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
+                    .await,
+            );
+        }
+        let solo = team.add_agent("solo", "duan@example.com", &[], 1).await;
+        for round in 0..10 {
+            let mut steps: Vec<NewStep> = (0..8)
+                .map(|n| new_step(&format!("own{n}"), &[&format!("crew{n}")], &[]))
+                .collect();
+            steps.push(new_step("prize", &["crew0", "crew1", "crew2"], &[]));
+            steps.push(new_step("solo1", &["solo"], &[]));
+            steps.push(new_step("solo2", &["solo"], &[]));
+            let view = team.create(new_task("All at once", steps)).await;
+            let mut claims: Vec<(String, AgentActor, String)> = (0..8)
+                .map(|n| {
+                    let key = format!("own{n}");
+                    (key.clone(), agents[n].clone(), step_id(&view, &key))
+                })
+                .collect();
+            claims.push(("own3".into(), agents[3].clone(), step_id(&view, "own3")));
+            for racer in &agents[..3] {
+                claims.push(("prize".into(), racer.clone(), step_id(&view, "prize")));
+            }
+            for key in ["solo1", "solo2"] {
+                claims.push((key.into(), solo.clone(), step_id(&view, key)));
+            }
+            // On SQLite the writer is held meanwhile, so that every claim queues: the
+            // first waits for the writer, and the rest join its batch when it gets it.
+            let hold = Arc::new(Notify::new());
+            let before = store.writer_stats();
+            let holder = before.map(|before| {
+                let (store, hold) = (store.clone(), Arc::clone(&hold));
+                let holder = tokio::spawn(async move {
+                    store
+                        .transaction(async |_db| {
+                            hold.notified().await;
+                            Ok::<_, agenthub::error::Error>(())
+                        })
+                        .await
+                        .unwrap();
+                });
+                (holder, before.transactions + 1)
+            });
+            if let Some((_, held)) = &holder {
+                while store.writer_stats().unwrap().transactions < *held {
+                    tokio::task::yield_now().await;
+                }
+            }
+            let n_claims = claims.len();
+            let barrier = Arc::new(Barrier::new(n_claims));
+            let handles: Vec<_> = claims
+                .into_iter()
+                .map(|(key, agent, step)| {
+                    let ctx = team.ctx.clone();
+                    let barrier = Arc::clone(&barrier);
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let answer = tasks::claim_step(&ctx, &agent, &step).await;
+                        (key, agent, answer)
+                    })
+                })
+                .collect();
+            if let Some((holder, _)) = holder {
+                while team.ctx.claims.queued() < n_claims - 1 {
+                    tokio::task::yield_now().await;
+                }
+                hold.notify_one();
+                holder.await.unwrap();
+            }
+            let on = format!("round {round} on {:?}", store.backend());
+            let mut won: Vec<(String, String)> = Vec::new();
+            for handle in handles {
+                let (key, agent, answer) = handle.await.unwrap();
+                match answer {
+                    Ok(claimed) => {
+                        assert_eq!(claimed.attempt, 1, "{on}");
+                        won.push((key, agent.agent_id));
+                    }
+                    Err(err) => {
+                        assert_eq!(err.code(), "conflict", "{key}: {err} ({on})");
+                        let expected = match key.as_str() {
+                            "prize" => "step is claimed; it cannot become claimed",
+                            "solo1" | "solo2" => "max concurrency 1",
+                            _ => panic!("{key} was refused: {err} ({on})"),
+                        };
+                        assert!(err.to_string().contains(expected), "{err} ({on})");
+                    }
+                }
+            }
+            let winners = |key: &str| -> Vec<String> {
+                won.iter()
+                    .filter(|(won_key, _)| won_key == key)
+                    .map(|(_, agent_id)| agent_id.clone())
+                    .collect()
+            };
+            for (n, agent) in agents.iter().enumerate() {
+                let key = format!("own{n}");
+                let expected = if n == 3 { 2 } else { 1 };
+                assert_eq!(winners(&key), vec![agent.agent_id.clone(); expected], "{on}");
+            }
+            let prize = match &winners("prize")[..] {
+                [prize] => prize.clone(),
+                other => panic!("the shared step won by {other:?} ({on})"),
+            };
+            let solo_won: Vec<&str> = ["solo1", "solo2"]
+                .into_iter()
+                .filter(|key| !winners(key).is_empty())
+                .collect();
+            assert_eq!(solo_won.len(), 1, "{on}");
+            for step_view in &view.steps {
+                let key = step_view.step.key.as_str();
+                let stored = team.step(&step_view.step.id).await;
+                let holder = match key {
+                    "prize" => Some(prize.clone()),
+                    "solo1" | "solo2" if !solo_won.contains(&key) => None,
+                    "solo1" | "solo2" => Some(solo.agent_id.clone()),
+                    own => Some(agents[own["own".len()..].parse::<usize>().unwrap()].agent_id.clone()),
+                };
+                let status = if holder.is_some() { "claimed" } else { "ready" };
+                assert_eq!((stored.status.as_str(), stored.claimed_by), (status, holder), "{key} ({on})");
+            }
+            if let (Some(before), Some(after)) = (before, store.writer_stats()) {
+                let transactions = after.transactions - before.transactions;
+                assert_eq!(
+                    transactions, 2,
+                    "the writer's holder, then the 14 claims in one transaction ({on})"
+                );
             }
             tasks::set_task_status(&team.ctx, &team.aurora, &view.task.id, TaskAction::Cancel)
                 .await
