@@ -112,8 +112,17 @@ async fn a_step_assigned_to_a_person_moves_to_their_other_machine_when_one_goes_
         human.contains(&format!("holds {step_id}  Book the room")),
         "{human}"
     );
-    // The survivor runs it and says so; it lists the silent machine holding nothing.
-    let seen_from_survivor = status_json(survivor).await;
+    // The survivor runs it and says so, once the answer to its claim (sent after the
+    // commit the hub's REST view shows) has reached it; it lists the silent machine
+    // holding nothing.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen_from_survivor = status_json(survivor).await;
+    while seen_from_survivor["daemon"]["steps"][0]["step_id"] != step_id.as_str()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen_from_survivor = status_json(survivor).await;
+    }
     assert_eq!(
         seen_from_survivor["daemon"]["steps"][0]["step_id"],
         step_id.as_str(),
