@@ -94,7 +94,6 @@ impl Error {
         Error::Internal(message.into())
     }
 
-    /// The stable code, shared with the agent protocol's `error` frames.
     /// What the other operations of a batch are answered when `err` failed it: nothing
     /// of theirs was stored either. The database's own failure is said as such
     /// (`unavailable`, try again); anything else is an internal error.
@@ -108,6 +107,7 @@ impl Error {
         }
     }
 
+    /// The stable code, shared with the agent protocol's `error` frames.
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest { .. } => "bad_request",

@@ -80,17 +80,19 @@ impl<Op: Clone + Send, Out: Send> Batcher<Op, Out> {
     where
         F: for<'b> DbFn<&'b mut Batch<Op, Out>, Vec<Out>, Fut: Send>,
     {
-        let own = loop {
-            match self.queue_or_lead(op.clone()) {
-                Ok(own) => break own,
-                Err(turn) => match turn.await {
-                    Ok(Turn::Done(out)) => return out,
-                    Ok(Turn::Lead(own)) => break own,
-                    // The batch that held it was dropped before answering: queue again.
-                    Err(_dropped) => continue,
-                },
+        // Led at once, the operation itself; told to lead, the copy it queued.
+        let given_back = loop {
+            let Some(turn) = self.queue_or_lead(&op) else {
+                break None;
+            };
+            match turn.await {
+                Ok(Turn::Done(out)) => return out,
+                Ok(Turn::Lead(own)) => break Some(own),
+                // The batch that held it was dropped before answering: queue again.
+                Err(_dropped) => continue,
             }
         };
+        let own = given_back.unwrap_or(op);
         let lead = Lead { batcher: self };
         let mut batch = Batch {
             batcher: Some(Arc::clone(self)),
@@ -108,16 +110,21 @@ impl<Op: Clone + Send, Out: Send> Batcher<Op, Out> {
         own_out.expect("a batch answers one outcome per operation")
     }
 
-    /// `Ok(op)` when the caller leads (no batch is running), else the queued caller's turn.
-    fn queue_or_lead(&self, op: Op) -> Result<Op, oneshot::Receiver<Turn<Op, Out>>> {
+    /// `None` when the caller leads (no batch is running); else it queues a copy of `op`
+    /// (its own stays, to queue again if the batch that takes it is dropped) and waits
+    /// for its turn.
+    fn queue_or_lead(&self, op: &Op) -> Option<oneshot::Receiver<Turn<Op, Out>>> {
         let mut state = self.lock();
         if !state.leading {
             state.leading = true;
-            return Ok(op);
+            return None;
         }
         let (turn, told) = oneshot::channel();
-        state.queue.push_back(Queued { op, turn });
-        Err(told)
+        state.queue.push_back(Queued {
+            op: op.clone(),
+            turn,
+        });
+        Some(told)
     }
 }
 
