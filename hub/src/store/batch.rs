@@ -311,19 +311,21 @@ mod tests {
         let ran = Arc::new(Mutex::new(Vec::new()));
         // 0's batch takes 1, 2 and 3 along and never ends; 0 is dropped; the others'
         // operations then run again.
+        let taken = Arc::new(Mutex::new(Vec::new()));
         let spawn = |n: u32| {
-            let (batcher, release, stuck, ran) = (
+            let (batcher, release, stuck, ran, taken) = (
                 Arc::clone(&batcher),
                 Arc::clone(&release),
                 Arc::clone(&stuck),
                 Arc::clone(&ran),
+                Arc::clone(&taken),
             );
             tokio::spawn(async move {
                 batcher
                     .run(n, async |batch: &mut Batch<u32, u32>| {
                         if n == 0 {
                             release.notified().await;
-                            assert_eq!(batch.ops(), [0, 1, 2, 3]);
+                            taken.lock().unwrap().extend(batch.ops().iter().copied());
                             stuck.notify_one();
                             std::future::pending::<()>().await;
                         }
@@ -344,6 +346,10 @@ mod tests {
         }
         release.notify_one();
         stuck.notified().await;
+        // The three queued in any order (they were spawned on two threads).
+        let mut taken = taken.lock().unwrap().clone();
+        taken.sort_unstable();
+        assert_eq!(taken, [0, 1, 2, 3], "0's batch took the queued ones along");
         leader.abort();
         assert!(leader.await.unwrap_err().is_cancelled());
         let mut outs = Vec::new();
