@@ -103,7 +103,7 @@ use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
@@ -649,6 +649,46 @@ impl Db<'_> {
         match self {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs `f` in a savepoint of the open transaction: released when it returns `Ok`,
+    /// rolled back (with what it wrote and, on SQLite, the rows and sequence numbers the
+    /// writer keeps for it) on `Err`; the transaction goes on either way. A savepoint that
+    /// cannot be opened, released or rolled back fails with the database's error.
+    pub async fn savepoint<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send>,
+        E: From<diesel::result::Error>,
+    {
+        self.begin_savepoint().await?;
+        let res = f(self).await;
+        self.end_savepoint(res.is_ok()).await?;
+        res
+    }
+
+    async fn begin_savepoint(&mut self) -> diesel::QueryResult<()> {
+        match self {
+            Db::Sqlite(conn) => {
+                <SqliteConn as AsyncConnection>::TransactionManager::begin_transaction(&mut **conn)
+                    .await
+            }
+            Db::Postgres(conn) => {
+                <PgConn as AsyncConnection>::TransactionManager::begin_transaction(&mut **conn)
+                    .await
+            }
+        }
+    }
+
+    /// Releases the savepoint opened last (`keep`) or rolls it back.
+    async fn end_savepoint(&mut self, keep: bool) -> diesel::QueryResult<()> {
+        type Sqlite = <SqliteConn as AsyncConnection>::TransactionManager;
+        type Postgres = <PgConn as AsyncConnection>::TransactionManager;
+        match (self, keep) {
+            (Db::Sqlite(conn), true) => Sqlite::commit_transaction(&mut **conn).await,
+            (Db::Sqlite(conn), false) => Sqlite::rollback_transaction(&mut **conn).await,
+            (Db::Postgres(conn), true) => Postgres::commit_transaction(&mut **conn).await,
+            (Db::Postgres(conn), false) => Postgres::rollback_transaction(&mut **conn).await,
         }
     }
 }

@@ -321,7 +321,8 @@ impl Writer {
         let held = conn.depth();
         match slot.group.as_ref().map(|group| group.running) {
             Some(Running::InSavepoint) => {
-                if held > 1 {
+                // Its savepoint, and any it had opened inside it.
+                for _ in 1..held {
                     Manager::rollback_transaction(conn).await?;
                 }
                 if let Some(group) = slot.group.as_mut() {

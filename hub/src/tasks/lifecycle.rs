@@ -1,6 +1,8 @@
 //! The step lifecycle as seen from agents: claim, progress, log, submit, block, fail;
 //! lease expiry; completion and readiness propagation.
 
+use std::sync::Arc;
+
 use agenthub_protocol::{LogStream, SelfCheck, StepRef, Usage};
 use serde_json::Value;
 
@@ -10,11 +12,12 @@ use crate::content::{self, MAX_FILE_REF_BYTES, MAX_RESULT_BYTES, MAX_TEXT_BYTES}
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Audience, Outbox, Written, feed};
-use crate::store::{Ahead, Backend, Batch, Db, new_id, now_ms};
+use crate::store::{Ahead, Db, new_id, now_ms};
 use crate::tasks::check::{record_check_in_tx, validate_check};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
 use crate::tasks::timeline::{self, By};
+use crate::tasks::writes::{self, StepOp, StepOut};
 use crate::tasks::{
     StepStatus, TaskStatus, frames, push_ready_steps, step_status, task_status, transition,
     transition_via,
@@ -187,7 +190,7 @@ pub async fn claim_for_hub(
     claim(ctx, agent, step_id, Some(attempt), true).await
 }
 
-/// A claim as data: what a batch of claims runs ([`Ctx::claims`]).
+/// A claim as data: what a batch of step operations runs ([`writes`]).
 #[derive(Debug, Clone)]
 pub struct ClaimOp {
     agent: AgentActor,
@@ -209,65 +212,16 @@ async fn claim(
         attempt,
         by_hub,
     };
-    match ctx.store.backend() {
-        // One writer: the claims that queue while a batch runs run as one transaction.
-        Backend::Sqlite => {
-            ctx.claims
-                .run(op, async |batch: &mut ClaimBatch| {
-                    run_claims(ctx, batch).await
-                })
-                .await
-        }
-        // Claims of several hubs in one transaction each could wait for each other's
-        // locks (a shared step's, its agents'): one claim per transaction.
-        Backend::Postgres => run_claims(ctx, &mut Batch::one(op))
-            .await
-            .pop()
-            .expect("one outcome per claim"),
-    }
-}
-
-/// A batch of claims ([`Ctx::claims`]).
-type ClaimBatch = Batch<ClaimOp, Result<Claimed>>;
-
-/// Runs a batch of claims in one transaction, in their order, and answers each: a claim
-/// that is refused writes nothing and fails alone; when the database fails, every claim
-/// of the batch fails (none is stored), the first with the database's error.
-async fn run_claims(ctx: &Ctx, batch: &mut ClaimBatch) -> Vec<Result<Claimed>> {
-    let mut written = Vec::new();
-    let ran = ctx
-        .store
-        .transaction(async |db| {
-            // Taken once the writer is held: the claims that queued meanwhile join.
-            let ops = batch.ops();
-            let mut answers = Vec::with_capacity(ops.len());
-            for op in ops {
-                answers.push(claim_in_tx(ctx, db, op, &mut written).await?);
-            }
-            Ok::<_, Error>(answers)
-        })
-        .await;
-    match ran {
-        Ok(answers) => {
-            for written in written {
-                ctx.publish(written).await;
-            }
-            answers
-        }
-        Err(err) => {
-            let mut answers: Vec<Result<Claimed>> = (1..batch.len())
-                .map(|_| Err(Error::shared_failure(&err)))
-                .collect();
-            answers.insert(0, Err(err));
-            answers
-        }
+    match writes::run(ctx, StepOp::Claim(op)).await {
+        StepOut::Claim(claimed) => claimed,
+        StepOut::Submit(_) => unreachable!("a claim is answered as a claim"),
     }
 }
 
 /// One claim of a batch: `Ok(Err(refusal))` when it is refused (nothing is written),
 /// `Err` when the database failed (the batch rolls back). The events it causes are added
 /// to `written`, for after the commit.
-async fn claim_in_tx(
+pub(super) async fn claim_in_tx(
     ctx: &Ctx,
     db: &mut Db<'_>,
     op: &ClaimOp,
@@ -576,120 +530,150 @@ pub async fn submit_step(
         &submitted.result,
         &submitted.files,
     );
-    let mut outbox = Outbox::default();
-    let outcome = ctx
-        .store
-        .transaction(async |db| {
-            // The step's task, locked: goes out with the step's read.
-            let locked =
-                model::lock_task_of_step(db, &agent.workspace_id, &submitted.step_id).await;
-            let (step, shared) = assigned_step_shared(db, agent, &submitted.step_id).await?;
-            // A step leaves `claimed`/`running` at an attempt for good when that attempt is
-            // submitted (every way back to an agent starts a new attempt), so while the
-            // caller still holds it at this attempt there is no earlier submit to answer.
-            let first_submit = step.attempt == submitted.attempt as i32
-                && step_status(&step).is_held()
-                && step.claimed_by.as_deref() == Some(agent.agent_id.as_str());
-            let previous = if first_submit {
-                None
-            } else {
-                model::find_submission(db, &step.id, submitted.attempt as i32).await?
-            };
-            if let Some(previous) = previous {
-                if previous.agent_id != agent.agent_id {
-                    return Err(Error::conflict(format!(
-                        "attempt {} was submitted by another agent",
-                        submitted.attempt
-                    )));
-                }
-                // A resent submit records a check the first one did not carry.
-                if let Some(check) = &submitted.check {
-                    let task = locked_task(db, locked).await?;
-                    record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
-                }
-                return Ok(SubmitOutcome {
-                    status: previous.outcome,
-                });
-            }
-            let mut step = check_held(
-                step,
-                agent,
-                submitted.attempt,
-                &[StepStatus::Claimed, StepStatus::Running],
-            )?;
+    let op = SubmitOp {
+        agent: agent.clone(),
+        submitted,
+        result,
+        files,
+        digest,
+    };
+    match writes::run(ctx, StepOp::Submit(Arc::new(op))).await {
+        StepOut::Submit(outcome) => outcome,
+        StepOut::Claim(_) => unreachable!("a submit is answered as a submit"),
+    }
+}
+
+/// A submit as data, checked and with its result rendered: what a batch of step
+/// operations runs ([`writes`]).
+#[derive(Debug)]
+pub struct SubmitOp {
+    agent: AgentActor,
+    submitted: Submitted,
+    /// The result, the files and the digest as stored.
+    result: String,
+    files: String,
+    digest: String,
+}
+
+/// One submit in the transaction of its batch; the events it causes go to `outbox`
+/// (flushed here, published after the commit).
+pub(super) async fn submit_in_tx(
+    db: &mut Db<'_>,
+    op: &SubmitOp,
+    outbox: &mut Outbox,
+) -> Result<SubmitOutcome> {
+    let SubmitOp {
+        agent,
+        submitted,
+        result,
+        files,
+        digest,
+    } = op;
+    // The step's task, locked: goes out with the step's read.
+    let locked = model::lock_task_of_step(db, &agent.workspace_id, &submitted.step_id).await;
+    let (step, shared) = assigned_step_shared(db, agent, &submitted.step_id).await?;
+    // A step leaves `claimed`/`running` at an attempt for good when that attempt is
+    // submitted (every way back to an agent starts a new attempt), so while the
+    // caller still holds it at this attempt there is no earlier submit to answer.
+    let first_submit = step.attempt == submitted.attempt as i32
+        && step_status(&step).is_held()
+        && step.claimed_by.as_deref() == Some(agent.agent_id.as_str());
+    let previous = if first_submit {
+        None
+    } else {
+        model::find_submission(db, &step.id, submitted.attempt as i32).await?
+    };
+    if let Some(previous) = previous {
+        if previous.agent_id != agent.agent_id {
+            return Err(Error::conflict(format!(
+                "attempt {} was submitted by another agent",
+                submitted.attempt
+            )));
+        }
+        // A resent submit records a check the first one did not carry.
+        if let Some(check) = &submitted.check {
             let task = locked_task(db, locked).await?;
-            let now = now_ms();
-            let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
-                (usage.input_tokens as i64, usage.output_tokens as i64)
-            });
-            let change = StepChange {
-                result: Some(Some(result.clone())),
-                summary: Some(submitted.summary.clone()),
-                self_check: Some(submitted.self_check.clone()),
-                files: Some(files.clone()),
-                result_digest: Some(Some(digest)),
-                lease_until: Some(None),
-                started_at: Some(Some(step.started_at.unwrap_or(now))),
-                input_tokens: Some(step.input_tokens + input_tokens),
-                output_tokens: Some(step.output_tokens + output_tokens),
-                ..Default::default()
-            };
-            let by = By::agent(agent);
-            // Submitted and, at once, done (level 0) or awaiting approval: one update.
-            let status = if step.approval_level == 0 {
-                StepStatus::Done
-            } else {
-                StepStatus::AwaitingApproval
-            };
-            let change = StepChange {
-                completed_at: (status == StepStatus::Done).then_some(Some(now)),
-                ..change
-            };
-            transition_via(db, &mut step, StepStatus::Submitted, status, change, &by).await?;
-            // Before the approval is asked, which says whether the result fits.
-            if let Some(check) = &submitted.check {
-                record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
-            }
-            if let Some(usage) = &submitted.usage {
-                let row = model::UsageRow {
-                    id: new_id(),
-                    workspace_id: step.workspace_id.clone(),
-                    step_id: step.id.clone(),
-                    agent_id: agent.agent_id.clone(),
-                    model: usage.model.clone(),
-                    input_tokens,
-                    output_tokens,
-                    created_at: now,
-                };
-                model::insert_usage(db, &row).await?;
-            }
-            if status == StepStatus::Done {
-                // Without other assignees the submitting agent is the step's only one.
-                let assignees = (!shared).then(|| vec![(step.id.clone(), agent.agent_id.clone())]);
-                completed_in_tx(db, &mut outbox, &task, &step, &by, assignees).await?;
-            } else {
-                approvals::request_in_tx(db, &mut outbox, &task, &step).await?;
-            }
-            let submission = model::Submission {
-                step_id: step.id.clone(),
-                attempt: step.attempt,
-                agent_id: agent.agent_id.clone(),
-                result,
-                summary: submitted.summary.clone(),
-                self_check: submitted.self_check.clone(),
-                files,
-                outcome: status.as_str().to_string(),
-                created_at: now,
-            };
-            model::insert_submission(db, &submission).await?;
-            outbox.flush(db, &step.workspace_id).await?;
-            Ok::<_, Error>(SubmitOutcome {
-                status: status.as_str().to_string(),
-            })
-        })
-        .await?;
-    ctx.publish(outbox.into_written()).await;
-    Ok(outcome)
+            record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
+        }
+        return Ok(SubmitOutcome {
+            status: previous.outcome,
+        });
+    }
+    let mut step = check_held(
+        step,
+        agent,
+        submitted.attempt,
+        &[StepStatus::Claimed, StepStatus::Running],
+    )?;
+    let task = locked_task(db, locked).await?;
+    let now = now_ms();
+    let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
+        (usage.input_tokens as i64, usage.output_tokens as i64)
+    });
+    let change = StepChange {
+        result: Some(Some(result.clone())),
+        summary: Some(submitted.summary.clone()),
+        self_check: Some(submitted.self_check.clone()),
+        files: Some(files.clone()),
+        result_digest: Some(Some(digest.clone())),
+        lease_until: Some(None),
+        started_at: Some(Some(step.started_at.unwrap_or(now))),
+        input_tokens: Some(step.input_tokens + input_tokens),
+        output_tokens: Some(step.output_tokens + output_tokens),
+        ..Default::default()
+    };
+    let by = By::agent(agent);
+    // Submitted and, at once, done (level 0) or awaiting approval: one update.
+    let status = if step.approval_level == 0 {
+        StepStatus::Done
+    } else {
+        StepStatus::AwaitingApproval
+    };
+    let change = StepChange {
+        completed_at: (status == StepStatus::Done).then_some(Some(now)),
+        ..change
+    };
+    transition_via(db, &mut step, StepStatus::Submitted, status, change, &by).await?;
+    // Before the approval is asked, which says whether the result fits.
+    if let Some(check) = &submitted.check {
+        record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
+    }
+    if let Some(usage) = &submitted.usage {
+        let row = model::UsageRow {
+            id: new_id(),
+            workspace_id: step.workspace_id.clone(),
+            step_id: step.id.clone(),
+            agent_id: agent.agent_id.clone(),
+            model: usage.model.clone(),
+            input_tokens,
+            output_tokens,
+            created_at: now,
+        };
+        model::insert_usage(db, &row).await?;
+    }
+    if status == StepStatus::Done {
+        // Without other assignees the submitting agent is the step's only one.
+        let assignees = (!shared).then(|| vec![(step.id.clone(), agent.agent_id.clone())]);
+        completed_in_tx(db, outbox, &task, &step, &by, assignees).await?;
+    } else {
+        approvals::request_in_tx(db, outbox, &task, &step).await?;
+    }
+    let submission = model::Submission {
+        step_id: step.id.clone(),
+        attempt: step.attempt,
+        agent_id: agent.agent_id.clone(),
+        result: result.clone(),
+        summary: submitted.summary.clone(),
+        self_check: submitted.self_check.clone(),
+        files: files.clone(),
+        outcome: status.as_str().to_string(),
+        created_at: now,
+    };
+    model::insert_submission(db, &submission).await?;
+    outbox.flush(db, &step.workspace_id).await?;
+    Ok(SubmitOutcome {
+        status: status.as_str().to_string(),
+    })
 }
 
 /// The step needs its human: it becomes `blocked` (the caller records the question).

@@ -15,6 +15,7 @@ mod settle;
 pub mod state;
 mod timeline;
 mod workflow;
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,8 +40,8 @@ pub use check::{
 };
 pub use digest::result_digest;
 pub use lifecycle::{
-    ClaimOp, Claimed, SubmitOutcome, Submitted, claim_for_hub, claim_step, claim_step_at,
-    fail_step, lease_ms_of, log_step, progress_step, submit_step, sweep_expired_leases,
+    Claimed, SubmitOutcome, Submitted, claim_for_hub, claim_step, claim_step_at, fail_step,
+    lease_ms_of, log_step, progress_step, submit_step, sweep_expired_leases,
 };
 pub(crate) use lifecycle::{
     block_step_in_tx, complete_in_tx, fail_for_good_in_tx, rework_in_tx, unblock_in_tx,
@@ -57,6 +58,7 @@ pub use state::{StepStatus, TaskStatus};
 pub(crate) use timeline::record_step;
 pub use timeline::{By, TimelineEntry, timeline};
 pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
+pub use writes::StepWrites;
 
 /// The executors a step may name.
 /// `a2a` steps are run by the hub itself (see `a2a::delegate`): never pushed to agents.

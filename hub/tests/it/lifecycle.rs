@@ -5,11 +5,17 @@
 
 use std::sync::Arc;
 
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use tokio::sync::{Barrier, Notify};
 
 use agenthub::accounts::{Actor, AgentActor, Role};
 use agenthub::agents;
 use agenthub::approvals::{self, ApprovalRef};
+use agenthub::ctx::Ctx;
+use agenthub::db;
+use agenthub::schema::step_approvers;
+use agenthub::store::{Store, StoreError};
 use agenthub::tasks::{self, NewStep, NewTask, TaskAction, TaskView, WorkflowChange, WorkflowOp};
 use agenthub_protocol::{ActorRef, Decision, ServerFrame, TaskOutcome};
 
@@ -2309,53 +2315,26 @@ backend_test!(
             for key in ["solo1", "solo2"] {
                 claims.push((key.into(), solo.clone(), step_id(&view, key)));
             }
-            // On SQLite the writer is held meanwhile, so that every claim queues: the
-            // first waits for the writer, and the rest join its batch when it gets it.
-            let hold = Arc::new(Notify::new());
-            let before = store.writer_stats();
-            let holder = before.map(|before| {
-                let (store, hold) = (store.clone(), Arc::clone(&hold));
-                let holder = tokio::spawn(async move {
-                    store
-                        .transaction(async |_db| {
-                            hold.notified().await;
-                            Ok::<_, agenthub::error::Error>(())
-                        })
-                        .await
-                        .unwrap();
-                });
-                (holder, before.transactions + 1)
-            });
-            if let Some((_, held)) = &holder {
-                while store.writer_stats().unwrap().transactions < *held {
-                    tokio::task::yield_now().await;
-                }
-            }
             let n_claims = claims.len();
             let barrier = Arc::new(Barrier::new(n_claims));
-            let handles: Vec<_> = claims
-                .into_iter()
-                .map(|(key, agent, step)| {
-                    let ctx = team.ctx.clone();
-                    let barrier = Arc::clone(&barrier);
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        let answer = tasks::claim_step(&ctx, &agent, &step).await;
-                        (key, agent, answer)
+            let (answers, before) = run_as_one_batch(&store, &team.ctx, n_claims, || {
+                claims
+                    .into_iter()
+                    .map(|(key, agent, step)| {
+                        let ctx = team.ctx.clone();
+                        let barrier = Arc::clone(&barrier);
+                        tokio::spawn(async move {
+                            barrier.wait().await;
+                            let answer = tasks::claim_step(&ctx, &agent, &step).await;
+                            (key, agent, answer)
+                        })
                     })
-                })
-                .collect();
-            if let Some((holder, _)) = holder {
-                while team.ctx.claims.queued() < n_claims - 1 {
-                    tokio::task::yield_now().await;
-                }
-                hold.notify_one();
-                holder.await.unwrap();
-            }
+                    .collect()
+            })
+            .await;
             let on = format!("round {round} on {:?}", store.backend());
             let mut won: Vec<(String, String)> = Vec::new();
-            for handle in handles {
-                let (key, agent, answer) = handle.await.unwrap();
+            for (key, agent, answer) in answers {
                 match answer {
                     Ok(claimed) => {
                         assert_eq!(claimed.attempt, 1, "{on}");
@@ -2405,7 +2384,7 @@ backend_test!(
                 assert_eq!((stored.status.as_str(), stored.claimed_by), (status, holder), "{key} ({on})");
             }
             if let (Some(before), Some(after)) = (before, store.writer_stats()) {
-                let transactions = after.transactions - before.transactions;
+                let transactions = after.transactions - before;
                 assert_eq!(
                     transactions, 2,
                     "the writer's holder, then the 14 claims in one transaction ({on})"
@@ -2415,5 +2394,189 @@ backend_test!(
                 .await
                 .unwrap();
         }
+    }
+);
+
+/// Starts `queued` operations (`start`) and answers what each returned, with the writer's
+/// transactions before them. On SQLite the writer is held meanwhile, so that every one of
+/// them queues: the first waits for the writer, and the rest join its batch when it gets
+/// it.
+async fn run_as_one_batch<T: Send + 'static>(
+    store: &Store,
+    ctx: &Ctx,
+    queued: usize,
+    start: impl FnOnce() -> Vec<tokio::task::JoinHandle<T>>,
+) -> (Vec<T>, Option<u64>) {
+    let before = store.writer_stats();
+    let hold = Arc::new(Notify::new());
+    let holder = before.map(|_| {
+        let (store, hold) = (store.clone(), Arc::clone(&hold));
+        tokio::spawn(async move {
+            store
+                .transaction(async |_db| {
+                    hold.notified().await;
+                    Ok::<_, agenthub::error::Error>(())
+                })
+                .await
+                .unwrap();
+        })
+    });
+    if let Some(before) = before {
+        while store.writer_stats().unwrap().transactions < before.transactions + 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let handles = start();
+    if let Some(holder) = holder {
+        while ctx.step_writes.queued() < queued - 1 {
+            tokio::task::yield_now().await;
+        }
+        hold.notify_one();
+        holder.await.unwrap();
+    }
+    let mut outs = Vec::new();
+    for handle in handles {
+        outs.push(handle.await.unwrap());
+    }
+    (outs, before.map(|before| before.transactions))
+}
+
+backend_test!(
+    /// Submits and a claim at the same moment: each gets its own answer, and one refused
+    /// after its first write is undone alone. Two steps are done (one submit resent in the
+    /// same batch answers the same), a submit by an agent the step is not assigned to and
+    /// one of a stale attempt are refused, a step of approval level 1 awaits its approver,
+    /// a step whose approvers are gone is refused after its update (and stays claimed,
+    /// without a result), and a claim of another step wins. On SQLite, where the writer is
+    /// held until all of them queued, they ran as one transaction.
+    async fn submits_at_the_same_moment_each_get_their_own_answer(store) {
+        let team = Team::new(&store).await;
+        let mut crew = Vec::new();
+        for n in 0..6 {
+            crew.push(
+                team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
+                    .await,
+            );
+        }
+        let gated = |key: &str, agent: &str| NewStep {
+            approval_level: 1,
+            approvers: vec!["duan@example.com".into()],
+            ..new_step(key, &[agent], &[])
+        };
+        let view = team
+            .create(new_task(
+                "Submitted together",
+                vec![
+                    new_step("s0", &["crew0"], &[]),
+                    new_step("s1", &["crew1"], &[]),
+                    new_step("s2", &["crew2"], &[]),
+                    new_step("s3", &["crew3"], &[]),
+                    gated("gate", "crew4"),
+                    gated("broken", "crew5"),
+                    new_step("fresh", &["crew0"], &[]),
+                ],
+            ))
+            .await;
+        let id = |key: &str| step_id(&view, key);
+        for (n, key) in ["s0", "s1", "s2", "s3", "gate", "broken"].into_iter().enumerate() {
+            tasks::claim_step(&team.ctx, &crew[n], &id(key)).await.unwrap();
+        }
+        // The approvers of `broken` are gone: its submit is refused after the step's
+        // update, when the approval is asked.
+        let broken = id("broken");
+        store
+            .transaction(async |db| {
+                db!(db, |conn| diesel::delete(
+                    step_approvers::table.filter(step_approvers::step_id.eq(&broken))
+                )
+                .execute(conn)
+                .await)?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        // (key, agent, attempt): a submit; attempt 0: a claim.
+        let ops: Vec<(&str, usize, u32)> = vec![
+            ("s0", 0, 1),
+            ("s1", 1, 1),
+            ("s1", 1, 1),
+            ("s2", 3, 1),
+            ("s3", 3, 2),
+            ("gate", 4, 1),
+            ("broken", 5, 1),
+            ("fresh", 0, 0),
+        ];
+        let barrier = Arc::new(Barrier::new(ops.len()));
+        let (mut answers, before) = run_as_one_batch(&store, &team.ctx, ops.len(), || {
+            ops.iter()
+                .map(|&(key, agent, attempt)| {
+                    let (ctx, agent, step) = (team.ctx.clone(), crew[agent].clone(), id(key));
+                    let barrier = Arc::clone(&barrier);
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let answer = if attempt == 0 {
+                            tasks::claim_step(&ctx, &agent, &step)
+                                .await
+                                .map(|claimed| format!("claimed at {}", claimed.attempt))
+                        } else {
+                            submit(&ctx, &agent, &step, attempt).await.map(|done| done.status)
+                        };
+                        (key, attempt, answer.map_err(|err| format!("{}: {err}", err.code())))
+                    })
+                })
+                .collect()
+        })
+        .await;
+        answers.sort();
+        let ok = |status: &str| Ok(status.to_string());
+        let expected: Vec<(&str, u32, Result<String, String>)> = vec![
+            ("broken", 1, Err(
+                "conflict: step `broken` needs approval but lists no approvers".into()
+            )),
+            ("fresh", 0, ok("claimed at 1")),
+            ("gate", 1, ok("awaiting_approval")),
+            ("s0", 1, ok("done")),
+            ("s1", 1, ok("done")),
+            ("s1", 1, ok("done")),
+            ("s2", 1, Err(format!(
+                "forbidden: step `{}` is not assigned to agent `crew3`",
+                id("s2")
+            ))),
+            ("s3", 1 + 1, Err(
+                "conflict: step is claimed at attempt 1; attempt 2 is not current".into()
+            )),
+        ];
+        assert_eq!(answers, expected);
+        if let (Some(before), Some(after)) = (before, store.writer_stats()) {
+            assert_eq!(
+                after.transactions - before,
+                2,
+                "the writer's holder, then the eight operations in one transaction"
+            );
+        }
+        let stored = |key: &str| {
+            let team = &team;
+            let step = id(key);
+            async move { team.step(&step).await }
+        };
+        for (key, status) in [
+            ("s0", "done"),
+            ("s1", "done"),
+            ("s2", "claimed"),
+            ("s3", "claimed"),
+            ("gate", "awaiting_approval"),
+            ("broken", "claimed"),
+            ("fresh", "claimed"),
+        ] {
+            assert_eq!(stored(key).await.status, status, "{key}");
+        }
+        let broken = stored("broken").await;
+        assert_eq!((broken.result, broken.summary), (None, None), "nothing of the refused submit stays");
+        // The gate's approver was asked: approving it finishes the step.
+        let approve = approvals::Verdict::new(Decision::Approve, None);
+        let decided = crate::support::decide_current(&team.ctx, &team.duan, &id("gate"), approve)
+            .await
+            .unwrap();
+        assert_eq!(decided.step_status, "done");
     }
 );
