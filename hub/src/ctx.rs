@@ -14,7 +14,7 @@ use crate::events::stream::{StreamLimits, Streams};
 use crate::gateway::registry::Sessions;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::tasks::StepWrites;
+use crate::tasks::Writes;
 use crate::webhooks::WebhookSettings;
 use crate::webhooks::deliver::Sender;
 
@@ -117,9 +117,9 @@ pub struct Ctx {
     pub webhook_sender: Arc<Sender>,
     /// Numbers the events this hub's changes staged ([`crate::events::staged`]).
     pub numberer: Arc<Numberer>,
-    /// The claims and submits of this hub process on SQLite, run in batches (one
-    /// transaction for those that queue while the one before runs).
-    pub step_writes: Arc<StepWrites>,
+    /// The task creations, claims and submits of this hub process on SQLite, run in
+    /// batches (one transaction for those that queue while the one before runs).
+    pub writes: Arc<Writes>,
 }
 
 impl Ctx {
@@ -137,7 +137,7 @@ impl Ctx {
             remote: None,
             webhook_sender: Arc::default(),
             numberer: Arc::default(),
-            step_writes: Arc::default(),
+            writes: Arc::default(),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::tasks::check::{record_check_in_tx, validate_check};
 use crate::tasks::model::{self, Step, StepChange, Task};
 use crate::tasks::settle::{self, end_if_finished, end_if_finished_with};
 use crate::tasks::timeline::{self, By};
-use crate::tasks::writes::{self, StepOp, StepOut};
+use crate::tasks::writes::{self, WriteOp, WriteOut};
 use crate::tasks::{
     StepStatus, TaskStatus, frames, push_ready_steps, step_status, task_status, transition,
     transition_via,
@@ -190,7 +190,7 @@ pub async fn claim_for_hub(
     claim(ctx, agent, step_id, Some(attempt), true).await
 }
 
-/// A claim as data: what a batch of step operations runs ([`writes`]).
+/// A claim as data: what a batch of writes runs ([`writes`]).
 #[derive(Debug, Clone)]
 pub struct ClaimOp {
     agent: AgentActor,
@@ -212,9 +212,9 @@ async fn claim(
         attempt,
         by_hub,
     };
-    match writes::run(ctx, StepOp::Claim(op)).await {
-        StepOut::Claim(claimed) => claimed,
-        StepOut::Submit(_) => unreachable!("a claim is answered as a claim"),
+    match writes::run(ctx, WriteOp::Claim(op)).await {
+        WriteOut::Claim(claimed) => claimed,
+        _ => unreachable!("a claim is answered as a claim"),
     }
 }
 
@@ -537,14 +537,14 @@ pub async fn submit_step(
         files,
         digest,
     };
-    match writes::run(ctx, StepOp::Submit(Arc::new(op))).await {
-        StepOut::Submit(outcome) => outcome,
-        StepOut::Claim(_) => unreachable!("a submit is answered as a submit"),
+    match writes::run(ctx, WriteOp::Submit(Arc::new(op))).await {
+        WriteOut::Submit(outcome) => outcome,
+        _ => unreachable!("a submit is answered as a submit"),
     }
 }
 
-/// A submit as data, checked and with its result rendered: what a batch of step
-/// operations runs ([`writes`]).
+/// A submit as data, checked and with its result rendered: what a batch of writes
+/// runs ([`writes`]).
 #[derive(Debug)]
 pub struct SubmitOp {
     agent: AgentActor,

@@ -18,6 +18,7 @@ mod workflow;
 mod writes;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use agenthub_protocol::{ServerFrame, YourStep};
 use serde_json::Value;
@@ -58,7 +59,8 @@ pub use state::{StepStatus, TaskStatus};
 pub(crate) use timeline::record_step;
 pub use timeline::{By, TimelineEntry, timeline};
 pub use workflow::{WorkflowChange, WorkflowOp, change_workflow};
-pub use writes::StepWrites;
+pub use writes::Writes;
+use writes::{WriteOp, WriteOut};
 
 /// The executors a step may name.
 /// `a2a` steps are run by the hub itself (see `a2a::delegate`): never pushed to agents.
@@ -254,90 +256,107 @@ impl TaskAction {
 }
 
 pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskView> {
-    let workspace_id = actor.workspace_id().to_string();
     if new.plan.is_some() && new.steps.is_empty() {
         validate_task_text(&new)?;
     } else {
         validate_new_task(&new)?;
     }
+    let op = CreateOp {
+        actor: actor.clone(),
+        new,
+    };
+    match writes::run(ctx, WriteOp::Create(Arc::new(op))).await {
+        WriteOut::Create(view) => Ok(with_presence(ctx, view?)),
+        _ => unreachable!("a create is answered as a create"),
+    }
+}
+
+/// A task's creation as data, checked: what a batch of writes runs ([`writes`]).
+#[derive(Debug)]
+pub struct CreateOp {
+    actor: Actor,
+    new: NewTask,
+}
+
+/// One task's creation in the transaction of its batch; the events it causes go to
+/// `outbox` (flushed here, published after the commit).
+async fn create_in_tx(
+    ctx: &Ctx,
+    db: &mut Db<'_>,
+    op: &CreateOp,
+    outbox: &mut Outbox,
+) -> Result<TaskView> {
+    let CreateOp { actor, new } = op;
+    let workspace_id = actor.workspace_id().to_string();
     let by = By::actor(actor);
     let status = if new.draft || new.plan.is_some() {
         TaskStatus::Draft
     } else {
         TaskStatus::Active
     };
-    let mut outbox = Outbox::for_request();
-    let view = ctx
-        .store
-        .transaction(async |db| {
-            let now = now_ms();
-            let task = Task {
-                id: new_id(),
-                workspace_id: workspace_id.clone(),
-                title: new.title.trim().to_string(),
-                description: new.description.clone(),
-                status: status.as_str().to_string(),
-                creator_member_id: Some(actor.member_id().to_string()),
-                creator_agent_id: match actor {
-                    Actor::Agent(agent) => Some(agent.agent_id.clone()),
-                    Actor::Member(_) => None,
-                },
-                due_at: new.due_at,
-                created_at: now,
-                updated_at: now,
-                outcome: None,
-            };
-            model::insert_task(db, &task).await?;
-            outbox.created_task(&task.id);
-            if let Some(request) = &new.plan {
-                // The given steps are where the planner starts; the plan makes the steps.
-                let start: Vec<_> = new.steps.iter().map(plan_step_of).collect();
-                plan::request_in_tx(ctx, db, &mut outbox, actor, &task, request, &start).await?;
-                timeline::record_created(db, &task, &[], &by).await?;
-                outbox.flush(db, &workspace_id).await?;
-                return load_view(db, &task, Vec::new()).await;
-            }
-            let (steps, written) = insert_steps_written(db, &task, &new.steps, &[]).await?;
-            timeline::record_created(db, &task, &steps, &by).await?;
-            let view = match view_of_written(&task, &steps, &written) {
-                Some(view) => view,
-                None => load_view(db, &task, steps).await?,
-            };
-            if status == TaskStatus::Draft {
-                // Nobody hears of a draft until it is published.
-                return Ok::<_, Error>(view);
-            }
-            // Everyone involved hears of the task; ready steps are pushed to assignees.
-            push_task_created(&mut outbox, &view);
-            for step_view in &view.steps {
-                if step_view.step.status != StepStatus::Ready.as_str() {
-                    continue;
-                }
-                if runs_in_hub(&step_view.step) {
-                    // The hub's A2A worker takes it; no agent is told.
-                    continue;
-                }
-                if step_view.depends_on.is_empty() && !step_view.step.is_meeting() {
-                    // The view holds every step of the new task: this one depends on none,
-                    // so its push has no inputs to read (a meeting starts in `push_ready`).
-                    let frame =
-                        frames::step_ready_after(db, &task, &step_view.step, Vec::new()).await?;
-                    let audiences: Vec<Audience> = step_view
-                        .assignees
-                        .iter()
-                        .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
-                        .collect();
-                    outbox.push_all(&audiences, &frame);
-                } else {
-                    push_ready(db, &mut outbox, &task, step_view).await?;
-                }
-            }
-            outbox.flush(db, &workspace_id).await?;
-            Ok::<_, Error>(view)
-        })
-        .await?;
-    ctx.publish(outbox.into_written()).await;
-    Ok(with_presence(ctx, view))
+    let now = now_ms();
+    let task = Task {
+        id: new_id(),
+        workspace_id: workspace_id.clone(),
+        title: new.title.trim().to_string(),
+        description: new.description.clone(),
+        status: status.as_str().to_string(),
+        creator_member_id: Some(actor.member_id().to_string()),
+        creator_agent_id: match actor {
+            Actor::Agent(agent) => Some(agent.agent_id.clone()),
+            Actor::Member(_) => None,
+        },
+        due_at: new.due_at,
+        created_at: now,
+        updated_at: now,
+        outcome: None,
+    };
+    model::insert_task(db, &task).await?;
+    outbox.created_task(&task.id);
+    if let Some(request) = &new.plan {
+        // The given steps are where the planner starts; the plan makes the steps.
+        let start: Vec<_> = new.steps.iter().map(plan_step_of).collect();
+        plan::request_in_tx(ctx, db, outbox, actor, &task, request, &start).await?;
+        timeline::record_created(db, &task, &[], &by).await?;
+        outbox.flush(db, &workspace_id).await?;
+        return load_view(db, &task, Vec::new()).await;
+    }
+    let (steps, written) = insert_steps_written(db, &task, &new.steps, &[]).await?;
+    timeline::record_created(db, &task, &steps, &by).await?;
+    let view = match view_of_written(&task, &steps, &written) {
+        Some(view) => view,
+        None => load_view(db, &task, steps).await?,
+    };
+    if status == TaskStatus::Draft {
+        // Nobody hears of a draft until it is published.
+        return Ok(view);
+    }
+    // Everyone involved hears of the task; ready steps are pushed to assignees.
+    push_task_created(outbox, &view);
+    for step_view in &view.steps {
+        if step_view.step.status != StepStatus::Ready.as_str() {
+            continue;
+        }
+        if runs_in_hub(&step_view.step) {
+            // The hub's A2A worker takes it; no agent is told.
+            continue;
+        }
+        if step_view.depends_on.is_empty() && !step_view.step.is_meeting() {
+            // The view holds every step of the new task: this one depends on none,
+            // so its push has no inputs to read (a meeting starts in `push_ready`).
+            let frame = frames::step_ready_after(db, &task, &step_view.step, Vec::new()).await?;
+            let audiences: Vec<Audience> = step_view
+                .assignees
+                .iter()
+                .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
+                .collect();
+            outbox.push_all(&audiences, &frame);
+        } else {
+            push_ready(db, outbox, &task, step_view).await?;
+        }
+    }
+    outbox.flush(db, &workspace_id).await?;
+    Ok(view)
 }
 
 fn validate_task_text(new: &NewTask) -> Result<()> {

@@ -1,70 +1,87 @@
-//! The step operations agents send most, claims and submits, run in batches.
+//! The writes agents and people send most, task creations, claims and submits, run in
+//! batches.
 //!
 //! On SQLite every write waits for the one writer, and a transaction handed from one
-//! caller's task to the next leaves the writer idle until that task runs. So the claims
-//! and submits that queue while a batch runs are run by one caller (the batch's leader,
-//! see [`Batcher`]) in one transaction, one after the other in the order they queued,
-//! each deciding against what the ones before it wrote: of two claims on one step the
-//! first wins. Each answers its own outcome after the commit:
+//! caller's task to the next leaves the writer idle until that task runs. So the writes
+//! that queue while a batch runs are run by one caller (the batch's leader, see
+//! [`Batcher`]) in one transaction, one after the other in the order they queued, each
+//! deciding against what the ones before it wrote: of two claims on one step the first
+//! wins. Each answers its own outcome after the commit:
 //!
 //! - a claim is refused before it writes anything, so it runs in the batch's transaction
 //!   itself;
-//! - a submit can be refused after its first write (the approval it asks, the task's
-//!   end), so in a batch of several it runs in a savepoint of its own and a refused one
-//!   is rolled back alone;
+//! - a creation or a submit can be refused after its first write (a plan's limits, the
+//!   events' size, the approval it asks, the task's end), so in a batch of several each
+//!   runs in a savepoint of its own and a refused one is rolled back alone;
 //! - when the database fails (`unavailable`, `internal`) the whole batch fails and none of
-//!   it is stored: the first operation gets the database's error, the others
+//!   it is stored: the first write gets the database's error, the others
 //!   [`Error::shared_failure`]. A retry is safe: a repeated claim by the holder and a
-//!   resent submit answer as the first did.
+//!   resent submit answer as the first did, and a creation that failed made nothing.
 //!
-//! PostgreSQL runs each operation in a transaction of its own: batches of several hubs
-//! could wait for each other's row locks (a shared step's, its agents', its task's).
+//! The events of a batch are published by its leader, in the order they were written,
+//! once it has passed the lead on: the next batch runs meanwhile.
+//!
+//! PostgreSQL runs each write in a transaction of its own: batches of several hubs could
+//! wait for each other's row locks (a shared step's, its agents', its task's).
 
 use std::sync::Arc;
 
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::events::{Outbox, Written};
-use crate::store::{Backend, Batch, Batcher, Db};
+use crate::store::{Backend, Batch, Batcher, Db, DbFn};
 use crate::tasks::lifecycle::{
     ClaimOp, Claimed, SubmitOp, SubmitOutcome, claim_in_tx, submit_in_tx,
 };
+use crate::tasks::{CreateOp, TaskView, create_in_tx};
 
-/// An operation of a batch ([`Ctx::step_writes`]).
+/// A write of a batch ([`Ctx::writes`]).
 #[derive(Debug, Clone)]
-pub enum StepOp {
+pub enum WriteOp {
+    Create(Arc<CreateOp>),
     Claim(ClaimOp),
     Submit(Arc<SubmitOp>),
 }
 
-/// What an operation of a batch answers: the outcome of its kind.
+/// What a write of a batch answers: the outcome of its kind.
 #[derive(Debug)]
-pub enum StepOut {
+pub enum WriteOut {
+    Create(Result<TaskView>),
     Claim(Result<Claimed>),
     Submit(Result<SubmitOutcome>),
 }
 
-impl StepOp {
-    /// This operation's answer when it failed with `err`.
-    fn failed(&self, err: Error) -> StepOut {
+impl WriteOp {
+    /// This write's answer when it failed with `err`.
+    fn failed(&self, err: Error) -> WriteOut {
         match self {
-            StepOp::Claim(_) => StepOut::Claim(Err(err)),
-            StepOp::Submit(_) => StepOut::Submit(Err(err)),
+            WriteOp::Create(_) => WriteOut::Create(Err(err)),
+            WriteOp::Claim(_) => WriteOut::Claim(Err(err)),
+            WriteOp::Submit(_) => WriteOut::Submit(Err(err)),
         }
     }
 }
 
-/// The batches of this hub process ([`Ctx::step_writes`]).
-pub type StepWrites = Batcher<StepOp, StepOut>;
+/// The batches of this hub process ([`Ctx::writes`]).
+pub type Writes = Batcher<WriteOp, Answer>;
 
-type StepBatch = Batch<StepOp, StepOut>;
+type WriteBatch = Batch<WriteOp, Answer>;
+
+/// What a write of a batch is answered: its outcome and, for the batch's first write
+/// (its leader's), the events the whole batch caused, in their order, which its caller
+/// publishes once the lead has passed on (the next batch runs meanwhile).
+#[derive(Debug)]
+pub struct Answer {
+    out: WriteOut,
+    written: Vec<Written>,
+}
 
 /// Runs `op`, in a batch with those queued meanwhile on SQLite, alone on PostgreSQL.
-pub(super) async fn run(ctx: &Ctx, op: StepOp) -> StepOut {
-    match ctx.store.backend() {
+pub(super) async fn run(ctx: &Ctx, op: WriteOp) -> WriteOut {
+    let answer = match ctx.store.backend() {
         Backend::Sqlite => {
-            ctx.step_writes
-                .run(op, async |batch: &mut StepBatch| {
+            ctx.writes
+                .run(op, async |batch: &mut WriteBatch| {
                     run_batch(ctx, batch).await
                 })
                 .await
@@ -72,77 +89,92 @@ pub(super) async fn run(ctx: &Ctx, op: StepOp) -> StepOut {
         Backend::Postgres => run_batch(ctx, &mut Batch::one(op))
             .await
             .pop()
-            .expect("one outcome per operation"),
+            .expect("one answer per write"),
+    };
+    for written in answer.written {
+        ctx.publish(written).await;
     }
+    answer.out
 }
 
-/// Runs a batch in one transaction, in its order, and answers each operation (see the
-/// module docs).
-async fn run_batch(ctx: &Ctx, batch: &mut StepBatch) -> Vec<StepOut> {
+/// Runs a batch in one transaction, in its order, and answers each write (see the module
+/// docs).
+async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
     let mut written = Vec::new();
     let ran = ctx
         .store
         .transaction(async |db| {
-            // Taken once the writer is held: the operations queued meanwhile join.
+            // Taken once the writer is held: the writes queued meanwhile join.
             let ops = batch.ops();
             let alone = ops.len() == 1;
             let mut outs = Vec::with_capacity(ops.len());
             for op in ops {
                 outs.push(match op {
-                    StepOp::Claim(claim) => {
-                        StepOut::Claim(claim_in_tx(ctx, db, claim, &mut written).await?)
+                    WriteOp::Claim(claim) => {
+                        WriteOut::Claim(claim_in_tx(ctx, db, claim, &mut written).await?)
                     }
-                    // Alone, its refusal rolls back the transaction and answers it.
-                    StepOp::Submit(submit) if alone => {
+                    WriteOp::Submit(submit) => {
                         let mut outbox = Outbox::default();
-                        let outcome = submit_in_tx(db, submit, &mut outbox).await?;
-                        written.push(outbox.into_written());
-                        StepOut::Submit(Ok(outcome))
+                        let submitted = isolated(db, alone, async |db| {
+                            submit_in_tx(db, submit, &mut outbox).await
+                        })
+                        .await?;
+                        if submitted.is_ok() {
+                            written.push(outbox.into_written());
+                        }
+                        WriteOut::Submit(submitted)
                     }
-                    StepOp::Submit(submit) => {
-                        StepOut::Submit(submit_in_savepoint(db, submit, &mut written).await?)
+                    WriteOp::Create(create) => {
+                        let mut outbox = Outbox::for_request();
+                        let created = isolated(db, alone, async |db| {
+                            create_in_tx(ctx, db, create, &mut outbox).await
+                        })
+                        .await?;
+                        if created.is_ok() {
+                            written.push(outbox.into_written());
+                        }
+                        WriteOut::Create(created)
                     }
                 });
             }
             Ok::<_, Error>(outs)
         })
         .await;
-    match ran {
-        Ok(outs) => {
-            for written in written {
-                ctx.publish(written).await;
-            }
-            outs
-        }
+    let outs = match ran {
+        Ok(outs) => outs,
         Err(err) => {
+            written.clear();
             let ops = batch.ops();
-            let mut outs: Vec<StepOut> = ops[1..]
+            let mut outs: Vec<WriteOut> = ops[1..]
                 .iter()
                 .map(|op| op.failed(Error::shared_failure(&err)))
                 .collect();
             outs.insert(0, ops[0].failed(err));
             outs
         }
-    }
+    };
+    let mut written = Some(written);
+    outs.into_iter()
+        .map(|out| Answer {
+            out,
+            written: written.take().unwrap_or_default(),
+        })
+        .collect()
 }
 
-/// One submit of a batch of several, in a savepoint: `Ok(Err(refusal))` when it is
-/// refused (its savepoint rolled back), `Err` when the database failed (the batch rolls
-/// back).
-async fn submit_in_savepoint(
-    db: &mut Db<'_>,
-    submit: &SubmitOp,
-    written: &mut Vec<Written>,
-) -> Result<Result<SubmitOutcome>> {
-    let mut outbox = Outbox::default();
-    let ran = db
-        .savepoint(async |db| submit_in_tx(db, submit, &mut outbox).await)
-        .await;
-    match ran {
-        Ok(outcome) => {
-            written.push(outbox.into_written());
-            Ok(Ok(outcome))
-        }
+/// Runs `write`, a write that may be refused after its first write: `Ok(Err(refusal))`
+/// when it is refused and undone alone (in a batch of several, in its own savepoint),
+/// `Err` when the database failed or the write is `alone` in its batch (the batch's
+/// transaction rolls back and answers it).
+async fn isolated<T, F>(db: &mut Db<'_>, alone: bool, write: F) -> Result<Result<T>>
+where
+    F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T>, Fut: Send>,
+{
+    if alone {
+        return write(db).await.map(Ok);
+    }
+    match db.savepoint(write).await {
+        Ok(done) => Ok(Ok(done)),
         Err(err @ (Error::Unavailable(_) | Error::Internal(_))) => Err(err),
         Err(refused) => Ok(Err(refused)),
     }

@@ -2428,7 +2428,7 @@ async fn run_as_one_batch<T: Send + 'static>(
     }
     let handles = start();
     if let Some(holder) = holder {
-        while ctx.step_writes.queued() < queued - 1 {
+        while ctx.writes.queued() < queued - 1 {
             tokio::task::yield_now().await;
         }
         hold.notify_one();
@@ -2578,5 +2578,96 @@ backend_test!(
             .await
             .unwrap();
         assert_eq!(decided.step_status, "done");
+    }
+);
+
+backend_test!(
+    /// Task creations and a claim at the same moment: each gets its own answer, and a
+    /// creation refused after its task was written (an assignee that is not an agent of
+    /// the workspace) is undone alone, leaving no task behind, while the others are
+    /// created with their steps ready and pushed. On SQLite, where the writer is held
+    /// until all of them queued, they ran as one transaction.
+    async fn creations_at_the_same_moment_each_get_their_own_answer(store) {
+        let team = Team::new(&store).await;
+        let crew0 = team.add_agent("crew0", "aurora@example.com", &[], 1024).await;
+        team.add_agent("crew1", "aurora@example.com", &[], 1024).await;
+        let waiting = team
+            .create(new_task("Waiting", vec![new_step("w", &["crew0"], &[])]))
+            .await;
+        let creations = [("One", "crew0"), ("Bad", "nobody"), ("Two", "crew1")];
+        let barrier = Arc::new(Barrier::new(creations.len() + 1));
+        let (answers, before) = run_as_one_batch(&store, &team.ctx, creations.len() + 1, || {
+            let mut handles: Vec<_> = creations
+                .iter()
+                .map(|&(title, assignee)| {
+                    let (ctx, actor, barrier) =
+                        (team.ctx.clone(), team.aurora.clone(), Arc::clone(&barrier));
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let new = new_task(title, vec![new_step("a", &[assignee], &[])]);
+                        let created = tasks::create_task(&ctx, &actor, new).await;
+                        (title, created.map(|view| view.task.id))
+                    })
+                })
+                .collect();
+            let (ctx, agent, step) = (team.ctx.clone(), crew0.clone(), step_id(&waiting, "w"));
+            let barrier = Arc::clone(&barrier);
+            handles.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let claimed = tasks::claim_step(&ctx, &agent, &step).await;
+                ("claim", claimed.map(|claimed| format!("attempt {}", claimed.attempt)))
+            }));
+            handles
+        })
+        .await;
+        if let (Some(before), Some(after)) = (before, store.writer_stats()) {
+            assert_eq!(
+                after.transactions - before,
+                2,
+                "the writer's holder, then the four writes in one transaction"
+            );
+        }
+        let mut created = Vec::new();
+        for (title, answer) in answers {
+            match (title, answer) {
+                ("claim", Ok(attempt)) => assert_eq!(attempt, "attempt 1"),
+                ("Bad", Err(err)) => {
+                    assert_eq!(err.code(), "invalid", "{err}");
+                    assert_eq!(
+                        err.to_string(),
+                        "step `a`: assignee `nobody` is not an agent of this workspace"
+                    );
+                }
+                ("One" | "Two", Ok(task_id)) => created.push((title, task_id)),
+                (title, answer) => panic!("{title}: {answer:?}"),
+            }
+        }
+        assert_eq!(created.len(), 2);
+        for (title, task_id) in &created {
+            let view = team.task(task_id).await;
+            assert_eq!(view.task.title, *title);
+            assert_eq!(statuses(&view), vec![("a".to_string(), "ready".to_string())]);
+        }
+        let mut listed: Vec<String> =
+            tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(task, _)| task.title)
+                .collect();
+        listed.sort();
+        assert_eq!(listed, ["One", "Two", "Waiting"], "nothing of the refused creation stays");
+        assert_eq!(team.step(&step_id(&waiting, "w")).await.status, "claimed");
+        // Each created step was pushed to its assignee.
+        for (title, task_id) in &created {
+            let view = team.task(task_id).await;
+            let assignee = &view.steps[0].assignees[0].0;
+            let pushed = events(&store, assignee)
+                .await
+                .into_iter()
+                .any(|frame| matches!(&frame, ServerFrame::StepReady(ready)
+                    if ready.step.step_id == uuid(&view.steps[0].step.id)));
+            assert!(pushed, "{title}'s step was pushed");
+        }
     }
 );
