@@ -19,6 +19,7 @@ mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use agenthub_protocol::{ServerFrame, YourStep};
 use serde_json::Value;
@@ -264,9 +265,11 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
     let op = CreateOp {
         actor: actor.clone(),
         new,
+        task_id: new_id(),
+        ran: AtomicBool::new(false),
     };
     match writes::run(ctx, WriteOp::Create(Arc::new(op))).await {
-        WriteOut::Create(view) => Ok(with_presence(ctx, view?)),
+        WriteOut::Create(view) => Ok(with_presence(ctx, *view?)),
         _ => unreachable!("a create is answered as a create"),
     }
 }
@@ -276,6 +279,10 @@ pub async fn create_task(ctx: &Ctx, actor: &Actor, new: NewTask) -> Result<TaskV
 pub struct CreateOp {
     actor: Actor,
     new: NewTask,
+    /// The new task's id, chosen before it runs: a creation run again finds its task.
+    task_id: String,
+    /// Set when a batch first runs it.
+    ran: AtomicBool,
 }
 
 /// One task's creation in the transaction of its batch; the events it causes go to
@@ -286,8 +293,21 @@ async fn create_in_tx(
     op: &CreateOp,
     outbox: &mut Outbox,
 ) -> Result<TaskView> {
-    let CreateOp { actor, new } = op;
+    let CreateOp {
+        actor,
+        new,
+        task_id,
+        ran,
+    } = op;
     let workspace_id = actor.workspace_id().to_string();
+    // Run again because the leader of the batch that ran it went away: that batch may have
+    // been committed (or may be, in the writer's open group): answer its task.
+    if ran.swap(true, Ordering::Relaxed)
+        && let Some(task) = model::find_task(db, &workspace_id, task_id).await?
+    {
+        let steps = model::steps_of_task(db, &task.id).await?;
+        return load_view(db, &task, steps).await;
+    }
     let by = By::actor(actor);
     let status = if new.draft || new.plan.is_some() {
         TaskStatus::Draft
@@ -296,7 +316,7 @@ async fn create_in_tx(
     };
     let now = now_ms();
     let task = Task {
-        id: new_id(),
+        id: task_id.clone(),
         workspace_id: workspace_id.clone(),
         title: new.title.trim().to_string(),
         description: new.description.clone(),
@@ -345,12 +365,7 @@ async fn create_in_tx(
             // The view holds every step of the new task: this one depends on none,
             // so its push has no inputs to read (a meeting starts in `push_ready`).
             let frame = frames::step_ready_after(db, &task, &step_view.step, Vec::new()).await?;
-            let audiences: Vec<Audience> = step_view
-                .assignees
-                .iter()
-                .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
-                .collect();
-            outbox.push_all(&audiences, &frame);
+            outbox.push_all(&assignee_audiences(step_view), &frame);
         } else {
             push_ready(db, outbox, &task, step_view).await?;
         }
@@ -1400,13 +1415,17 @@ pub(crate) async fn push_ready(
         return Ok(());
     }
     let frame = frames::step_ready(db, task, &step_view.step).await?;
-    let audiences: Vec<Audience> = step_view
+    outbox.push_all(&assignee_audiences(step_view), &frame);
+    Ok(())
+}
+
+/// The step's assignees, as the audiences of its `step.ready`.
+fn assignee_audiences(step_view: &StepView) -> Vec<Audience> {
+    step_view
         .assignees
         .iter()
         .map(|(agent_id, _)| Audience::Agent(agent_id.clone()))
-        .collect();
-    outbox.push_all(&audiences, &frame);
-    Ok(())
+        .collect()
 }
 
 /// Queues `step.ready` for every assignee of each of `steps` (ready steps of `task`),

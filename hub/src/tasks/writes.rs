@@ -18,6 +18,12 @@
 //!   [`Error::shared_failure`]. A retry is safe: a repeated claim by the holder and a
 //!   resent submit answer as the first did, and a creation that failed made nothing.
 //!
+//! A write whose batch's leader went away before answering is queued again by its caller
+//! (see [`Batcher`]), and its batch may have been committed: each kind answers as it did
+//! the first time then (a claim by the step's holder and a submit of a submitted attempt
+//! answer the same, and a creation, whose task id is chosen before it first runs, finds
+//! its task and answers it).
+//!
 //! The events of a batch are published by its leader, in the order they were written,
 //! once it has passed the lead on: the next batch runs meanwhile.
 //!
@@ -46,7 +52,7 @@ pub enum WriteOp {
 /// What a write of a batch answers: the outcome of its kind.
 #[derive(Debug)]
 pub enum WriteOut {
-    Create(Result<TaskView>),
+    Create(Result<Box<TaskView>>),
     Claim(Result<Claimed>),
     Submit(Result<SubmitOutcome>),
 }
@@ -127,7 +133,9 @@ async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
                     WriteOp::Create(create) => {
                         let mut outbox = Outbox::for_request();
                         let created = isolated(db, alone, async |db| {
-                            create_in_tx(ctx, db, create, &mut outbox).await
+                            create_in_tx(ctx, db, create, &mut outbox)
+                                .await
+                                .map(Box::new)
                         })
                         .await?;
                         if created.is_ok() {

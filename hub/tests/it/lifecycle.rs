@@ -2671,3 +2671,107 @@ backend_test!(
         }
     }
 );
+
+backend_test!(
+    /// A batch's leader that goes away after its batch ran, while the batch waits in the
+    /// writer's open group for its commit: the creation it carried for another caller is
+    /// queued again by that caller and answers the task the group committed, which exists
+    /// once. The leader's batch hands the group on only when it ran within the group's
+    /// age limit, so a round may end with the leader answered instead: up to eight rounds,
+    /// and at least one must have gone the first way. (SQLite: PostgreSQL runs each write
+    /// alone.)
+    async fn a_creation_run_again_after_its_leader_went_away_answers_its_task_once(store) {
+        let team = Team::new(&store).await;
+        team.add_agent("crew0", "aurora@example.com", &[], 1024).await;
+        if store.writer_stats().is_none() {
+            return;
+        }
+        let mut went_away = 0;
+        let mut expected = Vec::new();
+        for round in 0..8 {
+            let before = store.writer_stats().unwrap();
+            // The writer is held while the leader and then another creation queue.
+            let hold = Arc::new(Notify::new());
+            let holder = {
+                let (store, hold) = (store.clone(), Arc::clone(&hold));
+                tokio::spawn(async move {
+                    store
+                        .transaction(async |_db| {
+                            hold.notified().await;
+                            // Older than a group may grow: it commits alone, and the
+                            // leader's batch starts a group of its own.
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            Ok::<_, agenthub::error::Error>(())
+                        })
+                        .await
+                })
+            };
+            while store.writer_stats().unwrap().transactions < before.transactions + 1 {
+                tokio::task::yield_now().await;
+            }
+            let create = |title: String| {
+                let (ctx, actor) = (team.ctx.clone(), team.aurora.clone());
+                let new = new_task(&title, vec![new_step("a", &["crew0"], &[])]);
+                async move { tasks::create_task(&ctx, &actor, new).await }
+            };
+            let (one, two) = (format!("One {round}"), format!("Two {round}"));
+            let mut leader = Box::pin(create(one.clone()));
+            assert!(futures_util::poll!(leader.as_mut()).is_pending(), "it waits for the writer");
+            let other = tokio::spawn(create(two.clone()));
+            while team.ctx.writes.queued() < 1 {
+                tokio::task::yield_now().await;
+            }
+            // Another transaction waits behind the leader's batch, so that the batch
+            // hands the open group on instead of committing it and waits for its commit;
+            // that transaction takes its time, so the group is committed only after the
+            // leader went away.
+            hold.notify_one();
+            let after = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .transaction(async |_db| {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            Ok::<_, agenthub::error::Error>(())
+                        })
+                        .await
+                })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // The leader runs its batch (both creations) and waits for the group's commit,
+            // or, when it took longer than a group may grow, commits and is answered.
+            if futures_util::poll!(leader.as_mut()).is_pending() {
+                assert!(
+                    store.writer_stats().unwrap().transactions >= before.transactions + 2,
+                    "the holder, then the leader's batch"
+                );
+                went_away += 1;
+                drop(leader);
+            }
+            holder.await.unwrap().unwrap();
+            after.await.unwrap().unwrap();
+            let created = other.await.unwrap().expect("the creation run again answers its task");
+            assert_eq!(created.task.title, two);
+            assert_eq!(statuses(&created), vec![("a".to_string(), "ready".to_string())]);
+            expected.push((one, None));
+            expected.push((two, Some(created.task.id.clone())));
+        }
+        assert!(went_away > 0, "no leader went away in eight rounds");
+        let mut listed: Vec<(String, String)> =
+            tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(task, _)| (task.title, task.id))
+                .collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed.len(), expected.len(), "each creation made one task: {listed:?}");
+        for ((title, id), (expected_title, expected_id)) in listed.iter().zip(&expected) {
+            assert_eq!(title, expected_title);
+            if let Some(expected_id) = expected_id {
+                assert_eq!(id, expected_id, "{title} answers the task it made");
+            }
+        }
+    }
+);
