@@ -1043,7 +1043,8 @@ async fn the_sqlite_writers_load_is_in_the_metrics() {
     {
         let team = team(&server.ctx, "acme").await;
         let before = writer_metrics(&server).await;
-        // Eight creates at once: a write transaction each, committed alone or together.
+        // Eight creates at once: run in batches (one write transaction for the creates
+        // that queued while the writer was busy), committed alone or together.
         let creates = (0..8).map(|_| {
             server.call(
                 Method::POST,
@@ -1066,7 +1067,7 @@ async fn the_sqlite_writers_load_is_in_the_metrics() {
         };
         let transactions = grew("transactions_total");
         let commits = grew("commits_total");
-        assert!(transactions >= 8.0, "{after:?}");
+        assert!(transactions >= 1.0, "{after:?}");
         assert!((1.0..=transactions).contains(&commits), "{after:?}");
         assert!(grew("busy_seconds_total") > 0.0, "{after:?}");
         assert!(grew("wait_seconds_total") >= 0.0, "{after:?}");
