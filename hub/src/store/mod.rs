@@ -654,17 +654,19 @@ impl Db<'_> {
 
     /// Runs `f` in a savepoint of the open transaction: released when it returns `Ok`,
     /// rolled back (with what it wrote and, on SQLite, the rows and sequence numbers the
-    /// writer keeps for it) on `Err`; the transaction goes on either way. A savepoint that
-    /// cannot be opened, released or rolled back fails with the database's error.
-    pub async fn savepoint<T, E, F>(&mut self, f: F) -> Result<T, E>
+    /// writer keeps for it) on `Err`; the transaction goes on either way, and `f`'s
+    /// outcome is the inner result. The outer `Err` is the database's error when the
+    /// savepoint itself could not be opened, released or rolled back: the transaction
+    /// cannot go on then (SQLite may have rolled it back already, after an I/O error or a
+    /// full disk), whatever `f` answered.
+    pub async fn savepoint<T, E, F>(&mut self, f: F) -> diesel::QueryResult<Result<T, E>>
     where
         F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T, E>, Fut: Send>,
-        E: From<diesel::result::Error>,
     {
         self.begin_savepoint().await?;
         let res = f(self).await;
         self.end_savepoint(res.is_ok()).await?;
-        res
+        Ok(res)
     }
 
     async fn begin_savepoint(&mut self) -> diesel::QueryResult<()> {

@@ -13,7 +13,11 @@
 //! - a creation or a submit can be refused after its first write (a plan's limits, the
 //!   events' size, the approval it asks, the task's end), so in a batch of several each
 //!   runs in a savepoint of its own and a refused one is rolled back alone;
-//! - when the database fails (`unavailable`, `internal`) the whole batch fails and none of
+//! - a creation or a submit of a batch of several whose own statement fails (`internal`:
+//!   a constraint no check caught, a stored value that cannot be read) is rolled back
+//!   alone as well;
+//! - when the transaction cannot go on (the connection is lost, a savepoint cannot be
+//!   opened, released or rolled back, the commit fails) the whole batch fails and none of
 //!   it is stored: the first write gets the database's error, the others
 //!   [`Error::shared_failure`]. A retry is safe: a repeated claim by the holder and a
 //!   resent submit answer as the first did, and a creation that failed made nothing.
@@ -171,9 +175,10 @@ async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
 }
 
 /// Runs `write`, a write that may be refused after its first write: `Ok(Err(refusal))`
-/// when it is refused and undone alone (in a batch of several, in its own savepoint),
-/// `Err` when the database failed or the write is `alone` in its batch (the batch's
-/// transaction rolls back and answers it).
+/// when it is refused, or one of its statements failed, and it is undone alone (in a
+/// batch of several, in its own savepoint); `Err` when the connection is lost or the
+/// savepoint itself failed (the transaction cannot go on), or the write is `alone` in its
+/// batch (the batch's transaction rolls back and answers it).
 async fn isolated<T, F>(db: &mut Db<'_>, alone: bool, write: F) -> Result<Result<T>>
 where
     F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T>, Fut: Send>,
@@ -181,9 +186,11 @@ where
     if alone {
         return write(db).await.map(Ok);
     }
-    match db.savepoint(write).await {
+    match db.savepoint(write).await? {
         Ok(done) => Ok(Ok(done)),
-        Err(err @ (Error::Unavailable(_) | Error::Internal(_))) => Err(err),
-        Err(refused) => Ok(Err(refused)),
+        // The connection is gone: so is the transaction.
+        Err(err @ Error::Unavailable(_)) => Err(err),
+        // Refused, or failed in its own statements (`internal`): rolled back alone.
+        Err(failed) => Ok(Err(failed)),
     }
 }

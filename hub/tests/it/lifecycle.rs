@@ -2584,7 +2584,8 @@ backend_test!(
 backend_test!(
     /// Task creations and a claim at the same moment: each gets its own answer, and a
     /// creation refused after its task was written (an assignee that is not an agent of
-    /// the workspace) is undone alone, leaving no task behind, while the others are
+    /// the workspace) or whose own statement fails (the database refuses its task's row:
+    /// a trigger here) is undone alone, leaving no task behind, while the others are
     /// created with their steps ready and pushed. On SQLite, where the writer is held
     /// until all of them queued, they ran as one transaction.
     async fn creations_at_the_same_moment_each_get_their_own_answer(store) {
@@ -2594,7 +2595,13 @@ backend_test!(
         let waiting = team
             .create(new_task("Waiting", vec![new_step("w", &["crew0"], &[])]))
             .await;
-        let creations = [("One", "crew0"), ("Bad", "nobody"), ("Two", "crew1")];
+        refuse_tasks_titled(&store, "Poison").await;
+        let creations = [
+            ("One", "crew0"),
+            ("Bad", "nobody"),
+            ("Poison", "crew0"),
+            ("Two", "crew1"),
+        ];
         let barrier = Arc::new(Barrier::new(creations.len() + 1));
         let (answers, before) = run_as_one_batch(&store, &team.ctx, creations.len() + 1, || {
             let mut handles: Vec<_> = creations
@@ -2638,6 +2645,12 @@ backend_test!(
                         "step `a`: assignee `nobody` is not an agent of this workspace"
                     );
                 }
+                ("Poison", Err(err)) => {
+                    let agenthub::error::Error::Internal(message) = &err else {
+                        panic!("Poison: {err:?}");
+                    };
+                    assert!(message.contains("refused by a trigger"), "{message}");
+                }
                 ("One" | "Two", Ok(task_id)) => created.push((title, task_id)),
                 (title, answer) => panic!("{title}: {answer:?}"),
             }
@@ -2671,6 +2684,32 @@ backend_test!(
         }
     }
 );
+
+/// Makes the database itself refuse a task titled `title`: its row's insert fails (a
+/// failure no check of the hub foresees).
+async fn refuse_tasks_titled(store: &Store, title: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    let sql = if store.writer_stats().is_some() {
+        format!(
+            "CREATE TRIGGER refuse_task BEFORE INSERT ON tasks WHEN NEW.title = '{title}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;"
+        )
+    } else {
+        format!(
+            "CREATE FUNCTION refuse_task() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_task BEFORE INSERT ON tasks \
+             FOR EACH ROW EXECUTE FUNCTION refuse_task();"
+        )
+    };
+    store
+        .transaction(async |db| {
+            db!(db, |conn| conn.batch_execute(&sql).await).map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+}
 
 backend_test!(
     /// A batch's leader that goes away after its batch ran, while the batch waits in the
