@@ -295,24 +295,21 @@ impl SqliteConn {
                 Some((audience_id, last))
             })
             .collect();
-        for chunk in rows.chunks(super::ROWS_PER_INSERT) {
-            let values: Vec<_> = chunk
-                .iter()
-                .map(|(audience_id, last)| {
-                    (
-                        audience_seqs::audience_id.eq(audience_id),
-                        audience_seqs::last_seq.eq(last),
-                    )
-                })
-                .collect();
-            ExecuteDsl::execute(
-                diesel::insert_into(audience_seqs::table)
-                    .values(values)
-                    .on_conflict(audience_seqs::audience_id)
-                    .do_update()
-                    .set(audience_seqs::last_seq.eq(excluded(audience_seqs::last_seq))),
-                &mut self.inner,
-            )?;
+        // One upsert per counter (SQLite takes a multi-row upsert from diesel row by row
+        // anyway), kept prepared by its text: diesel prepares an upsert at every execution.
+        for (audience_id, last) in rows {
+            let upsert = diesel::insert_into(audience_seqs::table)
+                .values((
+                    audience_seqs::audience_id.eq(audience_id),
+                    audience_seqs::last_seq.eq(last),
+                ))
+                .on_conflict(audience_seqs::audience_id)
+                .do_update()
+                .set(audience_seqs::last_seq.eq(excluded(audience_seqs::last_seq)));
+            match self.kept_by_sql(&upsert)? {
+                Some(collected) => self.inner.execute_returning_count(&collected)?,
+                None => ExecuteDsl::execute(upsert, &mut self.inner)?,
+            };
         }
         Ok(())
     }
@@ -817,6 +814,31 @@ mod seq_tests {
         assert_eq!(member(&mut conn, &[("b", 1), ("a", 1)], true).await, [2, 4]);
         Manager::commit_transaction(&mut conn).await.unwrap();
         assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 2)]);
+    }
+
+    /// The counters a group moved are written at its commit by one upsert, prepared once
+    /// per number of counters, not at every commit (diesel prepares an upsert at every
+    /// execution).
+    #[tokio::test]
+    async fn a_groups_counters_are_written_by_an_upsert_prepared_once() {
+        let mut conn = open(":memory:").await;
+        let prepared = crate::store::tests::Prepared::default();
+        conn.set_instrumentation(prepared.clone());
+        for round in 1..=3 {
+            conn.begin_immediate().unwrap();
+            assert_eq!(
+                member(&mut conn, &[("a", 1), ("b", 2)], true).await,
+                [round, 2 * round - 1]
+            );
+            Manager::commit_transaction(&mut conn).await.unwrap();
+        }
+        assert_eq!(stored(&mut conn).await, [("a".into(), 3), ("b".into(), 6)]);
+        let upserts: Vec<String> = prepared
+            .all()
+            .into_iter()
+            .filter(|sql| sql.contains("audience_seqs") && sql.starts_with("INSERT"))
+            .collect();
+        assert_eq!(upserts.len(), 1, "{upserts:?}");
     }
 
     /// The group's first member runs without a savepoint of its own (the writer rolls
