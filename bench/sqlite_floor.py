@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""What SQLite alone needs for the rows a W2 step writes, without the hub.
+
+Applies the hub's SQLite migrations (migrations/sqlite) to a fresh database with the
+hub's settings (WAL, synchronous=NORMAL, foreign keys on, a checkpoint thread every
+250 ms), then runs the statements of N one-step tasks' lives as the hub's writer runs
+them on W2 (docs/benchmarks.md, twentieth wave): batches of creations, claims and
+submits in one transaction each, every statement prepared once, the event and timeline
+rows inserted at the commit sorted as the hub's writer sorts them, the feeds' counters
+upserted once per batch. Row for row what the hub writes per step on W2 (measured from a
+W2 database): 1 task (and its update), 1 step (and 2 updates), 1 assignee, 1
+submission, 1 notification, 15 events of the measured payload sizes, 6 timeline rows, 1
+new feed counter; and the reads the hub's writer makes (the assignee's agent, the step
+twice, the agent's held steps, the task, the task's steps).
+
+Prints one JSON line: steps per second of the one writer thread, its CPU per step, and
+the same for the statements alone with Python's own cost per statement subtracted
+(measured with `SELECT ?` as many times). Standard library only.
+
+    python3 bench/sqlite_floor.py [--steps 20000] [--batch 10] [--no-reads]
+        [--audiences agent,member,task,workspace] [--payload-scale 1.0] [--no-timeline]
+
+The last three ask what a smaller data model would save: event rows for fewer feeds,
+smaller payloads, no timeline rows.
+"""
+
+import argparse
+import glob
+import json
+import os
+import random
+import sqlite3
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Payload bytes of each event row of a W2 step, by (audience, type), as measured.
+EVENTS_CREATE = [
+    ("agent", "task.created", 362),
+    ("member", "task.created", 235),
+    ("task", "task.created", 231),
+    ("workspace", "task.created", 235),
+    ("agent", "step.ready", 347),
+    ("task", "step.ready", 345),
+    ("workspace", "step.ready", 349),
+]
+EVENTS_SUBMIT = [
+    ("agent", "step.completed", 162),
+    ("member", "step.completed", 163),
+    ("task", "step.completed", 159),
+    ("workspace", "step.completed", 163),
+    ("agent", "task.updated", 260),
+    ("member", "task.updated", 261),
+    ("task", "task.updated", 257),
+    ("workspace", "task.updated", 261),
+]
+
+
+def new_id():
+    """A UUID v7 as text, as the hub's ids (time-ordered)."""
+    ms = int(time.time() * 1000)
+    rand = random.getrandbits(74)
+    return "%08x-%04x-7%03x-%04x-%012x" % (
+        ms >> 16,
+        ms & 0xFFFF,
+        rand >> 62,
+        0x8000 | ((rand >> 48) & 0x3FFF),
+        rand & 0xFFFFFFFFFFFF,
+    )
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def open_db(path):
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.executescript(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+        " PRAGMA busy_timeout = 5000;"
+    )
+    return conn
+
+
+def migrate(conn):
+    for up in sorted(glob.glob(os.path.join(ROOT, "migrations", "sqlite", "*", "up.sql"))):
+        with open(up) as f:
+            conn.executescript("BEGIN;" + f.read() + ";COMMIT;")
+
+
+def checkpointer(path, stop, big):
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    while not stop.wait(0.25):
+        _busy, log, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if log >= 1024:
+            big.set()
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    conn.close()
+
+
+class Writer:
+    def __init__(self, conn, reads, audiences, payload_scale, with_timeline):
+        self.conn = conn
+        self.reads = reads
+        self.audiences = audiences
+        self.payload_scale = payload_scale
+        self.with_timeline = with_timeline
+        self.seqs = {}
+        self.events = []
+        self.timeline = []
+        self.statements = 0
+
+    def x(self, sql, args=()):
+        self.statements += 1
+        return self.conn.execute(sql, args)
+
+    def seq(self, audience):
+        last = self.seqs.get(audience)
+        if last is None:
+            self.statements += 1
+            row = self.conn.execute(
+                "SELECT last_seq FROM audience_seqs WHERE audience_id = ?", (audience,)
+            ).fetchone()
+            last = row[0] if row else 0
+        self.seqs[audience] = last + 1
+        self.touched.add(audience)
+        return last + 1
+
+    def event(self, ws, audience, kind, event_type, size):
+        if kind not in self.audiences:
+            return
+        size = int(size * self.payload_scale)
+        self.events.append(
+            (audience, self.seq(audience), ws, kind, event_type, "x" * size, now_ms())
+        )
+
+    def line(self, ws, task, step, from_status, to_status, attempt, actor_kind, actor):
+        if not self.with_timeline:
+            return
+        self.timeline.append(
+            (new_id(), ws, task, step, from_status, to_status, None, attempt,
+             actor_kind, actor, "bench", now_ms())
+        )
+
+    def begin(self):
+        self.touched = set()
+        self.x("BEGIN IMMEDIATE")
+
+    def insert_rows(self, head, width, rows, sizes):
+        """`rows` in multi-row inserts of `sizes` rows each, largest first, as the hub's
+        writer inserts the rows its group kept."""
+        one = "(" + ", ".join("?" * width) + ")"
+        at = 0
+        for size in sizes:
+            while len(rows) - at >= size:
+                chunk = rows[at:at + size]
+                self.x(head + ", ".join([one] * size), [v for row in chunk for v in row])
+                at += size
+
+    def commit(self):
+        self.events.sort(key=lambda row: (row[0], row[1]))
+        self.insert_rows(
+            "INSERT INTO events (audience_id, seq, workspace_id, audience_kind,"
+            " event_type, payload, created_at) VALUES ",
+            7, self.events, (64, 16, 4, 1),
+        )
+        self.insert_rows(
+            "INSERT INTO timeline (id, workspace_id, task_id, step_id, from_status,"
+            " to_status, reason, attempt, actor_kind, actor_id, actor_name, created_at)"
+            " VALUES ",
+            12, self.timeline, (32, 8, 2, 1),
+        )
+        for audience in sorted(self.touched):
+            self.x(
+                "INSERT INTO audience_seqs (audience_id, last_seq) VALUES (?, ?)"
+                " ON CONFLICT (audience_id) DO UPDATE SET last_seq = excluded.last_seq",
+                (audience, self.seqs[audience]),
+            )
+        self.events.clear()
+        self.timeline.clear()
+        self.x("COMMIT")
+
+    def create(self, ws, member, agent):
+        task, step, now = new_id(), new_id(), now_ms()
+        if self.reads:
+            self.x("SELECT id, max_concurrency FROM agents WHERE workspace_id = ? AND name = ?",
+                   (ws, agent[1])).fetchall()
+        self.x(
+            "INSERT INTO tasks (id, workspace_id, title, description, status,"
+            " creator_member_id, creator_agent_id, due_at, created_at, updated_at, outcome)"
+            " VALUES (?, ?, ?, ?, 'active', ?, NULL, NULL, ?, ?, NULL)",
+            (task, ws, "w2-task", "d" * 100, member, now, now),
+        )
+        self.x(
+            "INSERT INTO steps (id, task_id, workspace_id, key, position, title, description,"
+            " status, approval_level, executor, input, expected_inputs, expected_outputs,"
+            " required_capabilities, result, summary, self_check, files, claimed_by,"
+            " lease_until, attempt, rework_comment, started_at, completed_at, input_tokens,"
+            " output_tokens, created_at, updated_at, max_attempts, continue_on_failure,"
+            " failures, status_reason, skipped_because, progress_percent, progress_message,"
+            " result_digest, decision_timeout_ms, on_timeout, kind, estimate_minutes)"
+            " VALUES (?, ?, ?, 'a', 0, 'step', '', 'ready', 0, NULL, '{}', NULL, NULL, '[]',"
+            " NULL, NULL, NULL, '[]', NULL, NULL, 0, NULL, NULL, NULL, 0, 0, ?, ?, 3, 0, 0,"
+            " NULL, NULL, NULL, NULL, NULL, NULL, 'reject', 'task', NULL)",
+            (step, task, ws, now, now),
+        )
+        self.x("INSERT INTO step_assignees (step_id, agent_id, via_member_id) VALUES (?, ?, NULL)",
+               (step, agent[0]))
+        for kind, event_type, size in EVENTS_CREATE:
+            audience = {"agent": agent[0], "member": member, "task": task, "workspace": ws}[kind]
+            self.event(ws, audience, kind, event_type, size)
+        self.line(ws, task, None, None, "active", None, "member", member)
+        self.line(ws, task, step, None, "ready", 1, "member", member)
+        return (task, step, agent)
+
+    def claim(self, ws, item):
+        task, step, agent = item
+        if self.reads:
+            self.x("SELECT * FROM steps WHERE id = ? AND workspace_id = ?", (step, ws)).fetchall()
+            self.x("SELECT count(*) FROM steps WHERE claimed_by = ? AND status IN"
+                   " ('claimed', 'running', 'blocked')", (agent[0],)).fetchall()
+        self.x(
+            "UPDATE steps SET status = 'claimed', claimed_by = ?, lease_until = ?,"
+            " attempt = 1, started_at = ?, updated_at = ? WHERE id = ? AND status = 'ready'",
+            (agent[0], now_ms() + 60000, now_ms(), now_ms(), step),
+        )
+        self.line(ws, task, step, "ready", "claimed", 1, "agent", agent[0])
+
+    def submit(self, ws, member, item):
+        task, step, agent = item
+        now = now_ms()
+        if self.reads:
+            self.x("SELECT * FROM tasks WHERE id = ?", (task,)).fetchall()
+            self.x("SELECT * FROM steps WHERE id = ? AND workspace_id = ?", (step, ws)).fetchall()
+        self.x(
+            "UPDATE steps SET status = 'done', result = ?, result_digest = ?, lease_until = NULL,"
+            " completed_at = ?, updated_at = ? WHERE id = ? AND status = 'claimed'",
+            ('{"by":"bench","ok":true}', "sha256:" + "0" * 64, now, now, step),
+        )
+        if self.reads:
+            self.x("SELECT * FROM steps WHERE task_id = ? ORDER BY position", (task,)).fetchall()
+        self.x("UPDATE tasks SET status = 'done', outcome = ?, updated_at = ? WHERE id = ?",
+               ('{"status":"done"}', now, task))
+        self.x(
+            "INSERT INTO step_submissions (step_id, attempt, agent_id, result, summary,"
+            " self_check, files, outcome, created_at) VALUES (?, 1, ?, ?, NULL, NULL, '[]',"
+            " 'done', ?)",
+            (step, agent[0], '{"by":"bench","ok":true}', now),
+        )
+        self.x(
+            "INSERT INTO notifications (id, workspace_id, member_id, kind, priority, task_id,"
+            " step_id, subject_id, title, body, data, event_seq, created_at, read_at,"
+            " resolved_at) VALUES (?, ?, ?, 'task.completed', 'info', ?, NULL, NULL,"
+            " 'Task finished: w2-task', '', ?, NULL, ?, NULL, NULL)",
+            (new_id(), ws, member, task, '{"outcome":{"status":"done"},"status":"done"}', now),
+        )
+        for kind, event_type, size in EVENTS_SUBMIT:
+            audience = {"agent": agent[0], "member": member, "task": task, "workspace": ws}[kind]
+            self.event(ws, audience, kind, event_type, size)
+        self.line(ws, task, step, "claimed", "submitted", 1, "agent", agent[0])
+        self.line(ws, task, step, "submitted", "done", 1, "agent", agent[0])
+        self.line(ws, task, None, "active", "done", None, "agent", agent[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=10, help="steps' writes per transaction")
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--no-reads", action="store_true", help="the writes alone")
+    parser.add_argument("--audiences", default="agent,member,task,workspace",
+                        help="the feeds that get event rows (what if fewer copies)")
+    parser.add_argument("--payload-scale", type=float, default=1.0,
+                        help="event payloads this many times the measured size")
+    parser.add_argument("--no-timeline", action="store_true", help="without timeline rows")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="agenthub-floor") as tmp:
+        path = os.path.join(tmp, "floor.db")
+        conn = open_db(path)
+        migrate(conn)
+        conn.executescript("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")
+        ws, member, now = new_id(), new_id(), now_ms()
+        conn.execute("INSERT INTO workspaces (id, name, created_at) VALUES (?, 'bench', ?)",
+                     (ws, now))
+        conn.execute("INSERT INTO members (id, workspace_id, email, name, role, created_at)"
+                     " VALUES (?, ?, 'bench@example.com', 'bench', 'owner', ?)", (member, ws, now))
+        agents = []
+        for i in range(args.agents):
+            agent = (new_id(), "agent%d" % i)
+            conn.execute(
+                "INSERT INTO agents (id, workspace_id, name, owner_member_id, capabilities,"
+                " max_concurrency, last_seen_at, created_at) VALUES (?, ?, ?, ?, '[]', 1024,"
+                " NULL, ?)", (agent[0], ws, agent[1], member, now))
+            agents.append(agent)
+        stop, big = threading.Event(), threading.Event()
+        thread = threading.Thread(target=checkpointer, args=(path, stop, big))
+        thread.start()
+
+        writer = Writer(conn, not args.no_reads, set(args.audiences.split(",")),
+                        args.payload_scale, not args.no_timeline)
+        created, claimed = [], []
+        made = done = 0
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        while done < args.steps:
+            if big.is_set():
+                big.clear()
+                writer.x("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            writer.begin()
+            for item in claimed:
+                writer.submit(ws, member, item)
+            done += len(claimed)
+            for item in created:
+                writer.claim(ws, item)
+            claimed = created
+            n = min(args.batch, args.steps - made)
+            created = [writer.create(ws, member, agents[(made + i) % len(agents)])
+                       for i in range(n)]
+            made += n
+            writer.commit()
+        wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+        statements = writer.statements
+        stop.set()
+        thread.join()
+
+        # Python's own cost per statement: as many `SELECT ?` round trips.
+        probe = min(statements, 200000)
+        t0 = time.thread_time()
+        for i in range(probe):
+            conn.execute("SELECT ?", (i,)).fetchall()
+        per_statement = (time.thread_time() - t0) / probe
+        conn.close()
+
+    steps = args.steps
+    print(json.dumps({
+        "steps": steps,
+        "batch": args.batch,
+        "reads": not args.no_reads,
+        "audiences": args.audiences,
+        "payload_scale": args.payload_scale,
+        "timeline": not args.no_timeline,
+        "statements_per_step": round(statements / steps, 1),
+        "steps_per_s": round(steps / wall),
+        "writer_cpu_us_per_step": round(cpu / steps * 1e6, 1),
+        "python_us_per_statement": round(per_statement * 1e6, 2),
+        "sqlite_cpu_us_per_step": round((cpu - per_statement * statements) / steps * 1e6, 1),
+        "sqlite_steps_per_s_bound": round(steps / (cpu - per_statement * statements)),
+    }))
+
+
+if __name__ == "__main__":
+    main()
