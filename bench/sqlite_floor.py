@@ -19,9 +19,10 @@ the same for the statements alone with Python's own cost per statement subtracte
 
     python3 bench/sqlite_floor.py [--steps 20000] [--batch 10] [--no-reads]
         [--audiences agent,member,task,workspace] [--payload-scale 1.0] [--no-timeline]
+        [--no-foreign-keys]
 
-The last three ask what a smaller data model would save: event rows for fewer feeds,
-smaller payloads, no timeline rows.
+The last four ask what a smaller data model would save: event rows for fewer feeds,
+smaller payloads, no timeline rows, no foreign key checks.
 """
 
 import argparse
@@ -276,6 +277,8 @@ def main():
     parser.add_argument("--payload-scale", type=float, default=1.0,
                         help="event payloads this many times the measured size")
     parser.add_argument("--no-timeline", action="store_true", help="without timeline rows")
+    parser.add_argument("--no-foreign-keys", action="store_true",
+                        help="foreign keys not checked (the hub checks them)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="agenthub-floor") as tmp:
@@ -283,6 +286,8 @@ def main():
         conn = open_db(path)
         migrate(conn)
         conn.executescript("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")
+        if args.no_foreign_keys:
+            conn.execute("PRAGMA foreign_keys = OFF")
         ws, member, now = new_id(), new_id(), now_ms()
         conn.execute("INSERT INTO workspaces (id, name, created_at) VALUES (?, 'bench', ?)",
                      (ws, now))
@@ -342,6 +347,7 @@ def main():
         "audiences": args.audiences,
         "payload_scale": args.payload_scale,
         "timeline": not args.no_timeline,
+        "foreign_keys": not args.no_foreign_keys,
         "statements_per_step": round(statements / steps, 1),
         "steps_per_s": round(steps / wall),
         "writer_cpu_us_per_step": round(cpu / steps * 1e6, 1),
