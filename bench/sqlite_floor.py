@@ -19,10 +19,10 @@ the same for the statements alone with Python's own cost per statement subtracte
 
     python3 bench/sqlite_floor.py [--steps 20000] [--batch 10] [--no-reads]
         [--audiences agent,member,task,workspace] [--payload-scale 1.0] [--no-timeline]
-        [--no-foreign-keys]
+        [--no-foreign-keys] [--integer-keys]
 
-The last four ask what a smaller data model would save: event rows for fewer feeds,
-smaller payloads, no timeline rows, no foreign key checks.
+The last five ask what a smaller data model would save: event rows for fewer feeds,
+smaller payloads, no timeline rows, no foreign key checks, integer keys.
 """
 
 import argparse
@@ -30,6 +30,7 @@ import glob
 import json
 import os
 import random
+import re
 import sqlite3
 import tempfile
 import threading
@@ -85,10 +86,21 @@ def open_db(path):
     return conn
 
 
-def migrate(conn):
+# The tables whose rows a step inserts under a key of its own.
+KEYED_TABLES = ("tasks", "steps", "timeline", "notifications")
+
+
+def migrate(conn, integer_keys):
+    """The hub's migrations; with `integer_keys`, the keyed tables a step inserts into get
+    an INTEGER key (SQLite's rowid, one B-tree per row) instead of a text uuid."""
     for up in sorted(glob.glob(os.path.join(ROOT, "migrations", "sqlite", "*", "up.sql"))):
         with open(up) as f:
-            conn.executescript("BEGIN;" + f.read() + ";COMMIT;")
+            sql = f.read()
+        if integer_keys:
+            for table in KEYED_TABLES:
+                sql = re.sub(r"(CREATE TABLE %s \(\s*)id TEXT NOT NULL PRIMARY KEY" % table,
+                             r"\1id INTEGER PRIMARY KEY", sql)
+        conn.executescript("BEGIN;" + sql + ";COMMIT;")
 
 
 def checkpointer(path, stop, big):
@@ -103,7 +115,9 @@ def checkpointer(path, stop, big):
 
 
 class Writer:
-    def __init__(self, conn, reads, audiences, payload_scale, with_timeline):
+    def __init__(self, conn, reads, audiences, payload_scale, with_timeline, integer_keys):
+        self.integer_keys = integer_keys
+        self.last_key = 0
         self.conn = conn
         self.reads = reads
         self.audiences = audiences
@@ -113,6 +127,13 @@ class Writer:
         self.events = []
         self.timeline = []
         self.statements = 0
+
+    def key(self):
+        """A new row's key in one of KEYED_TABLES."""
+        if not self.integer_keys:
+            return new_id()
+        self.last_key += 1
+        return self.last_key
 
     def x(self, sql, args=()):
         self.statements += 1
@@ -142,7 +163,7 @@ class Writer:
         if not self.with_timeline:
             return
         self.timeline.append(
-            (new_id(), ws, task, step, from_status, to_status, None, attempt,
+            (self.key(), ws, task, step, from_status, to_status, None, attempt,
              actor_kind, actor, "bench", now_ms())
         )
 
@@ -185,7 +206,7 @@ class Writer:
         self.x("COMMIT")
 
     def create(self, ws, member, agent):
-        task, step, now = new_id(), new_id(), now_ms()
+        task, step, now = self.key(), self.key(), now_ms()
         if self.reads:
             self.x("SELECT id, max_concurrency FROM agents WHERE workspace_id = ? AND name = ?",
                    (ws, agent[1])).fetchall()
@@ -211,7 +232,7 @@ class Writer:
         self.x("INSERT INTO step_assignees (step_id, agent_id, via_member_id) VALUES (?, ?, NULL)",
                (step, agent[0]))
         for kind, event_type, size in EVENTS_CREATE:
-            audience = {"agent": agent[0], "member": member, "task": task, "workspace": ws}[kind]
+            audience = {"agent": agent[0], "member": member, "task": str(task), "workspace": ws}[kind]
             self.event(ws, audience, kind, event_type, size)
         self.line(ws, task, None, None, "active", None, "member", member)
         self.line(ws, task, step, None, "ready", 1, "member", member)
@@ -256,10 +277,10 @@ class Writer:
             " step_id, subject_id, title, body, data, event_seq, created_at, read_at,"
             " resolved_at) VALUES (?, ?, ?, 'task.completed', 'info', ?, NULL, NULL,"
             " 'Task finished: w2-task', '', ?, NULL, ?, NULL, NULL)",
-            (new_id(), ws, member, task, '{"outcome":{"status":"done"},"status":"done"}', now),
+            (self.key(), ws, member, task, '{"outcome":{"status":"done"},"status":"done"}', now),
         )
         for kind, event_type, size in EVENTS_SUBMIT:
-            audience = {"agent": agent[0], "member": member, "task": task, "workspace": ws}[kind]
+            audience = {"agent": agent[0], "member": member, "task": str(task), "workspace": ws}[kind]
             self.event(ws, audience, kind, event_type, size)
         self.line(ws, task, step, "claimed", "submitted", 1, "agent", agent[0])
         self.line(ws, task, step, "submitted", "done", 1, "agent", agent[0])
@@ -279,12 +300,14 @@ def main():
     parser.add_argument("--no-timeline", action="store_true", help="without timeline rows")
     parser.add_argument("--no-foreign-keys", action="store_true",
                         help="foreign keys not checked (the hub checks them)")
+    parser.add_argument("--integer-keys", action="store_true",
+                        help="INTEGER keys for %s instead of text uuids" % ", ".join(KEYED_TABLES))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="agenthub-floor") as tmp:
         path = os.path.join(tmp, "floor.db")
         conn = open_db(path)
-        migrate(conn)
+        migrate(conn, args.integer_keys)
         conn.executescript("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")
         if args.no_foreign_keys:
             conn.execute("PRAGMA foreign_keys = OFF")
@@ -306,7 +329,7 @@ def main():
         thread.start()
 
         writer = Writer(conn, not args.no_reads, set(args.audiences.split(",")),
-                        args.payload_scale, not args.no_timeline)
+                        args.payload_scale, not args.no_timeline, args.integer_keys)
         created, claimed = [], []
         made = done = 0
         wall0, cpu0 = time.perf_counter(), time.thread_time()
@@ -348,6 +371,7 @@ def main():
         "payload_scale": args.payload_scale,
         "timeline": not args.no_timeline,
         "foreign_keys": not args.no_foreign_keys,
+        "integer_keys": args.integer_keys,
         "statements_per_step": round(statements / steps, 1),
         "steps_per_s": round(steps / wall),
         "writer_cpu_us_per_step": round(cpu / steps * 1e6, 1),
