@@ -126,6 +126,7 @@ class Writer:
         self.seqs = {}
         self.events = []
         self.timeline = []
+        self.touched = set()
         self.statements = 0
 
     def key(self):
@@ -142,8 +143,7 @@ class Writer:
     def seq(self, audience):
         last = self.seqs.get(audience)
         if last is None:
-            self.statements += 1
-            row = self.conn.execute(
+            row = self.x(
                 "SELECT last_seq FROM audience_seqs WHERE audience_id = ?", (audience,)
             ).fetchone()
             last = row[0] if row else 0
@@ -151,13 +151,17 @@ class Writer:
         self.touched.add(audience)
         return last + 1
 
-    def event(self, ws, audience, kind, event_type, size):
-        if kind not in self.audiences:
-            return
-        size = int(size * self.payload_scale)
-        self.events.append(
-            (audience, self.seq(audience), ws, kind, event_type, "x" * size, now_ms())
-        )
+    def events_of(self, table, ws, member, task, agent):
+        """The event rows of one of the EVENTS_ tables, each numbered in its feed."""
+        feeds = {"agent": agent[0], "member": member, "task": str(task), "workspace": ws}
+        for kind, event_type, size in table:
+            if kind not in self.audiences:
+                continue
+            audience = feeds[kind]
+            payload = "x" * int(size * self.payload_scale)
+            self.events.append(
+                (audience, self.seq(audience), ws, kind, event_type, payload, now_ms())
+            )
 
     def line(self, ws, task, step, from_status, to_status, attempt, actor_kind, actor):
         if not self.with_timeline:
@@ -231,9 +235,7 @@ class Writer:
         )
         self.x("INSERT INTO step_assignees (step_id, agent_id, via_member_id) VALUES (?, ?, NULL)",
                (step, agent[0]))
-        for kind, event_type, size in EVENTS_CREATE:
-            audience = {"agent": agent[0], "member": member, "task": str(task), "workspace": ws}[kind]
-            self.event(ws, audience, kind, event_type, size)
+        self.events_of(EVENTS_CREATE, ws, member, task, agent)
         self.line(ws, task, None, None, "active", None, "member", member)
         self.line(ws, task, step, None, "ready", 1, "member", member)
         return (task, step, agent)
@@ -279,9 +281,7 @@ class Writer:
             " 'Task finished: w2-task', '', ?, NULL, ?, NULL, NULL)",
             (self.key(), ws, member, task, '{"outcome":{"status":"done"},"status":"done"}', now),
         )
-        for kind, event_type, size in EVENTS_SUBMIT:
-            audience = {"agent": agent[0], "member": member, "task": str(task), "workspace": ws}[kind]
-            self.event(ws, audience, kind, event_type, size)
+        self.events_of(EVENTS_SUBMIT, ws, member, task, agent)
         self.line(ws, task, step, "claimed", "submitted", 1, "agent", agent[0])
         self.line(ws, task, step, "submitted", "done", 1, "agent", agent[0])
         self.line(ws, task, None, "active", "done", None, "agent", agent[0])

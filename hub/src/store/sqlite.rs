@@ -296,16 +296,19 @@ impl SqliteConn {
             })
             .collect();
         // One upsert per counter (SQLite takes a multi-row upsert from diesel row by row
-        // anyway), kept prepared by its text: diesel prepares an upsert at every execution.
+        // anyway), `Fixed`: its text is rendered once and its statement kept, where diesel
+        // would prepare an upsert at every execution.
         for (audience_id, last) in rows {
-            let upsert = diesel::insert_into(audience_seqs::table)
-                .values((
-                    audience_seqs::audience_id.eq(audience_id),
-                    audience_seqs::last_seq.eq(last),
-                ))
-                .on_conflict(audience_seqs::audience_id)
-                .do_update()
-                .set(audience_seqs::last_seq.eq(excluded(audience_seqs::last_seq)));
+            let upsert = super::Fixed(
+                diesel::insert_into(audience_seqs::table)
+                    .values((
+                        audience_seqs::audience_id.eq(audience_id),
+                        audience_seqs::last_seq.eq(last),
+                    ))
+                    .on_conflict(audience_seqs::audience_id)
+                    .do_update()
+                    .set(audience_seqs::last_seq.eq(excluded(audience_seqs::last_seq))),
+            );
             match self.kept_by_sql(&upsert)? {
                 Some(collected) => self.inner.execute_returning_count(&collected)?,
                 None => ExecuteDsl::execute(upsert, &mut self.inner)?,
@@ -816,9 +819,8 @@ mod seq_tests {
         assert_eq!(stored(&mut conn).await, [("a".into(), 4), ("b".into(), 2)]);
     }
 
-    /// The counters a group moved are written at its commit by one upsert, prepared once
-    /// per number of counters, not at every commit (diesel prepares an upsert at every
-    /// execution).
+    /// The counters a group moved are written at its commit by an upsert prepared once,
+    /// not at every commit (diesel prepares an upsert at every execution).
     #[tokio::test]
     async fn a_groups_counters_are_written_by_an_upsert_prepared_once() {
         let mut conn = open(":memory:").await;

@@ -15,7 +15,7 @@ use agenthub::approvals::{self, ApprovalRef};
 use agenthub::ctx::Ctx;
 use agenthub::db;
 use agenthub::schema::step_approvers;
-use agenthub::store::{Store, StoreError};
+use agenthub::store::{Backend, Store, StoreError};
 use agenthub::tasks::{self, NewStep, NewTask, TaskAction, TaskView, WorkflowChange, WorkflowOp};
 use agenthub_protocol::{ActorRef, Decision, ServerFrame, TaskOutcome};
 
@@ -2689,7 +2689,7 @@ backend_test!(
 /// failure no check of the hub foresees).
 async fn refuse_tasks_titled(store: &Store, title: &str) {
     use diesel_async::SimpleAsyncConnection;
-    let sql = if store.writer_stats().is_some() {
+    let sql = if store.backend() == Backend::Sqlite {
         format!(
             "CREATE TRIGGER refuse_task BEFORE INSERT ON tasks WHEN NEW.title = '{title}' \
              BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;"
