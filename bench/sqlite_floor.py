@@ -13,16 +13,21 @@ submission, 1 notification, 15 events of the measured payload sizes, 6 timeline 
 new feed counter; and the reads the hub's writer makes (the assignee's agent, the step
 twice, the agent's held steps, the task, the task's steps).
 
-Prints one JSON line: steps per second of the one writer thread, its CPU per step, and
-the same for the statements alone with Python's own cost per statement subtracted
-(measured with `SELECT ?` as many times). Standard library only.
+Prints one JSON line: steps per second of the one writer thread, its CPU per step, the
+thread's CPU inside the statements per step, and SQLite's own part of it: the CPU inside
+the statements less Python's cost around each (calling, converting and binding its
+values, fetching), measured by binding each statement's values again to a statement that
+reads and writes nothing, timed the same way. Standard library only.
 
     python3 bench/sqlite_floor.py [--steps 20000] [--batch 10] [--no-reads]
         [--audiences agent,member,task,workspace] [--payload-scale 1.0] [--no-timeline]
-        [--no-foreign-keys] [--integer-keys]
+        [--no-foreign-keys] [--integer-keys] [--event-frames]
+        [--without-rowid TABLE,...] [--schema SQL]
 
-The last five ask what a smaller data model would save: event rows for fewer feeds,
-smaller payloads, no timeline rows, no foreign key checks, integer keys.
+The knobs after the first two ask what a smaller data model would save: event rows for
+fewer feeds (`--audiences none`: no event rows), smaller payloads, no timeline rows, no
+foreign key checks, integer keys, a feed's events of one transaction in one row, tables
+without a rowid, or any schema change run after the migrations.
 """
 
 import argparse
@@ -90,9 +95,11 @@ def open_db(path):
 KEYED_TABLES = ("tasks", "steps", "timeline", "notifications")
 
 
-def migrate(conn, integer_keys):
+def migrate(conn, integer_keys, without_rowid):
     """The hub's migrations; with `integer_keys`, the keyed tables a step inserts into get
-    an INTEGER key (SQLite's rowid, one B-tree per row) instead of a text uuid."""
+    an INTEGER key (SQLite's rowid, one B-tree per row) instead of a text uuid; the tables
+    named in `without_rowid` are rebuilt WITHOUT ROWID (their primary key is the table's
+    one B-tree, not an index beside a rowid table)."""
     for up in sorted(glob.glob(os.path.join(ROOT, "migrations", "sqlite", "*", "up.sql"))):
         with open(up) as f:
             sql = f.read()
@@ -101,6 +108,17 @@ def migrate(conn, integer_keys):
                 sql = re.sub(r"(CREATE TABLE %s \(\s*)id TEXT NOT NULL PRIMARY KEY" % table,
                              r"\1id INTEGER PRIMARY KEY", sql)
         conn.executescript("BEGIN;" + sql + ";COMMIT;")
+    for table in without_rowid:
+        (create,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        indexes = [row[0] for row in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+            " AND sql IS NOT NULL", (table,))]
+        conn.executescript(
+            "PRAGMA foreign_keys = OFF; BEGIN; DROP TABLE %s; %s WITHOUT ROWID; %s; COMMIT;"
+            " PRAGMA foreign_keys = ON;" % (table, create, "; ".join(indexes))
+        )
 
 
 def checkpointer(path, stop, big):
@@ -115,8 +133,10 @@ def checkpointer(path, stop, big):
 
 
 class Writer:
-    def __init__(self, conn, reads, audiences, payload_scale, with_timeline, integer_keys):
+    def __init__(self, conn, reads, audiences, payload_scale, with_timeline, integer_keys,
+                 frames):
         self.integer_keys = integer_keys
+        self.frames = frames
         self.last_key = 0
         self.conn = conn
         self.reads = reads
@@ -128,6 +148,8 @@ class Writer:
         self.timeline = []
         self.touched = set()
         self.statements = 0
+        self.in_statements = 0
+        self.binds = []
 
     def key(self):
         """A new row's key in one of KEYED_TABLES."""
@@ -137,16 +159,22 @@ class Writer:
         return self.last_key
 
     def x(self, sql, args=()):
+        """Runs a statement to its end and returns its rows; the thread's CPU time inside
+        it is counted, and its binds kept for the probe (`probe_binds`)."""
         self.statements += 1
-        return self.conn.execute(sql, args)
+        t0 = time.thread_time_ns()
+        rows = self.conn.execute(sql, args).fetchall()
+        self.in_statements += time.thread_time_ns() - t0
+        self.binds.append(args)
+        return rows
 
     def seq(self, audience):
         last = self.seqs.get(audience)
         if last is None:
-            row = self.x(
+            rows = self.x(
                 "SELECT last_seq FROM audience_seqs WHERE audience_id = ?", (audience,)
-            ).fetchone()
-            last = row[0] if row else 0
+            )
+            last = rows[0][0] if rows else 0
         self.seqs[audience] = last + 1
         self.touched.add(audience)
         return last + 1
@@ -188,6 +216,16 @@ class Writer:
 
     def commit(self):
         self.events.sort(key=lambda row: (row[0], row[1]))
+        if self.frames:
+            # One row per feed per transaction: its events' payloads as one array, keyed
+            # by the feed and its first event's number.
+            framed = []
+            for row in self.events:
+                if framed and framed[-1][0] == row[0]:
+                    framed[-1][5] += "," + row[5]
+                else:
+                    framed.append(list(row))
+            self.events = [tuple(row) for row in framed]
         self.insert_rows(
             "INSERT INTO events (audience_id, seq, workspace_id, audience_kind,"
             " event_type, payload, created_at) VALUES ",
@@ -213,7 +251,7 @@ class Writer:
         task, step, now = self.key(), self.key(), now_ms()
         if self.reads:
             self.x("SELECT id, max_concurrency FROM agents WHERE workspace_id = ? AND name = ?",
-                   (ws, agent[1])).fetchall()
+                   (ws, agent[1]))
         self.x(
             "INSERT INTO tasks (id, workspace_id, title, description, status,"
             " creator_member_id, creator_agent_id, due_at, created_at, updated_at, outcome)"
@@ -243,9 +281,9 @@ class Writer:
     def claim(self, ws, item):
         task, step, agent = item
         if self.reads:
-            self.x("SELECT * FROM steps WHERE id = ? AND workspace_id = ?", (step, ws)).fetchall()
+            self.x("SELECT * FROM steps WHERE id = ? AND workspace_id = ?", (step, ws))
             self.x("SELECT count(*) FROM steps WHERE claimed_by = ? AND status IN"
-                   " ('claimed', 'running', 'blocked')", (agent[0],)).fetchall()
+                   " ('claimed', 'running', 'blocked')", (agent[0],))
         self.x(
             "UPDATE steps SET status = 'claimed', claimed_by = ?, lease_until = ?,"
             " attempt = 1, started_at = ?, updated_at = ? WHERE id = ? AND status = 'ready'",
@@ -257,15 +295,15 @@ class Writer:
         task, step, agent = item
         now = now_ms()
         if self.reads:
-            self.x("SELECT * FROM tasks WHERE id = ?", (task,)).fetchall()
-            self.x("SELECT * FROM steps WHERE id = ? AND workspace_id = ?", (step, ws)).fetchall()
+            self.x("SELECT * FROM tasks WHERE id = ?", (task,))
+            self.x("SELECT * FROM steps WHERE id = ? AND workspace_id = ?", (step, ws))
         self.x(
             "UPDATE steps SET status = 'done', result = ?, result_digest = ?, lease_until = NULL,"
             " completed_at = ?, updated_at = ? WHERE id = ? AND status = 'claimed'",
             ('{"by":"bench","ok":true}', "sha256:" + "0" * 64, now, now, step),
         )
         if self.reads:
-            self.x("SELECT * FROM steps WHERE task_id = ? ORDER BY position", (task,)).fetchall()
+            self.x("SELECT * FROM steps WHERE task_id = ? ORDER BY position", (task,))
         self.x("UPDATE tasks SET status = 'done', outcome = ?, updated_at = ? WHERE id = ?",
                ('{"status":"done"}', now, task))
         self.x(
@@ -287,6 +325,22 @@ class Writer:
         self.line(ws, task, None, "active", "done", None, "agent", agent[0])
 
 
+def probe_binds(conn, binds):
+    """The thread's CPU time inside as many statements as `binds` holds, each run with
+    those values bound to `SELECT 1 WHERE 0 AND 0 IN (?, ...)` (one `?` per value; none:
+    `SELECT 1 WHERE 0`), timed as `Writer.x` times its statements: what Python and the
+    call cost around a statement, with next to nothing for SQLite to do."""
+    total = 0
+    for args in binds:
+        sql = "SELECT 1 WHERE 0"
+        if args:
+            sql += " AND 0 IN (" + ", ".join("?" * len(args)) + ")"
+        t0 = time.thread_time_ns()
+        conn.execute(sql, args).fetchall()
+        total += time.thread_time_ns() - t0
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20000)
@@ -302,12 +356,21 @@ def main():
                         help="foreign keys not checked (the hub checks them)")
     parser.add_argument("--integer-keys", action="store_true",
                         help="INTEGER keys for %s instead of text uuids" % ", ".join(KEYED_TABLES))
+    parser.add_argument("--event-frames", action="store_true",
+                        help="a feed's events of one transaction stored as one row")
+    parser.add_argument("--schema", default="",
+                        help="SQL run after the migrations (a schema to try)")
+    parser.add_argument("--without-rowid", default="",
+                        help="tables (comma-separated) rebuilt WITHOUT ROWID")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="agenthub-floor") as tmp:
         path = os.path.join(tmp, "floor.db")
         conn = open_db(path)
-        migrate(conn, args.integer_keys)
+        without_rowid = [t for t in args.without_rowid.split(",") if t]
+        migrate(conn, args.integer_keys, without_rowid)
+        if args.schema:
+            conn.executescript("BEGIN;" + args.schema + ";COMMIT;")
         conn.executescript("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")
         if args.no_foreign_keys:
             conn.execute("PRAGMA foreign_keys = OFF")
@@ -329,14 +392,15 @@ def main():
         thread.start()
 
         writer = Writer(conn, not args.no_reads, set(args.audiences.split(",")),
-                        args.payload_scale, not args.no_timeline, args.integer_keys)
+                        args.payload_scale, not args.no_timeline, args.integer_keys,
+                        args.event_frames)
         created, claimed = [], []
         made = done = 0
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         while done < args.steps:
             if big.is_set():
                 big.clear()
-                writer.x("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                writer.x("PRAGMA wal_checkpoint(PASSIVE)")
             writer.begin()
             for item in claimed:
                 writer.submit(ws, member, item)
@@ -354,15 +418,14 @@ def main():
         stop.set()
         thread.join()
 
-        # Python's own cost per statement: as many `SELECT ?` round trips.
-        probe = min(statements, 200000)
-        t0 = time.thread_time()
-        for i in range(probe):
-            conn.execute("SELECT ?", (i,)).fetchall()
-        per_statement = (time.thread_time() - t0) / probe
+        # Python's own cost per statement (the call, converting and binding its values,
+        # fetching), timed as the statements were: each statement's binds again, bound
+        # to a statement that reads nothing and writes nothing.
+        python_ns = probe_binds(conn, writer.binds)
         conn.close()
 
     steps = args.steps
+    sqlite_ns = writer.in_statements - python_ns
     print(json.dumps({
         "steps": steps,
         "batch": args.batch,
@@ -372,12 +435,16 @@ def main():
         "timeline": not args.no_timeline,
         "foreign_keys": not args.no_foreign_keys,
         "integer_keys": args.integer_keys,
+        "without_rowid": args.without_rowid,
+        "schema": args.schema,
+        "event_frames": args.event_frames,
         "statements_per_step": round(statements / steps, 1),
         "steps_per_s": round(steps / wall),
         "writer_cpu_us_per_step": round(cpu / steps * 1e6, 1),
-        "python_us_per_statement": round(per_statement * 1e6, 2),
-        "sqlite_cpu_us_per_step": round((cpu - per_statement * statements) / steps * 1e6, 1),
-        "sqlite_steps_per_s_bound": round(steps / (cpu - per_statement * statements)),
+        "in_statements_us_per_step": round(writer.in_statements / steps / 1e3, 1),
+        "python_us_per_statement": round(python_ns / statements / 1e3, 2),
+        "sqlite_cpu_us_per_step": round(sqlite_ns / steps / 1e3, 1),
+        "sqlite_steps_per_s_bound": round(steps / (sqlite_ns / 1e9)),
     }))
 
 
