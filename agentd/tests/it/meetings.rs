@@ -2,7 +2,8 @@
 //! workspace when they are free; two daemons answer from their `[calendar]` (one with an
 //! ICS file) in their own UTC offsets, the third agent's person answers for herself and
 //! the guest with `agentd answer --free`; the hub proposes the earliest common slot, the assignee's member
-//! confirms, and every participant gets an invitation that parses as iCalendar.
+//! confirms, and every participant gets an invitation that parses as iCalendar. And a
+//! person who is not free at all (`agentd answer --not-free`): no slot is proposed.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -376,4 +377,150 @@ async fn three_agents_and_a_guest_meet_at_the_earliest_slot_that_suits_everyone(
         let (start, end, _) = parse_invitation(scheduled[0]["event"]["ics"].as_str().unwrap());
         assert_eq!((start, end), (expected_start.clone(), expected_end.clone()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_not_free_at_all_answers_so_and_no_slot_is_proposed() {
+    let hub = Hub::start().await;
+    let day = monday();
+    let d = ymd(day);
+    let (status, registered) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/agents",
+            &hub.team.owner_key,
+            Some(json!({"name": "aurora-desk"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let aurora_token = registered["token"].as_str().unwrap().to_string();
+    // No calendar: aurora answers for herself and for her guest.
+    let (aurora, _aurora_daemon) = daemon(&hub, &aurora_token, "");
+
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.owner_key,
+            Some(json!({"title": "Offsite", "steps": [{
+                "key": "meet", "title": "Plan the offsite", "assignees": ["aurora-desk"],
+                "kind": "meeting",
+                "meeting": {
+                    "participants": ["aurora@example.com",
+                                     {"name": "Pat Guest", "email": "pat@outside.example"}],
+                    "duration_minutes": 30,
+                    "window": {"from": format!("{d}T00:00:00Z"),
+                               "to": format!("{}T00:00:00Z", ymd(day.next_day().unwrap()))},
+                },
+            }]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let step_id = task["steps"][0]["id"].as_str().unwrap().to_string();
+
+    // Both requests reach her inbox.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (own_request, guest_request) = loop {
+        let (_, inbox) = hub
+            .rest
+            .call(
+                Method::GET,
+                "/v1/me/notifications?priority=action",
+                &hub.team.owner_key,
+                None,
+            )
+            .await;
+        let request_of = |kind: &str| {
+            inbox["notifications"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|item| item["kind"] == kind)
+                .and_then(|item| item["subject_id"].as_str())
+                .map(str::to_string)
+        };
+        if let (Some(own), Some(guest)) = (
+            request_of("availability.requested"),
+            request_of("meeting.availability"),
+        ) {
+            break (own, guest);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the availability requests did not reach the inbox: {inbox:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // `--not-free` and `--free` together, or neither and no text, are refused by the
+    // command line and answer nothing.
+    let out = agentd_cmd(
+        &aurora,
+        &[
+            "answer",
+            &own_request,
+            "--not-free",
+            "--free",
+            &format!("{d}T09:00:00Z/{d}T10:00:00Z"),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = agentd_cmd(&aurora, &["answer", &own_request]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("required"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(meeting_of(&hub, &step_id).await["participants"][0]["answered_at"].is_null());
+
+    // Not free at all: an answer with no time in it.
+    let out = agentd_cmd(&aurora, &["answer", &own_request, "--not-free"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("answered for aurora@example.com; waiting for the others"),
+        "{}",
+        text(&out.stdout)
+    );
+    let meeting = meeting_of(&hub, &step_id).await;
+    assert!(
+        meeting["participants"][0]["answered_at"].is_string(),
+        "{meeting:#}"
+    );
+    assert_eq!(
+        meeting["participants"][0]["intervals"],
+        json!([]),
+        "{meeting:#}"
+    );
+    assert_eq!(meeting["status"], "collecting", "{meeting:#}");
+
+    // The guest is free all morning, but no time suits both.
+    let out = agentd_cmd(
+        &aurora,
+        &[
+            "answer",
+            &guest_request,
+            "--free",
+            &format!("{d}T08:00:00Z/{d}T12:00:00Z"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("answered for pat@outside.example; no time suits everyone in the window"),
+        "{}",
+        text(&out.stdout)
+    );
+    let meeting = meeting_of(&hub, &step_id).await;
+    assert_eq!(meeting["status"], "no_fit", "{meeting:#}");
+    assert!(meeting["slot"].is_null(), "{meeting:#}");
 }
