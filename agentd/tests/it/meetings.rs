@@ -59,6 +59,52 @@ fn daemon(hub: &Hub, token: &str, config: &str) -> (Agentd, tokio::process::Chil
     (agentd, child)
 }
 
+/// Registers the owner's agent `name` and returns its token.
+async fn register_agent(hub: &Hub, name: &str) -> String {
+    let (status, registered) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/agents",
+            &hub.team.owner_key,
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    registered["token"].as_str().unwrap().to_string()
+}
+
+/// Creates, as the owner, a task of one meeting step `title` assigned to `assignee`:
+/// `minutes` long with `participants` (JSON), within `day` (UTC). Returns the step's id.
+async fn create_meeting(
+    hub: &Hub,
+    title: &str,
+    assignee: &str,
+    participants: Value,
+    minutes: u32,
+    day: Date,
+) -> String {
+    let (status, task) = hub
+        .rest
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            &hub.team.owner_key,
+            Some(json!({"title": title, "steps": [{
+                "key": "meet", "title": title, "assignees": [assignee], "kind": "meeting",
+                "meeting": {
+                    "participants": participants,
+                    "duration_minutes": minutes,
+                    "window": {"from": format!("{}T00:00:00Z", ymd(day)),
+                               "to": format!("{}T00:00:00+00:00", ymd(day.next_day().unwrap()))},
+                },
+            }]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    task["steps"][0]["id"].as_str().unwrap().to_string()
+}
+
 async fn meeting_of(hub: &Hub, step_id: &str) -> Value {
     hub.rest.step(&hub.team.owner_key, step_id).await["meeting"].clone()
 }
@@ -114,17 +160,7 @@ async fn three_agents_and_a_guest_meet_at_the_earliest_slot_that_suits_everyone(
     let day = monday();
     let sunday = day.previous_day().unwrap();
     // A third agent, aurora's, whose daemon has no calendar: aurora answers herself.
-    let (status, registered) = hub
-        .rest
-        .call(
-            Method::POST,
-            "/v1/agents",
-            &hub.team.owner_key,
-            Some(json!({"name": "aurora-desk"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{registered}");
-    let aurora_token = registered["token"].as_str().unwrap().to_string();
+    let aurora_token = register_agent(&hub, "aurora-desk").await;
 
     // Min works 09:00-17:00 in Tokyo (00:00-08:00 UTC) and is busy until 12:00 there.
     let ics_dir = tempfile::tempdir().unwrap();
@@ -155,27 +191,16 @@ async fn three_agents_and_a_guest_meet_at_the_earliest_slot_that_suits_everyone(
     );
     let (aurora, _aurora_daemon) = daemon(&hub, &aurora_token, "");
 
-    let (status, task) = hub
-        .rest
-        .call(
-            Method::POST,
-            "/v1/tasks",
-            &hub.team.owner_key,
-            Some(json!({"title": "Template review", "steps": [{
-                "key": "meet", "title": "Discuss the template", "assignees": ["min-laptop"],
-                "kind": "meeting",
-                "meeting": {
-                    "participants": ["min@example.com", "duan@example.com", "aurora@example.com",
-                                     {"name": "Pat Guest", "email": "pat@outside.example"}],
-                    "duration_minutes": 60,
-                    "window": {"from": format!("{}T00:00:00Z", ymd(day)),
-                               "to": format!("{}T00:00:00+00:00", ymd(day.next_day().unwrap()))},
-                },
-            }]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{task}");
-    let step_id = task["steps"][0]["id"].as_str().unwrap().to_string();
+    let step_id = create_meeting(
+        &hub,
+        "Discuss the template",
+        "min-laptop",
+        json!(["min@example.com", "duan@example.com", "aurora@example.com",
+               {"name": "Pat Guest", "email": "pat@outside.example"}]),
+        60,
+        day,
+    )
+    .await;
 
     // The two calendars answer on their own, in their own offsets.
     let meeting = wait_meeting(&hub, &step_id, "answered by both calendars", |meeting| {
@@ -384,41 +409,19 @@ async fn a_person_not_free_at_all_answers_so_and_no_slot_is_proposed() {
     let hub = Hub::start().await;
     let day = monday();
     let d = ymd(day);
-    let (status, registered) = hub
-        .rest
-        .call(
-            Method::POST,
-            "/v1/agents",
-            &hub.team.owner_key,
-            Some(json!({"name": "aurora-desk"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{registered}");
-    let aurora_token = registered["token"].as_str().unwrap().to_string();
+    let aurora_token = register_agent(&hub, "aurora-desk").await;
     // No calendar: aurora answers for herself and for her guest.
     let (aurora, _aurora_daemon) = daemon(&hub, &aurora_token, "");
 
-    let (status, task) = hub
-        .rest
-        .call(
-            Method::POST,
-            "/v1/tasks",
-            &hub.team.owner_key,
-            Some(json!({"title": "Offsite", "steps": [{
-                "key": "meet", "title": "Plan the offsite", "assignees": ["aurora-desk"],
-                "kind": "meeting",
-                "meeting": {
-                    "participants": ["aurora@example.com",
-                                     {"name": "Pat Guest", "email": "pat@outside.example"}],
-                    "duration_minutes": 30,
-                    "window": {"from": format!("{d}T00:00:00Z"),
-                               "to": format!("{}T00:00:00Z", ymd(day.next_day().unwrap()))},
-                },
-            }]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{task}");
-    let step_id = task["steps"][0]["id"].as_str().unwrap().to_string();
+    let step_id = create_meeting(
+        &hub,
+        "Plan the offsite",
+        "aurora-desk",
+        json!(["aurora@example.com", {"name": "Pat Guest", "email": "pat@outside.example"}]),
+        30,
+        day,
+    )
+    .await;
 
     // Both requests reach her inbox.
     let deadline = tokio::time::Instant::now() + WAIT;
