@@ -20,6 +20,11 @@
 //! which statement it is), for up to 1,024 distinct texts per connection ([`KeptTexts`]);
 //! past that they are prepared per execution as before.
 //!
+//! The rows a query reads are copied into owned rows (they outlive its statement), which
+//! carry the query's column names; diesel reads and copies those names from SQLite at
+//! every load. Here a query whose type says its SQL (a static `QueryId`) reads them once
+//! per connection and its later loads share them.
+//!
 //! A call that does wait is a write while another process (the admin CLI) holds the write
 //! lock, for at most `busy_timeout`, on the one writer connection.
 //!
@@ -42,6 +47,7 @@ use diesel::connection::{
     AnsiTransactionManager, CacheSize, Connection, Instrumentation, LoadConnection,
     SimpleConnection, TransactionManager, TransactionManagerStatus, WithMetadataLookup,
 };
+use std::any::TypeId;
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::RunQueryDsl as _;
@@ -72,6 +78,12 @@ type OwnedRow = <<SqliteConnection as LoadConnection>::Row<'static, 'static> as 
     Sqlite,
 >>::OwnedRow;
 
+/// The column names the owned rows of one load share (`None` until its first row).
+type ColumnNames = <<SqliteConnection as LoadConnection>::Row<'static, 'static> as IntoOwnedRow<
+    'static,
+    Sqlite,
+>>::Cache;
+
 /// A SQLite connection whose statements run where they are awaited (see the module docs).
 pub struct SqliteConn {
     inner: SqliteConnection,
@@ -80,6 +92,10 @@ pub struct SqliteConn {
     /// (the address of its `type_name`: a type whose name is found at two addresses
     /// is merely rendered twice).
     fixed: HashMap<usize, String>,
+    /// The column names of the rows loaded here by each query whose type says its SQL
+    /// (a static [`QueryId`]), shared by all its owned rows: diesel would read and copy
+    /// them again at every load.
+    column_names: HashMap<TypeId, ColumnNames>,
     seqs: Seqs,
 }
 
@@ -173,6 +189,7 @@ impl SqliteConn {
             inner,
             kept_by_sql: KeptTexts::default(),
             fixed: HashMap::new(),
+            column_names: HashMap::new(),
             seqs: Seqs::default(),
         }
     }
@@ -455,14 +472,15 @@ impl<Q> Query for Run<Q> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-/// Collects the rows of a loaded query as owned rows.
+/// Collects the rows of a loaded query as owned rows, which share `names` (read from
+/// the statement at the first row when it is `None`).
 fn owned_rows<'conn, 'query>(
     cursor: <SqliteConnection as LoadConnection>::Cursor<'conn, 'query>,
+    names: &mut ColumnNames,
 ) -> QueryResult<BoxStream<'static, QueryResult<OwnedRow>>> {
-    let mut cache = Default::default();
     let mut rows = Vec::with_capacity(cursor.size_hint().0);
     for row in cursor {
-        rows.push(Ok(IntoOwnedRow::into_owned(row?, &mut cache)));
+        rows.push(Ok(IntoOwnedRow::into_owned(row?, names)));
     }
     Ok(stream::iter(rows).boxed())
 }
@@ -486,10 +504,18 @@ impl AsyncConnectionCore for SqliteConn {
         T::Query: QueryFragment<Self::Backend> + QueryId + 'query,
     {
         let query = source.as_query();
+        // A static query id names one SQL text, so one list of columns.
+        let key = <T::Query as QueryId>::query_id();
+        let mut names = key
+            .and_then(|key| self.column_names.get(&key).cloned())
+            .unwrap_or_default();
         let rows = (|| match self.kept_by_sql(&query)? {
-            Some(collected) => owned_rows(self.inner.load(collected)?),
-            None => owned_rows(self.inner.load(Run(query))?),
+            Some(collected) => owned_rows(self.inner.load(collected)?, &mut names),
+            None => owned_rows(self.inner.load(Run(query))?, &mut names),
         })();
+        if let (Some(key), Some(_)) = (key, &names) {
+            self.column_names.entry(key).or_insert(names);
+        }
         std::future::ready(rows)
     }
 
@@ -668,6 +694,74 @@ mod tests {
 
     /// Inserts, updates and a select marked fixed run with their own values each time,
     /// from one prepared statement each; an update's SQL is rendered once (`fixed`).
+    /// The name of each column of `row` and the text it holds (numbers as text).
+    fn by_name(row: &super::OwnedRow) -> Vec<(String, String)> {
+        use diesel::deserialize::FromSql;
+        use diesel::row::{Field, Row};
+        (0..row.field_count())
+            .map(|idx| {
+                let field = row.get(idx).unwrap();
+                let name = field.field_name().unwrap().to_string();
+                let value = field.value().unwrap();
+                let text =
+                    <String as FromSql<diesel::sql_types::Text, diesel::sqlite::Sqlite>>::from_sql(
+                        value,
+                    )
+                    .unwrap();
+                (name, text)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_query_types_rows_carry_its_own_column_names_load_after_load() {
+        use diesel_async::AsyncConnectionCore;
+        use futures_util::TryStreamExt;
+
+        let (mut conn, _) = open().await;
+        insert_ready_items(&mut conn, 2).await;
+        for _ in 0..2 {
+            let by_id: Vec<super::OwnedRow> = AsyncConnectionCore::load(
+                &mut conn,
+                items::table.select((items::id, items::n)).order(items::n),
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+            let by_n: Vec<super::OwnedRow> = AsyncConnectionCore::load(
+                &mut conn,
+                items::table
+                    .select((items::n, items::state, items::id))
+                    .filter(items::n.eq(1_i64)),
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+            let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+                list.iter()
+                    .map(|(name, text)| (name.to_string(), text.to_string()))
+                    .collect()
+            };
+            assert_eq!(
+                by_id.iter().map(by_name).collect::<Vec<_>>(),
+                vec![
+                    pairs(&[("id", "i0"), ("n", "0")]),
+                    pairs(&[("id", "i1"), ("n", "1")])
+                ]
+            );
+            assert_eq!(
+                by_n.iter().map(by_name).collect::<Vec<_>>(),
+                vec![pairs(&[("n", "1"), ("state", "ready"), ("id", "i1")])]
+            );
+        }
+        // Read from SQLite once per query type, not once per load.
+        assert_eq!(conn.column_names.len(), 2);
+    }
+
     #[tokio::test]
     async fn fixed_statements_run_their_own_values_from_one_prepared_statement() {
         let (mut conn, prepared) = open().await;
