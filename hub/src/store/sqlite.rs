@@ -692,8 +692,6 @@ mod tests {
         );
     }
 
-    /// Inserts, updates and a select marked fixed run with their own values each time,
-    /// from one prepared statement each; an update's SQL is rendered once (`fixed`).
     /// The name of each column of `row` and the text it holds (numbers as text).
     fn by_name(row: &super::OwnedRow) -> Vec<(String, String)> {
         use diesel::deserialize::FromSql;
@@ -713,6 +711,8 @@ mod tests {
             .collect()
     }
 
+    /// Two query types over one table, each loaded twice: every row names its own
+    /// columns, and each type's names are read from SQLite once.
     #[tokio::test]
     async fn each_query_types_rows_carry_its_own_column_names_load_after_load() {
         use diesel_async::AsyncConnectionCore;
@@ -762,6 +762,8 @@ mod tests {
         assert_eq!(conn.column_names.len(), 2);
     }
 
+    /// Inserts, updates and a select marked fixed run with their own values each time,
+    /// from one prepared statement each; an update's SQL is rendered once (`fixed`).
     #[tokio::test]
     async fn fixed_statements_run_their_own_values_from_one_prepared_statement() {
         let (mut conn, prepared) = open().await;
