@@ -84,25 +84,16 @@ async fn create_meeting(
     minutes: u32,
     day: Date,
 ) -> String {
-    let (status, task) = hub
-        .rest
-        .call(
-            Method::POST,
-            "/v1/tasks",
+    let window = json!({"from": format!("{}T00:00:00Z", ymd(day)),
+                        "to": format!("{}T00:00:00+00:00", ymd(day.next_day().unwrap()))});
+    hub.rest
+        .create_step(
             &hub.team.owner_key,
-            Some(json!({"title": title, "steps": [{
-                "key": "meet", "title": title, "assignees": [assignee], "kind": "meeting",
-                "meeting": {
-                    "participants": participants,
-                    "duration_minutes": minutes,
-                    "window": {"from": format!("{}T00:00:00Z", ymd(day)),
-                               "to": format!("{}T00:00:00+00:00", ymd(day.next_day().unwrap()))},
-                },
-            }]})),
+            json!({"title": title, "assignees": [assignee], "kind": "meeting",
+                   "meeting": {"participants": participants, "duration_minutes": minutes,
+                               "window": window}}),
         )
-        .await;
-    assert_eq!(status, 201, "{task}");
-    task["steps"][0]["id"].as_str().unwrap().to_string()
+        .await
 }
 
 async fn meeting_of(hub: &Hub, step_id: &str) -> Value {
