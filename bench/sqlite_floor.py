@@ -109,9 +109,12 @@ def migrate(conn, integer_keys, without_rowid):
                              r"\1id INTEGER PRIMARY KEY", sql)
         conn.executescript("BEGIN;" + sql + ";COMMIT;")
     for table in without_rowid:
-        (create,) = conn.execute(
+        found = conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
         ).fetchone()
+        if found is None:
+            raise SystemExit("--without-rowid: the hub's schema has no table `%s`" % table)
+        (create,) = found
         indexes = [row[0] for row in conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
             " AND sql IS NOT NULL", (table,))]
@@ -147,7 +150,6 @@ class Writer:
         self.events = []
         self.timeline = []
         self.touched = set()
-        self.statements = 0
         self.in_statements = 0
         self.binds = []
 
@@ -161,7 +163,6 @@ class Writer:
     def x(self, sql, args=()):
         """Runs a statement to its end and returns its rows; the thread's CPU time inside
         it is counted, and its binds kept for the probe (`probe_binds`)."""
-        self.statements += 1
         t0 = time.thread_time_ns()
         rows = self.conn.execute(sql, args).fetchall()
         self.in_statements += time.thread_time_ns() - t0
@@ -414,7 +415,7 @@ def main():
             made += n
             writer.commit()
         wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
-        statements = writer.statements
+        statements = len(writer.binds)
         stop.set()
         thread.join()
 

@@ -326,12 +326,18 @@ impl SqliteConn {
                     .do_update()
                     .set(audience_seqs::last_seq.eq(excluded(audience_seqs::last_seq))),
             );
-            match self.kept_by_sql(&upsert)? {
-                Some(collected) => self.inner.execute_returning_count(&collected)?,
-                None => ExecuteDsl::execute(upsert, &mut self.inner)?,
-            };
+            self.execute(&upsert)?;
         }
         Ok(())
+    }
+
+    /// Runs `query`, kept by its SQL text when diesel would not keep it
+    /// ([`SqliteConn::kept_by_sql`]); its number of rows changed.
+    fn execute<Q: QueryFragment<Sqlite> + QueryId>(&mut self, query: &Q) -> QueryResult<usize> {
+        match self.kept_by_sql(query)? {
+            Some(collected) => self.inner.execute_returning_count(&collected),
+            None => self.inner.execute_returning_count(query),
+        }
     }
 
     /// Gives back what the transactions at `depth` and deeper reserved, and drops the
@@ -506,15 +512,16 @@ impl AsyncConnectionCore for SqliteConn {
         let query = source.as_query();
         // A static query id names one SQL text, so one list of columns.
         let key = <T::Query as QueryId>::query_id();
-        let mut names = key
-            .and_then(|key| self.column_names.get(&key).cloned())
-            .unwrap_or_default();
+        let known = key.and_then(|key| self.column_names.get(&key).cloned());
+        let read_now = known.is_none();
+        let mut names = known.unwrap_or_default();
         let rows = (|| match self.kept_by_sql(&query)? {
             Some(collected) => owned_rows(self.inner.load(collected)?, &mut names),
             None => owned_rows(self.inner.load(Run(query))?, &mut names),
         })();
-        if let (Some(key), Some(_)) = (key, &names) {
-            self.column_names.entry(key).or_insert(names);
+        // Kept once its first row read them.
+        if let (Some(key), true, Some(_)) = (key, read_now, &names) {
+            self.column_names.insert(key, names);
         }
         std::future::ready(rows)
     }
@@ -526,11 +533,7 @@ impl AsyncConnectionCore for SqliteConn {
     where
         T: QueryFragment<Self::Backend> + QueryId + 'query,
     {
-        let count = (|| match self.kept_by_sql(&source)? {
-            Some(collected) => self.inner.execute_returning_count(&collected),
-            None => self.inner.execute_returning_count(&source),
-        })();
-        std::future::ready(count)
+        std::future::ready(self.execute(&source))
     }
 }
 
