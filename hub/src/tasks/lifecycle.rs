@@ -556,12 +556,14 @@ pub struct SubmitOp {
 }
 
 /// One submit in the transaction of its batch; the events it causes go to `outbox`
-/// (flushed here, published after the commit).
+/// (flushed here, published after the commit). `Ok(Err(refusal))` when it is refused
+/// before it writes anything (not the agent's step, not held at that attempt); `Err` when
+/// it failed, possibly after its first write.
 pub(super) async fn submit_in_tx(
     db: &mut Db<'_>,
     op: &SubmitOp,
     outbox: &mut Outbox,
-) -> Result<SubmitOutcome> {
+) -> Result<Result<SubmitOutcome>> {
     let SubmitOp {
         agent,
         submitted,
@@ -571,7 +573,13 @@ pub(super) async fn submit_in_tx(
     } = op;
     // The step's task, locked: goes out with the step's read.
     let locked = model::lock_task_of_step(db, &agent.workspace_id, &submitted.step_id).await;
-    let (step, shared) = assigned_step_shared(db, agent, &submitted.step_id).await?;
+    let found =
+        model::find_step_for_agent(db, &agent.workspace_id, &submitted.step_id, &agent.agent_id)
+            .await?;
+    let (step, shared) = match check_assigned(found, agent, &submitted.step_id) {
+        Ok(found) => found,
+        Err(refused) => return Ok(Err(refused)),
+    };
     // A step leaves `claimed`/`running` at an attempt for good when that attempt is
     // submitted (every way back to an agent starts a new attempt), so while the
     // caller still holds it at this attempt there is no earlier submit to answer.
@@ -585,26 +593,30 @@ pub(super) async fn submit_in_tx(
     };
     if let Some(previous) = previous {
         if previous.agent_id != agent.agent_id {
-            return Err(Error::conflict(format!(
+            return Ok(Err(Error::conflict(format!(
                 "attempt {} was submitted by another agent",
                 submitted.attempt
-            )));
+            ))));
         }
         // A resent submit records a check the first one did not carry.
         if let Some(check) = &submitted.check {
             let task = locked_task(db, locked).await?;
             record_check_in_tx(db, agent, &task, &step, submitted.attempt, check).await?;
         }
-        return Ok(SubmitOutcome {
+        return Ok(Ok(SubmitOutcome {
             status: previous.outcome,
-        });
+        }));
     }
-    let mut step = check_held(
+    let held = check_held(
         step,
         agent,
         submitted.attempt,
         &[StepStatus::Claimed, StepStatus::Running],
-    )?;
+    );
+    let mut step = match held {
+        Ok(step) => step,
+        Err(refused) => return Ok(Err(refused)),
+    };
     let task = locked_task(db, locked).await?;
     let now = now_ms();
     let (input_tokens, output_tokens) = submitted.usage.as_ref().map_or((0, 0), |usage| {
@@ -671,9 +683,9 @@ pub(super) async fn submit_in_tx(
     };
     model::insert_submission(db, &submission).await?;
     outbox.flush(db, &step.workspace_id).await?;
-    Ok(SubmitOutcome {
+    Ok(Ok(SubmitOutcome {
         status: status.as_str().to_string(),
-    })
+    }))
 }
 
 /// The step needs its human: it becomes `blocked` (the caller records the question).
@@ -857,7 +869,7 @@ pub(crate) async fn fail_for_good_in_tx(
             frames::step_revoked(step, step.attempt, reason),
         );
     }
-    let settled = settle::settle(db, outbox, task, by).await?;
+    let settled = settle::settle_after(db, outbox, task, by, step).await?;
     end_if_finished(db, outbox, task, &settled.steps, by).await?;
     Ok(())
 }
@@ -946,7 +958,7 @@ async fn completed_in_tx(
     by: &By,
     assignees: Option<Vec<(String, String)>>,
 ) -> Result<()> {
-    let settled = settle::settle(db, outbox, task, by).await?;
+    let settled = settle::settle_after(db, outbox, task, by, step).await?;
     let newly_ready = &settled.newly_ready;
     let assignees = match assignees {
         Some(known) => known,

@@ -519,6 +519,22 @@ pub async fn steps_of_task(db: &mut Db<'_>, task_id: &str) -> QueryResult<Vec<St
     })
 }
 
+/// The steps of a task but `step_id`, in their order.
+pub async fn other_steps_of_task(
+    db: &mut Db<'_>,
+    task_id: &str,
+    step_id: &str,
+) -> QueryResult<Vec<Step>> {
+    crate::db!(db, |conn| {
+        steps::table
+            .filter(steps::task_id.eq(task_id).and(steps::id.ne(step_id)))
+            .order(steps::position.asc())
+            .select(Step::as_select())
+            .load(conn)
+            .await
+    })
+}
+
 /// The steps of several tasks (a page of a task list).
 pub async fn steps_of_tasks(db: &mut Db<'_>, task_ids: &[String]) -> QueryResult<Vec<Step>> {
     if task_ids.is_empty() {

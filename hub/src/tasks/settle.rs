@@ -55,7 +55,33 @@ pub(crate) async fn settle(
     task: &Task,
     by: &By,
 ) -> Result<Settled> {
-    let mut steps = model::steps_of_task(db, &task.id).await?;
+    let steps = model::steps_of_task(db, &task.id).await?;
+    settle_steps(db, outbox, task, by, steps).await
+}
+
+/// [`settle`] after `moved`, a step of the task its caller has just changed (and holds as
+/// it is now): only the task's other steps are read.
+pub(crate) async fn settle_after(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    by: &By,
+    moved: &Step,
+) -> Result<Settled> {
+    let mut steps = model::other_steps_of_task(db, &task.id, &moved.id).await?;
+    let at = steps.partition_point(|step| step.position < moved.position);
+    steps.insert(at, moved.clone());
+    settle_steps(db, outbox, task, by, steps).await
+}
+
+/// [`settle`] over `steps`, every step of the task as it is now, in their order.
+async fn settle_steps(
+    db: &mut Db<'_>,
+    outbox: &mut Outbox,
+    task: &Task,
+    by: &By,
+    mut steps: Vec<Step>,
+) -> Result<Settled> {
     // Only pending and ready steps move here; without them the dependencies are not read.
     let may_move = steps
         .iter()

@@ -11,11 +11,15 @@
 //! - a claim is refused before it writes anything, so it runs in the batch's transaction
 //!   itself;
 //! - a creation or a submit can be refused after its first write (a plan's limits, the
-//!   events' size, the approval it asks, the task's end), so in a batch of several each
-//!   runs in a savepoint of its own and a refused one is rolled back alone;
+//!   events' size, the approval it asks, the task's end), so in a batch of several a
+//!   refused one is rolled back alone: the batch runs straight in its transaction first,
+//!   and when a creation or a submit fails there the transaction is rolled back and the
+//!   batch runs again, each write from the failed one on in a savepoint of its own (a
+//!   savepoint makes SQLite copy every page its write changes, which a batch whose writes
+//!   all succeed is spared);
 //! - a creation or a submit of a batch of several whose own statement fails (`internal`:
 //!   a constraint no check caught, a stored value that cannot be read) is rolled back
-//!   alone as well;
+//!   alone as well, the same way;
 //! - when the transaction cannot go on (the connection is lost, a savepoint cannot be
 //!   opened, released or rolled back, the commit fails) the whole batch fails and none of
 //!   it is stored: the first write gets the database's error, the others
@@ -109,8 +113,47 @@ pub(super) async fn run(ctx: &Ctx, op: WriteOp) -> WriteOut {
 
 /// Runs a batch in one transaction, in its order, and answers each write (see the module
 /// docs).
+///
+/// The writes run straight in the batch's transaction first: a savepoint per write makes
+/// SQLite copy every page the write changes into the savepoint's journal, and a batch
+/// whose writes all succeed needs none. When a creation or a submit fails there, the
+/// transaction is rolled back and the batch runs again, each write from the failed one
+/// on in a savepoint of its own (the ones before it succeeded, and run straight again).
 async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
+    let mut isolated_from = usize::MAX;
+    loop {
+        match run_pass(ctx, batch, isolated_from).await {
+            Pass::Answered(answers) => return answers,
+            // Only a write before `isolated_from` asks for another pass: each pass
+            // isolates more of the batch, and one that isolates all of it is answered.
+            Pass::Again { failed_at } => isolated_from = failed_at,
+        }
+    }
+}
+
+/// How a pass over a batch ended.
+enum Pass {
+    /// Committed (or failed as a whole): each write's answer.
+    Answered(Vec<Answer>),
+    /// The write at `failed_at`, run straight in the transaction, failed: rolled back.
+    Again { failed_at: usize },
+}
+
+/// How a write that may be refused after its first write runs in its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// Alone in its batch: its failure is the transaction's.
+    Alone,
+    /// Straight in the batch's transaction: its failure rolls the batch back.
+    Straight,
+    /// In a savepoint of its own: its failure is undone alone.
+    Savepoint,
+}
+
+/// Runs the batch once, writes from `isolated_from` on each in a savepoint.
+async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pass {
     let mut written = Vec::new();
+    let mut failed_at = None;
     let ran = ctx
         .store
         .transaction(async |db| {
@@ -118,17 +161,34 @@ async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
             let ops = batch.ops();
             let alone = ops.len() == 1;
             let mut outs = Vec::with_capacity(ops.len());
-            for op in ops {
+            for (at, op) in ops.iter().enumerate() {
+                let isolation = if alone {
+                    Isolation::Alone
+                } else if at < isolated_from {
+                    Isolation::Straight
+                } else {
+                    Isolation::Savepoint
+                };
+                // A write run straight that failed rolls the pass back, to run again.
+                let again = |err: &Error| {
+                    if isolation == Isolation::Straight && !matches!(err, Error::Unavailable(_)) {
+                        Some(at)
+                    } else {
+                        None
+                    }
+                };
                 outs.push(match op {
                     WriteOp::Claim(claim) => {
                         WriteOut::Claim(claim_in_tx(ctx, db, claim, &mut written).await?)
                     }
                     WriteOp::Submit(submit) => {
                         let mut outbox = Outbox::default();
-                        let submitted = isolated(db, alone, async |db| {
+                        let submitted = isolated(db, isolation, async |db| {
                             submit_in_tx(db, submit, &mut outbox).await
                         })
-                        .await?;
+                        .await
+                        .inspect_err(|err| failed_at = again(err))?
+                        .and_then(|refused_or_done| refused_or_done);
                         if submitted.is_ok() {
                             written.push(outbox.into_written());
                         }
@@ -136,12 +196,13 @@ async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
                     }
                     WriteOp::Create(create) => {
                         let mut outbox = Outbox::for_request();
-                        let created = isolated(db, alone, async |db| {
+                        let created = isolated(db, isolation, async |db| {
                             create_in_tx(ctx, db, create, &mut outbox)
                                 .await
                                 .map(Box::new)
                         })
-                        .await?;
+                        .await
+                        .inspect_err(|err| failed_at = again(err))?;
                         if created.is_ok() {
                             written.push(outbox.into_written());
                         }
@@ -154,17 +215,22 @@ async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
         .await;
     let outs = match ran {
         Ok(outs) => outs,
+        Err(_) if let Some(failed_at) = failed_at => return Pass::Again { failed_at },
         Err(err) => {
-            written.clear();
             let ops = batch.ops();
             let mut outs: Vec<WriteOut> = ops[1..]
                 .iter()
                 .map(|op| op.failed(Error::shared_failure(&err)))
                 .collect();
             outs.insert(0, ops[0].failed(err));
-            outs
+            return Pass::Answered(answers(outs, Vec::new()));
         }
     };
+    Pass::Answered(answers(outs, written))
+}
+
+/// Each write's answer, the first with every event the batch wrote.
+fn answers(outs: Vec<WriteOut>, written: Vec<Written>) -> Vec<Answer> {
     let mut written = Some(written);
     outs.into_iter()
         .map(|out| Answer {
@@ -174,16 +240,16 @@ async fn run_batch(ctx: &Ctx, batch: &mut WriteBatch) -> Vec<Answer> {
         .collect()
 }
 
-/// Runs `write`, a write that may be refused after its first write: `Ok(Err(refusal))`
-/// when it is refused, or one of its statements failed, and it is undone alone (in a
-/// batch of several, in its own savepoint); `Err` when the connection is lost or the
-/// savepoint itself failed (the transaction cannot go on), or the write is `alone` in its
-/// batch (the batch's transaction rolls back and answers it).
-async fn isolated<T, F>(db: &mut Db<'_>, alone: bool, write: F) -> Result<Result<T>>
+/// Runs `write`, a write that may be refused after its first write, as `isolation` says:
+/// `Ok(Err(refusal))` when it is refused, or one of its statements failed, and it was
+/// undone alone in its savepoint; `Err` when the connection is lost or the savepoint itself
+/// failed (the transaction cannot go on), or the write ran without a savepoint (the
+/// batch's transaction rolls back: see [`run_batch`]).
+async fn isolated<T, F>(db: &mut Db<'_>, isolation: Isolation, write: F) -> Result<Result<T>>
 where
     F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T>, Fut: Send>,
 {
-    if alone {
+    if isolation != Isolation::Savepoint {
         return write(db).await.map(Ok);
     }
     match db.savepoint(write).await? {

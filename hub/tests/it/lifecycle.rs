@@ -2448,7 +2448,9 @@ backend_test!(
     /// one of a stale attempt are refused, a step of approval level 1 awaits its approver,
     /// a step whose approvers are gone is refused after its update (and stays claimed,
     /// without a result), and a claim of another step wins. On SQLite, where the writer is
-    /// held until all of them queued, they ran as one transaction.
+    /// held until all of them queued, they ran as one batch: once straight, rolled back at
+    /// the refusal after a write, and once more with the writes from it on in savepoints
+    /// (the refusals before a write roll nothing back).
     async fn submits_at_the_same_moment_each_get_their_own_answer(store) {
         let team = Team::new(&store).await;
         let mut crew = Vec::new();
@@ -2550,8 +2552,10 @@ backend_test!(
         if let (Some(before), Some(after)) = (before, store.writer_stats()) {
             assert_eq!(
                 after.transactions - before,
-                2,
-                "the writer's holder, then the eight operations in one transaction"
+                3,
+                "the writer's holder, then the eight operations in one transaction, rolled \
+                 back at the submit refused after its update and run again with each write \
+                 from it on in a savepoint"
             );
         }
         let stored = |key: &str| {
@@ -2587,7 +2591,8 @@ backend_test!(
     /// the workspace) or whose own statement fails (the database refuses its task's row:
     /// a trigger here) is undone alone, leaving no task behind, while the others are
     /// created with their steps ready and pushed. On SQLite, where the writer is held
-    /// until all of them queued, they ran as one transaction.
+    /// until all of them queued, they ran as one batch: once straight, rolled back at the
+    /// first refusal, and once more with the writes from it on in savepoints.
     async fn creations_at_the_same_moment_each_get_their_own_answer(store) {
         let team = Team::new(&store).await;
         let crew0 = team.add_agent("crew0", "aurora@example.com", &[], 1024).await;
@@ -2630,8 +2635,10 @@ backend_test!(
         if let (Some(before), Some(after)) = (before, store.writer_stats()) {
             assert_eq!(
                 after.transactions - before,
-                2,
-                "the writer's holder, then the four writes in one transaction"
+                3,
+                "the writer's holder, then the four writes in one transaction, rolled back \
+                 at the first refused creation and run again with each write from it on in \
+                 a savepoint"
             );
         }
         let mut created = Vec::new();
