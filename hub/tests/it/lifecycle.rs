@@ -2586,6 +2586,82 @@ backend_test!(
 );
 
 backend_test!(
+    /// Submits refused before they write anything (a stale attempt, a step of another
+    /// agent) in a batch with submits that succeed: each gets its own answer, the others'
+    /// results are stored, and on SQLite the batch ran once, in one transaction (a refusal
+    /// before a write rolls nothing back).
+    async fn submits_refused_before_writing_leave_their_batch_one_transaction(store) {
+        let team = Team::new(&store).await;
+        let mut crew = Vec::new();
+        for n in 0..3 {
+            crew.push(
+                team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
+                    .await,
+            );
+        }
+        let view = team
+            .create(new_task(
+                "Refused early",
+                vec![
+                    new_step("s0", &["crew0"], &[]),
+                    new_step("s1", &["crew1"], &[]),
+                    new_step("s2", &["crew2"], &[]),
+                ],
+            ))
+            .await;
+        let id = |key: &str| step_id(&view, key);
+        for (n, key) in ["s0", "s1", "s2"].into_iter().enumerate() {
+            tasks::claim_step(&team.ctx, &crew[n], &id(key)).await.unwrap();
+        }
+        // (key, agent, attempt)
+        let ops: Vec<(&str, usize, u32)> = vec![("s0", 0, 2), ("s1", 1, 1), ("s0", 2, 1), ("s2", 2, 1)];
+        let barrier = Arc::new(Barrier::new(ops.len()));
+        let (mut answers, before) = run_as_one_batch(&store, &team.ctx, ops.len(), || {
+            ops.iter()
+                .map(|&(key, agent, attempt)| {
+                    let (ctx, agent, step) = (team.ctx.clone(), crew[agent].clone(), id(key));
+                    let barrier = Arc::clone(&barrier);
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let answer = submit(&ctx, &agent, &step, attempt).await;
+                        let answer = answer
+                            .map(|done| done.status)
+                            .map_err(|err| format!("{}: {err}", err.code()));
+                        (key, attempt, answer)
+                    })
+                })
+                .collect()
+        })
+        .await;
+        answers.sort();
+        let expected: Vec<(&str, u32, Result<String, String>)> = vec![
+            ("s0", 1, Err(format!(
+                "forbidden: step `{}` is not assigned to agent `crew2`",
+                id("s0")
+            ))),
+            ("s0", 2, Err(
+                "conflict: step is claimed at attempt 1; attempt 2 is not current".into()
+            )),
+            ("s1", 1, Ok("done".into())),
+            ("s2", 1, Ok("done".into())),
+        ];
+        assert_eq!(answers, expected);
+        if let (Some(before), Some(after)) = (before, store.writer_stats()) {
+            assert_eq!(
+                after.transactions - before,
+                2,
+                "the writer's holder, then the four submits in one transaction"
+            );
+        }
+        assert_eq!(team.step(&id("s0")).await.status, "claimed");
+        for key in ["s1", "s2"] {
+            let stored = team.step(&id(key)).await;
+            assert_eq!((stored.status.as_str(), stored.result.is_some()), ("done", true), "{key}");
+        }
+    }
+);
+
+backend_test!(
     /// Task creations and a claim at the same moment: each gets its own answer, and a
     /// creation refused after its task was written (an assignee that is not an agent of
     /// the workspace) or whose own statement fails (the database refuses its task's row:
