@@ -2286,13 +2286,7 @@ backend_test!(
     /// as one transaction.
     async fn claims_at_the_same_moment_each_get_their_own_answer(store) {
         let team = Team::new(&store).await;
-        let mut agents = Vec::new();
-        for n in 0..8 {
-            agents.push(
-                team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
-                    .await,
-            );
-        }
+        let agents = add_crew(&team, 8).await;
         let solo = team.add_agent("solo", "duan@example.com", &[], 1).await;
         for round in 0..10 {
             let mut steps: Vec<NewStep> = (0..8)
@@ -2397,6 +2391,18 @@ backend_test!(
     }
 );
 
+/// Agents `crew0`, `crew1`, … of aurora, `n` of them.
+async fn add_crew(team: &Team, n: usize) -> Vec<AgentActor> {
+    let mut crew = Vec::new();
+    for n in 0..n {
+        crew.push(
+            team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
+                .await,
+        );
+    }
+    crew
+}
+
 /// Starts `queued` operations (`start`) and answers what each returned, with the writer's
 /// transactions before them. On SQLite the writer is held meanwhile, so that every one of
 /// them queues: the first waits for the writer, and the rest join its batch when it gets
@@ -2453,13 +2459,7 @@ backend_test!(
     /// (the refusals before a write roll nothing back).
     async fn submits_at_the_same_moment_each_get_their_own_answer(store) {
         let team = Team::new(&store).await;
-        let mut crew = Vec::new();
-        for n in 0..6 {
-            crew.push(
-                team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
-                    .await,
-            );
-        }
+        let crew = add_crew(&team, 6).await;
         let gated = |key: &str, agent: &str| NewStep {
             approval_level: 1,
             approvers: vec!["duan@example.com".into()],
@@ -2592,13 +2592,7 @@ backend_test!(
     /// before a write rolls nothing back).
     async fn submits_refused_before_writing_leave_their_batch_one_transaction(store) {
         let team = Team::new(&store).await;
-        let mut crew = Vec::new();
-        for n in 0..3 {
-            crew.push(
-                team.add_agent(&format!("crew{n}"), "aurora@example.com", &[], 1024)
-                    .await,
-            );
-        }
+        let crew = add_crew(&team, 3).await;
         let view = team
             .create(new_task(
                 "Refused early",
