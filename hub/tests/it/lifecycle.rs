@@ -2391,6 +2391,52 @@ backend_test!(
     }
 );
 
+/// Runs `ops` as one batch ([`run_as_one_batch`]): (step key, index in `crew`, attempt)
+/// each, a submit, or with attempt 0 a claim. Answers each op's key and attempt with its
+/// answer (a submit's status, `claimed at N`, or `code: message`), sorted, and the
+/// writer's transactions before them.
+async fn submit_as_one_batch(
+    store: &Store,
+    team: &Team,
+    crew: &[AgentActor],
+    view: &TaskView,
+    ops: &[(&'static str, usize, u32)],
+) -> (
+    Vec<(&'static str, u32, Result<String, String>)>,
+    Option<u64>,
+) {
+    let barrier = Arc::new(Barrier::new(ops.len()));
+    let (mut answers, before) = run_as_one_batch(store, &team.ctx, ops.len(), || {
+        ops.iter()
+            .map(|&(key, agent, attempt)| {
+                let (ctx, agent, step) =
+                    (team.ctx.clone(), crew[agent].clone(), step_id(view, key));
+                let barrier = Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let answer = if attempt == 0 {
+                        tasks::claim_step(&ctx, &agent, &step)
+                            .await
+                            .map(|claimed| format!("claimed at {}", claimed.attempt))
+                    } else {
+                        submit(&ctx, &agent, &step, attempt)
+                            .await
+                            .map(|done| done.status)
+                    };
+                    (
+                        key,
+                        attempt,
+                        answer.map_err(|err| format!("{}: {err}", err.code())),
+                    )
+                })
+            })
+            .collect()
+    })
+    .await;
+    answers.sort();
+    (answers, before)
+}
+
 /// Agents `crew0`, `crew1`, … of aurora, `n` of them.
 async fn add_crew(team: &Team, n: usize) -> Vec<AgentActor> {
     let mut crew = Vec::new();
@@ -2497,8 +2543,7 @@ backend_test!(
             })
             .await
             .unwrap();
-        // (key, agent, attempt): a submit; attempt 0: a claim.
-        let ops: Vec<(&str, usize, u32)> = vec![
+        let ops = vec![
             ("s0", 0, 1),
             ("s1", 1, 1),
             ("s1", 1, 1),
@@ -2508,28 +2553,7 @@ backend_test!(
             ("broken", 5, 1),
             ("fresh", 0, 0),
         ];
-        let barrier = Arc::new(Barrier::new(ops.len()));
-        let (mut answers, before) = run_as_one_batch(&store, &team.ctx, ops.len(), || {
-            ops.iter()
-                .map(|&(key, agent, attempt)| {
-                    let (ctx, agent, step) = (team.ctx.clone(), crew[agent].clone(), id(key));
-                    let barrier = Arc::clone(&barrier);
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        let answer = if attempt == 0 {
-                            tasks::claim_step(&ctx, &agent, &step)
-                                .await
-                                .map(|claimed| format!("claimed at {}", claimed.attempt))
-                        } else {
-                            submit(&ctx, &agent, &step, attempt).await.map(|done| done.status)
-                        };
-                        (key, attempt, answer.map_err(|err| format!("{}: {err}", err.code())))
-                    })
-                })
-                .collect()
-        })
-        .await;
-        answers.sort();
+        let (answers, before) = submit_as_one_batch(&store, &team, &crew, &view, &ops).await;
         let ok = |status: &str| Ok(status.to_string());
         let expected: Vec<(&str, u32, Result<String, String>)> = vec![
             ("broken", 1, Err(
@@ -2607,27 +2631,8 @@ backend_test!(
         for (n, key) in ["s0", "s1", "s2"].into_iter().enumerate() {
             tasks::claim_step(&team.ctx, &crew[n], &id(key)).await.unwrap();
         }
-        // (key, agent, attempt)
-        let ops: Vec<(&str, usize, u32)> = vec![("s0", 0, 2), ("s1", 1, 1), ("s0", 2, 1), ("s2", 2, 1)];
-        let barrier = Arc::new(Barrier::new(ops.len()));
-        let (mut answers, before) = run_as_one_batch(&store, &team.ctx, ops.len(), || {
-            ops.iter()
-                .map(|&(key, agent, attempt)| {
-                    let (ctx, agent, step) = (team.ctx.clone(), crew[agent].clone(), id(key));
-                    let barrier = Arc::clone(&barrier);
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        let answer = submit(&ctx, &agent, &step, attempt).await;
-                        let answer = answer
-                            .map(|done| done.status)
-                            .map_err(|err| format!("{}: {err}", err.code()));
-                        (key, attempt, answer)
-                    })
-                })
-                .collect()
-        })
-        .await;
-        answers.sort();
+        let ops = vec![("s0", 0, 2), ("s1", 1, 1), ("s0", 2, 1), ("s2", 2, 1)];
+        let (answers, before) = submit_as_one_batch(&store, &team, &crew, &view, &ops).await;
         let expected: Vec<(&str, u32, Result<String, String>)> = vec![
             ("s0", 1, Err(format!(
                 "forbidden: step `{}` is not assigned to agent `crew2`",
