@@ -55,18 +55,9 @@ pub struct SubmitOutcome {
 
 /// Loads a step of the agent's workspace that is assigned to the agent.
 async fn assigned_step(db: &mut Db<'_>, agent: &AgentActor, step_id: &str) -> Result<Step> {
-    Ok(assigned_step_shared(db, agent, step_id).await?.0)
-}
-
-/// [`assigned_step`], and whether the step has other assignees too.
-async fn assigned_step_shared(
-    db: &mut Db<'_>,
-    agent: &AgentActor,
-    step_id: &str,
-) -> Result<(Step, bool)> {
     let found =
         model::find_step_for_agent(db, &agent.workspace_id, step_id, &agent.agent_id).await?;
-    check_assigned(found, agent, step_id)
+    Ok(check_assigned(found, agent, step_id)?.0)
 }
 
 /// The step [`model::find_step_for_agent`] found, if it is assigned to the agent, and

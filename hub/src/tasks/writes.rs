@@ -144,8 +144,9 @@ enum Pass {
 enum Isolation {
     /// Alone in its batch: its failure is the transaction's.
     Alone,
-    /// Straight in the batch's transaction: its failure rolls the batch back.
-    Straight,
+    /// Straight in the batch's transaction, the write at `at`: its failure rolls the
+    /// batch back, to run again.
+    Straight { at: usize },
     /// In a savepoint of its own: its failure is undone alone.
     Savepoint,
 }
@@ -165,17 +166,9 @@ async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pa
                 let isolation = if alone {
                     Isolation::Alone
                 } else if at < isolated_from {
-                    Isolation::Straight
+                    Isolation::Straight { at }
                 } else {
                     Isolation::Savepoint
-                };
-                // A write run straight that failed rolls the pass back, to run again.
-                let again = |err: &Error| {
-                    if isolation == Isolation::Straight && !matches!(err, Error::Unavailable(_)) {
-                        Some(at)
-                    } else {
-                        None
-                    }
                 };
                 outs.push(match op {
                     WriteOp::Claim(claim) => {
@@ -183,12 +176,11 @@ async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pa
                     }
                     WriteOp::Submit(submit) => {
                         let mut outbox = Outbox::default();
-                        let submitted = isolated(db, isolation, async |db| {
+                        let submitted = isolated(db, isolation, &mut failed_at, async |db| {
                             submit_in_tx(db, submit, &mut outbox).await
                         })
-                        .await
-                        .inspect_err(|err| failed_at = again(err))?
-                        .and_then(|refused_or_done| refused_or_done);
+                        .await?
+                        .and_then(std::convert::identity);
                         if submitted.is_ok() {
                             written.push(outbox.into_written());
                         }
@@ -196,13 +188,12 @@ async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pa
                     }
                     WriteOp::Create(create) => {
                         let mut outbox = Outbox::for_request();
-                        let created = isolated(db, isolation, async |db| {
+                        let created = isolated(db, isolation, &mut failed_at, async |db| {
                             create_in_tx(ctx, db, create, &mut outbox)
                                 .await
                                 .map(Box::new)
                         })
-                        .await
-                        .inspect_err(|err| failed_at = again(err))?;
+                        .await?;
                         if created.is_ok() {
                             written.push(outbox.into_written());
                         }
@@ -244,13 +235,30 @@ fn answers(outs: Vec<WriteOut>, written: Vec<Written>) -> Vec<Answer> {
 /// `Ok(Err(refusal))` when it is refused, or one of its statements failed, and it was
 /// undone alone in its savepoint; `Err` when the connection is lost or the savepoint itself
 /// failed (the transaction cannot go on), or the write ran without a savepoint (the
-/// batch's transaction rolls back: see [`run_batch`]).
-async fn isolated<T, F>(db: &mut Db<'_>, isolation: Isolation, write: F) -> Result<Result<T>>
+/// batch's transaction rolls back: see [`run_batch`]; run straight, a failure other than
+/// the connection's sets `failed_at` to its place, for the pass that runs again).
+async fn isolated<T, F>(
+    db: &mut Db<'_>,
+    isolation: Isolation,
+    failed_at: &mut Option<usize>,
+    write: F,
+) -> Result<Result<T>>
 where
     F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T>, Fut: Send>,
 {
-    if isolation != Isolation::Savepoint {
-        return write(db).await.map(Ok);
+    match isolation {
+        Isolation::Alone => return write(db).await.map(Ok),
+        Isolation::Straight { at } => {
+            return write(db)
+                .await
+                .inspect_err(|err| {
+                    if !matches!(err, Error::Unavailable(_)) {
+                        *failed_at = Some(at);
+                    }
+                })
+                .map(Ok);
+        }
+        Isolation::Savepoint => {}
     }
     match db.savepoint(write).await? {
         Ok(done) => Ok(Ok(done)),
