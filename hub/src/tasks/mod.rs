@@ -286,13 +286,16 @@ pub struct CreateOp {
 }
 
 /// One task's creation in the transaction of its batch; the events it causes go to
-/// `outbox` (flushed here, published after the commit).
+/// `outbox` (flushed here, published after the commit). `Ok(Err(refusal))` when it is
+/// refused before it writes anything (a step's assignee, approver or dependency names
+/// nothing it may: see [`step_rows`]); `Err` when it was refused or failed after its
+/// first write (the batch rolls back: see [`writes`]).
 async fn create_in_tx(
     ctx: &Ctx,
     db: &mut Db<'_>,
     op: &CreateOp,
     outbox: &mut Outbox,
-) -> Result<TaskView> {
+) -> Result<Result<TaskView>> {
     let CreateOp {
         actor,
         new,
@@ -306,7 +309,7 @@ async fn create_in_tx(
         && let Some(task) = model::find_task(db, &workspace_id, task_id).await?
     {
         let steps = model::steps_of_task(db, &task.id).await?;
-        return load_view(db, &task, steps).await;
+        return load_view(db, &task, steps).await.map(Ok);
     }
     let by = By::actor(actor);
     let status = if new.draft || new.plan.is_some() {
@@ -331,17 +334,26 @@ async fn create_in_tx(
         updated_at: now,
         outcome: None,
     };
-    model::insert_task(db, &task).await?;
-    outbox.created_task(&task.id);
     if let Some(request) = &new.plan {
+        model::insert_task(db, &task).await?;
+        outbox.created_task(&task.id);
         // The given steps are where the planner starts; the plan makes the steps.
         let start: Vec<_> = new.steps.iter().map(plan_step_of).collect();
         plan::request_in_tx(ctx, db, outbox, actor, &task, request, &start).await?;
         timeline::record_created(db, &task, &[], &by).await?;
         outbox.flush(db, &workspace_id).await?;
-        return load_view(db, &task, Vec::new()).await;
+        return load_view(db, &task, Vec::new()).await.map(Ok);
     }
-    let (steps, written) = insert_steps_written(db, &task, &new.steps, &[]).await?;
+    // The steps' names are resolved before the task is written: a refusal for them
+    // leaves nothing to undo.
+    let rows = match step_rows(db, &task, &new.steps, &[]).await {
+        Ok(rows) => rows,
+        Err(failed @ (Error::Unavailable(_) | Error::Internal(_))) => return Err(failed),
+        Err(refused) => return Ok(Err(refused)),
+    };
+    model::insert_task(db, &task).await?;
+    outbox.created_task(&task.id);
+    let (steps, written) = write_step_rows(db, &task, &new.steps, rows).await?;
     timeline::record_created(db, &task, &steps, &by).await?;
     let view = match view_of_written(&task, &steps, &written) {
         Some(view) => view,
@@ -349,7 +361,7 @@ async fn create_in_tx(
     };
     if status == TaskStatus::Draft {
         // Nobody hears of a draft until it is published.
-        return Ok(view);
+        return Ok(Ok(view));
     }
     // Everyone involved hears of the task; ready steps are pushed to assignees.
     push_task_created(outbox, &view);
@@ -371,7 +383,7 @@ async fn create_in_tx(
         }
     }
     outbox.flush(db, &workspace_id).await?;
-    Ok(view)
+    Ok(Ok(view))
 }
 
 fn validate_task_text(new: &NewTask) -> Result<()> {
@@ -594,7 +606,8 @@ struct Written {
     assignees: Vec<model::AssigneeRow>,
     /// The rows of the assigned agents, as read to assign them.
     agents: Vec<Agent>,
-    n_approvers: usize,
+    /// (step id, member id)
+    approvers: Vec<(String, String)>,
     /// (step id, depends-on step id)
     dependencies: Vec<(String, String)>,
 }
@@ -606,6 +619,25 @@ async fn insert_steps_written(
     new_steps: &[NewStep],
     existing: &[Step],
 ) -> Result<(Vec<Step>, Written)> {
+    let rows = step_rows(db, task, new_steps, existing).await?;
+    write_step_rows(db, task, new_steps, rows).await
+}
+
+/// The rows [`insert_steps`] writes for `new_steps`, read and checked but not written:
+/// every name resolved (an unknown assignee or approver, a dependency on no step, a key
+/// taken is refused here, before anything is written).
+struct StepRows {
+    steps: Vec<Step>,
+    written: Written,
+}
+
+/// Resolves and checks what [`insert_steps`] writes ([`StepRows`]); reads only.
+async fn step_rows(
+    db: &mut Db<'_>,
+    task: &Task,
+    new_steps: &[NewStep],
+    existing: &[Step],
+) -> Result<StepRows> {
     let now = now_ms();
     let first_position = existing
         .iter()
@@ -756,28 +788,41 @@ async fn insert_steps_written(
             row.status = StepStatus::Ready.as_str().to_string();
         }
     }
-    model::insert_steps(db, &rows).await?;
-    if !assignee_rows.is_empty() {
-        model::insert_assignees(db, &assignee_rows).await?;
+    Ok(StepRows {
+        steps: rows,
+        written: Written {
+            assignees: assignee_rows,
+            agents: agents_read,
+            approvers: approver_rows,
+            dependencies: dependency_rows,
+        },
+    })
+}
+
+/// Writes what [`step_rows`] resolved for `new_steps` of `task`: the steps, their
+/// assignees, approvers, dependencies and meetings.
+async fn write_step_rows(
+    db: &mut Db<'_>,
+    task: &Task,
+    new_steps: &[NewStep],
+    StepRows { steps, written }: StepRows,
+) -> Result<(Vec<Step>, Written)> {
+    model::insert_steps(db, &steps).await?;
+    if !written.assignees.is_empty() {
+        model::insert_assignees(db, &written.assignees).await?;
     }
-    if !approver_rows.is_empty() {
-        model::insert_approvers(db, &approver_rows).await?;
+    if !written.approvers.is_empty() {
+        model::insert_approvers(db, &written.approvers).await?;
     }
-    if !dependency_rows.is_empty() {
-        model::insert_dependencies(db, &dependency_rows).await?;
+    if !written.dependencies.is_empty() {
+        model::insert_dependencies(db, &written.dependencies).await?;
     }
-    for (row, new) in rows.iter().zip(new_steps) {
+    for (row, new) in steps.iter().zip(new_steps) {
         if let Some(new_meeting) = &new.meeting {
             meeting::insert(db, task, &row.id, &new.key, new_meeting).await?;
         }
     }
-    let written = Written {
-        assignees: assignee_rows,
-        agents: agents_read,
-        n_approvers: approver_rows.len(),
-        dependencies: dependency_rows,
-    };
-    Ok((rows, written))
+    Ok((steps, written))
 }
 
 /// The view of a task just created with `steps`, built from what was written instead of
@@ -789,7 +834,7 @@ fn view_of_written(task: &Task, steps: &[Step], written: &Written) -> Option<Tas
         let mut seen = HashSet::new();
         step_ids.all(|step_id| seen.insert(step_id.as_str()))
     }
-    if written.n_approvers > 0
+    if !written.approvers.is_empty()
         || written
             .assignees
             .iter()

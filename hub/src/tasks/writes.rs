@@ -9,7 +9,10 @@
 //! wins. Each answers its own outcome after the commit:
 //!
 //! - a claim is refused before it writes anything, so it runs in the batch's transaction
-//!   itself;
+//!   itself; so are a submit refused for its step (not found, not the agent's, not held
+//!   at that attempt) and a creation refused for its steps' names (an assignee, approver
+//!   or dependency that names nothing it may), which answer their refusal apart from a
+//!   failure after their first write;
 //! - a creation or a submit can be refused after its first write (a plan's limits, the
 //!   events' size, the approval it asks, the task's end), so in a batch of several a
 //!   refused one is rolled back alone: the batch runs straight in its transaction first,
@@ -189,11 +192,11 @@ async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pa
                     WriteOp::Create(create) => {
                         let mut outbox = Outbox::for_request();
                         let created = isolated(db, isolation, &mut failed_at, async |db| {
-                            create_in_tx(ctx, db, create, &mut outbox)
-                                .await
-                                .map(Box::new)
+                            create_in_tx(ctx, db, create, &mut outbox).await
                         })
-                        .await?;
+                        .await?
+                        .and_then(std::convert::identity)
+                        .map(Box::new);
                         if created.is_ok() {
                             written.push(outbox.into_written());
                         }

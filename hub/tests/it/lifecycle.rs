@@ -2662,12 +2662,12 @@ backend_test!(
 
 backend_test!(
     /// Task creations and a claim at the same moment: each gets its own answer, and a
-    /// creation refused after its task was written (an assignee that is not an agent of
-    /// the workspace) or whose own statement fails (the database refuses its task's row:
-    /// a trigger here) is undone alone, leaving no task behind, while the others are
-    /// created with their steps ready and pushed. On SQLite, where the writer is held
-    /// until all of them queued, they ran as one batch: once straight, rolled back at the
-    /// first refusal, and once more with the writes from it on in savepoints.
+    /// creation refused (an assignee that is not an agent of the workspace) or whose own
+    /// statement fails (the database refuses its task's row: a trigger here) leaves no
+    /// task behind, while the others are created with their steps ready and pushed. On
+    /// SQLite, where the writer is held until all of them queued, they ran as one batch:
+    /// once straight, rolled back at the failed statement, and once more with the writes
+    /// from it on in savepoints.
     async fn creations_at_the_same_moment_each_get_their_own_answer(store) {
         let team = Team::new(&store).await;
         let crew0 = team.add_agent("crew0", "aurora@example.com", &[], 1024).await;
@@ -2684,19 +2684,7 @@ backend_test!(
         ];
         let barrier = Arc::new(Barrier::new(creations.len() + 1));
         let (answers, before) = run_as_one_batch(&store, &team.ctx, creations.len() + 1, || {
-            let mut handles: Vec<_> = creations
-                .iter()
-                .map(|&(title, assignee)| {
-                    let (ctx, actor, barrier) =
-                        (team.ctx.clone(), team.aurora.clone(), Arc::clone(&barrier));
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        let new = new_task(title, vec![new_step("a", &[assignee], &[])]);
-                        let created = tasks::create_task(&ctx, &actor, new).await;
-                        (title, created.map(|view| view.task.id))
-                    })
-                })
-                .collect();
+            let mut handles = spawn_creations(&team, &barrier, &creations);
             let (ctx, agent, step) = (team.ctx.clone(), crew0.clone(), step_id(&waiting, "w"));
             let barrier = Arc::clone(&barrier);
             handles.push(tokio::spawn(async move {
@@ -2711,9 +2699,9 @@ backend_test!(
             assert_eq!(
                 after.transactions - before,
                 3,
-                "the writer's holder, then the four writes in one transaction, rolled back \
-                 at the first refused creation and run again with each write from it on in \
-                 a savepoint"
+                "the writer's holder, then the five writes in one transaction, rolled back \
+                 at the creation whose task's row the database refuses and run again with \
+                 each write from it on in a savepoint"
             );
         }
         let mut created = Vec::new();
@@ -2764,6 +2752,88 @@ backend_test!(
                     if ready.step.step_id == uuid(&view.steps[0].step.id)));
             assert!(pushed, "{title}'s step was pushed");
         }
+    }
+);
+
+/// Starts a creation of a one-step task per (title, assignee) of `creations`, each
+/// after `barrier`; each answers its title and its task's id.
+fn spawn_creations(
+    team: &Team,
+    barrier: &Arc<Barrier>,
+    creations: &[(&'static str, &'static str)],
+) -> Vec<tokio::task::JoinHandle<(&'static str, agenthub::error::Result<String>)>> {
+    creations
+        .iter()
+        .map(|&(title, assignee)| {
+            let (ctx, actor, barrier) =
+                (team.ctx.clone(), team.aurora.clone(), Arc::clone(barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let new = new_task(title, vec![new_step("a", &[assignee], &[])]);
+                let created = tasks::create_task(&ctx, &actor, new).await;
+                (title, created.map(|view| view.task.id))
+            })
+        })
+        .collect()
+}
+
+backend_test!(
+    /// Creations refused for their steps' names (an assignee that is no agent of the
+    /// workspace, a member who is not one) in a batch with creations that succeed: each
+    /// gets its own answer, nothing of the refused ones is stored, and on SQLite the batch
+    /// ran once, in one transaction (the names are resolved before the task is written,
+    /// so a refusal rolls nothing back).
+    async fn creations_refused_for_their_steps_names_leave_their_batch_one_transaction(store) {
+        let team = Team::new(&store).await;
+        add_crew(&team, 2).await;
+        let creations = [
+            ("One", "crew0"),
+            ("Nobody", "nobody"),
+            ("No member", "member:nobody@example.com"),
+            ("Two", "crew1"),
+        ];
+        let barrier = Arc::new(Barrier::new(creations.len()));
+        let (answers, before) = run_as_one_batch(&store, &team.ctx, creations.len(), || {
+            spawn_creations(&team, &barrier, &creations)
+        })
+        .await;
+        if let (Some(before), Some(after)) = (before, store.writer_stats()) {
+            assert_eq!(
+                after.transactions - before,
+                2,
+                "the writer's holder, then the four creations in one transaction"
+            );
+        }
+        let answers: Vec<(&str, Result<(), String>)> = answers
+            .into_iter()
+            .map(|(title, answer)| (title, answer.map(|_| ()).map_err(|err| err.to_string())))
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                ("One", Ok(())),
+                (
+                    "Nobody",
+                    Err("step `a`: assignee `nobody` is not an agent of this workspace".into())
+                ),
+                (
+                    "No member",
+                    Err("step `a`: assignee `member:nobody@example.com` is not a member of \
+                         this workspace"
+                        .into())
+                ),
+                ("Two", Ok(())),
+            ]
+        );
+        let mut listed: Vec<String> =
+            tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(task, _)| task.title)
+                .collect();
+        listed.sort();
+        assert_eq!(listed, ["One", "Two"], "nothing of the refused creations stays");
     }
 );
 
