@@ -2731,15 +2731,11 @@ backend_test!(
             assert_eq!(view.task.title, *title);
             assert_eq!(statuses(&view), vec![("a".to_string(), "ready".to_string())]);
         }
-        let mut listed: Vec<String> =
-            tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|(task, _)| task.title)
-                .collect();
-        listed.sort();
-        assert_eq!(listed, ["One", "Two", "Waiting"], "nothing of the refused creation stays");
+        assert_eq!(
+            listed_titles(&team).await,
+            ["One", "Two", "Waiting"],
+            "nothing of the refused creation stays"
+        );
         assert_eq!(team.step(&step_id(&waiting, "w")).await.status, "claimed");
         // Each created step was pushed to its assignee.
         for (title, task_id) in &created {
@@ -2754,6 +2750,19 @@ backend_test!(
         }
     }
 );
+
+/// The titles of the team's tasks as listed, sorted.
+async fn listed_titles(team: &Team) -> Vec<String> {
+    let mut listed: Vec<String> =
+        tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(task, _)| task.title)
+            .collect();
+    listed.sort();
+    listed
+}
 
 /// Starts a creation of a one-step task per (title, assignee) of `creations`, each
 /// after `barrier`; each answers its title and its task's id.
@@ -2825,15 +2834,11 @@ backend_test!(
                 ("Two", Ok(())),
             ]
         );
-        let mut listed: Vec<String> =
-            tasks::list_tasks(&team.ctx, &team.aurora, &tasks::TaskFilter::newest(100))
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|(task, _)| task.title)
-                .collect();
-        listed.sort();
-        assert_eq!(listed, ["One", "Two"], "nothing of the refused creations stays");
+        assert_eq!(
+            listed_titles(&team).await,
+            ["One", "Two"],
+            "nothing of the refused creations stays"
+        );
     }
 );
 
