@@ -182,8 +182,7 @@ async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pa
                         let submitted = isolated(db, isolation, &mut failed_at, async |db| {
                             submit_in_tx(db, submit, &mut outbox).await
                         })
-                        .await?
-                        .and_then(std::convert::identity);
+                        .await?;
                         if submitted.is_ok() {
                             written.push(outbox.into_written());
                         }
@@ -195,7 +194,6 @@ async fn run_pass(ctx: &Ctx, batch: &mut WriteBatch, isolated_from: usize) -> Pa
                             create_in_tx(ctx, db, create, &mut outbox).await
                         })
                         .await?
-                        .and_then(std::convert::identity)
                         .map(Box::new);
                         if created.is_ok() {
                             written.push(outbox.into_written());
@@ -234,12 +232,15 @@ fn answers(outs: Vec<WriteOut>, written: Vec<Written>) -> Vec<Answer> {
         .collect()
 }
 
-/// Runs `write`, a write that may be refused after its first write, as `isolation` says:
-/// `Ok(Err(refusal))` when it is refused, or one of its statements failed, and it was
-/// undone alone in its savepoint; `Err` when the connection is lost or the savepoint itself
-/// failed (the transaction cannot go on), or the write ran without a savepoint (the
-/// batch's transaction rolls back: see [`run_batch`]; run straight, a failure other than
-/// the connection's sets `failed_at` to its place, for the pass that runs again).
+/// Runs `write`, a write that may be refused after its first write, as `isolation` says.
+/// `write` answers `Ok(Err(refusal))` for a refusal before its first write (nothing to
+/// undo, however it ran), `Err` for a refusal or failure after it. Answers
+/// `Ok(Err(refusal))` when it was refused before writing, or refused or one of its
+/// statements failed and it was undone alone in its savepoint; `Err` when the connection
+/// is lost or the savepoint itself failed (the transaction cannot go on), or it failed
+/// after its first write without a savepoint (the batch's transaction rolls back: see
+/// [`run_batch`]; run straight, a failure other than the connection's sets `failed_at` to
+/// its place, for the pass that runs again).
 async fn isolated<T, F>(
     db: &mut Db<'_>,
     isolation: Isolation,
@@ -247,24 +248,22 @@ async fn isolated<T, F>(
     write: F,
 ) -> Result<Result<T>>
 where
-    F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<T>, Fut: Send>,
+    F: for<'r, 'c> DbFn<&'r mut Db<'c>, Result<Result<T>>, Fut: Send>,
 {
     match isolation {
-        Isolation::Alone => return write(db).await.map(Ok),
+        Isolation::Alone => return write(db).await,
         Isolation::Straight { at } => {
-            return write(db)
-                .await
-                .inspect_err(|err| {
-                    if !matches!(err, Error::Unavailable(_)) {
-                        *failed_at = Some(at);
-                    }
-                })
-                .map(Ok);
+            return write(db).await.inspect_err(|err| {
+                if !matches!(err, Error::Unavailable(_)) {
+                    *failed_at = Some(at);
+                }
+            });
         }
         Isolation::Savepoint => {}
     }
     match db.savepoint(write).await? {
-        Ok(done) => Ok(Ok(done)),
+        // Done, or refused before its first write: its savepoint is released.
+        Ok(refused_or_done) => Ok(refused_or_done),
         // The connection is gone: so is the transaction.
         Err(err @ Error::Unavailable(_)) => Err(err),
         // Refused, or failed in its own statements (`internal`): rolled back alone.
